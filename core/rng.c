@@ -1,0 +1,125 @@
+/* rng.c - Philox4x32-10 (Salmon et al., SC'11) and the draws built on it. */
+#include <math.h>
+
+#include "error.h"
+#include "rng.h"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+static void mulhilo(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo)
+{
+    uint64_t p = (uint64_t)a * b;
+    *hi = (uint32_t)(p >> 32);
+    *lo = (uint32_t)p;
+}
+
+void sg_philox4x32(uint64_t counter, uint64_t key_lo, uint64_t key_hi, uint32_t out[4])
+{
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32);
+    uint32_t c2 = (uint32_t)key_hi, c3 = (uint32_t)(key_hi >> 32);
+    uint32_t k0 = (uint32_t)key_lo, k1 = (uint32_t)(key_lo >> 32);
+    for (int i = 0; i < 10; i++) {
+        uint32_t hi0, lo0, hi1, lo1;
+        mulhilo(PHILOX_M0, c0, &hi0, &lo0);
+        mulhilo(PHILOX_M1, c2, &hi1, &lo1);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+uint64_t sg_rng_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+void sg_rng_init(sg_rng *r, uint64_t seed, uint64_t stream)
+{
+    r->seed = seed;
+    r->stream = stream;
+    r->counter = 0;
+    r->pos = 4;
+}
+
+void sg_rng_get_state(const sg_rng *r, uint64_t st[SG_RNG_STATE_LEN])
+{
+    st[0] = r->seed; st[1] = r->stream; st[2] = r->counter; st[3] = r->pos;
+}
+
+int sg_rng_set_state(sg_rng *r, const uint64_t st[SG_RNG_STATE_LEN])
+{
+    if (st[3] > 4)
+        return sg_seterr("rng: invalid state (word position %llu > 4)", (unsigned long long)st[3]);
+    if (st[3] < 4 && st[2] == 0)
+        return sg_seterr("rng: invalid state (partial block before the first)");
+    r->seed = st[0]; r->stream = st[1]; r->counter = st[2]; r->pos = (uint32_t)st[3];
+    if (r->pos < 4) /* regenerate the partially used block */
+        sg_philox4x32(r->counter - 1, r->seed, r->stream, r->buf);
+    return 0;
+}
+
+uint32_t sg_rng_u32(sg_rng *r)
+{
+    if (r->pos >= 4) {
+        sg_philox4x32(r->counter++, r->seed, r->stream, r->buf);
+        r->pos = 0;
+    }
+    return r->buf[r->pos++];
+}
+
+uint64_t sg_rng_u64(sg_rng *r)
+{
+    uint64_t hi = sg_rng_u32(r);
+    return (hi << 32) | sg_rng_u32(r);
+}
+
+double sg_rng_uniform(sg_rng *r) { return (double)(sg_rng_u64(r) >> 11) * 0x1.0p-53; }
+
+float sg_rng_uniformf(sg_rng *r) { return (float)(sg_rng_u32(r) >> 8) * 0x1.0p-24f; }
+
+double sg_rng_normal(sg_rng *r)
+{
+    double u1 = 1.0 - sg_rng_uniform(r); /* (0, 1] */
+    double u2 = sg_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
+uint64_t sg_rng_below(sg_rng *r, uint64_t n)
+{
+    /* rejection sampling: unbiased for every n */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = sg_rng_u64(r); while (x >= limit);
+    return x % n;
+}
+
+void sg_rng_permutation(sg_rng *r, int64_t *perm, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)sg_rng_below(r, (uint64_t)i + 1);
+        int64_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+}
+
+void sg_rng_fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * sg_rng_uniformf(r);
+}
+
+void sg_rng_fill_normal(sg_rng *r, float *x, int64_t n, float mean, float std)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = mean + std * (float)sg_rng_normal(r);
+}

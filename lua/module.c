@@ -1,0 +1,31 @@
+/* module.c - assembles the `sgdsa.core` table from the binding parts. */
+#include "binding.h"
+
+typedef void (*sgl_part)(lua_State *L);
+
+/* One line per binding part; each adds its functions to the table on top. */
+static const sgl_part parts[] = {
+    sgl_open_tensor,
+    sgl_open_rng,
+};
+
+int sgl_open(lua_State *L)
+{
+    lua_newtable(L);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        parts[i](L);
+    return 1;
+}
+
+void sgl_setfuncs(lua_State *L, const luaL_Reg *fns)
+{
+    luaL_setfuncs(L, fns, 0);
+}
+
+int sgl_error(lua_State *L)
+{
+    luaL_where(L, 1);
+    lua_pushstring(L, sg_geterr());
+    lua_concat(L, 2);
+    return lua_error(L);
+}
