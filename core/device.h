@@ -1,0 +1,34 @@
+/*
+ * device.h - the device dispatch for memory: allocation, copies, fill.
+ *
+ * The CPU backend is always built. The CUDA backend (kernels/cuda/, built
+ * when nvcc and cuDNN are found: SG_HAVE_CUDA) provides the sg_cuda_*
+ * functions declared below; without it, any use of the cuda device is a
+ * clear error, and the CPU path works as before.
+ */
+#ifndef SG_DEVICE_H
+#define SG_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+void *sg_device_alloc(sg_devtype dev, size_t nbytes);
+void sg_device_free(sg_devtype dev, void *p);
+int sg_device_copy(sg_devtype ddev, void *dst, sg_devtype sdev, const void *src, size_t nbytes);
+int sg_device_fill(sg_devtype dev, void *p, sg_dtype dt, int64_t n, double v);
+/* 1 if a CUDA device can be used; 0 with a message in sg_geterr() if not. */
+int sg_cuda_available(void);
+
+/* Implemented by the CUDA backend (kernels/cuda) when SG_HAVE_CUDA is set.
+ * All return 0 / non-NULL on success, and set sg_geterr() on failure. */
+#ifdef SG_HAVE_CUDA
+int sg_cuda_device_count(void);
+void *sg_cuda_malloc(size_t nbytes);
+void sg_cuda_free(void *p);
+int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device, int src_is_device);
+int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v);
+#endif
+
+#endif
