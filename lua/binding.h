@@ -47,6 +47,7 @@ void sgl_setfuncs(lua_State *L, const luaL_Reg *fns);
 /* Parts of the core module (each in its own lua/l_<part>.c). */
 void sgl_open_tensor(lua_State *L);
 void sgl_open_rng(lua_State *L);
+void sgl_open_sys(lua_State *L);
 
 /* Open the whole `sgdsa.core` table (pushes it). */
 int sgl_open(lua_State *L);

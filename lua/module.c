@@ -7,6 +7,7 @@ typedef void (*sgl_part)(lua_State *L);
 static const sgl_part parts[] = {
     sgl_open_tensor,
     sgl_open_rng,
+    sgl_open_sys,
 };
 
 int sgl_open(lua_State *L)

@@ -1,0 +1,418 @@
+/*
+ * l_sys.c - small system helpers in `sgdsa.core` for the trainer, sweeps and
+ * the REPL, and the process-wide interrupt flag behind Ctrl-C.
+ *
+ *   core.interrupted()          true once SIGINT/SIGTERM arrived (and the count)
+ *   core.clear_interrupted()    reset the flag and cancel a pending abort
+ *   core.catch_signals(mode)    "stop" | "interrupt" | "default" (see sgdsa.h)
+ *   core.time()                 monotonic seconds (float)
+ *   core.isatty(fd|file)        boolean
+ *   core.hostname(), core.getpid()
+ *   core.fsync_rename(tmp, dst) fsync tmp, rename it to dst, fsync the folder
+ *   core.mkdir_p(path)          create a folder and its parents
+ *   core.exists(path)           boolean, "file" | "directory" | "other"
+ *   core.listdir(path)          sorted names (no . and ..)
+ *   core.set_num_threads(n), core.get_num_threads()
+ *   core.sleep(s)               returns early when an interrupt arrives
+ *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
+ *   core.root()                 where the Lua library, models/ and experiments/ live
+ *
+ * Failures a caller can expect (a missing folder, a full disk) return
+ * nil, message as Lua's io library does; misuse raises an error.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "binding.h"
+#include "runtime.h"
+
+/* ---- interrupts ---------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupt_count;
+static volatile sig_atomic_t signal_mode;      /* 0 none, 1 stop, 2 interrupt */
+static lua_State *volatile hook_target;
+static struct sigaction saved_int, saved_term;
+static int handlers_saved;
+
+static void abort_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+}
+
+static void set_abort_hook(lua_State *L)
+{
+    lua_sethook(L, abort_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+void sgl_interrupt(lua_State *L)
+{
+    static const char note[] =
+        "\nsgdsa: interrupt: stopping after the current step (interrupt again to abort)\n";
+    int n = interrupt_count + 1;
+    interrupt_count = n;
+    if (L == NULL)
+        return;
+    if (signal_mode == 2 || n >= 2) {
+        set_abort_hook(L);
+    } else if (signal_mode == 1) {
+        ssize_t w = write(STDERR_FILENO, note, sizeof note - 1);
+        (void)w;
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved_errno = errno;
+    sgl_interrupt(hook_target);
+    errno = saved_errno;
+}
+
+int sgl_catch_signals(lua_State *L, int mode)
+{
+    if (mode < 0 || mode > 2)
+        return sg_seterr("catch_signals: unknown mode %d (0 default, 1 stop, 2 interrupt)", mode);
+    if (mode == 0) {
+        if (L != NULL && hook_target != NULL && hook_target != L)
+            return 0; /* another state owns the handlers */
+        signal_mode = 0;
+        hook_target = NULL;
+        if (handlers_saved) {
+            sigaction(SIGINT, &saved_int, NULL);
+            sigaction(SIGTERM, &saved_term, NULL);
+            handlers_saved = 0;
+        }
+        return 0;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: blocking reads return EINTR so callers see the flag */
+    hook_target = L;
+    signal_mode = mode;
+    if (!handlers_saved) {
+        if (sigaction(SIGINT, &sa, &saved_int) != 0 || sigaction(SIGTERM, &sa, &saved_term) != 0)
+            return sg_seterr("catch_signals: sigaction failed: %s", strerror(errno));
+        handlers_saved = 1;
+    } else if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
+        return sg_seterr("catch_signals: sigaction failed: %s", strerror(errno));
+    }
+    return 0;
+}
+
+int sgl_interrupted(void) { return interrupt_count; }
+
+void sgl_clear_interrupt(lua_State *L)
+{
+    interrupt_count = 0;
+    if (L != NULL)
+        lua_sethook(L, NULL, 0, 0);
+}
+
+static lua_State *main_thread(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    lua_State *M = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return M;
+}
+
+static int l_interrupted(lua_State *L)
+{
+    int n = sgl_interrupted();
+    lua_pushboolean(L, n > 0);
+    lua_pushinteger(L, n);
+    return 2;
+}
+
+static int l_clear_interrupted(lua_State *L)
+{
+    interrupt_count = 0;
+    return 0;
+}
+
+static int l_catch_signals(lua_State *L)
+{
+    static const char *const modes[] = {"default", "stop", "interrupt", NULL};
+    int mode = luaL_checkoption(L, 1, "stop", modes);
+    if (sgl_catch_signals(main_thread(L), mode) != 0)
+        return sgl_error(L);
+    return 0;
+}
+
+/* ---- time, process, terminal --------------------------------------------- */
+
+static int l_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (!(s >= 0) || s > 1e9)
+        return luaL_error(L, "sleep: seconds must be in [0, 1e9], got %f", s);
+    struct timespec req, rem;
+    req.tv_sec = (time_t)s;
+    req.tv_nsec = (long)((s - (double)req.tv_sec) * 1e9);
+    int start = interrupt_count;
+    while (nanosleep(&req, &rem) != 0 && errno == EINTR) {
+        if (interrupt_count != start)
+            break;
+        req = rem;
+    }
+    return 0;
+}
+
+static int l_isatty(lua_State *L)
+{
+    int fd;
+    luaL_Stream *f = (luaL_Stream *)luaL_testudata(L, 1, LUA_FILEHANDLE);
+    if (f != NULL) {
+        if (f->closef == NULL || f->f == NULL)
+            return luaL_error(L, "isatty: the file is closed");
+        fd = fileno(f->f);
+    } else {
+        lua_Integer n = luaL_checkinteger(L, 1);
+        if (n < 0 || n > INT_MAX)
+            return luaL_error(L, "isatty: bad file descriptor %d", (int)n);
+        fd = (int)n;
+    }
+    lua_pushboolean(L, isatty(fd));
+    return 1;
+}
+
+static int l_hostname(lua_State *L)
+{
+    char buf[256];
+    if (gethostname(buf, sizeof buf) != 0)
+        return luaL_error(L, "hostname: %s", strerror(errno));
+    buf[sizeof buf - 1] = '\0';
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+static int l_terminal_width(lua_State *L)
+{
+    struct winsize ws;
+    int fds[] = {STDOUT_FILENO, STDERR_FILENO, STDIN_FILENO};
+    for (int i = 0; i < 3; i++) {
+        if (ioctl(fds[i], TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+            lua_pushinteger(L, ws.ws_col);
+            return 1;
+        }
+    }
+    const char *cols = getenv("COLUMNS");
+    long c = cols ? strtol(cols, NULL, 10) : 0;
+    lua_pushinteger(L, c > 0 && c < 100000 ? c : 80);
+    return 1;
+}
+
+static int l_set_num_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 4096)
+        return luaL_error(L, "set_num_threads: n must be in [1, 4096], got %d", (int)n);
+    sg_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L)
+{
+    lua_pushinteger(L, sg_get_num_threads());
+    return 1;
+}
+
+static int l_root(lua_State *L)
+{
+    char buf[PATH_MAX];
+    lua_pushstring(L, sgl_root(buf, sizeof buf));
+    return 1;
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+static int fail(lua_State *L, const char *op, const char *path, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s: %s", op, path, strerror(err));
+    lua_pushinteger(L, err);
+    return 3;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+static int l_fsync_rename(lua_State *L)
+{
+    const char *tmp = luaL_checkstring(L, 1);
+    const char *dst = luaL_checkstring(L, 2);
+    if (fsync_path(tmp, O_RDONLY) != 0)
+        return fail(L, "fsync_rename (fsync)", tmp, errno);
+    if (rename(tmp, dst) != 0) {
+        int e = errno;
+        lua_pushnil(L);
+        lua_pushfstring(L, "fsync_rename: %s -> %s: %s", tmp, dst, strerror(e));
+        lua_pushinteger(L, e);
+        return 3;
+    }
+    /* Make the rename itself durable: sync the destination's folder. */
+    size_t n = strlen(dst);
+    char *dir = (char *)lua_newuserdatauv(L, n + 2, 0);
+    memcpy(dir, dst, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0)
+        return fail(L, "fsync_rename (fsync folder)", dir, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_mkdir_p(lua_State *L)
+{
+    size_t n;
+    const char *path = luaL_checklstring(L, 1, &n);
+    if (n == 0)
+        return luaL_error(L, "mkdir_p: empty path");
+    char *buf = (char *)lua_newuserdatauv(L, n + 1, 0);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            struct stat st;
+            if (mkdir(buf, 0777) != 0) {
+                int e = errno;
+                if (e != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+                    return fail(L, "mkdir_p", buf, e == EEXIST ? ENOTDIR : e);
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_exists(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : "other");
+    return 2;
+}
+
+/* scandir's list, owned by a userdata so a Lua memory error cannot leak it. */
+typedef struct {
+    struct dirent **list;
+    int n;
+} dirlist;
+
+static int dirlist_gc(lua_State *L)
+{
+    dirlist *dl = (dirlist *)lua_touserdata(L, 1);
+    for (int i = 0; i < dl->n; i++)
+        free(dl->list[i]);
+    free(dl->list);
+    dl->list = NULL;
+    dl->n = 0;
+    return 0;
+}
+
+static int skip_dots(const struct dirent *e)
+{
+    return strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+}
+
+static int l_listdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    dirlist *dl = (dirlist *)lua_newuserdatauv(L, sizeof *dl, 0);
+    dl->list = NULL;
+    dl->n = 0;
+    if (luaL_newmetatable(L, "sgdsa.dirlist")) {
+        lua_pushcfunction(L, dirlist_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int n = scandir(path, &dl->list, skip_dots, alphasort);
+    if (n < 0) {
+        dl->list = NULL;
+        return fail(L, "listdir", path, errno);
+    }
+    dl->n = n;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, dl->list[i]->d_name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+void sgl_open_sys(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"interrupted", l_interrupted},
+        {"clear_interrupted", l_clear_interrupted},
+        {"catch_signals", l_catch_signals},
+        {"time", l_time},
+        {"sleep", l_sleep},
+        {"isatty", l_isatty},
+        {"hostname", l_hostname},
+        {"getpid", l_getpid},
+        {"terminal_width", l_terminal_width},
+        {"set_num_threads", l_set_num_threads},
+        {"get_num_threads", l_get_num_threads},
+        {"root", l_root},
+        {"fsync_rename", l_fsync_rename},
+        {"mkdir_p", l_mkdir_p},
+        {"exists", l_exists},
+        {"listdir", l_listdir},
+        {NULL, NULL},
+    };
+    sgl_setfuncs(L, fns);
+}

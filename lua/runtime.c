@@ -1,0 +1,423 @@
+/*
+ * runtime.c - the embeddable runtime (include/sgdsa.h): a Lua 5.4 state with
+ * the standard libraries, `sgdsa.core` preloaded from the binding, the module
+ * path pointed at the project's Lua library, models/ and experiments/, and
+ * the `sgdsa` library required into the global `sgdsa`.
+ *
+ * Every call into Lua goes through one message handler that appends a
+ * traceback, so script errors read "file:line: message" plus the stack. The
+ * `sgdsa run` semantics (typed key=value overrides, experiment tables handed
+ * to sgdsa.trainer) live here too, so that hosts get them without main.c.
+ */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "binding.h"
+#include "runtime.h"
+#include "sgdsa.h"
+
+#ifndef SGDSA_VERSION
+#define SGDSA_VERSION "0.0.0"
+#endif
+#ifndef SGDSA_SRC_ROOT
+#define SGDSA_SRC_ROOT ""
+#endif
+#ifndef SGDSA_INSTALL_ROOT
+#define SGDSA_INSTALL_ROOT "/usr/local/share/sgdsa"
+#endif
+
+struct sgdsa_state {
+    lua_State *L;
+    char *err; /* last error message (malloc'd), NULL if none */
+};
+
+static _Thread_local char open_err[2048];
+
+const char *sgdsa_version(void) { return SGDSA_VERSION; }
+
+/* ---- where the Lua library lives ------------------------------------------ */
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int has_library(const char *root)
+{
+    char p[PATH_MAX];
+    int n = snprintf(p, sizeof p, "%s/lua/sgdsa", root);
+    return n > 0 && (size_t)n < sizeof p && is_dir(p);
+}
+
+/* An installed libsgdsa lives in <prefix>/lib[/<multiarch>]: look for <prefix>/share/sgdsa. */
+static int root_beside_library(char *buf, size_t n)
+{
+    Dl_info info;
+    char dir[PATH_MAX];
+    if (dladdr((void *)sgdsa_version, &info) == 0 || info.dli_fname == NULL)
+        return 0;
+    if (realpath(info.dli_fname, dir) == NULL)
+        return 0;
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || slash == dir)
+            return 0;
+        *slash = '\0';
+        int k = snprintf(buf, n, "%s/share/sgdsa", dir);
+        if (k > 0 && (size_t)k < n && has_library(buf))
+            return 1;
+    }
+    return 0;
+}
+
+const char *sgl_root(char *buf, size_t n)
+{
+    const char *env = getenv("SGDSA_ROOT");
+    if (env != NULL && env[0] != '\0')
+        snprintf(buf, n, "%s", env);
+    else if (root_beside_library(buf, n))
+        ;
+    else if (SGDSA_SRC_ROOT[0] != '\0' && has_library(SGDSA_SRC_ROOT))
+        snprintf(buf, n, "%s", SGDSA_SRC_ROOT);
+    else
+        snprintf(buf, n, "%s", SGDSA_INSTALL_ROOT);
+    return buf;
+}
+
+/* ---- calls with a traceback ------------------------------------------------- */
+
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void set_err(sgdsa_state *S, const char *msg)
+{
+    free(S->err);
+    S->err = NULL;
+    if (msg != NULL) {
+        size_t n = strlen(msg) + 1;
+        S->err = malloc(n);
+        if (S->err != NULL)
+            memcpy(S->err, msg, n);
+    }
+}
+
+int sgdsa_pcall(sgdsa_state *S, int nargs, int nresults)
+{
+    lua_State *L = S->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (rc != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        set_err(S, msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+        return -1;
+    }
+    set_err(S, NULL);
+    return 0;
+}
+
+const char *sgdsa_errmsg(const sgdsa_state *S)
+{
+    if (S == NULL)
+        return open_err;
+    return S->err ? S->err : (S->L ? "" : "sgdsa: out of memory");
+}
+
+lua_State *sgdsa_lua(sgdsa_state *S) { return S ? S->L : NULL; }
+
+/* ---- opening a state ---------------------------------------------------------- */
+
+static int open_core(lua_State *L) { return sgl_open(L); }
+
+/* Runs inside a protected call: libraries, paths, preload, require "sgdsa". */
+static int init_state(lua_State *L)
+{
+    char root[PATH_MAX];
+    luaL_openlibs(L);
+    sgl_root(root, sizeof root);
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    const char *old = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+                    root, root, root, root, old ? old : "");
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, open_core);
+    lua_setfield(L, -2, "sgdsa.core");
+    lua_pop(L, 2);
+
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sgdsa");
+    lua_call(L, 1, 1);
+    lua_setglobal(L, "sgdsa");
+    return 0;
+}
+
+sgdsa_state *sgdsa_open(void)
+{
+    open_err[0] = '\0';
+    sgdsa_state *S = calloc(1, sizeof *S);
+    if (S == NULL) {
+        snprintf(open_err, sizeof open_err, "sgdsa_open: out of memory (%zu bytes)", sizeof *S);
+        return NULL;
+    }
+    S->L = luaL_newstate();
+    if (S->L == NULL) {
+        free(S);
+        snprintf(open_err, sizeof open_err, "sgdsa_open: cannot create a Lua state (out of memory)");
+        return NULL;
+    }
+    lua_pushcfunction(S->L, init_state);
+    if (sgdsa_pcall(S, 0, 0) != 0) {
+        snprintf(open_err, sizeof open_err, "sgdsa_open: loading the sgdsa library failed: %s",
+                 S->err ? S->err : "out of memory");
+        sgdsa_close(S);
+        return NULL;
+    }
+    return S;
+}
+
+void sgdsa_close(sgdsa_state *S)
+{
+    if (S == NULL)
+        return;
+    if (S->L != NULL) {
+        sgl_catch_signals(S->L, 0); /* only if S owns the handlers */
+        lua_close(S->L);
+    }
+    free(S->err);
+    free(S);
+}
+
+/* ---- running code ------------------------------------------------------------- */
+
+int sgdsa_dostring(sgdsa_state *S, const char *code, const char *chunkname)
+{
+    if (code == NULL) {
+        set_err(S, "sgdsa_dostring: code is NULL");
+        return -1;
+    }
+    if (luaL_loadbuffer(S->L, code, strlen(code), chunkname ? chunkname : "=sgdsa") != LUA_OK) {
+        set_err(S, lua_tostring(S->L, -1));
+        lua_pop(S->L, 1);
+        return -1;
+    }
+    return sgdsa_pcall(S, 0, 0);
+}
+
+/* Global `arg` as lua5.4 builds it: arg[0] = script, arg[1..] = arguments. */
+static void set_arg(lua_State *L, const char *path, int argc, const char *const *argv)
+{
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, path);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* What a protected file runner needs; passed as a light userdata. */
+typedef struct {
+    const char *path;
+    int argc;
+    const char *const *argv;
+    int status; /* sgdsa_run: the trainer's exit status */
+} run_args;
+
+static void load_file(lua_State *L, const char *path)
+{
+    if (luaL_loadfile(L, path) != LUA_OK)
+        lua_error(L);
+}
+
+static int dofile_main(lua_State *L)
+{
+    run_args *ra = (run_args *)lua_touserdata(L, 1);
+    load_file(L, ra->path);
+    set_arg(L, ra->path, ra->argc, ra->argv);
+    luaL_checkstack(L, ra->argc + 1, "sgdsa_dofile: too many script arguments");
+    for (int i = 0; i < ra->argc; i++)
+        lua_pushstring(L, ra->argv[i]);
+    lua_call(L, ra->argc, 0);
+    return 0;
+}
+
+static int check_args(sgdsa_state *S, const char *op, const char *path, int argc,
+                      const char *const *argv)
+{
+    if (path == NULL || argc < 0 || (argc > 0 && argv == NULL)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: bad arguments (path %s, argc %d)", op,
+                 path ? "set" : "NULL", argc);
+        set_err(S, msg);
+        return -1;
+    }
+    return 0;
+}
+
+int sgdsa_dofile(sgdsa_state *S, const char *path, int argc, const char *const *argv)
+{
+    if (check_args(S, "sgdsa_dofile", path, argc, argv) != 0)
+        return -1;
+    run_args ra = {path, argc, argv, 0};
+    lua_pushcfunction(S->L, dofile_main);
+    lua_pushlightuserdata(S->L, &ra);
+    return sgdsa_pcall(S, 1, 0);
+}
+
+/* Push a command-line value typed: integer, float, true/false or string. */
+static void push_typed(lua_State *L, const char *v)
+{
+    if (strcmp(v, "true") == 0)
+        lua_pushboolean(L, 1);
+    else if (strcmp(v, "false") == 0)
+        lua_pushboolean(L, 0);
+    else if (lua_stringtonumber(L, v) == 0)
+        lua_pushstring(L, v);
+}
+
+/* Length of the key in "key=value" (key: [A-Za-z_][A-Za-z0-9_.]*), 0 if none. */
+static size_t key_length(const char *a)
+{
+    const char *eq = strchr(a, '=');
+    if (eq == NULL || eq == a)
+        return 0;
+    if (!((a[0] >= 'a' && a[0] <= 'z') || (a[0] >= 'A' && a[0] <= 'Z') || a[0] == '_'))
+        return 0;
+    for (const char *p = a; p < eq; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.'))
+            return 0;
+    }
+    return (size_t)(eq - a);
+}
+
+/* Does `require(name)` have something to load? (loaded, preloaded or on package.path) */
+static int module_exists(lua_State *L, const char *name)
+{
+    static const char code[] =
+        "local name = ...\n"
+        "if package.loaded[name] ~= nil or package.preload[name] ~= nil then return true end\n"
+        "return package.searchpath(name, package.path) ~= nil\n";
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=module_exists") != LUA_OK)
+        lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    int found = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return found;
+}
+
+static int run_main(lua_State *L)
+{
+    run_args *ra = (run_args *)lua_touserdata(L, 1);
+    load_file(L, ra->path);
+    int chunk = lua_gettop(L);
+    set_arg(L, ra->path, ra->argc, ra->argv);
+
+    /* The overrides: named keys and positional values, all typed. */
+    lua_createtable(L, 0, ra->argc);
+    int args = lua_gettop(L);
+    lua_Integer npos = 0;
+    for (int i = 0; i < ra->argc; i++) {
+        const char *a = ra->argv[i];
+        size_t k = key_length(a);
+        if (k > 0) {
+            lua_pushlstring(L, a, k);
+            push_typed(L, a + k + 1);
+            lua_rawset(L, args);
+        } else {
+            push_typed(L, a);
+            lua_rawseti(L, args, ++npos);
+        }
+    }
+    if (lua_getglobal(L, "sgdsa") == LUA_TTABLE) {
+        lua_pushvalue(L, args);
+        lua_setfield(L, -2, "args");
+    }
+    lua_pop(L, 1);
+
+    lua_pushvalue(L, chunk);
+    lua_pushvalue(L, args);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1))
+        return 0;
+    int experiment = lua_gettop(L);
+    if (!module_exists(L, "sgdsa.trainer")) {
+        fprintf(stderr, "sgdsa run: %s returned a table (an experiment) but the module "
+                        "sgdsa.trainer is not available, so nothing was trained\n", ra->path);
+        return 0;
+    }
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sgdsa.trainer");
+    lua_call(L, 1, 1);
+    if (lua_getfield(L, -1, "run") != LUA_TFUNCTION)
+        return luaL_error(L, "sgdsa run: module sgdsa.trainer has no function run(experiment, overrides)");
+    lua_pushvalue(L, experiment);
+    lua_pushvalue(L, args);
+    lua_call(L, 2, 1);
+    if (lua_isinteger(L, -1))
+        ra->status = (int)lua_tointeger(L, -1);
+    else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+        ra->status = 1;
+    return 0;
+}
+
+int sgdsa_run(sgdsa_state *S, const char *path, int argc, const char *const *argv)
+{
+    if (check_args(S, "sgdsa_run", path, argc, argv) != 0)
+        return -1;
+    run_args ra = {path, argc, argv, 0};
+    lua_pushcfunction(S->L, run_main);
+    lua_pushlightuserdata(S->L, &ra);
+    if (sgdsa_pcall(S, 1, 0) != 0)
+        return -1;
+    return ra.status;
+}
+
+/* ---- signals -------------------------------------------------------------------- */
+
+int sgdsa_catch_signals(sgdsa_state *S, int mode)
+{
+    if (sgl_catch_signals(S ? S->L : NULL, mode) != 0) {
+        if (S)
+            set_err(S, sg_geterr());
+        return -1;
+    }
+    return 0;
+}
+
+void sgdsa_interrupt(sgdsa_state *S) { sgl_interrupt(S ? S->L : NULL); }
+
+int sgdsa_interrupted(void) { return sgl_interrupted(); }
+
+void sgdsa_clear_interrupt(sgdsa_state *S) { sgl_clear_interrupt(S ? S->L : NULL); }
