@@ -25,13 +25,24 @@ int sg_seterr(const char *fmt, ...)
 
 int sg_adderr(const char *fmt, ...)
 {
-    char prefix[SG_ERRLEN], old[SG_ERRLEN];
+    char old[SG_ERRLEN];
     va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
     memcpy(old, errbuf, sizeof old);
-    snprintf(errbuf, sizeof errbuf, "%s: %s", prefix, old);
+    va_start(ap, fmt);
+    int k = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < sizeof errbuf) {
+        size_t room = sizeof errbuf - (size_t)k;
+        size_t len = strlen(old);
+        if (room > 2) {
+            memcpy(errbuf + k, ": ", 2);
+            room -= 2;
+            if (len >= room)
+                len = room - 1;
+            memcpy(errbuf + k + 2, old, len);
+            errbuf[k + 2 + len] = '\0';
+        }
+    }
     return -1;
 }
 

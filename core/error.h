@@ -12,6 +12,7 @@
 #define SG_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #if defined(__GNUC__)
 #define SG_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -116,7 +116,7 @@ static void set_contiguous(sg_tensor *t, int ndim, const int64_t *size)
 
 sg_tensor *sg_tensor_new(sg_dtype dt, sg_devtype dev, int ndim, const int64_t *size)
 {
-    int64_t n;
+    int64_t n = 0;
     if (check_sizes("tensor", ndim, size, &n) != 0)
         return NULL;
     sg_tensor *t = sg_calloc(1, sizeof *t, "tensor header");
@@ -159,7 +159,7 @@ static int64_t extent(int ndim, const int64_t *size, const int64_t *stride, int6
 sg_tensor *sg_tensor_view_of(sg_storage *st, sg_dtype dt, int64_t offset, int ndim,
                              const int64_t *size, const int64_t *stride)
 {
-    int64_t n, lo;
+    int64_t n = 0, lo = 0;
     if (check_sizes("view", ndim, size, &n) != 0)
         return NULL;
     int64_t hi = extent(ndim, size, stride, &lo);
@@ -204,7 +204,7 @@ void sg_tensor_free(sg_tensor *t)
 
 int sg_tensor_resize(sg_tensor *t, int ndim, const int64_t *size)
 {
-    int64_t n;
+    int64_t n = 0;
     if (sg_tensor_check(t, "resize") != 0 || check_sizes("resize", ndim, size, &n) != 0)
         return -1;
     size_t need = (size_t)n * sg_dtype_size(t->dtype);
