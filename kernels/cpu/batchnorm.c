@@ -1,0 +1,181 @@
+/*
+ * batchnorm.c - batch normalization (2d and 1d) on the CPU.
+ *
+ * x is viewed as N x C x HW (HW = 1 for BatchNorm1d); statistics are per
+ * channel over M = N*HW values, accumulated in double with two passes
+ * (mean, then centered squares) so large activations do not lose the
+ * variance. Running statistics follow PyTorch exactly: momentum-weighted
+ * average, biased variance for normalization, unbiased for running_var.
+ * Parallel over channels (each thread owns whole channels, no reductions
+ * across threads, so results do not depend on the thread count).
+ */
+#include <math.h>
+
+#include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
+#include "error.h"
+
+static int check_sizes(const char *op, int64_t n, int64_t c, int64_t hw)
+{
+    if (n <= 0 || c <= 0 || hw <= 0)
+        return sg_seterr("%s: invalid sizes N=%lld C=%lld HW=%lld (cpu)", op, (long long)n,
+                         (long long)c, (long long)hw);
+    return 0;
+}
+
+int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
+                                   const float *beta, float *save_mean, float *save_invstd,
+                                   float *running_mean, float *running_var,
+                                   int64_t n, int64_t c, int64_t hw, double eps,
+                                   double momentum, int update_running)
+{
+    if (check_sizes("batchnorm_forward_train", n, c, hw))
+        return -1;
+    const int64_t m = n * hw;
+    if (update_running && m < 2)
+        return sg_seterr("batchnorm_forward_train: need more than 1 value per channel to "
+                         "update running statistics, got input N=%lld C=%lld HW=%lld (cpu)",
+                         (long long)n, (long long)c, (long long)hw);
+    if (update_running && (!running_mean || !running_var))
+        return sg_seterr("batchnorm_forward_train: update_running without running_mean/"
+                         "running_var buffers (C=%lld) (cpu)", (long long)c);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                s += p[j];
+        }
+        const double mean = s / (double)m;
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++) {
+                const double d = p[j] - mean;
+                ss += d * d;
+            }
+        }
+        const double var = ss / (double)m;
+        const double invstd = 1.0 / sqrt(var + eps);
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)invstd;
+        if (update_running) {
+            running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            running_var[ch] = (float)((1.0 - momentum) * running_var[ch] +
+                                      momentum * ss / (double)(m - 1));
+        }
+        const float a = (float)(invstd * (gamma ? gamma[ch] : 1.0));
+        const float b = (float)((beta ? beta[ch] : 0.0) - mean * invstd * (gamma ? gamma[ch] : 1.0));
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            float *q = y + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                q[j] = p[j] * a + b;
+        }
+    }
+    return 0;
+}
+
+int sg_cpu_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
+                                  const float *beta, float *save_mean, float *save_invstd,
+                                  const float *running_mean, const float *running_var,
+                                  int64_t n, int64_t c, int64_t hw, double eps)
+{
+    if (check_sizes("batchnorm_forward_eval", n, c, hw))
+        return -1;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mean = running_mean[ch];
+        const double invstd = 1.0 / sqrt((double)running_var[ch] + eps);
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)invstd;
+        const double g = gamma ? gamma[ch] : 1.0;
+        const float a = (float)(invstd * g);
+        const float b = (float)((beta ? beta[ch] : 0.0) - mean * invstd * g);
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            float *q = y + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                q[j] = p[j] * a + b;
+        }
+    }
+    return 0;
+}
+
+/* Per-channel sums of dy and dy*xhat. */
+static void dy_sums(const float *x, const float *dy, int64_t n, int64_t c, int64_t hw,
+                    int64_t ch, double mean, double invstd, double *sdy, double *sdyx)
+{
+    double a = 0.0, b = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + (i * c + ch) * hw;
+        const float *d = dy + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++) {
+            a += d[j];
+            b += d[j] * (p[j] - mean);
+        }
+    }
+    *sdy = a;
+    *sdyx = b * invstd;
+}
+
+int sg_cpu_batchnorm_backward_data(const float *x, const float *dy, float *dx,
+                                   const float *gamma, const float *save_mean,
+                                   const float *save_invstd, int64_t n, int64_t c,
+                                   int64_t hw, int training)
+{
+    if (check_sizes("batchnorm_backward_data", n, c, hw))
+        return -1;
+    const int64_t m = n * hw;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mean = save_mean[ch], invstd = save_invstd[ch];
+        const double g = gamma ? gamma[ch] : 1.0;
+        if (!training) {
+            const float a = (float)(g * invstd);
+            for (int64_t i = 0; i < n; i++) {
+                const float *d = dy + (i * c + ch) * hw;
+                float *q = dx + (i * c + ch) * hw;
+                for (int64_t j = 0; j < hw; j++)
+                    q[j] = d[j] * a;
+            }
+            continue;
+        }
+        double sdy, sdyx;
+        dy_sums(x, dy, n, c, hw, ch, mean, invstd, &sdy, &sdyx);
+        /* dx = g*invstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
+        const float k = (float)(g * invstd);
+        const float mdy = (float)(sdy / (double)m);
+        const float kx = (float)(sdyx / (double)m * invstd);  /* applied to (x - mean) */
+        const float fm = (float)mean;
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            const float *d = dy + (i * c + ch) * hw;
+            float *q = dx + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                q[j] = k * (d[j] - mdy - (p[j] - fm) * kx);
+        }
+    }
+    return 0;
+}
+
+int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dgamma,
+                                     float *dbeta, const float *save_mean,
+                                     const float *save_invstd, int64_t n, int64_t c,
+                                     int64_t hw)
+{
+    if (check_sizes("batchnorm_backward_params", n, c, hw))
+        return -1;
+    if (!dgamma && !dbeta)
+        return 0;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double sdy, sdyx;
+        dy_sums(x, dy, n, c, hw, ch, save_mean[ch], save_invstd[ch], &sdy, &sdyx);
+        if (dgamma)
+            dgamma[ch] += (float)sdyx;
+        if (dbeta)
+            dbeta[ch] += (float)sdy;
+    }
+    return 0;
+}

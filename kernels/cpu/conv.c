@@ -1,0 +1,288 @@
+/*
+ * conv.c - 2-d convolution on the CPU: im2col + OpenBLAS sgemm.
+ *
+ * Images are processed in blocks of g->block images. For a block, im2col
+ * writes a (C*KH*KW) x (block*OH*OW) matrix (row = (c,i,j), column =
+ * (image, oh, ow)), so one sgemm covers the whole block: small late-stage
+ * feature maps (4x4, 2x2) still give the GEMM thousands of columns. With
+ * block > 1 the GEMM result is K x (block*OH*OW) and is scattered to NCHW
+ * (and dy gathered from NCHW for the backward passes); with block == 1 the
+ * GEMM reads/writes the activation directly. The copies are O(K*cols) next
+ * to the GEMM's O(K*CKK*cols).
+ *
+ * Threads: im2col/col2im/scatter loops use the OpenMP pool; sgemm is called
+ * outside any parallel region so OpenBLAS (OpenMP build) uses the same pool.
+ */
+#include <cblas.h>
+#include <string.h>
+
+#include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
+#include "error.h"
+
+/* Target GEMM columns per block and the largest im2col buffer (floats). */
+#define CONV_TARGET_COLS 1024
+#define CONV_MAX_COL_FLOATS ((int64_t)8 << 20)
+
+int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
+                        int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                        int64_t ph, int64_t pw)
+{
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || k <= 0 || kh <= 0 || kw <= 0 || sh <= 0 ||
+        sw <= 0 || ph < 0 || pw < 0)
+        return sg_seterr("conv2d: invalid geometry: input %lldx%lldx%lldx%lld, weight "
+                         "%lldx%lldx%lldx%lld, stride %lldx%lld, padding %lldx%lld (cpu)",
+                         (long long)n, (long long)c, (long long)h, (long long)w,
+                         (long long)k, (long long)c, (long long)kh, (long long)kw,
+                         (long long)sh, (long long)sw, (long long)ph, (long long)pw);
+    if (h + 2 * ph < kh || w + 2 * pw < kw)
+        return sg_seterr("conv2d: kernel %lldx%lld larger than padded input %lldx%lld "
+                         "(input %lldx%lld, padding %lldx%lld) (cpu)",
+                         (long long)kh, (long long)kw, (long long)(h + 2 * ph),
+                         (long long)(w + 2 * pw), (long long)h, (long long)w, (long long)ph,
+                         (long long)pw);
+    int64_t ckk = c * kh * kw;
+    if (ckk > INT32_MAX || k > INT32_MAX || n * c * h * w > ((int64_t)1 << 40))
+        return sg_seterr("conv2d: sizes too large (C*KH*KW = %lld, K = %lld) (cpu)",
+                         (long long)ckk, (long long)k);
+    g->n = n; g->c = c; g->h = h; g->w = w; g->k = k;
+    g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw;
+    g->oh = (h + 2 * ph - kh) / sh + 1;
+    g->ow = (w + 2 * pw - kw) / sw + 1;
+    int64_t ohw = g->oh * g->ow;
+    int64_t b = (CONV_TARGET_COLS + ohw - 1) / ohw;
+    while (b > 1 && ckk * b * ohw > CONV_MAX_COL_FLOATS)
+        b--;
+    if (b > n)
+        b = n;
+    if (b * ohw > INT32_MAX)
+        b = 1;
+    g->block = b < 1 ? 1 : b;
+    return 0;
+}
+
+/* 1x1, stride 1, no padding: the input image already is its im2col matrix. */
+static int is_pointwise(const sg_conv2d_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g)
+{
+    int64_t cols = g->block * g->oh * g->ow;
+    int64_t ckk = g->c * g->kh * g->kw;
+    int64_t sz = 0;
+    if (!(g->block == 1 && is_pointwise(g)))
+        sz += ckk * cols;          /* im2col matrix */
+    if (g->block > 1)
+        sz += g->k * cols;         /* GEMM output / gathered dy, K x cols */
+    return (size_t)sz;
+}
+
+/* Range [lo, hi) of output columns ow whose input column ow*sw - pw + j is inside [0, W). */
+static inline void valid_range(int64_t j, int64_t s, int64_t p, int64_t in, int64_t out,
+                               int64_t *lo, int64_t *hi)
+{
+    int64_t a = p - j;                       /* need ow*s >= a */
+    int64_t l = a > 0 ? (a + s - 1) / s : 0;
+    int64_t bmax = in - 1 + p - j;           /* need ow*s <= bmax */
+    int64_t h = bmax < 0 ? 0 : bmax / s + 1;
+    if (h > out)
+        h = out;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* col[(c,i,j)][b*OHW + oh*OW + ow] = x[b][c][oh*sh-ph+i][ow*sw-pw+j] (0 outside). */
+static void im2col(const float *x, float *col, const sg_conv2d_geom *g, int64_t nb)
+{
+    const int64_t C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw;
+    const int64_t OH = g->oh, OW = g->ow, ohw = OH * OW, cols = nb * ohw;
+    const int64_t rows = C * KH * KW;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
+        int64_t lo, hi;
+        valid_range(j, g->sw, g->pw, W, OW, &lo, &hi);
+        float *dst = col + r * cols;
+        for (int64_t b = 0; b < nb; b++) {
+            const float *src = x + (b * C + c) * H * W;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                float *d = dst + b * ohw + oh * OW;
+                const int64_t ih = oh * g->sh - g->ph + i;
+                if (ih < 0 || ih >= H) {
+                    memset(d, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *s = src + ih * W;
+                const int64_t off = j - g->pw;  /* input column = ow*sw + off */
+                for (int64_t ow = 0; ow < lo; ow++)
+                    d[ow] = 0.0f;
+                if (g->sw == 1) {
+                    if (hi > lo)
+                        memcpy(d + lo, s + lo + off, (size_t)(hi - lo) * sizeof(float));
+                } else {
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        d[ow] = s[ow * g->sw + off];
+                }
+                for (int64_t ow = hi; ow < OW; ow++)
+                    d[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dx[b][c] = sum over (i,j) of col rows scattered back (dx overwritten). */
+static void col2im(const float *col, float *dx, const sg_conv2d_geom *g, int64_t nb)
+{
+    const int64_t C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw;
+    const int64_t OH = g->oh, OW = g->ow, ohw = OH * OW, cols = nb * ohw;
+#pragma omp parallel for schedule(static)
+    for (int64_t bc = 0; bc < nb * C; bc++) {
+        const int64_t b = bc / C, c = bc % C;
+        float *plane = dx + bc * H * W;
+        memset(plane, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t i = 0; i < KH; i++)
+            for (int64_t j = 0; j < KW; j++) {
+                int64_t lo, hi;
+                valid_range(j, g->sw, g->pw, W, OW, &lo, &hi);
+                const float *src = col + ((c * KH + i) * KW + j) * cols + b * ohw;
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    const int64_t ih = oh * g->sh - g->ph + i;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    float *d = plane + ih * W;
+                    const int64_t off = j - g->pw;
+                    const float *s = src + oh * OW;
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        d[ow * g->sw + off] += s[ow];
+                }
+            }
+    }
+}
+
+int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
+                          const float *b, const sg_conv2d_geom *g)
+{
+    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
+    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
+    const int pw = is_pointwise(g);
+    float *col = ws;
+    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
+    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
+        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
+        const float *xb = x + n0 * in_img;
+        const float *colp = xb;
+        if (!(B == 1 && pw)) {
+            im2col(xb, col, g, nb);
+            colp = col;
+        }
+        if (B == 1) {
+            float *yb = y + n0 * out_img;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)ohw, (int)ckk,
+                        1.0f, w, (int)ckk, colp, (int)ohw, 0.0f, yb, (int)ohw);
+            if (b) {
+#pragma omp parallel for schedule(static)
+                for (int64_t k = 0; k < K; k++) {
+                    float *row = yb + k * ohw;
+                    const float bk = b[k];
+                    for (int64_t p = 0; p < ohw; p++)
+                        row[p] += bk;
+                }
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)cols, (int)ckk,
+                        1.0f, w, (int)ckk, colp, (int)cols, 0.0f, ybuf, (int)cols);
+#pragma omp parallel for schedule(static)
+            for (int64_t bk = 0; bk < nb * K; bk++) {
+                const int64_t bi = bk / K, k = bk % K;
+                const float *s = ybuf + k * cols + bi * ohw;
+                float *d = y + (n0 + bi) * out_img + k * ohw;
+                const float bias = b ? b[k] : 0.0f;
+                for (int64_t p = 0; p < ohw; p++)
+                    d[p] = s[p] + bias;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ybuf[k][bi*ohw + p] = dy[n0+bi][k][p] */
+static void gather_dy(const float *dy, float *ybuf, const sg_conv2d_geom *g, int64_t n0,
+                      int64_t nb)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, cols = nb * ohw;
+#pragma omp parallel for schedule(static)
+    for (int64_t bk = 0; bk < nb * K; bk++) {
+        const int64_t bi = bk / K, k = bk % K;
+        memcpy(ybuf + k * cols + bi * ohw, dy + ((n0 + bi) * K + k) * ohw,
+               (size_t)ohw * sizeof(float));
+    }
+}
+
+int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
+                                const sg_conv2d_geom *g)
+{
+    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
+    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
+    const int pw = is_pointwise(g);
+    float *col = ws;
+    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
+    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
+        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
+        const float *dyp = dy + n0 * out_img;
+        if (B > 1) {
+            gather_dy(dy, ybuf, g, n0, nb);
+            dyp = ybuf;
+        }
+        float *dxb = dx + n0 * in_img;
+        if (B == 1 && pw) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K,
+                        1.0f, w, (int)ckk, dyp, (int)cols, 0.0f, dxb, (int)cols);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K,
+                        1.0f, w, (int)ckk, dyp, (int)cols, 0.0f, col, (int)cols);
+            col2im(col, dxb, g, nb);
+        }
+    }
+    return 0;
+}
+
+int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
+                                  float *db, const sg_conv2d_geom *g)
+{
+    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
+    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
+    const int pw = is_pointwise(g);
+    float *col = ws;
+    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
+    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
+        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
+        const float *xb = x + n0 * in_img;
+        const float *colp = xb;
+        if (!(B == 1 && pw)) {
+            im2col(xb, col, g, nb);
+            colp = col;
+        }
+        const float *dyp = dy + n0 * out_img;
+        if (B > 1) {
+            gather_dy(dy, ybuf, g, n0, nb);
+            dyp = ybuf;
+        }
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)ckk, (int)cols,
+                        1.0f, dyp, (int)cols, colp, (int)cols, 1.0f, dw, (int)ckk);
+        if (db) {
+#pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < K; k++) {
+                const float *row = dyp + k * cols;
+                double s = 0.0;
+                for (int64_t p = 0; p < cols; p++)
+                    s += row[p];
+                db[k] += (float)s;
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,133 @@
+/*
+ * elementwise.c - ReLU, dropout, fused cross-entropy and the flat-vector
+ * updates of an SA move, on the CPU.
+ *
+ * The vector updates are the hot loop of the search (trial = w - eta*g over
+ * the whole flat parameter buffer): one OpenMP-parallel, vectorizable pass.
+ * Cross-entropy works row by row in double (max-shifted log-sum-exp) and
+ * reduces the per-row losses in a fixed order, so the loss does not depend
+ * on the thread count.
+ */
+#include <math.h>
+
+#include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
+#include "error.h"
+
+int sg_cpu_relu_forward(const float *x, float *y, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return 0;
+}
+
+int sg_cpu_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    return 0;
+}
+
+int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
+{
+    if (!(p >= 0.0 && p < 1.0))
+        return sg_seterr("dropout_mask: probability %g not in [0, 1) (cpu)", p);
+    if (n < 0)
+        return sg_seterr("dropout_mask: negative size %lld (cpu)", (long long)n);
+    const float keep = (float)(1.0 / (1.0 - p));
+    if (p == 0.0) {
+        for (int64_t i = 0; i < n; i++)
+            mask[i] = 1.0f;
+        return 0;
+    }
+    const float fp = (float)p;
+    for (int64_t i = 0; i < n; i++)
+        mask[i] = sg_rng_uniformf(r) < fp ? 0.0f : keep;
+    return 0;
+}
+
+int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * mask[i];
+    return 0;
+}
+
+int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * mask[i];
+    return 0;
+}
+
+int sg_cpu_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
+                         int64_t n, int64_t c, double *loss, int64_t *correct)
+{
+    if (n <= 0 || c <= 0)
+        return sg_seterr("cross_entropy: invalid sizes: logits %lldx%lld (cpu)",
+                         (long long)n, (long long)c);
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= c)
+            return sg_seterr("cross_entropy: label %d at row %lld out of range [0, %lld) "
+                             "for logits %lldx%lld (cpu)", (int)labels[i], (long long)(i + 1),
+                             (long long)c, (long long)n, (long long)c);
+    /* Per-row results reduced in order below (thread-count independent). */
+    double total = 0.0;
+    int64_t hits = 0;
+    const double invn = 1.0 / (double)n;
+#pragma omp parallel for schedule(static) reduction(+ : hits) ordered
+    for (int64_t i = 0; i < n; i++) {
+        const float *z = logits + i * c;
+        int64_t am = 0;
+        float mx = z[0];
+        for (int64_t j = 1; j < c; j++)
+            if (z[j] > mx) {
+                mx = z[j];
+                am = j;
+            }
+        double se = 0.0;
+        for (int64_t j = 0; j < c; j++)
+            se += exp((double)z[j] - (double)mx);
+        const double lse = (double)mx + log(se);
+        const double li = lse - (double)z[labels[i]];
+        if (am == labels[i])
+            hits++;
+        if (dlogits) {
+            float *d = dlogits + i * c;
+            for (int64_t j = 0; j < c; j++)
+                d[j] = (float)((exp((double)z[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) * invn);
+        }
+#pragma omp ordered
+        total += li;
+    }
+    *loss = total * invn;
+    if (correct)
+        *correct = hits;
+    return 0;
+}
+
+void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + alpha * x[i];
+}
+
+void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
+                        int64_t n, float alpha, float beta)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + alpha * x[i] + beta * y[i];
+}
+
+void sg_cpu_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
+                          float alpha)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = s * a[i] + alpha * x[i];
+}

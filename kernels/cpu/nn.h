@@ -1,0 +1,179 @@
+/*
+ * nn.h - float32 CPU kernels for the network layers (NCHW, raw pointers).
+ *
+ * These are the building blocks of the CPU backend: convolution, linear,
+ * batch normalization, ReLU, pooling, dropout, the fused cross-entropy loss
+ * and the flat-vector updates of an SA move. They know nothing of tensors or
+ * Lua; the binding (lua/l_nn.c) and the module library check shapes and hand
+ * in contiguous float32 buffers.
+ *
+ * Conventions (the same for every kernel):
+ *
+ *  - Argument order: workspace, inputs, outputs, parameters, gradients,
+ *    buffers (saved statistics, indices, running statistics), then sizes
+ *    (or a geometry struct) and scalars.
+ *  - Layout: activations are N x C x H x W, conv weights K x C x KH x KW
+ *    (OIHW, as PyTorch), linear weights OUT x IN, all contiguous row-major.
+ *  - Backward to the input (*_backward_data) OVERWRITES dx.
+ *    Parameter gradients (*_backward_params) ADD into dw/db, so a model can
+ *    accumulate into its flat gradient buffer; clear it once per step.
+ *  - A bias / affine pointer may be NULL (no bias, no affine), and so may the
+ *    matching gradient pointer (that gradient is then not computed).
+ *  - Kernels return 0, or -1 with sg_geterr() naming the operation and the
+ *    sizes (bad geometry); they never allocate except where stated, and never
+ *    exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
+ *    so there is one thread pool (set it with sg_set_num_threads()).
+ *  - Accumulations that decide accuracy (BN statistics, loss) use double.
+ */
+#ifndef SG_KERNELS_CPU_NN_H
+#define SG_KERNELS_CPU_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+/* ---- conv2d --------------------------------------------------------------
+ * y[n,k,oh,ow] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oh*sh-ph+i,ow*sw-pw+j]
+ * (zero padding). Implementation: im2col over a block of images, one sgemm
+ * per block (K x CKK times CKK x block*OH*OW), then a scatter to NCHW.
+ * The geometry struct is filled by sg_conv2d_geom_init, which also picks
+ * the block size; the caller owns a workspace of
+ * sg_cpu_conv2d_workspace_size(g) floats, shared by all three functions. */
+typedef struct sg_conv2d_geom {
+    int64_t n, c, h, w;  /* input N x C x H x W */
+    int64_t k;           /* output channels */
+    int64_t kh, kw;      /* kernel */
+    int64_t sh, sw;      /* stride */
+    int64_t ph, pw;      /* zero padding */
+    int64_t oh, ow;      /* output spatial size (computed) */
+    int64_t block;       /* images per GEMM block (computed) */
+} sg_conv2d_geom;
+
+/* Fill g; -1 with a message for non-positive sizes or an empty output. */
+int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
+                        int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                        int64_t ph, int64_t pw);
+/* Workspace length in floats (may be 0). */
+size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g);
+/* y: N x K x OH x OW. */
+int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
+                          const float *b, const sg_conv2d_geom *g);
+/* dx = d(loss)/dx from dy (overwrites dx). */
+int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
+                                const sg_conv2d_geom *g);
+/* dw += d/dw, db += d/db (db may be NULL). */
+int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
+                                  float *db, const sg_conv2d_geom *g);
+
+/* ---- linear ---------------------------------------------------------------
+ * y (N x OUT) = x (N x IN) w^T + b. */
+int sg_cpu_linear_forward(const float *x, float *y, const float *w, const float *b,
+                          int64_t n, int64_t in, int64_t out);
+/* dx (N x IN) = dy w (overwrites). */
+int sg_cpu_linear_backward_data(const float *dy, float *dx, const float *w,
+                                int64_t n, int64_t in, int64_t out);
+/* dw += dy^T x, db += column sums of dy. */
+int sg_cpu_linear_backward_params(const float *x, const float *dy, float *dw, float *db,
+                                  int64_t n, int64_t in, int64_t out);
+
+/* ---- batch normalization --------------------------------------------------
+ * One kernel for BatchNorm2d (x is N x C x HW, HW = H*W) and BatchNorm1d
+ * (x is N x C, pass hw = 1). Per channel c over the N*HW values:
+ *
+ *   training:  mean, var = batch mean and biased variance;
+ *              y = (x - mean) / sqrt(var + eps) * gamma + beta;
+ *              save_mean = mean, save_invstd = 1/sqrt(var + eps);
+ *              if update_running (the forward at the current point, never a
+ *              trial forward): running_mean = (1-momentum)*running_mean +
+ *              momentum*mean, running_var likewise with the UNBIASED batch
+ *              variance var*M/(M-1), M = N*HW (PyTorch's definition).
+ *   eval:      uses running_mean/running_var; save_mean = running_mean,
+ *              save_invstd = 1/sqrt(running_var + eps).
+ *
+ * gamma/beta may be NULL (affine=False). save_mean/save_invstd (C floats)
+ * are always written and are what the backward functions read; `training`
+ * in backward says whether the statistics depended on x (batch stats). */
+int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
+                                   const float *beta, float *save_mean, float *save_invstd,
+                                   float *running_mean, float *running_var,
+                                   int64_t n, int64_t c, int64_t hw, double eps,
+                                   double momentum, int update_running);
+int sg_cpu_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
+                                  const float *beta, float *save_mean, float *save_invstd,
+                                  const float *running_mean, const float *running_var,
+                                  int64_t n, int64_t c, int64_t hw, double eps);
+/* dx (overwrites). training: through the batch statistics; eval: dy*gamma*invstd. */
+int sg_cpu_batchnorm_backward_data(const float *x, const float *dy, float *dx,
+                                   const float *gamma, const float *save_mean,
+                                   const float *save_invstd, int64_t n, int64_t c,
+                                   int64_t hw, int training);
+/* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel (either may be NULL). */
+int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dgamma,
+                                     float *dbeta, const float *save_mean,
+                                     const float *save_invstd, int64_t n, int64_t c,
+                                     int64_t hw);
+
+/* ---- elementwise ----------------------------------------------------------- */
+/* y = max(x, 0); y may alias x. */
+int sg_cpu_relu_forward(const float *x, float *y, int64_t n);
+/* dx = dy where y > 0 else 0 (uses the OUTPUT y, so in-place relu works);
+ * dx may alias dy. */
+int sg_cpu_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n);
+
+/* Dropout with an explicit mask (so a trial forward reuses the point's mask).
+ * mask[i] = 0 with probability p, else 1/(1-p); drawn sequentially from r
+ * (p = 0: all ones; p must be in [0, 1)). */
+int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
+/* y = x * mask (y may alias x); dx = dy * mask (dx may alias dy). */
+int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
+int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
+
+/* ---- pooling ----------------------------------------------------------------
+ * PyTorch semantics with ceil_mode = False: OH = (H + 2*ph - kh)/sh + 1;
+ * padding must be at most half the kernel. Max pooling treats padding as
+ * -infinity and saves, per output, the flat index (ih*W + iw) of the maximum
+ * in its input plane (first maximum wins; a NaN wins) in `idx` (int32,
+ * N*C*OH*OW); idx may be NULL in forward (a trial forward, no backward).
+ * Average pooling counts the padding zeros in the divisor
+ * (count_include_pad = True), clipped to the padded input as PyTorch does. */
+typedef struct sg_pool2d_geom {
+    int64_t n, c, h, w;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int64_t oh, ow;  /* computed */
+} sg_pool2d_geom;
+
+int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                        int64_t pw);
+int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
+int sg_cpu_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
+                                   const sg_pool2d_geom *g);
+int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
+int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
+/* Global average pool: x N x C x HW -> y N x C (mean over HW). */
+int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
+int sg_cpu_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
+                                        int64_t hw);
+
+/* ---- loss -------------------------------------------------------------------
+ * Cross-entropy over logits (N x C) and int32 labels in [0, C): log-softmax
+ * fused with the negative log-likelihood, mean over the batch.
+ * *loss = mean loss; *correct = number of rows whose argmax (first maximum)
+ * equals the label (may be NULL); dlogits (may be NULL) = (softmax - onehot)/N,
+ * overwritten. Non-finite logits give a non-finite loss (not an error). */
+int sg_cpu_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
+                         int64_t n, int64_t c, double *loss, int64_t *correct);
+
+/* ---- flat-vector updates (the SA move) ---------------------------------------
+ * All parallel over the vector; out may alias any input. */
+/* out = a + alpha * x   (trial = w - eta*g is alpha = -eta) */
+void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);
+/* out = a + alpha * x + beta * y */
+void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
+                        int64_t n, float alpha, float beta);
+/* out = s * a + alpha * x   (momentum buffers: v = mu*v + g) */
+void sg_cpu_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
+                          float alpha);
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * nn_check.h - helpers shared by the kernel tests (tests/c/test_nn_*.c):
+ * a finite-difference gradient checker, seeded fills and a failure counter.
+ *
+ * The checker perturbs every element of a float buffer by +-eps (central
+ * difference; the denominator is the float-rounded step actually taken),
+ * evaluates a scalar loss in double, and compares with the analytic
+ * gradient element by element:
+ *     |num - ana| <= rtol * max(|num|, |ana|) + atol * max_k |num_k|
+ * so a gradient written to a wrong index (or with a wrong sign or scale)
+ * fails on that element. Header-only (static functions) so each test stays
+ * one executable.
+ */
+#ifndef SG_TEST_NN_CHECK_H
+#define SG_TEST_NN_CHECK_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+static int g_failures = 0;
+
+#define EXPECT(cond, ...)                                                   \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            g_failures++;                                                   \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);            \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fprintf(stderr, "\n");                                          \
+        }                                                                   \
+    } while (0)
+
+typedef double (*nn_loss_fn)(void *ctx);
+
+static inline float *tbuf(int64_t n)
+{
+    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
+        exit(1);
+    }
+    return p;
+}
+
+static inline void fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi)
+{
+    sg_rng_fill_uniform(r, x, n, lo, hi);
+}
+
+/* sum_i y[i] * p[i] in double: the scalar loss whose dL/dy is p. */
+static inline double dot_d(const float *y, const float *p, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)y[i] * (double)p[i];
+    return s;
+}
+
+/* Compare numerical and analytic gradients of `loss` w.r.t. x[0..n).
+ * Returns the number of mismatching elements (also added to g_failures). */
+static inline int check_grad_tol(const char *what, float *x, const float *ana, int64_t n,
+                          nn_loss_fn loss, void *ctx, float eps, double rtol, double atol,
+                          int quiet)
+{
+    double *num = malloc((size_t)n * sizeof(double));
+    if (!num) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    double scale = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float save = x[i];
+        const float xp = save + eps, xm = save - eps;
+        x[i] = xp;
+        const double lp = loss(ctx);
+        x[i] = xm;
+        const double lm = loss(ctx);
+        x[i] = save;
+        num[i] = (lp - lm) / ((double)xp - (double)xm);
+        if (fabs(num[i]) > scale)
+            scale = fabs(num[i]);
+    }
+    int bad = 0;
+    double worst = 0.0;
+    int64_t wi = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const double a = ana[i], b = num[i];
+        const double err = fabs(a - b);
+        const double lim = rtol * fmax(fabs(a), fabs(b)) + atol * scale;
+        if (!(err <= lim)) {
+            bad++;
+            if (!(err <= worst)) {
+                worst = err;
+                wi = i;
+            }
+        }
+    }
+    if (bad && !quiet)
+        fprintf(stderr, "FAIL gradcheck %s: %d of %lld elements differ; worst at %lld: "
+                "analytic %.6g numeric %.6g (scale %.3g)\n", what, bad, (long long)n,
+                (long long)wi, wi >= 0 ? ana[wi] : 0.0, wi >= 0 ? num[wi] : 0.0, scale);
+    free(num);
+    return bad;
+}
+
+static inline int check_grad(const char *what, float *x, const float *ana, int64_t n,
+                      nn_loss_fn loss, void *ctx, float eps)
+{
+    int bad = check_grad_tol(what, x, ana, n, loss, ctx, eps, 1e-2, 1e-3, 0);
+    if (bad)
+        g_failures++;
+    return bad;
+}
+
+/* max |a-b| <= tol * (1 + max |b|) */
+static inline int close_rel(const float *a, const float *b, int64_t n, double tol, double *maxerr)
+{
+    double m = 0.0, e = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > m)
+            m = fabs(b[i]);
+        const double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= e))
+            e = d;
+    }
+    if (maxerr)
+        *maxerr = e / (1.0 + m);
+    return e <= tol * (1.0 + m);
+}
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * test_nn_ops.c - semantics of the CPU layer kernels beyond gradients:
+ *  - conv2d against a direct double-precision loop for shapes that take the
+ *    per-image path (32x32 output), the blocked path with a ragged last
+ *    block, the pointwise path, and every forced block size;
+ *  - BatchNorm running statistics (momentum 0.1, unbiased variance, as
+ *    PyTorch) and "a trial forward (update_running = 0) leaves them alone
+ *    and gives the same output";
+ *  - dropout masks (values, rate, reproducibility from the rng state);
+ *  - cross-entropy value, correct count and bad-label errors;
+ *  - the flat-vector SA updates; geometry errors name the sizes.
+ */
+#include "nn_check.h"
+
+#include "error.h"
+
+static sg_rng R;
+
+static void conv_ref(const float *x, const float *w, const float *b, double *y,
+                     const sg_conv2d_geom *g)
+{
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t k = 0; k < g->k; k++)
+            for (int64_t oh = 0; oh < g->oh; oh++)
+                for (int64_t ow = 0; ow < g->ow; ow++) {
+                    double s = b ? b[k] : 0.0;
+                    for (int64_t c = 0; c < g->c; c++)
+                        for (int64_t i = 0; i < g->kh; i++)
+                            for (int64_t j = 0; j < g->kw; j++) {
+                                int64_t ih = oh * g->sh - g->ph + i, iw = ow * g->sw - g->pw + j;
+                                if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
+                                    continue;
+                                s += (double)w[((k * g->c + c) * g->kh + i) * g->kw + j] *
+                                     x[((n * g->c + c) * g->h + ih) * g->w + iw];
+                            }
+                    y[((n * g->k + k) * g->oh + oh) * g->ow + ow] = s;
+                }
+}
+
+/* Forward against conv_ref; backward_data / backward_params against the
+ * block-size-1 result computed the same way (already gradient-checked). */
+static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
+                          int64_t s, int64_t p, int64_t block)
+{
+    sg_conv2d_geom g;
+    EXPECT(sg_conv2d_geom_init(&g, n, c, h, w, k, kh, kh, s, s, p, p) == 0, "%s", sg_geterr());
+    const int64_t auto_block = g.block;
+    if (block > 0)
+        g.block = block;
+    const int64_t nx = n * c * h * w, nw = k * c * kh * kh, ny = n * k * g.oh * g.ow;
+    float *x = tbuf(nx), *wt = tbuf(nw), *b = tbuf(k), *y = tbuf(ny), *dy = tbuf(ny);
+    float *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&g));
+    double *yr = malloc((size_t)ny * sizeof(double));
+    fill_uniform(&R, x, nx, -1, 1);
+    fill_uniform(&R, wt, nw, -1, 1);
+    fill_uniform(&R, b, k, -1, 1);
+    fill_uniform(&R, dy, ny, -1, 1);
+    sg_cpu_conv2d_forward(ws, x, y, wt, b, &g);
+    conv_ref(x, wt, b, yr, &g);
+    double maxd = 0.0, maxr = 0.0;
+    for (int64_t i = 0; i < ny; i++) {
+        maxd = fmax(maxd, fabs(y[i] - yr[i]));
+        maxr = fmax(maxr, fabs(yr[i]));
+    }
+    EXPECT(maxd <= 1e-5 * (1.0 + maxr), "conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
+           "block %lld (auto %lld): forward max error %g (max |y| %g)", (long long)n,
+           (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh, (long long)kh,
+           (long long)s, (long long)p, (long long)g.block, (long long)auto_block, maxd, maxr);
+
+    /* Backward with this block size vs. a direct double evaluation. */
+    float *dx = tbuf(nx), *dw = tbuf(nw), *db = tbuf(k);
+    sg_cpu_conv2d_backward_data(ws, dy, dx, wt, &g);
+    sg_cpu_conv2d_backward_params(ws, x, dy, dw, db, &g);
+    double *dxr = calloc((size_t)nx, sizeof(double)), *dwr = calloc((size_t)nw, sizeof(double));
+    double *dbr = calloc((size_t)k, sizeof(double));
+    for (int64_t in = 0; in < n; in++)
+        for (int64_t kk = 0; kk < k; kk++)
+            for (int64_t oh = 0; oh < g.oh; oh++)
+                for (int64_t ow = 0; ow < g.ow; ow++) {
+                    const double d = dy[((in * k + kk) * g.oh + oh) * g.ow + ow];
+                    dbr[kk] += d;
+                    for (int64_t cc = 0; cc < c; cc++)
+                        for (int64_t i = 0; i < kh; i++)
+                            for (int64_t j = 0; j < kh; j++) {
+                                int64_t ih = oh * s - p + i, iw = ow * s - p + j;
+                                if (ih < 0 || ih >= h || iw < 0 || iw >= w)
+                                    continue;
+                                const int64_t xi = ((in * c + cc) * h + ih) * w + iw;
+                                const int64_t wi = ((kk * c + cc) * kh + i) * kh + j;
+                                dxr[xi] += d * wt[wi];
+                                dwr[wi] += d * x[xi];
+                            }
+                }
+    double e1 = 0, m1 = 0, e2 = 0, m2 = 0, e3 = 0, m3 = 0;
+    for (int64_t i = 0; i < nx; i++) { e1 = fmax(e1, fabs(dx[i] - dxr[i])); m1 = fmax(m1, fabs(dxr[i])); }
+    for (int64_t i = 0; i < nw; i++) { e2 = fmax(e2, fabs(dw[i] - dwr[i])); m2 = fmax(m2, fabs(dwr[i])); }
+    for (int64_t i = 0; i < k; i++) { e3 = fmax(e3, fabs(db[i] - dbr[i])); m3 = fmax(m3, fabs(dbr[i])); }
+    EXPECT(e1 <= 1e-5 * (1 + m1) && e2 <= 1e-5 * (1 + m2) && e3 <= 1e-5 * (1 + m3),
+           "conv block %lld backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)",
+           (long long)g.block, e1, m1, e2, m2, e3, m3);
+    free(x); free(wt); free(b); free(y); free(dy); free(ws); free(yr); free(dx); free(dw);
+    free(db); free(dxr); free(dwr); free(dbr);
+}
+
+static void test_bn_running(void)
+{
+    const int64_t n = 5, c = 3, hw = 4, nx = n * c * hw;
+    float *x = tbuf(nx), *y1 = tbuf(nx), *y2 = tbuf(nx), *ga = tbuf(c), *be = tbuf(c);
+    float *sm = tbuf(c), *si = tbuf(c), *rm = tbuf(c), *rv = tbuf(c), *rm0 = tbuf(c),
+          *rv0 = tbuf(c);
+    fill_uniform(&R, x, nx, -1, 4);
+    fill_uniform(&R, ga, c, 0.5f, 2);
+    fill_uniform(&R, be, c, -1, 1);
+    fill_uniform(&R, rm, c, -1, 1);
+    fill_uniform(&R, rv, c, 0.5f, 2);
+    memcpy(rm0, rm, (size_t)c * sizeof(float));
+    memcpy(rv0, rv, (size_t)c * sizeof(float));
+
+    /* Trial forward: batch statistics, running statistics untouched (bitwise). */
+    EXPECT(sg_cpu_batchnorm_forward_train(x, y1, ga, be, sm, si, rm, rv, n, c, hw, 1e-5, 0.1,
+                                          0) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(rm, rm0, (size_t)c * sizeof(float)) == 0 &&
+           memcmp(rv, rv0, (size_t)c * sizeof(float)) == 0,
+           "trial batchnorm forward changed the running statistics");
+    /* Forward at the current point: same output, running stats updated. */
+    EXPECT(sg_cpu_batchnorm_forward_train(x, y2, ga, be, sm, si, rm, rv, n, c, hw, 1e-5, 0.1,
+                                          1) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(y1, y2, (size_t)nx * sizeof(float)) == 0,
+           "trial and regular training forward differ");
+    for (int64_t ch = 0; ch < c; ch++) {
+        double s = 0, ss = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < hw; j++)
+                s += x[(i * c + ch) * hw + j];
+        const double mean = s / (n * hw);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < hw; j++) {
+                const double d = x[(i * c + ch) * hw + j] - mean;
+                ss += d * d;
+            }
+        const double var_b = ss / (n * hw), var_u = ss / (n * hw - 1);
+        const double erm = 0.9 * rm0[ch] + 0.1 * mean, erv = 0.9 * rv0[ch] + 0.1 * var_u;
+        EXPECT(fabs(rm[ch] - erm) <= 1e-6 * (1 + fabs(erm)), "running_mean[%lld] %g, want %g",
+               (long long)ch, rm[ch], erm);
+        EXPECT(fabs(rv[ch] - erv) <= 1e-6 * (1 + fabs(erv)),
+               "running_var[%lld] %g, want %g (unbiased)", (long long)ch, rv[ch], erv);
+        EXPECT(fabs(sm[ch] - mean) <= 1e-6 * (1 + fabs(mean)), "save_mean[%lld]", (long long)ch);
+        EXPECT(fabs(si[ch] - 1 / sqrt(var_b + 1e-5)) <= 1e-5 * si[ch],
+               "save_invstd[%lld] %g, want %g (biased)", (long long)ch, si[ch],
+               1 / sqrt(var_b + 1e-5));
+        const double want0 = (x[ch * hw] - mean) / sqrt(var_b + 1e-5) * ga[ch] + be[ch];
+        EXPECT(fabs(y2[ch * hw] - want0) <= 1e-5 * (1 + fabs(want0)), "bn output %g want %g",
+               y2[ch * hw], want0);
+    }
+    /* Eval mode uses the running statistics. */
+    EXPECT(sg_cpu_batchnorm_forward_eval(x, y1, ga, be, sm, si, rm, rv, n, c, hw, 1e-5) == 0,
+           "%s", sg_geterr());
+    const double want = (x[hw + 1] - rm[1]) / sqrt(rv[1] + 1e-5) * ga[1] + be[1];
+    EXPECT(fabs(y1[hw + 1] - want) <= 1e-5 * (1 + fabs(want)), "bn eval output %g want %g",
+           y1[hw + 1], want);
+    /* One value per channel cannot update an unbiased variance. */
+    EXPECT(sg_cpu_batchnorm_forward_train(x, y1, ga, be, sm, si, rm, rv, 1, c, 1, 1e-5, 0.1, 1)
+               == -1 && strstr(sg_geterr(), "N=1 C=3 HW=1"),
+           "expected an error for a 1-value batch, got '%s'", sg_geterr());
+    free(x); free(y1); free(y2); free(ga); free(be); free(sm); free(si); free(rm); free(rv);
+    free(rm0); free(rv0);
+}
+
+static void test_dropout(void)
+{
+    const int64_t n = 20000;
+    float *m1 = tbuf(n), *m2 = tbuf(n);
+    sg_rng a, b;
+    sg_rng_init(&a, 7, sg_rng_hash("dropout"));
+    b = a;
+    EXPECT(sg_cpu_dropout_mask(&a, m1, n, 0.25) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_dropout_mask(&b, m2, n, 0.25) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(m1, m2, (size_t)n * sizeof(float)) == 0, "same rng state, different masks");
+    int64_t zeros = 0, other = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (m1[i] == 0.0f)
+            zeros++;
+        else if (fabsf(m1[i] - 1.0f / 0.75f) > 1e-6f)
+            other++;
+    }
+    EXPECT(other == 0, "%lld mask values are neither 0 nor 1/(1-p)", (long long)other);
+    EXPECT(zeros > 4700 && zeros < 5300, "dropout p=0.25 zeroed %lld of %lld", (long long)zeros,
+           (long long)n);
+    EXPECT(sg_cpu_dropout_mask(&a, m1, n, 1.0) == -1 && strstr(sg_geterr(), "dropout_mask"),
+           "p=1 accepted");
+    free(m1); free(m2);
+}
+
+static void test_ce(void)
+{
+    /* Two rows, three classes, values computed by hand. */
+    const float z[6] = { 1, 2, 3, 0.5f, 0.5f, -1 };
+    int32_t lab[2] = { 2, 1 };
+    float dz[6];
+    double loss;
+    int64_t correct;
+    EXPECT(sg_cpu_cross_entropy(z, lab, dz, 2, 3, &loss, &correct) == 0, "%s", sg_geterr());
+    const double l0 = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3.0;
+    const double l1 = log(2 * exp(0.5) + exp(-1.0)) - 0.5;
+    EXPECT(fabs(loss - (l0 + l1) / 2) < 1e-7, "cross_entropy loss %.9g want %.9g", loss,
+           (l0 + l1) / 2);
+    /* Row 0: argmax 2 == label. Row 1: tie between 0 and 1, first wins -> 0 != 1. */
+    EXPECT(correct == 1, "correct %lld want 1", (long long)correct);
+    const double p02 = exp(3.0 - log(exp(1.0) + exp(2.0) + exp(3.0)));
+    EXPECT(fabs(dz[2] - (p02 - 1) / 2) < 1e-7, "dlogits[2] %g want %g", dz[2], (p02 - 1) / 2);
+    lab[1] = 3;
+    EXPECT(sg_cpu_cross_entropy(z, lab, dz, 2, 3, &loss, &correct) == -1 &&
+           strstr(sg_geterr(), "label 3 at row 2 out of range [0, 3)"),
+           "bad label message: '%s'", sg_geterr());
+    /* Large logits stay finite (log-sum-exp is shifted). */
+    const float big[2] = { 1000.0f, 0.0f };
+    int32_t l2 = 1;
+    EXPECT(sg_cpu_cross_entropy(big, &l2, NULL, 1, 2, &loss, NULL) == 0 && fabs(loss - 1000) < 1e-3,
+           "large logits: loss %g", loss);
+}
+
+static void test_vec(void)
+{
+    const int64_t n = 100003;
+    float *w = tbuf(n), *g = tbuf(n), *v = tbuf(n), *out = tbuf(n);
+    fill_uniform(&R, w, n, -1, 1);
+    fill_uniform(&R, g, n, -1, 1);
+    fill_uniform(&R, v, n, -1, 1);
+    sg_cpu_vec_axpy(w, g, out, n, -0.3f);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += fabsf(out[i] - (w[i] - 0.3f * g[i])) > 1e-6f;
+    EXPECT(bad == 0, "vec_axpy: %d wrong", bad);
+    sg_cpu_vec_axpbypz(w, g, v, out, n, 0.5f, -2.0f);
+    bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += fabsf(out[i] - (w[i] + 0.5f * g[i] - 2.0f * v[i])) > 1e-5f;
+    EXPECT(bad == 0, "vec_axpbypz: %d wrong", bad);
+    memcpy(out, v, (size_t)n * sizeof(float));
+    sg_cpu_vec_scale_add(out, g, out, n, 0.9f, 1.0f);  /* in place: v = 0.9 v + g */
+    bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += fabsf(out[i] - (0.9f * v[i] + g[i])) > 1e-6f;
+    EXPECT(bad == 0, "vec_scale_add in place: %d wrong", bad);
+    free(w); free(g); free(v); free(out);
+}
+
+static void test_errors(void)
+{
+    sg_conv2d_geom g;
+    EXPECT(sg_conv2d_geom_init(&g, 2, 3, 2, 2, 4, 5, 5, 1, 1, 0, 0) == -1 &&
+           strstr(sg_geterr(), "kernel 5x5 larger than padded input 2x2") &&
+           strstr(sg_geterr(), "(cpu)"), "conv geometry message: '%s'", sg_geterr());
+    sg_pool2d_geom p;
+    EXPECT(sg_pool2d_geom_init(&p, 1, 1, 4, 4, 2, 2, 2, 2, 2, 2) == -1 &&
+           strstr(sg_geterr(), "padding 2x2 must be at most half the kernel 2x2"),
+           "pool geometry message: '%s'", sg_geterr());
+    EXPECT(sg_pool2d_geom_init(&p, 1, 1, 5, 5, 3, 3, 2, 2, 1, 1) == 0 && p.oh == 3 && p.ow == 3,
+           "pool output size %lldx%lld want 3x3", (long long)p.oh, (long long)p.ow);
+    EXPECT(sg_conv2d_geom_init(&g, 2, 3, 7, 8, 4, 3, 3, 2, 2, 1, 1) == 0 && g.oh == 4 && g.ow == 4,
+           "conv output size %lldx%lld want 4x4", (long long)g.oh, (long long)g.ow);
+}
+
+int main(void)
+{
+    sg_rng_init(&R, 99, sg_rng_hash("test_nn_ops"));
+    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 0);  /* 32x32 output: per-image path */
+    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 0);    /* automatic block (all 5 images) */
+    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 2);    /* ragged last block */
+    test_conv_ref(5, 4, 6, 6, 5, 3, 2, 0, 3);
+    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 1);    /* pointwise, per image */
+    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 0);    /* pointwise, blocked */
+    test_conv_ref(3, 2, 9, 9, 3, 3, 3, 1, 0);    /* stride 3 */
+    test_bn_running();
+    test_dropout();
+    test_ce();
+    test_vec();
+    test_errors();
+    if (g_failures) {
+        fprintf(stderr, "test_nn_ops: %d failure(s)\n", g_failures);
+        return 1;
+    }
+    printf("test_nn_ops: all checks passed\n");
+    return 0;
+}
