@@ -71,7 +71,7 @@ int main(void)
     int cnt[7] = {0};
     for (int i = 0; i < 70000; i++) cnt[sg_rng_below(&r, 7)]++;
     for (int k = 0; k < 7; k++)
-        CHECK(fabs(cnt[k] - 10000) < 5 * sqrt(10000 * 6.0 / 7), "below(7) count[%d] = %d", k, cnt[k]);
+        CHECK(fabs((double)cnt[k] - 10000) < 5 * sqrt(10000 * 6.0 / 7), "below(7) count[%d] = %d", k, cnt[k]);
 
     /* permutation is a permutation */
     int64_t perm[1000];
