@@ -90,8 +90,9 @@ SGDSA_API int sgdsa_run(sgdsa_state *S, const char *path, int argc, const char *
  *                           Lua code polls with sgdsa.core.interrupted() to
  *                           stop cleanly; a second one aborts the running Lua
  *                           code with the error "interrupted";
- *   SGDSA_SIGNALS_INTERRUPT every signal sets the flag and aborts the running
- *                           Lua code at once (the REPL's Ctrl-C);
+ *   SGDSA_SIGNALS_INTERRUPT every SIGINT sets the flag and aborts the running
+ *                           Lua code at once (the REPL's Ctrl-C); SIGTERM
+ *                           keeps its previous handler;
  *   SGDSA_SIGNALS_DEFAULT   restores the handlers that were there before.
  * sgdsa_interrupt(S) does what a signal does (async-signal-safe);
  * sgdsa_interrupted() returns how many interrupts arrived since the last

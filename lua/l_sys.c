@@ -106,12 +106,14 @@ int sgl_catch_signals(lua_State *L, int mode)
     hook_target = L;
     signal_mode = mode;
     if (!handlers_saved) {
-        if (sigaction(SIGINT, &sa, &saved_int) != 0 || sigaction(SIGTERM, &sa, &saved_term) != 0)
+        if (sigaction(SIGINT, NULL, &saved_int) != 0 || sigaction(SIGTERM, NULL, &saved_term) != 0)
             return sg_seterr("catch_signals: sigaction failed: %s", strerror(errno));
         handlers_saved = 1;
-    } else if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
-        return sg_seterr("catch_signals: sigaction failed: %s", strerror(errno));
     }
+    /* SIGTERM asks a run to stop cleanly; in interrupt mode (the REPL) it keeps its old meaning. */
+    if (sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGTERM, mode == 1 ? &sa : &saved_term, NULL) != 0)
+        return sg_seterr("catch_signals: sigaction failed: %s", strerror(errno));
     return 0;
 }
 

@@ -1,0 +1,886 @@
+/*
+ * main.c - the `sgdsa` executable: subcommands, and the interactive REPL.
+ *
+ *   sgdsa run SCRIPT [key=value ...]   run a script (experiments go to sgdsa.trainer)
+ *   sgdsa [repl]                       interactive REPL
+ *   sgdsa -e CODE [-i]                 run code (then the REPL with -i)
+ *   sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL
+ *   sgdsa inspect|sweep|table|plot|bench ARGS   -> require("sgdsa.<cmd>").main(args)
+ *   sgdsa --version | --help | help CMD
+ *
+ * Exit status: 0 success, 1 script or runtime error (file:line and a
+ * traceback on stderr; 130 when it was an interrupt), 2 usage error.
+ *
+ * The REPL: readline line editing and history (~/.sgdsa_history or
+ * $SGDSA_HISTORY), completion of globals and of fields/methods after `.`/`:`
+ * (walking tables and metatables' __index tables, never calling code), the
+ * values of an expression printed without `=`, multi-line statements, Ctrl-C
+ * aborting the running chunk (a Lua hook) or clearing the line at the prompt.
+ * Readline runs in callback mode under select(), so a signal at the prompt is
+ * seen as EINTR and handled outside the signal handler. When stdin is not a
+ * terminal, lines are read plainly with no prompt, for piped input.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "sgdsa.h"
+
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+/* ---- help texts ------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    const char *usage; /* NULL: a Lua subcommand, whose module prints its own help */
+} command;
+
+static const command commands[] = {
+    {"run", "run a Lua script or experiment",
+     "usage: sgdsa run SCRIPT [key=value ...] [ARG ...]\n"
+     "\n"
+     "Run a Lua script. Each key=value argument is an override, typed as a\n"
+     "number, a boolean (true/false) or else a string; other arguments are\n"
+     "positional (args[1], args[2], ...). The overrides table is the global\n"
+     "sgdsa.args and the script's `...`; the raw strings are in the global `arg`.\n"
+     "A script that returns a table (an experiment) is trained with\n"
+     "require('sgdsa.trainer').run(experiment, overrides).\n"
+     "\n"
+     "The first Ctrl-C (or SIGTERM) sets sgdsa.core.interrupted(), so a trainer\n"
+     "stops cleanly after the current step; a second one aborts the script.\n"
+     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
+    {"repl", "interactive REPL (the default without arguments)",
+     "usage: sgdsa repl\n"
+     "\n"
+     "Interactive Lua 5.4 with the sgdsa library loaded as the global `sgdsa`.\n"
+     "An expression's value is printed (no `=` needed); incomplete statements\n"
+     "continue on the next line; TAB completes globals and fields/methods after\n"
+     "`.` and `:`; Ctrl-C aborts the running chunk or clears the line; Ctrl-D\n"
+     "exits. History is kept in ~/.sgdsa_history (or $SGDSA_HISTORY; empty to\n"
+     "disable). The result of the last expression is kept in `_`.\n"
+     "With stdin not a terminal, lines are read without prompts; the exit status\n"
+     "is then 1 if any chunk failed.\n"},
+    {"inspect", "show the contents of an HDF5 run file or checkpoint", NULL},
+    {"sweep", "run an experiment over a grid of overrides or seeds", NULL},
+    {"table", "tabulate results of runs", NULL},
+    {"plot", "plot logs of runs", NULL},
+    {"bench", "benchmark kernels and training steps", NULL},
+    {NULL, NULL, NULL},
+};
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f,
+            "usage: sgdsa [COMMAND] [ARGS...]\n"
+            "       sgdsa SCRIPT.lua [key=value ...]   (same as sgdsa run)\n"
+            "       sgdsa -e CODE [-e CODE ...] [-i]  run code, then the REPL with -i\n"
+            "       sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL\n"
+            "       sgdsa --version | --help\n"
+            "\n"
+            "SGD with simulated annealing: the sgdsa runtime driven by Lua 5.4.\n"
+            "\n"
+            "commands:\n");
+    for (const command *c = commands; c->name; c++)
+        fprintf(f, "  %-8s %s\n", c->name, c->summary);
+    fprintf(f, "  help CMD  help on a command (also: sgdsa CMD --help)\n"
+               "\n"
+               "Environment: SGDSA_ROOT (where lua/sgdsa, models/, experiments/ live),\n"
+               "SGDSA_HISTORY (REPL history file).\n");
+}
+
+static const command *find_command(const char *name)
+{
+    for (const command *c = commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "sgdsa: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n(try `sgdsa --help`)\n");
+    return EXIT_USAGE;
+}
+
+static int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+/* ---- the runtime --------------------------------------------------------------- */
+
+static sgdsa_state *open_state(void)
+{
+    sgdsa_state *S = sgdsa_open();
+    if (S == NULL)
+        fprintf(stderr, "sgdsa: %s\n", sgdsa_errmsg(NULL));
+    return S;
+}
+
+static int report(sgdsa_state *S)
+{
+    fprintf(stderr, "sgdsa: %s\n", sgdsa_errmsg(S));
+    fflush(stderr);
+    return sgdsa_interrupted() ? EXIT_INTERRUPTED : EXIT_ERR;
+}
+
+/* Run SCRIPT ARGS with `sgdsa run` semantics; the status to exit with. */
+static int run_script(sgdsa_state *S, const char *path, int argc, char **argv)
+{
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "sgdsa run: cannot open script %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    sgdsa_clear_interrupt(S);
+    if (sgdsa_catch_signals(S, SGDSA_SIGNALS_STOP) != 0)
+        return report(S);
+    int rc = sgdsa_run(S, path, argc, (const char *const *)argv);
+    sgdsa_catch_signals(S, SGDSA_SIGNALS_DEFAULT);
+    if (rc < 0)
+        return report(S);
+    return rc;
+}
+
+/* require("sgdsa.<name>").main(args) for the Lua-implemented subcommands. */
+static int lua_command(const command *c, int argc, char **argv)
+{
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    lua_State *L = sgdsa_lua(S);
+    char module[64];
+    snprintf(module, sizeof module, "sgdsa.%s", c->name);
+    static const char finder[] =
+        "local name = ...\n"
+        "if package.loaded[name] ~= nil or package.preload[name] ~= nil then return true end\n"
+        "if package.searchpath(name, package.path) then return true end\n"
+        "return false, ' (looked under ' .. sgdsa.core.root() .. ' and on package.path)'\n";
+    int rc = EXIT_ERR;
+    if (luaL_loadbuffer(L, finder, sizeof finder - 1, "=sgdsa") != LUA_OK) {
+        fprintf(stderr, "sgdsa %s: %s\n", c->name, lua_tostring(L, -1));
+        goto done;
+    }
+    lua_pushstring(L, module);
+    if (sgdsa_pcall(S, 1, 2) != 0) {
+        rc = report(S);
+        goto done;
+    }
+    if (!lua_toboolean(L, -2)) {
+        if (argc > 0 && is_help(argv[0]))
+            fprintf(stderr, "sgdsa %s: %s\n", c->name, c->summary);
+        fprintf(stderr, "sgdsa %s: this command is not available: the Lua module %s was not "
+                        "found%s\n", c->name, module, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        goto done;
+    }
+    lua_pop(L, 2);
+    sgdsa_clear_interrupt(S);
+    sgdsa_catch_signals(S, SGDSA_SIGNALS_STOP);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    if (sgdsa_pcall(S, 1, 1) != 0) {
+        rc = report(S);
+        goto done;
+    }
+    if (lua_getfield(L, -1, "main") != LUA_TFUNCTION) {
+        fprintf(stderr, "sgdsa %s: module %s has no function main(args)\n", c->name, module);
+        goto done;
+    }
+    lua_createtable(L, argc, 1);
+    lua_pushfstring(L, "sgdsa %s", c->name);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (sgdsa_pcall(S, 1, 1) != 0) {
+        rc = report(S);
+        goto done;
+    }
+    if (lua_isinteger(L, -1))
+        rc = (int)lua_tointeger(L, -1);
+    else if (lua_isnoneornil(L, -1) || lua_toboolean(L, -1))
+        rc = EXIT_OK;
+    else
+        rc = EXIT_ERR;
+done:
+    sgdsa_close(S);
+    return rc;
+}
+
+/* ---- REPL: printing ---------------------------------------------------------------- */
+
+/*
+ * The printer, in Lua: strings raw at top level, tables briefly (up to 12
+ * entries, nested ones up to 4, deeper ones as {...}), anything with __tostring or __name through
+ * tostring (tensors print themselves).
+ */
+static const char printer_src[] =
+    "local function key_order(a, b)\n"
+    "  local ta, tb = type(a), type(b)\n"
+    "  if ta ~= tb then return ta < tb end\n"
+    "  if ta == 'number' or ta == 'string' then return a < b end\n"
+    "  return tostring(a) < tostring(b)\n"
+    "end\n"
+    "local function brief(v, depth)\n"
+    "  if type(v) == 'string' then return string.format('%q', v) end\n"
+    "  if type(v) ~= 'table' then return tostring(v) end\n"
+    "  local mt = getmetatable(v)\n"
+    "  if mt and (mt.__tostring or mt.__name) then return tostring(v) end\n"
+    "  local n, keys = rawlen(v), {}\n"
+    "  for k in next, v do\n"
+    "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then keys[#keys + 1] = k end\n"
+    "  end\n"
+    "  local total = n + #keys\n"
+    "  if total == 0 then return '{}' end\n"
+    "  if depth > 2 then return '{...}' end\n"
+    "  table.sort(keys, key_order)\n"
+    "  local parts, limit = {}, depth == 1 and 12 or 4\n"
+    "  for i = 1, math.min(n, limit) do parts[#parts + 1] = brief(rawget(v, i), depth + 1) end\n"
+    "  for _, k in ipairs(keys) do\n"
+    "    if #parts >= limit then break end\n"
+    "    local ks = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k\n"
+    "               or '[' .. brief(k, depth + 1) .. ']'\n"
+    "    parts[#parts + 1] = ks .. ' = ' .. brief(rawget(v, k), depth + 1)\n"
+    "  end\n"
+    "  local s = '{' .. table.concat(parts, ', ')\n"
+    "  if total > #parts then s = s .. string.format(', ... (%d entries)', total) end\n"
+    "  return s .. '}'\n"
+    "end\n"
+    "return function(...)\n"
+    "  local out = {}\n"
+    "  for i = 1, select('#', ...) do\n"
+    "    local v = select(i, ...)\n"
+    "    out[i] = type(v) == 'string' and v or brief(v, 1)\n"
+    "  end\n"
+    "  return table.concat(out, '\\t')\n"
+    "end\n";
+
+static int printer_ref = LUA_NOREF;
+
+/* Print the n values on top of the stack (and pop them); `_` = the first. */
+static void print_values(sgdsa_state *S, int n)
+{
+    lua_State *L = sgdsa_lua(S);
+    if (n <= 0)
+        return;
+    lua_pushvalue(L, -n);
+    lua_setglobal(L, "_");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, printer_ref);
+    lua_insert(L, -(n + 1));
+    if (sgdsa_pcall(S, n, 1) != 0) {
+        fprintf(stderr, "%s\n", sgdsa_errmsg(S));
+        return;
+    }
+    const char *s = lua_tostring(L, -1);
+    if (s != NULL) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+    }
+    fflush(stdout);
+    lua_pop(L, 1);
+}
+
+/* ---- REPL: completion ---------------------------------------------------------------- */
+
+static lua_State *complete_L;
+static char **matches;
+static size_t nmatches, capmatches;
+
+static const char *const keywords[] = {
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL,
+};
+
+static void add_match(const char *s)
+{
+    for (size_t i = 0; i < nmatches; i++)
+        if (strcmp(matches[i], s) == 0)
+            return;
+    if (nmatches == capmatches) {
+        size_t cap = capmatches ? 2 * capmatches : 64;
+        char **m = realloc(matches, cap * sizeof *m);
+        if (m == NULL)
+            return;
+        matches = m;
+        capmatches = cap;
+    }
+    char *copy = strdup(s);
+    if (copy != NULL)
+        matches[nmatches++] = copy;
+}
+
+static void clear_matches(void)
+{
+    for (size_t i = 0; i < nmatches; i++)
+        free(matches[i]);
+    nmatches = 0;
+}
+
+static int is_identifier(const char *s)
+{
+    if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        return 0;
+    for (; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return 0;
+    return 1;
+}
+
+/*
+ * Look up field `key` of the value at the top of the stack without running
+ * code: raw access on tables, then the metatable's __index while it is a
+ * table. Replaces the top with the result (nil if none).
+ */
+static void safe_field(lua_State *L, const char *key)
+{
+    for (int depth = 0; depth < 16; depth++) {
+        if (lua_istable(L, -1)) {
+            lua_pushstring(L, key);
+            lua_rawget(L, -2);
+            if (!lua_isnil(L, -1)) {
+                lua_remove(L, -2);
+                return;
+            }
+            lua_pop(L, 1);
+        }
+        if (!lua_getmetatable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+        lua_pushliteral(L, "__index");
+        lua_rawget(L, -2);
+        lua_remove(L, -2); /* the metatable */
+        lua_remove(L, -2); /* the value */
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+}
+
+/* Add "<prefix><key>" for each identifier key of the table on top starting with `part`. */
+static void add_keys(lua_State *L, const char *prefix, const char *part, int methods_only)
+{
+    size_t plen = strlen(part);
+    char buf[512];
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            int callable = lua_isfunction(L, -1);
+            if (!callable && luaL_getmetafield(L, -1, "__call") != LUA_TNIL) {
+                callable = 1;
+                lua_pop(L, 1);
+            }
+            if (strncmp(k, part, plen) == 0 && is_identifier(k) &&
+                (!methods_only || callable) && (plen > 1 || strncmp(k, "__", 2) != 0)) {
+                snprintf(buf, sizeof buf, "%s%s", prefix, k);
+                add_match(buf);
+            }
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* Candidates from the value on top: its own keys, then its __index chain (pops it). */
+static void add_candidates(lua_State *L, const char *prefix, const char *part, int methods_only)
+{
+    for (int depth = 0; depth < 16; depth++) {
+        if (lua_istable(L, -1))
+            add_keys(L, prefix, part, methods_only);
+        if (!lua_getmetatable(L, -1))
+            break;
+        lua_pushliteral(L, "__index");
+        lua_rawget(L, -2);
+        if (lua_istable(L, -1)) {
+            lua_remove(L, -2);
+            lua_remove(L, -2);
+            continue;
+        }
+        /* __index is a function: offer the metatable's own public fields */
+        lua_pop(L, 1);
+        lua_remove(L, -2);
+        add_keys(L, prefix, part, methods_only);
+        break;
+    }
+    lua_pop(L, 1);
+}
+
+static void collect(const char *text)
+{
+    lua_State *L = complete_L;
+    int top = lua_gettop(L);
+    clear_matches();
+    const char *sep = NULL;
+    for (const char *p = text; *p; p++)
+        if (*p == '.' || *p == ':')
+            sep = p;
+    if (sep == NULL) {
+        lua_pushglobaltable(L);
+        add_candidates(L, "", text, 0);
+        size_t n = strlen(text);
+        for (int i = 0; keywords[i]; i++)
+            if (strncmp(keywords[i], text, n) == 0)
+                add_match(keywords[i]);
+        lua_settop(L, top);
+        return;
+    }
+    /* Walk the path before the last separator: a.b.c */
+    char path[512], prefix[512];
+    size_t plen = (size_t)(sep - text);
+    if (plen >= sizeof path)
+        return;
+    memcpy(path, text, plen);
+    path[plen] = '\0';
+    memcpy(prefix, text, plen + 1);
+    prefix[plen + 1] = '\0';
+    lua_pushglobaltable(L);
+    char *save = NULL;
+    for (char *seg = strtok_r(path, ".:", &save); seg; seg = strtok_r(NULL, ".:", &save)) {
+        if (!is_identifier(seg)) {
+            lua_settop(L, top);
+            return;
+        }
+        safe_field(L, seg);
+        if (lua_isnil(L, -1)) {
+            lua_settop(L, top);
+            return;
+        }
+    }
+    add_candidates(L, prefix, sep + 1, *sep == ':');
+    lua_settop(L, top);
+}
+
+static char *match_generator(const char *text, int state)
+{
+    static size_t next;
+    (void)text;
+    if (state == 0)
+        next = 0;
+    return next < nmatches ? strdup(matches[next++]) : NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1; /* never fall back to file names */
+    collect(text);
+    return rl_completion_matches(text, match_generator);
+}
+
+/* ---- REPL: reading lines -------------------------------------------------------------- */
+
+static char *line_result;
+static int line_done;
+
+static void on_line(char *line)
+{
+    line_result = line;
+    line_done = 1;
+    rl_callback_handler_remove();
+}
+
+enum { READ_LINE, READ_EOF, READ_INTERRUPT };
+
+/* Read one line with readline (terminal) or plainly (pipe); *out is malloc'd. */
+static int read_line(int tty, const char *prompt, char **out)
+{
+    *out = NULL;
+    if (!tty) {
+        size_t cap = 0;
+        ssize_t n;
+        for (;;) {
+            errno = 0;
+            n = getline(out, &cap, stdin);
+            if (n >= 0)
+                break;
+            if (errno == EINTR) {
+                clearerr(stdin);
+                if (sgdsa_interrupted())
+                    return READ_INTERRUPT;
+                continue;
+            }
+            free(*out);
+            *out = NULL;
+            return READ_EOF;
+        }
+        if (n > 0 && (*out)[n - 1] == '\n')
+            (*out)[n - 1] = '\0';
+        return READ_LINE;
+    }
+    line_done = 0;
+    line_result = NULL;
+    rl_callback_handler_install(prompt, on_line);
+    while (!line_done) {
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(STDIN_FILENO, &fds);
+        int r = select(STDIN_FILENO + 1, &fds, NULL, NULL, NULL);
+        if (r < 0) {
+            if (errno != EINTR)
+                break;
+            if (sgdsa_interrupted()) {
+                /* Ctrl-C at the prompt: drop the line, start a fresh prompt. */
+                rl_callback_sigcleanup();
+                rl_free_line_state();
+                rl_replace_line("", 0);
+                rl_point = rl_end = 0;
+                rl_callback_handler_remove();
+                fputs("^C\n", stdout);
+                fflush(stdout);
+                return READ_INTERRUPT;
+            }
+            continue;
+        }
+        if (r > 0)
+            rl_callback_read_char();
+    }
+    if (!line_done) {
+        rl_callback_handler_remove();
+        return READ_EOF;
+    }
+    if (line_result == NULL) {
+        fputc('\n', stdout);
+        return READ_EOF;
+    }
+    *out = line_result;
+    return READ_LINE;
+}
+
+/* ---- REPL: evaluating -------------------------------------------------------------------- */
+
+/* Is the compile error in the message an unfinished chunk? (lua.c's test) */
+static int incomplete(lua_State *L)
+{
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    static const char eof[] = "<eof>";
+    size_t n = sizeof eof - 1;
+    return msg && len >= n && strcmp(msg + len - n, eof) == 0;
+}
+
+/* Run the function on top; print its results or the error. 0 ok, -1 error. */
+static int run_chunk(sgdsa_state *S)
+{
+    lua_State *L = sgdsa_lua(S);
+    int base = lua_gettop(L) - 1;
+    sgdsa_clear_interrupt(S);
+    int rc = sgdsa_pcall(S, 0, LUA_MULTRET);
+    sgdsa_clear_interrupt(S);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", sgdsa_errmsg(S));
+        fflush(stderr);
+        return -1;
+    }
+    print_values(S, lua_gettop(L) - base);
+    lua_settop(L, base);
+    return 0;
+}
+
+static char *history_path(void)
+{
+    const char *env = getenv("SGDSA_HISTORY");
+    if (env != NULL)
+        return env[0] ? strdup(env) : NULL;
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] == '\0')
+        return NULL;
+    size_t n = strlen(home) + sizeof "/.sgdsa_history";
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/.sgdsa_history", home);
+    return p;
+}
+
+static void remember(const char *hist, const char *entry)
+{
+    if (entry[0] == '\0')
+        return;
+    HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+    if (last != NULL && strcmp(last->line, entry) == 0)
+        return;
+    add_history(entry);
+    if (hist != NULL) {
+        FILE *f = fopen(hist, "a"); /* append_history needs the file to exist */
+        if (f != NULL) {
+            fclose(f);
+            append_history(1, hist);
+        }
+    }
+}
+
+static int repl(sgdsa_state *S)
+{
+    lua_State *L = sgdsa_lua(S);
+    int tty = isatty(STDIN_FILENO);
+    int failures = 0;
+
+    if (luaL_loadbuffer(L, printer_src, sizeof printer_src - 1, "=repl") != LUA_OK ||
+        sgdsa_pcall(S, 0, 1) != 0) {
+        fprintf(stderr, "sgdsa repl: %s\n", lua_isstring(L, -1) ? lua_tostring(L, -1) : sgdsa_errmsg(S));
+        return EXIT_ERR;
+    }
+    printer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    char *hist = NULL;
+    if (tty) {
+        rl_readline_name = "sgdsa";
+        rl_catch_signals = 0;
+        rl_catch_sigwinch = 1;
+        rl_attempted_completion_function = complete;
+        rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[]";
+        rl_completion_append_character = '\0';
+        rl_basic_quote_characters = "\"'";
+        complete_L = L;
+        hist = history_path();
+        stifle_history(1000);
+        if (hist != NULL)
+            read_history(hist);
+        if (isatty(STDOUT_FILENO))
+            printf("sgdsa %s  (%s)  TAB completes, Ctrl-C interrupts, Ctrl-D exits\n",
+                   sgdsa_version(), LUA_RELEASE);
+    }
+    if (sgdsa_catch_signals(S, SGDSA_SIGNALS_INTERRUPT) != 0) {
+        fprintf(stderr, "sgdsa repl: %s\n", sgdsa_errmsg(S));
+        free(hist);
+        return EXIT_ERR;
+    }
+
+    char *chunk = NULL; /* the statement being assembled over several lines */
+    size_t chunk_len = 0;
+    for (;;) {
+        char *line;
+        int r = read_line(tty, chunk ? ">> " : "> ", &line);
+        if (r == READ_EOF)
+            break;
+        if (r == READ_INTERRUPT) {
+            sgdsa_clear_interrupt(S);
+            free(chunk);
+            chunk = NULL;
+            chunk_len = 0;
+            continue;
+        }
+        /* Append the line to the pending chunk. */
+        size_t n = strlen(line);
+        char *grown = realloc(chunk, chunk_len + n + 2);
+        if (grown == NULL) {
+            fprintf(stderr, "sgdsa repl: out of memory reading a line (%zu bytes)\n", chunk_len + n);
+            free(line);
+            continue;
+        }
+        if (chunk != NULL)
+            grown[chunk_len++] = '\n';
+        chunk = grown;
+        memcpy(chunk + chunk_len, line, n + 1);
+        chunk_len += n;
+        free(line);
+
+        /* First line of a statement: try it as an expression ("=expr" too). */
+        int first = strchr(chunk, '\n') == NULL;
+        int loaded = 0;
+        if (first) {
+            const char *expr = chunk[0] == '=' ? chunk + 1 : chunk;
+            const char *code = lua_pushfstring(L, "return %s;", expr);
+            loaded = luaL_loadbuffer(L, code, strlen(code), "=stdin") == LUA_OK;
+            lua_remove(L, -2);  /* the code; leaves the function or the message */
+            if (!loaded)
+                lua_pop(L, 1);
+        }
+        if (!loaded) {
+            if (luaL_loadbuffer(L, chunk, chunk_len, "=stdin") != LUA_OK) {
+                if (incomplete(L)) {
+                    lua_pop(L, 1);
+                    continue; /* keep reading the statement */
+                }
+                fprintf(stderr, "%s\n", lua_tostring(L, -1));
+                fflush(stderr);
+                lua_pop(L, 1);
+                failures++;
+                if (tty)
+                    remember(hist, chunk);
+                free(chunk);
+                chunk = NULL;
+                chunk_len = 0;
+                continue;
+            }
+        }
+        if (tty)
+            remember(hist, chunk);
+        free(chunk);
+        chunk = NULL;
+        chunk_len = 0;
+        if (run_chunk(S) != 0)
+            failures++;
+    }
+    free(chunk);
+    sgdsa_catch_signals(S, SGDSA_SIGNALS_DEFAULT);
+    if (hist != NULL)
+        history_truncate_file(hist, 1000);
+    free(hist);
+    clear_matches();
+    free(matches);
+    matches = NULL;
+    capmatches = 0;
+    luaL_unref(L, LUA_REGISTRYINDEX, printer_ref);
+    return (!tty && failures > 0) ? EXIT_ERR : EXIT_OK;
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+static int cmd_run(int argc, char **argv, int then_repl)
+{
+    int i = 0;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (is_help(argv[i])) {
+            fputs(find_command("run")->usage, stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+        return usage_error("run: unknown option %s", argv[i]);
+    }
+    if (i >= argc)
+        return usage_error("%s: missing SCRIPT", then_repl ? "-i" : "run");
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    int rc = run_script(S, argv[i], argc - i - 1, argv + i + 1);
+    if (then_repl && rc != EXIT_USAGE)
+        rc = repl(S);
+    sgdsa_close(S);
+    return rc;
+}
+
+static int cmd_repl(int argc, char **argv)
+{
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(find_command("repl")->usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc > 0)
+        return usage_error("repl: unexpected argument %s", argv[0]);
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    int rc = repl(S);
+    sgdsa_close(S);
+    return rc;
+}
+
+/* sgdsa -e CODE [-e CODE ...] [-i [SCRIPT ARGS...]] */
+static int cmd_exec(int argc, char **argv)
+{
+    const char **codes = calloc((size_t)argc + 1, sizeof *codes);
+    int ncodes = 0, interactive = 0, rest = argc;
+    if (codes == NULL) {
+        fprintf(stderr, "sgdsa: out of memory parsing %d arguments\n", argc);
+        return EXIT_ERR;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-e") == 0) {
+            if (i + 1 >= argc) {
+                free(codes);
+                return usage_error("%s needs an argument: -e CODE", "-e");
+            }
+            codes[ncodes++] = argv[++i];
+        } else if (strcmp(argv[i], "-i") == 0) {
+            interactive = 1;
+            rest = i + 1;
+            break;
+        } else {
+            free(codes);
+            return usage_error("unexpected argument %s after -e CODE", argv[i]);
+        }
+    }
+    sgdsa_state *S = open_state();
+    int rc = S ? EXIT_OK : EXIT_ERR;
+    for (int i = 0; S && i < ncodes && rc == EXIT_OK; i++) {
+        sgdsa_clear_interrupt(S);
+        sgdsa_catch_signals(S, SGDSA_SIGNALS_STOP);
+        if (sgdsa_dostring(S, codes[i], "=(command line)") != 0)
+            rc = report(S);
+        sgdsa_catch_signals(S, SGDSA_SIGNALS_DEFAULT);
+    }
+    if (S && interactive) {
+        if (rest < argc)
+            rc = run_script(S, argv[rest], argc - rest - 1, argv + rest + 1);
+        if (rc != EXIT_USAGE)
+            rc = repl(S);
+    }
+    sgdsa_close(S);
+    free(codes);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cmd_repl(0, NULL);
+    const char *a = argv[1];
+    if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+        printf("sgdsa %s (%s)\n", sgdsa_version(), LUA_RELEASE);
+        return EXIT_OK;
+    }
+    if (is_help(a)) {
+        print_main_help(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(a, "help") == 0) {
+        if (argc < 3) {
+            print_main_help(stdout);
+            return EXIT_OK;
+        }
+        const command *c = find_command(argv[2]);
+        if (c == NULL)
+            return usage_error("help: unknown command %s", argv[2]);
+        if (c->usage != NULL) {
+            fputs(c->usage, stdout);
+            return EXIT_OK;
+        }
+        char *help[] = {"--help", NULL};
+        return lua_command(c, 1, help);
+    }
+    if (strcmp(a, "-e") == 0)
+        return cmd_exec(argc - 1, argv + 1);
+    if (strcmp(a, "-i") == 0) {
+        if (argc == 2)
+            return cmd_repl(0, NULL);
+        return cmd_run(argc - 2, argv + 2, 1);
+    }
+    if (strcmp(a, "run") == 0)
+        return cmd_run(argc - 2, argv + 2, 0);
+    if (strcmp(a, "repl") == 0)
+        return cmd_repl(argc - 2, argv + 2);
+    const command *c = find_command(a);
+    if (c != NULL)
+        return lua_command(c, argc - 2, argv + 2);
+    if (a[0] == '-')
+        return usage_error("unknown option %s", a);
+    if (ends_with(a, ".lua"))
+        return cmd_run(argc - 1, argv + 1, 0);
+    return usage_error("unknown command %s", a);
+}

@@ -1,0 +1,163 @@
+#!/bin/sh
+# test_cli.sh - the `sgdsa` command line: exit codes (0 ok, 1 error, 2 usage),
+# --help of every subcommand, --version, typed key=value overrides reaching the
+# script as `...`, sgdsa.args and `arg`, experiment tables handed to
+# sgdsa.trainer, error messages with file:line and a traceback, and SIGINT:
+# the first one sets sgdsa.core.interrupted(), the second aborts the script.
+# Env: SGDSA_BIN (the executable), SGDSA_TEST_TMP (scratch), SGDSA_SRC (source tree).
+set -u
+BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
+SRC=${SGDSA_SRC:-.}
+TMP=${SGDSA_TEST_TMP:-/tmp}/cli.$$
+mkdir -p "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect STATUS PATTERN CMD... : run CMD, check the exit status and that
+# stdout+stderr matches the grep -E PATTERN (empty pattern: no check).
+expect() {
+    want=$1; pat=$2; shift 2
+    "$@" >"$TMP/out" 2>&1
+    got=$?
+    [ "$got" -eq "$want" ] || { fail "$* -> exit $got, want $want"; sed 's/^/    /' "$TMP/out"; return; }
+    if [ -n "$pat" ] && ! grep -Eq -- "$pat" "$TMP/out"; then
+        fail "$* -> output lacks /$pat/"; sed 's/^/    /' "$TMP/out"
+    fi
+}
+
+# --- version and help -------------------------------------------------------
+expect 0 '^sgdsa [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4' "$BIN" --version
+expect 0 'usage: sgdsa' "$BIN" --help
+expect 0 'usage: sgdsa' "$BIN" help
+expect 0 'usage: sgdsa run SCRIPT' "$BIN" run --help
+expect 0 'usage: sgdsa run SCRIPT' "$BIN" help run
+expect 0 'usage: sgdsa repl' "$BIN" repl --help
+for cmd in inspect sweep table plot bench; do
+    if [ -f "$SRC/lua/sgdsa/$cmd.lua" ] || [ -f "$SRC/lua/sgdsa/$cmd/init.lua" ]; then
+        expect 0 '' "$BIN" "$cmd" --help
+    else
+        expect 1 "sgdsa $cmd: this command is not available: the Lua module sgdsa.$cmd was not found" \
+            "$BIN" "$cmd" --help
+    fi
+done
+
+# --- usage errors: 2 -------------------------------------------------------------
+expect 2 'unknown command frobnicate' "$BIN" frobnicate
+expect 2 'unknown option --frobnicate' "$BIN" --frobnicate
+expect 2 'run: missing SCRIPT' "$BIN" run
+expect 2 'run: unknown option --bogus' "$BIN" run --bogus x.lua
+expect 2 'cannot open script .*nonexistent\.lua' "$BIN" run "$TMP/nonexistent.lua"
+expect 2 'repl: unexpected argument' "$BIN" repl extra
+expect 2 'help: unknown command nope' "$BIN" help nope
+expect 2 '-e needs an argument' "$BIN" -e
+
+# --- overrides: typed, as `...`, sgdsa.args and arg ------------------------------
+cat >"$TMP/args.lua" <<'EOF'
+local a = ...
+assert(a == sgdsa.args, "... and sgdsa.args differ")
+assert(math.type(a.lr) == "float" and a.lr == 0.5, "lr: " .. tostring(a.lr))
+assert(math.type(a.epochs) == "integer" and a.epochs == 3, "epochs")
+assert(a.nesterov == true and a.verbose == false, "booleans")
+assert(a.name == "resnet34" and a["optim.T0"] == 2, "strings and dotted keys")
+assert(a.expr == "x=y", "value with =")
+assert(a[1] == "pos" and a[2] == 7 and a[3] == nil, "positionals")
+assert(arg[0]:match("args%.lua$") and arg[1] == "lr=0.5" and #arg == 9, "arg table")
+print("ARGS OK")
+EOF
+expect 0 '^ARGS OK$' "$BIN" run "$TMP/args.lua" lr=0.5 epochs=3 nesterov=true verbose=false \
+    name=resnet34 optim.T0=2 expr=x=y pos 7
+# a .lua file as the first argument means `run`
+expect 0 '^ARGS OK$' "$BIN" "$TMP/args.lua" lr=0.5 epochs=3 nesterov=true verbose=false \
+    name=resnet34 optim.T0=2 expr=x=y pos 7
+# the same assertion failing is an error: exit 1
+expect 1 'args\.lua:3: lr: 1' "$BIN" run "$TMP/args.lua" lr=1
+
+# --- experiments go to sgdsa.trainer.run(experiment, overrides) ------------------
+cat >"$TMP/exp.lua" <<'EOF'
+package.preload["sgdsa.trainer"] = function()
+  return { run = function(exp, ov)
+    print("TRAIN " .. exp.model .. " seed=" .. tostring(ov.seed))
+    return exp.status
+  end }
+end
+return { model = "mlp", status = (...).status }
+EOF
+expect 0 '^TRAIN mlp seed=4$' "$BIN" run "$TMP/exp.lua" seed=4 status=0
+expect 7 '^TRAIN mlp seed=nil$' "$BIN" run "$TMP/exp.lua" status=7
+
+# --- errors: exit 1 with file:line and a traceback --------------------------------
+cat >"$TMP/err.lua" <<'EOF'
+local function inner()
+  local t = nil
+  return t.field
+end
+inner()
+EOF
+expect 1 "err\.lua:3: attempt to index a nil value" "$BIN" run "$TMP/err.lua"
+expect 1 'stack traceback:' "$BIN" run "$TMP/err.lua"
+expect 1 "err\.lua:5: in main chunk" "$BIN" run "$TMP/err.lua"
+printf 'local x = = 1\n' >"$TMP/syntax.lua"
+expect 1 "syntax\.lua:1: unexpected symbol" "$BIN" run "$TMP/syntax.lua"
+printf 'os.exit(3)\n' >"$TMP/exit3.lua"
+expect 3 '' "$BIN" run "$TMP/exit3.lua"
+expect 0 '^6$' "$BIN" -e 'print(2 * 3)'
+expect 0 '^a$' "$BIN" -e 'x = "a"' -e 'print(x)'
+expect 1 '\(command line\):1: boom' "$BIN" -e 'error("boom")'
+expect 1 'stack traceback' "$BIN" -e 'error("boom")'
+
+# --- SIGINT during run -----------------------------------------------------------------
+# A script that polls sgdsa.core.interrupted() stops cleanly after one signal.
+cat >"$TMP/poll.lua" <<EOF
+local core = sgdsa.core
+local f = assert(io.open("$TMP/ready1", "w")); f:close()
+local t0 = core.time()
+while not core.interrupted() do
+  assert(core.time() - t0 < 20, "no interrupt arrived")
+  core.sleep(0.01)
+end
+print("STOPPED CLEANLY", select(2, core.interrupted()))
+EOF
+wait_for() { n=0; while [ ! -e "$1" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; }
+"$BIN" run "$TMP/poll.lua" >"$TMP/out1" 2>&1 &
+pid=$!
+wait_for "$TMP/ready1"
+kill -INT $pid
+wait $pid
+st=$?
+[ $st -eq 0 ] && grep -q 'STOPPED CLEANLY	1' "$TMP/out1" || { fail "soft interrupt: exit $st"; cat "$TMP/out1"; }
+
+# A script that ignores the flag is aborted by the second signal (status 130).
+cat >"$TMP/spin.lua" <<EOF
+local f = assert(io.open("$TMP/ready2", "w")); f:close()
+local t0, n = sgdsa.core.time(), 0
+while sgdsa.core.time() - t0 < 20 do n = n + 1 end
+print("NOT INTERRUPTED")
+EOF
+"$BIN" run "$TMP/spin.lua" >"$TMP/out2" 2>&1 &
+pid=$!
+wait_for "$TMP/ready2"
+kill -INT $pid
+sleep 0.2
+kill -INT $pid
+wait $pid
+st=$?
+[ $st -eq 130 ] && grep -q 'interrupted' "$TMP/out2" && ! grep -q 'NOT INTERRUPTED' "$TMP/out2" ||
+    { fail "hard interrupt: exit $st"; cat "$TMP/out2"; }
+
+# SIGTERM also asks for a clean stop.
+sed "s/ready1/ready3/" "$TMP/poll.lua" >"$TMP/poll3.lua"
+"$BIN" run "$TMP/poll3.lua" >"$TMP/out3" 2>&1 &
+pid=$!
+wait_for "$TMP/ready3"
+kill -TERM $pid
+wait $pid
+st=$?
+[ $st -eq 0 ] && grep -q 'STOPPED CLEANLY' "$TMP/out3" || { fail "SIGTERM: exit $st"; cat "$TMP/out3"; }
+
+if [ $fails -ne 0 ]; then
+    echo "test_cli: $fails failure(s)"
+    exit 1
+fi
+echo "test_cli: all passed"
