@@ -1,0 +1,79 @@
+-- testlib.lua - a tiny test harness for sgdsa's Lua tests.
+--   local T = dofile("tests/lua/testlib.lua")
+--   T.test("name", function() T.eq(a, b) end)
+--   T.done()            -- exits 1 if any test failed
+-- Every assertion names what was compared; a failing test keeps the others going.
+local T = {}
+local failures, count = 0, 0
+
+local function fmt(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+function T.test(name, fn)
+  count = count + 1
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    io.write("ok   ", name, "\n")
+  else
+    failures = failures + 1
+    io.write("FAIL ", name, "\n  ", tostring(err):gsub("\n", "\n  "), "\n")
+  end
+end
+
+function T.check(cond, msg, level)
+  if not cond then error(msg or "check failed", (level or 1) + 1) end
+end
+
+function T.eq(a, b, msg)
+  if a ~= b then error(string.format("%s: expected %s, got %s", msg or "eq", fmt(b), fmt(a)), 2) end
+end
+
+function T.near(a, b, tol, msg)
+  tol = tol or 1e-6
+  if not (math.abs(a - b) <= tol * (1 + math.abs(b))) then
+    error(string.format("%s: expected %.9g, got %.9g (tol %g)", msg or "near", b, a, tol), 2)
+  end
+end
+
+-- Tensors equal element-wise within tol (relative to the max magnitude).
+function T.tensor_near(a, b, tol, msg)
+  tol = tol or 1e-6
+  local sa, sb = table.concat(a:size(), "x"), table.concat(b:size(), "x")
+  if sa ~= sb then error(string.format("%s: shapes %s and %s differ", msg or "tensor_near", sa, sb), 2) end
+  local diff = (a:contiguous() - b:contiguous()):abs():max()
+  local scale = math.max(1, b:abs():max())
+  if not (diff <= tol * scale) then
+    error(string.format("%s: max difference %.3g > %.3g", msg or "tensor_near", diff, tol * scale), 2)
+  end
+end
+
+-- fn must raise an error whose message contains `pattern` (plain text).
+function T.raises(fn, pattern, msg)
+  local ok, err = pcall(fn)
+  if ok then error(string.format("%s: expected an error matching %q, got none", msg or "raises", pattern), 2) end
+  err = tostring(err)
+  if pattern and not err:find(pattern, 1, true) then
+    error(string.format("%s: error %q does not contain %q", msg or "raises", err, pattern), 2)
+  end
+  return err
+end
+
+function T.tmpdir()
+  local d = os.getenv("SGDSA_TEST_TMP") or "/tmp"
+  os.execute("mkdir -p '" .. d .. "'")
+  return d
+end
+
+function T.skip(reason)
+  io.write("SKIP ", reason, "\n")
+  os.exit(77)
+end
+
+function T.done()
+  io.write(string.format("%d tests, %d failed\n", count, failures))
+  os.exit(failures == 0 and 0 or 1)
+end
+
+return T
