@@ -412,10 +412,23 @@ static void add_candidates(lua_State *L, const char *prefix, const char *part, i
             lua_remove(L, -2);
             continue;
         }
-        /* __index is a function: offer the metatable's own public fields */
-        lua_pop(L, 1);
-        lua_remove(L, -2);
-        add_keys(L, prefix, part, methods_only);
+        /*
+         * __index is a function (never called here): offer the metatable's
+         * `methods` table (the binding's convention), else the function's
+         * first upvalue when it is a table, else the metatable's own fields.
+         */
+        if (lua_getfield(L, -2, "methods") == LUA_TTABLE) {
+            add_keys(L, prefix, part, methods_only);
+        } else if (lua_iscfunction(L, -2) && lua_getupvalue(L, -2, 1) != NULL) {
+            if (lua_istable(L, -1))
+                add_keys(L, prefix, part, methods_only);
+            lua_pop(L, 1);
+        } else {
+            lua_pushvalue(L, -3);
+            add_keys(L, prefix, part, methods_only);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 3); /* methods, __index, the metatable */
         break;
     }
     lua_pop(L, 1);
