@@ -125,7 +125,7 @@ int sgl_checkshape(lua_State *L, int idx, int64_t *size)
             luaL_error(L, "shape has more than %d dimensions", SG_MAXDIM);
         lua_Number v = lua_tonumber(L, idx + n);
         if (v != floor(v))
-            luaL_error(L, "shape: size %g is not an integer", v);
+            luaL_error(L, "shape: size %f is not an integer", (double)v);
         size[n] = (int64_t)v;
         n++;
     }
@@ -205,7 +205,7 @@ static int l_arange(lua_State *L)
     if (cnt < 0)
         cnt = 0;
     if (cnt > 1e10)
-        return luaL_error(L, "arange: absurd length %g", cnt);
+        return luaL_error(L, "arange: absurd length %f", cnt);
     int64_t n = (int64_t)cnt;
     sg_tensor **ud = newud(L);
     *ud = sg_tensor_new(SG_F32, SG_CPU, 1, &n);
@@ -240,8 +240,8 @@ static void table_fill(lua_State *L, int idx, sg_tensor *t, int d, int64_t *pos,
 {
     int64_t len = (int64_t)luaL_len(L, idx);
     if (len != size[d])
-        luaL_error(L, "tensor: ragged nested table (dimension %d has lengths %lld and %lld)", d + 1,
-                   (long long)size[d], (long long)len);
+        luaL_error(L, "tensor: ragged nested table (dimension %d has lengths %I and %I)", d + 1,
+                   (lua_Integer)size[d], (lua_Integer)len);
     for (int64_t i = 1; i <= len; i++) {
         lua_geti(L, idx, i);
         if (d + 1 < nd) {
@@ -502,8 +502,8 @@ static int l_item(lua_State *L)
     sg_tensor *t = sgl_checktensor(L, 1);
     if (sg_tensor_numel(t) != 1) {
         char b[128];
-        return luaL_error(L, "item: tensor %s has %lld elements, not 1", sg_shape_str(t, b, sizeof b),
-                          (long long)sg_tensor_numel(t));
+        return luaL_error(L, "item: tensor %s has %I elements, not 1", sg_shape_str(t, b, sizeof b),
+                          (lua_Integer)sg_tensor_numel(t));
     }
     if (t->storage->device != SG_CPU)
         return luaL_error(L, "item: tensor is on %s (use :cpu())", sg_device_name(t->storage->device));
@@ -698,6 +698,13 @@ static int l_isfinite(lua_State *L)
 static int reduce(lua_State *L, sg_redop op)
 {
     sg_tensor *t = sgl_checktensor(L, 1);
+    if (t->dtype != SG_F32 && t->storage->device == SG_CPU) { /* integer data: reduce a float copy */
+        sg_tensor **f = newud(L);
+        if (!(*f = sg_tensor_new(SG_F32, SG_CPU, t->ndim, t->size)) || sg_copy(*f, t) != 0)
+            return sgl_error(L);
+        lua_replace(L, 1);
+        t = sgl_checktensor(L, 1);
+    }
     if (lua_isnoneornil(L, 2)) {
         double r;
         SGL_CHECK(L, sg_reduce_all(t, op, &r));
