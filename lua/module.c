@@ -8,6 +8,7 @@ static const sgl_part parts[] = {
     sgl_open_tensor,
     sgl_open_rng,
     sgl_open_sys,
+    sgl_open_nn,
 };
 
 int sgl_open(lua_State *L)
