@@ -48,6 +48,7 @@ void sgl_setfuncs(lua_State *L, const luaL_Reg *fns);
 void sgl_open_tensor(lua_State *L);
 void sgl_open_rng(lua_State *L);
 void sgl_open_sys(lua_State *L);
+void sgl_open_data(lua_State *L);     /* lua/l_data.c: core.data, datasets and loaders */
 void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer kernels */
 
 /* Open the whole `sgdsa.core` table (pushes it). */

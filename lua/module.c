@@ -8,6 +8,7 @@ static const sgl_part parts[] = {
     sgl_open_tensor,
     sgl_open_rng,
     sgl_open_sys,
+    sgl_open_data,
     sgl_open_nn,
 };
 
