@@ -6,5 +6,6 @@ local M = {}
 for k, v in pairs(core) do M[k] = v end
 M.core = core
 M.version = core.version or "0.1.0"
+M.data = require "sgdsa.data"
 
 return M

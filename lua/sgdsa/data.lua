@@ -1,0 +1,395 @@
+-- sgdsa.data - datasets for training scripts: Fashion-MNIST, MNIST, CIFAR-10,
+-- CIFAR-100 and the user's own HDF5 files, as loaders of float32 batches.
+--
+--   local data = sg.data.fashion_mnist{ batch = 128, pad = 2 }
+--   for epoch = 1, 10 do
+--     for x, y in data.train:batches() do ... end      -- x: N x C x H x W, y: int32 N
+--   end
+--   data.test, data.val (with validation = N), data.info (shape, classes, mean, std)
+--
+-- Options (an unknown key is an error listing these):
+--   dir        directory of the files; else $SGDSA_DATA/<subdir>; else the default
+--   batch      images per training batch (128); test_batch (default: batch)
+--   shuffle    reshuffle the training set every epoch (true)
+--   drop_last  drop the last partial training batch (false)
+--   normalize  true: per-channel mean/std of the training set (default);
+--              {mean = {...}, std = {...}} (numbers allowed for one channel); false: none
+--   pad        zero padding on each side (2 turns 28x28 into 32x32)
+--   augment    false (default) or {crop = 4, flip = true}
+--   validation N images held out of the training set (chosen by the seed)
+--   limit      use only the first N training images; test_limit likewise
+--   seed       own generators (Generator(seed, "shuffle"/"augment"/"validation"));
+--              default: the run's streams sg.stream("shuffle"), ("augment"), ("validation")
+--   prefetch   batches prepared ahead by a background thread (2; 0 = none)
+-- cifar100 adds label = "fine" | "coarse"; hdf5 adds file, test_file, images,
+-- labels, test_images, test_labels, layout ("NCHW" | "NHWC"), classes.
+--
+-- Pixels are scaled to [0, 1] (uint8 / 255) before normalization; padding is
+-- black (0) before normalization. Batches depend only on (seed, epoch,
+-- position): a loader's :state() restored with :set_state() replays exactly.
+local core = require "sgdsa.core"
+local D = core.data
+
+local M = {}
+
+local DEFAULT_FMNIST = "/usr/share/datasets/fashion-mnist"
+
+-- ---- options ---------------------------------------------------------------------
+local COMMON = { "dir", "batch", "test_batch", "shuffle", "drop_last", "normalize", "pad",
+                 "augment", "validation", "limit", "test_limit", "seed", "prefetch" }
+local EXTRA = {
+  cifar100 = { "label" },
+  hdf5 = { "file", "test_file", "images", "labels", "test_images", "test_labels", "layout",
+           "classes" },
+}
+
+local function check_opts(kind, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string.format("sgdsa.data.%s: expected a table of options, got %s", kind, type(opts)), 3)
+  end
+  local allowed = {}
+  for _, k in ipairs(COMMON) do allowed[k] = true end
+  for _, k in ipairs(EXTRA[kind] or {}) do allowed[k] = true end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      error(string.format("sgdsa.data.%s: unknown option '%s' (allowed: %s)", kind, tostring(k),
+                          table.concat(names, ", ")), 3)
+    end
+  end
+  return opts
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- Candidate directories: the dir option, else $SGDSA_DATA/<sub>, else defaults.
+local function candidates(opts, sub, defaults)
+  if opts.dir then return { opts.dir } end
+  local list = {}
+  local env = os.getenv("SGDSA_DATA")
+  if env and env ~= "" then
+    list[#list + 1] = env .. "/" .. sub
+    list[#list + 1] = env
+  end
+  for _, d in ipairs(defaults) do list[#list + 1] = d end
+  return list
+end
+
+-- The first directory holding every file (each file may have alternative names).
+local function find_dir(kind, dirs, files, hint)
+  for _, dir in ipairs(dirs) do
+    local found = {}
+    for i, alts in ipairs(files) do
+      for _, name in ipairs(alts) do
+        if exists(dir .. "/" .. name) then found[i] = dir .. "/" .. name break end
+      end
+      if not found[i] then break end
+    end
+    if #found == #files then return found end
+  end
+  local tried = {}
+  for _, dir in ipairs(dirs) do tried[#tried + 1] = dir .. "/" .. files[1][1] end
+  error(string.format("sgdsa.data.%s: data not found; tried %s. %s", kind,
+                      table.concat(tried, ", "), hint), 0)
+end
+
+-- ---- loaders ---------------------------------------------------------------------
+local Loader = {}
+Loader.__index = Loader
+
+-- Bind the generators on first use, so the run's seed applies even when it is
+-- set after the data object was built.
+local function bind(self)
+  if self.bound then return end
+  self.bound = true
+  local st = { epoch = 0, index = 0 }
+  if self.gens.shuffle then st.shuffle = self.gens.shuffle():state() end
+  if self.gens.augment then st.augment = self.gens.augment():state() end
+  self.c:set_state(st)
+end
+
+function Loader:size() return self.c:size() end
+function Loader:nbatches() return self.c:nbatches() end
+function Loader:batch_size() return self.c:batch() end
+function Loader:shape() return self.c:shape() end
+
+-- Iterate over the rest of the current epoch; when it is over, start the next.
+function Loader:batches()
+  bind(self)
+  local e, i = self.c:position()
+  if i >= self.c:size() then self.c:start_epoch(e + 1) end
+  local c = self.c
+  return function() return c:next() end
+end
+
+-- Start epoch n (1-based) and iterate over it.
+function Loader:epoch(n)
+  bind(self)
+  if math.type(n) ~= "integer" or n < 1 then
+    error(string.format("loader:epoch: epoch must be an integer >= 1, got %s", tostring(n)), 2)
+  end
+  self.c:start_epoch(n - 1)
+  local c = self.c
+  return function() return c:next() end
+end
+
+-- The next batch (x, y), or nil at the end of the epoch.
+function Loader:next()
+  bind(self)
+  return self.c:next()
+end
+
+-- The position: {epoch (1-based), index (images of the epoch delivered),
+-- perm (int32 tensor, 0-based order of the epoch), shuffle = {4}, augment = {4}}.
+function Loader:state()
+  bind(self)
+  local st = self.c:state()
+  st.epoch = st.epoch + 1
+  return st
+end
+
+function Loader:set_state(st)
+  if type(st) ~= "table" or math.type(st.epoch) ~= "integer" or st.epoch < 1 then
+    error("loader:set_state: expected a table from loader:state() (epoch >= 1)", 2)
+  end
+  self.bound = true
+  local s = {}
+  for k, v in pairs(st) do s[k] = v end
+  s.epoch = st.epoch - 1
+  self.c:set_state(s)
+end
+
+function Loader:free() self.c:free() end
+
+function Loader:__tostring() return tostring(self.c) end
+
+local function new_loader(ds, o, gens, info)
+  local sh, au = gens.shuffle and gens.shuffle(), gens.augment and gens.augment()
+  local l = setmetatable({ c = D.loader(ds, o, sh, au), gens = gens, bound = false, info = info,
+                           dataset = ds }, Loader)
+  return l
+end
+
+-- ---- assembling a data object ----------------------------------------------------
+local function per_channel(v, c, what)
+  if type(v) == "number" then
+    local t = {}
+    for i = 1, c do t[i] = v end
+    return t
+  end
+  if type(v) ~= "table" or #v ~= c then
+    error(string.format("sgdsa.data: normalize.%s needs %d number(s), one per channel", what, c), 0)
+  end
+  return v
+end
+
+local function positive_int(opts, k, kind)
+  local v = opts[k]
+  if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+    error(string.format("sgdsa.data.%s: %s must be a non-negative integer, got %s", kind, k,
+                        tostring(v)), 0)
+  end
+  return v
+end
+
+local function build(kind, opts, train, test)
+  for _, k in ipairs { "batch", "test_batch", "pad", "validation", "limit", "test_limit", "prefetch" } do
+    positive_int(opts, k, kind)
+  end
+  if opts.limit then train:limit(math.min(opts.limit, train:size())) end
+  if opts.test_limit and test then test:limit(math.min(opts.test_limit, test:size())) end
+
+  local gen = function(name)
+    if opts.seed ~= nil then
+      local g = core.Generator(opts.seed, name)
+      return function() return g end
+    end
+    return function() return core.stream(name) end
+  end
+
+  local val
+  if opts.validation and opts.validation > 0 then
+    val = train:split(opts.validation, gen("validation")())
+  end
+
+  local shape = train:shape()
+  local c = shape[1]
+  local mean, std
+  local norm = opts.normalize
+  if norm == nil then norm = true end
+  if norm == true then
+    mean, std = train:stats()
+    for i = 1, c do if std[i] <= 0 then std[i] = 1 end end -- constant channel
+  elseif type(norm) == "table" then
+    mean, std = per_channel(norm.mean, c, "mean"), per_channel(norm.std, c, "std")
+    for k in pairs(norm) do
+      if k ~= "mean" and k ~= "std" then
+        error(string.format("sgdsa.data.%s: unknown key normalize.%s (allowed: mean, std)", kind, tostring(k)), 0)
+      end
+    end
+  elseif norm ~= false then
+    error(string.format("sgdsa.data.%s: normalize must be true, false or {mean=, std=}", kind), 0)
+  end
+
+  local aug = opts.augment
+  local crop, flip = 0, false
+  if aug then
+    if type(aug) ~= "table" then
+      error(string.format("sgdsa.data.%s: augment must be false or {crop = N, flip = true}", kind), 0)
+    end
+    for k in pairs(aug) do
+      if k ~= "crop" and k ~= "flip" then
+        error(string.format("sgdsa.data.%s: unknown key augment.%s (allowed: crop, flip)", kind, tostring(k)), 0)
+      end
+    end
+    crop, flip = aug.crop or 0, aug.flip and true or false
+  end
+
+  local pad = opts.pad or 0
+  local info = {
+    name = kind, classes = train:classes(), shape = { c, shape[2] + 2 * pad, shape[3] + 2 * pad },
+    source_shape = shape, mean = mean, std = std, pad = pad,
+    ntrain = train:size(), ntest = test and test:size() or 0, nval = val and val:size() or 0,
+    augment = aug and { crop = crop, flip = flip } or false,
+  }
+  local batch = opts.batch or 128
+  local base = { pad = pad, mean = mean, std = std, prefetch = opts.prefetch }
+  local function with(t)
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(t) do o[k] = v end
+    return o
+  end
+  local shuffle = opts.shuffle ~= false
+  local result = { info = info, datasets = { train = train, test = test, val = val } }
+  result.train = new_loader(train, with { batch = batch, shuffle = shuffle,
+                                          drop_last = opts.drop_last and true or false,
+                                          crop = crop, flip = flip },
+                            { shuffle = shuffle and gen("shuffle") or nil,
+                              augment = (crop > 0 or flip) and gen("augment") or nil }, info)
+  local tb = opts.test_batch or batch
+  if test then
+    result.test = new_loader(test, with { batch = tb, shuffle = false }, {}, info)
+  end
+  if val then
+    result.val = new_loader(val, with { batch = tb, shuffle = false }, {}, info)
+  end
+  -- Error (naming both shapes) unless the batches are c x h x w for `who`.
+  function result.check_input(shape_chw, who)
+    train:check_shape(pad, shape_chw, who)
+  end
+  return result
+end
+
+-- ---- the datasets ------------------------------------------------------------------
+local IDX_FILES = {
+  { "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", "train-images.idx3-ubyte" },
+  { "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte", "train-labels.idx1-ubyte" },
+  { "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte" },
+  { "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte" },
+}
+
+local function idx_set(kind, opts, sub, defaults, hint)
+  local f = find_dir(kind, candidates(opts, sub, defaults), IDX_FILES, hint)
+  local train = D.idx(f[1], f[2], 10, kind .. " train")
+  local test = D.idx(f[3], f[4], 10, kind .. " test")
+  return build(kind, opts, train, test)
+end
+
+function M.fashion_mnist(opts)
+  opts = check_opts("fashion_mnist", opts)
+  return idx_set("fashion_mnist", opts, "fashion-mnist", { DEFAULT_FMNIST, "data/fashion-mnist" },
+    "Install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist, "
+    .. "files in " .. DEFAULT_FMNIST .. "), or set dir= or SGDSA_DATA to a directory with the "
+    .. "four IDX files (train-images-idx3-ubyte.gz, ...).")
+end
+
+function M.mnist(opts)
+  opts = check_opts("mnist", opts)
+  return idx_set("mnist", opts, "mnist", { "/usr/share/datasets/mnist", "data/mnist" },
+    "Put the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    .. "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, from "
+    .. "http://yann.lecun.com/exdb/mnist/) in a directory and pass dir= or set SGDSA_DATA.")
+end
+
+local CIFAR10_HINT = "Download the CIFAR-10 binary version cifar-10-binary.tar.gz from "
+  .. "https://www.cs.toronto.edu/~kriz/cifar.html, unpack it (tar xzf) and pass "
+  .. "dir=.../cifar-10-batches-bin or set SGDSA_DATA to the directory holding cifar-10-batches-bin."
+
+function M.cifar10(opts)
+  opts = check_opts("cifar10", opts)
+  local files = {}
+  for i = 1, 5 do files[i] = { "data_batch_" .. i .. ".bin" } end
+  files[6] = { "test_batch.bin" }
+  local f = find_dir("cifar10", candidates(opts, "cifar-10-batches-bin", { "data/cifar-10-batches-bin" }),
+                     files, CIFAR10_HINT)
+  local train = D.cifar({ f[1], f[2], f[3], f[4], f[5] }, "cifar10", false, "cifar10 train")
+  local test = D.cifar({ f[6] }, "cifar10", false, "cifar10 test")
+  return build("cifar10", opts, train, test)
+end
+
+function M.cifar100(opts)
+  opts = check_opts("cifar100", opts)
+  local label = opts.label or "fine"
+  if label ~= "fine" and label ~= "coarse" then
+    error("sgdsa.data.cifar100: label must be \"fine\" (100 classes) or \"coarse\" (20), got "
+          .. tostring(label), 2)
+  end
+  local f = find_dir("cifar100", candidates(opts, "cifar-100-binary", { "data/cifar-100-binary" }),
+    { { "train.bin" }, { "test.bin" } },
+    "Download the CIFAR-100 binary version cifar-100-binary.tar.gz from "
+    .. "https://www.cs.toronto.edu/~kriz/cifar.html, unpack it and pass dir=.../cifar-100-binary "
+    .. "or set SGDSA_DATA to the directory holding cifar-100-binary.")
+  local fine = label == "fine"
+  local train = D.cifar({ f[1] }, "cifar100", fine, "cifar100 train")
+  local test = D.cifar({ f[2] }, "cifar100", fine, "cifar100 test")
+  return build("cifar100", opts, train, test)
+end
+
+-- User HDF5 data: file (relative to dir when given), datasets images/labels
+-- (default "train/images", "train/labels") and test_images/test_labels
+-- (default "test/images", "test/labels"; test_images = false: no test set),
+-- optionally in test_file.
+function M.hdf5(opts)
+  opts = check_opts("hdf5", opts)
+  if type(opts.file) ~= "string" then
+    error("sgdsa.data.hdf5: file = \"path.h5\" is required", 2)
+  end
+  local function path(p)
+    if opts.dir and p:sub(1, 1) ~= "/" then return opts.dir .. "/" .. p end
+    return p
+  end
+  if opts.layout ~= nil and opts.layout ~= "NCHW" and opts.layout ~= "NHWC" then
+    error("sgdsa.data.hdf5: layout must be \"NCHW\" or \"NHWC\", got " .. tostring(opts.layout), 2)
+  end
+  local file = path(opts.file)
+  if not exists(file) then
+    error("sgdsa.data.hdf5: cannot open " .. file .. " (no such file or not readable)", 2)
+  end
+  local train = D.hdf5(file, { images = opts.images or "train/images",
+                               labels = opts.labels or "train/labels",
+                               layout = opts.layout, classes = opts.classes }, "hdf5 train")
+  local test
+  if opts.test_images ~= false then
+    local tf = opts.test_file and path(opts.test_file) or file
+    test = D.hdf5(tf, { images = opts.test_images or "test/images",
+                        labels = opts.test_labels or "test/labels",
+                        layout = opts.layout, classes = opts.classes or train:classes() },
+                  "hdf5 test")
+    if test:classes() ~= train:classes() or table.concat(test:shape(), "x") ~= table.concat(train:shape(), "x") then
+      error(string.format("sgdsa.data.hdf5: test images are %s with %d classes but training "
+                          .. "images are %s with %d classes", table.concat(test:shape(), "x"),
+                          test:classes(), table.concat(train:shape(), "x"), train:classes()), 2)
+    end
+  end
+  return build("hdf5", opts, train, test)
+end
+
+return M
