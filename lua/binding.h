@@ -47,6 +47,7 @@ void sgl_setfuncs(lua_State *L, const luaL_Reg *fns);
 /* Parts of the core module (each in its own lua/l_<part>.c). */
 void sgl_open_tensor(lua_State *L);
 void sgl_open_rng(lua_State *L);
+void sgl_open_h5(lua_State *L);      /* lua/l_h5.c: core.h5 */
 void sgl_open_sys(lua_State *L);
 void sgl_open_data(lua_State *L);     /* lua/l_data.c: core.data, datasets and loaders */
 void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer kernels */

@@ -7,6 +7,7 @@ typedef void (*sgl_part)(lua_State *L);
 static const sgl_part parts[] = {
     sgl_open_tensor,
     sgl_open_rng,
+    sgl_open_h5,
     sgl_open_sys,
     sgl_open_data,
     sgl_open_nn,

@@ -7,5 +7,6 @@ for k, v in pairs(core) do M[k] = v end
 M.core = core
 M.version = core.version or "0.1.0"
 M.data = require "sgdsa.data"
+M.h5 = require "sgdsa.h5"
 
 return M
