@@ -1,0 +1,86 @@
+#!/bin/sh
+# test_embed.sh - the installed runtime works on its own: `cmake --install` to a
+# temporary prefix, then (1) a C host program (tests/embed/embed.c) compiled
+# with `pkg-config --cflags --libs sgdsa` from the installed .pc runs code and a
+# script through include/sgdsa.h; (2) a stock lua5.4 does `require "sgdsa"`
+# from the installed tree; (3) the installed `sgdsa` finds its Lua library
+# under <prefix>/share/sgdsa, not in the source tree.
+# Env: SGDSA_BUILD (build dir), SGDSA_SRC (source tree), SGDSA_TEST_TMP (scratch).
+set -u
+BUILD=${SGDSA_BUILD:?SGDSA_BUILD must name the build directory}
+SRC=${SGDSA_SRC:-.}
+TMP=${SGDSA_TEST_TMP:-/tmp}/embed.$$
+P=$TMP/prefix
+mkdir -p "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+unset SGDSA_ROOT
+
+die() { echo "FAIL: $*"; exit 1; }
+for tool in cmake pkg-config cc lua5.4; do
+    command -v $tool >/dev/null || { echo "SKIP: $tool not found"; exit 77; }
+done
+
+cmake --install "$BUILD" --prefix "$P" >"$TMP/install.log" 2>&1 ||
+    { cat "$TMP/install.log"; die "cmake --install $BUILD --prefix $P failed"; }
+
+PC=$(find "$P" -name sgdsa.pc -path '*/pkgconfig/*' | head -n 1)
+[ -n "$PC" ] || die "no pkgconfig/sgdsa.pc installed under $P"
+LIBDIR=$(dirname "$(dirname "$PC")")
+for f in "$LIBDIR/libsgdsa.so" "$P/include/sgdsa.h" "$P/bin/sgdsa" \
+         "$P/share/sgdsa/lua/sgdsa/init.lua" "$P/share/lua/5.4/sgdsa/init.lua" \
+         "$LIBDIR/lua/5.4/sgdsa/core.so"; do
+    [ -e "$f" ] || die "not installed: $f"
+done
+[ -e "$P/include/tensor.h" ] && die "internal header tensor.h was installed"
+
+# --- (1) a host program through pkg-config ------------------------------------------
+export PKG_CONFIG_PATH="$(dirname "$PC")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+PKG="pkg-config"
+PCPREFIX=$($PKG --variable=prefix sgdsa)
+[ "$PCPREFIX" = "$P" ] || die "the installed sgdsa.pc says prefix=$PCPREFIX, not $P: it must be \
+generated at install time (CMakeLists.txt: install(CODE ... configure_file(tools/sgdsa.pc.in ...)))"
+VERSION=$($PKG --modversion sgdsa) || die "pkg-config cannot read $PC"
+FLAGS=$($PKG --cflags --libs sgdsa) || die "pkg-config --cflags --libs sgdsa failed"
+echo "pkg-config sgdsa $VERSION: $FLAGS"
+case "$FLAGS" in *"-I$P/include"*"-L$LIBDIR"*"-lsgdsa"*) ;; *) die "unexpected flags: $FLAGS" ;; esac
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror -o "$TMP/embed" "$SRC/tests/embed/embed.c" $FLAGS ||
+    die "compiling embed.c against the installed sgdsa failed"
+export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+ldd "$TMP/embed" | grep -q "$LIBDIR/libsgdsa.so" || die "embed does not link the installed libsgdsa"
+"$TMP/embed" "$SRC/tests/embed/script.lua" >"$TMP/embed.out" 2>&1
+st=$?
+cat "$TMP/embed.out"
+[ $st -eq 0 ] && grep -q '^EMBED OK$' "$TMP/embed.out" || die "embed exited $st"
+
+# --- (2) require "sgdsa" from a stock lua5.4 ----------------------------------------------
+lua5.4 -e "
+package.cpath = '$LIBDIR/lua/5.4/?.so;' .. package.cpath
+package.path = '$P/share/lua/5.4/?.lua;$P/share/lua/5.4/?/init.lua;' .. package.path
+local sg = require 'sgdsa'
+local t = sg.ones(2, 3) * 3
+assert(t:sum() == 18, 'sum ' .. tostring(t:sum()))
+assert(package.searchpath('sgdsa', package.path):find('$P', 1, true), 'sgdsa.lua not from the prefix')
+assert(sg.core.root() == '$P/share/sgdsa', 'root ' .. sg.core.root())
+print('LUA OK', sg.version)
+" >"$TMP/lua.out" 2>&1
+st=$?
+cat "$TMP/lua.out"
+[ $st -eq 0 ] && grep -q '^LUA OK' "$TMP/lua.out" || die "stock lua5.4 could not use the installed module"
+
+# --- (3) the installed executable uses the installed library ---------------------------------
+OUT=$("$P/bin/sgdsa" -e 'print(sgdsa.core.root()); print(package.searchpath("sgdsa", package.path))') ||
+    die "installed sgdsa failed"
+echo "$OUT"
+[ "$(echo "$OUT" | head -n 1)" = "$P/share/sgdsa" ] || die "installed sgdsa uses root $OUT"
+echo "$OUT" | tail -n 1 | grep -q "^$P/share/sgdsa/lua/sgdsa/init.lua$" ||
+    die "installed sgdsa loads the library from elsewhere"
+[ "$("$P/bin/sgdsa" --version | cut -d' ' -f2)" = "$VERSION" ] || die "--version differs from the .pc"
+# ... and finds libsgdsa by itself (RPATH $ORIGIN/../lib), as does core.so from a stock lua5.4.
+env -u LD_LIBRARY_PATH "$P/bin/sgdsa" -e 'assert(sgdsa.ones(2):sum() == 2)' ||
+    die "installed sgdsa does not run without LD_LIBRARY_PATH (needs INSTALL_RPATH)"
+env -u LD_LIBRARY_PATH lua5.4 -e "package.cpath = '$LIBDIR/lua/5.4/?.so;' .. package.cpath
+package.path = '$P/share/lua/5.4/?.lua;$P/share/lua/5.4/?/init.lua;' .. package.path
+assert(require('sgdsa').ones(2):sum() == 2)" ||
+    die "installed core.so does not load without LD_LIBRARY_PATH (needs INSTALL_RPATH)"
+echo "test_embed: all passed"
