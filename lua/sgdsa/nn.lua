@@ -1,0 +1,932 @@
+-- sgdsa.nn - the module library: layers, containers, the loss, and models
+-- with flat parameters (one params, one grads, one buffers tensor).
+--
+--   local nn = require "sgdsa.nn"
+--   local net = nn.Sequential{ nn.Flatten(), nn.Linear(784, 10) }
+--   local model = nn.model(net, {input = {1, 28, 28}})
+--   local y = model:forward(x, "train")          -- x: N x 1 x 28 x 28
+--   local crit = nn.CrossEntropy()
+--   local loss, correct = crit:forward(y, labels) -- labels: int32 N
+--   model:zero_grad(); model:backward(x, crit:backward())
+--
+-- THE MODULE PROTOCOL (what a module written in Lua implements; the built-in
+-- ones follow it too; see tests/lua/test_nn.lua for a Lua-written module):
+--
+--   local Scale = nn.class("Scale")       -- a class; Scale(...) calls __init
+--   function Scale:__init(c)
+--     self:param("weight", {c}, nn.init.const(1))   -- name, shape, init
+--     self:buffer("seen", {1}, 0)                   -- name, shape, initial value
+--   end
+--   function Scale:infer(shape) return shape end    -- per-sample output shape
+--   function Scale:forward(x, mode) ... return y end
+--   function Scale:backward(x, dy, target) ... return dx end
+--
+--   * Declarations: self:param(name, shape, init) and self:buffer(name,
+--     shape, value) in the constructor. nn.model() allocates the flat
+--     tensors and sets self[name] to a view into model.params (or
+--     model.buffers) and self["grad_" .. name] to the view into model.grads.
+--     init(t, gen, module) fills t from gen (the "init" stream).
+--   * infer(shape) -> shape: called once at build with the per-sample input
+--     shape (no batch dimension); checks it and returns the output shape.
+--     The default keeps the shape.
+--   * forward(x, mode) -> y, mode "train" | "trial" | "eval" (see below).
+--     A module keeps its output tensors and reuses them (nn2.resize only
+--     reallocates when growing). In "train" and "eval" it keeps what its
+--     backward needs; in "trial" it must NOT overwrite anything backward
+--     needs (write to separate trial buffers), must not change buffers
+--     (running statistics), and must reuse the random draws (dropout masks)
+--     of the last "train" forward.
+--   * backward(x, dy, target) -> dx: x is the input of the last "train" (or
+--     "eval") forward, dy the gradient of the output. ADDS the parameter
+--     gradients into self.grad_*; returns the input gradient, written into
+--     `target` when given (a tensor to resize and overwrite) or into a
+--     tensor of its own. It must not modify dy. When self.need_dx is false
+--     (the model's first layer) it may skip dx and return nil.
+--   * Containers list their children in self.children as {name=, module=}
+--     (name "" hoists the child's names into the parent's namespace) and
+--     override set_need_dx(flag).
+--
+-- MODES: "train": batch statistics, dropout on, running statistics updated,
+-- activations kept for backward. "trial": the SA trial forward: batch
+-- statistics without touching running statistics, dropout reusing the masks
+-- of the last "train" forward, nothing kept for backward (the activations of
+-- the last "train" forward stay intact). "eval": running statistics, no dropout.
+--
+-- Names and layouts are PyTorch's (conv OIHW, linear out x in; state-dict
+-- names such as features.0.weight or layer1.0.bn1.running_mean), so a saved
+-- model loads into the usual PyTorch definitions. Initialization is
+-- PyTorch's default: kaiming_uniform(a=sqrt 5) weights (bound 1/sqrt(fan_in))
+-- and uniform(+-1/sqrt(fan_in)) biases for conv and linear, BN weight 1 and
+-- bias 0, drawn from sgdsa.stream("init") in state-dict order.
+local core = require "sgdsa.core"
+
+local K = core.nn            -- layer kernels (lua/l_nn.c)
+local resize = core.nn2.resize
+local resize_as = core.nn2.resize_as
+local empty = core.empty
+
+local nn = {}
+
+-- ---- helpers ------------------------------------------------------------------------
+
+local function shape_str(s)
+  if #s == 0 then return "scalar" end
+  return table.concat(s, "x")
+end
+nn.shape_str = shape_str
+
+local function numel(s)
+  local n = 1
+  for i = 1, #s do n = n * s[i] end
+  return n
+end
+
+local function copy_shape(s)
+  local r = {}
+  for i = 1, #s do r[i] = s[i] end
+  return r
+end
+
+local function pair(v, what)
+  if type(v) == "table" then return v[1], v[2] end
+  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
+    error(string.format("%s must be an integer or {h, w}, got %s", what, tostring(v)), 3)
+  end
+  return v, v
+end
+
+local function check_opts(op, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(op .. ": options must be a table", 3) end
+  for k in pairs(opts) do
+    if allowed[k] == nil then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      error(string.format("%s: unknown option '%s' (allowed: %s)", op, tostring(k),
+                          table.concat(names, ", ")), 3)
+    end
+  end
+  return opts
+end
+
+local modes = {train = true, trial = true, eval = true}
+
+local function check_mode(op, mode)
+  if not modes[mode] then
+    error(string.format("%s: mode must be \"train\", \"trial\" or \"eval\", got %s", op,
+                        tostring(mode)), 3)
+  end
+end
+
+-- ---- initializers -------------------------------------------------------------------
+
+nn.init = {}
+
+-- PyTorch's kaiming_uniform_(a = sqrt(5)) for a weight with the given fan_in.
+function nn.init.kaiming_uniform(fan_in)
+  local bound = 1 / math.sqrt(fan_in)
+  return function(t, gen) t:uniform_(-bound, bound, gen) end
+end
+
+-- uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's bias initialization.
+function nn.init.bias_uniform(fan_in)
+  local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
+  return function(t, gen) t:uniform_(-bound, bound, gen) end
+end
+
+function nn.init.const(v)
+  return function(t) t:fill(v) end
+end
+
+-- ---- classes --------------------------------------------------------------------------
+
+local Module = {}
+Module.__index = Module
+Module.kind = "Module"
+nn.Module = Module
+
+-- nn.class(kind [, parent]) -> a class table; calling it builds an instance.
+function nn.class(kind, parent)
+  parent = parent or Module
+  local c = {}
+  c.__index = c
+  c.kind = kind
+  c.super = parent
+  return setmetatable(c, {
+    __index = parent,
+    __call = function(cls, ...)
+      local o = setmetatable({}, cls)
+      o.param_specs, o.buffer_specs, o.children = {}, {}, {}
+      o.need_dx = true
+      o:__init(...)
+      return o
+    end,
+  })
+end
+
+function Module:__init() end
+
+function Module:param(name, shape, init)
+  self.param_specs[#self.param_specs + 1] = {name = name, shape = shape, init = init}
+end
+
+function Module:buffer(name, shape, value)
+  self.buffer_specs[#self.buffer_specs + 1] = {name = name, shape = shape, value = value or 0}
+end
+
+function Module:infer(shape) return shape end
+
+function Module:forward()
+  error(self.kind .. ": forward is not implemented", 2)
+end
+
+function Module:backward()
+  error(self.kind .. ": backward is not implemented", 2)
+end
+
+function Module:set_need_dx(flag) self.need_dx = flag end
+
+-- A tensor kept by the module under `key` (created once, resized by callers).
+function Module:buf(key, dtype)
+  local t = self[key]
+  if t == nil then
+    t = empty(1, dtype)
+    self[key] = t
+  end
+  return t
+end
+
+-- The output tensor for a mode: trial forwards never touch the train output.
+function Module:outbuf(mode)
+  return self:buf(mode == "trial" and "_out_trial" or "_out")
+end
+
+-- A cached view of x with `shape` (a new view only when x or its storage changed).
+function Module:cached_view(key, x, shape)
+  local c = self[key]
+  if c and c.src == x and c.view:shares_storage(x) and c.n == x:numel() then
+    return c.view
+  end
+  local v = x:view(shape)
+  self[key] = {src = x, view = v, n = x:numel()}
+  return v
+end
+
+-- Extra text for the printed tree (e.g. "3->16, k3 s1 p1").
+function Module:describe() return "" end
+
+-- ---- Linear --------------------------------------------------------------------------
+
+local Linear = nn.class("Linear")
+nn.Linear = Linear
+
+function Linear:__init(nin, nout, opts)
+  opts = check_opts("Linear", opts, {bias = true})
+  self.nin, self.nout = nin, nout
+  self:param("weight", {nout, nin}, nn.init.kaiming_uniform(nin))
+  if opts.bias ~= false then self:param("bias", {nout}, nn.init.bias_uniform(nin)) end
+end
+
+function Linear:infer(s)
+  if #s ~= 1 or s[1] ~= self.nin then
+    error(string.format("Linear(%d, %d): input shape %s, expected %d features (add a Flatten?)",
+                        self.nin, self.nout, shape_str(s), self.nin), 0)
+  end
+  return {self.nout}
+end
+
+function Linear:describe() return string.format("%d->%d", self.nin, self.nout) end
+
+function Linear:forward(x, mode)
+  return K.linear_forward(x, self:outbuf(mode), self.weight, self.bias)
+end
+
+function Linear:backward(x, dy, target)
+  K.linear_backward_params(x, dy, self.grad_weight, self.grad_bias)
+  if self.need_dx then
+    return K.linear_backward_data(dy, target or self:buf("_gin"), self.weight)
+  end
+end
+
+-- ---- Conv2d --------------------------------------------------------------------------
+
+local Conv2d = nn.class("Conv2d")
+nn.Conv2d = Conv2d
+
+-- Conv2d(in, out, kernel, {stride=1, padding=0, bias=true}); kernel/stride/padding
+-- are a number or {h, w}.
+function Conv2d:__init(cin, cout, kernel, opts)
+  opts = check_opts("Conv2d", opts, {stride = true, padding = true, bias = true})
+  local kh, kw = pair(kernel, "Conv2d kernel")
+  self.cin, self.cout, self.kh, self.kw = cin, cout, kh, kw
+  local sh, sw = pair(opts.stride or 1, "Conv2d stride")
+  local ph, pw = pair(opts.padding or 0, "Conv2d padding")
+  self.stride, self.padding = {sh, sw}, {ph, pw}
+  local fan_in = cin * kh * kw
+  self:param("weight", {cout, cin, kh, kw}, nn.init.kaiming_uniform(fan_in))
+  if opts.bias ~= false then self:param("bias", {cout}, nn.init.bias_uniform(fan_in)) end
+end
+
+function Conv2d:infer(s)
+  if #s ~= 3 or s[1] ~= self.cin then
+    error(string.format("Conv2d(%d, %d): input shape %s, expected %d x H x W", self.cin,
+                        self.cout, shape_str(s), self.cin), 0)
+  end
+  local oh = (s[2] + 2 * self.padding[1] - self.kh) // self.stride[1] + 1
+  local ow = (s[3] + 2 * self.padding[2] - self.kw) // self.stride[2] + 1
+  if oh < 1 or ow < 1 then
+    error(string.format("Conv2d(%d, %d, %dx%d): input %s gives an empty output", self.cin,
+                        self.cout, self.kh, self.kw, shape_str(s)), 0)
+  end
+  return {self.cout, oh, ow}
+end
+
+function Conv2d:describe()
+  return string.format("%d->%d, k%dx%d s%d p%d%s", self.cin, self.cout, self.kh, self.kw,
+                       self.stride[1], self.padding[1], self.bias and "" or ", no bias")
+end
+
+function Conv2d:forward(x, mode)
+  return K.conv2d_forward(self.ws, x, self:outbuf(mode), self.weight, self.bias, self.stride,
+                          self.padding)
+end
+
+function Conv2d:backward(x, dy, target)
+  K.conv2d_backward_params(self.ws, x, dy, self.grad_weight, self.grad_bias, self.stride,
+                           self.padding)
+  if self.need_dx then
+    return K.conv2d_backward_data(self.ws, x, dy, target or self:buf("_gin"), self.weight,
+                                  self.stride, self.padding)
+  end
+end
+
+-- ---- BatchNorm ------------------------------------------------------------------------
+
+local BatchNorm = nn.class("BatchNorm")
+
+function BatchNorm:__init(c, opts)
+  opts = check_opts(self.kind, opts, {eps = true, momentum = true, affine = true})
+  self.c = c
+  self.eps = opts.eps or 1e-5
+  self.momentum = opts.momentum or 0.1
+  if opts.affine ~= false then
+    self:param("weight", {c}, nn.init.const(1))
+    self:param("bias", {c}, nn.init.const(0))
+  end
+  self:buffer("running_mean", {c}, 0)
+  self:buffer("running_var", {c}, 1)
+  self:buffer("num_batches_tracked", {}, 0)
+  self._sm, self._si = empty(c), empty(c)         -- saved for backward
+  self._sm_t, self._si_t = empty(c), empty(c)     -- trial forwards
+end
+
+function BatchNorm:describe()
+  return string.format("%d, eps %g, momentum %g", self.c, self.eps, self.momentum)
+end
+
+function BatchNorm:forward(x, mode)
+  if mode == "train" then
+    self.last_mode = "train"
+    self.num_batches_tracked:add_(1)
+    return K.batchnorm_forward_train(x, self:outbuf(mode), self.weight, self.bias, self._sm,
+                                     self._si, self.running_mean, self.running_var, self.eps,
+                                     self.momentum, true)
+  elseif mode == "trial" then
+    return K.batchnorm_forward_train(x, self:outbuf(mode), self.weight, self.bias, self._sm_t,
+                                     self._si_t, self.running_mean, self.running_var, self.eps,
+                                     self.momentum, false)
+  else
+    self.last_mode = "eval"
+    return K.batchnorm_forward_eval(x, self:outbuf(mode), self.weight, self.bias, self._sm,
+                                    self._si, self.running_mean, self.running_var, self.eps)
+  end
+end
+
+function BatchNorm:backward(x, dy, target)
+  K.batchnorm_backward_params(x, dy, self.grad_weight, self.grad_bias, self._sm, self._si)
+  if self.need_dx then
+    return K.batchnorm_backward_data(x, dy, target or self:buf("_gin"), self.weight, self._sm,
+                                     self._si, self.last_mode == "train")
+  end
+end
+
+nn.BatchNorm2d = nn.class("BatchNorm2d", BatchNorm)
+function nn.BatchNorm2d:infer(s)
+  if #s ~= 3 or s[1] ~= self.c then
+    error(string.format("BatchNorm2d(%d): input shape %s, expected %d x H x W", self.c,
+                        shape_str(s), self.c), 0)
+  end
+  return s
+end
+
+nn.BatchNorm1d = nn.class("BatchNorm1d", BatchNorm)
+function nn.BatchNorm1d:infer(s)
+  if (#s ~= 1 and #s ~= 2) or s[1] ~= self.c then
+    error(string.format("BatchNorm1d(%d): input shape %s, expected %d or %d x L", self.c,
+                        shape_str(s), self.c, self.c), 0)
+  end
+  return s
+end
+
+-- ---- ReLU ------------------------------------------------------------------------------
+
+-- ReLU([inplace]): inplace overwrites its input (safe after Conv2d, BatchNorm,
+-- Linear and Residual, whose backward does not read their output).
+local ReLU = nn.class("ReLU")
+nn.ReLU = ReLU
+
+function ReLU:__init(inplace) self.inplace = inplace and true or false end
+function ReLU:describe() return self.inplace and "inplace" or "" end
+
+function ReLU:forward(x, mode)
+  local y = K.relu_forward(x, self.inplace and x or self:outbuf(mode))
+  if mode ~= "trial" then self._y = y end
+  return y
+end
+
+function ReLU:backward(x, dy, target)
+  if self.need_dx then
+    return K.relu_backward_data(self._y, dy, target or self:buf("_gin"))
+  end
+end
+
+-- ---- pooling -----------------------------------------------------------------------------
+
+local function pool_infer(self, s)
+  if #s ~= 3 then
+    error(string.format("%s: input shape %s, expected C x H x W", self.kind, shape_str(s)), 0)
+  end
+  local oh = (s[2] + 2 * self.padding[1] - self.k[1]) // self.stride[1] + 1
+  local ow = (s[3] + 2 * self.padding[2] - self.k[2]) // self.stride[2] + 1
+  if oh < 1 or ow < 1 then
+    error(string.format("%s(%d): input %s gives an empty output", self.kind, self.k[1],
+                        shape_str(s)), 0)
+  end
+  return {s[1], oh, ow}
+end
+
+local function pool_init(self, kernel, opts)
+  opts = check_opts(self.kind, opts, {stride = true, padding = true})
+  local kh, kw = pair(kernel, self.kind .. " kernel")
+  self.k = {kh, kw}
+  local sh, sw = pair(opts.stride or kernel, self.kind .. " stride")
+  local ph, pw = pair(opts.padding or 0, self.kind .. " padding")
+  self.stride, self.padding = {sh, sw}, {ph, pw}
+end
+
+local function pool_describe(self)
+  return string.format("k%d s%d p%d", self.k[1], self.stride[1], self.padding[1])
+end
+
+nn.MaxPool2d = nn.class("MaxPool2d")
+nn.MaxPool2d.__init, nn.MaxPool2d.infer, nn.MaxPool2d.describe = pool_init, pool_infer, pool_describe
+
+function nn.MaxPool2d:forward(x, mode)
+  local idx = mode ~= "trial" and self:buf("_idx", "int32") or nil
+  return K.maxpool2d_forward(x, self:outbuf(mode), idx, self.k, self.stride, self.padding)
+end
+
+function nn.MaxPool2d:backward(x, dy, target)
+  if self.need_dx then
+    return K.maxpool2d_backward_data(x, dy, target or self:buf("_gin"), self._idx, self.k,
+                                     self.stride, self.padding)
+  end
+end
+
+nn.AvgPool2d = nn.class("AvgPool2d")
+nn.AvgPool2d.__init, nn.AvgPool2d.infer, nn.AvgPool2d.describe = pool_init, pool_infer, pool_describe
+
+function nn.AvgPool2d:forward(x, mode)
+  return K.avgpool2d_forward(x, self:outbuf(mode), self.k, self.stride, self.padding)
+end
+
+function nn.AvgPool2d:backward(x, dy, target)
+  if self.need_dx then
+    return K.avgpool2d_backward_data(x, dy, target or self:buf("_gin"), self.k, self.stride,
+                                     self.padding)
+  end
+end
+
+-- GlobalAvgPool: N x C x H x W -> N x C.
+nn.GlobalAvgPool = nn.class("GlobalAvgPool")
+
+function nn.GlobalAvgPool:infer(s)
+  if #s ~= 3 then
+    error(string.format("GlobalAvgPool: input shape %s, expected C x H x W", shape_str(s)), 0)
+  end
+  return {s[1]}
+end
+
+function nn.GlobalAvgPool:forward(x, mode)
+  return K.global_avgpool_forward(x, self:outbuf(mode))
+end
+
+function nn.GlobalAvgPool:backward(x, dy, target)
+  if self.need_dx then
+    return K.global_avgpool_backward_data(x, dy, target or self:buf("_gin"))
+  end
+end
+
+-- ---- shape modules -----------------------------------------------------------------------
+
+-- Flatten: N x ... -> N x prod(...) (a view: no copy).
+nn.Flatten = nn.class("Flatten")
+
+function nn.Flatten:infer(s) return {numel(s)} end
+
+function nn.Flatten:forward(x, mode)
+  local n = x:size(1)
+  return self:cached_view(mode == "trial" and "_vt" or "_v", x, {n, x:numel() // n})
+end
+
+function nn.Flatten:backward(x, dy, target)
+  if self.need_dx then return self:cached_view("_vd", dy, x:size()) end
+end
+
+-- Identity: returns its input.
+nn.Identity = nn.class("Identity")
+function nn.Identity:forward(x) return x end
+function nn.Identity:backward(x, dy) if self.need_dx then return dy end end
+
+-- Pad(p): zero padding of the two spatial dimensions (Fashion-MNIST 28 -> 32: Pad(2)).
+nn.Pad = nn.class("Pad")
+
+function nn.Pad:__init(p) self.p = p end
+function nn.Pad:describe() return tostring(self.p) end
+
+function nn.Pad:infer(s)
+  if #s ~= 3 then
+    error(string.format("Pad: input shape %s, expected C x H x W", shape_str(s)), 0)
+  end
+  return {s[1], s[2] + 2 * self.p, s[3] + 2 * self.p}
+end
+
+function nn.Pad:forward(x, mode)
+  local s = x:size()
+  local y = resize(self:outbuf(mode), s[1], s[2], s[3] + 2 * self.p, s[4] + 2 * self.p)
+  y:zero()
+  y:narrow(3, self.p + 1, s[3]):narrow(4, self.p + 1, s[4]):copy(x)
+  return y
+end
+
+function nn.Pad:backward(x, dy, target)
+  if self.need_dx then
+    local dx = resize_as(target or self:buf("_gin"), x)
+    dx:copy(dy:narrow(3, self.p + 1, x:size(3)):narrow(4, self.p + 1, x:size(4)))
+    return dx
+  end
+end
+
+-- ---- Dropout -------------------------------------------------------------------------------
+
+-- Dropout(p): the mask is drawn from the "dropout" stream in "train" mode and
+-- reused by "trial" forwards; "eval" is the identity.
+nn.Dropout = nn.class("Dropout")
+
+function nn.Dropout:__init(p)
+  p = p or 0.5
+  if not (p >= 0 and p < 1) then error(string.format("Dropout: p must be in [0, 1), got %s", tostring(p)), 2) end
+  self.p = p
+end
+
+function nn.Dropout:describe() return string.format("p %g", self.p) end
+
+function nn.Dropout:forward(x, mode)
+  if mode == "eval" then
+    self.last_mode = "eval"
+    return x
+  end
+  if mode == "train" then
+    self.last_mode = "train"
+    K.dropout_mask(core.stream("dropout"), self:buf("_mask"), x, self.p)
+  elseif self._mask == nil then
+    error("Dropout: a \"trial\" forward needs a \"train\" forward first (its mask is reused)", 2)
+  end
+  return K.dropout_forward(x, self:outbuf(mode), self._mask)
+end
+
+function nn.Dropout:backward(x, dy, target)
+  if not self.need_dx then return nil end
+  if self.last_mode == "eval" then return dy end
+  return K.dropout_backward_data(dy, target or self:buf("_gin"), self._mask)
+end
+
+-- ---- containers ------------------------------------------------------------------------------
+
+-- Sequential{ m1, m2, ... } (children named "0", "1", ... as nn.Sequential)
+-- or Sequential{ {"conv1", m1}, {"bn1", m2}, ... } (named; "" hoists the
+-- child's names into this module's namespace).
+local Sequential = nn.class("Sequential")
+nn.Sequential = Sequential
+
+function Sequential:__init(list)
+  list = list or {}
+  for i, item in ipairs(list) do
+    if getmetatable(item) == nil and type(item) == "table" and type(item[1]) == "string" then
+      self:add(item[2], item[1])
+    else
+      self:add(item, tostring(i - 1))
+    end
+  end
+  self._in = {}
+end
+
+function Sequential:add(m, name)
+  if type(m) ~= "table" or type(m.forward) ~= "function" then
+    error(string.format("Sequential: child %s is not a module", tostring(name)), 2)
+  end
+  self.children[#self.children + 1] = {name = name or tostring(#self.children), module = m}
+  return self
+end
+
+function Sequential:infer(s)
+  for _, c in ipairs(self.children) do s = c.module:infer(s) end
+  return s
+end
+
+function Sequential:set_need_dx(flag)
+  self.need_dx = flag
+  for i, c in ipairs(self.children) do c.module:set_need_dx(i == 1 and flag or true) end
+end
+
+function Sequential:forward(x, mode)
+  local ch, keep = self.children, mode ~= "trial"
+  for i = 1, #ch do
+    if keep then self._in[i] = x end
+    x = ch[i].module:forward(x, mode)
+  end
+  return x
+end
+
+-- Input gradients ping-pong between two tensors of this container: child i
+-- writes into the one its dy does not live in.
+function Sequential:backward(x, dy, target)
+  local ch = self.children
+  local g1, g2 = self:buf("_g1"), self:buf("_g2")
+  for i = #ch, 1, -1 do
+    local t
+    if i == 1 then
+      t = target
+    else
+      t = dy:shares_storage(g1) and g2 or g1
+    end
+    dy = ch[i].module:backward(self._in[i], dy, t)
+    if dy == nil then return nil end
+  end
+  return dy
+end
+
+-- Residual(body [, shortcut]): y = body(x) + shortcut(x) (identity when no
+-- shortcut). The body's names are hoisted (kuangliu's BasicBlock: conv1,
+-- bn1, conv2, bn2) and the shortcut is named "shortcut".
+local Residual = nn.class("Residual")
+nn.Residual = Residual
+
+function Residual:__init(body, shortcut)
+  self.body, self.shortcut = body, shortcut
+  self.children[1] = {name = "", module = body}
+  if shortcut then self.children[2] = {name = "shortcut", module = shortcut} end
+end
+
+function Residual:infer(s)
+  local a = self.body:infer(copy_shape(s))
+  local b = self.shortcut and self.shortcut:infer(copy_shape(s)) or s
+  if shape_str(a) ~= shape_str(b) then
+    error(string.format("Residual: body gives %s but the shortcut gives %s (add a projection shortcut)",
+                        shape_str(a), shape_str(b)), 0)
+  end
+  return a
+end
+
+function Residual:set_need_dx(flag)
+  self.need_dx = flag
+  self.body:set_need_dx(flag)
+  if self.shortcut then self.shortcut:set_need_dx(flag) end
+end
+
+function Residual:forward(x, mode)
+  local fb = self.body:forward(x, mode)
+  local fs = self.shortcut and self.shortcut:forward(x, mode) or x
+  local y = resize_as(self:outbuf(mode), fb)
+  return y:add_scaled_(fb, 1, fs)
+end
+
+function Residual:backward(x, dy, target)
+  local db = self.body:backward(x, dy, target or self:buf("_gin"))
+  local ds
+  if self.shortcut then
+    ds = self.shortcut:backward(x, dy, self:buf("_gs"))
+  else
+    ds = dy
+  end
+  if not self.need_dx then return nil end
+  if db:shares_storage(dy) then   -- a body that passes dy through: do not modify dy
+    db = resize_as(target or self:buf("_gin"), dy):copy(dy)
+  end
+  return db:add_(ds)
+end
+
+-- ---- the loss ----------------------------------------------------------------------------------
+
+-- CrossEntropy(): fused log-softmax + negative log-likelihood, mean over the batch.
+--   loss, correct = crit:forward(logits, labels [, mode])  labels: int32 N
+--   dlogits = crit:backward()   (the gradient of the mean loss; computed by
+--   the forward unless mode is "trial" or "eval")
+local CrossEntropy = nn.class("CrossEntropy")
+nn.CrossEntropy = CrossEntropy
+
+function CrossEntropy:__init() self.dlogits = empty(1) end
+
+function CrossEntropy:forward(logits, labels, mode)
+  local grad = mode == nil or mode == "train"
+  local loss, correct = K.cross_entropy(logits, labels, grad and self.dlogits or nil)
+  self.has_grad = grad
+  return loss, correct
+end
+
+function CrossEntropy:backward()
+  if not self.has_grad then
+    error("CrossEntropy: backward needs a forward in \"train\" mode first", 2)
+  end
+  return self.dlogits
+end
+
+-- ---- models --------------------------------------------------------------------------------------
+
+local Model = {}
+Model.__index = Model
+nn.Model = Model
+
+local function join(prefix, name)
+  if name == "" then return prefix end
+  if prefix == "" then return name end
+  return prefix .. "." .. name
+end
+
+-- Walk the tree: visit(module, path, depth) in state-dict order.
+local function walk(m, path, depth, visit)
+  visit(m, path, depth)
+  for _, c in ipairs(m.children) do walk(c.module, join(path, c.name), depth + 1, visit) end
+end
+
+-- Output shapes for the printed tree: infer through containers, recording each.
+local function infer_all(m, s)
+  m.in_shape = copy_shape(s)
+  local out
+  if m.children[1] and (getmetatable(m) == Sequential) then
+    out = s
+    for _, c in ipairs(m.children) do out = infer_all(c.module, out) end
+  elseif getmetatable(m) == Residual then
+    out = m:infer(copy_shape(s))
+    infer_all(m.body, copy_shape(s))
+    if m.shortcut then infer_all(m.shortcut, copy_shape(s)) end
+  else
+    out = m:infer(copy_shape(s))
+    for _, c in ipairs(m.children) do infer_all(c.module, copy_shape(s)) end
+  end
+  m.out_shape = copy_shape(out)
+  return out
+end
+
+-- nn.model(root, {input = {C, H, W}, input_grad = false, name = "..."}) -> model
+-- Builds the flat tensors and hands every module its views; see the contract
+-- in docs/ARCHITECTURE.md. input_grad = true makes model:backward return the
+-- gradient of the input (off by default: training does not need it).
+function nn.model(root, opts)
+  opts = check_opts("nn.model", opts, {input = true, input_grad = true, name = true})
+  if type(root) ~= "table" or type(root.forward) ~= "function" then
+    error("nn.model: the first argument must be a module", 2)
+  end
+  if type(opts.input) ~= "table" then
+    error("nn.model: give the per-sample input shape, e.g. {input = {3, 32, 32}}", 2)
+  end
+  local self = setmetatable({root = root, name = opts.name or root.kind,
+                             input_shape = copy_shape(opts.input), device = "cpu"}, Model)
+  local ok, err = pcall(infer_all, root, copy_shape(opts.input))
+  if not ok then error("nn.model: " .. tostring(err), 2) end
+  self.output_shape = root.out_shape
+
+  -- collect declarations in state-dict order (params and buffers interleaved per module)
+  local entries, np, nb, seen = {}, 0, 0, {}
+  walk(root, "", 0, function(m, path)
+    for _, spec in ipairs(m.param_specs) do
+      local n = numel(spec.shape)
+      entries[#entries + 1] = {name = join(path, spec.name), kind = "param", spec = spec,
+                               module = m, offset = np, n = n}
+      np = np + n
+    end
+    for _, spec in ipairs(m.buffer_specs) do
+      local n = numel(spec.shape)
+      entries[#entries + 1] = {name = join(path, spec.name), kind = "buffer", spec = spec,
+                               module = m, offset = nb, n = n}
+      nb = nb + n
+    end
+  end)
+  for _, e in ipairs(entries) do
+    if seen[e.name] then error("nn.model: two tensors are named " .. e.name, 2) end
+    seen[e.name] = true
+  end
+
+  self.params = core.zeros(math.max(np, 1))
+  self.grads = core.zeros(math.max(np, 1))
+  self.buffers = core.zeros(math.max(nb, 1))
+  if np == 0 then self.params = self.params:narrow(1, 1, 0); self.grads = self.grads:narrow(1, 1, 0) end
+  self.nparams, self.nbuffers = np, nb
+  local gen = core.stream("init")
+  self.entries = entries
+  for _, e in ipairs(entries) do
+    local src = e.kind == "param" and self.params or self.buffers
+    local t = src:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+    e.tensor = t
+    e.module[e.spec.name] = t
+    if e.kind == "param" then
+      e.grad = self.grads:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+      e.module["grad_" .. e.spec.name] = e.grad
+      if e.spec.init then e.spec.init(t, gen, e.module) end
+    else
+      t:fill(e.spec.value)
+    end
+  end
+
+  -- one workspace shared by all modules (they run one at a time)
+  self.workspace = empty(1)
+  walk(root, "", 0, function(m) m.ws = self.workspace end)
+  self.input_grad = opts.input_grad and true or false
+  root:set_need_dx(self.input_grad)
+  return self
+end
+
+function Model:forward(x, mode)
+  mode = mode or "train"
+  check_mode("model:forward", mode)
+  return self.root:forward(x, mode)
+end
+
+-- Accumulates parameter gradients into model.grads; returns the input
+-- gradient when the model was built with input_grad = true.
+function Model:backward(x, dy)
+  return self.root:backward(x, dy, nil)
+end
+
+function Model:zero_grad()
+  self.grads:zero()
+end
+
+function Model:num_params() return self.nparams end
+
+-- Ordered list of {name=, tensor=, kind="param"|"buffer", grad=} (state-dict order).
+function Model:named_tensors()
+  local r = {}
+  for i, e in ipairs(self.entries) do
+    r[i] = {name = e.name, tensor = e.tensor, kind = e.kind, grad = e.grad}
+  end
+  return r
+end
+
+-- name -> tensor (params and buffers)
+function Model:state()
+  local r = {}
+  for _, e in ipairs(self.entries) do r[e.name] = e.tensor end
+  return r
+end
+
+function Model:to(device)
+  if device == "cpu" or device == self.device then return self end
+  if device == "cuda" or (type(device) == "string" and device:match("^cuda:%d+$")) then
+    if not (core.cuda_available and core.cuda_available()) then
+      error("model:to(\"cuda\"): this sgdsa was built without the CUDA backend " ..
+            "(configure with nvcc and cuDNN installed), or no GPU is visible", 2)
+    end
+    error("model:to(\"cuda\"): the CUDA layer kernels are not available in this build yet", 2)
+  end
+  error(string.format("model:to: unknown device %s (cpu, cuda)", tostring(device)), 2)
+end
+
+-- ---- files -------------------------------------------------------------------------------------
+
+local function h5()
+  local ok, m = pcall(require, "sgdsa.h5")
+  if not ok then error("model save/load: the HDF5 binding (sgdsa.h5) is not available: " .. tostring(m), 3) end
+  return m
+end
+
+-- model:save(path): every parameter and buffer as a dataset named as in
+-- PyTorch's state dict (written atomically).
+function Model:save(path)
+  local list = {}
+  for _, e in ipairs(self.entries) do list[#list + 1] = {e.name, e.tensor} end
+  h5().save_tensors(path, list)
+end
+
+-- model:load(path): reads every name; checks names, shapes and dtypes and
+-- reports every mismatch by name before changing anything.
+function Model:load(path)
+  local H = h5()
+  local found = H.load_tensors(path)      -- name -> tensor
+  local problems = {}
+  for _, e in ipairs(self.entries) do
+    local t = found[e.name]
+    if t == nil then
+      problems[#problems + 1] = e.name .. ": missing from the file"
+    else
+      local want, got = shape_str(e.tensor:size()), shape_str(t:size())
+      if t:dtype() ~= "float32" then
+        problems[#problems + 1] = string.format("%s: dtype %s, expected float32", e.name, t:dtype())
+      elseif want ~= got then
+        problems[#problems + 1] = string.format("%s: shape %s in the file, model has %s", e.name, got, want)
+      end
+    end
+  end
+  local known = self:state()
+  local extra = {}
+  for name in pairs(found) do
+    if known[name] == nil then extra[#extra + 1] = name end
+  end
+  table.sort(extra)
+  for _, name in ipairs(extra) do problems[#problems + 1] = name .. ": not in the model" end
+  if #problems > 0 then
+    error(string.format("model:load(%s): %d mismatch%s:\n  %s", path, #problems,
+                        #problems == 1 and "" or "es", table.concat(problems, "\n  ")), 2)
+  end
+  for _, e in ipairs(self.entries) do e.tensor:copy(found[e.name]) end
+  return self
+end
+
+-- ---- printing ------------------------------------------------------------------------------------
+
+local function fmt_count(n)
+  local s = tostring(n):reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (s:gsub("^,", ""))
+end
+nn.fmt_count = fmt_count
+
+local function count_params(m)
+  local n = 0
+  for _, s in ipairs(m.param_specs) do n = n + numel(s.shape) end
+  for _, c in ipairs(m.children) do n = n + count_params(c.module) end
+  return n
+end
+nn.count_params = count_params
+
+function Model:__tostring()
+  local lines = {string.format("%s: input %s -> output %s, %s parameters, %s buffer values",
+                               self.name, shape_str(self.input_shape), shape_str(self.output_shape),
+                               fmt_count(self.nparams), fmt_count(self.nbuffers))}
+  local function rec(m, name, depth)
+    local d = m:describe()
+    local n = count_params(m)
+    lines[#lines + 1] = string.format("%s%s%s%s -> %s%s", string.rep("  ", depth),
+                                      name ~= "" and (name .. ": ") or "", m.kind,
+                                      d ~= "" and ("(" .. d .. ")") or "",
+                                      m.out_shape and shape_str(m.out_shape) or "?",
+                                      n > 0 and ("  [" .. fmt_count(n) .. "]") or "")
+    for _, c in ipairs(m.children) do
+      rec(c.module, c.name == "" and "(body)" or c.name, depth + 1)
+    end
+  end
+  rec(self.root, "", 1)
+  return table.concat(lines, "\n")
+end
+
+return nn
