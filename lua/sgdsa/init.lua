@@ -8,5 +8,6 @@ M.core = core
 M.version = core.version or "0.1.0"
 M.data = require "sgdsa.data"
 M.h5 = require "sgdsa.h5"
+M.optim = require "sgdsa.optim"
 
 return M

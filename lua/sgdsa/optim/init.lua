@@ -1,0 +1,199 @@
+-- sgdsa.optim: the pluggable pieces of the search loop and the optimizers
+-- built from them.
+--
+-- A neighborhood is a table with
+--   propose(self, ctx) -> move [, f_trial]   fill ctx.trial with a trial point;
+--       `move` is a number describing it (eta for lr_set) for the step log;
+--       return f_trial only if the piece already scored ctx.trial itself
+--       (ctx:evaluate), else the search loop scores it;
+--   optional: needs_grad = false (derivative-free: no backward is run),
+--   accepted(self, ctx) (after an accepted move; ctx.trial then holds the old
+--   w), epoch_start(self, epoch), epoch_end(self, epoch),
+--   state(self, ctx) -> table, set_state(self, st, ctx).
+-- An acceptance rule is a table with
+--   decide(self, ctx, f_w, f_trial) -> accepted, prob   (prob in [0, 1] for
+--       the log; f_trial is never NaN/inf here: those are rejected before);
+--   optional: evaluate = false (no trial forward needed: plain SGD),
+--   temperature(self), epoch_start/epoch_end(self, epoch),
+--   step_end(self, ctx, accepted), state(self) -> table, set_state(self, st).
+-- A plain function is accepted for either: function(ctx) -> move [, f_trial]
+-- for a neighborhood, function(ctx, f_w, f_trial) -> accepted, prob for an
+-- acceptance rule; ctx.state is then a table the function owns (kept in
+-- checkpoints when it holds numbers, strings, booleans and tensors).
+--
+-- The context (ctx): model, w (= model.params), g (= model.grads), trial
+-- (the trial buffer), rng (the `search` stream), epoch, step, x, y, n, f
+-- (objective at w), loss, and ctx:evaluate(t), ctx:buffer(name).
+--
+-- Optimizers: sgdsa{H=, T0=, alpha=} (the paper's SGD-SA), sgd{lr= | schedule=}
+-- (Scheduled-SGD), ssa{eps=, T0=, alpha=} (section 2.1), and
+-- optimizer{neighborhood=, acceptance=, objective=} for any combination.
+-- Each returns {neighborhood=, acceptance=, objective=, kind=, args=} with
+-- opt:with{key=value} giving a copy built with changed arguments (the
+-- trainer's `optim.T0=0.5` overrides).
+local M = {}
+
+--- Error naming an unknown key of `t` and listing the allowed ones.
+function M.check_keys(t, allowed, who, level)
+  if type(t) ~= "table" then
+    error(string.format("%s: expected a table of options, got %s", who, type(t)), (level or 1) + 2)
+  end
+  local ok = {}
+  for _, k in ipairs(allowed) do ok[k] = true end
+  for k in pairs(t) do
+    if not ok[k] then
+      local names = {}
+      for _, a in ipairs(allowed) do names[#names + 1] = a end
+      table.sort(names)
+      error(string.format("%s: unknown option %q (allowed: %s)", who, tostring(k),
+                          table.concat(names, ", ")), (level or 1) + 2)
+    end
+  end
+  return t
+end
+
+--- A positive number option, with a clear error.
+function M.positive(v, name, who)
+  if type(v) ~= "number" or not (v > 0) or v == math.huge then
+    error(string.format("%s: %s must be a positive number, got %s", who, name, tostring(v)), 3)
+  end
+  return v
+end
+
+local pieces = {
+  -- neighborhoods
+  lr_set = "sgdsa.optim.lr_set", lr_schedule = "sgdsa.optim.lr_schedule",
+  random_direction = "sgdsa.optim.random_direction", momentum = "sgdsa.optim.momentum",
+  nesterov = "sgdsa.optim.nesterov", best_of_k = "sgdsa.optim.best_of_k",
+  -- acceptance rules
+  metropolis = "sgdsa.optim.metropolis", always = "sgdsa.optim.always",
+  greedy = "sgdsa.optim.greedy", threshold = "sgdsa.optim.threshold",
+  late_acceptance = "sgdsa.optim.late_acceptance",
+}
+M.pieces = pieces
+
+setmetatable(M, {__index = function(t, k)
+  local mod = pieces[k]
+  if mod then
+    local v = require(mod)
+    rawset(t, k, v)
+    return v
+  end
+end})
+
+-- Wrap a plain function as a piece; its private state is ctx.state.
+function M.as_neighborhood(nb)
+  if type(nb) == "function" then
+    local fn = nb
+    nb = {name = "function", _state = {}}
+    function nb.propose(self, ctx)
+      local saved = ctx.state
+      ctx.state = self._state
+      local move, f = fn(ctx)
+      ctx.state = saved
+      return move, f
+    end
+    function nb.state(self) return self._state end
+    function nb.set_state(self, st) self._state = st end
+  end
+  if type(nb) ~= "table" or type(nb.propose) ~= "function" then
+    error("optim: a neighborhood must be a function(ctx) or a table with propose(self, ctx), got "
+          .. type(nb), 3)
+  end
+  return nb
+end
+
+function M.as_acceptance(ac)
+  if type(ac) == "function" then
+    local fn = ac
+    ac = {name = "function", _state = {}}
+    function ac.decide(self, ctx, fw, ft)
+      local saved = ctx.state
+      ctx.state = self._state
+      local a, p = fn(ctx, fw, ft)
+      ctx.state = saved
+      return a, p
+    end
+    function ac.state(self) return self._state end
+    function ac.set_state(self, st) self._state = st end
+  end
+  if type(ac) ~= "table" or type(ac.decide) ~= "function" then
+    error("optim: an acceptance rule must be a function(ctx, f_w, f_trial) or a table with decide(self, ctx, f_w, f_trial), got "
+          .. type(ac), 3)
+  end
+  return ac
+end
+
+-- An optimizer object remembers how it was built so that it can be rebuilt
+-- with changed arguments.
+local Optimizer = {}
+Optimizer.__index = Optimizer
+
+function Optimizer:with(changes)
+  local args = {}
+  for k, v in pairs(self.args) do args[k] = v end
+  for k, v in pairs(changes) do args[k] = v end
+  return M[self.kind](args)
+end
+
+function Optimizer:describe()
+  local parts = {}
+  for k, v in pairs(self.args) do
+    local s
+    if type(v) == "table" then
+      local items = {}
+      for _, x in ipairs(v) do
+        items[#items + 1] = type(x) == "table" and ("{" .. table.concat(x, ",") .. "}") or tostring(x)
+      end
+      s = "{" .. table.concat(items, ",") .. "}"
+    else
+      s = tostring(v)
+    end
+    parts[#parts + 1] = k .. "=" .. s
+  end
+  table.sort(parts)
+  return self.kind .. "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function make(kind, args, nb, ac, objective)
+  return setmetatable({kind = kind, args = args, neighborhood = nb, acceptance = ac,
+                       objective = objective or "loss"}, Optimizer)
+end
+
+--- The paper's SGD-SA (Algorithm 2): eta uniform from H, Metropolis test,
+-- T = alpha*T after each epoch. Options: H, T0 (1), alpha (0.8),
+-- cooling ("epoch" | "step"), reheat (epochs, optional), objective.
+function M.sgdsa(o)
+  M.check_keys(o, {"H", "T0", "alpha", "cooling", "reheat", "objective"}, "optim.sgdsa")
+  return make("sgdsa", o, M.lr_set{H = o.H},
+              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.8, cooling = o.cooling,
+                           reheat = o.reheat},
+              o.objective)
+end
+
+--- Scheduled-SGD: w - lr(epoch)*g, always accepted, no trial forward.
+-- Options: lr (a constant) or schedule ({{epochs, lr}, ...} or function(epoch)).
+function M.sgd(o)
+  M.check_keys(o, {"lr", "schedule"}, "optim.sgd")
+  return make("sgd", o, M.lr_schedule{lr = o.lr, schedule = o.schedule}, M.always{})
+end
+
+--- SSA (section 2.1): w -/+ eps*Delta with a random Delta, the better of the
+-- two, Metropolis test. Options: eps, T0 (1), alpha (0.97), cooling
+-- ("epoch" | "step"; the paper cools per epoch here too), objective.
+function M.ssa(o)
+  M.check_keys(o, {"eps", "T0", "alpha", "cooling", "reheat", "objective"}, "optim.ssa")
+  return make("ssa", o, M.random_direction{eps = o.eps},
+              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.97, cooling = o.cooling,
+                           reheat = o.reheat},
+              o.objective)
+end
+
+--- Any combination: optimizer{neighborhood=, acceptance=, objective=}.
+function M.optimizer(o)
+  M.check_keys(o, {"neighborhood", "acceptance", "objective"}, "optim.optimizer")
+  return make("optimizer", o, M.as_neighborhood(o.neighborhood), M.as_acceptance(o.acceptance),
+              o.objective)
+end
+
+return M

@@ -1,0 +1,59 @@
+-- metropolis: the simulated-annealing acceptance test (Metropolis'
+-- formula, eq. (1) of the paper). With worsening d = f(trial) - f(w):
+--   prob = 1 if d <= 0, else exp(-d / T);  accept iff u < prob,
+-- u uniform in [0, 1) from the `search` stream (drawn at every step, as in
+-- Algorithm 2, so the stream advances the same way whatever the outcome).
+-- Cooling T = alpha * T after every epoch (cooling = "epoch", the paper's
+-- Algorithm 2) or after every step (cooling = "step", Algorithm 1); with
+-- reheat = R the temperature goes back to T0 every R epochs.
+--   optim.metropolis{T0 = 1, alpha = 0.8}
+local optim = require "sgdsa.optim"
+
+local exp = math.exp
+
+return function(o)
+  optim.check_keys(o, {"T0", "alpha", "cooling", "reheat"}, "optim.metropolis")
+  local who = "optim.metropolis"
+  local T0 = optim.positive(o.T0 or 1, "T0", who)
+  local alpha = o.alpha or 0.8
+  if type(alpha) ~= "number" or not (alpha > 0 and alpha <= 1) then
+    error(who .. ": alpha must be in (0, 1], got " .. tostring(alpha), 2)
+  end
+  local cooling = o.cooling or "epoch"
+  if cooling ~= "epoch" and cooling ~= "step" then
+    error(who .. ": cooling must be \"epoch\" or \"step\", got " .. tostring(cooling), 2)
+  end
+  local reheat = o.reheat
+  if reheat ~= nil and (math.type(reheat) ~= "integer" or reheat < 1) then
+    error(who .. ": reheat must be a positive integer number of epochs, got " .. tostring(reheat), 2)
+  end
+  local ac = {name = "metropolis", T = T0, T0 = T0, alpha = alpha, cooling = cooling, reheat = reheat}
+
+  --- The probability of accepting a worsening d at temperature T.
+  function ac.probability(self, d)
+    if d ~= d then return 0 end
+    if d <= 0 then return 1 end
+    return exp(-d / self.T)
+  end
+
+  function ac.decide(self, ctx, fw, ft)
+    local p = self:probability(ft - fw)
+    local u = ctx.rng:uniform()
+    return u < p, p
+  end
+
+  function ac.temperature(self) return self.T end
+
+  function ac.step_end(self)
+    if cooling == "step" then self.T = self.T * alpha end
+  end
+
+  function ac.epoch_end(self, epoch)
+    if cooling == "epoch" then self.T = self.T * alpha end
+    if reheat and epoch % reheat == 0 then self.T = T0 end
+  end
+
+  function ac.state(self) return {T = self.T} end
+  function ac.set_state(self, st) if st.T then self.T = st.T end end
+  return ac
+end

@@ -1,0 +1,256 @@
+-- sgdsa.search: one step of the search loop (Algorithm 2 of Fischetti &
+-- Stringher, generalized). A step on a minibatch (x, y):
+--
+--   1. forward ("train") and backward at the current point w: the objective
+--      f(w) and the gradient g (skipped when the neighborhood needs none);
+--   2. the neighborhood fills the trial buffer with a proposed point;
+--   3. the trial point is scored on the SAME minibatch with the "trial"
+--      forward (model.params:swap_storage(trial): O(1), no copy);
+--   4. the acceptance rule decides; on accept the swapped storages stay as
+--      they are (the trial buffer now holds the old w and becomes scratch);
+--      on reject they are swapped back;
+--   5. the schedules advance (per step here, per epoch in epoch_end).
+--
+-- Nothing is allocated per step: ctx and the step record are reused, the trial
+-- buffer and any scratch buffer are allocated once. A trial with a NaN or
+-- infinite objective is always rejected and counted; a non-finite objective
+-- at the current point makes step() return nil and a message (the trainer
+-- stops without overwriting the last good checkpoint).
+--
+--   local S = search.new{model=, criterion=, optim=sgdsa.optim.sgdsa{...}}
+--   local rec = S:step(x, y)        -- or nil, message
+--   S:epoch_start(e); S:epoch_end(e)
+--   S:state() / S:set_state(st)     -- everything the search remembers
+local optim = require "sgdsa.optim"
+
+local M = {}
+local Search = {}
+Search.__index = Search
+
+local inf = math.huge
+local function finite(v) return v == v and v > -inf and v < inf end
+
+-- The objective scored by the acceptance test, from the forward's outputs.
+-- "loss" (default): the minibatch loss; "error": the minibatch error rate
+-- (1 - accuracy; the gradient still comes from the loss); or a function
+-- (loss, ncorrect, n, logits, y) -> number.
+local objectives = {
+  loss = function(loss) return loss end,
+  error = function(_, ncorrect, n) return 1 - ncorrect / n end,
+}
+M.objectives = objectives
+
+local function batch_size(y)
+  local s = y:size()
+  return s[1] or 1
+end
+
+-- The context handed to neighborhoods and acceptance rules. Its methods:
+--   ctx:evaluate(t)     objective of point t on the current minibatch
+--                       ("trial" forward; w is untouched afterwards)
+--   ctx:buffer(name)    a scratch tensor the size of w, allocated once
+local Ctx = {}
+Ctx.__index = Ctx
+
+function Ctx:evaluate(t)
+  local s = self.search
+  local w = self.w
+  w:swap_storage(t)
+  local ok, f = pcall(s._score, s, "trial")
+  w:swap_storage(t)
+  if not ok then error(f, 0) end
+  s._trial_forwards = s._trial_forwards + 1
+  return f
+end
+
+function Ctx:buffer(name)
+  local b = self.search._buffers[name]
+  if not b then
+    b = self.w:clone():zero()
+    self.search._buffers[name] = b
+  end
+  return b
+end
+
+--- search.new{model=, criterion=, optim=, objective=} -> a Search.
+-- optim: an optimizer from sgdsa.optim (neighborhood + acceptance), or a table
+-- {neighborhood=, acceptance=} whose parts may be user tables or functions.
+function M.new(cfg)
+  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "rng"}, "search.new")
+  local model = assert(cfg.model, "search.new: model is required")
+  if not (model.params and model.grads and model.forward and model.backward) then
+    error("search.new: model does not follow the model contract (needs params, grads, forward, backward; see docs/ARCHITECTURE.md)", 2)
+  end
+  local crit = cfg.criterion
+  if crit == nil then
+    local nn = require "sgdsa.nn"
+    crit = nn.CrossEntropy()
+  end
+  local o = assert(cfg.optim, "search.new: optim is required")
+  local objective = cfg.objective or o.objective or "loss"
+  local objfn = type(objective) == "function" and objective or objectives[objective]
+  if not objfn then
+    error(string.format("search.new: unknown objective %q (allowed: loss, error, or a function)", tostring(objective)), 2)
+  end
+  local s = setmetatable({
+    model = model,
+    criterion = crit,
+    neighborhood = optim.as_neighborhood(o.neighborhood),
+    acceptance = optim.as_acceptance(o.acceptance),
+    objective_name = type(objective) == "string" and objective or "custom",
+    _objfn = objfn,
+    rng = cfg.rng or require("sgdsa").stream("search"),
+    _buffers = {},
+    trial = model.params:clone(),
+    epoch = 1,      -- current epoch (1-based)
+    iter = 0,       -- steps done in total (the paper's i)
+    _trial_forwards = 0,
+  }, Search)
+  s.ctx = setmetatable({search = s, model = model, w = model.params, g = model.grads,
+                        trial = s.trial, rng = s.rng, epoch = 1, step = 0}, Ctx)
+  s.rec = {}
+  s:reset_stats()
+  return s
+end
+
+-- Forward at the current params in `mode` and the objective; for "train"
+-- also keeps loss and ncorrect for the statistics.
+function Search:_score(mode)
+  local ctx = self.ctx
+  local out = self.model:forward(ctx.x, mode)
+  local loss, ncorrect = self.criterion:forward(out, ctx.y)
+  ncorrect = ncorrect or 0
+  local f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
+  if mode == "train" then
+    ctx.loss, ctx.ncorrect = loss, ncorrect
+  end
+  return f
+end
+
+--- Statistics of the current epoch (reset by epoch_start).
+function Search:reset_stats()
+  self.stats = {steps = 0, accepted = 0, prob_sum = 0, nonfinite = 0,
+                loss_sum = 0, correct = 0, seen = 0}
+end
+
+function Search:temperature()
+  local a = self.acceptance
+  local T = a.temperature and a:temperature()
+  return T or (0 / 0)
+end
+
+function Search:epoch_start(epoch)
+  self.epoch = epoch
+  self.ctx.epoch = epoch
+  self:reset_stats()
+  local nb, ac = self.neighborhood, self.acceptance
+  if nb.epoch_start then nb:epoch_start(epoch) end
+  if ac.epoch_start then ac:epoch_start(epoch) end
+end
+
+function Search:epoch_end(epoch)
+  local nb, ac = self.neighborhood, self.acceptance
+  if nb.epoch_end then nb:epoch_end(epoch) end
+  if ac.epoch_end then ac:epoch_end(epoch) end
+end
+
+--- One step on the minibatch (x, y). Returns the step record (one table,
+-- reused: copy what you keep) or nil and a message when the objective at the
+-- current point is not finite (nothing has been changed then).
+function Search:step(x, y)
+  local ctx, model, nb, ac = self.ctx, self.model, self.neighborhood, self.acceptance
+  ctx.x, ctx.y, ctx.n = x, y, batch_size(y)
+  ctx.step = self.iter + 1
+  local needs_grad = nb.needs_grad ~= false
+
+  if needs_grad then model:zero_grad() end
+  local fw = self:_score("train")
+  if not finite(fw) then
+    return nil, string.format(
+      "objective (%s) at the current point is %s at epoch %d, step %d: the weights have diverged",
+      self.objective_name, tostring(fw), self.epoch, ctx.step)
+  end
+  if needs_grad then model:backward(x, self.criterion:backward()) end
+  ctx.f = fw
+
+  local move, ft = nb:propose(ctx)
+  local evaluate = ac.evaluate ~= false
+  local w, trial = ctx.w, ctx.trial
+  local swapped = false
+  if ft == nil and evaluate then
+    w:swap_storage(trial)
+    swapped = true
+    ft = self:_score("trial")
+    self._trial_forwards = self._trial_forwards + 1
+  end
+
+  local accepted, prob, nonfinite
+  if ft ~= nil and not finite(ft) then
+    accepted, prob, nonfinite = false, 0, true
+  else
+    accepted, prob = ac:decide(ctx, fw, ft or (0 / 0))
+    accepted = accepted and true or false
+    prob = prob or (accepted and 1 or 0)
+    nonfinite = false
+  end
+
+  if accepted then
+    if not swapped then w:swap_storage(trial) end
+    if nb.accepted then nb:accepted(ctx) end
+  elseif swapped then
+    w:swap_storage(trial)
+  end
+  if ac.step_end then ac:step_end(ctx, accepted) end
+
+  self.iter = ctx.step
+  local st = self.stats
+  st.steps = st.steps + 1
+  if accepted then st.accepted = st.accepted + 1 end
+  st.prob_sum = st.prob_sum + prob
+  if nonfinite then st.nonfinite = st.nonfinite + 1 end
+  st.loss_sum = st.loss_sum + ctx.loss * ctx.n
+  st.correct = st.correct + ctx.ncorrect
+  st.seen = st.seen + ctx.n
+
+  local rec = self.rec
+  rec.step, rec.epoch, rec.move = ctx.step, self.epoch, tonumber(move) or (0 / 0)
+  rec.f_w, rec.f_trial = fw, ft or (0 / 0)
+  rec.worsening = (ft or (0 / 0)) - fw
+  rec.prob = prob > 1 and 1 or prob
+  rec.accepted, rec.nonfinite = accepted, nonfinite
+  rec.temperature = self:temperature()
+  rec.loss, rec.ncorrect, rec.n = ctx.loss, ctx.ncorrect, ctx.n
+  return rec
+end
+
+--- Everything the search remembers besides the weights: counters, the
+-- neighborhood's and acceptance rule's memory (tensors included), the trial
+-- buffer is scratch and not part of it. Plain tables of numbers, strings,
+-- booleans and tensors.
+function Search:state()
+  local nb, ac = self.neighborhood, self.acceptance
+  return {
+    epoch = self.epoch, step = self.iter,
+    stats = {steps = self.stats.steps, accepted = self.stats.accepted,
+             prob_sum = self.stats.prob_sum, nonfinite = self.stats.nonfinite,
+             loss_sum = self.stats.loss_sum, correct = self.stats.correct,
+             seen = self.stats.seen},
+    neighborhood = nb.state and nb:state(self.ctx) or {},
+    acceptance = ac.state and ac:state() or {},
+  }
+end
+
+function Search:set_state(st)
+  if type(st) ~= "table" then error("search:set_state: expected a table, got " .. type(st), 2) end
+  self.epoch, self.iter = math.tointeger(st.epoch) or st.epoch, math.tointeger(st.step) or st.step
+  self.ctx.epoch, self.ctx.step = self.epoch, self.iter
+  for k, v in pairs(st.stats or {}) do self.stats[k] = v end
+  local nb, ac = self.neighborhood, self.acceptance
+  if nb.set_state then nb:set_state(st.neighborhood or {}, self.ctx) end
+  if ac.set_state then ac:set_state(st.acceptance or {}) end
+end
+
+--- Number of trial forwards run so far (cost accounting in tests/benchmarks).
+function Search:trial_forwards() return self._trial_forwards end
+
+return M
