@@ -851,30 +851,41 @@ local function h5()
   return m
 end
 
--- model:save(path): every parameter and buffer as a dataset named as in
--- PyTorch's state dict (written atomically).
-function Model:save(path)
-  local list = {}
-  for _, e in ipairs(self.entries) do list[#list + 1] = {e.name, e.tensor} end
-  h5().save_tensors(path, list)
+-- model:save(path [, attrs]): every parameter and buffer as a dataset named as
+-- in PyTorch's state dict (float32, PyTorch layouts), written atomically; the
+-- root attribute "model" holds the model's name.
+function Model:save(path, attrs)
+  local values, a = {}, {model = self.name}
+  for _, e in ipairs(self.entries) do values[e.name] = e.tensor end
+  for k, v in pairs(attrs or {}) do a[k] = v end
+  h5().save(path, values, a)
 end
 
--- model:load(path): reads every name; checks names, shapes and dtypes and
--- reports every mismatch by name before changing anything.
-function Model:load(path)
-  local H = h5()
-  local found = H.load_tensors(path)      -- name -> tensor
+-- model:load(path [, {group=}]): checks every name, shape and dtype first and
+-- reports every mismatch by name (nothing is changed then); then reads each
+-- dataset straight into its parameter or buffer.
+function Model:load(path, opts)
+  opts = check_opts("model:load", opts, {group = true})
+  local f <close> = h5().open(path, "r")
+  local prefix = opts.group and (opts.group:gsub("/$", "") .. "/") or ""
+  local found = {}
+  for _, e in ipairs(f:list(opts.group or "/")) do
+    if e.kind ~= "group" then found[e.name] = e end
+  end
   local problems = {}
   for _, e in ipairs(self.entries) do
-    local t = found[e.name]
-    if t == nil then
-      problems[#problems + 1] = e.name .. ": missing from the file"
+    local d = found[e.name]
+    local want = shape_str(e.tensor:size())
+    if d == nil then
+      problems[#problems + 1] = string.format("%s: missing from the file (model has %s)", e.name, want)
     else
-      local want, got = shape_str(e.tensor:size()), shape_str(t:size())
-      if t:dtype() ~= "float32" then
-        problems[#problems + 1] = string.format("%s: dtype %s, expected float32", e.name, t:dtype())
-      elseif want ~= got then
-        problems[#problems + 1] = string.format("%s: shape %s in the file, model has %s", e.name, got, want)
+      local got = d.shape and shape_str(d.shape) or "?"
+      if d.dtype ~= "float32" then
+        problems[#problems + 1] = string.format("%s: dtype %s in the file, expected float32",
+                                                e.name, tostring(d.dtype))
+      elseif got ~= want then
+        problems[#problems + 1] = string.format("%s: shape %s in the file, model has %s",
+                                                e.name, got, want)
       end
     end
   end
@@ -884,12 +895,12 @@ function Model:load(path)
     if known[name] == nil then extra[#extra + 1] = name end
   end
   table.sort(extra)
-  for _, name in ipairs(extra) do problems[#problems + 1] = name .. ": not in the model" end
+  for _, name in ipairs(extra) do problems[#problems + 1] = name .. ": in the file but not in the model" end
   if #problems > 0 then
     error(string.format("model:load(%s): %d mismatch%s:\n  %s", path, #problems,
                         #problems == 1 and "" or "es", table.concat(problems, "\n  ")), 2)
   end
-  for _, e in ipairs(self.entries) do e.tensor:copy(found[e.name]) end
+  for _, e in ipairs(self.entries) do f:read_into(prefix .. e.name, e.tensor) end
   return self
 end
 
