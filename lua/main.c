@@ -488,6 +488,33 @@ static char *match_generator(const char *text, int state)
     return next < nmatches ? strdup(matches[next++]) : NULL;
 }
 
+/* List matches by their last component ("zeros", not "sgdsa.zeros"), as th does. */
+static void display_matches(char **list, int n, int max_length)
+{
+    char **shown = malloc(sizeof(char *) * (size_t)(n + 2));
+    if (shown == NULL) {
+        rl_display_match_list(list, n, max_length);
+        rl_forced_update_display();
+        return;
+    }
+    int width = 0;
+    shown[0] = list[0];
+    for (int i = 1; i <= n; i++) {
+        const char *cut = list[i];
+        for (const char *p = list[i]; *p; p++)
+            if (*p == '.' || *p == ':')
+                cut = p + 1;
+        shown[i] = (char *)cut;
+        int len = (int)strlen(cut);
+        if (len > width)
+            width = len;
+    }
+    shown[n + 1] = NULL;
+    rl_display_match_list(shown, n, width);
+    free(shown);
+    rl_forced_update_display();
+}
+
 static char **complete(const char *text, int start, int end)
 {
     (void)start;
@@ -595,8 +622,11 @@ static int run_chunk(sgdsa_state *S)
     int base = lua_gettop(L) - 1;
     sgdsa_clear_interrupt(S);
     int rc = sgdsa_pcall(S, 0, LUA_MULTRET);
+    int interrupted = sgdsa_interrupted() > 0;
     sgdsa_clear_interrupt(S);
     if (rc != 0) {
+        if (interrupted && isatty(STDERR_FILENO))
+            fputc('\n', stderr); /* after the terminal's ^C echo */
         fprintf(stderr, "%s\n", sgdsa_errmsg(S));
         fflush(stderr);
         return -1;
@@ -657,6 +687,7 @@ static int repl(sgdsa_state *S)
         rl_catch_signals = 0;
         rl_catch_sigwinch = 1;
         rl_attempted_completion_function = complete;
+        rl_completion_display_matches_hook = display_matches;
         rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[]";
         rl_completion_append_character = '\0';
         rl_basic_quote_characters = "\"'";
