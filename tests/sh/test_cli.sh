@@ -107,6 +107,11 @@ expect 0 '^a$' "$BIN" -e 'x = "a"' -e 'print(x)'
 expect 1 '\(command line\):1: boom' "$BIN" -e 'error("boom")'
 expect 1 'stack traceback' "$BIN" -e 'error("boom")'
 
+# a runtime that cannot find its Lua library says so (SGDSA_ROOT points elsewhere)
+mkdir -p "$TMP/emptyroot"
+expect 1 "loading the sgdsa library failed: .*module 'sgdsa' not found" \
+    env SGDSA_ROOT="$TMP/emptyroot" LUA_PATH= "$BIN" -e 'print(1)'
+
 # --- SIGINT during run -----------------------------------------------------------------
 # A script that polls sgdsa.core.interrupted() stops cleanly after one signal.
 cat >"$TMP/poll.lua" <<EOF
