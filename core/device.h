@@ -29,6 +29,20 @@ void *sg_cuda_malloc(size_t nbytes);
 void sg_cuda_free(void *p);
 int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device, int src_is_device);
 int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v);
+/* Tensor math on contiguous float32 device arrays (core/tensor.c's CUDA
+ * branches); the same declarations as kernels/cuda/nn_cuda.h. */
+int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);
+int sg_cuda_binary_scalar(float *out, const float *a, float s, int64_t n, sg_binop op,
+                          int scalar_first);
+int sg_cuda_unary(float *out, const float *a, int64_t n, sg_unfn fn);
+int sg_cuda_clamp(float *out, const float *a, int64_t n, float lo, float hi);
+int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);
+int sg_cuda_reduce(const float *a, int64_t n, sg_redop op, double *out);
+int sg_cuda_dot(const float *a, const float *b, int64_t n, double *out);
+int sg_cuda_norm(const float *a, int64_t n, double p, double *out);
+int sg_cuda_isfinite(const float *a, int64_t n, int *out);
+int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float *c, int64_t ldc);
 #endif
 
 #endif

@@ -636,8 +636,175 @@ static int prepare_out(const char *op, sg_tensor *out, const sg_tensor *a)
     return 0;
 }
 
+#ifdef SG_HAVE_CUDA
+/* ---- CUDA dispatch ---------------------------------------------------------------
+ * Contiguous float32 tensors on the GPU go to the CUDA backend (kernels/cuda);
+ * the CPU code below is untouched. Any operand on the GPU sends the operation
+ * here; operands on two devices are an error naming both. */
+static int is_cuda(const sg_tensor *t)
+{
+    return t && t->storage && t->storage->device == SG_CUDA;
+}
+
+static int cuda_operand(const char *op, const sg_tensor *t, const sg_tensor *first)
+{
+    char b[128];
+    if (sg_tensor_check(t, op) != 0)
+        return -1;
+    if (t->storage->device != SG_CUDA)
+        return sg_seterr("%s: tensors on different devices (%s and %s); move one with :cuda() "
+                         "or :cpu()", op, sg_device_name(first->storage->device),
+                         sg_device_name(t->storage->device));
+    if (t->dtype != SG_F32)
+        return sg_seterr("%s: expected a float32 tensor, got %s (cuda)", op, sg_dtype_name(t->dtype));
+    if (!sg_tensor_is_contiguous(t))
+        return sg_seterr("%s: cuda tensor %s is not contiguous (use :contiguous())", op,
+                         sg_shape_str(t, b, sizeof b));
+    return 0;
+}
+
+/* Check up to three operands (NULL = absent); the first non-NULL names the device. */
+static int cuda_operands(const char *op, const sg_tensor *a, const sg_tensor *b, const sg_tensor *c)
+{
+    const sg_tensor *ts[3] = {a, b, c}, *first = is_cuda(a) ? a : (is_cuda(b) ? b : c);
+    for (int i = 0; i < 3; i++)
+        if (ts[i] && cuda_operand(op, ts[i], first) != 0)
+            return -1;
+    return 0;
+}
+
+static int cuda_prepare_out(const char *op, sg_tensor *out, const sg_tensor *a)
+{
+    if (sg_tensor_check(out, op) != 0)
+        return -1;
+    if (!sg_tensor_same_shape(out, a)) {
+        if (out != a && sg_tensor_is_contiguous(out) && out->storage->refcount == 1 &&
+            out->storage->device == SG_CUDA) {
+            if (sg_tensor_resize_as(out, a) != 0)
+                return -1;
+        } else {
+            return need_same(op, out, a);
+        }
+    }
+    return cuda_operand(op, out, a);
+}
+
+static int cuda_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop op)
+{
+    const char *name = binop_name(op);
+    if (cuda_operands(name, a, b, NULL) != 0 || need_same(name, a, b) != 0 ||
+        cuda_prepare_out(name, out, a) != 0)
+        return -1;
+    return sg_cuda_binary(sg_f32(out), sg_f32(a), sg_f32(b), sg_tensor_numel(a), op);
+}
+
+static int cuda_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op,
+                              int scalar_first)
+{
+    const char *name = binop_name(op);
+    if (cuda_operands(name, a, NULL, NULL) != 0 || cuda_prepare_out(name, out, a) != 0)
+        return -1;
+    return sg_cuda_binary_scalar(sg_f32(out), sg_f32(a), (float)s, sg_tensor_numel(a), op,
+                                 scalar_first);
+}
+
+static int cuda_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
+{
+    if (cuda_operands("unary", a, NULL, NULL) != 0 || cuda_prepare_out("unary", out, a) != 0)
+        return -1;
+    return sg_cuda_unary(sg_f32(out), sg_f32(a), sg_tensor_numel(a), fn);
+}
+
+static int cuda_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
+{
+    if (cuda_operands("clamp", a, NULL, NULL) != 0 || cuda_prepare_out("clamp", out, a) != 0)
+        return -1;
+    if (lo > hi)
+        return sg_seterr("clamp: min %g is greater than max %g", lo, hi);
+    return sg_cuda_clamp(sg_f32(out), sg_f32(a), sg_tensor_numel(a), (float)lo, (float)hi);
+}
+
+static int cuda_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, const sg_tensor *b)
+{
+    if (cuda_operands("add_scaled", a, b, NULL) != 0 || need_same("add_scaled", a, b) != 0 ||
+        cuda_prepare_out("add_scaled", out, a) != 0)
+        return -1;
+    return sg_cuda_vec_axpy(sg_f32(a), sg_f32(b), sg_f32(out), sg_tensor_numel(a), (float)alpha);
+}
+
+static int cuda_dot(const sg_tensor *a, const sg_tensor *b, double *out)
+{
+    if (cuda_operands("dot", a, b, NULL) != 0)
+        return -1;
+    if (sg_tensor_numel(a) != sg_tensor_numel(b)) {
+        char x[128], y[128];
+        return sg_seterr("dot: %s and %s have different numbers of elements (cuda)",
+                         sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
+    }
+    return sg_cuda_dot(sg_f32(a), sg_f32(b), sg_tensor_numel(a), out);
+}
+
+static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
+{
+    char x[128], y[128];
+    if (sg_tensor_check(a, "matmul") != 0 || sg_tensor_check(b, "matmul") != 0 ||
+        sg_tensor_check(out, "matmul") != 0)
+        return -1;
+    const sg_tensor *first = is_cuda(a) ? a : (is_cuda(b) ? b : out);
+    const sg_tensor *ts[3] = {a, b, out};
+    for (int i = 0; i < 3; i++) {
+        if (ts[i]->storage->device != SG_CUDA)
+            return sg_seterr("matmul: tensors on different devices (%s and %s); move one with "
+                             ":cuda() or :cpu()", sg_device_name(first->storage->device),
+                             sg_device_name(ts[i]->storage->device));
+        if (ts[i]->dtype != SG_F32)
+            return sg_seterr("matmul: expected a float32 tensor, got %s (cuda)",
+                             sg_dtype_name(ts[i]->dtype));
+    }
+    if (a->ndim != 2 || b->ndim != 2 || a->size[1] != b->size[0])
+        return sg_seterr("matmul: shapes %s and %s do not multiply (need m x k and k x n)",
+                         sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
+    if (out == a || out == b || out->storage == a->storage || out->storage == b->storage)
+        return sg_seterr("matmul: output must not share storage with an input");
+    int64_t m = a->size[0], k = a->size[1], n = b->size[1];
+    int64_t osz[2] = {m, n};
+    if (sg_tensor_resize(out, 2, osz) != 0)
+        return -1;
+    if (m == 0 || n == 0)
+        return 0;
+    if (k == 0)
+        return sg_fill(out, 0);
+    /* row-major layouts as in gemm_layout below: unit column stride, or a transpose */
+    int ta = 0, tb = 0;
+    int64_t lda, ldb;
+    if (a->stride[1] == 1 && a->stride[0] >= (k > 1 ? k : 1)) {
+        lda = a->stride[0] > 0 ? a->stride[0] : 1;
+    } else if (a->stride[0] == 1 && a->stride[1] >= (m > 1 ? m : 1)) {
+        ta = 1;
+        lda = a->stride[1] > 0 ? a->stride[1] : 1;
+    } else {
+        return sg_seterr("matmul: cuda operand %s has a layout cuBLAS cannot read (use "
+                         ":contiguous())", sg_shape_str(a, x, sizeof x));
+    }
+    if (b->stride[1] == 1 && b->stride[0] >= (n > 1 ? n : 1)) {
+        ldb = b->stride[0] > 0 ? b->stride[0] : 1;
+    } else if (b->stride[0] == 1 && b->stride[1] >= (k > 1 ? k : 1)) {
+        tb = 1;
+        ldb = b->stride[1] > 0 ? b->stride[1] : 1;
+    } else {
+        return sg_seterr("matmul: cuda operand %s has a layout cuBLAS cannot read (use "
+                         ":contiguous())", sg_shape_str(b, y, sizeof y));
+    }
+    return sg_cuda_gemm(ta, tb, m, n, k, sg_f32(a), lda, sg_f32(b), ldb, sg_f32(out), n);
+}
+#endif /* SG_HAVE_CUDA */
+
 int sg_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop op)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(b) || is_cuda(out))
+        return cuda_binary(out, a, b, op);
+#endif
     const char *name = binop_name(op);
     if (need_cpu_f32(name, a) != 0 || need_cpu_f32(name, b) != 0 || need_same(name, a, b) != 0 ||
         prepare_out(name, out, a) != 0)
@@ -663,6 +830,10 @@ int sg_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop o
 
 int sg_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op, int scalar_first)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(out))
+        return cuda_binary_scalar(out, a, s, op, scalar_first);
+#endif
     const char *name = binop_name(op);
     if (need_cpu_f32(name, a) != 0 || prepare_out(name, out, a) != 0)
         return -1;
@@ -705,6 +876,10 @@ static inline float apply_un(float x, sg_unfn fn)
 
 int sg_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(out))
+        return cuda_unary(out, a, fn);
+#endif
     if (need_cpu_f32("unary", a) != 0 || prepare_out("unary", out, a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
@@ -728,6 +903,10 @@ int sg_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
 
 int sg_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(out))
+        return cuda_clamp(out, a, lo, hi);
+#endif
     if (need_cpu_f32("clamp", a) != 0 || prepare_out("clamp", out, a) != 0)
         return -1;
     if (lo > hi)
@@ -748,6 +927,10 @@ int sg_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
 
 int sg_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, const sg_tensor *b)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(b) || is_cuda(out))
+        return cuda_add_scaled(out, a, alpha, b);
+#endif
     if (need_cpu_f32("add_scaled", a) != 0 || need_cpu_f32("add_scaled", b) != 0 ||
         need_same("add_scaled", a, b) != 0 || prepare_out("add_scaled", out, a) != 0)
         return -1;
@@ -780,6 +963,10 @@ int sg_axpy(sg_tensor *y, double alpha, const sg_tensor *x)
 
 int sg_dot(const sg_tensor *a, const sg_tensor *b, double *out)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(b))
+        return cuda_dot(a, b, out);
+#endif
     if (need_cpu_f32("dot", a) != 0 || need_cpu_f32("dot", b) != 0)
         return -1;
     if (sg_tensor_numel(a) != sg_tensor_numel(b)) {
@@ -813,6 +1000,11 @@ int sg_dot(const sg_tensor *a, const sg_tensor *b, double *out)
 
 int sg_norm(const sg_tensor *a, double p, double *out)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a))
+        return cuda_operands("norm", a, NULL, NULL) ? -1
+               : sg_cuda_norm(sg_f32(a), sg_tensor_numel(a), p, out);
+#endif
     if (need_cpu_f32("norm", a) != 0)
         return -1;
     if (!(p > 0))
@@ -839,6 +1031,11 @@ int sg_norm(const sg_tensor *a, double p, double *out)
 
 int sg_isfinite_all(const sg_tensor *a, int *out)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a))
+        return cuda_operands("isfinite", a, NULL, NULL) ? -1
+               : sg_cuda_isfinite(sg_f32(a), sg_tensor_numel(a), out);
+#endif
     if (need_cpu_f32("isfinite", a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
@@ -891,6 +1088,15 @@ static double reduce_run(const float *x, int64_t n, int64_t st, sg_redop op)
 
 int sg_reduce_all(const sg_tensor *a, sg_redop op, double *out)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a)) {
+        if (cuda_operands(redop_name(op), a, NULL, NULL) != 0)
+            return -1;
+        if (sg_tensor_numel(a) == 0 && op != SG_RED_SUM)
+            return sg_seterr("%s: empty tensor", redop_name(op));
+        return sg_cuda_reduce(sg_f32(a), sg_tensor_numel(a), op, out);
+    }
+#endif
     const char *name = redop_name(op);
     if (need_cpu_f32(name, a) != 0)
         return -1;
@@ -964,6 +1170,10 @@ static int gemm_layout(const sg_tensor *t, CBLAS_TRANSPOSE *tr, int64_t *ld)
 
 int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 {
+#ifdef SG_HAVE_CUDA
+    if (is_cuda(a) || is_cuda(b) || is_cuda(out))
+        return cuda_matmul(out, a, b);
+#endif
     if (need_cpu_f32("matmul", a) != 0 || need_cpu_f32("matmul", b) != 0 ||
         need_cpu_f32("matmul", out) != 0)
         return -1;

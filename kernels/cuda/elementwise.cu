@@ -1,0 +1,351 @@
+/*
+ * elementwise.cu - custom element-wise kernels of the CUDA backend: fill,
+ * tensor arithmetic, ReLU, dropout application, the fused SA-move vector
+ * updates, bias addition, BatchNorm helpers and the input-batch transform.
+ *
+ * All are grid-stride loops over int64 indices on the compute stream; the
+ * exported functions are extern "C", check the launch and report errors with
+ * sg_seterr (never a Lua error: this file is C++).
+ */
+#include "cuda_impl.h"
+
+#include <math.h>
+
+namespace {
+
+constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t n)
+{
+    int64_t b = (n + kThreads - 1) / kThreads;
+    if (b > 65535LL * 8)
+        b = 65535LL * 8;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+#define GRID_LOOP(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)blockDim.x * gridDim.x)
+
+template <typename T>
+__global__ void k_fill(T *p, int64_t n, T v)
+{
+    GRID_LOOP(i, n) p[i] = v;
+}
+
+__device__ __forceinline__ float apply_bin(float x, float y, int op)
+{
+    switch (op) {
+    case SG_OP_ADD: return x + y;
+    case SG_OP_SUB: return x - y;
+    case SG_OP_MUL: return x * y;
+    default: return x / y;
+    }
+}
+
+__global__ void k_binary(float *o, const float *a, const float *b, int64_t n, int op)
+{
+    GRID_LOOP(i, n) o[i] = apply_bin(a[i], b[i], op);
+}
+
+__global__ void k_binary_scalar(float *o, const float *a, float s, int64_t n, int op, int first)
+{
+    GRID_LOOP(i, n) o[i] = first ? apply_bin(s, a[i], op) : apply_bin(a[i], s, op);
+}
+
+__global__ void k_unary(float *o, const float *a, int64_t n, int fn)
+{
+    GRID_LOOP(i, n) {
+        float x = a[i], r;
+        switch (fn) {
+        case SG_FN_EXP: r = expf(x); break;
+        case SG_FN_LOG: r = logf(x); break;
+        case SG_FN_SQRT: r = sqrtf(x); break;
+        case SG_FN_ABS: r = fabsf(x); break;
+        case SG_FN_NEG: r = -x; break;
+        case SG_FN_RELU: r = x > 0 ? x : 0; break;
+        case SG_FN_SIGN: r = (float)((x > 0) - (x < 0)); break;
+        case SG_FN_TANH: r = tanhf(x); break;
+        case SG_FN_SIGMOID: r = 1.0f / (1.0f + expf(-x)); break;
+        default: r = x * x; break;
+        }
+        o[i] = r;
+    }
+}
+
+__global__ void k_clamp(float *o, const float *a, int64_t n, float lo, float hi)
+{
+    GRID_LOOP(i, n) {
+        float v = a[i];
+        o[i] = v < lo ? lo : (v > hi ? hi : v);
+    }
+}
+
+__global__ void k_axpy(const float *a, const float *x, float *o, int64_t n, float alpha)
+{
+    GRID_LOOP(i, n) o[i] = a[i] + alpha * x[i];
+}
+
+__global__ void k_axpbypz(const float *a, const float *x, const float *y, float *o, int64_t n,
+                          float alpha, float beta)
+{
+    GRID_LOOP(i, n) o[i] = a[i] + alpha * x[i] + beta * y[i];
+}
+
+__global__ void k_scale_add(const float *a, const float *x, float *o, int64_t n, float s,
+                            float alpha)
+{
+    GRID_LOOP(i, n) o[i] = s * a[i] + alpha * x[i];
+}
+
+__global__ void k_relu(const float *x, float *y, int64_t n)
+{
+    GRID_LOOP(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+__global__ void k_relu_bwd(const float *y, const float *dy, float *dx, int64_t n)
+{
+    GRID_LOOP(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+__global__ void k_mul(const float *x, const float *m, float *y, int64_t n)
+{
+    GRID_LOOP(i, n) y[i] = x[i] * m[i];
+}
+
+__global__ void k_bias_add(float *y, const float *b, int64_t total, int64_t c, int64_t inner)
+{
+    GRID_LOOP(i, total) y[i] += b[(i / inner) % c];
+}
+
+__global__ void k_bn_eval_stats(const float *rm, const float *rv, float *sm, float *si,
+                                int64_t c, double eps)
+{
+    GRID_LOOP(i, c) {
+        sm[i] = rm[i];
+        si[i] = (float)(1.0 / sqrt((double)rv[i] + eps));
+    }
+}
+
+__global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
+                              const float *invstd, int64_t total, int64_t c, int64_t hw)
+{
+    GRID_LOOP(i, total) {
+        int64_t ch = (i / hw) % c;
+        float a = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
+        dx[i] = dy[i] * a;
+    }
+}
+
+struct norm_params {
+    float a[16];   /* 1 / (255 * std) */
+    float b[16];   /* -mean / std */
+};
+
+__global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
+                                  const int32_t *dx, const int32_t *flip, int64_t total,
+                                  int c, int h, int w, int pad, norm_params np)
+{
+    const int Ho = h + 2 * pad, Wo = w + 2 * pad;
+    GRID_LOOP(t, total) {
+        int ox = (int)(t % Wo);
+        int oy = (int)((t / Wo) % Ho);
+        int ch = (int)((t / ((int64_t)Wo * Ho)) % c);
+        int64_t img = t / ((int64_t)Wo * Ho * c);
+        int sy = oy + (dy ? dy[img] : 0) - pad;
+        int sx = ((flip && flip[img]) ? Wo - 1 - ox : ox) + (dx ? dx[img] : 0) - pad;
+        float v = 0.0f;
+        if (sy >= 0 && sy < h && sx >= 0 && sx < w)
+            v = (float)x[((img * c + ch) * h + sy) * (int64_t)w + sx];
+        y[t] = v * np.a[ch] + np.b[ch];
+    }
+}
+
+}  // namespace
+
+#define LAUNCH(kernel, n, ...)                                                       \
+    do {                                                                             \
+        if ((n) > 0) {                                                               \
+            kernel<<<blocks_for(n), kThreads, 0, sg_cuda_stream()>>>(__VA_ARGS__);   \
+            if (SG_LAUNCHED(#kernel) != 0)                                           \
+                return -1;                                                           \
+        }                                                                            \
+    } while (0)
+
+extern "C" {
+
+int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0)
+        return 0;
+    size_t bytes = (size_t)n * sg_dtype_size(dt);
+    if (v == 0.0) {
+        SG_CU(cudaMemsetAsync(p, 0, bytes, sg_cuda_stream()));
+        return 0;
+    }
+    switch (dt) {
+    case SG_F32: LAUNCH(k_fill<float>, n, (float *)p, n, (float)v); break;
+    case SG_I32: LAUNCH(k_fill<int32_t>, n, (int32_t *)p, n, (int32_t)v); break;
+    case SG_U8: SG_CU(cudaMemsetAsync(p, (int)(uint8_t)v, bytes, sg_cuda_stream())); break;
+    }
+    return 0;
+}
+
+int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_binary, n, out, a, b, n, (int)op);
+    return 0;
+}
+
+int sg_cuda_binary_scalar(float *out, const float *a, float s, int64_t n, sg_binop op,
+                          int scalar_first)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_binary_scalar, n, out, a, s, n, (int)op, scalar_first);
+    return 0;
+}
+
+int sg_cuda_unary(float *out, const float *a, int64_t n, sg_unfn fn)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_unary, n, out, a, n, (int)fn);
+    return 0;
+}
+
+int sg_cuda_clamp(float *out, const float *a, int64_t n, float lo, float hi)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_clamp, n, out, a, n, lo, hi);
+    return 0;
+}
+
+int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_axpy, n, a, x, out, n, alpha);
+    return 0;
+}
+
+int sg_cuda_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
+                        int64_t n, float alpha, float beta)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_axpbypz, n, a, x, y, out, n, alpha, beta);
+    return 0;
+}
+
+int sg_cuda_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
+                          float alpha)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_scale_add, n, a, x, out, n, s, alpha);
+    return 0;
+}
+
+int sg_cuda_relu_forward(const float *x, float *y, int64_t n)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_relu, n, x, y, n);
+    return 0;
+}
+
+int sg_cuda_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_relu_bwd, n, y, dy, dx, n);
+    return 0;
+}
+
+int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n < 0)
+        return sg_seterr("dropout_mask: negative size %lld (cuda)", (long long)n);
+    if (n == 0)
+        return 0;
+    float *h = (float *)sg_cuda_host_scratch(SG_SCRATCH_DROPOUT, (size_t)n * sizeof(float));
+    if (!h)
+        return -1;
+    /* the pinned buffer may still feed the previous mask's copy */
+    SG_CU(cudaStreamSynchronize(sg_cuda_stream()));
+    if (sg_cpu_dropout_mask(r, h, n, p) != 0)
+        return sg_adderr("dropout_mask (cuda)");
+    SG_CU(cudaMemcpyAsync(mask, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
+                          sg_cuda_stream()));
+    return 0;
+}
+
+int sg_cuda_dropout_forward(const float *x, float *y, const float *mask, int64_t n)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_mul, n, x, mask, y, n);
+    return 0;
+}
+
+int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    LAUNCH(k_mul, n, dy, mask, dx, n);
+    return 0;
+}
+
+int sg_cuda_k_bias_add(float *y, const float *b, int64_t n, int64_t c, int64_t inner)
+{
+    int64_t total = n * c * inner;
+    LAUNCH(k_bias_add, total, y, b, total, c, inner);
+    return 0;
+}
+
+int sg_cuda_k_bn_eval_stats(const float *running_mean, const float *running_var,
+                            float *save_mean, float *save_invstd, int64_t c, double eps)
+{
+    LAUNCH(k_bn_eval_stats, c, running_mean, running_var, save_mean, save_invstd, c, eps);
+    return 0;
+}
+
+int sg_cuda_k_bn_backward_eval(const float *dy, float *dx, const float *gamma,
+                               const float *invstd, int64_t n, int64_t c, int64_t hw)
+{
+    int64_t total = n * c * hw;
+    LAUNCH(k_bn_bwd_eval, total, dy, dx, gamma, invstd, total, c, hw);
+    return 0;
+}
+
+int sg_cuda_input_transform(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
+                            const int32_t *flip, int64_t n, int c, int h, int w, int pad,
+                            const double *mean, const double *std)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0 || c <= 0 || c > 16 || h <= 0 || w <= 0 || pad < 0)
+        return sg_seterr("input_transform: invalid sizes N=%lld C=%d H=%d W=%d pad=%d (at "
+                         "most 16 channels) (cuda)", (long long)n, c, h, w, pad);
+    norm_params np;
+    for (int i = 0; i < 16; i++) {
+        double m = (mean && i < c) ? mean[i] : 0.0, s = (std && i < c) ? std[i] : 1.0;
+        if (i < c && !(s > 0.0))
+            return sg_seterr("input_transform: std[%d] = %g must be positive (cuda)", i + 1, s);
+        np.a[i] = (float)(1.0 / (255.0 * s));
+        np.b[i] = (float)(-m / s);
+    }
+    int64_t total = n * c * (int64_t)(h + 2 * pad) * (w + 2 * pad);
+    LAUNCH(k_input_transform, total, x, y, dy, dx, flip, total, c, h, w, pad, np);
+    return 0;
+}
+
+}  // extern "C"

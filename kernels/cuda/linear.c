@@ -1,0 +1,78 @@
+/*
+ * linear.c - fully connected layers and row-major GEMM on the GPU (cuBLAS).
+ *
+ * cuBLAS is column-major; a row-major matrix M (r x c, row stride ld) is the
+ * column-major matrix M^T (c x r, leading dimension ld). So the row-major
+ * product C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T,
+ * i.e. cublasSgemm with the operands swapped. TF32 follows sg_cuda_set_tf32
+ * (the handle's math mode). Bias sums are deterministic reductions (reduce.cu).
+ */
+#include "cuda_impl.h"
+
+static int check_sizes(const char *op, int64_t n, int64_t in, int64_t out)
+{
+    if (n <= 0 || in <= 0 || out <= 0 || n > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
+        return sg_seterr("%s: invalid sizes: input %lldx%lld, weight %lldx%lld (cuda)", op,
+                         (long long)n, (long long)in, (long long)out, (long long)in);
+    return sg_cuda_init();
+}
+
+int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float *c, int64_t ldc)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
+        ldc > INT32_MAX)
+        return sg_seterr("matmul: sizes %lldx%lld times %lldx%lld exceed cuBLAS's int range "
+                         "(cuda)", (long long)m, (long long)k, (long long)k, (long long)n);
+    if (m == 0 || n == 0)
+        return 0;
+    const float one = 1.0f, zero = 0.0f;
+    SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                          ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, b,
+                          (int)ldb, a, (int)lda, &zero, c, (int)ldc));
+    return 0;
+}
+
+int sg_cuda_linear_forward(const float *x, float *y, const float *w, const float *b,
+                           int64_t n, int64_t in, int64_t out)
+{
+    if (check_sizes("linear_forward", n, in, out) != 0)
+        return -1;
+    /* y (n x out) = x (n x in) w^T, w is out x in */
+    const float one = 1.0f, zero = 0.0f;
+    SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in,
+                          &one, w, (int)in, x, (int)in, &zero, y, (int)out));
+    if (b)
+        return sg_cuda_k_bias_add(y, b, n, out, 1);
+    return 0;
+}
+
+int sg_cuda_linear_backward_data(const float *dy, float *dx, const float *w,
+                                 int64_t n, int64_t in, int64_t out)
+{
+    if (check_sizes("linear_backward_data", n, in, out) != 0)
+        return -1;
+    /* dx (n x in) = dy (n x out) w (out x in) */
+    const float one = 1.0f, zero = 0.0f;
+    SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, (int)in, (int)n, (int)out,
+                          &one, w, (int)in, dy, (int)out, &zero, dx, (int)in));
+    return 0;
+}
+
+int sg_cuda_linear_backward_params(const float *x, const float *dy, float *dw, float *db,
+                                   int64_t n, int64_t in, int64_t out)
+{
+    if (check_sizes("linear_backward_params", n, in, out) != 0)
+        return -1;
+    /* dw (out x in) += dy^T (out x n) x (n x in) */
+    if (dw) {
+        const float one = 1.0f;
+        SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out,
+                              (int)n, &one, x, (int)in, dy, (int)out, &one, dw, (int)in));
+    }
+    if (db)
+        return sg_cuda_k_bias_grad(dy, db, n, out, 1);
+    return 0;
+}

@@ -1,0 +1,200 @@
+/*
+ * nn_cuda.h - the CUDA backend: device memory, streams, settings, and the
+ * float32 layer kernels on device pointers (cuDNN, cuBLAS, custom kernels).
+ *
+ * Built only when nvcc and cuDNN are found (SG_HAVE_CUDA). The layer kernels
+ * mirror kernels/cpu/nn.h exactly: same names with the sg_cuda_ prefix, same
+ * argument order (workspace, inputs, outputs, parameters, gradients, buffers,
+ * sizes, scalars), same semantics (backward_data OVERWRITES dx,
+ * backward_params ADDS into dw/db, NULL bias/affine allowed), same geometry
+ * structs (sg_conv2d_geom, sg_pool2d_geom, filled by the CPU's *_geom_init).
+ * Every pointer argument that is not a host scalar output is a DEVICE
+ * pointer (allocated with sg_cuda_malloc, or a CUDA tensor's data).
+ *
+ * Execution model: one compute stream (sg_cuda_stream()) carries every
+ * kernel, cuBLAS and cuDNN call, in order; functions return once the work is
+ * queued, except those that return a value to the host (loss, reductions),
+ * which wait for it. A second stream carries input copies
+ * (sg_cuda_input_copy) so the next batch travels while the GPU computes.
+ *
+ * Errors: 0 / non-NULL on success; -1 / NULL with sg_geterr() naming the
+ * operation, the failing CUDA/cuBLAS/cuDNN statement with file and line, and
+ * for an out-of-memory the allocation size. Nothing here exits, aborts or
+ * raises a Lua error.
+ *
+ * Memory: sg_cuda_malloc serves blocks from a caching pool (size classes,
+ * freed blocks kept for reuse), so a training step in steady state makes no
+ * cudaMalloc call (sg_cuda_mem_stats().device_allocs stays constant).
+ */
+#ifndef SG_NN_CUDA_H
+#define SG_NN_CUDA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {  /* the core headers are plain C; .cu files are C++ */
+#endif
+
+#include "nn.h"      /* sg_conv2d_geom, sg_pool2d_geom, sg_rng */
+#include "tensor.h"  /* sg_dtype, sg_binop, sg_unfn, sg_redop */
+
+/* ---- devices, settings, streams ------------------------------------------ */
+/* Number of CUDA devices; 0 with a message in sg_geterr() when there is no
+ * driver or no GPU (never an error that stops the CPU path). */
+int sg_cuda_device_count(void);
+/* "NVIDIA H200 (sm_90, 139.8 GiB)" into buf; -1 when no device. */
+int sg_cuda_device_name(char *buf, size_t n);
+/* Wait for all queued work on the backend's streams. */
+int sg_cuda_synchronize(void);
+/* TF32 tensor cores for GEMMs and convolutions (off by default: fp32 parity). */
+void sg_cuda_set_tf32(int on);
+int sg_cuda_get_tf32(void);
+/* Deterministic mode: convolutions use only deterministic cuDNN algorithms
+ * (chosen again per shape when the mode changes). Off by default. */
+void sg_cuda_set_deterministic(int on);
+int sg_cuda_get_deterministic(void);
+
+/* ---- memory ----------------------------------------------------------------- */
+void *sg_cuda_malloc(size_t nbytes);
+void sg_cuda_free(void *p);
+/* Synchronous copy (waits for queued compute first, so results are visible). */
+int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device,
+                   int src_is_device);
+int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v);
+/* Give every cached (free) block back to the driver. */
+int sg_cuda_empty_cache(void);
+
+typedef struct sg_cuda_mem_stats {
+    size_t in_use;          /* bytes handed out by sg_cuda_malloc, rounded to blocks */
+    size_t cached;          /* bytes held free in the pool */
+    size_t peak_in_use;
+    int64_t device_allocs;  /* cudaMalloc calls so far (the pool's misses) */
+    int64_t device_frees;   /* cudaFree calls so far */
+    int64_t pool_hits;      /* sg_cuda_malloc calls served from the pool */
+} sg_cuda_mem_stats;
+sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
+
+/* Pinned host memory, with the signatures of the data loader's allocation
+ * hooks (sg_host_alloc_fn / sg_host_free_fn in core/data.h; ud unused). */
+void *sg_cuda_host_alloc(size_t nbytes, void *ud);
+void sg_cuda_host_free(void *p, void *ud);
+
+/* Input copies on the copy stream: host -> device, overlapped with compute.
+ * The copy starts after the compute work queued so far (dst may be a buffer
+ * the previous step still reads), and compute queued afterwards waits for it.
+ * src should be pinned (sg_cuda_host_alloc) for a truly asynchronous copy and
+ * must stay untouched until sg_cuda_input_wait() returns. */
+int sg_cuda_input_copy(void *dst, const void *src, size_t nbytes);
+int sg_cuda_input_wait(void);
+
+/* ---- tensor math on contiguous float32 device arrays (core/tensor.c) ------- */
+int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);
+int sg_cuda_binary_scalar(float *out, const float *a, float s, int64_t n, sg_binop op,
+                          int scalar_first);
+int sg_cuda_unary(float *out, const float *a, int64_t n, sg_unfn fn);
+int sg_cuda_clamp(float *out, const float *a, int64_t n, float lo, float hi);
+/* Whole-array reductions (result to the host; accumulation in double; sum
+ * and dot reduce in a fixed order, so they are deterministic). */
+int sg_cuda_reduce(const float *a, int64_t n, sg_redop op, double *out);
+int sg_cuda_dot(const float *a, const float *b, int64_t n, double *out);
+int sg_cuda_norm(const float *a, int64_t n, double p, double *out);
+int sg_cuda_isfinite(const float *a, int64_t n, int *out);
+/* Row-major GEMM: c (m x n) = op(a) op(b), op = transpose when ta/tb; lda/ldb
+ * are the row strides of a and b as stored (cuBLAS; TF32 when enabled). */
+int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float *c, int64_t ldc);
+
+/* ---- conv2d (cuDNN) ------------------------------------------------------------
+ * The algorithms for a geometry are chosen once (cudnnFind*, benchmarking
+ * each candidate; in deterministic mode only deterministic ones) and cached
+ * with the descriptors. ws may be NULL (the backend's own scratch buffer is
+ * used) or hold sg_cuda_conv2d_workspace_size(g) floats. */
+size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
+int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
+                           const float *b, const sg_conv2d_geom *g);
+int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
+                                 const sg_conv2d_geom *g);
+int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
+                                   float *db, const sg_conv2d_geom *g);
+
+/* ---- linear (cuBLAS) ------------------------------------------------------------ */
+int sg_cuda_linear_forward(const float *x, float *y, const float *w, const float *b,
+                           int64_t n, int64_t in, int64_t out);
+int sg_cuda_linear_backward_data(const float *dy, float *dx, const float *w,
+                                 int64_t n, int64_t in, int64_t out);
+int sg_cuda_linear_backward_params(const float *x, const float *dy, float *dw, float *db,
+                                   int64_t n, int64_t in, int64_t out);
+
+/* ---- batch normalization (cuDNN spatial mode; save_* and running_* are C floats) --
+ * Training without update_running passes no running buffers to cuDNN, so a
+ * trial forward leaves them untouched. */
+int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma,
+                                    const float *beta, float *save_mean, float *save_invstd,
+                                    float *running_mean, float *running_var,
+                                    int64_t n, int64_t c, int64_t hw, double eps,
+                                    double momentum, int update_running);
+int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
+                                   const float *beta, float *save_mean, float *save_invstd,
+                                   const float *running_mean, const float *running_var,
+                                   int64_t n, int64_t c, int64_t hw, double eps);
+int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
+                                    const float *gamma, const float *save_mean,
+                                    const float *save_invstd, int64_t n, int64_t c,
+                                    int64_t hw, int training);
+int sg_cuda_batchnorm_backward_params(const float *x, const float *dy, float *dgamma,
+                                      float *dbeta, const float *save_mean,
+                                      const float *save_invstd, int64_t n, int64_t c,
+                                      int64_t hw);
+
+/* ---- elementwise ------------------------------------------------------------------ */
+int sg_cuda_relu_forward(const float *x, float *y, int64_t n);
+int sg_cuda_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n);
+/* The mask is drawn on the host from r exactly as sg_cpu_dropout_mask does
+ * (same values for the same generator state) and copied to the device mask. */
+int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
+int sg_cuda_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
+int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
+
+/* ---- pooling (custom kernels: they keep the CPU's int32 argmax indices, so
+ * backward needs no x/y and ties resolve exactly as on the CPU) ------------------- */
+int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
+int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
+                                    const sg_pool2d_geom *g);
+int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
+int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
+int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
+int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
+                                         int64_t hw);
+
+/* ---- loss --------------------------------------------------------------------------
+ * logits and labels (int32) on the device; loss and correct to the host (waits).
+ * An out-of-range label is an error naming the row, as on the CPU. */
+int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
+                          int64_t n, int64_t c, double *loss, int64_t *correct);
+
+/* ---- flat-vector updates (the SA move); out may alias any input ------------------- */
+int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);
+int sg_cuda_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
+                        int64_t n, float alpha, float beta);
+int sg_cuda_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
+                          float alpha);
+
+/* ---- input batches on the device -----------------------------------------------------
+ * The data loader's image transform (core/data.h) on uint8 images already on
+ * the device: x is N x C x H x W uint8; y is N x C x (H+2*pad) x (W+2*pad);
+ * output (oy, ox) of image i reads source row oy + dy[i] - pad and column
+ * (flip[i] ? Wo-1-ox : ox) + dx[i] - pad; a pixel v becomes
+ * (v/255 - mean[c]) / std[c], and positions outside the source are
+ * (0 - mean[c]) / std[c]. dy, dx, flip: N int32 on the device, or NULL (no
+ * shift / no flip). c <= 16. */
+int sg_cuda_input_transform(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
+                            const int32_t *flip, int64_t n, int c, int h, int w, int pad,
+                            const double *mean, const double *std);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * pool.cu - max, average and global average pooling on the GPU (NCHW).
+ *
+ * Custom kernels rather than cuDNN pooling: the backend's API (kernels/cpu/
+ * nn.h) records the int32 argmax index of every max-pool output, so the
+ * backward pass needs neither x nor y (cuDNN's needs both) and ties resolve
+ * exactly as on the CPU (first maximum in row-major window order, a NaN
+ * wins). Semantics are the CPU's: ceil_mode = False, padding as -infinity for
+ * max and as zeros counted in the divisor (kh*kw) for average.
+ *
+ * Backward passes are gathers (one thread per input element sums the outputs
+ * whose windows cover it, in a fixed order): no atomics, deterministic.
+ */
+#include "cuda_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+namespace {
+
+constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t n)
+{
+    int64_t b = (n + kThreads - 1) / kThreads;
+    if (b > 65535LL * 16)
+        b = 65535LL * 16;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+#define GRID_LOOP(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)blockDim.x * gridDim.x)
+
+struct geom {
+    int64_t h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+};
+
+inline geom to_geom(const sg_pool2d_geom *g)
+{
+    geom r = {g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->oh, g->ow};
+    return r;
+}
+
+__global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t total, geom g)
+{
+    GRID_LOOP(t, total) {
+        int64_t ow = t % g.ow, oh = (t / g.ow) % g.oh, pl = t / (g.ow * g.oh);
+        const float *in = x + pl * g.h * g.w;
+        int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+        int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
+        int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        float best = -INFINITY;
+        int64_t bi = hs * g.w + ws;
+        bool done = false;
+        for (int64_t ih = hs; ih < he && !done; ih++)
+            for (int64_t iw = ws; iw < we; iw++) {
+                float v = in[ih * g.w + iw];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    bi = ih * g.w + iw;
+                    if (isnan(v)) { done = true; break; }
+                }
+            }
+        y[t] = best;
+        if (idx)
+            idx[t] = (int32_t)bi;
+    }
+}
+
+/* Output range whose windows contain input coordinate i (one axis). */
+__device__ __forceinline__ void out_range(int64_t i, int64_t k, int64_t s, int64_t p,
+                                          int64_t on, int64_t *lo, int64_t *hi)
+{
+    /* o*s - p <= i < o*s - p + k  <=>  (i + p - k)/s < o <= (i + p)/s */
+    int64_t a = i + p - k + 1;
+    *lo = a <= 0 ? 0 : (a + s - 1) / s;
+    int64_t b = (i + p) / s;
+    *hi = b >= on ? on - 1 : b;
+}
+
+__global__ void k_maxpool_bwd(const float *dy, float *dx, const int32_t *idx, int64_t total,
+                              geom g, int *bad)
+{
+    GRID_LOOP(t, total) {
+        int64_t iw = t % g.w, ih = (t / g.w) % g.h, pl = t / (g.w * g.h);
+        int64_t ohl, ohh, owl, owh;
+        out_range(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
+        out_range(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+        const int32_t me = (int32_t)(ih * g.w + iw);
+        const float *d = dy + pl * g.oh * g.ow;
+        const int32_t *ix = idx + pl * g.oh * g.ow;
+        float s = 0.0f;
+        for (int64_t oh = ohl; oh <= ohh; oh++)
+            for (int64_t ow = owl; ow <= owh; ow++)
+                if (ix[oh * g.ow + ow] == me)
+                    s += d[oh * g.ow + ow];
+        dx[t] = s;
+        /* validate each output's index once: the thread of the window's first cell */
+        if (bad && ih == 0 && iw == 0) {
+            for (int64_t o = 0; o < g.oh * g.ow; o++)
+                if (ix[o] < 0 || ix[o] >= g.h * g.w)
+                    *bad = 1;
+        }
+    }
+}
+
+__global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom g)
+{
+    GRID_LOOP(t, total) {
+        int64_t ow = t % g.ow, oh = (t / g.ow) % g.oh, pl = t / (g.ow * g.oh);
+        const float *in = x + pl * g.h * g.w;
+        int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+        int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
+        int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        float s = 0.0f;
+        for (int64_t ih = hs; ih < he; ih++)
+            for (int64_t iw = ws; iw < we; iw++)
+                s += in[ih * g.w + iw];
+        y[t] = s / (float)(g.kh * g.kw);
+    }
+}
+
+__global__ void k_avgpool_bwd(const float *dy, float *dx, int64_t total, geom g)
+{
+    GRID_LOOP(t, total) {
+        int64_t iw = t % g.w, ih = (t / g.w) % g.h, pl = t / (g.w * g.h);
+        int64_t ohl, ohh, owl, owh;
+        out_range(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
+        out_range(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+        const float *d = dy + pl * g.oh * g.ow;
+        const float div = (float)(g.kh * g.kw);
+        float s = 0.0f;
+        for (int64_t oh = ohl; oh <= ohh; oh++)
+            for (int64_t ow = owl; ow <= owh; ow++)
+                s += d[oh * g.ow + ow] / div;
+        dx[t] = s;
+    }
+}
+
+/* one warp per plane */
+__global__ void k_gap_fwd(const float *x, float *y, int64_t planes, int64_t hw)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t pl = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (pl >= planes)
+        return;
+    const float *p = x + pl * hw;
+    double s = 0.0;
+    for (int64_t j = lane; j < hw; j += 32)
+        s += p[j];
+    for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_down_sync(0xffffffffu, s, o);
+    if (lane == 0)
+        y[pl] = (float)(s / (double)hw);
+}
+
+__global__ void k_gap_bwd(const float *dy, float *dx, int64_t total, int64_t hw, float inv)
+{
+    GRID_LOOP(t, total) dx[t] = dy[t / hw] * inv;
+}
+
+}  // namespace
+
+extern "C" {
+
+int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    int64_t total = g->n * g->c * g->oh * g->ow;
+    k_maxpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, idx, total,
+                                                                        to_geom(g));
+    return SG_LAUNCHED("k_maxpool_fwd");
+}
+
+int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
+                                    const sg_pool2d_geom *g)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    /* checking the indices costs a sync: only when SGDSA_CUDA_CHECK_INDICES is set */
+    const int check = getenv("SGDSA_CUDA_CHECK_INDICES") != NULL;
+    int *bad = NULL, *hbad = NULL;
+    cudaStream_t st = sg_cuda_stream();
+    if (check) {
+        bad = (int *)sg_cuda_scratch(SG_SCRATCH_REDUCE, sizeof(int));
+        hbad = (int *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(int));
+        if (!bad || !hbad)
+            return -1;
+        SG_CU(cudaMemsetAsync(bad, 0, sizeof(int), st));
+    }
+    int64_t total = g->n * g->c * g->h * g->w;
+    k_maxpool_bwd<<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total, to_geom(g), bad);
+    if (SG_LAUNCHED("k_maxpool_bwd") != 0)
+        return -1;
+    if (check) {
+        SG_CU(cudaMemcpyAsync(hbad, bad, sizeof(int), cudaMemcpyDeviceToHost, st));
+        SG_CU(cudaStreamSynchronize(st));
+        if (*hbad)
+            return sg_seterr("maxpool2d_backward_data: index out of range for a %lldx%lld "
+                             "plane (indices not from the matching forward?) (cuda)",
+                             (long long)g->h, (long long)g->w);
+    }
+    return 0;
+}
+
+int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    int64_t total = g->n * g->c * g->oh * g->ow;
+    k_avgpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, total, to_geom(g));
+    return SG_LAUNCHED("k_avgpool_fwd");
+}
+
+int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    int64_t total = g->n * g->c * g->h * g->w;
+    k_avgpool_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total,
+                                                                        to_geom(g));
+    return SG_LAUNCHED("k_avgpool_bwd");
+}
+
+int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0 || c <= 0 || hw <= 0)
+        return sg_seterr("global_avgpool_forward: invalid sizes N=%lld C=%lld HW=%lld (cuda)",
+                         (long long)n, (long long)c, (long long)hw);
+    int64_t threads = n * c * 32;
+    k_gap_fwd<<<(unsigned)((threads + kThreads - 1) / kThreads), kThreads, 0,
+                sg_cuda_stream()>>>(x, y, n * c, hw);
+    return SG_LAUNCHED("k_gap_fwd");
+}
+
+int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
+                                         int64_t hw)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0 || c <= 0 || hw <= 0)
+        return sg_seterr("global_avgpool_backward_data: invalid sizes N=%lld C=%lld HW=%lld "
+                         "(cuda)", (long long)n, (long long)c, (long long)hw);
+    int64_t total = n * c * hw;
+    k_gap_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total, hw,
+                                                                    1.0f / (float)hw);
+    return SG_LAUNCHED("k_gap_bwd");
+}
+
+}  // extern "C"

@@ -1,0 +1,455 @@
+/*
+ * reduce.cu - reductions of the CUDA backend: whole-array sum/mean/max/min/
+ * argmax/argmin, dot, norm and the finiteness test; per-channel sums for
+ * bias and BatchNorm parameter gradients; the fused softmax cross-entropy.
+ *
+ * Determinism: every reduction runs in two stages with a fixed launch shape
+ * (stage 1: each block reduces a fixed slice into a partial in double with a
+ * fixed tree; stage 2: one block reduces the partials in order), so results do
+ * not depend on timing. Arg-reductions keep the CPU's rule: the first
+ * maximum (minimum) wins, and a NaN beats any number (the first NaN).
+ */
+#include "cuda_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxBlocks = 1024;
+
+/* ---- sum-like: partial[b] = sum over block b's grid-stride share of f(i) ---- */
+enum { R_SUM = 0, R_DOT, R_ABS, R_SQ, R_POW, R_NONFINITE };
+
+__device__ __forceinline__ double term(const float *a, const float *b, int64_t i, int kind,
+                                       double p)
+{
+    float x = a[i];
+    switch (kind) {
+    case R_SUM: return (double)x;
+    case R_DOT: return (double)x * (double)b[i];
+    case R_ABS: return fabs((double)x);
+    case R_SQ: return (double)x * (double)x;
+    case R_POW: return pow(fabs((double)x), p);
+    default: return isfinite(x) ? 0.0 : 1.0;
+    }
+}
+
+__device__ double block_sum(double v, double *sh)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s)
+            sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__global__ void k_sum_stage1(const float *a, const float *b, int64_t n, int kind, double p,
+                             double *part)
+{
+    __shared__ double sh[kThreads];
+    double acc = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)blockDim.x * gridDim.x)
+        acc += term(a, b, i, kind, p);
+    double s = block_sum(acc, sh);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void k_sum_stage2(const double *part, int nb, double *out)
+{
+    __shared__ double sh[kThreads];
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < nb; i += blockDim.x)
+        acc += part[i];
+    double s = block_sum(acc, sh);
+    if (threadIdx.x == 0)
+        *out = s;
+}
+
+/* ---- arg-reductions -------------------------------------------------------------- */
+struct vi { float v; int64_t i; };
+
+/* is a better than b? (max when want_max, else min) */
+__device__ __forceinline__ bool better(vi a, vi b, bool want_max)
+{
+    if (a.i < 0) return false;
+    if (b.i < 0) return true;
+    bool an = isnan(a.v), bn = isnan(b.v);
+    if (an || bn) {
+        if (an && bn) return a.i < b.i;
+        return an;
+    }
+    if (a.v != b.v)
+        return want_max ? a.v > b.v : a.v < b.v;
+    return a.i < b.i;
+}
+
+__device__ vi block_best(vi v, vi *sh, bool want_max)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s && better(sh[threadIdx.x + s], sh[threadIdx.x], want_max))
+            sh[threadIdx.x] = sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    vi r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__global__ void k_best_stage1(const float *a, int64_t n, int want_max, vi *part)
+{
+    __shared__ vi sh[kThreads];
+    vi best = {0.0f, -1};
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)blockDim.x * gridDim.x) {
+        vi c = {a[i], i};
+        if (better(c, best, want_max != 0))
+            best = c;
+    }
+    vi r = block_best(best, sh, want_max != 0);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = r;
+}
+
+__global__ void k_best_stage2(const vi *part, int nb, int want_max, vi *out)
+{
+    __shared__ vi sh[kThreads];
+    vi best = {0.0f, -1};
+    for (int i = threadIdx.x; i < nb; i += blockDim.x)
+        if (better(part[i], best, want_max != 0))
+            best = part[i];
+    vi r = block_best(best, sh, want_max != 0);
+    if (threadIdx.x == 0)
+        *out = r;
+}
+
+/* ---- per-channel sums over N x C x inner --------------------------------------------
+ * grid (chunks, c): block (k, ch) sums its slice of channel ch's M = n*inner
+ * values into part[ch*chunks + k] (two sums: s0 = dy, s1 = dy*(x-mean)). */
+__global__ void k_chan_stage1(const float *x, const float *dy, const float *mean, int64_t n,
+                              int64_t c, int64_t inner, int chunks, double *part)
+{
+    __shared__ double sh[kThreads];
+    const int64_t ch = blockIdx.y, m = n * inner;
+    const int64_t per = (m + chunks - 1) / chunks;
+    const int64_t lo = per * blockIdx.x, hi = lo + per < m ? lo + per : m;
+    const double mu = x ? (double)mean[ch] : 0.0;
+    double s0 = 0.0, s1 = 0.0;
+    for (int64_t t = lo + threadIdx.x; t < hi; t += blockDim.x) {
+        int64_t i = t / inner, j = t - i * inner;
+        int64_t off = (i * c + ch) * inner + j;
+        double d = dy[off];
+        s0 += d;
+        if (x)
+            s1 += d * ((double)x[off] - mu);
+    }
+    double r0 = block_sum(s0, sh);
+    double r1 = x ? block_sum(s1, sh) : 0.0;
+    if (threadIdx.x == 0) {
+        part[(ch * chunks + blockIdx.x) * 2] = r0;
+        part[(ch * chunks + blockIdx.x) * 2 + 1] = r1;
+    }
+}
+
+/* one thread per channel: add the partials in order */
+__global__ void k_chan_stage2(const double *part, int64_t c, int chunks, const float *invstd,
+                              float *d0, float *d1)
+{
+    for (int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ch < c;
+         ch += (int64_t)blockDim.x * gridDim.x) {
+        double s0 = 0.0, s1 = 0.0;
+        for (int k = 0; k < chunks; k++) {
+            s0 += part[(ch * chunks + k) * 2];
+            s1 += part[(ch * chunks + k) * 2 + 1];
+        }
+        if (d0)
+            d0[ch] += (float)s0;
+        if (d1)
+            d1[ch] += (float)(s1 * (double)invstd[ch]);
+    }
+}
+
+/* ---- cross-entropy: one warp per row ---------------------------------------------------- */
+__global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, int64_t n,
+                            int64_t c, double *row_loss, int *row_hit,
+                            unsigned long long *bad_row)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (row >= n)
+        return;
+    const float *zr = z + row * c;
+    const int32_t lab = labels[row];
+    if (lab < 0 || lab >= c) {
+        if (lane == 0)
+            atomicMin(bad_row, (unsigned long long)row);
+        return;
+    }
+    /* max and first argmax */
+    float mx = -INFINITY;
+    int64_t am = -1;
+    for (int64_t j = lane; j < c; j += 32) {
+        float v = zr[j];
+        if (am < 0 || v > mx) { mx = v; am = j; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_down_sync(0xffffffffu, mx, o);
+        long long oi = __shfl_down_sync(0xffffffffu, (long long)am, o);
+        if (oi >= 0 && (am < 0 || ov > mx || (ov == mx && oi < am))) { mx = ov; am = oi; }
+    }
+    mx = __shfl_sync(0xffffffffu, mx, 0);
+    am = __shfl_sync(0xffffffffu, (long long)am, 0);
+    double se = 0.0;
+    for (int64_t j = lane; j < c; j += 32)
+        se += exp((double)zr[j] - (double)mx);
+    for (int o = 16; o > 0; o >>= 1)
+        se += __shfl_down_sync(0xffffffffu, se, o);
+    se = __shfl_sync(0xffffffffu, se, 0);
+    const double lse = (double)mx + log(se);
+    if (dz) {
+        const double invn = 1.0 / (double)n;
+        float *dr = dz + row * c;
+        for (int64_t j = lane; j < c; j += 32)
+            dr[j] = (float)((exp((double)zr[j] - lse) - (j == lab ? 1.0 : 0.0)) * invn);
+    }
+    if (lane == 0) {
+        row_loss[row] = lse - (double)zr[lab];
+        row_hit[row] = am == lab;
+    }
+}
+
+/* one block: the rows' losses in a fixed tree order, and the hit count */
+__global__ void k_xent_total(const double *row_loss, const int *row_hit, int64_t n,
+                             double *out_loss, double *out_hits)
+{
+    __shared__ double sh[kThreads];
+    double a = 0.0, h = 0.0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        a += row_loss[i];
+        h += row_hit[i];
+    }
+    double sa = block_sum(a, sh);
+    double sh2 = block_sum(h, sh);
+    if (threadIdx.x == 0) {
+        *out_loss = sa;
+        *out_hits = sh2;
+    }
+}
+
+inline int nblocks(int64_t n)
+{
+    int64_t b = (n + kThreads * 4 - 1) / (kThreads * 4);
+    if (b > kMaxBlocks) b = kMaxBlocks;
+    return (int)(b < 1 ? 1 : b);
+}
+
+/* sum-like reduction to the host */
+int sum_like(const float *a, const float *b, int64_t n, int kind, double p, double *out)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0) {
+        *out = 0.0;
+        return 0;
+    }
+    int nb = nblocks(n);
+    double *part = (double *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(double));
+    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(double));
+    if (!part || !host)
+        return -1;
+    cudaStream_t st = sg_cuda_stream();
+    k_sum_stage1<<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
+    if (SG_LAUNCHED("k_sum_stage1") != 0)
+        return -1;
+    k_sum_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
+    if (SG_LAUNCHED("k_sum_stage2") != 0)
+        return -1;
+    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
+    SG_CU(cudaStreamSynchronize(st));
+    *out = *host;
+    return 0;
+}
+
+int best_of(const float *a, int64_t n, int want_max, vi *out)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    int nb = nblocks(n);
+    vi *part = (vi *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(vi));
+    vi *host = (vi *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(vi));
+    if (!part || !host)
+        return -1;
+    cudaStream_t st = sg_cuda_stream();
+    k_best_stage1<<<nb, kThreads, 0, st>>>(a, n, want_max, part);
+    if (SG_LAUNCHED("k_best_stage1") != 0)
+        return -1;
+    k_best_stage2<<<1, kThreads, 0, st>>>(part, nb, want_max, part + nb);
+    if (SG_LAUNCHED("k_best_stage2") != 0)
+        return -1;
+    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(vi), cudaMemcpyDeviceToHost, st));
+    SG_CU(cudaStreamSynchronize(st));
+    *out = *host;
+    return 0;
+}
+
+int chan_sums(const float *x, const float *dy, const float *mean, const float *invstd,
+              float *d0, float *d1, int64_t n, int64_t c, int64_t inner, int slot)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    const int64_t m = n * inner;
+    int64_t want = (4 * 132 + c - 1) / c;  /* about four blocks per SM in all */
+    int64_t maxc = (m + kThreads - 1) / kThreads;
+    if (want > maxc) want = maxc;
+    if (want > 256) want = 256;
+    int chunks = (int)(want < 1 ? 1 : want);
+    if (c > 65535)
+        return sg_seterr("channel sums: %lld channels exceed the grid limit 65535 (cuda)",
+                         (long long)c);
+    double *part = (double *)sg_cuda_scratch(slot, (size_t)c * chunks * 2 * sizeof(double));
+    if (!part)
+        return -1;
+    cudaStream_t st = sg_cuda_stream();
+    dim3 grid((unsigned)chunks, (unsigned)c);
+    k_chan_stage1<<<grid, kThreads, 0, st>>>(x, dy, mean, n, c, inner, chunks, part);
+    if (SG_LAUNCHED("k_chan_stage1") != 0)
+        return -1;
+    k_chan_stage2<<<(unsigned)((c + kThreads - 1) / kThreads), kThreads, 0, st>>>(
+        part, c, chunks, invstd, d0, d1);
+    return SG_LAUNCHED("k_chan_stage2");
+}
+
+}  // namespace
+
+extern "C" {
+
+int sg_cuda_reduce(const float *a, int64_t n, sg_redop op, double *out)
+{
+    if (op == SG_RED_SUM || op == SG_RED_MEAN) {
+        double s = 0.0;
+        if (sum_like(a, NULL, n, R_SUM, 0.0, &s) != 0)
+            return -1;
+        *out = op == SG_RED_MEAN ? s / (double)n : s;
+        return 0;
+    }
+    if (n <= 0)
+        return sg_seterr("reduce: empty tensor (cuda)");
+    vi r;
+    int want_max = op == SG_RED_MAX || op == SG_RED_ARGMAX;
+    if (best_of(a, n, want_max, &r) != 0)
+        return -1;
+    *out = (op == SG_RED_MAX || op == SG_RED_MIN) ? (double)r.v : (double)r.i;
+    return 0;
+}
+
+int sg_cuda_dot(const float *a, const float *b, int64_t n, double *out)
+{
+    return sum_like(a, b, n, R_DOT, 0.0, out);
+}
+
+int sg_cuda_norm(const float *a, int64_t n, double p, double *out)
+{
+    if (!(p > 0))
+        return sg_seterr("norm: p must be positive, got %g (cuda)", p);
+    if (isinf(p)) {
+        if (n <= 0) {
+            *out = 0.0;
+            return 0;
+        }
+        vi hi, lo;
+        if (best_of(a, n, 1, &hi) != 0 || best_of(a, n, 0, &lo) != 0)
+            return -1;
+        *out = fmax(fabs((double)hi.v), fabs((double)lo.v));
+        if (isnan(hi.v))
+            *out = NAN;
+        return 0;
+    }
+    double s = 0.0;
+    int kind = p == 2 ? R_SQ : (p == 1 ? R_ABS : R_POW);
+    if (sum_like(a, NULL, n, kind, p, &s) != 0)
+        return -1;
+    *out = p == 2 ? sqrt(s) : (p == 1 ? s : pow(s, 1.0 / p));
+    return 0;
+}
+
+int sg_cuda_isfinite(const float *a, int64_t n, int *out)
+{
+    double bad = 0.0;
+    if (sum_like(a, NULL, n, R_NONFINITE, 0.0, &bad) != 0)
+        return -1;
+    *out = bad == 0.0;
+    return 0;
+}
+
+int sg_cuda_k_bias_grad(const float *dy, float *db, int64_t n, int64_t c, int64_t inner)
+{
+    return chan_sums(NULL, dy, NULL, NULL, db, NULL, n, c, inner, SG_SCRATCH_REDUCE);
+}
+
+int sg_cuda_k_bn_param_grad(const float *x, const float *dy, float *dgamma, float *dbeta,
+                            const float *mean, const float *invstd, int64_t n, int64_t c,
+                            int64_t hw)
+{
+    if (!dgamma && !dbeta)
+        return 0;
+    return chan_sums(x, dy, mean, invstd, dbeta, dgamma, n, c, hw, SG_SCRATCH_BN);
+}
+
+int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
+                          int64_t n, int64_t c, double *loss, int64_t *correct)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0 || c <= 0)
+        return sg_seterr("cross_entropy: invalid sizes: logits %lldx%lld (cuda)", (long long)n,
+                         (long long)c);
+    /* scratch: n doubles (row losses), n ints (hits), 2 doubles (totals), 1 bad-row word */
+    size_t off_hit = (size_t)n * sizeof(double);
+    size_t off_tot = (off_hit + (size_t)n * sizeof(int) + 15) & ~(size_t)15;
+    size_t bytes = off_tot + 3 * sizeof(double);
+    char *s = (char *)sg_cuda_scratch(SG_SCRATCH_REDUCE, bytes);
+    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, 3 * sizeof(double));
+    if (!s || !host)
+        return -1;
+    double *row_loss = (double *)s;
+    int *row_hit = (int *)(s + off_hit);
+    double *tot = (double *)(s + off_tot);
+    unsigned long long *bad = (unsigned long long *)(tot + 2);
+    cudaStream_t st = sg_cuda_stream();
+    SG_CU(cudaMemsetAsync(bad, 0xff, sizeof *bad, st));
+    int64_t threads = n * 32;
+    unsigned blocks = (unsigned)((threads + kThreads - 1) / kThreads);
+    k_xent_rows<<<blocks, kThreads, 0, st>>>(logits, labels, dlogits, n, c, row_loss, row_hit, bad);
+    if (SG_LAUNCHED("k_xent_rows") != 0)
+        return -1;
+    k_xent_total<<<1, kThreads, 0, st>>>(row_loss, row_hit, n, tot, tot + 1);
+    if (SG_LAUNCHED("k_xent_total") != 0)
+        return -1;
+    SG_CU(cudaMemcpyAsync(host, tot, 3 * sizeof(double), cudaMemcpyDeviceToHost, st));
+    SG_CU(cudaStreamSynchronize(st));
+    unsigned long long badrow;
+    memcpy(&badrow, host + 2, sizeof badrow);
+    if (badrow != ~0ull) {
+        int32_t lab = 0;
+        SG_CU(cudaMemcpy(&lab, labels + badrow, sizeof lab, cudaMemcpyDeviceToHost));
+        return sg_seterr("cross_entropy: label %d at row %lld out of range [0, %lld) for logits "
+                         "%lldx%lld (cuda)", (int)lab, (long long)(badrow + 1), (long long)c,
+                         (long long)n, (long long)c);
+    }
+    *loss = host[0] / (double)n;
+    if (correct)
+        *correct = (int64_t)host[1];
+    return 0;
+}
+
+}  // extern "C"

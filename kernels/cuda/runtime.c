@@ -1,0 +1,559 @@
+/*
+ * runtime.c - the CUDA backend's state: device discovery, lazy
+ * initialisation (streams, cuBLAS and cuDNN handles), the caching device
+ * allocator, copies, pinned host memory, input copies on their own stream,
+ * scratch buffers and the error helpers.
+ *
+ * The caching pool. Requests are rounded up to a size class (multiples of
+ * 512 bytes below 64 KiB, then 8 classes per power of two: at most 12.5%
+ * waste), and a freed block goes to its class's free list instead of back to
+ * the driver. A request is served from the free list of its class when it
+ * can; otherwise cudaMalloc is called (a "device allocation", counted). When
+ * cudaMalloc fails the pool gives all cached blocks back and tries once more;
+ * failing that, the error names the size asked for and the pool's state.
+ * Blocks are reused on the single compute stream, whose ordering makes the
+ * reuse safe without events: work queued on a block before its free runs
+ * before work queued after its next malloc. The copy stream, the only other
+ * stream, waits for the compute stream before writing (sg_cuda_input_copy).
+ *
+ * Thread safety: one mutex guards the pool and the initialisation; the
+ * scratch buffers and kernels are meant for the thread driving the model.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_impl.h"
+#include "error.h"
+
+/* ---- error helpers ------------------------------------------------------- */
+
+int sg_cuda_fail_rt(const char *stmt, cudaError_t e, const char *file, int line)
+{
+    if (e == cudaErrorMemoryAllocation)
+        return sg_seterr("cuda: out of memory in %s (%s:%d)", stmt, file, line);
+    return sg_seterr("cuda: %s failed: %s (%s) at %s:%d", stmt, cudaGetErrorString(e),
+                     cudaGetErrorName(e), file, line);
+}
+
+int sg_cuda_fail_blas(const char *stmt, cublasStatus_t s, const char *file, int line)
+{
+    return sg_seterr("cuda: cuBLAS %s failed: %s (%d) at %s:%d", stmt, cublasGetStatusString(s),
+                     (int)s, file, line);
+}
+
+int sg_cuda_fail_dnn(const char *stmt, cudnnStatus_t s, const char *file, int line)
+{
+    return sg_seterr("cuda: cuDNN %s failed: %s (%d) at %s:%d", stmt, cudnnGetErrorString(s),
+                     (int)s, file, line);
+}
+
+int sg_cuda_check_launch(const char *what, const char *file, int line)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return sg_seterr("cuda: launch of kernel %s failed: %s (%s) at %s:%d", what,
+                         cudaGetErrorString(e), cudaGetErrorName(e), file, line);
+    return 0;
+}
+
+/* ---- state ---------------------------------------------------------------------- */
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_count = -1;          /* devices; -1 = not asked yet */
+static char g_count_msg[512];     /* why there is no device */
+static int g_ready;               /* init done */
+static cudaStream_t g_stream, g_copy_stream;
+static cudaEvent_t g_compute_ev, g_copy_ev;
+static cublasHandle_t g_cublas;
+static cudnnHandle_t g_cudnn;
+static int g_tf32;
+static int g_deterministic;
+
+int sg_cuda_device_count(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_count < 0) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            snprintf(g_count_msg, sizeof g_count_msg,
+                     "cuda: no usable CUDA device: cudaGetDeviceCount: %s (%s); the CPU "
+                     "path still works (device=cpu)", cudaGetErrorString(e), cudaGetErrorName(e));
+            n = 0;
+        } else if (n == 0) {
+            snprintf(g_count_msg, sizeof g_count_msg,
+                     "cuda: no CUDA device found; the CPU path still works (device=cpu)");
+        }
+        g_count = n;
+    }
+    int n = g_count;
+    pthread_mutex_unlock(&g_lock);
+    if (n == 0)
+        sg_seterr("%s", g_count_msg);
+    return n;
+}
+
+static int init_locked(void)
+{
+    int dev = 0;
+    const char *env = getenv("SGDSA_CUDA_DEVICE");
+    if (env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (*end || v < 0 || v >= g_count)
+            return sg_seterr("cuda: SGDSA_CUDA_DEVICE=%s is not a device index in [0, %d)", env,
+                             g_count);
+        dev = (int)v;
+    }
+    SG_CU(cudaSetDevice(dev));
+    SG_CU(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+    SG_CU(cudaStreamCreateWithFlags(&g_copy_stream, cudaStreamNonBlocking));
+    SG_CU(cudaEventCreateWithFlags(&g_compute_ev, cudaEventDisableTiming));
+    SG_CU(cudaEventCreateWithFlags(&g_copy_ev, cudaEventDisableTiming));
+    SG_CUBLAS(cublasCreate(&g_cublas));
+    SG_CUBLAS(cublasSetStream(g_cublas, g_stream));
+    SG_CUBLAS(cublasSetMathMode(g_cublas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    SG_CUDNN(cudnnCreate(&g_cudnn));
+    SG_CUDNN(cudnnSetStream(g_cudnn, g_stream));
+    return 0;
+}
+
+int sg_cuda_init(void)
+{
+    if (g_ready)
+        return 0;
+    if (sg_cuda_device_count() <= 0)
+        return -1;
+    pthread_mutex_lock(&g_lock);
+    int rc = 0;
+    if (!g_ready) {
+        rc = init_locked();
+        if (rc == 0)
+            g_ready = 1;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+cudaStream_t sg_cuda_stream(void) { return g_stream; }
+cublasHandle_t sg_cuda_cublas(void) { return g_cublas; }
+cudnnHandle_t sg_cuda_cudnn(void) { return g_cudnn; }
+
+int sg_cuda_device_name(char *buf, size_t n)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    int dev = 0;
+    struct cudaDeviceProp p;
+    SG_CU(cudaGetDevice(&dev));
+    SG_CU(cudaGetDeviceProperties(&p, dev));
+    snprintf(buf, n, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
+             (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    return 0;
+}
+
+int sg_cuda_synchronize(void)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    SG_CU(cudaStreamSynchronize(g_copy_stream));
+    SG_CU(cudaStreamSynchronize(g_stream));
+    return 0;
+}
+
+void sg_cuda_set_tf32(int on)
+{
+    g_tf32 = on != 0;
+    if (g_ready) {
+        cublasStatus_t s = cublasSetMathMode(
+            g_cublas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            sg_cuda_fail_blas("cublasSetMathMode", s, __FILE__, __LINE__);
+    }
+}
+
+int sg_cuda_get_tf32(void) { return g_tf32; }
+void sg_cuda_set_deterministic(int on) { g_deterministic = on != 0; }
+int sg_cuda_get_deterministic(void) { return g_deterministic; }
+
+/* ---- the caching pool -------------------------------------------------------------- */
+
+typedef struct { void *p; size_t size; } live_ent;       /* pointer -> class size */
+typedef struct { size_t size; void **ptrs; size_t n, cap; } free_list;
+
+static live_ent *g_live;        /* open addressing, capacity g_live_cap (power of 2) */
+static size_t g_live_cap, g_live_n, g_live_used; /* used counts tombstones too */
+static void *const TOMB = (void *)1;
+static free_list *g_free;
+static size_t g_nfree, g_free_cap;
+static sg_cuda_mem_stats g_stats;
+
+static size_t size_class(size_t n)
+{
+    if (n == 0)
+        n = 1;
+    if (n <= 65536)
+        return (n + 511) & ~(size_t)511;
+    size_t top = 1;
+    while (top < n)
+        top <<= 1;
+    size_t step = top / 16;  /* 8 classes between top/2 and top */
+    return (n + step - 1) / step * step;
+}
+
+static size_t hash_ptr(void *p) { return ((size_t)p >> 9) * 0x9E3779B97F4A7C15ull; }
+
+static int live_grow(void)
+{
+    size_t cap = g_live_cap ? g_live_cap * 2 : 1024;
+    if (g_live_n * 4 < g_live_cap)  /* mostly tombstones: rehash at same size */
+        cap = g_live_cap;
+    live_ent *t = calloc(cap, sizeof *t);
+    if (!t)
+        return sg_seterr("out of memory: cuda pool table (%zu bytes)", cap * sizeof *t);
+    for (size_t i = 0; i < g_live_cap; i++) {
+        void *p = g_live[i].p;
+        if (!p || p == TOMB)
+            continue;
+        size_t h = hash_ptr(p) & (cap - 1);
+        while (t[h].p)
+            h = (h + 1) & (cap - 1);
+        t[h] = g_live[i];
+    }
+    free(g_live);
+    g_live = t;
+    g_live_cap = cap;
+    g_live_used = g_live_n;
+    return 0;
+}
+
+static int live_put(void *p, size_t size)
+{
+    if ((g_live_used + 1) * 2 > g_live_cap && live_grow() != 0)
+        return -1;
+    size_t h = hash_ptr(p) & (g_live_cap - 1);
+    while (g_live[h].p && g_live[h].p != TOMB)
+        h = (h + 1) & (g_live_cap - 1);
+    if (!g_live[h].p)
+        g_live_used++;
+    g_live[h].p = p;
+    g_live[h].size = size;
+    g_live_n++;
+    return 0;
+}
+
+/* Remove p; its class size in *size. 0 if found. */
+static int live_take(void *p, size_t *size)
+{
+    if (!g_live_cap)
+        return -1;
+    size_t h = hash_ptr(p) & (g_live_cap - 1);
+    while (g_live[h].p) {
+        if (g_live[h].p == p) {
+            *size = g_live[h].size;
+            g_live[h].p = TOMB;
+            g_live_n--;
+            return 0;
+        }
+        h = (h + 1) & (g_live_cap - 1);
+    }
+    return -1;
+}
+
+static free_list *free_list_of(size_t size, int create)
+{
+    for (size_t i = 0; i < g_nfree; i++)
+        if (g_free[i].size == size)
+            return &g_free[i];
+    if (!create)
+        return NULL;
+    if (g_nfree == g_free_cap) {
+        size_t cap = g_free_cap ? g_free_cap * 2 : 64;
+        free_list *f = realloc(g_free, cap * sizeof *f);
+        if (!f)
+            return NULL;
+        g_free = f;
+        g_free_cap = cap;
+    }
+    free_list *f = &g_free[g_nfree++];
+    memset(f, 0, sizeof *f);
+    f->size = size;
+    return f;
+}
+
+static int release_cached_locked(void)
+{
+    int rc = 0;
+    for (size_t i = 0; i < g_nfree; i++) {
+        free_list *f = &g_free[i];
+        for (size_t j = 0; j < f->n; j++) {
+            cudaError_t e = cudaFree(f->ptrs[j]);
+            if (e != cudaSuccess && rc == 0)
+                rc = sg_cuda_fail_rt("cudaFree(cached block)", e, __FILE__, __LINE__);
+            g_stats.cached -= f->size;
+            g_stats.device_frees++;
+        }
+        f->n = 0;
+    }
+    return rc;
+}
+
+void *sg_cuda_malloc(size_t nbytes)
+{
+    if (sg_cuda_init() != 0)
+        return NULL;
+    size_t size = size_class(nbytes);
+    void *p = NULL;
+    pthread_mutex_lock(&g_lock);
+    free_list *f = free_list_of(size, 0);
+    if (f && f->n > 0) {
+        p = f->ptrs[--f->n];
+        g_stats.cached -= size;
+        g_stats.pool_hits++;
+    } else {
+        cudaError_t e = cudaMalloc(&p, size);
+        if (e == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError();
+            /* give the cache back (after the queued work that may use it) and retry */
+            cudaError_t se = cudaStreamSynchronize(g_stream);
+            if (se != cudaSuccess) {
+                sg_cuda_fail_rt("cudaStreamSynchronize(compute)", se, __FILE__, __LINE__);
+                pthread_mutex_unlock(&g_lock);
+                return NULL;
+            }
+            if (release_cached_locked() != 0) {
+                pthread_mutex_unlock(&g_lock);
+                return NULL;
+            }
+            e = cudaMalloc(&p, size);
+        }
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            size_t fr = 0, tot = 0;
+            (void)cudaMemGetInfo(&fr, &tot);
+            if (e == cudaErrorMemoryAllocation)
+                sg_seterr("cuda: out of memory allocating %zu bytes (%.1f MiB) at %s:%d; in use "
+                          "%.1f MiB by sgdsa, device free %.1f of %.1f MiB",
+                          nbytes, (double)nbytes / 1048576.0, __FILE__, __LINE__,
+                          (double)g_stats.in_use / 1048576.0, (double)fr / 1048576.0,
+                          (double)tot / 1048576.0);
+            else
+                sg_cuda_fail_rt("cudaMalloc", e, __FILE__, __LINE__);
+            pthread_mutex_unlock(&g_lock);
+            return NULL;
+        }
+        g_stats.device_allocs++;
+    }
+    if (live_put(p, size) != 0) {
+        (void)cudaFree(p);  /* cannot track it: give it back */
+        g_stats.device_frees++;
+        pthread_mutex_unlock(&g_lock);
+        return NULL;
+    }
+    g_stats.in_use += size;
+    if (g_stats.in_use > g_stats.peak_in_use)
+        g_stats.peak_in_use = g_stats.in_use;
+    pthread_mutex_unlock(&g_lock);
+    return p;
+}
+
+void sg_cuda_free(void *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&g_lock);
+    size_t size = 0;
+    if (live_take(p, &size) != 0) {
+        /* not ours: a programming error; do not touch it */
+        sg_seterr("cuda: free of a pointer %p the pool did not allocate", p);
+        pthread_mutex_unlock(&g_lock);
+        return;
+    }
+    g_stats.in_use -= size;
+    free_list *f = free_list_of(size, 1);
+    if (f && f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        void **np = realloc(f->ptrs, cap * sizeof *np);
+        if (np) {
+            f->ptrs = np;
+            f->cap = cap;
+        }
+    }
+    if (f && f->n < f->cap) {
+        f->ptrs[f->n++] = p;
+        g_stats.cached += size;
+    } else {
+        /* no room to cache it: give it back (cudaFree waits for the device) */
+        (void)cudaFree(p);
+        g_stats.device_frees++;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+int sg_cuda_empty_cache(void)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    pthread_mutex_lock(&g_lock);
+    cudaError_t e = cudaStreamSynchronize(g_stream);
+    int rc = e == cudaSuccess ? release_cached_locked()
+                              : sg_cuda_fail_rt("cudaStreamSynchronize", e, __FILE__, __LINE__);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+sg_cuda_mem_stats sg_cuda_get_mem_stats(void)
+{
+    pthread_mutex_lock(&g_lock);
+    sg_cuda_mem_stats s = g_stats;
+    pthread_mutex_unlock(&g_lock);
+    return s;
+}
+
+/* ---- copies ------------------------------------------------------------------------- */
+
+int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device,
+                   int src_is_device)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (nbytes == 0)
+        return 0;
+    enum cudaMemcpyKind kind = dst_is_device ? (src_is_device ? cudaMemcpyDeviceToDevice
+                                                              : cudaMemcpyHostToDevice)
+                                             : (src_is_device ? cudaMemcpyDeviceToHost
+                                                              : cudaMemcpyHostToHost);
+    if (kind == cudaMemcpyHostToHost) {
+        memmove(dst, src, nbytes);
+        return 0;
+    }
+    SG_CU(cudaMemcpyAsync(dst, src, nbytes, kind, g_stream));
+    if (kind != cudaMemcpyDeviceToDevice)
+        SG_CU(cudaStreamSynchronize(g_stream));
+    return 0;
+}
+
+int sg_cuda_input_copy(void *dst, const void *src, size_t nbytes)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (nbytes == 0)
+        return 0;
+    SG_CU(cudaEventRecord(g_compute_ev, g_stream));
+    SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
+    SG_CU(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, g_copy_stream));
+    SG_CU(cudaEventRecord(g_copy_ev, g_copy_stream));
+    SG_CU(cudaStreamWaitEvent(g_stream, g_copy_ev, 0));
+    return 0;
+}
+
+int sg_cuda_input_wait(void)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    SG_CU(cudaEventSynchronize(g_copy_ev));
+    return 0;
+}
+
+/* ---- pinned host memory ----------------------------------------------------------------- */
+
+void *sg_cuda_host_alloc(size_t nbytes, void *ud)
+{
+    (void)ud;
+    if (sg_cuda_init() != 0)
+        return NULL;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, nbytes ? nbytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (e == cudaErrorMemoryAllocation)
+            sg_seterr("cuda: out of pinned host memory allocating %zu bytes (cudaHostAlloc at "
+                      "%s:%d)", nbytes, __FILE__, __LINE__);
+        else
+            sg_cuda_fail_rt("cudaHostAlloc", e, __FILE__, __LINE__);
+        return NULL;
+    }
+    return p;
+}
+
+void sg_cuda_host_free(void *p, void *ud)
+{
+    (void)ud;
+    if (!p)
+        return;
+    cudaError_t e = cudaFreeHost(p);
+    if (e != cudaSuccess)
+        sg_cuda_fail_rt("cudaFreeHost", e, __FILE__, __LINE__);
+}
+
+/* ---- scratch buffers ---------------------------------------------------------------------- */
+
+static void *g_scratch[SG_SCRATCH_NSLOTS];
+static size_t g_scratch_n[SG_SCRATCH_NSLOTS];
+static void *g_hscratch[SG_SCRATCH_NSLOTS];
+static size_t g_hscratch_n[SG_SCRATCH_NSLOTS];
+static float *g_ones, *g_zeros;
+static int64_t g_ones_n, g_zeros_n;
+
+void *sg_cuda_scratch(int slot, size_t nbytes)
+{
+    if (slot < 0 || slot >= SG_SCRATCH_NSLOTS)
+        return sg_seterr("cuda: bad scratch slot %d", slot), NULL;
+    if (nbytes <= g_scratch_n[slot] && g_scratch[slot])
+        return g_scratch[slot];
+    size_t want = nbytes < 4096 ? 4096 : nbytes + nbytes / 4;
+    void *p = sg_cuda_malloc(want);
+    if (!p)
+        return sg_adderr("cuda scratch buffer of %zu bytes", nbytes), NULL;
+    sg_cuda_free(g_scratch[slot]);  /* stream order makes the old one's pending uses safe */
+    g_scratch[slot] = p;
+    g_scratch_n[slot] = want;
+    return p;
+}
+
+void *sg_cuda_host_scratch(int slot, size_t nbytes)
+{
+    if (slot < 0 || slot >= SG_SCRATCH_NSLOTS)
+        return sg_seterr("cuda: bad host scratch slot %d", slot), NULL;
+    if (nbytes <= g_hscratch_n[slot] && g_hscratch[slot])
+        return g_hscratch[slot];
+    size_t want = nbytes < 4096 ? 4096 : nbytes + nbytes / 4;
+    /* the old buffer may be the source of a queued copy: finish those first */
+    if (g_hscratch[slot]) {
+        SG_CU_OR(cudaStreamSynchronize(g_stream), NULL);
+        sg_cuda_host_free(g_hscratch[slot], NULL);
+        g_hscratch[slot] = NULL;
+        g_hscratch_n[slot] = 0;
+    }
+    void *p = sg_cuda_host_alloc(want, NULL);
+    if (!p)
+        return NULL;
+    g_hscratch[slot] = p;
+    g_hscratch_n[slot] = want;
+    return p;
+}
+
+static const float *const_array(float **buf, int64_t *have, int64_t n, float v)
+{
+    if (*buf && n <= *have)
+        return *buf;
+    int64_t want = n < 1024 ? 1024 : n;
+    float *p = sg_cuda_malloc((size_t)want * sizeof(float));
+    if (!p)
+        return NULL;
+    if (sg_cuda_fill(p, SG_F32, want, v) != 0) {
+        sg_cuda_free(p);
+        return NULL;
+    }
+    sg_cuda_free(*buf);
+    *buf = p;
+    *have = want;
+    return p;
+}
+
+const float *sg_cuda_ones(int64_t n) { return const_array(&g_ones, &g_ones_n, n, 1.0f); }
+const float *sg_cuda_zeros(int64_t n) { return const_array(&g_zeros, &g_zeros_n, n, 0.0f); }
