@@ -1,0 +1,333 @@
+-- sgdsa.plot: `sgdsa plot RUN_FOLDERS... -o FILE.png|.svg [--figure 3|4|all]`
+-- draws the paper's Figure 3 (average acceptance probability and training
+-- accuracy per epoch) and Figure 4 (validation loss and accuracy per epoch)
+-- from the per-epoch logs of run folders: one thin line per run (seed), one
+-- colour per method, a legend entry per method, labelled axes.
+--
+-- The drawing is done by gnuplot (Debian's gnuplot-nox), run as a child
+-- process on a generated script and one data file per run, written to a
+-- temporary folder that is removed afterwards (kept and named when gnuplot
+-- fails). PNG uses the pngcairo terminal when gnuplot has it, else png; SVG
+-- uses svg. $SGDSA_GNUPLOT names another gnuplot executable.
+local core = require "sgdsa.core"
+local results = require "sgdsa.results"
+
+local M = {}
+
+local HELP = [[
+usage: sgdsa plot RUN_FOLDERS... -o FILE.png|FILE.svg [--figure 3|4|all] [--title TEXT]
+
+Plot the paper's figures from the per-epoch logs of run folders (a run holds
+log.h5; a sweep folder holds seed-<n>/ runs):
+  Figure 3: (a) average acceptance probability of the SA test per epoch
+            (clipped to 1; runs whose moves are always accepted are left out),
+            (b) training accuracy per epoch;
+  Figure 4: (a) validation loss, (b) validation accuracy per epoch.
+Each run (seed) is a thin line; runs of one method share a colour.
+
+  -o FILE        output file; .png or .svg chooses the format
+  --figure F     3, 4 or all (default: all, the four panels in a 2x2 grid)
+  --title TEXT   a title over the panels (default: the experiments' names)
+  --size WxH     picture size in pixels (default 1200x450, 1200x900 for all)
+
+Needs gnuplot (Debian package gnuplot-nox; $SGDSA_GNUPLOT overrides the path).
+Exit status: 0 ok, 1 failure (no gnuplot, no logged epochs), 2 usage error.
+]]
+
+local COLOURS = {"1f77b4", "d62728", "2ca02c", "ff7f0e", "9467bd", "8c564b", "e377c2", "17becf"}
+
+local function usage(msg)
+  io.stderr:write("sgdsa plot: ", msg, "\n(try `sgdsa plot --help`)\n")
+  return 2
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- A gnuplot string literal (single quotes; '' inside).
+local function gq(s) return "'" .. tostring(s):gsub("'", "''") .. "'" end
+
+local function shell_output(cmd)
+  local p = io.popen(cmd, "r")
+  if not p then return nil end
+  local s = p:read("a")
+  local ok, _, code = p:close()
+  return s, ok, code
+end
+
+--- The gnuplot executable and its terminals; nil and a message if missing.
+function M.gnuplot()
+  local exe = os.getenv("SGDSA_GNUPLOT")
+  if not exe or exe == "" then exe = "gnuplot" end
+  local out, ok = shell_output(q(exe) .. " -e " .. q("print GPVAL_TERMINALS") .. " 2>&1")
+  if not ok or not out then
+    return nil, string.format("cannot run gnuplot (%s): install it with `apt-get install gnuplot-nox` "
+                              .. "(tools/install-deps does) or set SGDSA_GNUPLOT", exe)
+  end
+  local terms = {}
+  for t in out:gmatch("%S+") do terms[t] = true end
+  return {exe = exe, terminals = terms}
+end
+
+local function isnan(x) return x ~= x end
+
+-- A run goes into the acceptance-probability panel unless every logged
+-- probability is 1 or missing (plain SGD: every move accepted).
+local function has_acceptance(run)
+  local p = run.cols.accept_prob
+  for i = 1, run.n do
+    if not isnan(p[i]) and p[i] < 1 then return true end
+  end
+  return false
+end
+
+-- Panels: id, title, y label, column, scale, key position, filter.
+local PANELS = {
+  prob = {title = "(3a) Average acceptance probability", ylabel = "acceptance probability",
+          col = "accept_prob", scale = 1, key = "top right", keep = has_acceptance,
+          empty = "no run with an acceptance test"},
+  train_acc = {title = "(3b) Training accuracy", ylabel = "training accuracy (%)",
+               col = "train_acc", scale = 100, key = "bottom right"},
+  val_loss = {title = "(4a) Validation loss", ylabel = "validation loss (mean cross-entropy)",
+              col = "val_loss", scale = 1, key = "top right"},
+  val_acc = {title = "(4b) Validation accuracy", ylabel = "validation accuracy (%)",
+             col = "val_acc", scale = 100, key = "bottom right"},
+}
+local FIGURES = {
+  ["3"] = {"prob", "train_acc"},
+  ["4"] = {"val_loss", "val_acc"},
+  all = {"prob", "train_acc", "val_loss", "val_acc"},
+}
+
+--- The curves a figure draws: {panel = {{run=, method=}, ...}} in order.
+function M.curves(runs, figure)
+  local out = {}
+  for _, id in ipairs(FIGURES[figure]) do
+    local p = PANELS[id]
+    local list = {}
+    for _, r in ipairs(runs) do
+      if not p.keep or p.keep(r) then list[#list + 1] = r end
+    end
+    out[#out + 1] = {id = id, panel = p, runs = list}
+  end
+  return out
+end
+
+local function write_data(path, run)
+  local f = assert(io.open(path, "w"))
+  f:write("# epoch train_acc(%) val_loss val_acc(%) accept_prob  -- ", run.dir, "\n")
+  local c = run.cols
+  local function v(x, s) return isnan(x) and "?" or string.format("%.9g", x * s) end
+  for i = 1, run.n do
+    f:write(string.format("%s %s %s %s %s\n", v(c.epoch[i], 1), v(c.train_acc[i], 100),
+                          v(c.val_loss[i], 1), v(c.val_acc[i], 100), v(c.accept_prob[i], 1)))
+  end
+  f:close()
+end
+local DATA_COLUMN = {train_acc = 2, val_loss = 3, val_acc = 4, accept_prob = 5}
+
+--- The gnuplot script for `runs` (data files data[i]) into `output`.
+function M.script(o)
+  local L = {}
+  local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
+  local cairo = o.format == "svg" or o.terminal == "pngcairo"
+  if o.format == "svg" then
+    add("set terminal svg size %d,%d dynamic noenhanced font 'Sans,11' background '#ffffff'", o.w, o.h)
+  elseif o.terminal == "pngcairo" then
+    add("set terminal pngcairo size %d,%d noenhanced font 'Sans,10' background '#ffffff'", o.w, o.h)
+  else
+    add("set terminal png size %d,%d noenhanced background '#ffffff'", o.w, o.h)
+  end
+  add("set output %s", gq(o.output))
+  add("set datafile missing '?'")
+  add("set grid lc rgb '#dddddd'")
+  add("set border lc rgb '#444444'")
+  add("set xlabel 'epoch'")
+  local max_epoch = 0
+  for _, pn in ipairs(o.panels) do
+    for _, r in ipairs(pn.runs) do
+      local e = r.cols.epoch[r.n]
+      if e == e and e > max_epoch then max_epoch = e end
+    end
+  end
+  if max_epoch <= 20 then add("set xtics 1") else add("set xtics autofreq") end
+  local npanels = #o.panels
+  local rows, cols = npanels > 2 and 2 or 1, 2
+  add("set multiplot layout %d,%d title %s font ',13'", rows, cols, gq(o.title))
+  for _, pn in ipairs(o.panels) do
+    local p = pn.panel
+    add("set title %s", gq(p.title))
+    add("set ylabel %s", gq(p.ylabel))
+    add("set key %s opaque box lc rgb '#cccccc'", p.key)
+    if p.col == "accept_prob" then add("set yrange [0:1.05]") else add("set yrange [*:*]") end
+    add("set xrange [*:*]")
+    if #pn.runs == 0 then
+      add("set label 1 %s at graph 0.5,0.5 center", gq(p.empty or "no data"))
+      add("plot [0:1] NaN notitle")
+      add("unset label 1")
+    else
+      local parts, titled = {}, {}
+      for _, r in ipairs(pn.runs) do
+        local m = o.method_index[r.method]
+        local colour = COLOURS[(m - 1) % #COLOURS + 1]
+        -- Seeds overlap: lines are slightly transparent where the terminal can.
+        local rgb = cairo and ("#30" .. colour) or ("#" .. colour)
+        local title = "notitle"
+        if not titled[r.method] then
+          titled[r.method] = true
+          title = "title " .. gq(o.method_count[r.method] > 1
+            and string.format("%s (%d seeds)", r.method, o.method_count[r.method]) or r.method)
+        end
+        parts[#parts + 1] = string.format("%s using 1:%d with lines lw %s lc rgb '%s' %s",
+                                          gq(o.data[r]), DATA_COLUMN[p.col], cairo and "1.2" or "1",
+                                          rgb, title)
+      end
+      add("plot %s", table.concat(parts, ", \\\n     "))
+    end
+  end
+  add("unset multiplot")
+  add("set output")
+  return table.concat(L, "\n") .. "\n"
+end
+
+local function copy_file(src, dst)
+  local i = io.open(src, "rb")
+  if not i then return nil, "gnuplot wrote no " .. src end
+  local data = i:read("a")
+  i:close()
+  if #data == 0 then return nil, "gnuplot wrote an empty file" end
+  local o, err = io.open(dst, "wb")
+  if not o then return nil, string.format("cannot write %s: %s", dst, tostring(err)) end
+  local ok, werr = o:write(data)
+  o:close()
+  if not ok then return nil, string.format("cannot write %s: %s", dst, tostring(werr)) end
+  return #data
+end
+
+local function parse_args(args)
+  local o = {folders = {}, figure = "all"}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local function value()
+      local v = a:match("^%-%-[%w-]+=(.*)$")
+      if v then return v end
+      i = i + 1
+      return args[i]
+    end
+    if a == "--help" or a == "-h" then
+      o.help = true
+    elseif a == "-o" or a:match("^%-%-output=?") then
+      o.output = value()
+      if not o.output or o.output == "" then return nil, "-o needs a file name" end
+    elseif a:match("^%-%-figure=?") then
+      o.figure = value()
+      if not FIGURES[o.figure or ""] then
+        return nil, string.format("--figure %s: use 3, 4 or all", tostring(o.figure))
+      end
+    elseif a:match("^%-%-title=?") then
+      o.title = value()
+      if not o.title then return nil, "--title needs a text" end
+    elseif a:match("^%-%-size=?") then
+      local v = value() or ""
+      local w, h = v:match("^(%d+)x(%d+)$")
+      w, h = tonumber(w), tonumber(h)
+      if not w or w < 200 or h < 150 or w > 10000 or h > 10000 then
+        return nil, string.format("--size %s: use WxH in pixels, e.g. 1200x900", v)
+      end
+      o.w, o.h = w, h
+    elseif a:sub(1, 1) == "-" then
+      return nil, string.format("unknown option %q", a)
+    else
+      o.folders[#o.folders + 1] = a
+    end
+    i = i + 1
+  end
+  return o
+end
+
+function M.main(args)
+  local o, err = parse_args(args)
+  if not o then return usage(err) end
+  if o.help then io.write(HELP); return 0 end
+  if #o.folders == 0 then return usage("no run folders given") end
+  if not o.output then return usage("no output file (-o FILE.png or -o FILE.svg)") end
+  local ext = o.output:lower():match("%.(%w+)$")
+  if ext ~= "png" and ext ~= "svg" then
+    return usage(string.format("-o %s: the file name must end in .png or .svg", o.output))
+  end
+
+  local gp, gerr = M.gnuplot()
+  if not gp then
+    io.stderr:write("sgdsa plot: ", gerr, "\n")
+    return 1
+  end
+  local terminal = ext == "svg" and "svg" or (gp.terminals.pngcairo and "pngcairo" or "png")
+  if not gp.terminals[terminal] then
+    io.stderr:write(string.format("sgdsa plot: this gnuplot (%s) has no %s terminal\n", gp.exe, terminal))
+    return 1
+  end
+
+  local runs, lerr = results.load_all(o.folders)
+  if not runs then
+    io.stderr:write("sgdsa plot: ", lerr, "\n")
+    return 1
+  end
+  local kept, empty = {}, {}
+  for _, r in ipairs(runs) do
+    if r.n > 0 then kept[#kept + 1] = r else empty[#empty + 1] = r.dir end
+  end
+  if #kept == 0 then
+    io.stderr:write("sgdsa plot: no epoch logged yet in ", table.concat(empty, ", "), "\n")
+    return 1
+  end
+  for _, d in ipairs(empty) do
+    io.stderr:write("sgdsa plot: warning: ", d, " has no epoch logged yet; left out\n")
+  end
+
+  local method_index, method_count, methods, exps, seen_exp = {}, {}, {}, {}, {}
+  for _, r in ipairs(kept) do
+    if not method_index[r.method] then
+      methods[#methods + 1] = r.method
+      method_index[r.method] = #methods
+    end
+    method_count[r.method] = (method_count[r.method] or 0) + 1
+    if not seen_exp[r.experiment] then seen_exp[r.experiment] = true; exps[#exps + 1] = r.experiment end
+  end
+
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  assert(core.mkdir_p(tmp))
+  local data = {}
+  for i, r in ipairs(kept) do
+    data[r] = string.format("%s/run-%d.dat", tmp, i)
+    write_data(data[r], r)
+  end
+  local panels = M.curves(kept, o.figure)
+  local w, h = o.w or 1200, o.h or (#panels > 2 and 900 or 450)
+  local out_tmp = string.format("%s/out.%s", tmp, ext)
+  local script = M.script{format = ext, terminal = terminal, w = w, h = h, output = out_tmp,
+                          title = o.title or table.concat(exps, " vs "), panels = panels, data = data,
+                          method_index = method_index, method_count = method_count}
+  local sf = assert(io.open(tmp .. "/plot.gp", "w"))
+  sf:write(script)
+  sf:close()
+  local gout, ok = shell_output(q(gp.exe) .. " " .. q(tmp .. "/plot.gp") .. " 2>&1")
+  if not ok then
+    io.stderr:write("sgdsa plot: gnuplot failed (script and data kept in ", tmp, "):\n",
+                    gout or "", "\n")
+    return 1
+  end
+  local size, cerr = copy_file(out_tmp, o.output)
+  if not size then
+    io.stderr:write("sgdsa plot: ", cerr, " (script and data kept in ", tmp, ")\n")
+    return 1
+  end
+  os.execute("rm -rf " .. q(tmp))
+  local ncurves = 0
+  for _, p in ipairs(panels) do ncurves = ncurves + #p.runs end
+  io.write(string.format("sgdsa plot: %s (%s, %d bytes): figure %s, %d runs of %d method%s, %d curves\n",
+                         o.output, terminal, size, o.figure, #kept, #methods, #methods > 1 and "s" or "",
+                         ncurves))
+  return 0
+end
+
+return M

@@ -1,0 +1,216 @@
+-- sgdsa.results: run folders read back for sweeps, tables and figures.
+--
+--   results.find(paths)       -> list of run folders (a path is a run folder,
+--                                holding log.h5, or a sweep folder holding
+--                                seed-<n>/ runs), or nil, message
+--   results.load(dir)         -> a run record (below), or nil, message
+--   results.load_all(paths)   -> list of run records, or nil, message
+--   results.run_state(dir)    -> {finished=, resumable=, epochs=, epochs_total=}
+--   results.brief(dir)        -> one line ("2/2 epochs, val loss .., val acc ..%")
+--   results.method_label(cfg) -> "SGD-SA", "Scheduled-SGD", "SGD", "SSA", ...
+--   results.trainer_args(...) -> the `sgdsa run` overrides that put a run
+--                                in a given folder (used by sgdsa.sweep)
+--
+-- A run record: {dir=, experiment=, method=, model=, seed=, batch=,
+--   epochs_total=, n= (epochs logged), config= (the stored configuration),
+--   cols = {epoch=, train_loss=, train_acc=, val_loss=, val_acc=,
+--           accept_prob=, accept_rate=, temperature=}}: arrays of n numbers,
+--   NaN where the log has no such column; accuracies as fractions in [0, 1].
+-- The layout read here is docs/FORMAT.md's (the run folder written by the
+-- trainer); nothing in a file is executed.
+local core = require "sgdsa.core"
+local h5 = require "sgdsa.h5"
+
+local M = {}
+
+local NAN = 0 / 0
+
+local function kind(p) return select(2, core.exists(p)) end
+local function isdir(p) return kind(p) == "directory" end
+local function isfile(p) return kind(p) == "file" end
+
+-- ---------------------------------------------------------------------------
+-- where the trainer keeps things (docs/FORMAT.md)
+
+M.LOG = "log.h5"
+M.LAST = "last.h5"
+M.EPOCH_GROUP = "log/epoch"
+M.CONFIG = "config"
+
+-- Columns of a run record and the per-epoch log columns they come from.
+M.COLUMNS = {
+  epoch = "epoch", train_loss = "train_loss", train_acc = "train_acc",
+  val_loss = "val_loss", val_acc = "val_acc", accept_prob = "mean_prob",
+  accept_rate = "accept_rate", temperature = "temperature",
+}
+
+--- The overrides for `sgdsa run` that train seed `seed` in folder `dir`
+--- (runs/<name>/seed-<n>), resuming it when `resume` is true.
+function M.trainer_args(runs, name, seed, resume, dir)
+  local a = {"seed=" .. seed, "out=" .. dir}
+  if resume then a[#a + 1] = "resume=" .. dir end
+  return a
+end
+
+-- ---------------------------------------------------------------------------
+-- finding runs
+
+local function seed_folders(dir)
+  local names = core.listdir(dir)
+  if not names then return {} end
+  local list = {}
+  for _, n in ipairs(names) do
+    local s = n:match("^seed%-(%d+)$")
+    if s and isdir(dir .. "/" .. n) then list[#list + 1] = {seed = tonumber(s), dir = dir .. "/" .. n} end
+  end
+  table.sort(list, function(a, b) return a.seed < b.seed end)
+  return list
+end
+
+--- Expand run and sweep folders into run folders, in the order given (seeds
+--- ascending inside a sweep).
+function M.find(paths)
+  local out, seen = {}, {}
+  for _, p in ipairs(paths) do
+    p = p:gsub("/+$", "")
+    if p == "" then p = "/" end
+    if not isdir(p) then return nil, string.format("%s: no such folder", p) end
+    local list
+    if isfile(p .. "/" .. M.LOG) then
+      list = {p}
+    else
+      list = {}
+      for _, s in ipairs(seed_folders(p)) do
+        if isfile(s.dir .. "/" .. M.LOG) then list[#list + 1] = s.dir end
+      end
+      if #list == 0 then
+        return nil, string.format("%s: not a run folder (no %s) nor a sweep folder (no seed-<n>/%s)",
+                                  p, M.LOG, M.LOG)
+      end
+    end
+    for _, d in ipairs(list) do
+      if not seen[d] then seen[d] = true; out[#out + 1] = d end
+    end
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------------------
+-- the stored configuration
+
+-- The configuration is stored as text; read it without running it: a flat
+-- parser for `key = value` lines and Lua-table-like text (numbers, strings,
+-- booleans; nested tables kept as their text).
+function M.parse_config(text)
+  local cfg = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local k, v = line:match("^%s*([%w_%.]+)%s*=%s*(.-)%s*,?%s*$")
+    if k and v ~= "" then
+      local val
+      if v:match('^".*"$') or v:match("^'.*'$") then
+        val = v:sub(2, -2):gsub("\\(.)", "%1")
+      elseif v == "true" or v == "false" then
+        val = v == "true"
+      elseif tonumber(v) then
+        val = tonumber(v)
+      else
+        val = v
+      end
+      cfg[k] = val
+    end
+  end
+  return cfg
+end
+
+--- The method's name as the paper writes it, from the stored configuration.
+function M.method_label(cfg)
+  local o = tostring(cfg.optim or cfg.method or "")
+  local kind = o:match("^%s*([%w_]+)")
+  if kind == "sgdsa" then return "SGD-SA" end
+  if kind == "sgd" then return o:find("schedule", 1, true) and "Scheduled-SGD" or "SGD" end
+  if kind == "ssa" then return "SSA" end
+  if kind and kind ~= "" then return kind end
+  return "unknown"
+end
+
+local function model_label(cfg)
+  local m = cfg.model_name or cfg.model
+  if type(m) ~= "string" or m == "" then return "model" end
+  return (m:match("^([%w_%-%.]+)") or m)
+end
+
+-- ---------------------------------------------------------------------------
+-- reading a run
+
+local function read_epochs(f)
+  if not f:exists(M.EPOCH_GROUP) then return {rows = 0, data = {}} end
+  return h5.read_log(f, M.EPOCH_GROUP)
+end
+
+--- Read a run folder into a run record.
+function M.load(dir)
+  local path = dir .. "/" .. M.LOG
+  local ok, res = pcall(function()
+    local f <close> = h5.open(path, "r")
+    local text = f:exists(M.CONFIG) and f:read_text(M.CONFIG) or ""
+    local cfg = M.parse_config(text)
+    local log = read_epochs(f)
+    return {cfg = cfg, log = log, seed = f:attrs()["seed"]}
+  end)
+  if not ok then return nil, string.format("%s: %s", path, tostring(res)) end
+  local cfg, log = res.cfg, res.log
+  local n = math.tointeger(log.rows) or 0
+  local cols = {}
+  for key, name in pairs(M.COLUMNS) do
+    local src = log.data[name]
+    local a = {}
+    for i = 1, n do a[i] = src and src[i] or (key == "epoch" and i or NAN) end
+    cols[key] = a
+  end
+  local parent, base = dir:match("^(.-)/?([^/]+)$")
+  local experiment = base
+  if base:match("^seed%-%d+$") and parent ~= "" then experiment = parent:match("([^/]+)$") or parent end
+  local seed = math.tointeger(tonumber(cfg.seed) or tonumber(res.seed) or tonumber(base:match("^seed%-(%d+)$")))
+  return {
+    dir = dir, experiment = experiment, config = cfg,
+    method = M.method_label(cfg), model = model_label(cfg),
+    seed = seed or -1, batch = tonumber(cfg.batch), epochs_total = math.tointeger(tonumber(cfg.epochs)),
+    n = n, cols = cols,
+  }
+end
+
+--- Load every run under `paths` (run or sweep folders).
+function M.load_all(paths)
+  local dirs, err = M.find(paths)
+  if not dirs then return nil, err end
+  local runs = {}
+  for _, d in ipairs(dirs) do
+    local r, rerr = M.load(d)
+    if not r then return nil, rerr end
+    runs[#runs + 1] = r
+  end
+  return runs
+end
+
+--- Whether a run folder holds a finished run, or one that can be resumed.
+function M.run_state(dir)
+  local st = {finished = false, resumable = isfile(dir .. "/" .. M.LAST), epochs = 0}
+  if not isfile(dir .. "/" .. M.LOG) then return st end
+  local r = M.load(dir)
+  if not r then return st end
+  st.epochs, st.epochs_total = r.n, r.epochs_total
+  st.finished = r.epochs_total ~= nil and r.n >= r.epochs_total
+  return st
+end
+
+--- One line about a run folder, or nil when it has no readable log.
+function M.brief(dir)
+  if not isfile(dir .. "/" .. M.LOG) then return nil end
+  local r = M.load(dir)
+  if not r or r.n == 0 then return nil end
+  return string.format("%d/%s epochs, val loss %.4f, val acc %.2f%%", r.n,
+                       r.epochs_total and tostring(r.epochs_total) or "?",
+                       r.cols.val_loss[r.n], r.cols.val_acc[r.n] * 100)
+end
+
+return M

@@ -1,0 +1,374 @@
+-- sgdsa.sweep: `sgdsa sweep SCRIPT seeds=0-9 [jobs=N] [key=value ...]` runs
+-- one training run per seed, each as a child `sgdsa run` process, `jobs` of
+-- them at a time, into runs/<experiment>/seed-<n>/.
+--
+-- Each child gets `seed=<n>`, the run folder, `threads=` its share of the
+-- cores (unless threads= is given) and every other key=value unchanged. Its
+-- stdout and stderr go to runs/<experiment>/seed-<n>.out (appended, one
+-- header line per attempt). Running the same sweep again skips the seeds
+-- whose run finished, resumes (through the trainer's resume=) those that
+-- were interrupted, and starts the others afresh. A seed that fails is
+-- reported with its output file and does not stop the others; the exit code
+-- is 0 when every seed finished, 1 otherwise, 2 on a usage error.
+--
+-- Children run in their own session (setsid), so a Ctrl-C at the terminal
+-- reaches the sweep only; the sweep then forwards one SIGINT to each running
+-- child, which stops cleanly after its current step with a checkpoint, and
+-- waits for them: the next `sgdsa sweep` resumes them.
+local core = require "sgdsa.core"
+local results = require "sgdsa.results"
+
+local M = {}
+
+local HELP = [[
+usage: sgdsa sweep SCRIPT seeds=SPEC [jobs=N] [key=value ...]
+
+Train experiment SCRIPT once per seed, each run in its own child process
+(`sgdsa run SCRIPT seed=<n> ...`), into runs/<experiment>/seed-<n>/.
+
+  seeds=SPEC     seeds to run: 0-9, 0,2,5 or 0-4,8 (default 0-9)
+  jobs=N         runs at a time (default 1); each gets threads=(cores / N)
+                 unless threads= is given
+  name=NAME      experiment folder name (default: the script's file name
+                 without .lua, e.g. runs/fashion_lenet_sa/)
+  runs=DIR       parent folder of the experiment folders (default: runs)
+  key=value      any other override, passed to every run unchanged
+
+Running a sweep again skips the finished seeds, resumes the interrupted ones
+(from their last.h5) and reruns the failed ones. A failed seed is reported
+with the file holding its output (runs/<experiment>/seed-<n>.out) and does
+not stop the others. Ctrl-C stops every run cleanly after its current step.
+The binary used for the runs is $SGDSA_BIN, else this very executable.
+Exit status: 0 all seeds finished, 1 some failed or were interrupted,
+2 usage error.
+]]
+
+local function usage(msg)
+  io.stderr:write("sgdsa sweep: ", msg, "\n(try `sgdsa sweep --help`)\n")
+  return 2
+end
+
+--- Parse a seed list: "0-9", "0,2,5", "0-4,8". Returns a sorted list of
+--- distinct non-negative integers, or nil and a message.
+function M.parse_seeds(spec)
+  if type(spec) == "number" then spec = tostring(math.tointeger(spec) or spec) end
+  if type(spec) ~= "string" or spec == "" then return nil, "seeds: empty seed list" end
+  local set, list = {}, {}
+  for part in (spec .. ","):gmatch("([^,]*),") do
+    local a, b = part:match("^%s*(%d+)%s*%-%s*(%d+)%s*$")
+    if not a then a = part:match("^%s*(%d+)%s*$"); b = a end
+    if not a then
+      return nil, string.format("seeds: bad item %q in %q (use e.g. 0-9, 0,2,5 or 0-4,8)", part, spec)
+    end
+    a, b = math.tointeger(tonumber(a)), math.tointeger(tonumber(b))
+    if not a or not b then return nil, string.format("seeds: %q is out of range", part) end
+    if b < a then return nil, string.format("seeds: range %q goes down", part) end
+    if b - a > 100000 then return nil, string.format("seeds: range %q is too long", part) end
+    for s = a, b do
+      if not set[s] then set[s] = true; list[#list + 1] = s end
+    end
+  end
+  table.sort(list)
+  return list
+end
+
+--- Quote a string for /bin/sh.
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = q
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function shell_output(cmd)
+  local p = io.popen(cmd, "r")
+  if not p then return nil end
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+--- The sgdsa executable to run children with: $SGDSA_BIN, else this process's
+--- own executable (/proc/self/exe), else `sgdsa` on PATH.
+function M.binary()
+  local env = os.getenv("SGDSA_BIN")
+  if env and env ~= "" then return env end
+  local exe = shell_output("readlink /proc/" .. core.getpid() .. "/exe 2>/dev/null")
+  exe = exe and exe:gsub("%s+$", "")
+  if exe and exe ~= "" and exe:match("sgdsa[^/]*$") then return exe end
+  return "sgdsa"
+end
+
+--- Number of CPU cores available to this process.
+function M.cores()
+  local n = tonumber((shell_output("nproc 2>/dev/null") or ""):match("%d+"))
+  if not n or n < 1 then n = core.get_num_threads() end
+  return math.max(1, n)
+end
+
+local function has_setsid()
+  return os.execute("command -v setsid >/dev/null 2>&1") == true
+end
+
+local function basename_noext(path)
+  return (path:match("([^/]+)$") or path):gsub("%.lua$", "")
+end
+
+local function fmt_time(s)
+  if s < 60 then return string.format("%.1fs", s) end
+  if s < 3600 then return string.format("%dm%02ds", s // 60, math.floor(s % 60)) end
+  return string.format("%dh%02dm", s // 3600, math.floor(s % 3600) // 60)
+end
+
+-- ---------------------------------------------------------------------------
+-- the state of a seed's run folder
+
+--- What to do with a run folder: "done" (finished: skip), "resume" (a
+--- checkpoint exists), "fresh" (nothing usable: start over).
+function M.folder_state(dir)
+  if not core.exists(dir) then return "fresh" end
+  local st = results.run_state(dir)
+  if st.finished then return "done", st end
+  if st.resumable then return "resume", st end
+  return "fresh", st
+end
+
+-- ---------------------------------------------------------------------------
+-- child processes
+
+local Job = {}
+Job.__index = Job
+
+-- Start one child: `BIN run SCRIPT seed=.. <folder args> threads=.. extra...`
+-- in its own session; its pid lands in a file, its exit status in another.
+local function start_job(ctx, seed, action)
+  local job = setmetatable({seed = seed, action = action, t0 = core.time(),
+                            dir = ctx.folder_of(seed),
+                            out = string.format("%s/seed-%d.out", ctx.expdir, seed),
+                            pidfile = string.format("%s/seed-%d.pid", ctx.tmp, seed),
+                            statusfile = string.format("%s/seed-%d.status", ctx.tmp, seed)}, Job)
+  os.remove(job.pidfile)
+  os.remove(job.statusfile)
+  local argv = {ctx.bin, "run", ctx.script}
+  for _, a in ipairs(results.trainer_args(ctx.runs, ctx.name, seed, action == "resume", job.dir)) do
+    argv[#argv + 1] = a
+  end
+  argv[#argv + 1] = "threads=" .. ctx.threads
+  for _, a in ipairs(ctx.extra) do argv[#argv + 1] = a end
+  local words = {}
+  for i, a in ipairs(argv) do words[i] = q(a) end
+  job.command = table.concat(words, " ")
+  local hdr = io.open(job.out, "ab")
+  if not hdr then
+    return nil, string.format("cannot write %s", job.out)
+  end
+  hdr:write(string.format("==== sgdsa sweep: %s seed %d (%s) on %s, pid %d\n==== %s\n",
+                          ctx.name, seed, action, os.date("%Y-%m-%d %H:%M:%S"), core.getpid(),
+                          job.command))
+  hdr:close()
+  -- The inner sh writes its pid and execs the run, so the pid is the run's.
+  local inner = string.format("%ssh -c %s sgdsa-sweep %s", ctx.setsid and "setsid " or "",
+                              q('echo $$ > "$1"; shift; exec "$@"'),
+                              q(job.pidfile) .. " " .. job.command)
+  local sh = string.format("( %s >> %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s ) &",
+                           inner, q(job.out), q(job.statusfile), q(job.statusfile), q(job.statusfile))
+  local ok = os.execute(sh)
+  if not ok then return nil, "cannot start a shell for seed " .. seed end
+  return job
+end
+
+-- The child's exit status once it has exited, else nil.
+function Job:poll()
+  local s = read_file(self.statusfile)
+  if not s then return nil end
+  self.rc = tonumber(s:match("%-?%d+")) or -1
+  self.elapsed = core.time() - self.t0
+  return self.rc
+end
+
+function Job:pid()
+  if not self._pid then
+    local s = read_file(self.pidfile)
+    self._pid = s and tonumber(s:match("%d+"))
+  end
+  return self._pid
+end
+
+function Job:signal(sig)
+  local pid = self:pid()
+  if pid then os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
+end
+
+-- ---------------------------------------------------------------------------
+-- the command
+
+local function parse_args(args)
+  local o = {extra = {}, seeds = "0-9", jobs = 1, runs = "runs"}
+  for i = 1, #args do
+    local a = args[i]
+    if a == "--help" or a == "-h" then
+      o.help = true
+    elseif a:sub(1, 1) == "-" then
+      return nil, string.format("unknown option %q", a)
+    else
+      local k, v = a:match("^([%w_%.]+)=(.*)$")
+      if k == "seeds" then
+        o.seeds = v
+      elseif k == "jobs" then
+        o.jobs = math.tointeger(tonumber(v))
+        if not o.jobs or o.jobs < 1 then return nil, string.format("jobs=%s: need a positive integer", v) end
+      elseif k == "threads" then
+        o.threads = math.tointeger(tonumber(v))
+        if not o.threads or o.threads < 1 then
+          return nil, string.format("threads=%s: need a positive integer", v)
+        end
+      elseif k == "name" then
+        if v == "" or v:find("/", 1, true) then return nil, "name=: need a plain folder name" end
+        o.name = v
+      elseif k == "runs" then
+        if v == "" then return nil, "runs=: need a folder" end
+        o.runs = v
+      elseif k == "seed" or k == "resume" or k == "out" or k == "dir" then
+        return nil, string.format("%s= is set by the sweep for each run; use seeds=", k)
+      elseif k then
+        o.extra[#o.extra + 1] = a
+      elseif not o.script then
+        o.script = a
+      else
+        return nil, string.format("unexpected argument %q (overrides are key=value)", a)
+      end
+    end
+  end
+  return o
+end
+
+function M.main(args)
+  local o, err = parse_args(args)
+  if not o then return usage(err) end
+  if o.help then io.write(HELP); return 0 end
+  if not o.script then return usage("missing SCRIPT") end
+  if select(2, core.exists(o.script)) ~= "file" then return usage("cannot open script " .. o.script) end
+  local seeds, serr = M.parse_seeds(o.seeds)
+  if not seeds then return usage(serr) end
+
+  local ctx = {
+    script = o.script, extra = o.extra, runs = o.runs,
+    name = o.name or basename_noext(o.script),
+    bin = M.binary(), setsid = has_setsid(),
+  }
+  ctx.expdir = ctx.runs .. "/" .. ctx.name
+  ctx.folder_of = function(seed) return string.format("%s/seed-%d", ctx.expdir, seed) end
+  local jobs = math.min(o.jobs, #seeds)
+  ctx.threads = o.threads or math.max(1, M.cores() // jobs)
+  local ok, merr = core.mkdir_p(ctx.expdir)
+  if not ok then
+    io.stderr:write("sgdsa sweep: cannot create ", ctx.expdir, ": ", tostring(merr), "\n")
+    return 1
+  end
+  ctx.tmp = os.tmpname()
+  os.remove(ctx.tmp)
+  assert(core.mkdir_p(ctx.tmp))
+
+  -- Plan: skip the finished seeds, resume the interrupted ones.
+  local todo, report = {}, {}
+  for _, s in ipairs(seeds) do
+    local action = M.folder_state(ctx.folder_of(s))
+    report[s] = {seed = s, action = action}
+    if action == "done" then
+      report[s].status = "skipped (finished before)"
+    else
+      todo[#todo + 1] = s
+    end
+  end
+  io.write(string.format("sgdsa sweep: %s, seeds %s: %d to run (%d finished before), %d at a time, "
+                         .. "threads=%d each\n  runs in %s/seed-<n>/ with %s\n",
+                         ctx.name, o.seeds, #todo, #seeds - #todo, jobs, ctx.threads, ctx.expdir,
+                         ctx.bin))
+  io.flush()
+
+  local running, next_i, t0 = {}, 1, core.time()
+  local interrupted = false
+  local function launch()
+    while not interrupted and #running < jobs and next_i <= #todo do
+      local s = todo[next_i]
+      next_i = next_i + 1
+      local r = report[s]
+      local job, jerr = start_job(ctx, s, r.action)
+      if job then
+        running[#running + 1] = job
+        io.write(string.format("  seed %d: %s\n", s, r.action == "resume" and "resuming" or "started"))
+      else
+        r.status, r.failed = "failed to start: " .. jerr, true
+        io.write(string.format("  seed %d: FAILED to start: %s\n", s, jerr))
+      end
+      io.flush()
+    end
+  end
+
+  launch()
+  while #running > 0 do
+    core.sleep(0.2)
+    if not interrupted and core.interrupted() then
+      interrupted = true
+      io.write("sgdsa sweep: interrupted: stopping the running seeds after their current step\n")
+      io.flush()
+      for _, job in ipairs(running) do job:signal("INT") end
+    end
+    local i = 1
+    while i <= #running do
+      local job = running[i]
+      local rc = job:poll()
+      if rc then
+        table.remove(running, i)
+        local r = report[job.seed]
+        r.elapsed, r.out = job.elapsed, job.out
+        local st = M.folder_state(job.dir)
+        if rc == 0 and st == "done" then
+          r.status, r.done = "finished", true
+        elseif rc == 0 or rc == 130 then
+          r.status, r.interrupted = "interrupted (rerun the sweep to resume)", true
+        else
+          r.status, r.failed = string.format("FAILED (exit %d), see %s", rc, job.out), true
+        end
+        local summary = results.brief(job.dir)
+        io.write(string.format("  seed %d: %s in %s%s\n", job.seed, r.status, fmt_time(job.elapsed),
+                               summary and ("; " .. summary) or ""))
+        if r.failed then
+          local tail = shell_output("tail -n 5 " .. q(job.out) .. " 2>/dev/null")
+          if tail and tail ~= "" then io.write("    ", (tail:gsub("\n$", ""):gsub("\n", "\n    ")), "\n") end
+        end
+        io.flush()
+      else
+        i = i + 1
+      end
+    end
+    launch()
+  end
+  os.remove(ctx.tmp)
+
+  -- Summary.
+  local n_done, n_failed, n_left = 0, 0, 0
+  io.write(string.format("sgdsa sweep: %s, %d seeds in %s:\n", ctx.name, #seeds, fmt_time(core.time() - t0)))
+  for _, s in ipairs(seeds) do
+    local r = report[s]
+    local status = r.status or "not started (interrupted)"
+    if r.done or r.action == "done" then n_done = n_done + 1
+    elseif r.failed then n_failed = n_failed + 1
+    else n_left = n_left + 1 end
+    local summary = results.brief(ctx.folder_of(s))
+    io.write(string.format("  seed %-4d %-44s %s\n", s, status, summary or ""))
+  end
+  io.write(string.format("  %d finished, %d failed, %d interrupted or not run\n", n_done, n_failed, n_left))
+  if n_done == #seeds then
+    io.write(string.format("  table: sgdsa table %s\n", ctx.expdir))
+  end
+  return (n_done == #seeds) and 0 or 1
+end
+
+return M

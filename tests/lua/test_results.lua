@@ -1,0 +1,318 @@
+-- test_results.lua - sgdsa table and sgdsa plot on synthetic run folders
+-- written through the h5 API in the run-folder layout (docs/FORMAT.md):
+-- the table's numbers against hand-computed ones, the CSV/Markdown/text
+-- outputs, the PNG and SVG files (magic bytes, size, number of curves), and
+-- the error paths (missing folders, empty logs, unknown options, no gnuplot).
+local T = dofile("tests/lua/testlib.lua")
+local core = require "sgdsa.core"
+local h5 = require "sgdsa.h5"
+local results = require "sgdsa.results"
+local tbl = require "sgdsa.table"
+local sweep = require "sgdsa.sweep"
+
+local BIN = os.getenv("SGDSA_BIN")
+local tmp = T.tmpdir() .. "/results-" .. core.getpid()
+os.execute("rm -rf '" .. tmp .. "'")
+assert(core.mkdir_p(tmp))
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Run `sgdsa ARGS` (a list), returning exit code and output (stdout+stderr).
+local function sgdsa(args, env)
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  local cmd = (env or "") .. " " .. q(BIN) .. " " .. table.concat(words, " ") .. " 2>&1"
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return code, out
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A synthetic run: epochs rows of (loss, acc) given by functions of the epoch.
+local EPOCHS = 4
+local function make_run(dir, o)
+  assert(core.mkdir_p(dir))
+  local f <close> = h5.open(dir .. "/" .. results.LOG, "w")
+  f:write_text(results.CONFIG, table.concat({
+    "model = " .. string.format("%q", o.model),
+    "optim = " .. string.format("%q", o.optim),
+    "seed = " .. o.seed,
+    "epochs = " .. (o.epochs_total or EPOCHS),
+    "batch = 128",
+  }, "\n") .. "\n")
+  f:attr("seed", o.seed)
+  local fields = {{results.COLUMNS.epoch, "int64"}}
+  for _, k in ipairs({"train_loss", "train_acc", "val_loss", "val_acc", "accept_prob",
+                      "accept_rate", "temperature"}) do
+    fields[#fields + 1] = results.COLUMNS[k]
+  end
+  local log = h5.log(f, results.EPOCH_GROUP, fields)
+  for e = 1, (o.epochs or EPOCHS) do
+    local row = {[results.COLUMNS.epoch] = e}
+    row[results.COLUMNS.train_loss] = 2 / e
+    row[results.COLUMNS.train_acc] = o.tacc(e)
+    row[results.COLUMNS.val_loss] = o.loss(e)
+    row[results.COLUMNS.val_acc] = o.acc(e)
+    row[results.COLUMNS.accept_prob] = o.prob(e)
+    row[results.COLUMNS.accept_rate] = o.prob(e) * 0.9
+    row[results.COLUMNS.temperature] = 0.8 ^ (e - 1)
+    log:append(row)
+  end
+  log:flush()
+end
+
+-- Method A (SGD-SA) and method B (Scheduled-SGD), 3 seeds each, model lenet;
+-- final loss/acc chosen so that best, mean and sd are easy to check.
+local A_loss, A_acc = {0.30, 0.25, 0.35}, {0.90, 0.91, 0.88}
+local B_loss, B_acc = {0.40, 0.42, 0.38}, {0.87, 0.86, 0.89}
+local SA = 'sgdsa{H={0.9,0.5,0.1}, T0=1, alpha=0.8}'
+local SGD = 'sgd{schedule={{2,0.1},{2,0.01}}}'
+for s = 0, 2 do
+  make_run(string.format("%s/exp_sa/seed-%d", tmp, s), {
+    model = "lenet", optim = SA, seed = s,
+    loss = function(e) return e == EPOCHS and A_loss[s + 1] or 1 / e end,
+    acc = function(e) return e == EPOCHS and A_acc[s + 1] or 0.5 end,
+    tacc = function(e) return 0.5 + 0.1 * e end,
+    prob = function(e) return 1 - 0.2 * e + 0.01 * s end,
+  })
+  make_run(string.format("%s/exp_sgd/seed-%d", tmp, s), {
+    model = "lenet", optim = SGD, seed = s,
+    loss = function(e) return e == EPOCHS and B_loss[s + 1] or 1 / e end,
+    acc = function(e) return e == EPOCHS and B_acc[s + 1] or 0.6 end,
+    tacc = function(e) return 0.6 + 0.1 * e end,
+    prob = function() return 1 end,
+  })
+end
+-- A second model for SGD-SA (seeds 0 and 1), and an unfinished run.
+for s = 0, 1 do
+  make_run(string.format("%s/exp_sa_mlp/seed-%d", tmp, s), {
+    model = "mlp", optim = SA, seed = s,
+    loss = function(e) return 0.5 + s / 10 + 0 * e end, acc = function() return 0.8 + s / 100 end,
+    tacc = function() return 0.8 end, prob = function() return 0.5 end,
+  })
+end
+make_run(tmp .. "/unfinished", {model = "lenet", optim = SA, seed = 7, epochs = 2, epochs_total = 5,
+  loss = function() return 0.6 end, acc = function() return 0.7 end, tacc = function() return 0.7 end,
+  prob = function() return 0.9 end})
+make_run(tmp .. "/empty", {model = "lenet", optim = SA, seed = 3, epochs = 0,
+  loss = function() return 0 end, acc = function() return 0 end, tacc = function() return 0 end,
+  prob = function() return 0 end})
+
+local function mean_sd(v)
+  local m = 0
+  for _, x in ipairs(v) do m = m + x end
+  m = m / #v
+  local ss = 0
+  for _, x in ipairs(v) do ss = ss + (x - m) ^ 2 end
+  return m, math.sqrt(ss / (#v - 1))
+end
+
+T.test("seed lists", function()
+  local s = assert(sweep.parse_seeds("0-3,7,2"))
+  T.eq(table.concat(s, ","), "0,1,2,3,7", "0-3,7,2")
+  T.eq(table.concat(assert(sweep.parse_seeds("5")), ","), "5", "single")
+  T.eq(table.concat(assert(sweep.parse_seeds(9)), ","), "9", "number")
+  T.check(not sweep.parse_seeds("3-1"), "descending range refused")
+  T.check(not sweep.parse_seeds("a"), "letters refused")
+  T.check(not sweep.parse_seeds("1,,2"), "empty item refused")
+  T.check(not sweep.parse_seeds(""), "empty refused")
+end)
+
+T.test("find: sweep and run folders", function()
+  local dirs = assert(results.find({tmp .. "/exp_sa", tmp .. "/unfinished/"}))
+  T.eq(#dirs, 4, "3 seeds + 1 run")
+  T.eq(dirs[1], tmp .. "/exp_sa/seed-0", "first")
+  T.eq(dirs[4], tmp .. "/unfinished", "trailing slash dropped")
+  local none, err = results.find({tmp})
+  T.check(none == nil and err:find("not a run folder", 1, true), "parent of sweeps: " .. tostring(err))
+  none, err = results.find({tmp .. "/nope"})
+  T.check(none == nil and err:find("no such folder", 1, true), "missing: " .. tostring(err))
+end)
+
+T.test("load: a run record", function()
+  local r = assert(results.load(tmp .. "/exp_sa/seed-2"))
+  T.eq(r.method, "SGD-SA", "method")
+  T.eq(r.model, "lenet", "model")
+  T.eq(r.seed, 2, "seed")
+  T.eq(r.experiment, "exp_sa", "experiment")
+  T.eq(r.n, EPOCHS, "epochs logged")
+  T.eq(r.epochs_total, EPOCHS, "epochs configured")
+  T.near(r.cols.val_loss[EPOCHS], A_loss[3], 1e-12, "final val loss")
+  T.near(r.cols.accept_prob[2], 1 - 0.4 + 0.02, 1e-12, "prob")
+  T.eq(assert(results.load(tmp .. "/exp_sgd/seed-0")).method, "Scheduled-SGD", "sgd method")
+  T.check(results.run_state(tmp .. "/exp_sa/seed-0").finished, "finished run")
+  T.check(not results.run_state(tmp .. "/unfinished").finished, "unfinished run")
+end)
+
+T.test("table model: best, mean, sd", function()
+  local runs = assert(results.load_all({tmp .. "/exp_sgd", tmp .. "/exp_sa"}))
+  local t = tbl.build(runs)
+  T.eq(#t.methods, 2, "methods")
+  T.eq(t.methods[1].label, "Scheduled-SGD", "first given first")
+  local sa = t.methods[2]
+  T.near(sa.best.lenet.loss, 0.25, 1e-12, "best loss")
+  T.near(sa.best.lenet.acc, 91, 1e-9, "best acc %")
+  local m, sd = mean_sd(A_loss)
+  T.near(sa.mean.lenet.loss, m, 1e-12, "mean loss")
+  T.near(sa.sd.lenet.loss, sd, 1e-12, "sd loss")
+  m, sd = mean_sd({B_acc[1] * 100, B_acc[2] * 100, B_acc[3] * 100})
+  T.near(t.methods[1].mean.lenet.acc, m, 1e-9, "mean acc")
+  T.near(t.methods[1].sd.lenet.acc, sd, 1e-9, "sd acc")
+  -- --at best: lowest loss over epochs is the epoch-3 value 1/3 for seed 0 of B? no: 0.40 > 1/3.
+  local tb = tbl.build(runs, "best")
+  T.near(tb.methods[1].rows[1].cells.lenet.loss, 1 / 3, 1e-12, "best-over-epochs loss")
+  T.near(tb.methods[1].rows[1].cells.lenet.acc, 87, 1e-9, "best-over-epochs acc")
+end)
+
+if not BIN or BIN == "" then T.skip("SGDSA_BIN not set: the command tests need the sgdsa binary") end
+
+T.test("sgdsa table: csv numbers match the logs", function()
+  local code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--format", "csv"})
+  T.eq(code, 0, "exit code (" .. out .. ")")
+  local rows = {}
+  for line in out:gmatch("[^\n]+") do rows[#rows + 1] = line end
+  T.eq(rows[1], "method,seed,lenet_loss,lenet_accuracy", "header")
+  T.eq(#rows, 1 + 2 * (3 + 3), "rows: 3 seeds + best/mean/sd per method")
+  for s = 0, 2 do
+    local method, seed, l, a = rows[2 + s]:match("^([^,]*),([^,]*),([^,]*),([^,]*)$")
+    T.eq(method, "SGD-SA", "method")
+    T.eq(tonumber(seed), s, "seed")
+    local r = assert(results.load(string.format("%s/exp_sa/seed-%d", tmp, s)))
+    T.near(tonumber(l), r.cols.val_loss[r.n], 1e-8, "loss from the log")
+    T.near(tonumber(a), r.cols.val_acc[r.n] * 100, 1e-8, "acc from the log")
+  end
+  T.eq(rows[5], "SGD-SA,best,0.25,91", "best row")
+end)
+
+T.test("sgdsa table: text and markdown, notes, two models, unfinished", function()
+  local code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", tmp .. "/exp_sa_mlp",
+                           tmp .. "/unfinished"})
+  T.eq(code, 0, "exit code (" .. out .. ")")
+  T.check(out:find("lenet", 1, true) and out:find("mlp", 1, true), "both models: " .. out)
+  T.check(out:find("Best SGD-SA", 1, true), "best row")
+  T.check(out:find("Mean ± sd Scheduled-SGD", 1, true), "mean row")
+  T.check(out:find("divided by the batch size (128 here", 1, true), "loss note: " .. out)
+  T.check(out:find("0.600000*", 1, true), "unfinished marked")
+  T.check(out:find("91.00", 1, true), "best accuracy")
+  local file = tmp .. "/table.md"
+  code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--format=markdown", "-o", file})
+  T.eq(code, 0, "markdown exit (" .. out .. ")")
+  local md = assert(read(file))
+  T.check(md:find("| Method | Seed | lenet loss | lenet accuracy |", 1, true), "md header: " .. md)
+  T.check(md:find("| **Best SGD-SA** |  | 0.250000 | 91.00 |", 1, true), "md best row: " .. md)
+end)
+
+T.test("sgdsa table: errors", function()
+  local code, out = sgdsa({"table", tmp .. "/nope"})
+  T.eq(code, 1, "missing folder")
+  T.check(out:find("no such folder", 1, true), out)
+  code, out = sgdsa({"table", tmp .. "/exp_sa", "--bogus"})
+  T.eq(code, 2, "unknown option")
+  T.check(out:find("unknown option", 1, true), out)
+  code = sgdsa({"table", tmp .. "/exp_sa", "--format", "xml"})
+  T.eq(code, 2, "bad format")
+  code = sgdsa({"table"})
+  T.eq(code, 2, "no folders")
+  code, out = sgdsa({"table", "--help"})
+  T.eq(code, 0, "help")
+  T.check(out:find("mean cross-entropy", 1, true), "help names the loss")
+end)
+
+-- Curves in an SVG written by gnuplot: each plotted curve is a group with id
+-- "gnuplot_plot_<n><panel letter>" (an opaque key repeats the groups: ids are
+-- counted once), and draws one <path> through its points; `colours` counts
+-- the paths of each stroke colour with at least `points` points.
+local function svg_curves(svg, points)
+  local n, seen = 0, {}
+  for id in svg:gmatch('<g id="(gnuplot_plot_%d+%a*)"') do
+    if not seen[id] then seen[id] = true; n = n + 1 end
+  end
+  local colours = {}
+  for rgb, d in svg:gmatch("<path stroke='rgb%(([%d, ]+)%)'[^>]-d='([^']*)'") do
+    local _, npts = d:gsub("[ML]", "")
+    if npts >= (points or 2) then
+      rgb = rgb:gsub(" ", "")
+      colours[rgb] = (colours[rgb] or 0) + 1
+    end
+  end
+  return n, colours
+end
+
+local function png_size(data)
+  if data:sub(1, 8) ~= "\137PNG\r\n\26\n" then return nil end
+  return string.unpack(">I4", data, 17), string.unpack(">I4", data, 21)
+end
+
+local have_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
+
+T.test("sgdsa plot: svg curves and png", function()
+  if not have_gnuplot then io.write("  (gnuplot not installed: skipped)\n"); return end
+  local svg = tmp .. "/fig.svg"
+  local code, out = sgdsa({"plot", tmp .. "/exp_sa", tmp .. "/exp_sgd", "-o", svg})
+  T.eq(code, 0, "exit (" .. out .. ")")
+  local s = assert(read(svg), "svg written")
+  T.check(s:find("<svg", 1, true), "an svg document")
+  -- 3a: the 3 SA runs (SGD's probability is always 1); 3b, 4a, 4b: all 6.
+  local n, colours = svg_curves(s, EPOCHS)
+  T.eq(n, 3 + 6 * 3, "curves in the svg")
+  T.eq(colours["31,119,180"], 3 + 3 * 3, "SGD-SA (first method) curves drawn through every epoch")
+  T.eq(colours["214,39,40"], 3 * 3, "Scheduled-SGD curves drawn through every epoch")
+  T.check(s:find("SGD-SA (3 seeds)", 1, true) and s:find("Scheduled-SGD (3 seeds)", 1, true), "legend")
+  T.check(s:find("validation accuracy (%)", 1, true) and s:find("epoch", 1, true), "axis labels")
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", tmp .. "/exp_sgd", "-o", svg, "--figure", "4"})
+  T.eq(code, 0, "figure 4 exit (" .. out .. ")")
+  T.eq((svg_curves(assert(read(svg)))), 12, "figure 4: 6 runs x 2 panels")
+  code, out = sgdsa({"plot", tmp .. "/exp_sgd", "-o", svg, "--figure=3"})
+  T.eq(code, 0, "figure 3 of SGD only (" .. out .. ")")
+  s = assert(read(svg))
+  local n, colours = svg_curves(s, EPOCHS)
+  T.eq(n, 1 + 3, "the empty panel's placeholder plot and the training accuracy curves")
+  T.eq(colours["31,119,180"], 3, "only the 3 training accuracy curves are drawn (first colour)")
+  T.check(s:find("no run with an acceptance test", 1, true), "empty panel says why")
+
+  local png = tmp .. "/fig.png"
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", tmp .. "/exp_sgd", "-o", png})
+  T.eq(code, 0, "png exit (" .. out .. ")")
+  local data = assert(read(png), "png written")
+  local w, h = png_size(data)
+  T.eq(w, 1200, "png width")
+  T.eq(h, 900, "png height")
+  T.check(#data > 20000, "png has content: " .. #data .. " bytes")
+  code = sgdsa({"plot", tmp .. "/exp_sa", "-o", png, "--figure", "3", "--size", "800x300"})
+  T.eq(code, 0, "sized")
+  w, h = png_size(assert(read(png)))
+  T.eq(w, 800, "--size width"); T.eq(h, 300, "--size height")
+end)
+
+T.test("sgdsa plot: errors", function()
+  local code, out = sgdsa({"plot", tmp .. "/exp_sa", "-o", tmp .. "/x.pdf"})
+  T.eq(code, 2, "bad extension")
+  T.check(out:find(".png or .svg", 1, true), out)
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", "-o", tmp .. "/x.png", "--figure", "5"})
+  T.eq(code, 2, "bad figure")
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", "--frobnicate", "-o", tmp .. "/x.png"})
+  T.eq(code, 2, "unknown option")
+  T.check(out:find("unknown option", 1, true), out)
+  code = sgdsa({"plot", tmp .. "/exp_sa"})
+  T.eq(code, 2, "no output")
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", "-o", tmp .. "/x.png"}, "SGDSA_GNUPLOT=/nonexistent/gnuplot")
+  T.eq(code, 1, "missing gnuplot")
+  T.check(out:find("gnuplot-nox", 1, true), "names the package: " .. out)
+  if have_gnuplot then
+    code, out = sgdsa({"plot", tmp .. "/empty", "-o", tmp .. "/x.png"})
+    T.eq(code, 1, "empty log")
+    T.check(out:find("no epoch logged", 1, true), out)
+    T.check(not read(tmp .. "/x.png"), "no file for an empty log")
+  end
+end)
+
+if not os.getenv("SGDSA_TEST_KEEP") then os.execute("rm -rf '" .. tmp .. "'") end
+T.done()
