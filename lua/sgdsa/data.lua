@@ -4,6 +4,7 @@
 --   local data = sg.data.fashion_mnist{ batch = 128, pad = 2 }
 --   for epoch = 1, 10 do
 --     for x, y in data.train:batches() do ... end      -- x: N x C x H x W, y: int32 N
+--   end                       -- batches{reuse = true}: no allocation, x/y overwritten
 --   end
 --   data.test, data.val (with validation = N), data.info (shape, classes, mean, std)
 --
@@ -120,24 +121,38 @@ function Loader:nbatches() return self.c:nbatches() end
 function Loader:batch_size() return self.c:batch() end
 function Loader:shape() return self.c:shape() end
 
--- Iterate over the rest of the current epoch; when it is over, start the next.
-function Loader:batches()
-  bind(self)
-  local e, i = self.c:position()
-  if i >= self.c:size() then self.c:start_epoch(e + 1) end
+-- The iterator: fresh tensors per batch, or with {reuse = true} the same two
+-- loader-owned tensors overwritten by every batch (no allocation per step;
+-- clone what must outlive the step).
+local function iterator(self, o)
   local c = self.c
+  if type(o) == "table" and o.reuse then
+    self.x = self.x or core.zeros(1)
+    self.y = self.y or core.zeros(1, "int32")
+    local x, y = self.x, self.y
+    return function()
+      if c:next_into(x, y) then return x, y end
+    end
+  end
   return function() return c:next() end
 end
 
+-- Iterate over the rest of the current epoch; when it is over, start the next.
+function Loader:batches(o)
+  bind(self)
+  local e, i = self.c:position()
+  if i >= self.c:size() then self.c:start_epoch(e + 1) end
+  return iterator(self, o)
+end
+
 -- Start epoch n (1-based) and iterate over it.
-function Loader:epoch(n)
+function Loader:epoch(n, o)
   bind(self)
   if math.type(n) ~= "integer" or n < 1 then
     error(string.format("loader:epoch: epoch must be an integer >= 1, got %s", tostring(n)), 2)
   end
   self.c:start_epoch(n - 1)
-  local c = self.c
-  return function() return c:next() end
+  return iterator(self, o)
 end
 
 -- The next batch (x, y), or nil at the end of the epoch.

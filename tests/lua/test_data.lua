@@ -97,6 +97,21 @@ T.test("state/set_state replays the rest of the run exactly", function()
   T.raises(function() b.train:set_state{ epoch = 0, index = 0 } end, "epoch >= 1")
 end)
 
+T.test("batches{reuse = true} gives the same batches in one pair of tensors", function()
+  local a = sg.data.mnist{ dir = tmp .. "/idx", batch = 16, seed = 3, augment = { flip = true } }
+  local b = sg.data.mnist{ dir = tmp .. "/idx", batch = 16, seed = 3, augment = { flip = true } }
+  local fresh = all_batches(a.train)
+  local n, first = 0, nil
+  for x, y in b.train:batches{ reuse = true } do
+    n = n + 1
+    first = first or x
+    T.check(rawequal(x, first), "reuse returns the loader's tensor")
+    T.tensor_near(x, fresh[n], 0, "reused batch " .. n)
+    T.eq(y:size(1), x:size(1))
+  end
+  T.eq(n, 4)
+end)
+
 T.test("normalization: computed and given", function()
   local d = sg.data.mnist{ dir = tmp .. "/idx", batch = 50, shuffle = false }
   local m, s = d.info.mean[1], d.info.std[1]
