@@ -12,6 +12,7 @@ static const sgl_part parts[] = {
     sgl_open_data,
     sgl_open_nn,
     sgl_open_nn2,
+    sgl_open_nn_cuda,
 };
 
 int sgl_open(lua_State *L)
