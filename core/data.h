@@ -121,6 +121,9 @@ typedef struct sg_loader_opts {
     int normalize;        /* use mean/std below (else mean 0, std 1) */
     double mean[SG_DATA_MAXC], std[SG_DATA_MAXC];
     int prefetch;         /* batches produced ahead by a background thread; 0 = none */
+    int workers;          /* threads making one batch (OpenMP; 0 or 1 = one). On a
+                             CPU run they compete with the compute threads; on
+                             a GPU run 2-4 keep large augmented batches ahead */
     sg_host_alloc_fn alloc;
     sg_host_free_fn free;
     void *alloc_ud;

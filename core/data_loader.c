@@ -20,6 +20,7 @@
  * discarded. The permutation is only changed while the worker is idle.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,11 +136,16 @@ static void make_image(const sg_loader *l, int64_t idx, int dy, int dx, int flip
                     for (int k = 0; k < hi - lo; k++)
                         row[lo + k] = a * s[k] + b;
                 }
-            } else {
-                for (int ox = lo; ox < hi; ox++) {
-                    int sx = Wo - 1 - ox + dx - P;
-                    row[ox] = su8 ? lut[su8[(size_t)sy * W + sx]]
-                                  : a * sf[(size_t)sy * W + sx] + b;
+            } else { /* source column of ox is base - ox */
+                ptrdiff_t base = (ptrdiff_t)sy * W + (Wo - 1 + dx - P);
+                if (su8) {
+                    const uint8_t *s = su8 + base;
+                    for (int ox = lo; ox < hi; ox++)
+                        row[ox] = lut[s[-ox]];
+                } else {
+                    const float *s = sf + base;
+                    for (int ox = lo; ox < hi; ox++)
+                        row[ox] = a * s[-ox] + b;
                 }
             }
         }
@@ -150,6 +156,9 @@ static void make_image(const sg_loader *l, int64_t idx, int dy, int dx, int flip
 static void make_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, int64_t first,
                        int64_t count, float *x, int32_t *y)
 {
+    /* images are independent: split them over `workers` threads (the result
+     * does not depend on the split) */
+#pragma omp parallel for num_threads(l->o.workers > 1 ? l->o.workers : 1) if (l->o.workers > 1 && count > 8) schedule(static)
     for (int64_t j = 0; j < count; j++) {
         int64_t pos = first + j, idx = perm[pos];
         int dy, dx, flip;
@@ -286,6 +295,9 @@ sg_loader *sg_loader_new(sg_dataset *d, const sg_loader_opts *o, const sg_rng *s
     if (o->pad < 0 || o->pad > 4096 || o->crop < 0 || o->crop > 4096)
         return sg_seterr("data loader %s: pad %d and crop %d must lie in [0, 4096] (cpu)", nm,
                          o->pad, o->crop), NULL;
+    if (o->workers < 0 || o->workers > 256)
+        return sg_seterr("data loader %s: workers %d outside [0, 256] (cpu)", nm, o->workers),
+               NULL;
     if (o->prefetch < 0 || o->prefetch > MAXSLOTS - 1)
         return sg_seterr("data loader %s: prefetch %d outside [0, %d] (cpu)", nm, o->prefetch,
                          MAXSLOTS - 1), NULL;

@@ -5,7 +5,7 @@
  *   D.cifar({paths...}, "cifar10"|"cifar100", fine [, name])  -> Dataset
  *   D.hdf5(path, {images=, labels=, layout="NCHW"|"NHWC", classes=} [, name])
  *   D.loader(dataset, {batch=, shuffle=, drop_last=, pad=, crop=, flip=,
- *            mean={...}, std={...}, prefetch=}, shuffle_gen, augment_gen) -> Loader
+ *            mean={...}, std={...}, prefetch=, workers=}, shuffle_gen, augment_gen) -> Loader
  *
  * Dataset: size(), shape() -> {c,h,w}, classes(), dtype(), name(), limit(n),
  *   split(n, gen) -> Dataset, stats() -> {mean...}, {std...},
@@ -287,6 +287,7 @@ static int l_loader(lua_State *L)
     o.crop = opt_int(L, 2, "crop", 0);
     o.flip = opt_int(L, 2, "flip", 0);
     o.prefetch = opt_int(L, 2, "prefetch", 2);
+    o.workers = opt_int(L, 2, "workers", 1);
     int tm = lua_getfield(L, 2, "mean"), ts = lua_getfield(L, 2, "std");
     if (tm != LUA_TNIL || ts != LUA_TNIL) {
         if (tm != LUA_TTABLE || ts != LUA_TTABLE)

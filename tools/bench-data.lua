@@ -6,16 +6,18 @@
 -- Also with prefetch = 0 (no background thread) and with batches{reuse = true}
 -- (no tensor allocation per batch). The consumer does no work here, so the
 -- thread's gain (overlap with the training step) does not show; this measures
--- the producer's throughput. Options: seconds=N per case (default 2).
+-- the producer's throughput. The last row of each group uses `workers`
+-- threads per batch. Options: seconds=N per case (default 2), workers=N (4).
 local sg = sgdsa or require "sgdsa"
 local opts = ... or {}
 local secs = tonumber(opts.seconds) or 2
+local workers = tonumber(opts.workers) or 4
 
 local wall = sg.time -- monotonic seconds
 
-local function bench(make, batch, augment, prefetch, reuse)
+local function bench(make, batch, augment, prefetch, reuse, workers)
   local d = make{ batch = batch, augment = augment and { crop = 4, flip = true } or false,
-                  prefetch = prefetch, seed = 1 }
+                  prefetch = prefetch, seed = 1, workers = workers }
   local n, imgs = 0, 0
   local t0 = wall()
   while wall() - t0 < secs do
@@ -57,15 +59,16 @@ do
 end
 sets[#sets + 1] = { "synthetic cifar 3x32x32", function(o) o.dir = tmp; return sg.data.cifar10(o) end }
 
-io.write(string.format("%-24s %6s %10s %9s %6s %12s %12s\n", "data", "batch", "augment", "prefetch",
-                       "reuse", "batches/s", "images/s"))
+io.write(string.format("%-24s %6s %10s %9s %6s %8s %12s %12s\n", "data", "batch", "augment", "prefetch",
+                       "reuse", "workers", "batches/s", "images/s"))
 for _, s in ipairs(sets) do
   for _, batch in ipairs { 128, 512 } do
     for _, aug in ipairs { false, true } do
-      for _, case in ipairs { { 2, false }, { 0, false }, { 2, true } } do
-        local bps, ips = bench(s[2], batch, aug, case[1], case[2])
-        io.write(string.format("%-24s %6d %10s %9d %6s %12.1f %12.0f\n", s[1], batch,
-                               aug and "crop+flip" or "none", case[1], case[2] and "yes" or "no", bps, ips))
+      for _, case in ipairs { { 2, false, 1 }, { 0, false, 1 }, { 2, true, 1 }, { 2, true, workers } } do
+        local bps, ips = bench(s[2], batch, aug, case[1], case[2], case[3])
+        io.write(string.format("%-24s %6d %10s %9d %6s %8d %12.1f %12.0f\n", s[1], batch,
+                               aug and "crop+flip" or "none", case[1], case[2] and "yes" or "no",
+                               case[3], bps, ips))
       end
     end
   end

@@ -22,6 +22,7 @@
 --   seed       own generators (Generator(seed, "shuffle"/"augment"/"validation"));
 --              default: the run's streams sg.stream("shuffle"), ("augment"), ("validation")
 --   prefetch   batches prepared ahead by a background thread (2; 0 = none)
+--   workers    threads sharing the making of one batch (1; 2-4 on a GPU run)
 -- cifar100 adds label = "fine" | "coarse"; hdf5 adds file, test_file, images,
 -- labels, test_images, test_labels, layout ("NCHW" | "NHWC"), classes.
 --
@@ -37,7 +38,8 @@ local DEFAULT_FMNIST = "/usr/share/datasets/fashion-mnist"
 
 -- ---- options ---------------------------------------------------------------------
 local COMMON = { "dir", "batch", "test_batch", "shuffle", "drop_last", "normalize", "pad",
-                 "augment", "validation", "limit", "test_limit", "seed", "prefetch" }
+                 "augment", "validation", "limit", "test_limit", "seed", "prefetch",
+                 "workers" }
 local EXTRA = {
   cifar100 = { "label" },
   hdf5 = { "file", "test_file", "images", "labels", "test_images", "test_labels", "layout",
@@ -215,7 +217,7 @@ local function positive_int(opts, k, kind)
 end
 
 local function build(kind, opts, train, test)
-  for _, k in ipairs { "batch", "test_batch", "pad", "validation", "limit", "test_limit", "prefetch" } do
+  for _, k in ipairs { "batch", "test_batch", "pad", "validation", "limit", "test_limit", "prefetch", "workers" } do
     positive_int(opts, k, kind)
   end
   if opts.limit then train:limit(math.min(opts.limit, train:size())) end
@@ -275,7 +277,7 @@ local function build(kind, opts, train, test)
     augment = aug and { crop = crop, flip = flip } or false,
   }
   local batch = opts.batch or 128
-  local base = { pad = pad, mean = mean, std = std, prefetch = opts.prefetch }
+  local base = { pad = pad, mean = mean, std = std, prefetch = opts.prefetch, workers = opts.workers }
   local function with(t)
     local o = {}
     for k, v in pairs(base) do o[k] = v end

@@ -139,6 +139,7 @@ static void test_shuffle(sg_dataset *d)
     static int32_t y[2][E][N];
     for (int threaded = 0; threaded < 2; threaded++) {
         o.prefetch = threaded ? 3 : 0;
+        o.workers = threaded ? 3 : 1; /* several threads per batch: same result */
         sg_loader *l = sg_loader_new(d, &o, &sh, NULL);
         CHECK(l != NULL, "loader: %s", sg_geterr());
         for (int e = 0; e < E; e++) {
@@ -193,6 +194,7 @@ static void test_state(sg_dataset *d, int prefetch, int crop, int flip)
     sg_loader_opts_default(&o);
     o.batch = 4;
     o.prefetch = prefetch;
+    o.workers = prefetch ? 2 : 1;
     o.crop = crop;
     o.flip = flip;
     o.pad = 1;
