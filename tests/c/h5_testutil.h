@@ -16,7 +16,7 @@
 #include "rng.h"
 #include "tensor.h"
 
-static uint64_t h5t_fnv(uint64_t h, const void *p, size_t n)
+static inline uint64_t h5t_fnv(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) {
@@ -27,7 +27,7 @@ static uint64_t h5t_fnv(uint64_t h, const void *p, size_t n)
 }
 
 /* Write a checkpoint-like file (atomically) at path. Returns 0 or -1. */
-static int h5t_write_checkpoint(const char *path, uint64_t seed)
+static inline int h5t_write_checkpoint(const char *path, uint64_t seed)
 {
     sg_rng r;
     sg_rng_init(&r, seed, 99);
@@ -86,7 +86,7 @@ struct h5t_walk {
     const char *obj;
 };
 
-static int h5t_attr_cb(void *ud, const char *name)
+static inline int h5t_attr_cb(void *ud, const char *name)
 {
     struct h5t_walk *w = ud;
     sg_h5_attrval v;
@@ -103,7 +103,7 @@ static int h5t_attr_cb(void *ud, const char *name)
     return 0;
 }
 
-static int h5t_ds_cb(void *ud, const char *name, const sg_h5_info *info)
+static inline int h5t_ds_cb(void *ud, const char *name, const sg_h5_info *info)
 {
     struct h5t_walk *w = ud;
     w->h = h5t_fnv(w->h, name, strlen(name));
@@ -132,7 +132,7 @@ static int h5t_ds_cb(void *ud, const char *name, const sg_h5_info *info)
 }
 
 /* Read every dataset and attribute; *digest = hash of all of it. */
-static int h5t_load_all(const char *path, int flags, uint64_t *digest, int *ndatasets)
+static inline int h5t_load_all(const char *path, int flags, uint64_t *digest, int *ndatasets)
 {
     sg_h5file *f = sg_h5_open(path, "r", flags);
     if (!f)
