@@ -1,0 +1,75 @@
+-- test_nn_models.lua - models/*.lua: parameter counts (CIFAR-10 vgg16 =
+-- 14,728,266 and resnet34 = 21,282,122, as in PyTorch), PyTorch state-dict
+-- names, Fashion-MNIST inputs, and model:save / model:load with mismatches
+-- reported by name.
+local T = dofile("tests/lua/testlib.lua")
+local sg = sgdsa or require "sgdsa"
+
+T.test("parameter counts", function()
+  T.eq(require("models.vgg16"){classes = 10}:num_params(), 14728266, "vgg16 CIFAR-10")
+  T.eq(require("models.resnet34"){classes = 10}:num_params(), 21282122, "resnet34 CIFAR-10")
+  T.eq(require("models.resnet18"){classes = 10}:num_params(), 11173962, "resnet18 CIFAR-10")
+  T.eq(require("models.vgg16"){classes = 100}:num_params(), 14728266 + 90 * 513, "vgg16 CIFAR-100")
+  T.eq(require("models.lenet"){}:num_params(), 62158, "lenet BN Fashion-MNIST")
+end)
+
+T.test("state-dict names and layouts", function()
+  local st = require("models.resnet34"){classes = 10}:state()
+  local want = {
+    ["conv1.weight"] = "64x3x3x3", ["bn1.running_mean"] = "64", ["bn1.num_batches_tracked"] = "",
+    ["layer1.0.conv1.weight"] = "64x64x3x3", ["layer1.2.bn2.bias"] = "64",
+    ["layer2.0.shortcut.0.weight"] = "128x64x1x1", ["layer2.0.shortcut.1.running_var"] = "128",
+    ["layer3.5.conv2.weight"] = "256x256x3x3", ["layer4.2.bn2.weight"] = "512",
+    ["linear.weight"] = "10x512", ["linear.bias"] = "10",
+  }
+  for k, v in pairs(want) do
+    T.check(st[k] ~= nil, "resnet34 has " .. k)
+    T.eq(table.concat(st[k]:size(), "x"), v, k)
+  end
+  T.eq(st["layer1.0.shortcut.0.weight"], nil, "no shortcut without a shape change")
+  local v = require("models.vgg16"){classes = 10}:state()
+  T.eq(table.concat(v["features.0.weight"]:size(), "x"), "64x3x3x3", "features.0.weight")
+  T.eq(table.concat(v["features.1.running_mean"]:size(), "x"), "64", "features.1.running_mean")
+  T.eq(table.concat(v["features.41.weight"]:size(), "x"), "512", "last BN is features.41")
+  T.eq(table.concat(v["classifier.weight"]:size(), "x"), "10x512", "classifier.weight")
+end)
+
+T.test("Fashion-MNIST inputs (padded where needed)", function()
+  for _, n in ipairs{"mlp", "lenet", "vgg16", "resnet18"} do
+    local m = require("models." .. n){channels = 1, size = 28, classes = 10, width = 1 / 16}
+    local y = m:forward(sg.randn(2, 1, 28, 28), "train")
+    T.eq(table.concat(y:size(), "x"), "2x10", n .. " output")
+  end
+end)
+
+T.test("save and load round trip; mismatches named", function()
+  local dir = T.tmpdir()
+  local path = dir .. "/test_nn_models_lenet.h5"
+  sg.manual_seed(11)
+  local a = require("models.lenet"){}
+  a:forward(sg.randn(4, 1, 28, 28), "train")
+  a:save(path)
+  sg.manual_seed(12)
+  local b = require("models.lenet"){}
+  T.check((a.params - b.params):abs():max() > 0, "different seeds differ")
+  b:load(path)
+  T.tensor_near(b.params, a.params, 0, "params restored")
+  T.tensor_near(b.buffers, a.buffers, 0, "buffers restored")
+  local wide = require("models.lenet"){width = 2}
+  local before = wide.params:clone()
+  local err = T.raises(function() wide:load(path) end, "conv1.weight: shape 6x1x5x5 in the file, model has 12x1x5x5")
+  T.check(err:find("fc3.weight: shape 10x84 in the file, model has 10x168", 1, true), err)
+  T.tensor_near(wide.params, before, 0, "a failed load changes nothing")
+  local mlp = require("models.mlp"){}
+  err = T.raises(function() mlp:load(path) end, "bn1.running_mean: in the file but not in the model")
+  T.check(err:find("fc1.weight: shape 120x400 in the file, model has 512x784", 1, true), err)
+  os.remove(path)
+end)
+
+T.test("printing a model", function()
+  local s = tostring(require("models.vgg16"){classes = 10})
+  T.check(s:find("vgg16: input 3x32x32 -> output 10, 14,728,266 parameters", 1, true), s:sub(1, 200))
+  T.check(s:find("classifier: Linear(512->10) -> 10  [5,130]", 1, true), "classifier line")
+end)
+
+T.done()
