@@ -23,6 +23,7 @@
 
 #include "binding.h"
 #include "data.h"
+#include "l_data.h"
 
 #define DATASET_MT "sgdsa.Dataset"
 #define LOADER_MT "sgdsa.Loader"
@@ -238,6 +239,18 @@ static int ds_tostring(lua_State *L)
 }
 
 /* ---- loaders ----------------------------------------------------------------------- */
+/* The batch buffer allocator for loaders made from Lua (see l_data.h). */
+static sg_host_alloc_fn host_alloc;
+static sg_host_free_fn host_free;
+static void *host_ud;
+
+void sgl_data_set_host_allocator(sg_host_alloc_fn alloc, sg_host_free_fn free_fn, void *ud)
+{
+    host_alloc = alloc && free_fn ? alloc : NULL;
+    host_free = alloc && free_fn ? free_fn : NULL;
+    host_ud = ud;
+}
+
 static sg_loader *checkld(lua_State *L, int idx)
 {
     sg_loader **ud = luaL_checkudata(L, idx, LOADER_MT);
@@ -245,6 +258,8 @@ static sg_loader *checkld(lua_State *L, int idx)
         luaL_error(L, "bad argument #%d: loader was freed", idx);
     return *ud;
 }
+
+sg_loader *sgl_checkloader(lua_State *L, int idx) { return checkld(L, idx); }
 
 static int ld_gc(lua_State *L)
 {
@@ -278,6 +293,9 @@ static int l_loader(lua_State *L)
     sg_rng *au = lua_isnoneornil(L, 4) ? NULL : sgl_checkrng(L, 4);
     sg_loader_opts o;
     sg_loader_opts_default(&o);
+    o.alloc = host_alloc;
+    o.free = host_free;
+    o.alloc_ud = host_ud;
     if (lua_getfield(L, 2, "batch") != LUA_TNIL)
         o.batch = luaL_checkinteger(L, -1);
     lua_pop(L, 1);
