@@ -200,6 +200,7 @@ function Search:step(x, y)
   elseif swapped then
     w:swap_storage(trial)
   end
+  if nb.outcome then nb:outcome(ctx, accepted, move) end
   if ac.step_end then ac:step_end(ctx, accepted) end
 
   self.iter = ctx.step

@@ -8,7 +8,8 @@
 --       (ctx:evaluate), else the search loop scores it;
 --   optional: needs_grad = false (derivative-free: no backward is run),
 --   accepted(self, ctx) (after an accepted move; ctx.trial then holds the old
---   w), epoch_start(self, epoch), epoch_end(self, epoch),
+--   w), outcome(self, ctx, accepted, move) (after every decision),
+--   epoch_start(self, epoch), epoch_end(self, epoch),
 --   state(self, ctx) -> table, set_state(self, st, ctx).
 -- An acceptance rule is a table with
 --   decide(self, ctx, f_w, f_trial) -> accepted, prob   (prob in [0, 1] for
@@ -72,10 +73,18 @@ local pieces = {
 }
 M.pieces = pieces
 
+-- Built-in pieces load on first use. Each piece they build remembers how
+-- (piece.rebuild()), so that an optimizer can be rebuilt with fresh state.
 setmetatable(M, {__index = function(t, k)
   local mod = pieces[k]
   if mod then
-    local v = require(mod)
+    local ctor = require(mod)
+    local v = function(o)
+      local piece = ctor(o)
+      piece.rebuild = function() return ctor(o) end
+      piece.options = o
+      return piece
+    end
     rawset(t, k, v)
     return v
   end
@@ -129,30 +138,46 @@ end
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
+-- opt:with{key = value}: the same optimizer built again with changed
+-- arguments and fresh state (opt:with{} is a fresh copy; the trainer starts
+-- every run from one). Built-in pieces given to optimizer{} are rebuilt too;
+-- user-written piece tables are shared (give functions to get fresh state).
 function Optimizer:with(changes)
   local args = {}
-  for k, v in pairs(self.args) do args[k] = v end
+  for k, v in pairs(self.args) do
+    if type(v) == "table" and type(v.rebuild) == "function" then v = v.rebuild() end
+    args[k] = v
+  end
   for k, v in pairs(changes) do args[k] = v end
   return M[self.kind](args)
 end
 
-function Optimizer:describe()
-  local parts = {}
-  for k, v in pairs(self.args) do
-    local s
-    if type(v) == "table" then
-      local items = {}
-      for _, x in ipairs(v) do
-        items[#items + 1] = type(x) == "table" and ("{" .. table.concat(x, ",") .. "}") or tostring(x)
-      end
-      s = "{" .. table.concat(items, ",") .. "}"
-    else
-      s = tostring(v)
-    end
-    parts[#parts + 1] = k .. "=" .. s
+-- A compact, deterministic text of an option value (for logs and configs).
+local function fmt(v)
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    local short = string.format("%.15g", v)
+    return tonumber(short) == v and short or string.format("%.17g", v)
   end
-  table.sort(parts)
-  return self.kind .. "{" .. table.concat(parts, ", ") .. "}"
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "function" then return "<function>" end
+  if type(v) ~= "table" then return tostring(v) end
+  local parts = {}
+  for _, x in ipairs(v) do parts[#parts + 1] = fmt(x) end
+  local keys = {}
+  for k in pairs(v) do
+    if not (math.type(k) == "integer" and k >= 1 and k <= #v) then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if v.name and v.options then return v.name .. fmt(v.options) end
+  if v.name and (v.propose or v.decide) then return tostring(v.name) end
+  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. fmt(v[k]) end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+M.format = fmt
+
+function Optimizer:describe()
+  return self.kind .. fmt(self.args)
 end
 
 local function make(kind, args, nb, ac, objective)

@@ -1,0 +1,168 @@
+-- sgdsa.checkpoint: write and read a training checkpoint (last.h5, best.h5)
+-- through sgdsa.h5. Layout (see docs/FORMAT.md):
+--
+--   /<name>              every model tensor under its PyTorch-style name
+--                        (model:named_tensors(): parameters and buffers)
+--   /sgdsa/state/...     the whole search state as a tree of datasets:
+--                        trainer counters, search (temperature, rule memory,
+--                        velocity...), rng streams, data loader position
+--   root attributes      format_version, kind = "checkpoint", epoch, step,
+--                        model, num_params, temperature, val_acc, time
+--
+-- A state tree holds numbers, strings, booleans, tensors, lists of numbers
+-- and nested tables. Each leaf is one dataset with an attribute `lua` naming
+-- its Lua type (integer, float, boolean, string, tensor, ints, floats), so it
+-- reads back exactly (64-bit integers keep their bits: rng states; floats are
+-- stored as float64). Integer keys are stored as "#<n>". The file is
+-- written atomically (temporary file, fsync, rename): a crash leaves the
+-- previous checkpoint whole. Loading never runs code and checks every tensor
+-- against the model's own names and shapes.
+local h5 = require "sgdsa.h5"
+
+local M = {}
+M.STATE = "sgdsa/state"
+
+local function is_tensor(v)
+  local mt = getmetatable(v)
+  return mt ~= nil and mt.__name == "sgdsa.Tensor"
+end
+
+local function number_list(t)
+  local n = #t
+  if n == 0 then return nil end
+  local allint = true
+  for k, v in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n or type(v) ~= "number" then return nil end
+    if math.type(v) ~= "integer" then allint = false end
+  end
+  return allint and "ints" or "floats"
+end
+
+local function key_part(k)
+  if math.type(k) == "integer" then return "#" .. k end
+  if type(k) ~= "string" or k == "" or k:find("/", 1, true) or k:sub(1, 1) == "#" then
+    error(string.format("checkpoint: state key %q cannot be stored (strings without '/' or '#' prefix, or integers)", tostring(k)), 0)
+  end
+  return k
+end
+
+-- Write the tree `t` under `prefix` in the open file f.
+local function put_tree(f, prefix, t)
+  for k, v in pairs(t) do
+    local path = prefix .. "/" .. key_part(k)
+    local kind
+    if is_tensor(v) then
+      f:write(path, v:contiguous()); kind = "tensor"
+    elseif type(v) == "string" then
+      f:write_text(path, v); kind = "string"
+    elseif type(v) == "boolean" then
+      f:write_array(path, v and 1 or 0, "int64"); kind = "boolean"
+    elseif math.type(v) == "integer" then
+      f:write_array(path, v, "int64"); kind = "integer"
+    elseif type(v) == "number" then
+      f:write_array(path, v, "float64"); kind = "float"
+    elseif type(v) == "table" then
+      local list = number_list(v)
+      if list then
+        f:write_array(path, v, list == "ints" and "int64" or "float64"); kind = list
+      else
+        put_tree(f, path, v)
+      end
+    else
+      error(string.format("checkpoint: cannot store a %s at state path '%s'", type(v), path), 0)
+    end
+    if kind then f:attr_of(path, "lua", kind) end
+  end
+end
+
+local function get_leaf(f, path)
+  local kind = f:attr_of(path, "lua")
+  if kind == "tensor" then return f:read(path) end
+  if kind == "string" then return f:read_text(path) end
+  if kind == "boolean" then return (f:read_array(path, "int64")) ~= 0 end
+  if kind == "integer" then return math.tointeger((f:read_array(path, "int64"))) end
+  if kind == "float" then return (f:read_array(path, "float64")) end
+  if kind == "ints" then return (f:read_array(path, "int64")) end
+  if kind == "floats" then return (f:read_array(path, "float64")) end
+  error(string.format("checkpoint '%s': state dataset '%s' has unknown kind %q", f:path(), path, tostring(kind)), 0)
+end
+
+-- Read the tree stored under `prefix`.
+local function get_tree(f, prefix)
+  local root = {}
+  if not f:exists(prefix) then return root end
+  for _, e in ipairs(f:list(prefix)) do
+    if e.kind == "dataset" then
+      local node, parts = root, {}
+      for p in e.name:gmatch("[^/]+") do parts[#parts + 1] = p end
+      for i, p in ipairs(parts) do
+        local k = p:match("^#(%-?%d+)$")
+        k = k and math.tointeger(tonumber(k)) or p
+        if i == #parts then
+          node[k] = get_leaf(f, prefix .. "/" .. e.name)
+        else
+          node[k] = node[k] or {}
+          node = node[k]
+        end
+      end
+    end
+  end
+  return root
+end
+
+M.put_tree, M.get_tree = put_tree, get_tree
+
+--- Write a checkpoint atomically: the model's tensors, the state tree, and
+--- root attributes (numbers and strings).
+function M.save(path, model, state, attrs)
+  local f = h5.open(path, "w", {atomic = true})
+  local ok, err = pcall(function()
+    for _, e in ipairs(model:named_tensors()) do f:write(e.name, e.tensor:contiguous()) end
+    put_tree(f, M.STATE, state)
+    f:attr("format_version", h5.format_version)
+    f:attr("kind", "checkpoint")
+    for k, v in pairs(attrs or {}) do f:attr(k, v) end
+  end)
+  if not ok then
+    f:discard()
+    error(string.format("checkpoint: writing '%s' failed: %s", path, tostring(err)), 0)
+  end
+  f:close()
+end
+
+--- Read a checkpoint into `model` (every tensor checked by name and shape
+--- before anything changes) and return the state tree and the root attributes.
+function M.load(path, model)
+  local f <close> = h5.open(path, "r")
+  local problems = {}
+  local entries = model:named_tensors()
+  for _, e in ipairs(entries) do
+    local st = f:stat(e.name)
+    local want = table.concat(e.tensor:size(), "x")
+    if not st or st.kind ~= "dataset" then
+      problems[#problems + 1] = e.name .. ": missing"
+    else
+      local got = table.concat(st.shape or {}, "x")
+      if got ~= want or st.dtype ~= "float32" then
+        problems[#problems + 1] = string.format("%s: %s %s in the file, the model has float32 %s",
+                                                e.name, tostring(st.dtype), got, want)
+      end
+    end
+  end
+  if #problems > 0 then
+    error(string.format("checkpoint '%s' does not match the model:\n  %s", path,
+                        table.concat(problems, "\n  ")), 0)
+  end
+  for _, e in ipairs(entries) do
+    if e.tensor:is_contiguous() then
+      f:read_into(e.name, e.tensor)
+    else
+      e.tensor:copy(f:read(e.name))
+    end
+  end
+  local attrs = {}
+  for k, v in pairs(f:attrs()) do attrs[k] = v end
+  return get_tree(f, M.STATE), attrs
+end
+
+return M

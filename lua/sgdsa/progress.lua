@@ -1,0 +1,86 @@
+-- sgdsa.progress: what the trainer shows while it runs.
+--   "bar"   a progress bar per epoch on the terminal, redrawn at most 10 times
+--           a second: epoch, bar, images/s, loss, T, acceptance rate, ETA;
+--           the epoch's summary line stays when the epoch ends;
+--   "lines" one summary line per epoch (for logs and pipes);
+--   "off"   nothing;  "auto": "bar" when stdout is a terminal, else "lines".
+local core = require "sgdsa.core"
+
+local M = {}
+local P = {}
+P.__index = P
+
+local function clock(s)
+  if s ~= s or s == math.huge then return "--:--" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
+  return string.format("%d:%02d", s // 60, s % 60)
+end
+M.clock = clock
+
+function M.new(mode, epochs, nbatches)
+  if mode == "auto" then mode = core.isatty(1) and "bar" or "lines" end
+  return setmetatable({mode = mode, epochs = epochs, nbatches = nbatches, out = io.stdout,
+                       last_draw = 0, drawn = false, run_t0 = core.time(), epochs_timed = 0,
+                       epoch_time_sum = 0}, P)
+end
+
+function P:epoch_start(epoch, done_steps)
+  self.epoch, self.t0, self.steps0 = epoch, core.time(), done_steps or 0
+  self.seen, self.loss_sum, self.acc, self.prob = 0, 0, 0, 0
+end
+
+function P:step(search, rec)
+  if self.mode ~= "bar" then return end
+  self.seen = self.seen + rec.n
+  self.loss_sum = self.loss_sum + rec.loss * rec.n
+  local now = core.time()
+  if now - self.last_draw < 0.1 then return end
+  self.last_draw = now
+  local st = search.stats
+  local dt = now - self.t0
+  local steps_here = st.steps - self.steps0
+  local nb = self.nbatches
+  local frac = nb and nb > 0 and math.min(1, st.steps / nb) or 0
+  local per_step = steps_here > 0 and dt / steps_here or 0 / 0
+  local eta = nb and per_step * ((nb - st.steps) + (self.epochs - self.epoch) * nb) or 0 / 0
+  local width = core.terminal_width()
+  local text = string.format(" %.0f img/s  loss %.4f  T %.3g  acc.rate %.0f%%  ETA %s",
+                             dt > 0 and self.seen / dt or 0, self.seen > 0 and self.loss_sum / self.seen or 0,
+                             rec.temperature, st.steps > 0 and 100 * st.accepted / st.steps or 0, clock(eta))
+  local head = string.format("epoch %d/%d ", self.epoch, self.epochs)
+  local barw = math.max(5, math.min(30, width - #head - #text - 8))
+  local fill = math.floor(frac * barw + 0.5)
+  local line = head .. "[" .. string.rep("#", fill) .. string.rep(".", barw - fill) .. "]" ..
+               string.format("%4.0f%%", 100 * frac) .. text
+  if #line > width - 1 then line = line:sub(1, width - 1) end
+  self.out:write("\r", line, string.rep(" ", math.max(0, width - 1 - #line)))
+  self.out:flush()
+  self.drawn = true
+end
+
+function M.summary(e, epochs)
+  return string.format(
+    "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  T %.4g  accepted %.1f%% (mean p %.3f)%s  %.1f s  %.0f img/s",
+    e.epoch, epochs, e.train_loss, 100 * e.train_acc, e.val_loss, 100 * e.val_acc, e.temperature,
+    100 * e.accept_rate, e.mean_prob, e.nonfinite > 0 and string.format("  non-finite %d", e.nonfinite) or "",
+    e.time, e.images_per_s)
+end
+
+function P:epoch_end(e)
+  if self.mode == "off" then return end
+  if self.drawn then self.out:write("\r", string.rep(" ", core.terminal_width() - 1), "\r") end
+  self.drawn = false
+  self.out:write(M.summary(e, self.epochs), "\n")
+  self.out:flush()
+end
+
+function P:finish()
+  if self.drawn then
+    self.out:write("\n")
+    self.out:flush()
+    self.drawn = false
+  end
+end
+
+return M

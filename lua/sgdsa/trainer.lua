@@ -1,0 +1,606 @@
+-- sgdsa.trainer: trains an experiment table with the search loop, writes the
+-- run folder, resumes bit-identically.
+--
+--   return {                                   -- an experiment script
+--     model  = {"lenet", classes = 10},        -- models/<name>.lua + options,
+--                                              -- or a function() -> model
+--     data   = {"fashion_mnist", batch = 128}, -- sgdsa.data.<name> + options,
+--                                              -- or a function() -> data, or a data object
+--     optim  = sgdsa.optim.sgdsa{H = {...}, T0 = 1, alpha = 0.8},
+--     epochs = 10, seed = 0,
+--   }
+--   sgdsa run SCRIPT seed=3 epochs=5 optim.T0=0.5 data.limit=2000 name=try1
+--   sgdsa run SCRIPT resume=runs/try1
+--
+-- trainer.train(exp, overrides) -> result table; trainer.run(exp, overrides)
+-- -> exit status (0, or 130 when stopped by Ctrl-C/SIGTERM), for `sgdsa run`.
+--
+-- The model and the data are built after the seed is set (specs and
+-- functions), so `seed=` decides the initial weights and the data order.
+-- Every epoch: validation (data.val, else data.test), per-epoch log, best
+-- weights on validation accuracy (best.h5), checkpoint (last.h5). Logs and
+-- checkpoints follow docs/FORMAT.md. The logs are flushed BEFORE each
+-- checkpoint, so the log always holds at least the checkpoint's steps; a
+-- resume truncates it to the checkpoint and continues, so the finished log
+-- has no duplicate or missing rows.
+local sg = require "sgdsa"
+local core = require "sgdsa.core"
+local optim = require "sgdsa.optim"
+local search = require "sgdsa.search"
+local h5 = require "sgdsa.h5"
+local checkpoint = require "sgdsa.checkpoint"
+local progress = require "sgdsa.progress"
+
+local M = {}
+
+-- The experiment's fields, with what each one is (for the error on an unknown key).
+M.FIELDS = {
+  model = "spec {\"name\", opts...} (models/<name>.lua), function() -> model, or a model",
+  data = "spec {\"name\", opts...} (sgdsa.data.<name>), function() -> data, or a data object",
+  optim = "an optimizer from sgdsa.optim (default: sgdsa.optim.sgdsa with the paper's H)",
+  criterion = "the loss module (default sgdsa.nn.CrossEntropy())",
+  epochs = "number of epochs (default 10)",
+  seed = "the run's seed (default 0)",
+  device = "\"cpu\" (default) or \"cuda\"",
+  threads = "CPU threads (default: as set)",
+  name = "run folder name under `out` (default: script name and time)",
+  out = "folder of run folders (default \"runs\"); false: write nothing",
+  hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
+  checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
+  resume = "a run folder to continue from its last.h5",
+  progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
+  log_steps = "write the per-step log to log.h5 (default true)",
+  max_steps = "stop each epoch after this many steps (quick tests)",
+}
+M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
+M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
+
+M.STEP_FIELDS = {{"step", "int64"}, {"epoch", "int64"}, "move", "f_w", "f_trial", "worsening",
+                 "prob", {"accepted", "int64"}, {"nonfinite", "int64"}, "temperature"}
+M.EPOCH_FIELDS = {{"epoch", "int64"}, {"steps", "int64"}, "train_loss", "train_acc", "val_loss",
+                  "val_acc", "temperature", "accept_rate", "mean_prob", {"nonfinite", "int64"},
+                  "time", "images_per_s"}
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) end
+
+local function allowed_list()
+  return table.concat(sorted_keys(M.FIELDS), ", ")
+end
+
+-- ---- configuration --------------------------------------------------------------
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+--- Merge the experiment table and the overrides (key=value; dotted keys for
+--- nested fields) into a checked configuration.
+function M.configure(exp, overrides)
+  if type(exp) ~= "table" then fail("the experiment must be a table, got %s", type(exp)) end
+  local cfg = {}
+  for k, v in pairs(exp) do
+    if M.FIELDS[k] == nil then
+      fail("unknown experiment field %q (allowed: %s)", tostring(k), allowed_list())
+    end
+    cfg[k] = v
+  end
+  -- plain keys first, then dotted ones (so optim= then optim.T0= compose)
+  local plain, dotted = {}, {}
+  for k, v in pairs(overrides or {}) do
+    if math.type(k) == "integer" then
+      fail("positional argument %q is not understood (use key=value; allowed keys: %s)", tostring(v), allowed_list())
+    end
+    if type(k) ~= "string" then fail("override key %s is not a string", tostring(k)) end
+    if k:find(".", 1, true) then dotted[#dotted + 1] = k else plain[#plain + 1] = k end
+  end
+  table.sort(plain); table.sort(dotted)
+  for _, k in ipairs(plain) do
+    if M.FIELDS[k] == nil then fail("unknown override %q (allowed: %s)", k, allowed_list()) end
+    if k == "model" or k == "data" then
+      cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
+    elseif k == "optim" then
+      fail("optim cannot be set from the command line; override its options instead (optim.T0=0.5)")
+    else
+      cfg[k] = overrides[k]
+    end
+  end
+  for _, k in ipairs(dotted) do
+    local head, rest = k:match("^([^.]+)%.(.+)$")
+    local v = overrides[k]
+    if rest:find(".", 1, true) then fail("override %q: only one level of nesting is supported", k) end
+    if head == "optim" then
+      local o = cfg.optim or M.default_optim()
+      if type(o) ~= "table" or type(o.with) ~= "function" then
+        fail("override %q: this optim was not built by an sgdsa.optim constructor, so it has no options to change", k)
+      end
+      cfg.optim = o:with{[rest] = v}
+    elseif head == "checkpoint" then
+      cfg.checkpoint = copy(cfg.checkpoint or {})
+      cfg.checkpoint[rest] = v
+    elseif head == "model" or head == "data" then
+      local spec = cfg[head]
+      if type(spec) ~= "table" or type(spec[1]) ~= "string" then
+        fail("override %q: %s is not a spec table {\"name\", key = value...}, so its options cannot be overridden", k, head)
+      end
+      spec = copy(spec)
+      spec[rest] = v
+      cfg[head] = spec
+    elseif M.FIELDS[head] == nil then
+      fail("unknown override %q (allowed: %s)", k, allowed_list())
+    else
+      fail("override %q: %s has no options", k, head)
+    end
+  end
+  -- defaults and checks
+  cfg.epochs = cfg.epochs or 10
+  if math.type(cfg.epochs) ~= "integer" or cfg.epochs < 1 then
+    fail("epochs must be a positive integer, got %s", tostring(cfg.epochs))
+  end
+  cfg.seed = cfg.seed or 0
+  if math.type(cfg.seed) ~= "integer" then fail("seed must be an integer, got %s", tostring(cfg.seed)) end
+  cfg.device = cfg.device or "cpu"
+  if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
+    fail("device must be \"cpu\" or \"cuda\", got %s", tostring(cfg.device))
+  end
+  if cfg.threads ~= nil and (math.type(cfg.threads) ~= "integer" or cfg.threads < 1) then
+    fail("threads must be a positive integer, got %s", tostring(cfg.threads))
+  end
+  cfg.progress = cfg.progress or "auto"
+  local pm = {auto = true, bar = true, lines = true, off = true}
+  if not pm[cfg.progress] then
+    fail("progress must be \"auto\", \"bar\", \"lines\" or \"off\", got %s", tostring(cfg.progress))
+  end
+  if cfg.out == nil then cfg.out = "runs" end
+  if cfg.out ~= false and type(cfg.out) ~= "string" then fail("out must be a folder name or false") end
+  if cfg.log_steps == nil then cfg.log_steps = true end
+  if cfg.max_steps ~= nil and (math.type(cfg.max_steps) ~= "integer" or cfg.max_steps < 1) then
+    fail("max_steps must be a positive integer, got %s", tostring(cfg.max_steps))
+  end
+  local ck = copy(cfg.checkpoint or {})
+  optim.check_keys(ck, M.CHECKPOINT_KEYS, "trainer: checkpoint")
+  ck.every = ck.every or 1
+  if math.type(ck.every) ~= "integer" or ck.every < 0 then
+    fail("checkpoint.every must be an integer >= 0 (epochs; 0 = only at the end), got %s", tostring(ck.every))
+  end
+  if ck.minutes ~= nil and (type(ck.minutes) ~= "number" or not (ck.minutes > 0)) then
+    fail("checkpoint.minutes must be a positive number, got %s", tostring(ck.minutes))
+  end
+  if ck.best == nil then ck.best = true end
+  cfg.checkpoint = ck
+  local hooks = cfg.hooks or {}
+  optim.check_keys(hooks, {"on_start", "on_epoch_start", "on_step", "on_epoch_end", "on_end"}, "trainer: hooks")
+  for k, f in pairs(hooks) do
+    if type(f) ~= "function" then fail("hooks.%s must be a function, got %s", k, type(f)) end
+  end
+  cfg.hooks = hooks
+  if cfg.resume ~= nil and type(cfg.resume) ~= "string" then
+    fail("resume must be a run folder (runs/<name>), got %s", tostring(cfg.resume))
+  end
+  cfg.optim = cfg.optim or M.default_optim()
+  if type(cfg.optim) ~= "table" or cfg.optim.neighborhood == nil or cfg.optim.acceptance == nil then
+    fail("optim must come from sgdsa.optim (sgdsa{}, sgd{}, ssa{}, optimizer{})")
+  end
+  if cfg.model == nil then fail("the experiment has no model (allowed fields: %s)", allowed_list()) end
+  if cfg.data == nil then fail("the experiment has no data (allowed fields: %s)", allowed_list()) end
+  return cfg
+end
+
+--- The paper's SGD-SA settings.
+function M.default_optim()
+  return optim.sgdsa{H = {0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05},
+                     T0 = 1, alpha = 0.8}
+end
+
+-- A readable, deterministic text of a value (the resolved config).
+local function show(v, indent)
+  indent = indent or ""
+  local ty = type(v)
+  if ty == "string" then return string.format("%q", v) end
+  if ty == "number" then
+    return optim.format(v)
+  end
+  if ty == "boolean" or ty == "nil" then return tostring(v) end
+  if ty == "function" then return "<function>" end
+  if ty == "table" then
+    if getmetatable(v) and v.describe and v.kind then return v:describe() end
+    if v.params and v.forward then return "<model>" end
+    if v.train and v.info then return "<data>" end
+    local parts = {}
+    for i = 1, #v do parts[#parts + 1] = show(v[i], indent .. "  ") end
+    for _, k in ipairs(sorted_keys(v)) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= #v) then
+        parts[#parts + 1] = tostring(k) .. " = " .. show(v[k], indent .. "  ")
+      end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return "<" .. ty .. ">"
+end
+M.show = show
+
+-- The resolved configuration as text, one top-level key per line.
+function M.config_text(cfg)
+  local lines = {}
+  for _, k in ipairs(sorted_keys(cfg)) do
+    if k ~= "hooks" or next(cfg.hooks) then lines[#lines + 1] = k .. " = " .. show(cfg[k]) end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Keys whose change does not break a resume.
+local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
+                     out = true, checkpoint = true, threads = true}
+
+local function config_lines(text)
+  local t = {}
+  for line in text:gmatch("[^\n]+") do
+    local k = line:match("^(%S+) = ")
+    if k then t[k] = line end
+  end
+  return t
+end
+
+-- ---- building the parts ---------------------------------------------------------
+
+local function build_model(spec)
+  if type(spec) == "function" then return spec() end
+  if type(spec) == "table" and type(spec[1]) == "string" then
+    local opts = copy(spec)
+    local name = table.remove(opts, 1)
+    local ok, ctor = pcall(require, "models." .. name)
+    if not ok then fail("model %q: cannot load models/%s.lua: %s", name, name, tostring(ctor)) end
+    return ctor(opts)
+  end
+  return spec
+end
+
+local function build_data(spec)
+  if type(spec) == "function" then return spec() end
+  if type(spec) == "table" and type(spec[1]) == "string" then
+    local opts = copy(spec)
+    local name = table.remove(opts, 1)
+    local ctor = sg.data[name]
+    if type(ctor) ~= "function" then
+      local names = {}
+      for k, v in pairs(sg.data) do if type(v) == "function" then names[#names + 1] = k end end
+      table.sort(names)
+      fail("unknown data set %q (sgdsa.data has: %s)", name, table.concat(names, ", "))
+    end
+    return ctor(opts)
+  end
+  return spec
+end
+
+local function check_model(m)
+  if type(m) ~= "table" or not (m.params and m.grads and m.forward and m.backward and m.named_tensors) then
+    fail("the model does not follow the model contract (params, grads, forward, backward, named_tensors; docs/ARCHITECTURE.md)")
+  end
+end
+
+-- ---- the run folder ---------------------------------------------------------------
+
+local function script_text()
+  local path = arg and arg[0]
+  if type(path) ~= "string" then return "", "" end
+  local f = io.open(path, "rb")
+  if not f then return path, "" end
+  local s = f:read("a")
+  f:close()
+  return path, s
+end
+
+local function default_name()
+  local path = arg and arg[0]
+  local base = type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
+  return base .. "-" .. os.date("%Y%m%d-%H%M%S")
+end
+
+-- Create log.h5 for a fresh run: script, config, metadata.
+local function create_log(dir, cfg, cfgtext)
+  local spath, stext = script_text()
+  local f = h5.open(dir .. "/log.h5", "w", {atomic = true})
+  local ok, err = pcall(function()
+    f:write_text("script", stext)
+    f:write_text("config", cfgtext)
+    f:attr("format_version", h5.format_version)
+    f:attr("kind", "run_log")
+    f:attr("sgdsa_version", sg.version)
+    f:attr("seed", cfg.seed)
+    f:attr("device", cfg.device)
+    f:attr("threads", core.get_num_threads())
+    f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
+    f:attr("host", core.hostname())
+    f:attr("script_path", spath)
+    f:attr("epochs", cfg.epochs)
+  end)
+  if not ok then f:discard(); error(err, 0) end
+  f:close()
+end
+
+-- ---- the state saved in checkpoints -------------------------------------------
+
+local function rng_states()
+  local t = {}
+  for _, name in ipairs(M.STREAMS) do t[name] = sg.stream(name):state() end
+  return t
+end
+
+local function set_rng_states(t)
+  for name, st in pairs(t or {}) do sg.stream(name):set_state(st) end
+end
+
+-- ---- validation -------------------------------------------------------------------
+
+local function validate(model, crit, loader, device)
+  if not loader then return 0 / 0, 0 / 0 end
+  local loss_sum, correct, n = 0, 0, 0
+  for x, y in loader:epoch(1) do
+    if device ~= "cpu" then x, y = x:to(device), y:to(device) end
+    local loss, nc = crit:forward(model:forward(x, "eval"), y)
+    local b = y:size(1)
+    loss_sum, correct, n = loss_sum + loss * b, correct + nc, n + b
+  end
+  if n == 0 then return 0 / 0, 0 / 0 end
+  return loss_sum / n, correct / n
+end
+
+-- ---- the loop ---------------------------------------------------------------------
+
+--- Train. Returns {dir=, epochs_done=, best_acc=, best_epoch=, interrupted=,
+--- logs = {steps = {field = {...}}, epochs = {record...}}, model=, search=}.
+function M.train(exp, overrides)
+  local cfg = M.configure(exp, overrides)
+  local cfgtext = M.config_text(cfg)
+  if cfg.threads then core.set_num_threads(cfg.threads) end
+  sg.manual_seed(cfg.seed)
+
+  local model = build_model(cfg.model)
+  check_model(model)
+  if cfg.device ~= "cpu" then model:to(cfg.device) end
+  local data = build_data(cfg.data)
+  if type(data) ~= "table" or not data.train then
+    fail("data must give a table with a train loader (and test or val), got %s", type(data))
+  end
+  local train, val = data.train, data.val or data.test
+  local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
+  local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
+  local S = search.new{model = model, criterion = crit, optim = opt}
+
+  -- the run folder
+  local dir
+  if cfg.resume then
+    dir = cfg.resume:gsub("/+$", "")
+    if not core.exists(dir .. "/last.h5") then
+      fail("resume=%s: no checkpoint %s/last.h5 (is it a run folder?)", cfg.resume, dir)
+    end
+    local old = h5.open(dir .. "/log.h5", "r")
+    local oldtext = old:read_text("config")
+    old:close()
+    local a, b = config_lines(oldtext), config_lines(cfgtext)
+    local diffs = {}
+    for k in pairs(a) do if not RESUME_FREE[k] and a[k] ~= b[k] then diffs[#diffs + 1] = k end end
+    for k in pairs(b) do if not RESUME_FREE[k] and a[k] == nil then diffs[#diffs + 1] = k end end
+    table.sort(diffs)
+    if #diffs > 0 then
+      local lines = {}
+      for _, k in ipairs(diffs) do
+        lines[#lines + 1] = string.format("  run: %s\n  now: %s", a[k] or (k .. " unset"), b[k] or (k .. " unset"))
+      end
+      fail("resume=%s: the configuration differs from the run's (%s); give the same script and overrides:\n%s",
+           cfg.resume, table.concat(diffs, ", "), table.concat(lines, "\n"))
+    end
+  elseif cfg.out then
+    dir = cfg.out .. "/" .. (cfg.name or default_name())
+    if core.exists(dir .. "/log.h5") then
+      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
+    end
+    local ok, err = core.mkdir_p(dir)
+    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
+    create_log(dir, cfg, cfgtext)
+  end
+
+  local steplog, epochlog
+  if dir then
+    if cfg.log_steps then steplog = h5.log(dir .. "/log.h5", "steps", M.STEP_FIELDS) end
+    epochlog = h5.log(dir .. "/log.h5", "epochs", M.EPOCH_FIELDS)
+  end
+
+  -- in-memory logs for hooks
+  local logs = {steps = {}, epochs = {}}
+  for _, fd in ipairs(M.STEP_FIELDS) do logs.steps[type(fd) == "table" and fd[1] or fd] = {} end
+
+  local tr = {epoch = 1, mid_epoch = false, best_acc = -1, best_epoch = 0, best_loss = 0 / 0,
+              step_rows = 0, epoch_rows = 0, elapsed = 0}
+
+  if cfg.resume then
+    local state = checkpoint.load(dir .. "/last.h5", model)
+    local t = state.trainer or fail("resume: %s/last.h5 has no trainer state", dir)
+    for k, v in pairs(t) do tr[k] = v end
+    set_rng_states(state.rng)
+    if state.loader then train:set_state(state.loader) end
+    S:epoch_start(tr.epoch)
+    S:set_state(state.search or {})
+    if steplog then steplog:truncate(tr.step_rows) end
+    if epochlog then epochlog:truncate(tr.epoch_rows) end
+    -- the history so far, for hooks
+    if steplog and tr.step_rows > 0 then
+      local old = h5.read_log(dir .. "/log.h5", "steps")
+      for k, col in pairs(old.data) do logs.steps[k] = col end
+    end
+    if tr.epoch_rows > 0 then
+      local old = h5.read_log(dir .. "/log.h5", "epochs")
+      for i = 1, old.rows do
+        local r = {}
+        for _, c in ipairs(old.columns) do r[c] = old.data[c][i] end
+        logs.epochs[i] = r
+      end
+    end
+  end
+
+  local nsteps_log = #logs.steps.step
+  local function log_step(rec)
+    nsteps_log = nsteps_log + 1
+    local L = logs.steps
+    L.step[nsteps_log], L.epoch[nsteps_log], L.move[nsteps_log] = rec.step, rec.epoch, rec.move
+    L.f_w[nsteps_log], L.f_trial[nsteps_log] = rec.f_w, rec.f_trial
+    L.worsening[nsteps_log], L.prob[nsteps_log] = rec.worsening, rec.prob
+    L.accepted[nsteps_log] = rec.accepted and 1 or 0
+    L.nonfinite[nsteps_log] = rec.nonfinite and 1 or 0
+    L.temperature[nsteps_log] = rec.temperature
+    if steplog then
+      steplog:append{step = rec.step, epoch = rec.epoch, move = rec.move, f_w = rec.f_w,
+                     f_trial = rec.f_trial, worsening = rec.worsening, prob = rec.prob,
+                     accepted = rec.accepted and 1 or 0, nonfinite = rec.nonfinite and 1 or 0,
+                     temperature = rec.temperature}
+    end
+  end
+
+  local function flush_logs()
+    if steplog then steplog:flush() end
+    if epochlog then epochlog:flush() end
+  end
+
+  local function save_checkpoint(path, mid_epoch, attrs)
+    if not dir then return end
+    flush_logs()
+    tr.mid_epoch = mid_epoch
+    tr.step_rows = steplog and steplog:rows() or 0
+    tr.epoch_rows = epochlog and epochlog:rows() or 0
+    local state = {trainer = tr, search = S:state(), rng = rng_states(), loader = train:state()}
+    local a = {epoch = tr.epoch, step = S.iter, temperature = S:temperature(),
+               num_params = model.params:numel(), time = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+    for k, v in pairs(attrs or {}) do a[k] = v end
+    checkpoint.save(path, model, state, a)
+  end
+
+  local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,
+               trainer = tr}
+  local hooks = cfg.hooks
+  local prog = progress.new(cfg.progress, cfg.epochs, train.nbatches and train:nbatches() or nil)
+  local last_ck_time = core.time()
+  local interrupted = false
+  if hooks.on_start then hooks.on_start(ctx) end
+
+  local epoch = tr.epoch
+  while epoch <= cfg.epochs and not interrupted do
+    local resumed_mid = tr.mid_epoch
+    tr.epoch, ctx.epoch = epoch, epoch
+    local t0 = core.time()
+    local iter
+    if resumed_mid then
+      iter = train:batches()                 -- the rest of the saved epoch
+      tr.mid_epoch = false
+    else
+      S:epoch_start(epoch)
+      iter = train:epoch(epoch)
+      tr.epoch_elapsed = 0
+    end
+    local base_elapsed = tr.epoch_elapsed or 0
+    if hooks.on_epoch_start then hooks.on_epoch_start(ctx, epoch) end
+    prog:epoch_start(epoch, S.stats.steps)
+    local stopped_early = false
+    for x, y in iter do
+      if cfg.device ~= "cpu" then x, y = x:to(cfg.device), y:to(cfg.device) end
+      local rec, err = S:step(x, y)
+      if not rec then
+        flush_logs()
+        local where = dir and core.exists(dir .. "/last.h5")
+          and string.format("the last good checkpoint is %s/last.h5", dir)
+          or "no checkpoint was written"
+        prog:finish()
+        fail("%s; stopping (%s). Lower the learning rates or the temperature.", err, where)
+      end
+      log_step(rec)
+      if hooks.on_step then hooks.on_step(ctx, rec) end
+      tr.epoch_elapsed = base_elapsed + (core.time() - t0)
+      prog:step(S, rec)
+      if core.interrupted() then interrupted = true; break end
+      if cfg.max_steps and S.stats.steps >= cfg.max_steps then stopped_early = true; break end
+      if cfg.checkpoint.minutes and dir and core.time() - last_ck_time >= cfg.checkpoint.minutes * 60 then
+        save_checkpoint(dir .. "/last.h5", true)
+        last_ck_time = core.time()
+      end
+    end
+    local _, pos = nil, nil
+    local lst = train:state()
+    pos = lst.index
+    local epoch_done = stopped_early or pos >= train:size()
+    if interrupted and not epoch_done then
+      prog:finish()
+      save_checkpoint(dir and dir .. "/last.h5", true)
+      break
+    end
+    -- the end of the epoch
+    local T_epoch = S:temperature()
+    S:epoch_end(epoch)
+    local train_time = base_elapsed + (core.time() - t0)
+    local vloss, vacc = validate(model, crit, val, cfg.device)
+    local st = S.stats
+    local erec = {
+      epoch = epoch, steps = st.steps,
+      train_loss = st.seen > 0 and st.loss_sum / st.seen or 0 / 0,
+      train_acc = st.seen > 0 and st.correct / st.seen or 0 / 0,
+      val_loss = vloss, val_acc = vacc, temperature = T_epoch,
+      accept_rate = st.steps > 0 and st.accepted / st.steps or 0 / 0,
+      mean_prob = st.steps > 0 and st.prob_sum / st.steps or 0 / 0,
+      nonfinite = st.nonfinite, time = train_time,
+      images_per_s = train_time > 0 and st.seen / train_time or 0 / 0,
+    }
+    logs.epochs[#logs.epochs + 1] = erec
+    if epochlog then epochlog:append(erec) end
+    prog:epoch_end(erec)
+    tr.epoch = epoch + 1
+    local improved = vacc == vacc and vacc > tr.best_acc
+    if improved then tr.best_acc, tr.best_epoch, tr.best_loss = vacc, epoch, vloss end
+    if dir then
+      flush_logs()
+      if improved and cfg.checkpoint.best then
+        save_checkpoint(dir .. "/best.h5", false, {val_acc = vacc, val_loss = vloss, best_epoch = epoch})
+      end
+      local every = cfg.checkpoint.every
+      if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then
+        save_checkpoint(dir .. "/last.h5", false, {val_acc = vacc, val_loss = vloss})
+        last_ck_time = core.time()
+      end
+    end
+    local verdict = hooks.on_epoch_end and hooks.on_epoch_end(ctx, erec)
+    if verdict == false then
+      if dir then save_checkpoint(dir .. "/last.h5", false) end
+      break
+    end
+    epoch = epoch + 1
+  end
+  prog:finish()
+  local result = {dir = dir, epochs_done = tr.epoch - 1, best_acc = tr.best_acc,
+                  best_epoch = tr.best_epoch, interrupted = interrupted, logs = logs,
+                  model = model, search = S, config = cfg}
+  if hooks.on_end then hooks.on_end(ctx, result) end
+  return result
+end
+
+--- For `sgdsa run`: train, print where the run went, return the exit status.
+function M.run(exp, overrides)
+  local r = M.train(exp, overrides)
+  local where = r.dir and (" run folder " .. r.dir) or ""
+  if r.best_epoch > 0 then
+    io.write(string.format("best validation accuracy %.2f%% at epoch %d;%s\n", 100 * r.best_acc,
+                           r.best_epoch, where))
+  end
+  if r.interrupted then
+    io.write(string.format("stopped by an interrupt after epoch %d, step %d; continue with resume=%s\n",
+                           r.epochs_done, r.search.iter, r.dir or "(no run folder)"))
+    return 130
+  end
+  return 0
+end
+
+return M

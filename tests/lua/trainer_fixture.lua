@@ -1,0 +1,70 @@
+-- trainer_fixture.lua - a small experiment for the trainer and resume tests:
+-- a synthetic 10-class image set (1x8x8 uint8, written once to an HDF5 file
+-- with a fixed seed) and a model with BatchNorm and Dropout (so buffers and
+-- the dropout stream are part of what a resume must restore).
+--   local F = dofile("tests/lua/trainer_fixture.lua")
+--   F.data_file(dir) -> path;  F.experiment(path, opts) -> experiment table
+-- As a script (`sgdsa run tests/lua/trainer_fixture.lua key=value`) it
+-- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child).
+local sg = sgdsa or require "sgdsa"
+local h5 = require "sgdsa.h5"
+
+local F = {}
+
+function F.data_file(dir)
+  local path = dir .. "/trainer_fixture_data.h5"
+  local g = sg.Generator(2024, "fixture")
+  local templates = sg.zeros(10, 64):uniform_(0, 200, g)
+  local function make(n)
+    local x = sg.zeros(n, 1, 8, 8, "uint8")
+    local xf = sg.zeros(n, 64)
+    local y = sg.zeros(n, "int32")
+    for i = 1, n do
+      local k = g:random(10)
+      y[i] = k - 1
+      xf[i]:copy(templates[k]):add_(sg.zeros(64):normal_(0, 150, g)):clamp_(0, 255)
+    end
+    x:copy(xf:view(n, 1, 8, 8))
+    return x, y
+  end
+  local xtr, ytr = make(640)
+  local xte, yte = make(256)
+  local f = h5.open(path, "w", {atomic = true})
+  f:write("train/images", xtr); f:write("train/labels", ytr)
+  f:write("test/images", xte); f:write("test/labels", yte)
+  f:close()
+  return path
+end
+
+function F.model()
+  local nn = require "sgdsa.nn"
+  local net = nn.Sequential{
+    {"flatten", nn.Flatten()},
+    {"fc1", nn.Linear(64, 48)},
+    {"bn1", nn.BatchNorm1d(48)},
+    {"relu1", nn.ReLU(true)},
+    {"drop1", nn.Dropout(0.2)},
+    {"fc2", nn.Linear(48, 10)},
+  }
+  return nn.model(net, {input = {1, 8, 8}, name = "fixture"})
+end
+
+function F.experiment(path, opts)
+  local e = {
+    model = F.model,
+    data = {"hdf5", file = path, batch = 32, prefetch = 1},
+    optim = sg.optim.optimizer{
+      neighborhood = sg.optim.momentum{H = {{1, 0.9}, {0.3, 0.9}, {0.1, 0.5}, {0.05, 0}}},
+      acceptance = sg.optim.metropolis{T0 = 0.05, alpha = 0.7},
+    },
+    epochs = 4, seed = 7, threads = 1, progress = "off",
+  }
+  for k, v in pairs(opts or {}) do e[k] = v end
+  return e
+end
+
+if arg and arg[0] and arg[0]:match("trainer_fixture%.lua$") then
+  local path = os.getenv("SGDSA_FIXTURE_DATA") or error("SGDSA_FIXTURE_DATA is not set")
+  return F.experiment(path)
+end
+return F
