@@ -20,7 +20,7 @@ usage: sgdsa plot RUN_FOLDERS... -o FILE.png|FILE.svg [--figure 3|4|all] [--titl
 Plot the paper's figures from the per-epoch logs of run folders (a run holds
 log.h5; a sweep folder holds seed-<n>/ runs):
   Figure 3: (a) average acceptance probability of the SA test per epoch
-            (clipped to 1; runs whose moves are always accepted are left out),
+            (clipped to 1; plain SGD runs, which accept every move, are left out),
             (b) training accuracy per epoch;
   Figure 4: (a) validation loss, (b) validation accuracy per epoch.
 Each run (seed) is a thin line; runs of one method share a colour.
@@ -69,12 +69,14 @@ end
 
 local function isnan(x) return x ~= x end
 
--- A run goes into the acceptance-probability panel unless every logged
--- probability is 1 or missing (plain SGD: every move accepted).
+-- A run goes into the acceptance-probability panel when its optimizer has
+-- an acceptance test (not plain SGD, whose probability is 1 by construction)
+-- and it logged the probability.
 local function has_acceptance(run)
+  if run.always_accepts then return false end
   local p = run.cols.accept_prob
   for i = 1, run.n do
-    if not isnan(p[i]) and p[i] < 1 then return true end
+    if not isnan(p[i]) then return true end
   end
   return false
 end

@@ -11,7 +11,7 @@
 --   results.trainer_args(...) -> the `sgdsa run` overrides that put a run
 --                                in a given folder (used by sgdsa.sweep)
 --
--- A run record: {dir=, experiment=, method=, model=, seed=, batch=,
+-- A run record: {dir=, experiment=, method=, model=, seed=, batch=, always_accepts=,
 --   epochs_total=, n= (epochs logged), config= (the stored configuration),
 --   cols = {epoch=, train_loss=, train_acc=, val_loss=, val_acc=,
 --           accept_prob=, accept_rate=, temperature=}}: arrays of n numbers,
@@ -34,20 +34,23 @@ local function isfile(p) return kind(p) == "file" end
 
 M.LOG = "log.h5"
 M.LAST = "last.h5"
-M.EPOCH_GROUP = "log/epoch"
+M.EPOCH_GROUP = "epochs"
 M.CONFIG = "config"
 
--- Columns of a run record and the per-epoch log columns they come from.
+-- Columns of a run record and the per-epoch log columns they come from (the
+-- first one present is used: the trainer writes `temperature` and
+-- `mean_prob`; FORMAT.md's table names the temperature `T`).
 M.COLUMNS = {
-  epoch = "epoch", train_loss = "train_loss", train_acc = "train_acc",
-  val_loss = "val_loss", val_acc = "val_acc", accept_prob = "mean_prob",
-  accept_rate = "accept_rate", temperature = "temperature",
+  epoch = {"epoch"}, train_loss = {"train_loss"}, train_acc = {"train_acc"},
+  val_loss = {"val_loss"}, val_acc = {"val_acc"}, accept_prob = {"mean_prob"},
+  accept_rate = {"accept_rate"}, temperature = {"temperature", "T"},
 }
 
 --- The overrides for `sgdsa run` that train seed `seed` in folder `dir`
---- (runs/<name>/seed-<n>), resuming it when `resume` is true.
+--- (= runs/<name>/seed-<n>: the trainer's out=runs/<name> name=seed-<n>),
+--- resuming it from its last.h5 when `resume` is true.
 function M.trainer_args(runs, name, seed, resume, dir)
-  local a = {"seed=" .. seed, "out=" .. dir}
+  local a = {"seed=" .. seed, "out=" .. runs .. "/" .. name, "name=seed-" .. seed}
   if resume then a[#a + 1] = "resume=" .. dir end
   return a
 end
@@ -133,11 +136,24 @@ function M.method_label(cfg)
   return "unknown"
 end
 
-local function model_label(cfg)
-  local m = cfg.model_name or cfg.model
-  if type(m) ~= "string" or m == "" then return "model" end
-  return (m:match("^([%w_%-%.]+)") or m)
+--- True when the run's optimizer accepts every move (sgd{}: the `always`
+--- rule): its acceptance probability is 1 by construction.
+function M.always_accepts(cfg)
+  return tostring(cfg.optim or ""):match("^%s*sgd{") ~= nil
 end
+
+-- The name in a spec text `{"lenet", classes = 10}` (or a plain name).
+local function spec_name(v)
+  if type(v) ~= "string" then return nil end
+  return v:match('^%s*{%s*"([^"]+)"') or v:match("^%s*{%s*'([^']+)'") or v:match("^([%w_%-%.]+)$")
+end
+
+-- A numeric option `key = n` inside a spec text.
+local function spec_number(v, key)
+  if type(v) ~= "string" then return nil end
+  return tonumber(v:match("[{,]%s*" .. key .. "%s*=%s*([%d%.eE+-]+)"))
+end
+M.spec_name, M.spec_number = spec_name, spec_number
 
 -- ---------------------------------------------------------------------------
 -- reading a run
@@ -145,6 +161,11 @@ end
 local function read_epochs(f)
   if not f:exists(M.EPOCH_GROUP) then return {rows = 0, data = {}} end
   return h5.read_log(f, M.EPOCH_GROUP)
+end
+
+local function first_column(data, names)
+  for _, n in ipairs(names) do if data[n] then return data[n] end end
+  return nil
 end
 
 --- Read a run folder into a run record.
@@ -155,14 +176,14 @@ function M.load(dir)
     local text = f:exists(M.CONFIG) and f:read_text(M.CONFIG) or ""
     local cfg = M.parse_config(text)
     local log = read_epochs(f)
-    return {cfg = cfg, log = log, seed = f:attrs()["seed"]}
+    return {cfg = cfg, log = log, seed = f:attr("seed")}
   end)
   if not ok then return nil, string.format("%s: %s", path, tostring(res)) end
   local cfg, log = res.cfg, res.log
   local n = math.tointeger(log.rows) or 0
   local cols = {}
-  for key, name in pairs(M.COLUMNS) do
-    local src = log.data[name]
+  for key, names in pairs(M.COLUMNS) do
+    local src = first_column(log.data, names)
     local a = {}
     for i = 1, n do a[i] = src and src[i] or (key == "epoch" and i or NAN) end
     cols[key] = a
@@ -173,8 +194,10 @@ function M.load(dir)
   local seed = math.tointeger(tonumber(cfg.seed) or tonumber(res.seed) or tonumber(base:match("^seed%-(%d+)$")))
   return {
     dir = dir, experiment = experiment, config = cfg,
-    method = M.method_label(cfg), model = model_label(cfg),
-    seed = seed or -1, batch = tonumber(cfg.batch), epochs_total = math.tointeger(tonumber(cfg.epochs)),
+    method = M.method_label(cfg), model = spec_name(cfg.model) or "model",
+    always_accepts = M.always_accepts(cfg),
+    seed = seed or -1, batch = spec_number(cfg.data, "batch"),
+    epochs_total = math.tointeger(tonumber(cfg.epochs)),
     n = n, cols = cols,
   }
 end
@@ -208,8 +231,10 @@ function M.brief(dir)
   if not isfile(dir .. "/" .. M.LOG) then return nil end
   local r = M.load(dir)
   if not r or r.n == 0 then return nil end
+  -- A run resumed with more epochs keeps its first configuration: never n/less.
+  local total = r.epochs_total and math.max(r.epochs_total, r.n)
   return string.format("%d/%s epochs, val loss %.4f, val acc %.2f%%", r.n,
-                       r.epochs_total and tostring(r.epochs_total) or "?",
+                       total and tostring(total) or "?",
                        r.cols.val_loss[r.n], r.cols.val_acc[r.n] * 100)
 end
 

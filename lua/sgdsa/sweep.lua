@@ -130,13 +130,27 @@ end
 -- the state of a seed's run folder
 
 --- What to do with a run folder: "done" (finished: skip), "resume" (a
---- checkpoint exists), "fresh" (nothing usable: start over).
-function M.folder_state(dir)
+--- checkpoint exists), "fresh" (nothing usable: start over). A run is
+--- finished when its epoch log has `epochs` rows (the sweep's epochs=
+--- override, else the run's configured epochs).
+function M.folder_state(dir, epochs)
   if not core.exists(dir) then return "fresh" end
   local st = results.run_state(dir)
-  if st.finished then return "done", st end
+  local want = epochs or st.epochs_total
+  if want and st.epochs >= want then return "done", st end
   if st.resumable then return "resume", st end
   return "fresh", st
+end
+
+-- A folder with a log but no checkpoint (killed during its first epoch, or
+-- failed before one) cannot be resumed, and the trainer will not start a
+-- fresh run over its log: the partial log goes, so the seed starts afresh.
+local function clear_partial(dir)
+  local names = core.listdir(dir)
+  if not names then return end
+  for _, n in ipairs(names) do
+    if n == results.LOG or n:match("%.h5%.tmp%.%d+$") then os.remove(dir .. "/" .. n) end
+  end
 end
 
 -- ---------------------------------------------------------------------------
@@ -155,6 +169,7 @@ local function start_job(ctx, seed, action)
                             statusfile = string.format("%s/seed-%d.status", ctx.tmp, seed)}, Job)
   os.remove(job.pidfile)
   os.remove(job.statusfile)
+  if action == "fresh" then clear_partial(job.dir) end
   local argv = {ctx.bin, "run", ctx.script}
   for _, a in ipairs(results.trainer_args(ctx.runs, ctx.name, seed, action == "resume", job.dir)) do
     argv[#argv + 1] = a
@@ -237,6 +252,7 @@ local function parse_args(args)
       elseif k == "seed" or k == "resume" or k == "out" or k == "dir" then
         return nil, string.format("%s= is set by the sweep for each run; use seeds=", k)
       elseif k then
+        if k == "epochs" then o.epochs = math.tointeger(tonumber(v)) end
         o.extra[#o.extra + 1] = a
       elseif not o.script then
         o.script = a
@@ -278,7 +294,7 @@ function M.main(args)
   -- Plan: skip the finished seeds, resume the interrupted ones.
   local todo, report = {}, {}
   for _, s in ipairs(seeds) do
-    local action = M.folder_state(ctx.folder_of(s))
+    local action = M.folder_state(ctx.folder_of(s), o.epochs)
     report[s] = {seed = s, action = action}
     if action == "done" then
       report[s].status = "skipped (finished before)"
@@ -328,7 +344,7 @@ function M.main(args)
         table.remove(running, i)
         local r = report[job.seed]
         r.elapsed, r.out = job.elapsed, job.out
-        local st = M.folder_state(job.dir)
+        local st = M.folder_state(job.dir, o.epochs)
         if rc == 0 and st == "done" then
           r.status, r.done = "finished", true
         elseif rc == 0 or rc == 130 then
@@ -354,7 +370,8 @@ function M.main(args)
 
   -- Summary.
   local n_done, n_failed, n_left = 0, 0, 0
-  io.write(string.format("sgdsa sweep: %s, %d seeds in %s:\n", ctx.name, #seeds, fmt_time(core.time() - t0)))
+  io.write(string.format("sgdsa sweep: %s, %d seed%s in %s:\n", ctx.name, #seeds, #seeds == 1 and "" or "s",
+                         fmt_time(core.time() - t0)))
   for _, s in ipairs(seeds) do
     local r = report[s]
     local status = r.status or "not started (interrupted)"

@@ -9,6 +9,8 @@ local h5 = require "sgdsa.h5"
 local results = require "sgdsa.results"
 local tbl = require "sgdsa.table"
 local sweep = require "sgdsa.sweep"
+local trainer = require "sgdsa.trainer"
+local sg = require "sgdsa"
 
 local BIN = os.getenv("SGDSA_BIN")
 local tmp = T.tmpdir() .. "/results-" .. core.getpid()
@@ -36,35 +38,23 @@ local function read(path)
   return s
 end
 
--- A synthetic run: epochs rows of (loss, acc) given by functions of the epoch.
+-- A synthetic run as the trainer writes it (its config text and its epoch
+-- log columns): epochs rows of (loss, acc) given by functions of the epoch.
 local EPOCHS = 4
 local function make_run(dir, o)
   assert(core.mkdir_p(dir))
   local f <close> = h5.open(dir .. "/" .. results.LOG, "w")
-  f:write_text(results.CONFIG, table.concat({
-    "model = " .. string.format("%q", o.model),
-    "optim = " .. string.format("%q", o.optim),
-    "seed = " .. o.seed,
-    "epochs = " .. (o.epochs_total or EPOCHS),
-    "batch = 128",
-  }, "\n") .. "\n")
+  f:write_text(results.CONFIG, trainer.config_text{
+    model = {o.model, classes = 10}, data = {"fashion_mnist", batch = 128, limit = 1000},
+    optim = o.optim, seed = o.seed, epochs = o.epochs_total or EPOCHS, hooks = {},
+  })
   f:attr("seed", o.seed)
-  local fields = {{results.COLUMNS.epoch, "int64"}}
-  for _, k in ipairs({"train_loss", "train_acc", "val_loss", "val_acc", "accept_prob",
-                      "accept_rate", "temperature"}) do
-    fields[#fields + 1] = results.COLUMNS[k]
-  end
-  local log = h5.log(f, results.EPOCH_GROUP, fields)
+  local log = h5.log(f, results.EPOCH_GROUP, trainer.EPOCH_FIELDS)
   for e = 1, (o.epochs or EPOCHS) do
-    local row = {[results.COLUMNS.epoch] = e}
-    row[results.COLUMNS.train_loss] = 2 / e
-    row[results.COLUMNS.train_acc] = o.tacc(e)
-    row[results.COLUMNS.val_loss] = o.loss(e)
-    row[results.COLUMNS.val_acc] = o.acc(e)
-    row[results.COLUMNS.accept_prob] = o.prob(e)
-    row[results.COLUMNS.accept_rate] = o.prob(e) * 0.9
-    row[results.COLUMNS.temperature] = 0.8 ^ (e - 1)
-    log:append(row)
+    log:append{epoch = e, steps = 10 * e, train_loss = 2 / e, train_acc = o.tacc(e),
+               val_loss = o.loss(e), val_acc = o.acc(e), temperature = 0.8 ^ (e - 1),
+               accept_rate = o.prob(e) * 0.9, mean_prob = o.prob(e), nonfinite = 0,
+               time = 1, images_per_s = 1000}
   end
   log:flush()
 end
@@ -73,8 +63,8 @@ end
 -- final loss/acc chosen so that best, mean and sd are easy to check.
 local A_loss, A_acc = {0.30, 0.25, 0.35}, {0.90, 0.91, 0.88}
 local B_loss, B_acc = {0.40, 0.42, 0.38}, {0.87, 0.86, 0.89}
-local SA = 'sgdsa{H={0.9,0.5,0.1}, T0=1, alpha=0.8}'
-local SGD = 'sgd{schedule={{2,0.1},{2,0.01}}}'
+local SA = sg.optim.sgdsa{H = {0.9, 0.5, 0.1}, T0 = 1, alpha = 0.8}
+local SGD = sg.optim.sgd{schedule = {{2, 0.1}, {2, 0.01}}}
 for s = 0, 2 do
   make_run(string.format("%s/exp_sa/seed-%d", tmp, s), {
     model = "lenet", optim = SA, seed = s,
