@@ -5,7 +5,8 @@
 --   local F = dofile("tests/lua/trainer_fixture.lua")
 --   F.data_file(dir) -> path;  F.experiment(path, opts) -> experiment table
 -- As a script (`sgdsa run tests/lua/trainer_fixture.lua key=value`) it
--- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child).
+-- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child;
+-- $SGDSA_FIXTURE_KILL_AT=n makes it SIGKILL itself after step n).
 local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
 
@@ -65,6 +66,15 @@ end
 
 if arg and arg[0] and arg[0]:match("trainer_fixture%.lua$") then
   local path = os.getenv("SGDSA_FIXTURE_DATA") or error("SGDSA_FIXTURE_DATA is not set")
-  return F.experiment(path)
+  local e = F.experiment(path)
+  -- SGDSA_FIXTURE_KILL_AT=n: the run SIGKILLs itself right after step n
+  -- (a deterministic crash point for the resume test)
+  local kill_at = tonumber(os.getenv("SGDSA_FIXTURE_KILL_AT") or "")
+  if kill_at then
+    e.hooks = {on_step = function(_, rec)
+      if rec.step == kill_at then os.execute("kill -9 " .. sg.core.getpid()) end
+    end}
+  end
+  return e
 end
 return F

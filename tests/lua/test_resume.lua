@@ -1,0 +1,192 @@
+-- test_resume.lua - runs killed with SIGKILL at random moments and resumed
+-- (`sgdsa run ... resume=DIR`) finish bit-identical to a run left alone:
+-- same final and best weights and buffers, same per-step and per-epoch logs
+-- (time columns aside), every step logged exactly once. Checkpoints are
+-- written every few milliseconds (checkpoint.minutes) so kills land before,
+-- during and after mid-epoch checkpoints and log flushes. The child is the
+-- `sgdsa` binary ($SGDSA_BIN) running tests/lua/trainer_fixture.lua.
+local T = dofile("tests/lua/testlib.lua")
+local F = dofile("tests/lua/trainer_fixture.lua")
+local sg = sgdsa or require "sgdsa"
+local h5 = require "sgdsa.h5"
+local checkpoint = require "sgdsa.checkpoint"
+
+local bin = os.getenv("SGDSA_BIN")
+if not bin or not sg.core.exists(bin) then T.skip("SGDSA_BIN is not set to the sgdsa executable") end
+
+local tmp = T.tmpdir() .. "/resume"
+os.execute("rm -rf '" .. tmp .. "'")
+sg.core.mkdir_p(tmp)
+local data = F.data_file(tmp)
+local out = tmp .. "/runs"
+
+local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Start the child in the background; returns its pid.
+local function spawn(args, logfile, kill_at)
+  local pidfile = tmp .. "/pid"
+  local cmd = string.format("(exec env SGDSA_FIXTURE_DATA=%s SGDSA_FIXTURE_KILL_AT=%s %s run tests/lua/trainer_fixture.lua %s >>%s 2>&1) & echo $! > %s",
+                            sh(data), kill_at or "", sh(bin), args, sh(logfile), sh(pidfile))
+  assert(os.execute(cmd))
+  local f = assert(io.open(pidfile))
+  local pid = assert(tonumber(f:read("l")))
+  f:close()
+  return pid
+end
+
+-- Running (not a zombie, not gone)?
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local s = f:read("a")
+  f:close()
+  local state = s:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+local function wait_dead(pid, limit)
+  local t0 = sg.core.time()
+  while alive(pid) do
+    if sg.core.time() - t0 > limit then
+      os.execute("kill -9 " .. pid)
+      error("child " .. pid .. " still running after " .. limit .. " s")
+    end
+    sg.core.sleep(0.01)
+  end
+end
+
+local function finished(dir)
+  if not sg.core.exists(dir .. "/last.h5") then return false end
+  local ok, st = pcall(function() return (checkpoint.load(dir .. "/last.h5", F.model())) end)
+  return ok and st.trainer.epoch == 5 and not st.trainer.mid_epoch
+end
+
+-- The reference: left alone.
+local t0 = sg.core.time()
+local pid = spawn(string.format("out=%s name=ref", sh(out)), tmp .. "/ref.out")
+wait_dead(pid, 120)
+local ref_time = sg.core.time() - t0
+local refdir = out .. "/ref"
+if not finished(refdir) then
+  local f = io.open(tmp .. "/ref.out"); local msg = f and f:read("a") or ""; if f then f:close() end
+  error("the reference run did not finish:\n" .. msg)
+end
+
+local function weights(path)
+  local m = F.model()
+  checkpoint.load(path, m)
+  return m
+end
+
+local function compare_logs(dir)
+  local ignore = {time = true, images_per_s = true}
+  for _, group in ipairs{"steps", "epochs"} do
+    local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(refdir .. "/log.h5", group)
+    T.eq(a.rows, b.rows, group .. " rows")
+    for _, c in ipairs(b.columns) do
+      if not ignore[c] then
+        for i = 1, b.rows do
+          local x, y = a.data[c][i], b.data[c][i]
+          if not (x == y or (x ~= x and y ~= y)) then
+            error(string.format("%s log, column %s, row %d: %s vs %s (reference)", group, c, i, x, y), 2)
+          end
+        end
+      end
+    end
+    if group == "steps" then
+      for i = 1, a.rows do T.eq(a.data.step[i], i, "step numbers: no duplicate or missing step") end
+    end
+  end
+end
+
+T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid-epoch checkpoints", function()
+  local dir = out .. "/det"
+  local logfile = tmp .. "/det.out"
+  -- 20 steps per epoch: step 13 is in epoch 1, step 47 in epoch 3
+  local p = spawn(string.format("out=%s name=det checkpoint.minutes=0.000001", sh(out)), logfile, 13)
+  wait_dead(p, 60)
+  local st = checkpoint.load(dir .. "/last.h5", F.model())
+  T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint before the crash at step 13")
+  T.check(st.search.step >= 1 and st.search.step <= 13, "checkpoint at step " .. st.search.step)
+  p = spawn(string.format("resume=%s checkpoint.minutes=0.000001", sh(dir)), logfile, 47)
+  wait_dead(p, 60)
+  st = checkpoint.load(dir .. "/last.h5", F.model())
+  T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint before the crash at step 47")
+  T.eq(st.trainer.epoch, 3, "epoch of the second crash")
+  p = spawn(string.format("resume=%s", sh(dir)), logfile)
+  wait_dead(p, 60)
+  T.check(finished(dir), "the run did not finish after two resumes (see " .. logfile .. ")")
+  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
+  T.eq((m.params - r.params):abs():max(), 0, "final weights")
+  T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
+  compare_logs(dir)
+end)
+
+local gen = sg.Generator(2718, "resume-test")
+local kills_landed, mid_epoch_resumes = 0, 0
+for trial = 1, 3 do
+  T.test("SIGKILL at random points, resume, bit-identical (trial " .. trial .. ")", function()
+    local name = "trial" .. trial
+    local dir = out .. "/" .. name
+    local logfile = tmp .. "/" .. name .. ".out"
+    local attempts = 0
+    while not finished(dir) do
+      attempts = attempts + 1
+      local args
+      if sg.core.exists(dir .. "/last.h5") then
+        local st = checkpoint.load(dir .. "/last.h5", F.model())
+        if st.trainer.mid_epoch then mid_epoch_resumes = mid_epoch_resumes + 1 end
+        args = string.format("resume=%s checkpoint.minutes=0.00002", sh(dir))
+      else
+        os.execute("rm -rf " .. sh(dir))
+        args = string.format("out=%s name=%s checkpoint.minutes=0.00002", sh(out), name)
+      end
+      local p = spawn(args, logfile)
+      if attempts <= 6 then
+        sg.core.sleep(gen:uniform(0.15, 1.0) * ref_time)
+        if alive(p) then
+          os.execute("kill -9 " .. p)
+          kills_landed = kills_landed + 1
+        end
+      end
+      wait_dead(p, 120)
+      T.check(attempts <= 8, "the run does not finish after " .. attempts .. " attempts (see " .. logfile .. ")")
+    end
+    local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
+    T.eq((m.params - r.params):abs():max(), 0, "final weights")
+    T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
+    local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
+    T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
+    compare_logs(dir)
+    io.write(string.format("     trial %d: %d attempts\n", trial, attempts))
+  end)
+end
+
+T.test("SIGTERM: the run checkpoints after the current step, says so, and resumes identically", function()
+  local dir = out .. "/term"
+  local logfile = tmp .. "/term.out"
+  local p = spawn(string.format("out=%s name=term", sh(out)), logfile)
+  local t = sg.core.time()
+  while not sg.core.exists(dir .. "/log.h5") and sg.core.time() - t < 60 do sg.core.sleep(0.01) end
+  sg.core.sleep(0.3 * ref_time)
+  T.check(alive(p), "the run ended before SIGTERM (reference time " .. ref_time .. " s)")
+  os.execute("kill -TERM " .. p)
+  wait_dead(p, 60)
+  local f = assert(io.open(logfile)); local text = f:read("a"); f:close()
+  T.check(text:find("stopped by an interrupt", 1, true) and text:find("resume=" .. dir, 1, true), text)
+  T.check(sg.core.exists(dir .. "/last.h5"), "no checkpoint after SIGTERM")
+  T.check(not finished(dir), "SIGTERM did not stop the run early")
+  local p2 = spawn(string.format("resume=%s", sh(dir)), logfile)
+  wait_dead(p2, 120)
+  T.check(finished(dir), "the resumed run did not finish")
+  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
+  T.eq((m.params - r.params):abs():max(), 0, "final weights after SIGTERM + resume")
+  compare_logs(dir)
+end)
+
+T.test("the kills landed while the runs were running", function()
+  T.check(kills_landed >= 3, "only " .. kills_landed .. " kills hit a running process")
+  io.write(string.format("     %d kills, %d resumes from mid-epoch checkpoints\n", kills_landed, mid_epoch_resumes))
+end)
+
+T.done()
