@@ -1,0 +1,330 @@
+/*
+ * test_cuda_math.c - the CUDA backend's memory and math against the CPU:
+ * the caching pool (reuse, no device allocation in a steady-state loop, the
+ * out-of-memory message naming the size), copies and the input copy stream,
+ * pinned host memory, the fused SA-move vector updates, reductions (sum,
+ * mean, max/min and their arg forms with the CPU's tie and NaN rules, dot,
+ * norms, the finiteness test), tensor math dispatched by core/tensor.c for
+ * CUDA tensors (element-wise, matmul incl. transposed views, TF32 option),
+ * mixed-device errors, and the on-device input transform against a CPU
+ * reference of the loader's pixel rule. Skips visibly (exit 77) without a GPU.
+ */
+#include "cuda_testutil.h"
+
+#ifdef SG_HAVE_CUDA
+
+static sg_rng g_rng;
+
+static float *rnd(int64_t n, float lo, float hi)
+{
+    float *p = hbuf(n);
+    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
+    return p;
+}
+
+static void test_pool_and_copies(void)
+{
+    sg_cuda_mem_stats s0 = sg_cuda_get_mem_stats();
+    void *a = sg_cuda_malloc(1000), *b = sg_cuda_malloc(3 << 20);
+    CHECK(a && b, "pool: malloc failed: %s", sg_geterr());
+    sg_cuda_free(a);
+    sg_cuda_free(b);
+    /* the same sizes again: served from the pool */
+    sg_cuda_mem_stats s1 = sg_cuda_get_mem_stats();
+    for (int it = 0; it < 50; it++) {
+        void *x = sg_cuda_malloc(1000), *y = sg_cuda_malloc(3 << 20), *z = sg_cuda_malloc(999);
+        CHECK(x && y && z, "pool: malloc failed: %s", sg_geterr());
+        sg_cuda_free(z);
+        sg_cuda_free(y);
+        sg_cuda_free(x);
+    }
+    sg_cuda_mem_stats s2 = sg_cuda_get_mem_stats();
+    CHECK(s2.device_allocs - s1.device_allocs <= 1,
+          "pool: %lld cudaMalloc calls in a steady-state loop",
+          (long long)(s2.device_allocs - s1.device_allocs));
+    CHECK(s2.pool_hits > s0.pool_hits + 100, "pool: only %lld hits",
+          (long long)(s2.pool_hits - s0.pool_hits));
+    printf("  ok pool: %lld device allocations, %lld hits, cached %zu bytes\n",
+           (long long)s2.device_allocs, (long long)s2.pool_hits, s2.cached);
+
+    /* an absurd allocation: a clear message naming the size */
+    void *huge = sg_cuda_malloc((size_t)1 << 50);
+    CHECK(huge == NULL && strstr(sg_geterr(), "out of memory") &&
+              strstr(sg_geterr(), "1125899906842624"),
+          "pool: absurd allocation gave %p, message '%s'", huge, sg_geterr());
+    printf("  ok out-of-memory message: %s\n", sg_geterr());
+
+    /* copies: host -> device -> device -> host, and the input stream from pinned memory */
+    const int64_t n = 100003;
+    float *h = rnd(n, -1, 1);
+    float *pin = sg_cuda_host_alloc((size_t)n * 4, NULL);
+    CHECK(pin != NULL, "pinned alloc failed: %s", sg_geterr());
+    if (!pin)
+        return;
+    memcpy(pin, h, (size_t)n * 4);
+    float *d1 = dalloc((size_t)n * 4), *d2 = dalloc((size_t)n * 4);
+    OK(sg_cuda_input_copy(d1, pin, (size_t)n * 4));
+    OK(sg_cuda_vec_scale_add(d1, d1, d2, n, 1.0f, 1.0f)); /* queued after the copy */
+    OK(sg_cuda_input_wait());
+    float *want = hbuf(n);
+    for (int64_t i = 0; i < n; i++)
+        want[i] = h[i] + h[i];
+    cmp_dev("input copy stream then compute", d2, want, n, 0.0);
+    OK(sg_cuda_memcpy(d2, d1, (size_t)n * 4, 1, 1));
+    cmp_dev("device-to-device copy", d2, h, n, 0.0);
+    OK(sg_cuda_fill(d2, SG_F32, n, 2.5));
+    for (int64_t i = 0; i < n; i++)
+        want[i] = 2.5f;
+    cmp_dev("fill 2.5", d2, want, n, 0.0);
+    sg_cuda_host_free(pin, NULL);
+    sg_cuda_free(d1);
+    sg_cuda_free(d2);
+    free(h);
+    free(want);
+}
+
+static void test_sa_move(void)
+{
+    const int64_t n = 1000003;
+    float *w = rnd(n, -1, 1), *g = rnd(n, -1, 1), *v = rnd(n, -1, 1), *o = hbuf(n);
+    float *dw = dup_f(w, n), *dg = dup_f(g, n), *dv = dup_f(v, n), *dout = dalloc((size_t)n * 4);
+    sg_cpu_vec_axpy(w, g, o, n, -0.07f);
+    OK(sg_cuda_vec_axpy(dw, dg, dout, n, -0.07f));
+    cmp_dev("SA move trial = w - eta*g", dout, o, n, 1e-7);
+    sg_cpu_vec_axpbypz(w, g, v, o, n, -0.1f, 0.9f);
+    OK(sg_cuda_vec_axpbypz(dw, dg, dv, dout, n, -0.1f, 0.9f));
+    cmp_dev("vec_axpbypz", dout, o, n, 1e-7);
+    sg_cpu_vec_scale_add(v, g, o, n, 0.9f, 1.0f);
+    OK(sg_cuda_vec_scale_add(dv, dg, dout, n, 0.9f, 1.0f));
+    cmp_dev("vec_scale_add (momentum)", dout, o, n, 1e-7);
+    /* in place: out aliases a */
+    sg_cpu_vec_axpy(w, g, w, n, 0.5f);
+    OK(sg_cuda_vec_axpy(dw, dg, dw, n, 0.5f));
+    cmp_dev("vec_axpy in place", dw, w, n, 1e-7);
+    sg_cuda_free(dw); sg_cuda_free(dg); sg_cuda_free(dv); sg_cuda_free(dout);
+    free(w); free(g); free(v); free(o);
+}
+
+/* CPU tensor + CUDA copy of it */
+static sg_tensor *cpu_t(int ndim, const int64_t *size, float lo, float hi)
+{
+    sg_tensor *t = sg_tensor_new(SG_F32, SG_CPU, ndim, size);
+    sg_rng_fill_uniform(&g_rng, sg_f32(t), sg_tensor_numel(t), lo, hi);
+    return t;
+}
+
+static sg_tensor *to_cuda(const sg_tensor *t)
+{
+    sg_tensor *c = sg_tensor_new(t->dtype, SG_CUDA, t->ndim, t->size);
+    if (!c || sg_copy(c, t) != 0) {
+        fprintf(stderr, "to cuda failed: %s\n", sg_geterr());
+        exit(1);
+    }
+    return c;
+}
+
+static void cmp_tensor(const char *what, const sg_tensor *gpu, const sg_tensor *cpu, double rtol)
+{
+    CHECK(sg_tensor_same_shape(gpu, cpu), "%s: shapes differ", what);
+    cmp_dev(what, sg_f32(gpu), sg_f32(cpu), sg_tensor_numel(cpu), rtol);
+}
+
+static void test_reductions(void)
+{
+    int64_t sz[1] = {300007};
+    sg_tensor *a = cpu_t(1, sz, -2, 1), *b = cpu_t(1, sz, -1, 1);
+    float *pa = sg_f32(a);
+    pa[1234] = 1.5f;   /* the maximum, twice: the first wins */
+    pa[99999] = 1.5f;
+    pa[777] = -3.0f;   /* the minimum */
+    sg_tensor *ga = to_cuda(a), *gb = to_cuda(b);
+    const sg_redop ops[] = {SG_RED_SUM, SG_RED_MEAN, SG_RED_MAX, SG_RED_MIN, SG_RED_ARGMAX,
+                            SG_RED_ARGMIN};
+    const char *names[] = {"sum", "mean", "max", "min", "argmax", "argmin"};
+    for (int i = 0; i < 6; i++) {
+        double c = 0, g = 0, g2 = 0;
+        OK(sg_reduce_all(a, ops[i], &c));
+        OK(sg_reduce_all(ga, ops[i], &g));
+        OK(sg_reduce_all(ga, ops[i], &g2));
+        CHECK(fabs(g - c) <= 1e-9 * (fabs(c) + 1.0) && g == g2, "%s: gpu %.17g (again %.17g) cpu %.17g",
+              names[i], g, g2, c);
+        printf("  ok reduce %-6s gpu %.10g cpu %.10g\n", names[i], g, c);
+    }
+    double c = 0, g = 0;
+    OK(sg_dot(a, b, &c));
+    OK(sg_dot(ga, gb, &g));
+    CHECK(fabs(g - c) <= 1e-9 * (fabs(c) + 1.0), "dot: gpu %.17g cpu %.17g", g, c);
+    const double ps[] = {1.0, 2.0, 3.0, INFINITY};
+    for (int i = 0; i < 4; i++) {
+        OK(sg_norm(a, ps[i], &c));
+        OK(sg_norm(ga, ps[i], &g));
+        CHECK(fabs(g - c) <= 1e-7 * (fabs(c) + 1.0), "norm p=%g: gpu %.17g cpu %.17g", ps[i], g, c);
+    }
+    printf("  ok dot and norms (1, 2, 3, inf)\n");
+    int fc = -1, fg = -1;
+    OK(sg_isfinite_all(ga, &fg));
+    CHECK(fg == 1, "isfinite: finite tensor reported %d", fg);
+    pa[5000] = NAN;
+    pa[6000] = NAN;
+    sg_tensor_release(ga);
+    ga = to_cuda(a);
+    OK(sg_isfinite_all(a, &fc));
+    OK(sg_isfinite_all(ga, &fg));
+    CHECK(fc == 0 && fg == 0, "isfinite with NaN: cpu %d gpu %d", fc, fg);
+    OK(sg_reduce_all(a, SG_RED_ARGMAX, &c));
+    OK(sg_reduce_all(ga, SG_RED_ARGMAX, &g));
+    CHECK(c == g && g == 5000, "argmax with NaN: gpu %g cpu %g (the first NaN wins)", g, c);
+    printf("  ok isfinite and NaN rules\n");
+    sg_tensor_release(a); sg_tensor_release(b); sg_tensor_release(ga); sg_tensor_release(gb);
+}
+
+static void test_tensor_dispatch(void)
+{
+    int64_t sz[2] = {37, 53};
+    sg_tensor *a = cpu_t(2, sz, 0.5f, 2), *b = cpu_t(2, sz, 0.5f, 2);
+    sg_tensor *ga = to_cuda(a), *gb = to_cuda(b);
+    sg_tensor *o = sg_tensor_new(SG_F32, SG_CPU, 2, sz), *go = sg_tensor_new(SG_F32, SG_CUDA, 2, sz);
+    const char *bn[] = {"add", "sub", "mul", "div"};
+    for (int op = 0; op < 4; op++) {
+        char t[64];
+        OK(sg_binary(o, a, b, (sg_binop)op));
+        OK(sg_binary(go, ga, gb, (sg_binop)op));
+        snprintf(t, sizeof t, "tensor %s", bn[op]);
+        cmp_tensor(t, go, o, 1e-6);
+        OK(sg_binary_scalar(o, a, 1.7, (sg_binop)op, 1));
+        OK(sg_binary_scalar(go, ga, 1.7, (sg_binop)op, 1));
+        snprintf(t, sizeof t, "tensor scalar %s", bn[op]);
+        cmp_tensor(t, go, o, 1e-6);
+    }
+    for (int fn = SG_FN_EXP; fn <= SG_FN_SQUARE; fn++) {
+        char t[64];
+        OK(sg_unary(o, a, (sg_unfn)fn));
+        OK(sg_unary(go, ga, (sg_unfn)fn));
+        snprintf(t, sizeof t, "tensor unary fn %d", fn);
+        cmp_tensor(t, go, o, 1e-5);
+    }
+    OK(sg_clamp(o, a, 0.8, 1.2));
+    OK(sg_clamp(go, ga, 0.8, 1.2));
+    cmp_tensor("tensor clamp", go, o, 0.0);
+    OK(sg_add_scaled(o, a, -0.3, b));
+    OK(sg_add_scaled(go, ga, -0.3, gb));
+    cmp_tensor("tensor add_scaled", go, o, 1e-7);
+    /* a fresh output workspace is resized on the device */
+    sg_tensor *fresh = sg_tensor_new(SG_F32, SG_CUDA, 1, sz);
+    OK(sg_binary(fresh, ga, gb, SG_OP_ADD));
+    OK(sg_binary(o, a, b, SG_OP_ADD));
+    cmp_tensor("tensor add into a resized output", fresh, o, 1e-6);
+
+    /* mixed devices: a clear error naming both */
+    int rc = sg_binary(go, ga, b, SG_OP_ADD);
+    CHECK(rc != 0 && strstr(sg_geterr(), "cuda") && strstr(sg_geterr(), "cpu"),
+          "mixed devices: rc %d, message '%s'", rc, sg_geterr());
+    printf("  ok mixed devices: %s\n", sg_geterr());
+
+    /* matmul, plain and through transposed views, fp32 and TF32 */
+    int64_t ms[2] = {65, 130}, ks[2] = {130, 47};
+    sg_tensor *m1 = cpu_t(2, ms, -1, 1), *m2 = cpu_t(2, ks, -1, 1);
+    sg_tensor *g1 = to_cuda(m1), *g2 = to_cuda(m2);
+    int64_t one[1] = {1};
+    sg_tensor *mo = sg_tensor_new(SG_F32, SG_CPU, 1, one), *gmo = sg_tensor_new(SG_F32, SG_CUDA, 1, one);
+    OK(sg_matmul(mo, m1, m2));
+    OK(sg_matmul(gmo, g1, g2));
+    cmp_tensor("matmul 65x130 @ 130x47", gmo, mo, 1e-5);
+    sg_tensor *t1 = sg_tensor_transpose(m2, 0, 1), *t2 = sg_tensor_transpose(m1, 0, 1);
+    sg_tensor *gt1 = sg_tensor_transpose(g2, 0, 1), *gt2 = sg_tensor_transpose(g1, 0, 1);
+    OK(sg_matmul(mo, t1, t2));
+    OK(sg_matmul(gmo, gt1, gt2));
+    cmp_tensor("matmul transposed views 47x130 @ 130x65", gmo, mo, 1e-5);
+    sg_cuda_set_tf32(1);
+    OK(sg_matmul(gmo, gt1, gt2));
+    cmp_tensor("matmul TF32 (loose tolerance)", gmo, mo, 3e-2);
+    sg_cuda_set_tf32(0);
+    sg_tensor_release(t1); sg_tensor_release(t2); sg_tensor_release(gt1); sg_tensor_release(gt2);
+    sg_tensor_release(m1); sg_tensor_release(m2); sg_tensor_release(g1); sg_tensor_release(g2);
+    sg_tensor_release(mo); sg_tensor_release(gmo); sg_tensor_release(fresh);
+    sg_tensor_release(a); sg_tensor_release(b); sg_tensor_release(ga); sg_tensor_release(gb);
+    sg_tensor_release(o); sg_tensor_release(go);
+}
+
+/* The loader's pixel rule (core/data.h) on the CPU, as the reference. */
+static void input_ref(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
+                      const int32_t *flip, int64_t n, int c, int h, int w, int pad,
+                      const double *mean, const double *std)
+{
+    int Ho = h + 2 * pad, Wo = w + 2 * pad;
+    for (int64_t i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    int sy = oy + dy[i] - pad;
+                    int sx = (flip[i] ? Wo - 1 - ox : ox) + dx[i] - pad;
+                    double v = 0.0;
+                    if (sy >= 0 && sy < h && sx >= 0 && sx < w)
+                        v = x[((i * c + ch) * h + sy) * w + sx] / 255.0;
+                    y[((i * c + ch) * Ho + oy) * Wo + ox] = (float)((v - mean[ch]) / std[ch]);
+                }
+}
+
+static void test_input_transform(void)
+{
+    const int64_t n = 9;
+    const int c = 3, h = 8, w = 6, pad = 2;
+    const int Ho = h + 2 * pad, Wo = w + 2 * pad;
+    int64_t nx = n * c * h * w, ny = n * c * Ho * Wo;
+    uint8_t *x = malloc((size_t)nx);
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = (uint8_t)(sg_rng_u32(&g_rng) & 255);
+    int32_t dy[9], dx[9], fl[9];
+    for (int i = 0; i < 9; i++) {
+        dy[i] = (int32_t)(sg_rng_u32(&g_rng) % 5) - 2;
+        dx[i] = (int32_t)(sg_rng_u32(&g_rng) % 5) - 2;
+        fl[i] = (int32_t)(sg_rng_u32(&g_rng) & 1);
+    }
+    const double mean[3] = {0.49, 0.48, 0.45}, std[3] = {0.25, 0.24, 0.26};
+    float *want = hbuf(ny);
+    input_ref(x, want, dy, dx, fl, n, c, h, w, pad, mean, std);
+    uint8_t *d_x = dalloc((size_t)nx);
+    OK(sg_cuda_memcpy(d_x, x, (size_t)nx, 1, 0));
+    int32_t *d_dy = dup_i(dy, 9), *d_dx = dup_i(dx, 9), *d_fl = dup_i(fl, 9);
+    float *d_y = dalloc((size_t)ny * 4);
+    OK(sg_cuda_input_transform(d_x, d_y, d_dy, d_dx, d_fl, n, c, h, w, pad, mean, std));
+    cmp_dev("input transform (pad, crop, flip, normalize)", d_y, want, ny, 1e-5);
+    int32_t z[9] = {0};
+    input_ref(x, want, z, z, z, n, c, h, w, pad, mean, std);
+    OK(sg_cuda_input_transform(d_x, d_y, NULL, NULL, NULL, n, c, h, w, pad, mean, std));
+    cmp_dev("input transform (pad, normalize only)", d_y, want, ny, 1e-5);
+    sg_cuda_free(d_x); sg_cuda_free(d_dy); sg_cuda_free(d_dx); sg_cuda_free(d_fl);
+    sg_cuda_free(d_y);
+    free(x); free(want);
+}
+
+int main(void)
+{
+    cuda_or_skip("the CUDA memory and math tests");
+    char name[256];
+    if (sg_cuda_device_name(name, sizeof name) == 0)
+        printf("device: %s\n", name);
+    sg_rng_init(&g_rng, 99, sg_rng_hash("test_cuda_math"));
+    test_pool_and_copies();
+    test_sa_move();
+    test_reductions();
+    test_tensor_dispatch();
+    test_input_transform();
+    OK(sg_cuda_synchronize());
+    if (g_fail) {
+        fprintf(stderr, "%d CUDA math check(s) failed\n", g_fail);
+        return 1;
+    }
+    printf("all CUDA memory and math checks passed\n");
+    return 0;
+}
+
+#else
+
+int main(void)
+{
+    cuda_or_skip("the CUDA memory and math tests (built without the CUDA backend)");
+    return 77;
+}
+
+#endif
