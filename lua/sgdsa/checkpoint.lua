@@ -1,26 +1,34 @@
 -- sgdsa.checkpoint: write and read a training checkpoint (last.h5, best.h5)
--- through sgdsa.h5. Layout (see docs/FORMAT.md):
+-- through sgdsa.h5, in the layout of docs/FORMAT.md section 4:
 --
---   /<name>              every model tensor under its PyTorch-style name
+--   /<name>              every model tensor under its PyTorch state-dict name
 --                        (model:named_tensors(): parameters and buffers)
---   /sgdsa/state/...     the whole search state as a tree of datasets:
---                        trainer counters, search (temperature, rule memory,
---                        velocity...), rng streams, data loader position
---   root attributes      format_version, kind = "checkpoint", epoch, step,
---                        model, num_params, temperature, val_acc, time
+--   /search/...          the search state: epoch, step, temperature,
+--                        rng/<stream> (uint64[4]), data/order, data/position,
+--                        rule/... (acceptance memory), optim/... (neighborhood
+--                        memory: velocity...), trainer/... (counters, partial
+--                        epoch statistics, best-so-far)
+--   /extra/script, /extra/config   copies of the log's texts
+--   root attributes      format_version, kind = "checkpoint", sgdsa_version,
+--                        epoch, step, created (+ best_val_acc, best_epoch)
 --
--- A state tree holds numbers, strings, booleans, tensors, lists of numbers
--- and nested tables. Each leaf is one dataset with an attribute `lua` naming
--- its Lua type (integer, float, boolean, string, tensor, ints, floats), so it
--- reads back exactly (64-bit integers keep their bits: rng states; floats are
--- stored as float64). Integer keys are stored as "#<n>". The file is
--- written atomically (temporary file, fsync, rename): a crash leaves the
--- previous checkpoint whole. Loading never runs code and checks every tensor
--- against the model's own names and shapes.
+-- The state is a Lua tree of numbers, strings, booleans, tensors, lists of
+-- numbers and nested tables. Each leaf is one dataset with an attribute `lua`
+-- naming its Lua type (integer, float, boolean, string, tensor, ints,
+-- floats), so it reads back exactly (64-bit integers keep their bits; floats
+-- are float64); checkpoint.u64(list) marks a list stored as uint64 (rng
+-- states). Integer keys are stored as "#<n>". The file is written
+-- atomically (temporary file, fsync, rename): a crash leaves the previous
+-- checkpoint whole. Loading never runs code and checks every model tensor's
+-- name, dtype and shape before changing anything.
 local h5 = require "sgdsa.h5"
 
 local M = {}
-M.STATE = "sgdsa/state"
+M.STATE = "search"
+
+local U64 = {}
+--- Mark a list of integers to be stored as uint64 (bit patterns).
+function M.u64(list) return setmetatable(list, U64) end
 
 local function is_tensor(v)
   local mt = getmetatable(v)
@@ -63,7 +71,9 @@ local function put_tree(f, prefix, t)
       f:write_array(path, v, "float64"); kind = "float"
     elseif type(v) == "table" then
       local list = number_list(v)
-      if list then
+      if getmetatable(v) == U64 then
+        f:write_array(path, v, "uint64"); kind = "ints"
+      elseif list then
         f:write_array(path, v, list == "ints" and "int64" or "float64"); kind = list
       else
         put_tree(f, path, v)
@@ -82,8 +92,10 @@ local function get_leaf(f, path)
   if kind == "boolean" then return (f:read_array(path, "int64")) ~= 0 end
   if kind == "integer" then return math.tointeger((f:read_array(path, "int64"))) end
   if kind == "float" then return (f:read_array(path, "float64")) end
-  if kind == "ints" then return (f:read_array(path, "int64")) end
-  if kind == "floats" then return (f:read_array(path, "float64")) end
+  if kind == "ints" or kind == "floats" then
+    local v = f:read_array(path)
+    return type(v) == "table" and v or {v}
+  end
   error(string.format("checkpoint '%s': state dataset '%s' has unknown kind %q", f:path(), path, tostring(kind)), 0)
 end
 
@@ -112,13 +124,14 @@ end
 
 M.put_tree, M.get_tree = put_tree, get_tree
 
---- Write a checkpoint atomically: the model's tensors, the state tree, and
---- root attributes (numbers and strings).
-function M.save(path, model, state, attrs)
+--- Write a checkpoint atomically: the model's tensors, the state tree under
+--- search/, extra texts (name -> string, under extra/) and root attributes.
+function M.save(path, model, state, attrs, extra)
   local f = h5.open(path, "w", {atomic = true})
   local ok, err = pcall(function()
     for _, e in ipairs(model:named_tensors()) do f:write(e.name, e.tensor:contiguous()) end
     put_tree(f, M.STATE, state)
+    for k, v in pairs(extra or {}) do f:write_text("extra/" .. k, v) end
     f:attr("format_version", h5.format_version)
     f:attr("kind", "checkpoint")
     for k, v in pairs(attrs or {}) do f:attr(k, v) end

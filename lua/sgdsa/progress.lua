@@ -62,9 +62,9 @@ end
 function M.summary(e, epochs)
   return string.format(
     "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  T %.4g  accepted %.1f%% (mean p %.3f)%s  %.1f s  %.0f img/s",
-    e.epoch, epochs, e.train_loss, 100 * e.train_acc, e.val_loss, 100 * e.val_acc, e.temperature,
+    e.epoch, epochs, e.train_loss, 100 * e.train_acc, e.val_loss, 100 * e.val_acc, e.T,
     100 * e.accept_rate, e.mean_prob, e.nonfinite > 0 and string.format("  non-finite %d", e.nonfinite) or "",
-    e.time, e.images_per_s)
+    e.seconds, e.images_per_s)
 end
 
 function P:epoch_end(e)

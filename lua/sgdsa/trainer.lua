@@ -55,11 +55,15 @@ M.FIELDS = {
 M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
 M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
 
-M.STEP_FIELDS = {{"step", "int64"}, {"epoch", "int64"}, "move", "f_w", "f_trial", "worsening",
-                 "prob", {"accepted", "int64"}, {"nonfinite", "int64"}, "temperature"}
-M.EPOCH_FIELDS = {{"epoch", "int64"}, {"steps", "int64"}, "train_loss", "train_acc", "val_loss",
-                  "val_acc", "temperature", "accept_rate", "mean_prob", {"nonfinite", "int64"},
-                  "time", "images_per_s"}
+-- Log columns: docs/FORMAT.md's, then ours (objective: what the acceptance
+-- test compares, = the loss unless objective = "error"; prob: acceptance
+-- probability clipped to 1; nonfinite: the trial's objective was NaN/inf).
+M.STEP_FIELDS = {{"epoch", "int64"}, {"step", "int64"}, "eta", "T", "loss", "trial_loss",
+                 {"accepted", "int64"}, "objective", "trial_objective", "worsening", "prob",
+                 {"nonfinite", "int64"}}
+M.EPOCH_FIELDS = {{"epoch", "int64"}, {"step", "int64"}, "T", "train_loss", "train_acc",
+                  "val_loss", "val_acc", "accept_rate", "seconds", "mean_prob",
+                  {"nonfinite", "int64"}, "images_per_s", {"epoch_steps", "int64"}}
 
 local function sorted_keys(t)
   local ks = {}
@@ -310,16 +314,21 @@ local function create_log(dir, cfg, cfgtext)
   local f = h5.open(dir .. "/log.h5", "w", {atomic = true})
   local ok, err = pcall(function()
     f:write_text("script", stext)
+    f:write_text("script_path", spath)
     f:write_text("config", cfgtext)
+    local argv = {}
+    for i = 0, #(arg or {}) do argv[#argv + 1] = tostring(arg[i]) end
+    f:write_text("argv", table.concat(argv, "\n"))
     f:attr("format_version", h5.format_version)
-    f:attr("kind", "run_log")
+    f:attr("kind", "run-log")
+    f:attr("name", dir:match("([^/]+)$"))
+    f:attr("resumed", 0)
     f:attr("sgdsa_version", sg.version)
     f:attr("seed", cfg.seed)
     f:attr("device", cfg.device)
     f:attr("threads", core.get_num_threads())
     f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     f:attr("host", core.hostname())
-    f:attr("script_path", spath)
     f:attr("epochs", cfg.epochs)
   end)
   if not ok then f:discard(); error(err, 0) end
@@ -330,7 +339,7 @@ end
 
 local function rng_states()
   local t = {}
-  for _, name in ipairs(M.STREAMS) do t[name] = sg.stream(name):state() end
+  for _, name in ipairs(M.STREAMS) do t[name] = checkpoint.u64(sg.stream(name):state()) end
   return t
 end
 
@@ -423,12 +432,21 @@ function M.train(exp, overrides)
 
   if cfg.resume then
     local state = checkpoint.load(dir .. "/last.h5", model)
-    local t = state.trainer or fail("resume: %s/last.h5 has no trainer state", dir)
-    for k, v in pairs(t) do tr[k] = v end
+    local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
+    for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
+    tr.epoch = state.epoch + 1
     set_rng_states(state.rng)
-    if state.loader then train:set_state(state.loader) end
+    local d = state.data
+    if d then
+      train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
+                      shuffle = d.shuffle, augment = d.augment}
+    end
     S:epoch_start(tr.epoch)
-    S:set_state(state.search or {})
+    S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
+                neighborhood = state.optim or {}, acceptance = state.rule or {}}
+    local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
+    lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
+    lf:close()
     if steplog then steplog:truncate(tr.step_rows) end
     if epochlog then epochlog:truncate(tr.epoch_rows) end
     -- the history so far, for hooks
@@ -447,21 +465,17 @@ function M.train(exp, overrides)
   end
 
   local nsteps_log = #logs.steps.step
+  local is_loss = S.objective_name == "loss"
+  local row = {}
   local function log_step(rec)
     nsteps_log = nsteps_log + 1
+    row.epoch, row.step, row.eta, row.T = rec.epoch, rec.step, rec.move, rec.temperature
+    row.loss, row.trial_loss = rec.loss, is_loss and rec.f_trial or (0 / 0)
+    row.accepted, row.objective, row.trial_objective = rec.accepted and 1 or 0, rec.f_w, rec.f_trial
+    row.worsening, row.prob, row.nonfinite = rec.worsening, rec.prob, rec.nonfinite and 1 or 0
     local L = logs.steps
-    L.step[nsteps_log], L.epoch[nsteps_log], L.move[nsteps_log] = rec.step, rec.epoch, rec.move
-    L.f_w[nsteps_log], L.f_trial[nsteps_log] = rec.f_w, rec.f_trial
-    L.worsening[nsteps_log], L.prob[nsteps_log] = rec.worsening, rec.prob
-    L.accepted[nsteps_log] = rec.accepted and 1 or 0
-    L.nonfinite[nsteps_log] = rec.nonfinite and 1 or 0
-    L.temperature[nsteps_log] = rec.temperature
-    if steplog then
-      steplog:append{step = rec.step, epoch = rec.epoch, move = rec.move, f_w = rec.f_w,
-                     f_trial = rec.f_trial, worsening = rec.worsening, prob = rec.prob,
-                     accepted = rec.accepted and 1 or 0, nonfinite = rec.nonfinite and 1 or 0,
-                     temperature = rec.temperature}
-    end
+    for k, v in pairs(row) do L[k][nsteps_log] = v end
+    if steplog then steplog:append(row) end
   end
 
   local function flush_logs()
@@ -475,11 +489,23 @@ function M.train(exp, overrides)
     tr.mid_epoch = mid_epoch
     tr.step_rows = steplog and steplog:rows() or 0
     tr.epoch_rows = epochlog and epochlog:rows() or 0
-    local state = {trainer = tr, search = S:state(), rng = rng_states(), loader = train:state()}
-    local a = {epoch = tr.epoch, step = S.iter, temperature = S:temperature(),
-               num_params = model.params:numel(), time = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+    local ss = S:state()
+    local ls = train:state()
+    local order = ls.perm and ls.perm:totable() or {}
+    local t = {stats = ss.stats}
+    for k, v in pairs(tr) do if k ~= "epoch" then t[k] = v end end
+    local state = {
+      epoch = tr.epoch - 1, step = S.iter, temperature = S:temperature(),
+      rng = rng_states(),
+      data = {order = order, position = ls.index, epoch = ls.epoch,
+              shuffle = ls.shuffle and checkpoint.u64(ls.shuffle) or nil,
+              augment = ls.augment and checkpoint.u64(ls.augment) or nil},
+      rule = ss.acceptance, optim = ss.neighborhood, trainer = t,
+    }
+    local a = {epoch = tr.epoch - 1, step = S.iter, sgdsa_version = sg.version,
+               created = os.date("!%Y-%m-%dT%H:%M:%SZ")}
     for k, v in pairs(attrs or {}) do a[k] = v end
-    checkpoint.save(path, model, state, a)
+    checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
   end
 
   local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,
@@ -540,19 +566,19 @@ function M.train(exp, overrides)
       break
     end
     -- the end of the epoch
-    local T_epoch = S:temperature()
+    local T_epoch = S:temperature()   -- in force during the epoch (cooled below)
     S:epoch_end(epoch)
     local train_time = base_elapsed + (core.time() - t0)
     local vloss, vacc = validate(model, crit, val, cfg.device)
     local st = S.stats
     local erec = {
-      epoch = epoch, steps = st.steps,
+      epoch = epoch, step = S.iter, epoch_steps = st.steps,
       train_loss = st.seen > 0 and st.loss_sum / st.seen or 0 / 0,
       train_acc = st.seen > 0 and st.correct / st.seen or 0 / 0,
-      val_loss = vloss, val_acc = vacc, temperature = T_epoch,
+      val_loss = vloss, val_acc = vacc, T = T_epoch,
       accept_rate = st.steps > 0 and st.accepted / st.steps or 0 / 0,
       mean_prob = st.steps > 0 and st.prob_sum / st.steps or 0 / 0,
-      nonfinite = st.nonfinite, time = train_time,
+      nonfinite = st.nonfinite, seconds = train_time,
       images_per_s = train_time > 0 and st.seen / train_time or 0 / 0,
     }
     logs.epochs[#logs.epochs + 1] = erec
@@ -564,7 +590,7 @@ function M.train(exp, overrides)
     if dir then
       flush_logs()
       if improved and cfg.checkpoint.best then
-        save_checkpoint(dir .. "/best.h5", false, {val_acc = vacc, val_loss = vloss, best_epoch = epoch})
+        save_checkpoint(dir .. "/best.h5", false, {best_val_acc = vacc, val_loss = vloss, best_epoch = epoch})
       end
       local every = cfg.checkpoint.every
       if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then

@@ -58,7 +58,7 @@ end
 local function finished(dir)
   if not sg.core.exists(dir .. "/last.h5") then return false end
   local ok, st = pcall(function() return (checkpoint.load(dir .. "/last.h5", F.model())) end)
-  return ok and st.trainer.epoch == 5 and not st.trainer.mid_epoch
+  return ok and st.epoch == 4 and not st.trainer.mid_epoch
 end
 
 -- The reference: left alone.
@@ -79,7 +79,7 @@ local function weights(path)
 end
 
 local function compare_logs(dir)
-  local ignore = {time = true, images_per_s = true}
+  local ignore = {seconds = true, images_per_s = true}
   for _, group in ipairs{"steps", "epochs"} do
     local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(refdir .. "/log.h5", group)
     T.eq(a.rows, b.rows, group .. " rows")
@@ -107,12 +107,12 @@ T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid
   wait_dead(p, 60)
   local st = checkpoint.load(dir .. "/last.h5", F.model())
   T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint before the crash at step 13")
-  T.check(st.search.step >= 1 and st.search.step <= 13, "checkpoint at step " .. st.search.step)
+  T.check(st.step >= 1 and st.step <= 13, "checkpoint at step " .. st.step)
   p = spawn(string.format("resume=%s checkpoint.minutes=0.000001", sh(dir)), logfile, 47)
   wait_dead(p, 60)
   st = checkpoint.load(dir .. "/last.h5", F.model())
   T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint before the crash at step 47")
-  T.eq(st.trainer.epoch, 3, "epoch of the second crash")
+  T.eq(st.epoch, 2, "epochs completed at the second crash")
   p = spawn(string.format("resume=%s", sh(dir)), logfile)
   wait_dead(p, 60)
   T.check(finished(dir), "the run did not finish after two resumes (see " .. logfile .. ")")

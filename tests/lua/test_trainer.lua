@@ -64,17 +64,20 @@ T.test("a run writes log.h5, last.h5, best.h5 with the documented contents", fun
   T.check(r.best_acc > 0.5, "best validation accuracy " .. r.best_acc)
   local f <close> = h5.open(dir .. "/log.h5", "r")
   T.check(f:read_text("config"):find("epochs = 4", 1, true), "config text")
-  T.eq(f:attr("seed"), 7); T.eq(f:attr("device"), "cpu"); T.eq(f:attr("kind"), "run_log")
+  T.eq(f:attr("seed"), 7); T.eq(f:attr("device"), "cpu"); T.eq(f:attr("kind"), "run-log"); T.eq(f:attr("name"), "ref"); T.eq(f:attr("resumed"), 0)
   T.eq(f:attr("format_version"), h5.format_version)
   T.check(type(f:attr("host")) == "string" and type(f:attr("start_time")) == "string", "metadata")
   local steps = h5.read_log(f, "steps")
   T.eq(steps.rows, nsteps, "one step row per step")
   T.eq(nsteps, 4 * 20, "640 images / 32 per batch x 4 epochs")
   for i = 1, steps.rows do T.eq(steps.data.step[i], i, "step numbers") end
-  same_array(steps.data.f_w, r.logs.steps.f_w, "on-disk vs in-memory f_w")
+  same_array(steps.data.loss, r.logs.steps.loss, "on-disk vs in-memory loss")
+  same_array(steps.data.trial_loss, steps.data.trial_objective, "trial_loss is the objective")
+  T.check(f:read_text("script_path"):find("test_trainer.lua", 1, true), "script_path")
   local epochs = h5.read_log(f, "epochs")
   T.eq(epochs.rows, 4)
-  T.near(epochs.data.temperature[4], 0.05 * 0.7 ^ 3, 1e-12, "T of epoch 4")
+  T.near(epochs.data.T[4], 0.05 * 0.7 ^ 3, 1e-12, "T of epoch 4")
+  T.eq(epochs.data.step[4], 80, "global step at the end of epoch 4")
   for i = 1, 4 do
     local acc, p = epochs.data.accept_rate[i], epochs.data.mean_prob[i]
     T.check(acc >= 0 and acc <= 1 and p >= 0 and p <= 1, "rates in [0, 1]")
@@ -85,18 +88,20 @@ T.test("a run writes log.h5, last.h5, best.h5 with the documented contents", fun
   local st, attrs = checkpoint.load(dir .. "/last.h5", m)
   T.eq(max_diff(m.params, r.model.params), 0, "last.h5 weights")
   T.eq(max_diff(m.buffers, r.model.buffers), 0, "last.h5 BN buffers")
-  T.eq(attrs.kind, "checkpoint"); T.eq(attrs.epoch, 5, "next epoch")
-  T.near(st.search.acceptance.T, 0.05 * 0.7 ^ 4, 1e-12, "temperature after 4 coolings")
-  T.eq(st.search.step, 80)
-  T.check(sg.is_tensor(st.search.neighborhood.velocity), "momentum velocity saved")
+  T.eq(attrs.kind, "checkpoint"); T.eq(attrs.epoch, 4, "epochs completed"); T.eq(st.epoch, 4)
+  T.near(st.rule.T, 0.05 * 0.7 ^ 4, 1e-12, "temperature after 4 coolings")
+  T.eq(st.temperature, st.rule.T, "search/temperature")
+  T.eq(st.step, 80)
+  T.check(sg.is_tensor(st.optim.velocity), "momentum velocity saved (search/optim/velocity)")
   T.eq(#st.rng.search, 4, "search stream state")
-  T.eq(st.loader.epoch, 4); T.eq(st.trainer.best_epoch, r.best_epoch)
+  T.eq(#st.data.order, 640, "data order"); T.eq(st.data.position, 640, "data position")
+  T.eq(st.data.epoch, 4); T.eq(st.trainer.best_epoch, r.best_epoch)
   local names = {}
   for _, e in ipairs(h5.open(dir .. "/last.h5", "r"):list("/")) do names[e.name] = true end
   T.check(names["fc1.weight"] and names["bn1.running_mean"] and names["fc2.bias"], "PyTorch-style names")
   local mb = F.model()
   local _, battrs = checkpoint.load(dir .. "/best.h5", mb)
-  T.eq(battrs.best_epoch, r.best_epoch); T.eq(battrs.val_acc, r.best_acc)
+  T.eq(battrs.best_epoch, r.best_epoch); T.eq(battrs.best_val_acc, r.best_acc)
   -- a fresh run refuses to overwrite the folder
   T.raises(function() trainer.train(exp{name = "ref"}) end, "already exists; continue it with resume=")
 end)
@@ -104,13 +109,13 @@ end)
 T.test("same seed: identical logs and weights; another seed: another path", function()
   local a = trainer.train(exp{out = false})
   local b = trainer.train(exp{out = false, seed = 8})
-  for _, k in ipairs{"move", "f_w", "f_trial", "prob", "accepted", "temperature"} do
+  for _, k in ipairs{"eta", "loss", "trial_loss", "prob", "accepted", "T"} do
     same_array(a.logs.steps[k], ref.logs.steps[k], "same seed, " .. k)
   end
   T.eq(max_diff(a.model.params, ref.model.params), 0, "same seed, weights")
   T.check(max_diff(b.model.params, ref.model.params) > 0, "seed 8 gave the seed-7 weights")
   local differ = false
-  for i, v in ipairs(b.logs.steps.move) do if v ~= ref.logs.steps.move[i] then differ = true end end
+  for i, v in ipairs(b.logs.steps.eta) do if v ~= ref.logs.steps.eta[i] then differ = true end end
   T.check(differ, "seed 8 drew the same moves")
 end)
 
@@ -120,16 +125,17 @@ T.test("resume at an epoch boundary continues bit-identically", function()
   T.eq(max_diff(r.model.params, ref.model.params), 0, "weights after resume")
   T.eq(max_diff(r.model.buffers, ref.model.buffers), 0, "buffers after resume")
   local L = h5.read_log(out .. "/half/log.h5", "steps")
-  for _, k in ipairs{"step", "epoch", "move", "f_w", "f_trial", "prob", "accepted", "temperature"} do
+  for _, k in ipairs{"step", "epoch", "eta", "loss", "trial_loss", "prob", "accepted", "T"} do
     same_array(L.data[k], ref.logs.steps[k], "resumed step log, " .. k)
   end
   local E = h5.read_log(out .. "/half/log.h5", "epochs")
-  for _, k in ipairs{"epoch", "train_loss", "val_acc", "temperature", "accept_rate", "mean_prob"} do
+  for _, k in ipairs{"epoch", "step", "train_loss", "val_acc", "T", "accept_rate", "mean_prob"} do
     local want = {}
     for i, e in ipairs(ref.logs.epochs) do want[i] = e[k] end
     same_array(E.data[k], want, "resumed epoch log, " .. k)
   end
   T.eq(#r.logs.epochs, 4, "hooks see the whole history after a resume")
+  T.eq(h5.open(out .. "/half/log.h5", "r"):attr("resumed"), 1, "resumed counter")
   -- a changed configuration is refused
   T.raises(function() trainer.train(exp{epochs = 4, seed = 9}, {resume = out .. "/half"}) end,
            "the configuration differs from the run's (seed)")
@@ -155,7 +161,7 @@ T.test("a diverging run stops with a clear error and keeps the last good checkpo
   T.check(err:find("the last good checkpoint is " .. out .. "/diverge/last.h5", 1, true), err)
   local m = F.model()
   local st = checkpoint.load(out .. "/diverge/last.h5", m)
-  T.eq(st.trainer.epoch, 2, "the checkpoint is the one after epoch 1")
+  T.eq(st.epoch, 1, "the checkpoint is the one after epoch 1")
   T.check(m.params:isfinite(), "checkpointed weights are finite")
   local L = h5.read_log(out .. "/diverge/log.h5", "steps")
   T.check(L.rows > 20, "the steps before the divergence were logged")
@@ -165,7 +171,7 @@ T.test("max_steps and the error-rate objective", function()
   local r = trainer.train(exp{out = false, epochs = 2, max_steps = 5,
                               optim = sg.optim.sgdsa{H = {0.5, 0.1}, T0 = 0.05, objective = "error"}})
   T.eq(#r.logs.steps.step, 10, "5 steps per epoch")
-  for _, f in ipairs(r.logs.steps.f_w) do T.check(f >= 0 and f <= 1, "error rate " .. f) end
+  for _, f in ipairs(r.logs.steps.objective) do T.check(f >= 0 and f <= 1, "error rate " .. f) end
 end)
 
 T.done()
