@@ -38,6 +38,7 @@ Running a sweep again skips the finished seeds, resumes the interrupted ones
 (from their last.h5) and reruns the failed ones. A failed seed is reported
 with the file holding its output (runs/<experiment>/seed-<n>.out) and does
 not stop the others. Ctrl-C stops every run cleanly after its current step.
+Only one sweep at a time runs in an experiment folder (sweep.pid there).
 The binary used for the runs is $SGDSA_BIN, else this very executable.
 Exit status: 0 all seeds finished, 1 some failed or were interrupted,
 2 usage error.
@@ -287,6 +288,16 @@ function M.main(args)
     io.stderr:write("sgdsa sweep: cannot create ", ctx.expdir, ": ", tostring(merr), "\n")
     return 1
   end
+  -- One sweep at a time per experiment folder: two would train the same seeds.
+  local lock = ctx.expdir .. "/sweep.pid"
+  local other = tonumber((read_file(lock) or ""):match("%d+"))
+  if other and other ~= core.getpid() and os.execute(string.format("kill -0 %d 2>/dev/null", other)) then
+    io.stderr:write(string.format("sgdsa sweep: another sweep (pid %d) is running in %s; wait for it "
+                                  .. "or stop it (if that pid is not a sweep, delete %s)\n", other, ctx.expdir, lock))
+    return 1
+  end
+  local lf = io.open(lock, "w")
+  if lf then lf:write(core.getpid(), "\n"); lf:close() end
   ctx.tmp = os.tmpname()
   os.remove(ctx.tmp)
   assert(core.mkdir_p(ctx.tmp))
@@ -366,7 +377,8 @@ function M.main(args)
     end
     launch()
   end
-  os.remove(ctx.tmp)
+  os.execute("rm -rf " .. q(ctx.tmp))
+  os.remove(lock)
 
   -- Summary.
   local n_done, n_failed, n_left = 0, 0, 0
