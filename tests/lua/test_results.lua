@@ -51,10 +51,16 @@ local function make_run(dir, o)
   f:attr("seed", o.seed)
   local log = h5.log(f, results.EPOCH_GROUP, trainer.EPOCH_FIELDS)
   for e = 1, (o.epochs or EPOCHS) do
-    log:append{epoch = e, steps = 10 * e, train_loss = 2 / e, train_acc = o.tacc(e),
-               val_loss = o.loss(e), val_acc = o.acc(e), temperature = 0.8 ^ (e - 1),
-               accept_rate = o.prob(e) * 0.9, mean_prob = o.prob(e), nonfinite = 0,
-               time = 1, images_per_s = 1000}
+    local values = {epoch = e, step = 10 * e, steps = 10 * e, epoch_steps = 10, train_loss = 2 / e,
+                    train_acc = o.tacc(e), val_loss = o.loss(e), val_acc = o.acc(e),
+                    T = 0.8 ^ (e - 1), temperature = 0.8 ^ (e - 1), accept_rate = o.prob(e) * 0.9,
+                    mean_prob = o.prob(e), nonfinite = 0, time = 1, seconds = 1, images_per_s = 1000}
+    local row = {}
+    for _, fd in ipairs(trainer.EPOCH_FIELDS) do
+      local name = type(fd) == "table" and fd[1] or fd
+      row[name] = values[name]
+    end
+    log:append(row)
   end
   log:flush()
 end
