@@ -1,0 +1,146 @@
+-- tools/gpu-check.lua - the Lua stages of tools/gpu-check (run from the
+-- source root with `sgdsa run tools/gpu-check.lua mode=... [key=value]`).
+-- Every result is printed as a line "RESULT key value" for the results file.
+--
+--   mode=agree model=vgg16|resnet34 [batch=8 steps=2]
+--       whole SGD-SA steps of the full-width CIFAR model on the CPU and the
+--       GPU from the same weights (tests/lua/cuda_compare.lua)
+--   mode=bench model=vgg16|resnet34 [batch=512 steps=20 tf32=false]
+--       images/s of SGD steps (forward, backward, update) and of SGD-SA steps
+--       (plus the trial forward and the Metropolis test), and their ratio
+--   mode=epoch [model=resnet34 batch=512 tf32=true images=50000]
+--       the wall time of one SGD-SA epoch: CIFAR-10 through the data loader
+--       when it is found (sgdsa.data.cifar10), else synthetic batches
+--       already on the GPU (stated in the output)
+local sg = require "sgdsa"
+local core = sg.core
+local search = require "sgdsa.search"
+local args = ... or sg.args or {}
+
+local ok, why = core.cuda.available()
+if not ok then
+  print("RESULT error no CUDA device: " .. tostring(why))
+  os.exit(77)
+end
+
+local mode = args.mode or "bench"
+local model_name = args.model or "resnet34"
+local C = dofile("tests/lua/cuda_compare.lua")
+
+local function build(width)
+  return require("models." .. model_name){channels = 3, size = 32, classes = 10, width = width or 1}
+end
+
+local function result(k, v) print(string.format("RESULT %s %s", k, tostring(v))) end
+
+local function sync() core.cuda.synchronize() end
+
+if mode == "agree" then
+  core.cuda.set_tf32(false)
+  local r = C.compare(build, {batch = tonumber(args.batch) or 8, steps = tonumber(args.steps) or 2,
+                              optim = "sgdsa"})
+  for _, l in ipairs(r.lines) do print(l) end
+  for _, f in ipairs(r.failures) do print("MISMATCH " .. f) end
+  result("agree_" .. model_name, r.ok and "PASS" or "FAIL")
+  os.exit(r.ok and 0 or 1)
+end
+
+local tf32 = args.tf32 == true or args.tf32 == "true" or args.tf32 == 1
+core.cuda.set_tf32(tf32)
+local prec = tf32 and "tf32" or "fp32"
+local batch = tonumber(args.batch) or 512
+
+-- Time `steps` search steps after `warm` untimed ones (cuDNN's algorithm
+-- search happens in the first step of each shape).
+local function time_steps(S, batches, warm, steps)
+  for i = 1, warm do assert(S:step(batches[(i - 1) % #batches + 1][1], batches[(i - 1) % #batches + 1][2])) end
+  sync()
+  local t0 = core.time()
+  for i = 1, steps do
+    local b = batches[(i - 1) % #batches + 1]
+    local rec, err = S:step(b[1], b[2])
+    if not rec then error(err, 0) end
+  end
+  sync()
+  return core.time() - t0
+end
+
+local function device_batches(k, n)
+  local bs = {}
+  for i = 1, k do
+    local x, y = C.batch(n, {3, 32, 32}, 10, 100 + i)
+    bs[i] = {x:cuda(), y:cuda()}
+  end
+  return bs
+end
+
+if mode == "bench" then
+  local steps = tonumber(args.steps) or 20
+  local m = build():to("cuda")
+  local p0 = m.params:clone()
+  local bs = device_batches(2, batch)
+  local res = {}
+  for _, kind in ipairs{"sgd", "sgdsa"} do
+    m.params:copy(p0)
+    local S = search.new{model = m, optim = C.optim(kind, 0.01), rng = sg.Generator(3, "search")}
+    local t = time_steps(S, bs, 3, steps)
+    res[kind] = t / steps
+    result(string.format("%s_%s_%s_step_ms", model_name, prec, kind), string.format("%.2f", 1000 * t / steps))
+    result(string.format("%s_%s_%s_images_per_s", model_name, prec, kind),
+           string.format("%.0f", steps * batch / t))
+  end
+  result(string.format("%s_%s_sa_over_sgd_step_time", model_name, prec),
+         string.format("%.3f", res.sgdsa / res.sgd))
+  local st = core.cuda.memory_stats()
+  result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))
+  -- steady state: no device allocation across further steps
+  local a = st.device_allocs
+  local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
+  time_steps(S, bs, 2, 3)
+  result(string.format("%s_%s_device_allocs_in_steady_steps", model_name, prec),
+         core.cuda.memory_stats().device_allocs - a)
+  os.exit(0)
+end
+
+if mode == "epoch" then
+  local images = tonumber(args.images) or 50000
+  local m = build():to("cuda")
+  local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
+  local okd, data = pcall(function() return sg.data.cifar10{batch = batch} end)
+  local nb_full, last = images // batch, images % batch
+  -- warm up both batch shapes (the algorithm search is not part of an epoch's cost)
+  local warm = device_batches(1, batch)
+  time_steps(S, warm, 2, 0)
+  if last > 0 then time_steps(S, device_batches(1, last), 2, 0) end
+  local t0, n = core.time(), 0
+  if okd and data and data.train then
+    result("epoch_data", "cifar10 (sgdsa.data loader, batches copied to the GPU)")
+    local loader = data.train
+    for x, y in loader:batches{reuse = true} do
+      local rec, err = S:step(x:cuda(), y:cuda())
+      if not rec then error(err, 0) end
+      n = n + y:size(1)
+      if n >= images then break end
+    end
+  else
+    result("epoch_data", "synthetic (CIFAR-10 not found: " .. tostring(data):gsub("\n", " ") .. ")")
+    local bs = device_batches(4, batch)
+    for i = 1, nb_full do
+      local b = bs[(i - 1) % #bs + 1]
+      assert(S:step(b[1], b[2]))
+      n = n + batch
+    end
+    if last > 0 then
+      local lb = device_batches(1, last)[1]
+      assert(S:step(lb[1], lb[2]))
+      n = n + last
+    end
+  end
+  sync()
+  local t = core.time() - t0
+  result(string.format("%s_%s_sgdsa_epoch_s", model_name, prec), string.format("%.3f", t))
+  result(string.format("%s_%s_sgdsa_epoch_images", model_name, prec), n)
+  os.exit(0)
+end
+
+error("tools/gpu-check.lua: unknown mode " .. tostring(mode) .. " (agree, bench, epoch)")
