@@ -138,4 +138,7 @@ function M.main(args)
   return 0
 end
 
+-- the search loop's kinds (sa, sgd_loop): lua/sgdsa/bench_search.lua
+require("sgdsa.bench_search")(M)
+
 return M
