@@ -20,6 +20,7 @@
 
 #include <H5PLpublic.h>
 #include <hdf5.h>
+#include <zlib.h>
 
 #include "error.h"
 #include "h5.h"
@@ -29,6 +30,7 @@ struct sg_h5file {
     char *path;     /* target path */
     char *tmp;      /* atomic: the temporary file being written; else NULL */
     int writable;
+    int strict;     /* refuse unchecksummed structures (see dense_refused) */
 };
 
 struct sg_h5log {
@@ -44,8 +46,15 @@ struct sg_h5log {
 /* library state and errors                                                  */
 
 static int g_init;
+static int h5_fail(const char *fmt, ...) SG_PRINTF(1, 2);
 static hid_t g_lapl = H5I_INVALID_HID;   /* link access: no external links */
 static hid_t g_dapl = H5I_INVALID_HID;   /* dataset access: same */
+/* Creation: links and attributes always stay *compact* (in the checksummed
+ * object header, never in a fractal heap): libhdf5 1.10.8's dense-storage
+ * iteration frees uninitialised pointers on some corrupt inputs, so files
+ * sgdsa writes never use it. */
+static hid_t g_fcpl = H5I_INVALID_HID;
+static hid_t g_gcpl = H5I_INVALID_HID;
 
 static herr_t deny_elink(const char *parent_file, const char *parent_group,
                          const char *child_file, const char *child_object,
@@ -63,6 +72,13 @@ static int h5_init(void)
     H5PLset_loading_state(0);
     g_lapl = H5Pcreate(H5P_LINK_ACCESS);
     g_dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    g_fcpl = H5Pcreate(H5P_FILE_CREATE);
+    g_gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (g_fcpl < 0 || g_gcpl < 0 || H5Pset_link_phase_change(g_fcpl, 65535, 65535) < 0 ||
+        H5Pset_link_phase_change(g_gcpl, 65535, 65535) < 0 ||
+        H5Pset_attr_phase_change(g_fcpl, 65535, 65535) < 0 ||
+        H5Pset_attr_phase_change(g_gcpl, 65535, 65535) < 0)
+        return h5_fail("h5: cannot initialise libhdf5 creation property lists (cpu)");
     if (g_lapl < 0 || g_dapl < 0 || H5Pset_elink_cb(g_lapl, deny_elink, NULL) < 0 ||
         H5Pset_elink_cb(g_dapl, deny_elink, NULL) < 0 || H5Pset_nlinks(g_lapl, 8) < 0 ||
         H5Pset_nlinks(g_dapl, 8) < 0)
@@ -105,6 +121,72 @@ static char *dupstr(const char *s, const char *what)
 }
 
 static const char *fname(const sg_h5file *f) { return f ? f->path : "?"; }
+
+/* CRC-32 (zlib) of a buffer of any size. Chunked and long contiguous data
+ * carry it as the int64 attribute "crc32": Fletcher-32, the HDF5 chunk
+ * filter, cannot tell a 0x0000 word from 0xffff (ones' complement), so it
+ * misses e.g. the high words of small int64 values overwritten with 0xff. */
+static uint32_t crc_of(uint32_t crc, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, k);
+        b += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static int crc_set(hid_t did, uint32_t crc)
+{
+    int64_t v = crc;
+    htri_t ex = H5Aexists(did, "crc32");
+    if (ex < 0 || (ex > 0 && H5Adelete(did, "crc32") < 0))
+        return -1;
+    hid_t sid = H5Screate(H5S_SCALAR);
+    hid_t aid = sid >= 0 ? H5Acreate2(did, "crc32", H5T_STD_I64LE, sid, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    int rc = (aid < 0 || H5Awrite(aid, H5T_NATIVE_INT64, &v) < 0) ? -1 : 0;
+    if (aid >= 0)
+        H5Aclose(aid);
+    if (sid >= 0)
+        H5Sclose(sid);
+    return rc;
+}
+
+/* 1: *crc read; 0: no crc32 attribute; -1: error. */
+static int crc_get(hid_t did, uint32_t *crc)
+{
+    htri_t ex = H5Aexists(did, "crc32");
+    if (ex <= 0)
+        return ex < 0 ? -1 : 0;
+    hid_t aid = H5Aopen(did, "crc32", H5P_DEFAULT);
+    int64_t v = -1;
+    int rc = (aid < 0 || H5Aread(aid, H5T_NATIVE_INT64, &v) < 0) ? -1 : 1;
+    if (aid >= 0)
+        H5Aclose(aid);
+    if (rc == 1 && (v < 0 || v > 0xffffffffll))
+        rc = -1;
+    *crc = (uint32_t)v;
+    return rc;
+}
+
+/* Verify data just read from did against its crc32 attribute, if any. */
+static int crc_check(hid_t did, const void *buf, size_t n, const sg_h5file *f, const char *name,
+                     const char *op)
+{
+    uint32_t want;
+    int have = crc_get(did, &want);
+    if (have < 0)
+        return h5_fail("%s '%s' in '%s': cannot read its crc32 attribute", op, name, fname(f));
+    if (have == 0)
+        return 0;
+    uint32_t got = crc_of(0, buf, n);
+    if (got != want)
+        return sg_seterr("%s '%s' in '%s': data checksum mismatch (crc32 stored %08x, computed "
+                         "%08x): the file is corrupt", op, name, fname(f), (unsigned)want, (unsigned)got);
+    return 0;
+}
 
 static void shape_str(int ndim, const int64_t *size, char *buf, size_t n)
 {
@@ -234,6 +316,24 @@ static int check_name(const char *op, const sg_h5file *f, const char *name)
 
 static const char *objname(const char *obj) { return (obj == NULL || obj[0] == '\0') ? "/" : obj; }
 
+/* Strict files must keep a group's links in its (checksummed) object header:
+ * "dense" storage puts them in a fractal heap whose blocks carry no checksum
+ * by default, and libhdf5 1.10.8 frees garbage pointers when such a block is
+ * corrupt. sgdsa never writes dense groups; h5py does for > 8 links. */
+static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char *op)
+{
+    if (!f->strict)
+        return 0;
+    H5G_info_t gi;
+    if (H5Gget_info_by_name(loc, group, &gi, g_lapl) < 0)
+        return h5_fail("%s: cannot inspect group '%s' in '%s'", op, group, fname(f));
+    if (gi.storage_type == H5G_STORAGE_TYPE_DENSE)
+        return sg_seterr("%s: group '%s' in '%s' keeps its %llu links in dense storage (no "
+                         "checksums); open the file with the legacy flag (Lua: {legacy=true}) if "
+                         "you trust it", op, group, fname(f), (unsigned long long)gi.nlinks);
+    return 0;
+}
+
 /* 1 / 0 / -1: does the link `name` resolve (every prefix exists)? */
 static int link_exists(sg_h5file *f, const char *name, const char *op)
 {
@@ -245,6 +345,21 @@ static int link_exists(sg_h5file *f, const char *name, const char *op)
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
+            /* the group we look into: "/" or the prefix before this component */
+            char *last = NULL;
+            for (size_t j = 1; j < i; j++)
+                if (buf[j] == '/')
+                    last = buf + j;
+            char save = 0;
+            if (last) {
+                save = *last;
+                *last = '\0';
+            }
+            int bad = dense_refused(f, f->fid, last ? buf : "/", op);
+            if (last)
+                *last = save;
+            if (bad < 0)
+                return -1;
             buf[i] = '\0';
             htri_t e = H5Lexists(f->fid, buf, g_lapl);
             if (e < 0)
@@ -361,7 +476,7 @@ sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
     else if (mode[0] == 'a' && exists)
         f->fid = H5Fopen(path, H5F_ACC_RDWR, fapl);
     else
-        f->fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        f->fid = H5Fcreate(path, H5F_ACC_TRUNC, g_fcpl, fapl);
     if (f->fid < 0) {
         h5_fail("h5 open: cannot %s '%s' (mode \"%s\")",
                 mode[0] == 'w' || !exists ? "create" : "open", path, mode);
@@ -371,6 +486,7 @@ sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
     }
     H5Pclose(fapl);
     f->writable = mode[0] != 'r';
+    f->strict = !(flags & SG_H5_LEGACY);
     return f;
 }
 
@@ -441,7 +557,7 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
     hid_t fapl = make_fapl();
     if (fapl >= 0)
         f->fid = (keep && exists) ? H5Fopen(f->tmp, H5F_ACC_RDWR, fapl)
-                                  : H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+                                  : H5Fcreate(f->tmp, H5F_ACC_TRUNC, g_fcpl, fapl);
     if (fapl < 0 || f->fid < 0) {
         h5_fail("h5 atomic write: cannot %s temporary file '%s' for '%s'",
                 keep && exists ? "open" : "create", f->tmp, path);
@@ -453,6 +569,7 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
     }
     H5Pclose(fapl);
     f->writable = 1;
+    f->strict = 1;
     return f;
 }
 
@@ -687,6 +804,10 @@ static herr_t list_cb(hid_t g, const char *name, const H5L_info_t *li, void *ud)
         c->failed = 1;
         return -1;
     }
+    if (oi.type == H5O_TYPE_GROUP && dense_refused(c->f, g, name, "h5 list") < 0) {
+        c->failed = 1;
+        return -1;
+    }
     if (oi.type != H5O_TYPE_DATASET)
         return 0;
     hid_t did = H5Dopen2(g, name, g_dapl);
@@ -719,6 +840,8 @@ int sg_h5_list(sg_h5file *f, const char *group, sg_h5_visit_fn fn, void *ud)
         if (!info.is_group)
             return sg_seterr("%s: '%s' in '%s' is a dataset, not a group", op, g, fname(f));
     }
+    if (dense_refused(f, f->fid, g, op) < 0)
+        return -1;
     struct list_ctx c = { f, fn, ud, 0 };
     herr_t rc = H5Lvisit_by_name(f->fid, g, H5_INDEX_NAME, H5_ITER_INC, list_cb, &c, g_lapl);
     if (c.failed)
@@ -744,13 +867,41 @@ int sg_h5_mkgroup(sg_h5file *f, const char *name)
             return sg_seterr("%s: '%s' in '%s' exists and is not a group", op, name, fname(f));
         return 0;
     }
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t gid = H5Gcreate2(f->fid, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    H5Pclose(lcpl);
-    if (gid < 0)
-        return h5_fail("%s: cannot create group '%s' in '%s'", op, name, fname(f));
-    H5Gclose(gid);
+    /* Create each missing level with the compact-storage gcpl. */
+    char buf[1024];
+    size_t n = strlen(name);
+    memcpy(buf, name, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        htri_t ex = H5Lexists(f->fid, buf, g_lapl);
+        if (ex < 0)
+            return h5_fail("%s: cannot look up '%s' in '%s'", op, buf, fname(f));
+        if (ex == 0) {
+            hid_t gid = H5Gcreate2(f->fid, buf, H5P_DEFAULT, g_gcpl, H5P_DEFAULT);
+            if (gid < 0)
+                return h5_fail("%s: cannot create group '%s' in '%s'", op, buf, fname(f));
+            H5Gclose(gid);
+        }
+        buf[i] = c;
+    }
+    return 0;
+}
+
+/* Create the parent groups of `name` (compact storage). */
+static int mkparents(sg_h5file *f, const char *name, const char *op)
+{
+    const char *slash = strrchr(name, '/');
+    if (!slash || slash == name)
+        return 0;
+    char buf[1024];
+    size_t n = (size_t)(slash - name);
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    if (sg_h5_mkgroup(f, buf) < 0)
+        return sg_adderr("%s '%s'", op, name);
     return 0;
 }
 
@@ -833,7 +984,7 @@ static int write_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, in
     if (need_writable(f, op, name) < 0 || check_name(op, f, name) < 0 ||
         check_shape(op, f, name, ndim, size, esize, &bytes) < 0)
         return -1;
-    if (sg_h5_remove(f, name) < 0)
+    if (sg_h5_remove(f, name) < 0 || mkparents(f, name, op) < 0)
         return sg_adderr("%s '%s'", op, name);
     hsize_t dims[SG_MAXDIM];
     for (int i = 0; i < ndim; i++)
@@ -854,6 +1005,8 @@ static int write_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, in
     }
     if (bytes > 0 && H5Dwrite(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = h5_fail("%s '%s' in '%s': writing %zu bytes failed", op, name, fname(f), bytes);
+    else if (bytes > SG_H5_COMPACT_MAX && ndim > 0 && crc_set(did, crc_of(0, data, bytes)) < 0)
+        rc = h5_fail("%s '%s' in '%s': writing its crc32 attribute failed", op, name, fname(f));
 done:
     if (did >= 0)
         H5Dclose(did);
@@ -915,7 +1068,7 @@ int sg_h5_write_text(sg_h5file *f, const char *name, const char *s, size_t len)
         return -1;
     if (len > SG_H5_MAX_TEXT)
         return sg_seterr("%s '%s' in '%s': %zu bytes (at most %zu)", op, name, fname(f), len, SG_H5_MAX_TEXT);
-    if (sg_h5_remove(f, name) < 0)
+    if (sg_h5_remove(f, name) < 0 || mkparents(f, name, op) < 0)
         return sg_adderr("%s '%s'", op, name);
     hid_t tid = text_type(len);
     hid_t sid = H5Screate(H5S_SCALAR);
@@ -939,6 +1092,8 @@ int sg_h5_write_text(sg_h5file *f, const char *name, const char *s, size_t len)
     did = H5Dcreate2(f->fid, name, tid, sid, lcpl, dcpl, H5P_DEFAULT);
     if (did < 0 || H5Dwrite(did, tid, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
         rc = h5_fail("%s '%s' in '%s': writing %zu bytes failed", op, name, fname(f), len);
+    else if (len > 60000 && crc_set(did, crc_of(0, buf, len)) < 0)   /* contiguous: no checksum */
+        rc = h5_fail("%s '%s' in '%s': writing its crc32 attribute failed", op, name, fname(f));
 done:
     free(buf);
     if (did >= 0)
@@ -1080,6 +1235,8 @@ static int rd_read(sg_h5file *f, const char *name, rd_t *r, void *dst, const cha
     int rc = 0;
     if (r->bytes > 0 && H5Dread(r->did, mem_type(r->info.type), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         rc = h5_fail("%s '%s' in '%s': reading %zu bytes failed", op, name, fname(f), r->bytes);
+    if (rc == 0)
+        rc = crc_check(r->did, dst, r->bytes, f, name, op);
     H5Dclose(r->did);
     r->did = H5I_INVALID_HID;
     return rc;
@@ -1111,7 +1268,8 @@ int sg_h5_read_array_into(sg_h5file *f, const char *name, sg_h5_type type, int n
     if (ndim < 0 || ndim > SG_MAXDIM)
         return sg_seterr("h5 read '%s': expected rank %d invalid", name, ndim);
     sg_h5_expect e = { type, ndim, {0}, 0 };
-    memcpy(e.size, size, (size_t)ndim * sizeof *size);
+    if (ndim > 0)
+        memcpy(e.size, size, (size_t)ndim * sizeof *size);
     rd_t r;
     if (rd_open(f, name, &e, 0, &r, "h5 read") < 0)
         return -1;
@@ -1255,6 +1413,11 @@ char *sg_h5_read_text(sg_h5file *f, const char *name, size_t *len)
     snprintf(what, sizeof what, "'%s'", name);
     out = read_string(tid, limit, dread_all, did, &n, what, f, op);
     H5Tclose(tid);
+    /* the crc covers the stored bytes: the text plus its NUL padding (none when written by sgdsa) */
+    if (out && crc_check(did, out, n, f, name, op) < 0) {
+        free(out);
+        out = NULL;
+    }
 done:
     H5Dclose(did);
     if (out && len)
@@ -1736,6 +1899,13 @@ int sg_h5log_write(sg_h5log *l, sg_h5file *f)
             H5Dwrite(did, mem_type(l->types[i]), ms, fs, H5P_DEFAULT, col) < 0)
             rc = h5_fail("%s: appending %lld rows to '%s' in '%s' failed", op, (long long)l->nbuf,
                          path, fname(f));
+        uint32_t old = 0;
+        int have = rc == 0 ? crc_get(did, &old) : 0;
+        size_t nb = (size_t)l->nbuf * 8;
+        if (rc == 0 && (have < 0 || (have == 0 && rows > 0)))
+            rc = sg_seterr("%s: column '%s' in '%s' lacks a valid crc32 attribute", op, path, fname(f));
+        if (rc == 0 && crc_set(did, (uint32_t)crc32_combine(old, crc_of(0, col, nb), (z_off_t)nb)) < 0)
+            rc = h5_fail("%s: updating the crc32 of '%s' in '%s' failed", op, path, fname(f));
         if (fs >= 0)
             H5Sclose(fs);
         if (ms >= 0)
@@ -1772,9 +1942,26 @@ int sg_h5log_truncate(sg_h5file *f, const char *group, int64_t rows)
             rc = -1;
             break;
         }
+        H5Dclose(did);
+        /* verified read of the rows kept (also recomputes their crc32) */
+        sg_h5_expect e = { SG_H5_OTHER, 1, { have }, 0 };
+        sg_h5_info in;
+        void *buf = sg_h5_read_array(f, path, &e, &in);
+        if (!buf) {
+            rc = -1;
+            break;
+        }
+        if ((did = open_ds(f, path, op)) < 0) {
+            free(buf);
+            rc = -1;
+            break;
+        }
         hsize_t n[1] = { (hsize_t)rows };
         if (H5Dset_extent(did, n) < 0)
             rc = h5_fail("%s: cannot resize '%s' in '%s' to %lld rows", op, path, fname(f), (long long)rows);
+        else if (crc_set(did, crc_of(0, buf, (size_t)rows * sg_h5_type_size(in.type))) < 0)
+            rc = h5_fail("%s: updating the crc32 of '%s' in '%s' failed", op, path, fname(f));
+        free(buf);
         H5Dclose(did);
     }
     free(cols);

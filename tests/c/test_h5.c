@@ -310,6 +310,44 @@ static void test_huge(void)
     CHECK(sg_h5_read_array(f, "rank9", NULL, NULL) == NULL && has(sg_geterr(), "rank above 8"), "rank 9");
     CHECK(sg_h5_read_array(f, "int16", NULL, NULL) == NULL && has(sg_geterr(), "unsupported type"), "int16");
     sg_h5_close(f);
+
+    /* a group with > 8 links written by plain libhdf5 uses dense (unchecksummed)
+     * storage: refused unless legacy; sgdsa's own groups stay compact */
+    const char *dp = tmpf("dense.h5");
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    fid = H5Fcreate(dp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t s1 = H5Screate(H5S_SCALAR);
+    for (int i = 0; i < 12; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "d%02d", i);
+        hid_t d = H5Dcreate2(fid, nm, H5T_IEEE_F32LE, s1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dclose(d);
+    }
+    H5Sclose(s1);
+    H5Pclose(fapl);
+    H5Fclose(fid);
+    struct names c = { 0 };
+    f = sg_h5_open(dp, "r", 0);
+    CHECK(f && sg_h5_list(f, "", collect, &c) < 0 && has(sg_geterr(), "dense storage"), "dense refused");
+    CHECK(f && sg_h5_exists(f, "d03") < 0 && has(sg_geterr(), "dense storage"), "dense lookup refused");
+    sg_h5_close(f);
+    f = sg_h5_open(dp, "r", SG_H5_LEGACY);
+    CHECK(f && sg_h5_list(f, "", collect, &c) == 0 && c.n == 12, "dense with legacy flag");
+    sg_h5_close(f);
+    f = sg_h5_open(dp, "w", 0);
+    for (int i = 0; f && i < 40; i++) {
+        char nm[32];
+        double v = i;
+        snprintf(nm, sizeof nm, "g/sub/v%02d", i);
+        sg_h5_write_array(f, nm, SG_H5_F64, 0, NULL, &v);
+        sg_h5_attr_set_f64(f, "/", nm + 6, v);
+    }
+    sg_h5_close(f);
+    struct names c2 = { 0 };
+    f = sg_h5_open(dp, "r", 0);
+    CHECK(f && sg_h5_list(f, "", collect, &c2) == 0 && c2.n == 40, "sgdsa groups are compact (%d)", c2.n);
+    sg_h5_close(f);
 }
 
 static void test_gates_and_atomic(void)

@@ -72,6 +72,19 @@ int main(void)
         printf("FAIL: initial write: %s\n", sg_geterr());
         return 1;
     }
+    /* Calibrate: kill delays span about three writes, whatever the speed
+     * of the machine (sanitizer builds are several times slower). */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (write_version(path, 0, buf) < 0) {
+        printf("FAIL: calibration write: %s\n", sg_geterr());
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long write_us = (long)((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    long span_us = 3 * write_us + 2000;
+    if (span_us > 900000)
+        span_us = 900000;
     sg_rng r;
     sg_rng_init(&r, 77, sg_rng_hash("atomic-kill"));
     int trials = 25, fails = 0;
@@ -87,8 +100,8 @@ int main(void)
                 if (write_version(path, v, buf) < 0)
                     _exit(3);
         }
-        /* 0..40 ms: lands in writes, fsyncs and renames at varied points */
-        long us = (long)sg_rng_below(&r, 40000);
+        /* lands in writes, fsyncs and renames at varied points */
+        long us = (long)sg_rng_below(&r, (uint64_t)span_us);
         struct timespec ts = { 0, us * 1000 };
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
@@ -113,8 +126,9 @@ int main(void)
             last = v;
         }
     }
-    printf("test_h5_atomic: %d kills, target always complete; %lld trials advanced, last version %lld\n",
-           trials, (long long)advanced, (long long)last);
+    printf("test_h5_atomic: %d kills within %ld us (one write: %ld us), target always complete; "
+           "%lld trials advanced, last version %lld\n", trials, span_us, write_us, (long long)advanced,
+           (long long)last);
     if (advanced == 0) {
         printf("FAIL: the writer never completed a checkpoint (kills too early?)\n");
         fails++;

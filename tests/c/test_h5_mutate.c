@@ -15,6 +15,12 @@
 
 #include "h5_testutil.h"
 
+/* Under the sanitizer build: libhdf5 1.10.8 leaks a free-list block per
+ * object header whose checksum fails (its bug, reproduced with the bare
+ * libhdf5 API); suppress leaks allocated inside libhdf5 only. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
+
 static unsigned char *slurp(const char *path, size_t *n)
 {
     FILE *fp = fopen(path, "rb");
@@ -102,7 +108,7 @@ int main(void)
             fflush(stdout);
         }
         sg_clearerr();
-        uint64_t got;
+        uint64_t got = 0;
         if (h5t_load_all(mut, 0, &got, NULL) < 0) {
             const char *e = sg_geterr();
             if (e[0] == '\0' || strstr(e, "h5mut-") == NULL) {
