@@ -45,9 +45,10 @@ function P:step(search, rec)
   local per_step = steps_here > 0 and dt / steps_here or 0 / 0
   local eta = nb and per_step * ((nb - st.steps) + (self.epochs - self.epoch) * nb) or 0 / 0
   local width = core.terminal_width()
-  local text = string.format(" %.0f img/s  loss %.4f  T %.3g  acc.rate %.0f%%  ETA %s",
+  local T = rec.temperature
+  local text = string.format(" %.0f img/s  loss %.4f  T %s  acc.rate %.0f%%  ETA %s",
                              dt > 0 and self.seen / dt or 0, self.seen > 0 and self.loss_sum / self.seen or 0,
-                             rec.temperature, st.steps > 0 and 100 * st.accepted / st.steps or 0, clock(eta))
+                             T == T and string.format("%.3g", T) or "-", st.steps > 0 and 100 * st.accepted / st.steps or 0, clock(eta))
   local head = string.format("epoch %d/%d ", self.epoch, self.epochs)
   local barw = math.max(5, math.min(30, width - #head - #text - 8))
   local fill = math.floor(frac * barw + 0.5)
@@ -61,8 +62,9 @@ end
 
 function M.summary(e, epochs)
   return string.format(
-    "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  T %.4g  accepted %.1f%% (mean p %.3f)%s  %.1f s  %.0f img/s",
-    e.epoch, epochs, e.train_loss, 100 * e.train_acc, e.val_loss, 100 * e.val_acc, e.T,
+    "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  T %s  accepted %.1f%% (mean p %.3f)%s  %.1f s  %.0f img/s",
+    e.epoch, epochs, e.train_loss, 100 * e.train_acc, e.val_loss, 100 * e.val_acc,
+    e.T == e.T and string.format("%.4g", e.T) or "-",
     100 * e.accept_rate, e.mean_prob, e.nonfinite > 0 and string.format("  non-finite %d", e.nonfinite) or "",
     e.seconds, e.images_per_s)
 end
