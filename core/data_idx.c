@@ -28,8 +28,10 @@ static uint32_t be32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* Parse and check the header at b (len bytes available, at least the magic). */
-static int idx_header(const uint8_t *b, size_t len, int rank, idx_hdr *h, const char *what)
+/* Parse and check the header at b (len bytes available). With magic_only,
+ * only the 4-byte magic is checked (the file reader's first step). */
+static int idx_header(const uint8_t *b, size_t len, int rank, idx_hdr *h, const char *what,
+                      int magic_only)
 {
     if (len < 4)
         return sg_seterr("idx: %s is truncated: %zu bytes, shorter than the 4-byte magic "
@@ -43,21 +45,32 @@ static int idx_header(const uint8_t *b, size_t len, int rank, idx_hdr *h, const 
                          rank == 3 ? "images" : "labels", rank);
     h->rank = rank;
     h->hdr = 4 + 4 * (size_t)rank;
+    if (magic_only)
+        return 0;
     if (len < h->hdr)
         return sg_seterr("idx: %s is truncated inside its header (%zu of %zu bytes) (cpu)",
                          what, len, h->hdr);
-    h->count = 1;
     for (int i = 0; i < rank; i++) {
         h->dim[i] = be32(b + 4 + 4 * i);
         int64_t lim = i == 0 ? SG_DATA_MAXN : SG_DATA_MAXDIM;
         if (h->dim[i] > lim || (i > 0 && h->dim[i] == 0))
             return sg_seterr("idx: %s declares size %lld in dimension %d, outside [%d, %lld] "
                              "(cpu)", what, (long long)h->dim[i], i, i > 0, (long long)lim);
+    }
+    h->count = 1;
+    for (int i = 0; i < rank; i++) {
+        if (h->dim[i] > 0 && h->count > SG_DATA_MAXBYTES / h->dim[i]) {
+            char dims[64];
+            if (rank == 3)
+                snprintf(dims, sizeof dims, "%lld x %lld x %lld", (long long)h->dim[0],
+                         (long long)h->dim[1], (long long)h->dim[2]);
+            else
+                snprintf(dims, sizeof dims, "%lld", (long long)h->dim[0]);
+            return sg_seterr("idx: %s declares %s bytes of data, more than the limit %lld "
+                             "(cpu)", what, dims, (long long)SG_DATA_MAXBYTES);
+        }
         h->count *= h->dim[i];
     }
-    if (h->count > SG_DATA_MAXBYTES)
-        return sg_seterr("idx: %s declares %lld bytes of data, more than the limit %lld (cpu)",
-                         what, (long long)h->count, (long long)SG_DATA_MAXBYTES);
     return 0;
 }
 
@@ -70,12 +83,12 @@ static uint8_t *idx_read_file(const char *path, int rank, size_t *len)
                          errno ? strerror(errno) : "out of memory"), NULL;
     gzbuffer(f, 1 << 17);
     uint8_t hdr[16];
-    idx_hdr h;
+    idx_hdr h = {0};
     int got = gzread(f, hdr, 4);
-    if (got < 0 || idx_header(hdr, (size_t)got, rank, &h, path) != 0)
+    if (got < 0 || idx_header(hdr, (size_t)got, rank, &h, path, 1) != 0)
         goto fail_hdr;
     got = gzread(f, hdr + 4, (unsigned)(h.hdr - 4));
-    if (got < 0 || idx_header(hdr, 4 + (size_t)got, rank, &h, path) != 0)
+    if (got < 0 || idx_header(hdr, 4 + (size_t)got, rank, &h, path, 0) != 0)
         goto fail_hdr;
     uint8_t *buf = sg_malloc(h.hdr + (size_t)h.count, path);
     if (!buf) {
@@ -139,8 +152,8 @@ sg_dataset *sg_idx_parse_mem(const void *images, size_t images_len, const void *
     char wi[96], wl[96];
     snprintf(wi, sizeof wi, "%s images", nm);
     snprintf(wl, sizeof wl, "%s labels", nm);
-    if (idx_header(images, images_len, 3, &hi, wi) != 0 ||
-        idx_header(labels, labels_len, 1, &hl, wl) != 0)
+    if (idx_header(images, images_len, 3, &hi, wi, 0) != 0 ||
+        idx_header(labels, labels_len, 1, &hl, wl, 0) != 0)
         return NULL;
     if (images_len != hi.hdr + (size_t)hi.count)
         return sg_seterr("idx: %s: %zu bytes but the header declares %lld images of %lldx%lld "
