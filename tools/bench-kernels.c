@@ -13,8 +13,9 @@
  *       -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lm -o /tmp/bench-kernels
  *   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 /tmp/bench-kernels [batch] [block]
  *
- * `block` (optional) forces the images-per-GEMM block for every shape
- * (0 = the kernel's own choice), to compare blocking policies.
+ * `block` (optional) forces a strategy for every shape, to compare them:
+ * 0 = the kernel's own choice, N > 0 = blocked with N images per GEMM,
+ * -1 = per image.
  */
 #include <omp.h>
 #include <stdio.h>
@@ -69,7 +70,7 @@ int main(int argc, char **argv)
     const int force_block = argc > 2 ? atoi(argv[2]) : 0;
     printf("conv2d CPU kernels, batch %d, %d threads%s\n", n, omp_get_max_threads(),
            force_block ? " (forced block)" : "");
-    printf("%-26s %5s %8s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "block", "fwd", "bwd-d",
+    printf("%-26s %6s %7s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "mode", "fwd", "bwd-d",
            "bwd-w", "all", "ms/step");
     double t_vgg = 0, f_vgg = 0, t_res = 0, f_res = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -80,8 +81,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", sg_geterr());
             return 1;
         }
-        if (force_block > 0)
+        if (force_block > 0) {
             g.block = force_block < n ? force_block : n;
+            g.per_image = 0;
+        } else if (force_block < 0) {
+            g.per_image = 1;
+        }
         const size_t nx = (size_t)n * s->c * s->hw * s->hw, ny = (size_t)n * s->k * g.oh * g.ow;
         const size_t nw = (size_t)s->k * s->c * s->kh * s->kh;
         float *ws = buf(sg_cpu_conv2d_workspace_size(&g)), *x = buf(nx), *y = buf(ny);
@@ -106,7 +111,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%d,%d->%d,%dx%d,s%d,p%d", s->c, s->hw, s->k, s->kh, s->kh,
                  s->s, s->p);
-        printf("%-26s %5lld %8.1f %8.1f %8.1f %8.1f %9.2f\n", name, (long long)g.block,
+        printf("%-26s %5lld%c %7.1f %8.1f %8.1f %8.1f %9.2f\n", name, (long long)(g.per_image ? g.threads : g.block), g.per_image ? 'T' : 'B',
                flop / tf * 1e-9, flop / td * 1e-9, flop / tw * 1e-9, 3 * flop / tall * 1e-9,
                tall * 1e3);
         t_vgg += s->count_vgg * tall;

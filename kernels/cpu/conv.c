@@ -1,19 +1,25 @@
 /*
  * conv.c - 2-d convolution on the CPU: im2col + OpenBLAS sgemm.
  *
- * Images are processed in blocks of g->block images. For a block, im2col
- * writes a (C*KH*KW) x (block*OH*OW) matrix (row = (c,i,j), column =
- * (image, oh, ow)), so one sgemm covers the whole block: small late-stage
- * feature maps (4x4, 2x2) still give the GEMM thousands of columns. With
- * block > 1 the GEMM result is K x (block*OH*OW) and is scattered to NCHW
- * (and dy gathered from NCHW for the backward passes); with block == 1 the
- * GEMM reads/writes the activation directly. The copies are O(K*cols) next
- * to the GEMM's O(K*CKK*cols).
+ * Two strategies (see nn.h), picked per geometry by sg_conv2d_geom_init:
  *
- * Threads: im2col/col2im/scatter loops use the OpenMP pool; sgemm is called
- * outside any parallel region so OpenBLAS (OpenMP build) uses the same pool.
+ * Per image (OH*OW >= CONV_PER_IMAGE_MIN): one OpenMP parallel region per
+ * call; each thread takes a static share of the images and, for each, runs
+ * im2col and a sgemm in its own workspace slice. sgemm called inside a
+ * parallel region runs single-threaded (OpenBLAS OpenMP build), so the two
+ * never oversubscribe, and there is no barrier per image: this is robust
+ * when the cores are shared. Weight gradients go to per-thread partial sums
+ * in the workspace, added in thread order at the end.
+ *
+ * Blocked (small maps): im2col writes a (C*KH*KW) x (block*OH*OW) matrix
+ * (row = (c,i,j), column = (image, oh, ow)), so one multi-threaded sgemm
+ * covers a block: 4x4 and 2x2 maps still give the GEMM thousands of
+ * columns. The GEMM result (K x cols) is scattered to NCHW (and dy gathered
+ * from NCHW for the backward passes); the copies are O(K*cols) next to the
+ * GEMM's O(K*CKK*cols).
  */
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
@@ -22,6 +28,8 @@
 /* Target GEMM columns per block and the largest im2col buffer (floats). */
 #define CONV_TARGET_COLS 1024
 #define CONV_MAX_COL_FLOATS ((int64_t)8 << 20)
+/* Output maps at least this large (OH*OW) use the per-image strategy. */
+#define CONV_PER_IMAGE_MIN 256
 
 int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
                         int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
@@ -57,6 +65,10 @@ int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int6
     if (b * ohw > INT32_MAX)
         b = 1;
     g->block = b < 1 ? 1 : b;
+    g->per_image = ohw >= CONV_PER_IMAGE_MIN;
+    g->threads = omp_get_max_threads();
+    if (g->threads < 1)
+        g->threads = 1;
     return 0;
 }
 
@@ -66,8 +78,18 @@ static int is_pointwise(const sg_conv2d_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+/* Per-image mode: floats per thread (im2col of one image, then the
+ * thread's partial weight and bias gradients). */
+static int64_t per_image_slice(const sg_conv2d_geom *g)
+{
+    const int64_t ckk = g->c * g->kh * g->kw;
+    return (is_pointwise(g) ? 0 : ckk * g->oh * g->ow) + g->k * ckk + g->k;
+}
+
 size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g)
 {
+    if (g->per_image)
+        return (size_t)(g->threads * per_image_slice(g));
     int64_t cols = g->block * g->oh * g->ow;
     int64_t ckk = g->c * g->kh * g->kw;
     int64_t sz = 0;
@@ -95,12 +117,12 @@ static inline void valid_range(int64_t j, int64_t s, int64_t p, int64_t in, int6
 }
 
 /* col[(c,i,j)][b*OHW + oh*OW + ow] = x[b][c][oh*sh-ph+i][ow*sw-pw+j] (0 outside). */
-static void im2col(const float *x, float *col, const sg_conv2d_geom *g, int64_t nb)
+static void im2col(const float *x, float *col, const sg_conv2d_geom *g, int64_t nb, int par)
 {
     const int64_t C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw;
     const int64_t OH = g->oh, OW = g->ow, ohw = OH * OW, cols = nb * ohw;
     const int64_t rows = C * KH * KW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
         int64_t lo, hi;
@@ -134,11 +156,11 @@ static void im2col(const float *x, float *col, const sg_conv2d_geom *g, int64_t 
 }
 
 /* dx[b][c] = sum over (i,j) of col rows scattered back (dx overwritten). */
-static void col2im(const float *col, float *dx, const sg_conv2d_geom *g, int64_t nb)
+static void col2im(const float *col, float *dx, const sg_conv2d_geom *g, int64_t nb, int par)
 {
     const int64_t C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw;
     const int64_t OH = g->oh, OW = g->ow, ohw = OH * OW, cols = nb * ohw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t bc = 0; bc < nb * C; bc++) {
         const int64_t b = bc / C, c = bc % C;
         float *plane = dx + bc * H * W;
@@ -162,9 +184,118 @@ static void col2im(const float *col, float *dx, const sg_conv2d_geom *g, int64_t
     }
 }
 
+/* ---- per-image strategy ------------------------------------------------------ */
+
+static void fwd_per_image(float *ws, const float *x, float *y, const float *w, const float *b,
+                          const sg_conv2d_geom *g)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
+    const int pw = is_pointwise(g);
+#pragma omp parallel num_threads(g->threads)
+    {
+        float *col = ws + omp_get_thread_num() * slice;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *colp = x + n * in_img;
+            if (!pw) {
+                im2col(colp, col, g, 1, 0);
+                colp = col;
+            }
+            float *yn = y + n * K * ohw;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)ohw, (int)ckk,
+                        1.0f, w, (int)ckk, colp, (int)ohw, 0.0f, yn, (int)ohw);
+            if (b)
+                for (int64_t k = 0; k < K; k++) {
+                    float *row = yn + k * ohw;
+                    const float bk = b[k];
+                    for (int64_t p = 0; p < ohw; p++)
+                        row[p] += bk;
+                }
+        }
+    }
+}
+
+static void bwd_data_per_image(float *ws, const float *dy, float *dx, const float *w,
+                               const sg_conv2d_geom *g)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
+    const int pw = is_pointwise(g);
+#pragma omp parallel num_threads(g->threads)
+    {
+        float *col = ws + omp_get_thread_num() * slice;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->n; n++) {
+            float *dxn = dx + n * in_img;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)K,
+                        1.0f, w, (int)ckk, dy + n * K * ohw, (int)ohw, 0.0f, pw ? dxn : col,
+                        (int)ohw);
+            if (!pw)
+                col2im(col, dxn, g, 1, 0);
+        }
+    }
+}
+
+static void bwd_params_per_image(float *ws, const float *x, const float *dy, float *dw,
+                                 float *db, const sg_conv2d_geom *g)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
+    const int64_t colsz = is_pointwise(g) ? 0 : ckk * ohw;
+    const int pw = is_pointwise(g);
+    const int T = g->threads;
+#pragma omp parallel num_threads(T)
+    {
+        float *col = ws + omp_get_thread_num() * slice;
+        float *pdw = col + colsz, *pdb = pdw + K * ckk;
+        memset(pdw, 0, (size_t)(K * ckk + K) * sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *colp = x + n * in_img;
+            if (!pw) {
+                im2col(colp, col, g, 1, 0);
+                colp = col;
+            }
+            const float *dyn = dy + n * K * ohw;
+            if (dw)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)ckk, (int)ohw,
+                            1.0f, dyn, (int)ohw, colp, (int)ohw, 1.0f, pdw, (int)ckk);
+            if (db)
+                for (int64_t k = 0; k < K; k++) {
+                    const float *row = dyn + k * ohw;
+                    double s = 0.0;
+                    for (int64_t p = 0; p < ohw; p++)
+                        s += row[p];
+                    pdb[k] += (float)s;
+                }
+        }
+        /* the implicit barrier of `omp for` has passed: add the partials in thread order */
+        const int64_t total = K * ckk + K;
+#pragma omp for schedule(static)
+        for (int64_t e = 0; e < total; e++) {
+            float s = 0.0f;
+            for (int t = 0; t < T; t++)
+                s += ws[t * slice + colsz + e];
+            if (e < K * ckk) {
+                if (dw)
+                    dw[e] += s;
+            } else if (db) {
+                db[e - K * ckk] += s;
+            }
+        }
+    }
+}
+
+/* ---- entry points ---------------------------------------------------------------- */
+
 int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
                           const float *b, const sg_conv2d_geom *g)
 {
+    if (g->per_image) {
+        fwd_per_image(ws, x, y, w, b, g);
+        return 0;
+    }
     const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
     const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
     const int pw = is_pointwise(g);
@@ -175,7 +306,7 @@ int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
         const float *xb = x + n0 * in_img;
         const float *colp = xb;
         if (!(B == 1 && pw)) {
-            im2col(xb, col, g, nb);
+            im2col(xb, col, g, nb, 1);
             colp = col;
         }
         if (B == 1) {
@@ -224,6 +355,10 @@ static void gather_dy(const float *dy, float *ybuf, const sg_conv2d_geom *g, int
 int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
                                 const sg_conv2d_geom *g)
 {
+    if (g->per_image) {
+        bwd_data_per_image(ws, dy, dx, w, g);
+        return 0;
+    }
     const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
     const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
     const int pw = is_pointwise(g);
@@ -243,7 +378,7 @@ int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const flo
         } else {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K,
                         1.0f, w, (int)ckk, dyp, (int)cols, 0.0f, col, (int)cols);
-            col2im(col, dxb, g, nb);
+            col2im(col, dxb, g, nb, 1);
         }
     }
     return 0;
@@ -252,6 +387,10 @@ int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const flo
 int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
                                   float *db, const sg_conv2d_geom *g)
 {
+    if (g->per_image) {
+        bwd_params_per_image(ws, x, dy, dw, db, g);
+        return 0;
+    }
     const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
     const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
     const int pw = is_pointwise(g);
@@ -262,7 +401,7 @@ int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, fl
         const float *xb = x + n0 * in_img;
         const float *colp = xb;
         if (!(B == 1 && pw)) {
-            im2col(xb, col, g, nb);
+            im2col(xb, col, g, nb, 1);
             colp = col;
         }
         const float *dyp = dy + n0 * out_img;

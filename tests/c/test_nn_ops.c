@@ -45,8 +45,12 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     sg_conv2d_geom g;
     EXPECT(sg_conv2d_geom_init(&g, n, c, h, w, k, kh, kh, s, s, p, p) == 0, "%s", sg_geterr());
     const int64_t auto_block = g.block;
-    if (block > 0)
+    if (block > 0) {           /* force the blocked strategy */
         g.block = block;
+        g.per_image = 0;
+    } else if (block < 0) {    /* force the per-image strategy */
+        g.per_image = 1;
+    }
     const int64_t nx = n * c * h * w, nw = k * c * kh * kh, ny = n * k * g.oh * g.ow;
     float *x = tbuf(nx), *wt = tbuf(nw), *b = tbuf(k), *y = tbuf(ny), *dy = tbuf(ny);
     float *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&g));
@@ -63,9 +67,10 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
         maxr = fmax(maxr, fabs(yr[i]));
     }
     EXPECT(maxd <= 1e-5 * (1.0 + maxr), "conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
-           "block %lld (auto %lld): forward max error %g (max |y| %g)", (long long)n,
+           "block %lld per-image %d (auto block %lld): forward max error %g (max |y| %g)", (long long)n,
            (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh, (long long)kh,
-           (long long)s, (long long)p, (long long)g.block, (long long)auto_block, maxd, maxr);
+           (long long)s, (long long)p, (long long)g.block, g.per_image, (long long)auto_block, maxd,
+           maxr);
 
     /* Backward with this block size vs. a direct double evaluation. */
     float *dx = tbuf(nx), *dw = tbuf(nw), *db = tbuf(k);
@@ -96,8 +101,8 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     for (int64_t i = 0; i < nw; i++) { e2 = fmax(e2, fabs(dw[i] - dwr[i])); m2 = fmax(m2, fabs(dwr[i])); }
     for (int64_t i = 0; i < k; i++) { e3 = fmax(e3, fabs(db[i] - dbr[i])); m3 = fmax(m3, fabs(dbr[i])); }
     EXPECT(e1 <= 1e-5 * (1 + m1) && e2 <= 1e-5 * (1 + m2) && e3 <= 1e-5 * (1 + m3),
-           "conv block %lld backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)",
-           (long long)g.block, e1, m1, e2, m2, e3, m3);
+           "conv block %lld per-image %d backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)",
+           (long long)g.block, g.per_image, e1, m1, e2, m2, e3, m3);
     free(x); free(wt); free(b); free(y); free(dy); free(ws); free(yr); free(dx); free(dw);
     free(db); free(dxr); free(dwr); free(dbr);
 }
@@ -264,7 +269,10 @@ static void test_errors(void)
 int main(void)
 {
     sg_rng_init(&R, 99, sg_rng_hash("test_nn_ops"));
-    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 0);  /* 32x32 output: per-image path */
+    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 0);  /* 32x32 output: per-image strategy */
+    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 1);  /* the same, blocked with block 1 */
+    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, -1);   /* per-image on a small map */
+    test_conv_ref(3, 6, 16, 16, 3, 1, 1, 0, 0);  /* pointwise, per-image */
     test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 0);    /* automatic block (all 5 images) */
     test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 2);    /* ragged last block */
     test_conv_ref(5, 4, 6, 6, 5, 3, 2, 0, 3);
