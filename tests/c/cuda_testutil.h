@@ -23,6 +23,19 @@
 #include "rng.h"
 #include "tensor.h"
 
+/* Exit 77 (ctest: skipped) unless a CUDA device can be used. */
+static inline void cuda_or_skip(const char *what)
+{
+    if (!sg_cuda_available()) {
+        printf("no CUDA device: skipping %s (%s)\n", what, sg_geterr());
+        fflush(stdout);
+        exit(77);
+    }
+}
+
+#ifdef SG_HAVE_CUDA
+#include "nn_cuda.h"
+
 static int g_fail = 0;
 
 #define CHECK(cond, ...)                                                    \
@@ -45,18 +58,6 @@ static int g_fail = 0;
         }                                                                   \
     } while (0)
 
-/* Exit 77 (ctest: skipped) unless a CUDA device can be used. */
-static inline void cuda_or_skip(const char *what)
-{
-    if (!sg_cuda_available()) {
-        printf("no CUDA device: skipping %s (%s)\n", what, sg_geterr());
-        fflush(stdout);
-        exit(77);
-    }
-}
-
-#ifdef SG_HAVE_CUDA
-#include "nn_cuda.h"
 
 static inline float *hbuf(int64_t n)
 {
