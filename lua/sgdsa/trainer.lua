@@ -379,6 +379,11 @@ function M.train(exp, overrides)
   if type(data) ~= "table" or not data.train then
     fail("data must give a table with a train loader (and test or val), got %s", type(data))
   end
+  if data.check_input and model.input_shape then
+    -- images of the wrong size for the model: an error naming both shapes
+    local ok, err = pcall(data.check_input, model.input_shape, model.name or "model")
+    if not ok then fail("%s", tostring(err):gsub("^[^:]*:%d+: ", "")) end
+  end
   local train, val = data.train, data.val or data.test
   local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
   local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
