@@ -84,7 +84,7 @@ end
 -- Panels: id, title, y label, column, scale, key position, filter.
 local PANELS = {
   prob = {title = "(3a) Average acceptance probability", ylabel = "acceptance probability",
-          col = "accept_prob", scale = 1, key = "top right", keep = has_acceptance,
+          col = "accept_prob", scale = 1, key = "bottom left", keep = has_acceptance,
           empty = "no run with an acceptance test"},
   train_acc = {title = "(3b) Training accuracy", ylabel = "training accuracy (%)",
                col = "train_acc", scale = 100, key = "bottom right"},
@@ -159,7 +159,8 @@ function M.script(o)
     add("set title %s", gq(p.title))
     add("set ylabel %s", gq(p.ylabel))
     add("set key %s opaque box lc rgb '#cccccc'", p.key)
-    if p.col == "accept_prob" then add("set yrange [0:1.05]") else add("set yrange [*:*]") end
+    -- The probability stays near 1 for long: autoscale below, keep 1 in view.
+    if p.col == "accept_prob" then add("set yrange [*:1.002]") else add("set yrange [*:*]") end
     add("set xrange [*:*]")
     if #pn.runs == 0 then
       add("set label 1 %s at graph 0.5,0.5 center", gq(p.empty or "no data"))
