@@ -164,6 +164,7 @@ function M.script(o)
     add("set xrange [*:*]")
     if #pn.runs == 0 then
       add("set label 1 %s at graph 0.5,0.5 center", gq(p.empty or "no data"))
+      add("set yrange [0:1]")
       add("plot [0:1] NaN notitle")
       add("unset label 1")
     else
