@@ -216,9 +216,14 @@ function Job:pid()
   return self._pid
 end
 
+-- Send a signal once; false while the child has not written its pid yet.
 function Job:signal(sig)
+  if self.signalled then return true end
   local pid = self:pid()
-  if pid then os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
+  if not pid then return false end
+  os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid))
+  self.signalled = true
+  return true
 end
 
 -- ---------------------------------------------------------------------------
@@ -345,6 +350,10 @@ function M.main(args)
       interrupted = true
       io.write("sgdsa sweep: interrupted: stopping the running seeds after their current step\n")
       io.flush()
+    end
+    -- Each running child gets one SIGINT (a child that has only just started
+    -- gets it once its pid is known).
+    if interrupted then
       for _, job in ipairs(running) do job:signal("INT") end
     end
     local i = 1
