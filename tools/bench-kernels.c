@@ -9,17 +9,26 @@
  *
  *   gcc -O3 -march=x86-64-v2 -fopenmp -std=c11 -D_DEFAULT_SOURCE -include stddef.h \
  *       -Icore -Ikernels/cpu -I/usr/include/x86_64-linux-gnu/openblas-openmp \
- *       tools/bench-kernels.c kernels/cpu/*.c core/error.c core/rng.c \
- *       -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lm -o /tmp/bench-kernels
+ *       tools/bench-kernels.c kernels/cpu/[a-z]*.c core/error.c core/rng.c \
+ *       -L/usr/lib/x86_64-linux-gnu/openblas-openmp \
+ *       -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lm \
+ *       -o /tmp/bench-kernels
+ *
+ * (The rpath matters: without it the loader picks whichever libopenblas.so.0
+ * the Debian alternatives point to, here the pthread build, whose threads
+ * then fight the OpenMP pool.)
+ *
  *   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 /tmp/bench-kernels [batch] [block]
  *
  * `block` (optional) forces a strategy for every shape, to compare them:
- * 0 = the kernel's own choice, N > 0 = blocked with N images per GEMM,
- * -1 = per image.
+ * 0 = the kernel's own choice, +b = shared mode with b images per GEMM,
+ * -b = per-thread mode with b images per GEMM, "shared" = shared mode with
+ * the block size the kernel would pick for it (the whole batch as share).
  */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "error.h"
@@ -67,9 +76,10 @@ static float *buf(size_t n)
 int main(int argc, char **argv)
 {
     const int n = argc > 1 ? atoi(argv[1]) : 128;
-    const int force_block = argc > 2 ? atoi(argv[2]) : 0;
+    const int shared = argc > 2 && !strcmp(argv[2], "shared");
+    const int force_block = argc > 2 && !shared ? atoi(argv[2]) : 0;
     printf("conv2d CPU kernels, batch %d, %d threads%s\n", n, omp_get_max_threads(),
-           force_block ? " (forced block)" : "");
+           shared ? " (forced shared mode)" : force_block ? " (forced block)" : "");
     printf("%-26s %6s %7s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "mode", "fwd", "bwd-d",
            "bwd-w", "all", "ms/step");
     double t_vgg = 0, f_vgg = 0, t_res = 0, f_res = 0;
@@ -81,11 +91,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", sg_geterr());
             return 1;
         }
-        if (force_block > 0) {
-            g.block = force_block < n ? force_block : n;
-            g.per_image = 0;
-        } else if (force_block < 0) {
-            g.per_image = 1;
+        if (force_block != 0) {
+            g.per_thread = force_block < 0;
+            g.block = force_block < 0 ? -force_block : force_block;
+            if (g.block > n)
+                g.block = n;
+        }
+        if (shared) {  /* what geom_init picks with one thread: the batch is the share */
+            int64_t ohw = g.oh * g.ow, ckk = (int64_t)s->c * s->kh * s->kh;
+            int64_t b = (1024 + ohw - 1) / ohw;
+            while (b > 1 && ckk * b * ohw > ((int64_t)4 << 20))
+                b--;
+            g.block = b < n ? b : n;
+            g.per_thread = 0;
         }
         const size_t nx = (size_t)n * s->c * s->hw * s->hw, ny = (size_t)n * s->k * g.oh * g.ow;
         const size_t nw = (size_t)s->k * s->c * s->kh * s->kh;
@@ -111,7 +129,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%d,%d->%d,%dx%d,s%d,p%d", s->c, s->hw, s->k, s->kh, s->kh,
                  s->s, s->p);
-        printf("%-26s %5lld%c %7.1f %8.1f %8.1f %8.1f %9.2f\n", name, (long long)(g.per_image ? g.threads : g.block), g.per_image ? 'T' : 'B',
+        printf("%-26s %5lld%c %7.1f %8.1f %8.1f %8.1f %9.2f\n", name, (long long)g.block, g.per_thread ? 'T' : 'S',
                flop / tf * 1e-9, flop / td * 1e-9, flop / tw * 1e-9, 3 * flop / tall * 1e-9,
                tall * 1e3);
         t_vgg += s->count_vgg * tall;

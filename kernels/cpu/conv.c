@@ -1,22 +1,26 @@
 /*
  * conv.c - 2-d convolution on the CPU: im2col + OpenBLAS sgemm.
  *
- * Two strategies (see nn.h), picked per geometry by sg_conv2d_geom_init:
+ * The unit of work is a block of images: im2col writes a (C*KH*KW) x
+ * (nb*OH*OW) matrix (row = (c,i,j), column = (image, oh, ow)) and one sgemm
+ * covers the block, so small late-stage maps (4x4, 2x2) still give the GEMM
+ * wide matrices; with nb > 1 the K x cols result is scattered to NCHW (and
+ * dy gathered from NCHW for the backward passes), O(K*cols) copies next to
+ * the GEMM's O(K*CKK*cols). Blocks of one image read and write the
+ * activations directly.
  *
- * Per image (OH*OW >= CONV_PER_IMAGE_MIN): one OpenMP parallel region per
- * call; each thread takes a static share of the images and, for each, runs
- * im2col and a sgemm in its own workspace slice. sgemm called inside a
- * parallel region runs single-threaded (OpenBLAS OpenMP build), so the two
- * never oversubscribe, and there is no barrier per image: this is robust
- * when the cores are shared. Weight gradients go to per-thread partial sums
- * in the workspace, added in thread order at the end.
- *
- * Blocked (small maps): im2col writes a (C*KH*KW) x (block*OH*OW) matrix
- * (row = (c,i,j), column = (image, oh, ow)), so one multi-threaded sgemm
- * covers a block: 4x4 and 2x2 maps still give the GEMM thousands of
- * columns. The GEMM result (K x cols) is scattered to NCHW (and dy gathered
- * from NCHW for the backward passes); the copies are O(K*cols) next to the
- * GEMM's O(K*CKK*cols).
+ * Threads (picked by sg_conv2d_geom_init):
+ *  - per thread (the batch has at least 2 images per thread): ONE OpenMP
+ *    parallel region per call; each thread takes a contiguous share of the
+ *    images and runs its blocks with its own workspace slice and a
+ *    single-threaded sgemm (OpenBLAS's OpenMP build runs single-threaded
+ *    inside a parallel region). No barrier per block and no nested pools:
+ *    this keeps both cores busy and degrades gracefully when the cores are
+ *    shared. Weight gradients go to per-thread partial sums in the
+ *    workspace, added in thread order at the end (deterministic for a given
+ *    thread count).
+ *  - shared (small batches): blocks run one after another, each loop and
+ *    each sgemm using the whole pool.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -25,11 +29,16 @@
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
 #include "error.h"
 
-/* Target GEMM columns per block and the largest im2col buffer (floats). */
+/* Target GEMM columns per block, and the largest im2col buffer (floats) of
+ * one block: per thread in per-thread mode, in total in shared mode. */
 #define CONV_TARGET_COLS 1024
-#define CONV_MAX_COL_FLOATS ((int64_t)8 << 20)
-/* Output maps at least this large (OH*OW) use the per-image strategy. */
-#define CONV_PER_IMAGE_MIN 256
+#define CONV_MAX_COL_FLOATS ((int64_t)4 << 20)
+
+/* 1x1, stride 1, no padding: the input image already is its im2col matrix. */
+static int is_pointwise(const sg_conv2d_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
 
 int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
                         int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
@@ -56,48 +65,48 @@ int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int6
     g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw;
     g->oh = (h + 2 * ph - kh) / sh + 1;
     g->ow = (w + 2 * pw - kw) / sw + 1;
-    int64_t ohw = g->oh * g->ow;
-    int64_t b = (CONV_TARGET_COLS + ohw - 1) / ohw;
-    while (b > 1 && ckk * b * ohw > CONV_MAX_COL_FLOATS)
-        b--;
-    if (b > n)
-        b = n;
-    if (b * ohw > INT32_MAX)
-        b = 1;
-    g->block = b < 1 ? 1 : b;
-    g->per_image = ohw >= CONV_PER_IMAGE_MIN;
     g->threads = omp_get_max_threads();
     if (g->threads < 1)
         g->threads = 1;
+    g->per_thread = g->threads == 1 || n >= 2 * (int64_t)g->threads;
+    /* images one thread (or the whole pool) works through */
+    const int64_t share = g->per_thread ? (n + g->threads - 1) / g->threads : n;
+    const int64_t ohw = g->oh * g->ow;
+    int64_t b = (CONV_TARGET_COLS + ohw - 1) / ohw;
+    while (b > 1 && ckk * b * ohw > CONV_MAX_COL_FLOATS)
+        b--;
+    if (b > share)
+        b = share;
+    if (b * ohw > INT32_MAX)
+        b = 1;
+    g->block = b < 1 ? 1 : b;
     return 0;
 }
 
-/* 1x1, stride 1, no padding: the input image already is its im2col matrix. */
-static int is_pointwise(const sg_conv2d_geom *g)
+/* Workspace of one block worker: im2col matrix, then the K x cols buffer. */
+static int64_t col_floats(const sg_conv2d_geom *g)
 {
-    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    if (g->block == 1 && is_pointwise(g))
+        return 0;
+    return g->c * g->kh * g->kw * g->block * g->oh * g->ow;
 }
 
-/* Per-image mode: floats per thread (im2col of one image, then the
- * thread's partial weight and bias gradients). */
-static int64_t per_image_slice(const sg_conv2d_geom *g)
+static int64_t ybuf_floats(const sg_conv2d_geom *g)
 {
-    const int64_t ckk = g->c * g->kh * g->kw;
-    return (is_pointwise(g) ? 0 : ckk * g->oh * g->ow) + g->k * ckk + g->k;
+    return g->block > 1 ? g->k * g->block * g->oh * g->ow : 0;
+}
+
+/* Per-thread slice: col, ybuf, partial dw (K x CKK), partial db (K). */
+static int64_t slice_floats(const sg_conv2d_geom *g)
+{
+    return col_floats(g) + ybuf_floats(g) + g->k * g->c * g->kh * g->kw + g->k;
 }
 
 size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g)
 {
-    if (g->per_image)
-        return (size_t)(g->threads * per_image_slice(g));
-    int64_t cols = g->block * g->oh * g->ow;
-    int64_t ckk = g->c * g->kh * g->kw;
-    int64_t sz = 0;
-    if (!(g->block == 1 && is_pointwise(g)))
-        sz += ckk * cols;          /* im2col matrix */
-    if (g->block > 1)
-        sz += g->k * cols;         /* GEMM output / gathered dy, K x cols */
-    return (size_t)sz;
+    if (g->per_thread)
+        return (size_t)(g->threads * slice_floats(g));
+    return (size_t)(col_floats(g) + ybuf_floats(g));
 }
 
 /* Range [lo, hi) of output columns ow whose input column ow*sw - pw + j is inside [0, W). */
@@ -184,167 +193,12 @@ static void col2im(const float *col, float *dx, const sg_conv2d_geom *g, int64_t
     }
 }
 
-/* ---- per-image strategy ------------------------------------------------------ */
-
-static void fwd_per_image(float *ws, const float *x, float *y, const float *w, const float *b,
-                          const sg_conv2d_geom *g)
-{
-    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
-    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
-    const int pw = is_pointwise(g);
-#pragma omp parallel num_threads(g->threads)
-    {
-        float *col = ws + omp_get_thread_num() * slice;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->n; n++) {
-            const float *colp = x + n * in_img;
-            if (!pw) {
-                im2col(colp, col, g, 1, 0);
-                colp = col;
-            }
-            float *yn = y + n * K * ohw;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)ohw, (int)ckk,
-                        1.0f, w, (int)ckk, colp, (int)ohw, 0.0f, yn, (int)ohw);
-            if (b)
-                for (int64_t k = 0; k < K; k++) {
-                    float *row = yn + k * ohw;
-                    const float bk = b[k];
-                    for (int64_t p = 0; p < ohw; p++)
-                        row[p] += bk;
-                }
-        }
-    }
-}
-
-static void bwd_data_per_image(float *ws, const float *dy, float *dx, const float *w,
-                               const sg_conv2d_geom *g)
-{
-    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
-    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
-    const int pw = is_pointwise(g);
-#pragma omp parallel num_threads(g->threads)
-    {
-        float *col = ws + omp_get_thread_num() * slice;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->n; n++) {
-            float *dxn = dx + n * in_img;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)K,
-                        1.0f, w, (int)ckk, dy + n * K * ohw, (int)ohw, 0.0f, pw ? dxn : col,
-                        (int)ohw);
-            if (!pw)
-                col2im(col, dxn, g, 1, 0);
-        }
-    }
-}
-
-static void bwd_params_per_image(float *ws, const float *x, const float *dy, float *dw,
-                                 float *db, const sg_conv2d_geom *g)
-{
-    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
-    const int64_t in_img = g->c * g->h * g->w, slice = per_image_slice(g);
-    const int64_t colsz = is_pointwise(g) ? 0 : ckk * ohw;
-    const int pw = is_pointwise(g);
-    const int T = g->threads;
-#pragma omp parallel num_threads(T)
-    {
-        float *col = ws + omp_get_thread_num() * slice;
-        float *pdw = col + colsz, *pdb = pdw + K * ckk;
-        memset(pdw, 0, (size_t)(K * ckk + K) * sizeof(float));
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->n; n++) {
-            const float *colp = x + n * in_img;
-            if (!pw) {
-                im2col(colp, col, g, 1, 0);
-                colp = col;
-            }
-            const float *dyn = dy + n * K * ohw;
-            if (dw)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)ckk, (int)ohw,
-                            1.0f, dyn, (int)ohw, colp, (int)ohw, 1.0f, pdw, (int)ckk);
-            if (db)
-                for (int64_t k = 0; k < K; k++) {
-                    const float *row = dyn + k * ohw;
-                    double s = 0.0;
-                    for (int64_t p = 0; p < ohw; p++)
-                        s += row[p];
-                    pdb[k] += (float)s;
-                }
-        }
-        /* the implicit barrier of `omp for` has passed: add the partials in thread order */
-        const int64_t total = K * ckk + K;
-#pragma omp for schedule(static)
-        for (int64_t e = 0; e < total; e++) {
-            float s = 0.0f;
-            for (int t = 0; t < T; t++)
-                s += ws[t * slice + colsz + e];
-            if (e < K * ckk) {
-                if (dw)
-                    dw[e] += s;
-            } else if (db) {
-                db[e - K * ckk] += s;
-            }
-        }
-    }
-}
-
-/* ---- entry points ---------------------------------------------------------------- */
-
-int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
-                          const float *b, const sg_conv2d_geom *g)
-{
-    if (g->per_image) {
-        fwd_per_image(ws, x, y, w, b, g);
-        return 0;
-    }
-    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
-    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
-    const int pw = is_pointwise(g);
-    float *col = ws;
-    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
-    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
-        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
-        const float *xb = x + n0 * in_img;
-        const float *colp = xb;
-        if (!(B == 1 && pw)) {
-            im2col(xb, col, g, nb, 1);
-            colp = col;
-        }
-        if (B == 1) {
-            float *yb = y + n0 * out_img;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)ohw, (int)ckk,
-                        1.0f, w, (int)ckk, colp, (int)ohw, 0.0f, yb, (int)ohw);
-            if (b) {
-#pragma omp parallel for schedule(static)
-                for (int64_t k = 0; k < K; k++) {
-                    float *row = yb + k * ohw;
-                    const float bk = b[k];
-                    for (int64_t p = 0; p < ohw; p++)
-                        row[p] += bk;
-                }
-            }
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)cols, (int)ckk,
-                        1.0f, w, (int)ckk, colp, (int)cols, 0.0f, ybuf, (int)cols);
-#pragma omp parallel for schedule(static)
-            for (int64_t bk = 0; bk < nb * K; bk++) {
-                const int64_t bi = bk / K, k = bk % K;
-                const float *s = ybuf + k * cols + bi * ohw;
-                float *d = y + (n0 + bi) * out_img + k * ohw;
-                const float bias = b ? b[k] : 0.0f;
-                for (int64_t p = 0; p < ohw; p++)
-                    d[p] = s[p] + bias;
-            }
-        }
-    }
-    return 0;
-}
-
 /* ybuf[k][bi*ohw + p] = dy[n0+bi][k][p] */
 static void gather_dy(const float *dy, float *ybuf, const sg_conv2d_geom *g, int64_t n0,
-                      int64_t nb)
+                      int64_t nb, int par)
 {
     const int64_t K = g->k, ohw = g->oh * g->ow, cols = nb * ohw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t bk = 0; bk < nb * K; bk++) {
         const int64_t bi = bk / K, k = bk % K;
         memcpy(ybuf + k * cols + bi * ohw, dy + ((n0 + bi) * K + k) * ohw,
@@ -352,34 +206,152 @@ static void gather_dy(const float *dy, float *ybuf, const sg_conv2d_geom *g, int
     }
 }
 
+/* ---- one block of nb images starting at n0 (par: use the pool inside) ------------ */
+
+static void fwd_block(const float *x, float *y, const float *w, const float *b, float *col,
+                      float *ybuf, const sg_conv2d_geom *g, int64_t n0, int64_t nb, int par)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t cols = nb * ohw, out_img = K * ohw;
+    const float *colp = x + n0 * g->c * g->h * g->w;
+    if (!(nb == 1 && is_pointwise(g))) {
+        im2col(colp, col, g, nb, par);
+        colp = col;
+    }
+    if (nb == 1) {
+        float *yb = y + n0 * out_img;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)ohw, (int)ckk,
+                    1.0f, w, (int)ckk, colp, (int)ohw, 0.0f, yb, (int)ohw);
+        if (b) {
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t k = 0; k < K; k++) {
+                float *row = yb + k * ohw;
+                const float bk = b[k];
+                for (int64_t p = 0; p < ohw; p++)
+                    row[p] += bk;
+            }
+        }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)cols, (int)ckk, 1.0f,
+                w, (int)ckk, colp, (int)cols, 0.0f, ybuf, (int)cols);
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t bk = 0; bk < nb * K; bk++) {
+        const int64_t bi = bk / K, k = bk % K;
+        const float *s = ybuf + k * cols + bi * ohw;
+        float *d = y + (n0 + bi) * out_img + k * ohw;
+        const float bias = b ? b[k] : 0.0f;
+        for (int64_t p = 0; p < ohw; p++)
+            d[p] = s[p] + bias;
+    }
+}
+
+static void bwd_data_block(const float *dy, float *dx, const float *w, float *col,
+                           float *ybuf, const sg_conv2d_geom *g, int64_t n0, int64_t nb,
+                           int par)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t cols = nb * ohw;
+    const float *dyp = dy + n0 * K * ohw;
+    if (nb > 1) {
+        gather_dy(dy, ybuf, g, n0, nb, par);
+        dyp = ybuf;
+    }
+    float *dxb = dx + n0 * g->c * g->h * g->w;
+    if (nb == 1 && is_pointwise(g)) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K, 1.0f,
+                    w, (int)ckk, dyp, (int)cols, 0.0f, dxb, (int)cols);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K, 1.0f, w,
+                (int)ckk, dyp, (int)cols, 0.0f, col, (int)cols);
+    col2im(col, dxb, g, nb, par);
+}
+
+/* dw += dy x^T and db += row sums, for one block (dw/db may be NULL). */
+static void bwd_params_block(const float *x, const float *dy, float *dw, float *db, float *col,
+                             float *ybuf, const sg_conv2d_geom *g, int64_t n0, int64_t nb,
+                             int par)
+{
+    const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+    const int64_t cols = nb * ohw;
+    const float *colp = x + n0 * g->c * g->h * g->w;
+    if (!(nb == 1 && is_pointwise(g))) {
+        im2col(colp, col, g, nb, par);
+        colp = col;
+    }
+    const float *dyp = dy + n0 * K * ohw;
+    if (nb > 1) {
+        gather_dy(dy, ybuf, g, n0, nb, par);
+        dyp = ybuf;
+    }
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)ckk, (int)cols, 1.0f,
+                    dyp, (int)cols, colp, (int)cols, 1.0f, dw, (int)ckk);
+    if (db) {
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t k = 0; k < K; k++) {
+            const float *row = dyp + k * cols;
+            double s = 0.0;
+            for (int64_t p = 0; p < cols; p++)
+                s += row[p];
+            db[k] += (float)s;
+        }
+    }
+}
+
+/* ---- entry points ----------------------------------------------------------------- */
+
+/* This thread's images [lo, hi) of n split over nt threads. */
+static void share_of(int64_t n, int t, int nt, int64_t *lo, int64_t *hi)
+{
+    const int64_t per = (n + nt - 1) / nt;
+    *lo = t * per < n ? t * per : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+
+int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
+                          const float *b, const sg_conv2d_geom *g)
+{
+    const int64_t B = g->block;
+    if (!g->per_thread) {
+        float *col = ws, *ybuf = ws + col_floats(g);
+        for (int64_t n0 = 0; n0 < g->n; n0 += B)
+            fwd_block(x, y, w, b, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
+        return 0;
+    }
+    const int64_t slice = slice_floats(g);
+#pragma omp parallel num_threads(g->threads)
+    {
+        const int t = omp_get_thread_num();
+        float *col = ws + t * slice, *ybuf = col + col_floats(g);
+        int64_t lo, hi;
+        share_of(g->n, t, omp_get_num_threads(), &lo, &hi);
+        for (int64_t n0 = lo; n0 < hi; n0 += B)
+            fwd_block(x, y, w, b, col, ybuf, g, n0, hi - n0 < B ? hi - n0 : B, 0);
+    }
+    return 0;
+}
+
 int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
                                 const sg_conv2d_geom *g)
 {
-    if (g->per_image) {
-        bwd_data_per_image(ws, dy, dx, w, g);
+    const int64_t B = g->block;
+    if (!g->per_thread) {
+        float *col = ws, *ybuf = ws + col_floats(g);
+        for (int64_t n0 = 0; n0 < g->n; n0 += B)
+            bwd_data_block(dy, dx, w, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
         return 0;
     }
-    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
-    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
-    const int pw = is_pointwise(g);
-    float *col = ws;
-    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
-    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
-        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
-        const float *dyp = dy + n0 * out_img;
-        if (B > 1) {
-            gather_dy(dy, ybuf, g, n0, nb);
-            dyp = ybuf;
-        }
-        float *dxb = dx + n0 * in_img;
-        if (B == 1 && pw) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K,
-                        1.0f, w, (int)ckk, dyp, (int)cols, 0.0f, dxb, (int)cols);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)cols, (int)K,
-                        1.0f, w, (int)ckk, dyp, (int)cols, 0.0f, col, (int)cols);
-            col2im(col, dxb, g, nb, 1);
-        }
+    const int64_t slice = slice_floats(g);
+#pragma omp parallel num_threads(g->threads)
+    {
+        const int t = omp_get_thread_num();
+        float *col = ws + t * slice, *ybuf = col + col_floats(g);
+        int64_t lo, hi;
+        share_of(g->n, t, omp_get_num_threads(), &lo, &hi);
+        for (int64_t n0 = lo; n0 < hi; n0 += B)
+            bwd_data_block(dy, dx, w, col, ybuf, g, n0, hi - n0 < B ? hi - n0 : B, 0);
     }
     return 0;
 }
@@ -387,39 +359,38 @@ int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const flo
 int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
                                   float *db, const sg_conv2d_geom *g)
 {
-    if (g->per_image) {
-        bwd_params_per_image(ws, x, dy, dw, db, g);
+    const int64_t B = g->block;
+    if (!g->per_thread) {
+        float *col = ws, *ybuf = ws + col_floats(g);
+        for (int64_t n0 = 0; n0 < g->n; n0 += B)
+            bwd_params_block(x, dy, dw, db, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
         return 0;
     }
-    const int64_t C = g->c, K = g->k, ohw = g->oh * g->ow, ckk = C * g->kh * g->kw;
-    const int64_t B = g->block, in_img = C * g->h * g->w, out_img = K * ohw;
-    const int pw = is_pointwise(g);
-    float *col = ws;
-    float *ybuf = ws + ((B == 1 && pw) ? 0 : ckk * B * ohw);
-    for (int64_t n0 = 0; n0 < g->n; n0 += B) {
-        const int64_t nb = g->n - n0 < B ? g->n - n0 : B, cols = nb * ohw;
-        const float *xb = x + n0 * in_img;
-        const float *colp = xb;
-        if (!(B == 1 && pw)) {
-            im2col(xb, col, g, nb, 1);
-            colp = col;
-        }
-        const float *dyp = dy + n0 * out_img;
-        if (B > 1) {
-            gather_dy(dy, ybuf, g, n0, nb);
-            dyp = ybuf;
-        }
-        if (dw)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)ckk, (int)cols,
-                        1.0f, dyp, (int)cols, colp, (int)cols, 1.0f, dw, (int)ckk);
-        if (db) {
-#pragma omp parallel for schedule(static)
-            for (int64_t k = 0; k < K; k++) {
-                const float *row = dyp + k * cols;
-                double s = 0.0;
-                for (int64_t p = 0; p < cols; p++)
-                    s += row[p];
-                db[k] += (float)s;
+    const int64_t slice = slice_floats(g), off = col_floats(g) + ybuf_floats(g);
+    const int64_t nw = g->k * g->c * g->kh * g->kw, total = nw + g->k;
+#pragma omp parallel num_threads(g->threads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *col = ws + t * slice, *ybuf = col + col_floats(g);
+        float *pdw = col + off, *pdb = pdw + nw;
+        memset(pdw, 0, (size_t)total * sizeof(float));
+        int64_t lo, hi;
+        share_of(g->n, t, nt, &lo, &hi);
+        for (int64_t n0 = lo; n0 < hi; n0 += B)
+            bwd_params_block(x, dy, dw ? pdw : NULL, db ? pdb : NULL, col, ybuf, g, n0,
+                             hi - n0 < B ? hi - n0 : B, 0);
+#pragma omp barrier
+        /* add the partial sums in thread order (deterministic) */
+#pragma omp for schedule(static)
+        for (int64_t e = 0; e < total; e++) {
+            float s = 0.0f;
+            for (int u = 0; u < nt; u++)
+                s += ws[u * slice + off + e];
+            if (e < nw) {
+                if (dw)
+                    dw[e] += s;
+            } else if (db) {
+                db[e - nw] += s;
             }
         }
     }

@@ -35,17 +35,16 @@
 
 /* ---- conv2d --------------------------------------------------------------
  * y[n,k,oh,ow] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oh*sh-ph+i,ow*sw-pw+j]
- * (zero padding). Two CPU strategies, chosen by sg_conv2d_geom_init:
- *  - per image (large feature maps): the images are split over the OpenMP
- *    threads; each thread does im2col + a single-threaded sgemm per image in
- *    its own workspace slice (weight gradients go to per-thread partial sums,
- *    added in thread order: deterministic for a given thread count);
- *  - blocked (small feature maps): im2col over a block of images, one
- *    multi-threaded sgemm per block (K x CKK times CKK x block*OH*OW), then a
- *    scatter to NCHW, so 4x4 and 2x2 maps still give the GEMM wide matrices.
- * The geometry records the thread count it was made for; the caller owns a
- * workspace of sg_cpu_conv2d_workspace_size(g) floats, shared by the three
- * functions (make the geometry again after sg_set_num_threads()). */
+ * (zero padding). im2col over blocks of images + OpenBLAS sgemm (see
+ * conv.c). sg_conv2d_geom_init picks the block size and the threading:
+ *  - per thread (batch >= 2 images per thread): one OpenMP region per call,
+ *    each thread runs its own share of the images with a single-threaded
+ *    sgemm in its own workspace slice; weight gradients are per-thread
+ *    partial sums added in thread order (deterministic for a thread count);
+ *  - shared (small batches): one block at a time on the whole pool.
+ * The geometry records the thread count it was made for (make it again
+ * after sg_set_num_threads()); the caller owns a workspace of
+ * sg_cpu_conv2d_workspace_size(g) floats, shared by the three functions. */
 typedef struct sg_conv2d_geom {
     int64_t n, c, h, w;  /* input N x C x H x W */
     int64_t k;           /* output channels */
@@ -53,8 +52,8 @@ typedef struct sg_conv2d_geom {
     int64_t sh, sw;      /* stride */
     int64_t ph, pw;      /* zero padding */
     int64_t oh, ow;      /* output spatial size (computed) */
-    int64_t block;       /* images per GEMM block (computed; blocked mode) */
-    int per_image;       /* 1: per-image mode, 0: blocked mode (computed) */
+    int64_t block;       /* images per GEMM block (computed) */
+    int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
     int threads;         /* OpenMP threads the workspace is sized for (computed) */
 } sg_conv2d_geom;
 

@@ -47,18 +47,15 @@ static void test_conv(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t k, in
         EXPECT(0, "geom: %s", sg_geterr());
         return;
     }
-    if (block > 0) {           /* force the blocked strategy with this block */
-        c.g.block = block;
-        c.g.per_image = 0;
-    } else if (block < 0) {    /* force the per-image strategy */
-        c.g.per_image = 1;
+    if (block != 0) {         /* forced: +b shared mode, -b per-thread mode, block |b| */
+        c.g.per_thread = block < 0;
+        c.g.block = block < 0 ? -block : block;
     }
     char name[160];
     snprintf(name, sizeof name, "conv2d %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld%s %s %lld",
              (long long)n, (long long)ci, (long long)h, (long long)w, (long long)k,
              (long long)kh, (long long)kw, (long long)s, (long long)pad, bias ? "" : " nobias",
-             c.g.per_image ? "per-image, threads" : "block", c.g.per_image ?
-             (long long)c.g.threads : (long long)c.g.block);
+             c.g.per_thread ? "per-thread, block" : "shared, block", (long long)c.g.block);
     const int64_t nx = n * ci * h * w, nw = k * ci * kh * kw, ny = n * k * c.g.oh * c.g.ow;
     c.ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&c.g));
     c.x = tbuf(nx); c.y = tbuf(ny); c.w = tbuf(nw); c.b = bias ? tbuf(k) : NULL; c.p = tbuf(ny);
@@ -339,8 +336,9 @@ int main(void)
     test_checker_catches_wrong_index();
 
     /* conv: padding, stride 2, odd sizes, rectangular kernels, no bias,
-     * the pointwise path, block sizes 1, 2 (with a ragged last block) and N,
-     * and the per-image strategy (last argument -1). */
+     * the pointwise path; last argument: 0 = automatic, +b = shared mode
+     * with blocks of b images, -b = per-thread mode with blocks of b (ragged
+     * last blocks included). */
     test_conv(2, 3, 5, 6, 4, 3, 3, 1, 1, 1, 0);
     test_conv(3, 2, 7, 5, 3, 3, 3, 2, 1, 1, 1);
     test_conv(3, 2, 7, 5, 3, 3, 3, 2, 1, 1, 2);
@@ -349,8 +347,10 @@ int main(void)
     test_conv(3, 4, 5, 5, 3, 1, 1, 1, 0, 0, 2);
     test_conv(2, 4, 5, 5, 3, 1, 1, 2, 0, 1, 0);
     test_conv(1, 2, 4, 4, 2, 5, 5, 1, 2, 1, 0);
-    test_conv(3, 2, 7, 5, 3, 3, 3, 2, 1, 1, -1);
+    test_conv(5, 2, 7, 5, 3, 3, 3, 2, 1, 1, -1);
+    test_conv(5, 2, 7, 5, 3, 3, 3, 2, 1, 1, -2);
     test_conv(3, 4, 5, 5, 3, 1, 1, 1, 0, 1, -1);
+    test_conv(5, 4, 5, 5, 3, 1, 1, 1, 0, 0, -2);
     test_conv(2, 3, 6, 7, 2, 2, 3, 2, 0, 0, -1);
 
     test_linear(4, 7, 5, 1);

@@ -1,8 +1,8 @@
 /*
  * test_nn_ops.c - semantics of the CPU layer kernels beyond gradients:
  *  - conv2d against a direct double-precision loop for shapes that take the
- *    per-image path (32x32 output), the blocked path with a ragged last
- *    block, the pointwise path, and every forced block size;
+ *    one-image blocks (32x32 output), multi-image blocks with a ragged last
+ *    block, the pointwise path, in both threading modes;
  *  - BatchNorm running statistics (momentum 0.1, unbiased variance, as
  *    PyTorch) and "a trial forward (update_running = 0) leaves them alone
  *    and gives the same output";
@@ -45,11 +45,9 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     sg_conv2d_geom g;
     EXPECT(sg_conv2d_geom_init(&g, n, c, h, w, k, kh, kh, s, s, p, p) == 0, "%s", sg_geterr());
     const int64_t auto_block = g.block;
-    if (block > 0) {           /* force the blocked strategy */
-        g.block = block;
-        g.per_image = 0;
-    } else if (block < 0) {    /* force the per-image strategy */
-        g.per_image = 1;
+    if (block != 0) {         /* forced: +b shared mode, -b per-thread mode, block |b| */
+        g.per_thread = block < 0;
+        g.block = block < 0 ? -block : block;
     }
     const int64_t nx = n * c * h * w, nw = k * c * kh * kh, ny = n * k * g.oh * g.ow;
     float *x = tbuf(nx), *wt = tbuf(nw), *b = tbuf(k), *y = tbuf(ny), *dy = tbuf(ny);
@@ -69,7 +67,7 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     EXPECT(maxd <= 1e-5 * (1.0 + maxr), "conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
            "block %lld per-image %d (auto block %lld): forward max error %g (max |y| %g)", (long long)n,
            (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh, (long long)kh,
-           (long long)s, (long long)p, (long long)g.block, g.per_image, (long long)auto_block, maxd,
+           (long long)s, (long long)p, (long long)g.block, g.per_thread, (long long)auto_block, maxd,
            maxr);
 
     /* Backward with this block size vs. a direct double evaluation. */
@@ -102,7 +100,7 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     for (int64_t i = 0; i < k; i++) { e3 = fmax(e3, fabs(db[i] - dbr[i])); m3 = fmax(m3, fabs(dbr[i])); }
     EXPECT(e1 <= 1e-5 * (1 + m1) && e2 <= 1e-5 * (1 + m2) && e3 <= 1e-5 * (1 + m3),
            "conv block %lld per-image %d backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)",
-           (long long)g.block, g.per_image, e1, m1, e2, m2, e3, m3);
+           (long long)g.block, g.per_thread, e1, m1, e2, m2, e3, m3);
     free(x); free(wt); free(b); free(y); free(dy); free(ws); free(yr); free(dx); free(dw);
     free(db); free(dxr); free(dwr); free(dbr);
 }
@@ -269,15 +267,18 @@ static void test_errors(void)
 int main(void)
 {
     sg_rng_init(&R, 99, sg_rng_hash("test_nn_ops"));
-    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 0);  /* 32x32 output: per-image strategy */
-    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 1);  /* the same, blocked with block 1 */
-    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, -1);   /* per-image on a small map */
-    test_conv_ref(3, 6, 16, 16, 3, 1, 1, 0, 0);  /* pointwise, per-image */
-    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 0);    /* automatic block (all 5 images) */
-    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 2);    /* ragged last block */
+    /* last argument: 0 automatic, +b shared mode / -b per-thread mode with
+     * blocks of b images */
+    test_conv_ref(5, 3, 32, 32, 4, 3, 1, 1, 0);  /* 32x32 output: one image per block */
+    test_conv_ref(3, 3, 32, 32, 4, 3, 1, 1, 1);  /* shared, block 1 */
+    test_conv_ref(7, 4, 6, 6, 5, 3, 1, 1, 0);    /* automatic: per thread, blocks */
+    test_conv_ref(7, 4, 6, 6, 5, 3, 1, 1, -2);   /* per thread, ragged blocks */
+    test_conv_ref(5, 4, 6, 6, 5, 3, 1, 1, 2);    /* shared, ragged last block */
     test_conv_ref(5, 4, 6, 6, 5, 3, 2, 0, 3);
-    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 1);    /* pointwise, per image */
-    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 0);    /* pointwise, blocked */
+    test_conv_ref(3, 6, 16, 16, 3, 1, 1, 0, 0);  /* pointwise */
+    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 1);    /* pointwise, shared, per image */
+    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, -1);   /* pointwise, per thread, per image */
+    test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 4);    /* pointwise, shared, blocked */
     test_conv_ref(3, 2, 9, 9, 3, 3, 3, 1, 0);    /* stride 3 */
     test_bn_running();
     test_dropout();
