@@ -789,9 +789,24 @@ function nn.model(root, opts)
     end
   end
 
-  -- one workspace shared by all modules (they run one at a time)
+  -- one workspace shared by all modules (they run one at a time), and the
+  -- containers' gradient buffers shared by nesting depth: two containers at
+  -- the same depth never run their backward at the same time, and each
+  -- leaves its result in its caller's buffer, so a whole model needs a few
+  -- activation-sized gradient buffers instead of two per container.
   self.workspace = empty(1)
-  walk(root, "", 0, function(m) m.ws = self.workspace end)
+  local pool = {}
+  walk(root, "", 0, function(m, _, depth)
+    m.ws = self.workspace
+    if #m.children > 0 then
+      local p = pool[depth]
+      if not p then
+        p = {_g1 = empty(1), _g2 = empty(1), _gs = empty(1)}
+        pool[depth] = p
+      end
+      m._g1, m._g2, m._gs = p._g1, p._g2, p._gs
+    end
+  end)
   self.input_grad = opts.input_grad and true or false
   root:set_need_dx(self.input_grad)
   return self
