@@ -8,6 +8,7 @@ M.core = core
 M.version = core.version or "0.1.0"
 M.data = require "sgdsa.data"
 M.h5 = require "sgdsa.h5"
+M.nn = require "sgdsa.nn"
 M.optim = require "sgdsa.optim"
 
 return M

@@ -150,6 +150,7 @@ T.test("trial mode: running stats untouched, dropout mask reused, nothing saved"
   local crit = nn.CrossEntropy()
   local labels = sg.tensor({0, 1, 2, 3, 0, 1}, "int32")
   -- reference gradient: one train forward + backward
+  local dstate = sg.stream("dropout"):state()
   local y2 = m:forward(x, "train"):clone()
   crit:forward(y2, labels)
   local dlogits = crit:backward():clone()
@@ -166,9 +167,15 @@ T.test("trial mode: running stats untouched, dropout mask reused, nothing saved"
   T.check(closs == closs, "trial loss is a number")
   m.params:swap_storage(trial)
   T.tensor_near(m.buffers, stats, 0, "trial forwards leave running stats and counters alone")
-  m:zero_grad(); m:backward(x, dlogits)
+  -- trial forwards disturbed nothing the next step uses: the same train
+  -- forward and backward give bit-identical outputs and gradients
+  m.buffers:copy(stats)
+  sg.stream("dropout"):set_state(dstate)
+  local y3 = m:forward(x, "train")
+  T.tensor_near(y3, y2, 0, "train forward after trial forwards gives the same output")
+  crit:forward(y3, labels)
+  m:zero_grad(); m:backward(x, crit:backward())
   T.tensor_near(m.grads, g1, 0, "backward after trial forwards gives the same gradients")
-  m:forward(x, "train")
   -- num_batches_tracked counts train forwards only
   local nbt = m:state()["1.num_batches_tracked"]
   T.eq(nbt:item(), 2, "num_batches_tracked counts the two train forwards")
