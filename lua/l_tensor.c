@@ -405,6 +405,36 @@ static int l_transpose(lua_State *L)
     return push_or_error(L, sg_tensor_transpose(t, d0, d1));
 }
 
+/* t:resize_(shape...) / t:resize_as_(like): contiguous, reallocated only when
+ * the storage must grow, so buffers kept across steps allocate nothing in
+ * steady state (module outputs and workspaces use this). */
+static int l_resize_(lua_State *L)
+{
+    sg_tensor *t = sgl_checktensor(L, 1);
+    int64_t size[SG_MAXDIM];
+    int nd = sgl_checkshape(L, 2, size);
+    if (sg_tensor_resize(t, nd, size) != 0) {
+        char b[128];
+        sg_adderr("resize: tensor %s", sg_shape_str(t, b, sizeof b));
+        return sgl_error(L);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_resize_as_(lua_State *L)
+{
+    sg_tensor *t = sgl_checktensor(L, 1), *like = sgl_checktensor(L, 2);
+    if (sg_tensor_resize_as(t, like) != 0) {
+        char a[128], b[128];
+        sg_adderr("resize_as: tensor %s to %s", sg_shape_str(t, a, sizeof a),
+                  sg_shape_str(like, b, sizeof b));
+        return sgl_error(L);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int l_contiguous(lua_State *L) { return push_or_error(L, sg_tensor_contiguous(sgl_checktensor(L, 1))); }
 static int l_clone(lua_State *L) { return push_or_error(L, sg_tensor_clone(sgl_checktensor(L, 1))); }
 
@@ -1052,7 +1082,8 @@ static const luaL_Reg methods[] = {
     {"nelement", l_numel}, {"dtype", l_dtype}, {"device", l_device},
     {"is_contiguous", l_is_contiguous}, {"view", l_view}, {"reshape", l_reshape},
     {"narrow", l_narrow}, {"select", l_select}, {"transpose", l_transpose}, {"t", l_transpose},
-    {"contiguous", l_contiguous}, {"clone", l_clone}, {"type", l_type}, {"float", l_float},
+    {"contiguous", l_contiguous}, {"clone", l_clone}, {"resize_", l_resize_},
+    {"resize_as_", l_resize_as_}, {"type", l_type}, {"float", l_float},
     {"int", l_int}, {"byte", l_byte}, {"cpu", l_cpu}, {"cuda", l_cuda}, {"to", l_to},
     {"get", l_get}, {"set", l_set}, {"item", l_item},
     {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div},
