@@ -24,6 +24,9 @@
 #include "binding.h"
 #include "data.h"
 #include "l_data.h"
+#ifdef SG_HAVE_CUDA
+#include "nn_cuda.h"
+#endif
 
 #define DATASET_MT "sgdsa.Dataset"
 #define LOADER_MT "sgdsa.Loader"
@@ -381,16 +384,34 @@ static int ld_next_into(lua_State *L)
     int c, h, w;
     sg_loader_shape(l, &c, &h, &w);
     int64_t sx[4] = {b.n, c, h, w}, sy[1] = {b.n};
-    if (x->dtype != SG_F32 || y->dtype != SG_I32 || x->storage->device != SG_CPU ||
-        y->storage->device != SG_CPU)
-        return luaL_error(L, "loader:next_into: x must be a float32 and y an int32 cpu tensor "
-                          "(got %s %s and %s %s)", sg_dtype_name(x->dtype),
-                          sg_device_name(x->storage->device), sg_dtype_name(y->dtype),
-                          sg_device_name(y->storage->device));
+    sg_devtype dev = x->storage->device;
+    if (x->dtype != SG_F32 || y->dtype != SG_I32 || y->storage->device != dev ||
+        (dev != SG_CPU && dev != SG_CUDA))
+        return luaL_error(L, "loader:next_into: x must be a float32 and y an int32 tensor, "
+                          "both on the cpu or both on cuda (got %s %s and %s %s)",
+                          sg_dtype_name(x->dtype), sg_device_name(x->storage->device),
+                          sg_dtype_name(y->dtype), sg_device_name(y->storage->device));
     SGL_CHECK(L, sg_tensor_resize(x, 4, sx));
     SGL_CHECK(L, sg_tensor_resize(y, 1, sy));
-    memcpy(sg_tensor_data(x), b.x, (size_t)b.n * c * h * w * sizeof(float));
-    memcpy(sg_tensor_data(y), b.y, (size_t)b.n * sizeof(int32_t));
+    size_t nx = (size_t)b.n * c * h * w * sizeof(float), ny = (size_t)b.n * sizeof(int32_t);
+    if (dev == SG_CPU) {
+        memcpy(sg_tensor_data(x), b.x, nx);
+        memcpy(sg_tensor_data(y), b.y, ny);
+    } else {
+#ifdef SG_HAVE_CUDA
+        /* Straight from the loader's batch buffer (pinned when the loader was made
+         * with core.cuda.use_pinned_loader_memory(true)) on the input-copy stream,
+         * ordered after the compute already queued and before the compute queued
+         * next; the wait returns the buffer to the loader before its next call. */
+        if (sg_cuda_input_copy(sg_tensor_data(x), b.x, nx) != 0 ||
+            sg_cuda_input_copy(sg_tensor_data(y), b.y, ny) != 0 || sg_cuda_input_wait() != 0) {
+            sg_adderr("loader:next_into (cuda)");
+            return sgl_error(L);
+        }
+#else
+        return luaL_error(L, "loader:next_into: cuda tensors in a build without CUDA");
+#endif
+    }
     lua_pushinteger(L, b.n);
     return 1;
 }

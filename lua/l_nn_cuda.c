@@ -16,6 +16,13 @@
  *                          size on the copy stream (overlaps compute); the
  *                          source must stay untouched until input_wait()
  *   input_wait()
+ *   pad2d(x, y, p)         -> y: N x C x (H+2p) x (W+2p), x zero-padded (cuda x; y
+ *                          resized, moved to the GPU when a cpu buffer of its own)
+ *   crop2d(dy, dx, p)      -> dx: N x C x H x W, the interior of dy (pad2d's backward)
+ *   use_pinned_loader_memory(on) -> previous; data loaders created while on
+ *                          hand out batches in pinned host memory
+ *                          (sg_cuda_host_alloc), so copies to the GPU are
+ *                          asynchronous DMA; off by default
  * core.cuda_available is core.cuda.available (what sgdsa.nn asks).
  *
  * Dispatch (only when built with CUDA): this part is registered after
@@ -37,6 +44,7 @@
 
 #include "binding.h"
 #include "device.h"
+#include "l_data.h"
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
 #endif
@@ -183,6 +191,30 @@ static int l_input_wait(lua_State *L)
 #endif
     (void)L;
     return 0;
+}
+
+static int pinned_loaders;
+
+static int l_use_pinned_loader_memory(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    int on = lua_toboolean(L, 1), prev = pinned_loaders;
+#ifdef SG_HAVE_CUDA
+    if (on && !sg_cuda_available())
+        return sgl_error(L);
+    if (on)
+        sgl_data_set_host_allocator(sg_cuda_host_alloc, sg_cuda_host_free, NULL);
+    else
+        sgl_data_set_host_allocator(NULL, NULL, NULL);
+    pinned_loaders = on;
+#else
+    if (on) {
+        sg_cuda_available();
+        return sgl_error(L);
+    }
+#endif
+    lua_pushboolean(L, prev);
+    return 1;
 }
 
 #ifdef SG_HAVE_CUDA
@@ -796,6 +828,52 @@ static int vec_scale_add(lua_State *L)
     return 1;
 }
 
+/* ---- zero padding (nn.Pad) ------------------------------------------------------- */
+
+static int pad_arg(lua_State *L, int idx, const char *op)
+{
+    lua_Integer p = luaL_checkinteger(L, idx);
+    if (p < 0 || p > (1 << 20))
+        return luaL_error(L, "%s: padding must be in [0, 2^20], got %lld", op, (long long)p);
+    return (int)p;
+}
+
+static int l_pad2d(lua_State *L)
+{
+    const char *op = "pad2d";
+    sg_tensor *x = c_in(L, 1, op, "input", SG_F32);
+    c_ndim(L, x, op, "input", 4);
+    int64_t p = pad_arg(L, 3, op);
+    int64_t ys[4] = {x->size[0], x->size[1], x->size[2] + 2 * p, x->size[3] + 2 * p};
+    sg_tensor *y = c_out(L, 2, op, "y", SG_F32, 4, ys);
+    if (y->storage == x->storage)
+        return luaL_error(L, "%s: y must not share storage with the input", op);
+    SGL_CHECK(L, sg_cuda_pad2d(F(x), F(y), x->size[0] * x->size[1], x->size[2], x->size[3], p));
+    lua_pushvalue(L, 2);
+    return 1;
+}
+
+static int l_crop2d(lua_State *L)
+{
+    const char *op = "crop2d";
+    sg_tensor *dy = c_in(L, 1, op, "dy", SG_F32);
+    c_ndim(L, dy, op, "dy", 4);
+    int64_t p = pad_arg(L, 3, op);
+    if (dy->size[2] < 2 * p || dy->size[3] < 2 * p) {
+        char a[128];
+        sg_seterr("%s: dy %s is smaller than twice the padding %lld (cuda)", op, shp(dy, a),
+                  (long long)p);
+        return sgl_error(L);
+    }
+    int64_t xs[4] = {dy->size[0], dy->size[1], dy->size[2] - 2 * p, dy->size[3] - 2 * p};
+    sg_tensor *dx = c_out(L, 2, op, "dx", SG_F32, 4, xs);
+    if (dx->storage == dy->storage)
+        return luaL_error(L, "%s: dx must not share storage with dy", op);
+    SGL_CHECK(L, sg_cuda_crop2d(F(dy), F(dx), xs[0] * xs[1], xs[2], xs[3], p));
+    lua_pushvalue(L, 2);
+    return 1;
+}
+
 static const luaL_Reg cuda_impls[] = {
     {"conv2d_forward", conv2d_forward},
     {"conv2d_backward_data", conv2d_backward_data},
@@ -860,6 +938,16 @@ static void wrap_nn(lua_State *L)
 }
 #endif /* SG_HAVE_CUDA */
 
+#ifndef SG_HAVE_CUDA
+static int l_unavailable(lua_State *L)
+{
+    sg_cuda_available();
+    return sgl_error(L);
+}
+#define l_pad2d l_unavailable
+#define l_crop2d l_unavailable
+#endif
+
 void sgl_open_nn_cuda(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -867,7 +955,9 @@ void sgl_open_nn_cuda(lua_State *L)
         {"device_name", l_device_name}, {"synchronize", l_synchronize},
         {"set_tf32", l_set_tf32}, {"set_deterministic", l_set_deterministic},
         {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache},
-        {"input_copy", l_input_copy}, {"input_wait", l_input_wait}, {NULL, NULL}};
+        {"input_copy", l_input_copy}, {"input_wait", l_input_wait},
+        {"pad2d", l_pad2d}, {"crop2d", l_crop2d},
+        {"use_pinned_loader_memory", l_use_pinned_loader_memory}, {NULL, NULL}};
     lua_newtable(L);
     sgl_setfuncs(L, fns);
     lua_pushboolean(L,

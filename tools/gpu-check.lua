@@ -10,7 +10,8 @@
 --       (plus the trial forward and the Metropolis test), and their ratio
 --   mode=epoch [model=resnet34 batch=512 tf32=true images=50000]
 --       the wall time of one SGD-SA epoch: CIFAR-10 through the data loader
---       when it is found (sgdsa.data.cifar10), else synthetic batches
+--       when it is found (sgdsa.data.cifar10; pinned batch buffers, copied
+--       straight onto the GPU as the trainer does), else synthetic batches
 --       already on the GPU (stated in the output)
 local sg = require "sgdsa"
 local core = sg.core
@@ -106,7 +107,11 @@ if mode == "epoch" then
   local images = tonumber(args.images) or 50000
   local m = build():to("cuda")
   local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
-  local okd, data = pcall(function() return sg.data.cifar10{batch = batch} end)
+  -- the trainer's GPU data path: pinned batch buffers, copied by the loader
+  -- straight into tensors on the device
+  local prev = core.cuda.use_pinned_loader_memory(true)
+  local okd, data = pcall(function() return sg.data.cifar10{batch = batch, workers = 4} end)
+  core.cuda.use_pinned_loader_memory(prev)
   local nb_full, last = images // batch, images % batch
   -- warm up both batch shapes (the algorithm search is not part of an epoch's cost)
   local warm = device_batches(1, batch)
@@ -114,10 +119,10 @@ if mode == "epoch" then
   if last > 0 then time_steps(S, device_batches(1, last), 2, 0) end
   local t0, n = core.time(), 0
   if okd and data and data.train then
-    result("epoch_data", "cifar10 (sgdsa.data loader, batches copied to the GPU)")
+    result("epoch_data", "cifar10 (sgdsa.data loader, pinned batches copied to the GPU)")
     local loader = data.train
-    for x, y in loader:batches{reuse = true} do
-      local rec, err = S:step(x:cuda(), y:cuda())
+    for x, y in loader:batches{device = "cuda"} do
+      local rec, err = S:step(x, y)
       if not rec then error(err, 0) end
       n = n + y:size(1)
       if n >= images then break end

@@ -161,6 +161,29 @@ __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
     }
 }
 
+/* Zero padding of the two spatial dimensions: y is planes x (h+2p) x (w+2p). */
+__global__ void k_pad2d(const float *x, float *y, int64_t total, int64_t h, int64_t w,
+                        int64_t p)
+{
+    const int64_t Ho = h + 2 * p, Wo = w + 2 * p;
+    GRID_LOOP(t, total) {
+        int64_t ox = t % Wo, oy = (t / Wo) % Ho, plane = t / (Wo * Ho);
+        int64_t sy = oy - p, sx = ox - p;
+        y[t] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(plane * h + sy) * w + sx] : 0.0f;
+    }
+}
+
+/* The inverse: dx (planes x h x w) is the interior of dy (planes x (h+2p) x (w+2p)). */
+__global__ void k_crop2d(const float *dy, float *dx, int64_t total, int64_t h, int64_t w,
+                         int64_t p)
+{
+    const int64_t Ho = h + 2 * p, Wo = w + 2 * p;
+    GRID_LOOP(t, total) {
+        int64_t ix = t % w, iy = (t / w) % h, plane = t / (w * h);
+        dx[t] = dy[(plane * Ho + iy + p) * Wo + ix + p];
+    }
+}
+
 }  // namespace
 
 #define LAUNCH(kernel, n, ...)                                                       \
@@ -345,6 +368,30 @@ int sg_cuda_input_transform(const uint8_t *x, float *y, const int32_t *dy, const
     }
     int64_t total = n * c * (int64_t)(h + 2 * pad) * (w + 2 * pad);
     LAUNCH(k_input_transform, total, x, y, dy, dx, flip, total, c, h, w, pad, np);
+    return 0;
+}
+
+int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (planes < 0 || h < 0 || w < 0 || p < 0)
+        return sg_seterr("pad2d: invalid sizes planes=%lld H=%lld W=%lld pad=%lld (cuda)",
+                         (long long)planes, (long long)h, (long long)w, (long long)p);
+    int64_t total = planes * (h + 2 * p) * (w + 2 * p);
+    LAUNCH(k_pad2d, total, x, y, total, h, w, p);
+    return 0;
+}
+
+int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (planes < 0 || h < 0 || w < 0 || p < 0)
+        return sg_seterr("crop2d: invalid sizes planes=%lld H=%lld W=%lld pad=%lld (cuda)",
+                         (long long)planes, (long long)h, (long long)w, (long long)p);
+    int64_t total = planes * h * w;
+    LAUNCH(k_crop2d, total, dy, dx, total, h, w, p);
     return 0;
 }
 

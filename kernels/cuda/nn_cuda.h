@@ -168,6 +168,13 @@ int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t 
 int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
                                          int64_t hw);
 
+/* ---- zero padding of the spatial dimensions (nn.Pad) ---------------------------------
+ * x: planes x h x w (planes = N*C); y: planes x (h+2p) x (w+2p), written whole
+ * (zeros around x). crop2d is its backward: dx (planes x h x w) = the interior
+ * of dy. */
+int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p);
+int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p);
+
 /* ---- loss --------------------------------------------------------------------------
  * logits and labels (int32) on the device; loss and correct to the host (waits).
  * An out-of-range label is an error naming the row, as on the CPU. */

@@ -5,6 +5,7 @@
 --   for epoch = 1, 10 do
 --     for x, y in data.train:batches() do ... end      -- x: N x C x H x W, y: int32 N
 --   end                       -- batches{reuse = true}: no allocation, x/y overwritten
+--                             -- batches{device = "cuda"}: the same, on the GPU
 --   end
 --   data.test, data.val (with validation = N), data.info (shape, classes, mean, std)
 --
@@ -126,8 +127,28 @@ function Loader:shape() return self.c:shape() end
 -- The iterator: fresh tensors per batch, or with {reuse = true} the same two
 -- loader-owned tensors overwritten by every batch (no allocation per step;
 -- clone what must outlive the step).
+--
+-- With {device = "cuda"} the two reused tensors live on the GPU and every
+-- batch is copied into them straight from the loader's batch buffer (on the
+-- input-copy stream; pinned when core.cuda.use_pinned_loader_memory(true) was
+-- on when the data was built); labels stay int32.
 local function iterator(self, o)
   local c = self.c
+  local dev = type(o) == "table" and o.device or "cpu"
+  if dev ~= "cpu" and dev ~= "cuda" then
+    error(string.format("loader: device must be \"cpu\" or \"cuda\", got %s", tostring(dev)), 3)
+  end
+  if dev == "cuda" then
+    if not self.xd then
+      local ok, why = core.cuda.available()
+      if not ok then error("loader: device \"cuda\": " .. tostring(why), 3) end
+      self.xd, self.yd = core.zeros(1):cuda(), core.zeros(1, "int32"):cuda()
+    end
+    local x, y = self.xd, self.yd
+    return function()
+      if c:next_into(x, y) then return x, y end
+    end
+  end
   if type(o) == "table" and o.reuse then
     self.x = self.x or core.zeros(1)
     self.y = self.y or core.zeros(1, "int32")

@@ -189,11 +189,14 @@ end
 
 function Module:set_need_dx(flag) self.need_dx = flag end
 
--- A tensor kept by the module under `key` (created once, resized by callers).
+-- A tensor kept by the module under `key` (created once, resized by callers),
+-- on the module's device (self.device, set by model:to; nil is the cpu).
 function Module:buf(key, dtype)
   local t = self[key]
   if t == nil then
     t = empty(1, dtype)
+    local dev = self.device
+    if dev and dev ~= "cpu" then t = t:to(dev) end
     self[key] = t
   end
   return t
@@ -507,7 +510,10 @@ function nn.Pad:infer(s)
   return {s[1], s[2] + 2 * self.p, s[3] + 2 * self.p}
 end
 
+-- On the GPU padding and its backward are kernels of their own (a strided
+-- copy into the interior is a cpu-only tensor operation).
 function nn.Pad:forward(x, mode)
+  if x:device() ~= "cpu" then return core.cuda.pad2d(x, self:outbuf(mode), self.p) end
   local s = x:size()
   local y = resize(self:outbuf(mode), s[1], s[2], s[3] + 2 * self.p, s[4] + 2 * self.p)
   y:zero()
@@ -517,6 +523,7 @@ end
 
 function nn.Pad:backward(x, dy, target)
   if self.need_dx then
+    if dy:device() ~= "cpu" then return core.cuda.crop2d(dy, target or self:buf("_gin"), self.p) end
     local dx = resize_as(target or self:buf("_gin"), x)
     dx:copy(dy:narrow(3, self.p + 1, x:size(3)):narrow(4, self.p + 1, x:size(4)))
     return dx
@@ -685,6 +692,10 @@ function CrossEntropy:__init() self.dlogits = empty(1) end
 
 function CrossEntropy:forward(logits, labels, mode)
   local grad = mode == nil or mode == "train"
+  if grad then
+    local dev = logits:device()
+    if self.dlogits:device() ~= dev then self.dlogits = empty(1):to(dev) end
+  end
   local loss, correct = K.cross_entropy(logits, labels, grad and self.dlogits or nil)
   self.has_grad = grad
   return loss, correct
@@ -851,16 +862,93 @@ function Model:state()
   return r
 end
 
-function Model:to(device)
-  if device == "cpu" or device == self.device then return self end
-  if device == "cuda" or (type(device) == "string" and device:match("^cuda:%d+$")) then
-    if not (core.cuda_available and core.cuda_available()) then
-      error("model:to(\"cuda\"): this sgdsa was built without the CUDA backend " ..
-            "(configure with nvcc and cuDNN installed), or no GPU is visible", 2)
+-- Tensors a module keeps besides its parameter views: its own buffers
+-- (outputs, _gin, workspaces, saved statistics, masks, indices, residual
+-- sums), lists of tensors (a Sequential's saved inputs) and cached views.
+-- Each is moved once (`move` memoizes, so tensors shared between modules,
+-- such as the workspace and the containers' gradient buffers, stay shared);
+-- cached views are dropped (they are made again from their new source).
+local function move_module_tensors(m, skip, move)
+  for k, v in pairs(m) do
+    if not skip[k] then
+      if core.is_tensor(v) then
+        m[k] = move(v)
+      elseif type(v) == "table" and getmetatable(v) == nil and k ~= "children" then
+        if v.view ~= nil and v.src ~= nil then
+          m[k] = nil
+        else
+          for i, x in pairs(v) do
+            if core.is_tensor(x) then v[i] = move(x) end
+          end
+        end
+      end
     end
-    error("model:to(\"cuda\"): the CUDA layer kernels are not available in this build yet", 2)
   end
-  error(string.format("model:to: unknown device %s (cpu, cuda)", tostring(device)), 2)
+end
+
+-- model:to(device) -> model, device "cpu" or "cuda" ("cuda:0"). Moves
+-- params, grads and buffers (values kept), re-points every module's
+-- parameter, gradient and buffer views at the moved flat tensors, and moves
+-- every tensor the modules keep; modules then create new buffers on the
+-- device. Tensors taken from the model before the move (model.params, a
+-- search's trial buffer, named_tensors()) still refer to the old device:
+-- call to() first, then build the search.
+function Model:to(device)
+  if type(device) == "string" and device:match("^cuda:%d+$") then
+    if device ~= "cuda:0" then
+      error(string.format("model:to(%q): sgdsa uses one GPU, cuda:0 (select it with " ..
+                          "CUDA_VISIBLE_DEVICES)", device), 2)
+    end
+    device = "cuda"
+  end
+  if device ~= "cpu" and device ~= "cuda" then
+    error(string.format("model:to: unknown device %s (cpu, cuda)", tostring(device)), 2)
+  end
+  if device == self.device then return self end
+  if device == "cuda" then
+    local ok, why = core.cuda.available()
+    if not ok then
+      error("model:to(\"cuda\"): this sgdsa was built without the CUDA backend " ..
+            "(configure with nvcc and cuDNN installed), or no GPU is visible: " .. tostring(why), 2)
+    end
+  end
+  local memo = {}
+  local function move(t)
+    local r = memo[t]
+    if r == nil then
+      r = t:to(device)
+      memo[t] = r
+    end
+    return r
+  end
+  local params, grads, buffers = move(self.params), move(self.grads), move(self.buffers)
+  -- the parameter/gradient/buffer views, keyed per module, are made again below
+  local skip = {}
+  for _, e in ipairs(self.entries) do
+    local sk = skip[e.module] or {}
+    skip[e.module] = sk
+    sk[e.spec.name] = true
+    if e.kind == "param" then sk["grad_" .. e.spec.name] = true end
+  end
+  local none = {}
+  walk(self.root, "", 0, function(m)
+    move_module_tensors(m, skip[m] or none, move)
+    m.device = device
+  end)
+  self.workspace = move(self.workspace)
+  self.params, self.grads, self.buffers = params, grads, buffers
+  for _, e in ipairs(self.entries) do
+    local src = e.kind == "param" and params or buffers
+    local t = src:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+    e.tensor = t
+    e.module[e.spec.name] = t
+    if e.kind == "param" then
+      e.grad = grads:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+      e.module["grad_" .. e.spec.name] = e.grad
+    end
+  end
+  self.device = device
+  return self
 end
 
 -- ---- files -------------------------------------------------------------------------------------

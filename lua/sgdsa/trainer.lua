@@ -349,10 +349,19 @@ end
 
 -- ---- validation -------------------------------------------------------------------
 
+-- Loader options for a run on `device`: on the GPU, batches are copied by the
+-- loader straight into two tensors on the device (sgdsa.data's {device=});
+-- x:to(device) below is then a no-op (it still moves batches of loaders that
+-- ignore the option).
+local function loader_opts(device)
+  if device ~= "cpu" then return {device = device} end
+  return nil
+end
+
 local function validate(model, crit, loader, device)
   if not loader then return 0 / 0, 0 / 0 end
   local loss_sum, correct, n = 0, 0, 0
-  for x, y in loader:epoch(1) do
+  for x, y in loader:epoch(1, loader_opts(device)) do
     if device ~= "cpu" then x, y = x:to(device), y:to(device) end
     local loss, nc = crit:forward(model:forward(x, "eval"), y)
     local b = y:size(1)
@@ -372,10 +381,26 @@ function M.train(exp, overrides)
   if cfg.threads then core.set_num_threads(cfg.threads) end
   sg.manual_seed(cfg.seed)
 
+  if cfg.device == "cuda" then
+    local ok, why = core.cuda.available()
+    if not ok then
+      fail("device = \"cuda\": no usable GPU (%s); run with device = \"cpu\"", tostring(why))
+    end
+  end
   local model = build_model(cfg.model)
   check_model(model)
   if cfg.device ~= "cpu" then model:to(cfg.device) end
-  local data = build_data(cfg.data)
+  local data
+  if cfg.device == "cuda" then
+    -- loaders made now hand out batches in pinned memory (asynchronous copies)
+    local prev = core.cuda.use_pinned_loader_memory(true)
+    local ok, d = pcall(build_data, cfg.data)
+    core.cuda.use_pinned_loader_memory(prev)
+    if not ok then error(d, 0) end
+    data = d
+  else
+    data = build_data(cfg.data)
+  end
   if type(data) ~= "table" or not data.train then
     fail("data must give a table with a train loader (and test or val), got %s", type(data))
   end
@@ -528,11 +553,11 @@ function M.train(exp, overrides)
     local t0 = core.time()
     local iter
     if resumed_mid then
-      iter = train:batches()                 -- the rest of the saved epoch
+      iter = train:batches(loader_opts(cfg.device))   -- the rest of the saved epoch
       tr.mid_epoch = false
     else
       S:epoch_start(epoch)
-      iter = train:epoch(epoch)
+      iter = train:epoch(epoch, loader_opts(cfg.device))
       tr.epoch_elapsed = 0
     end
     local base_elapsed = tr.epoch_elapsed or 0

@@ -46,9 +46,10 @@ function M.batch(n, shape, classes, seed)
   return x, sg.tensor(lab, "int32")
 end
 
-local function run(m, p0, b0, x, y, device, o)
+local function run(m, p0, b0, x, y, device, o, dropout_state)
   m.params:copy(p0)
   m.buffers:copy(b0)
+  sg.stream("dropout"):set_state(dropout_state)   -- the same masks on both devices
   if device ~= "cpu" then m:to(device) end
   local xd, yd = x:to(device), y:to(device)
   local S = search.new{model = m, criterion = nn.CrossEntropy(), optim = M.optim(o.optim, o.lr),
@@ -76,10 +77,11 @@ function M.compare(build, o)
   local p0, b0 = m.params:clone(), m.buffers:clone()
   local shape, classes = m.input_shape, m.output_shape[#m.output_shape]
   local x, y = M.batch(o.batch, shape, classes, o.seed)
+  local ds = sg.stream("dropout"):state()
   local t0 = core.time()
-  local c = run(m, p0, b0, x, y, "cpu", o)
+  local c = run(m, p0, b0, x, y, "cpu", o, ds)
   local t1 = core.time()
-  local g = run(m, p0, b0, x, y, "cuda", o)
+  local g = run(m, p0, b0, x, y, "cuda", o, ds)
   local t2 = core.time()
   local r = {failures = {}, lines = {}}
   local function line(fmt, ...) r.lines[#r.lines + 1] = string.format(fmt, ...) end

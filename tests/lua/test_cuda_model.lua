@@ -3,7 +3,11 @@
 -- a reduced-width VGG16), two SGD-SA steps and one SGD step each, compared by
 -- tests/lua/cuda_compare.lua (objectives, SA decisions, parameters, gradients,
 -- running statistics, eval forward). Also checks the device dispatch of
--- core.nn: a mixed-device call is an error naming both devices. Skips
+-- core.nn: a mixed-device call is an error naming both devices; model:to()
+-- round trips (every view re-pointed, values identical after cuda -> cpu);
+-- a model with Pad, Residual, Dropout and the pooling layers; the GPU data
+-- path (loader batches straight onto the device, pinned memory); and a tiny
+-- trainer run with device = "cuda" against the same run on the CPU. Skips
 -- (exit 77) without a usable GPU.
 local T = dofile("tests/lua/testlib.lua")
 local sg = require "sgdsa"
@@ -67,6 +71,143 @@ T.test("memory pool: no device allocation in steady-state steps", function()
   core.cuda.synchronize()
   local b = core.cuda.memory_stats().device_allocs
   T.eq(b - a, 0, "cudaMalloc calls during 10 steady-state steps")
+end)
+
+-- max |a - b| on the cpu (exact comparisons)
+local function maxdiff(a, b) return (a:cpu():contiguous() - b:cpu():contiguous()):abs():max() end
+
+T.test("model:to round trip: views re-pointed, values identical after cuda -> cpu", function()
+  local nn = require "sgdsa.nn"
+  local m = require("models.resnet18"){channels = 3, size = 32, classes = 10, width = 0.125}
+  local p0, b0 = m.params:clone(), m.buffers:clone()
+  local x = C.batch(4, {3, 32, 32}, 10)
+  local ref = m:forward(x, "eval"):clone()
+  T.check(m:to("cuda") == m, "to returns the model")
+  T.eq(m.device, "cuda", "model.device")
+  for _, k in ipairs{"params", "grads", "buffers", "workspace"} do T.eq(m[k]:device(), "cuda", k) end
+  for _, e in ipairs(m:named_tensors()) do
+    local flat = e.kind == "param" and m.params or m.buffers
+    T.check(e.tensor:shares_storage(flat), e.name .. " is a view of the moved flat tensor")
+    if e.grad then T.check(e.grad:shares_storage(m.grads), e.name .. " grad view") end
+  end
+  local e1 = m.entries[1]
+  T.eq(e1.module[e1.spec.name]:device(), "cuda", "module field re-pointed")
+  T.check(e1.module[e1.spec.name]:shares_storage(m.params), "module field is a view of params")
+  T.eq(maxdiff(m.params, p0), 0, "params moved exactly")
+  T.tensor_near(m:forward(x:cuda(), "eval"):cpu(), ref, 1e-4, "eval forward on the gpu")
+  -- a train step on the gpu, then back: every module-held tensor must follow
+  local crit = nn.CrossEntropy()
+  local _, y = C.batch(4, {3, 32, 32}, 10)
+  crit:forward(m:forward(x:cuda(), "train"), y:cuda())
+  m:zero_grad(); m:backward(x:cuda(), crit:backward())
+  local pg, bg = m.params:cpu(), m.buffers:cpu()
+  m:to("cpu")
+  T.eq(m.device, "cpu", "back on the cpu")
+  for _, k in ipairs{"params", "grads", "buffers", "workspace"} do T.eq(m[k]:device(), "cpu", k) end
+  T.eq(maxdiff(m.params, pg), 0, "params identical after cuda -> cpu")
+  T.eq(maxdiff(m.buffers, bg), 0, "buffers (running statistics) identical after cuda -> cpu")
+  T.eq(maxdiff(m.params, p0), 0, "a forward/backward does not change the params")
+  -- the cpu path works again, with the same loss object (its gradient buffer follows)
+  local loss = crit:forward(m:forward(x, "train"), y)
+  m:zero_grad(); m:backward(x, crit:backward())
+  T.check(loss == loss and m.grads:norm() > 0, "cpu train step after the round trip")
+  T.eq(crit:backward():device(), "cpu", "CrossEntropy's gradient buffer follows the logits")
+end)
+
+T.test("model:to: device names", function()
+  local m = require("models.lenet"){channels = 1, size = 28, classes = 10}
+  m:to("cuda:0")
+  T.eq(m.device, "cuda", "cuda:0 is cuda")
+  T.raises(function() m:to("cuda:1") end, "one GPU")
+  T.raises(function() m:to("tpu") end, "unknown device")
+end)
+
+T.test("pad2d / crop2d on the gpu equal the cpu Pad exactly", function()
+  local nn = require "sgdsa.nn"
+  local pad = nn.Pad(3)
+  local x = sg.randn(2, 3, 5, 4)
+  local y = pad:forward(x, "train"):clone()
+  local dy = sg.randn(2, 3, 11, 10)
+  local dx = pad:backward(x, dy):clone()
+  local pg = nn.Pad(3)
+  pg.device = "cuda"
+  local yg = pg:forward(x:cuda(), "train")
+  T.eq(yg:device(), "cuda", "padded output on the gpu")
+  T.eq(maxdiff(yg, y), 0, "pad2d")
+  T.eq(maxdiff(pg:backward(x:cuda(), dy:cuda()), dx), 0, "crop2d")
+  T.raises(function() core.cuda.pad2d(x:cuda(), sg.empty(1), -1) end, "padding")
+  T.raises(function() core.cuda.crop2d(sg.randn(1, 1, 2, 2):cuda(), sg.empty(1), 2) end,
+           "smaller than twice")
+end)
+
+-- Pad, identity and projection Residuals, Dropout, the three poolings, BN
+-- 1d/2d: every module kind with tensors of its own.
+local function build_mixed()
+  local nn = require "sgdsa.nn"
+  local function block(c)
+    return nn.Residual(nn.Sequential{{"conv1", nn.Conv2d(c, c, 3, {padding = 1, bias = false})},
+                                     {"bn1", nn.BatchNorm2d(c)}, {"relu", nn.ReLU(true)},
+                                     {"conv2", nn.Conv2d(c, c, 3, {padding = 1})}})
+  end
+  local net = nn.Sequential{
+    {"pad", nn.Pad(2)},
+    {"conv", nn.Conv2d(1, 4, 3)}, {"bn", nn.BatchNorm2d(4)}, {"relu", nn.ReLU()},
+    {"pool", nn.MaxPool2d(2)},
+    {"res1", block(4)},
+    {"res2", nn.Residual(nn.Sequential{{"conv1", nn.Conv2d(4, 6, 3, {padding = 1, stride = 2})},
+                                        {"bn1", nn.BatchNorm2d(6)}},
+                         nn.Sequential{{"0", nn.Conv2d(4, 6, 1, {stride = 2})}})},
+    {"avg", nn.AvgPool2d(2, {stride = 1})},
+    {"drop", nn.Dropout(0.25)},
+    {"gap", nn.GlobalAvgPool()},
+    {"fc1", nn.Linear(6, 12)}, {"bn1d", nn.BatchNorm1d(12)}, {"relu1d", nn.ReLU(true)},
+    {"fc2", nn.Linear(12, 5)},
+  }
+  return nn.model(net, {input = {1, 12, 12}, name = "mixed"})
+end
+check("mixed modules (Pad, Residual, Dropout, pools): 3 SGD-SA steps cpu == gpu", build_mixed,
+      {batch = 6, steps = 3, optim = "sgdsa"})
+
+T.test("loader batches straight onto the gpu (pinned memory), labels int32", function()
+  local F = dofile("tests/lua/trainer_fixture.lua")
+  local path = F.data_file(T.tmpdir())
+  local prev = core.cuda.use_pinned_loader_memory(true)
+  local d = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
+  T.eq(core.cuda.use_pinned_loader_memory(prev), true, "the flag was on")
+  local ref = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
+  local n, it = 0, ref.train:epoch(1)
+  for x, y in d.train:epoch(1, {device = "cuda"}) do
+    local xr, yr = it()
+    T.eq(x:device(), "cuda", "x device"); T.eq(y:device(), "cuda", "y device")
+    T.eq(y:dtype(), "int32", "labels stay int32")
+    T.eq(maxdiff(x, xr), 0, "images")
+    T.eq(maxdiff(y:cpu():float(), yr:float()), 0, "labels")
+    n = n + y:size(1)
+  end
+  T.eq(n, ref.train:size(), "one whole epoch")
+  T.check(it() == nil, "both loaders end together")
+end)
+
+T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
+  local trainer = require "sgdsa.trainer"
+  local F = dofile("tests/lua/trainer_fixture.lua")
+  local path = F.data_file(T.tmpdir())
+  local a = trainer.train(F.experiment(path, {epochs = 2, out = false}))
+  local b = trainer.train(F.experiment(path, {epochs = 2, out = false, device = "cuda"}))
+  T.eq(b.model.device, "cuda", "the model trained on the gpu")
+  T.eq(b.model.params:device(), "cuda", "params on the gpu")
+  T.eq(core.cuda.use_pinned_loader_memory(false), false, "the trainer restored the pinned flag")
+  T.eq(#b.logs.steps.step, #a.logs.steps.step, "same number of steps")
+  for i = 1, #a.logs.steps.step do
+    T.eq(b.logs.steps.accepted[i], a.logs.steps.accepted[i], "step " .. i .. " accepted")
+    T.eq(b.logs.steps.eta[i], a.logs.steps.eta[i], "step " .. i .. " eta")
+    T.near(b.logs.steps.loss[i], a.logs.steps.loss[i], 2e-3, "step " .. i .. " loss")
+  end
+  for i, r in ipairs(a.logs.epochs) do
+    T.near(b.logs.epochs[i].val_loss, r.val_loss, 2e-3, "epoch " .. i .. " validation loss")
+    T.near(b.logs.epochs[i].val_acc, r.val_acc, 1e-9 + 2 / 256, "epoch " .. i .. " validation accuracy")
+  end
+  T.check(C.rel(b.model.params, a.model.params) < 1e-2, "weights close after 2 epochs")
 end)
 
 T.done()
