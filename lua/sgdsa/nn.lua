@@ -908,8 +908,7 @@ function Model:to(device)
   if device == "cuda" then
     local ok, why = core.cuda.available()
     if not ok then
-      error("model:to(\"cuda\"): this sgdsa was built without the CUDA backend " ..
-            "(configure with nvcc and cuDNN installed), or no GPU is visible: " .. tostring(why), 2)
+      error("model:to(\"cuda\"): no usable GPU (" .. tostring(why) .. ")", 2)
     end
   end
   local memo = {}

@@ -247,7 +247,10 @@ T.test("errors name the operation and the shapes", function()
   local m = nn.model(nn.Sequential{nn.Flatten(), nn.Linear(4, 2)}, {input = {4}})
   T.raises(function() m:forward(sg.randn(2, 4), "test") end, "mode must be")
   T.raises(function() m:forward(sg.randn(2, 5), "train") end, "linear_forward")
-  T.raises(function() m:to("cuda") end, "cuda")
+  if not sg.core.cuda.available() then
+    T.raises(function() m:to("cuda") end, "no usable GPU")   -- with a GPU: test_cuda_model.lua
+  end
+  T.raises(function() m:to("gpu") end, "unknown device gpu")
   T.eq(m:to("cpu"), m)
   T.raises(function() nn.model(nn.Residual(nn.Conv2d(2, 3, 1)), {input = {2, 4, 4}}) end,
            "projection shortcut")
