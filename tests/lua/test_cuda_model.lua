@@ -168,9 +168,15 @@ end
 check("mixed modules (Pad, Residual, Dropout, pools): 3 SGD-SA steps cpu == gpu", build_mixed,
       {batch = 6, steps = 3, optim = "sgdsa"})
 
+local F = dofile("tests/lua/trainer_fixture.lua")
+local function tmpdir()
+  local d = T.tmpdir() .. "/cuda_model"
+  os.execute("mkdir -p '" .. d .. "'")
+  return d
+end
+
 T.test("loader batches straight onto the gpu (pinned memory), labels int32", function()
-  local F = dofile("tests/lua/trainer_fixture.lua")
-  local path = F.data_file(T.tmpdir())
+  local path = F.data_file(tmpdir())
   local prev = core.cuda.use_pinned_loader_memory(true)
   local d = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
   T.eq(core.cuda.use_pinned_loader_memory(prev), true, "the flag was on")
@@ -190,8 +196,7 @@ end)
 
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
   local trainer = require "sgdsa.trainer"
-  local F = dofile("tests/lua/trainer_fixture.lua")
-  local path = F.data_file(T.tmpdir())
+  local path = F.data_file(tmpdir())
   local a = trainer.train(F.experiment(path, {epochs = 2, out = false}))
   local b = trainer.train(F.experiment(path, {epochs = 2, out = false, device = "cuda"}))
   T.eq(b.model.device, "cuda", "the model trained on the gpu")

@@ -11,6 +11,12 @@ local nn = require "sgdsa.nn"
 local trainer = require "sgdsa.trainer"
 local F = dofile("tests/lua/trainer_fixture.lua")
 
+local function tmpdir()
+  local d = T.tmpdir() .. "/device"
+  os.execute("mkdir -p '" .. d .. "'")
+  return d
+end
+
 local gpu = core.cuda.available()
 if gpu then print("a GPU is usable: the no-GPU error checks are skipped") end
 
@@ -49,9 +55,9 @@ if not gpu then
   end)
 
   T.test("trainer device = cuda without a GPU: a clear error before any work", function()
-    local dir = T.tmpdir() .. "/test_device_runs"
+    local dir = tmpdir() .. "/runs"
     os.execute("rm -rf '" .. dir .. "'")
-    local e = F.experiment(F.data_file(T.tmpdir()), {device = "cuda", out = dir, name = "nogpu"})
+    local e = F.experiment(F.data_file(tmpdir()), {device = "cuda", out = dir, name = "nogpu"})
     local err = T.raises(function() trainer.train(e) end, "trainer: device = \"cuda\": no usable GPU")
     T.check(err:find("device = \"cpu\"", 1, true), "the message says what to do: " .. err)
     T.check(not core.exists(dir .. "/nogpu"), "no run folder was made")
@@ -60,7 +66,7 @@ if not gpu then
   end)
 
   T.test("data and kernels without a GPU: clear errors", function()
-    local d = sg.data.hdf5{file = F.data_file(T.tmpdir()), batch = 32, seed = 1}
+    local d = sg.data.hdf5{file = F.data_file(tmpdir()), batch = 32, seed = 1}
     T.raises(function() d.train:epoch(1, {device = "cuda"}) end, "loader: device \"cuda\":")
     T.raises(function() d.train:epoch(1, {device = "tpu"}) end, "device must be \"cpu\" or \"cuda\"")
     T.check(not pcall(core.cuda.use_pinned_loader_memory, true), "pinned memory needs a GPU")
@@ -71,7 +77,7 @@ if not gpu then
 end
 
 T.test("loader {device = \"cpu\"} is the default path", function()
-  local path = F.data_file(T.tmpdir())
+  local path = F.data_file(tmpdir())
   local a = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
   local b = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
   local it, n = b.train:epoch(2), 0
