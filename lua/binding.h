@@ -51,7 +51,6 @@ void sgl_open_h5(lua_State *L);      /* lua/l_h5.c: core.h5 */
 void sgl_open_sys(lua_State *L);
 void sgl_open_data(lua_State *L);     /* lua/l_data.c: core.data, datasets and loaders */
 void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer kernels */
-void sgl_open_nn2(lua_State *L);      /* lua/l_nn2.c: core.nn2, helpers of sgdsa.nn */
 void sgl_open_nn_cuda(lua_State *L);  /* lua/l_nn_cuda.c: core.cuda, GPU dispatch of core.nn */
 
 /* Open the whole `sgdsa.core` table (pushes it). */

@@ -11,7 +11,6 @@ static const sgl_part parts[] = {
     sgl_open_sys,
     sgl_open_data,
     sgl_open_nn,
-    sgl_open_nn2,
     sgl_open_nn_cuda,
 };
 

@@ -30,7 +30,7 @@
 --     shape (no batch dimension); checks it and returns the output shape.
 --     The default keeps the shape.
 --   * forward(x, mode) -> y, mode "train" | "trial" | "eval" (see below).
---     A module keeps its output tensors and reuses them (nn2.resize only
+--     A module keeps its output tensors and reuses them (resize_ only
 --     reallocates when growing). In "train" and "eval" it keeps what its
 --     backward needs; in "trial" it keeps nothing for backward and may
 --     overwrite what the last "train" forward kept (the search loop runs
@@ -63,8 +63,8 @@
 local core = require "sgdsa.core"
 
 local K = core.nn            -- layer kernels (lua/l_nn.c)
-local resize = core.nn2.resize
-local resize_as = core.nn2.resize_as
+local resize = core.Tensor.resize_     -- reallocates only to grow (lua/l_tensor.c)
+local resize_as = core.Tensor.resize_as_
 local empty = core.empty
 
 local nn = {}
