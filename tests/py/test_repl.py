@@ -20,6 +20,8 @@ import sys
 import time
 
 BIN = os.environ.get("SGDSA_BIN")
+# Seconds to wait for the REPL to answer; a sanitizer build runs several times slower.
+EXPECT_TIMEOUT = 30.0 if os.environ.get("SGDSA_SANITIZED") == "1" else 10.0
 TMP = os.environ.get("SGDSA_TEST_TMP", "/tmp")
 failures = []
 
@@ -34,10 +36,10 @@ class Repl:
     def send(self, data):
         os.write(self.fd, data.encode())
 
-    def expect(self, pattern, timeout=10.0):
+    def expect(self, pattern, timeout=None):
         """Read until the regex matches the unread output; consume up to the match."""
         rx = re.compile(pattern.encode(), re.S)
-        deadline = time.time() + timeout
+        deadline = time.time() + (timeout if timeout is not None else EXPECT_TIMEOUT)
         while True:
             m = rx.search(self.buf)
             if m:

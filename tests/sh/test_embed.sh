@@ -43,8 +43,15 @@ VERSION=$($PKG --modversion sgdsa) || die "pkg-config cannot read $PC"
 FLAGS=$($PKG --cflags --libs sgdsa) || die "pkg-config --cflags --libs sgdsa failed"
 echo "pkg-config sgdsa $VERSION: $FLAGS"
 case "$FLAGS" in *"-I$P/include"*"-L$LIBDIR"*"-lsgdsa"*) ;; *) die "unexpected flags: $FLAGS" ;; esac
+# In the sanitizer build (SGDSA_SANITIZED=1) libsgdsa needs the ASan runtime
+# first: the host program is built with it, and a stock lua5.4 preloads it.
+SANFLAGS=""
+if [ "${SGDSA_SANITIZED:-0}" = 1 ]; then
+    SANFLAGS="-fsanitize=address,undefined"
+    LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+fi
 # shellcheck disable=SC2086
-cc -std=c11 -Wall -Wextra -Werror -o "$TMP/embed" "$SRC/tests/embed/embed.c" $FLAGS ||
+cc -std=c11 -Wall -Wextra -Werror $SANFLAGS -o "$TMP/embed" "$SRC/tests/embed/embed.c" $FLAGS ||
     die "compiling embed.c against the installed sgdsa failed"
 export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ldd "$TMP/embed" | grep -q "$LIBDIR/libsgdsa.so" || die "embed does not link the installed libsgdsa"
@@ -54,6 +61,7 @@ cat "$TMP/embed.out"
 [ $st -eq 0 ] && grep -q '^EMBED OK$' "$TMP/embed.out" || die "embed exited $st"
 
 # --- (2) require "sgdsa" from a stock lua5.4 ----------------------------------------------
+[ -n "${LD_PRELOAD:-}" ] && export LD_PRELOAD
 lua5.4 -e "
 package.cpath = '$LIBDIR/lua/5.4/?.so;' .. package.cpath
 package.path = '$P/share/lua/5.4/?.lua;$P/share/lua/5.4/?/init.lua;' .. package.path
