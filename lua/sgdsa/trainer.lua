@@ -33,6 +33,23 @@ local progress = require "sgdsa.progress"
 
 local M = {}
 
+-- SGDSA_TRAINER_CRASH=<point>:<n> makes the process SIGKILL itself at one
+-- named point between the writes of the run folder (tests/lua/test_resume.lua's
+-- deterministic crash windows; unset, nothing happens). Points:
+--   mid_checkpoint:<step>  right after a mid-epoch last.h5 written after step n
+--   epoch_logs:<epoch>     after the epoch's log flush, before best.h5 and last.h5
+--   best:<epoch>           after the epoch's best.h5, before its last.h5
+--   resumed:<step>         after resuming from a checkpoint at step n (logs
+--                          truncated), before the first step
+local CRASH = os.getenv("SGDSA_TRAINER_CRASH")
+local function crash_point(point, n)
+  if CRASH and CRASH == point .. ":" .. tostring(n) then
+    io.stdout:flush(); io.stderr:flush()
+    os.execute("kill -9 " .. core.getpid())
+    while true do core.sleep(1) end
+  end
+end
+
 -- The experiment's fields, with what each one is (for the error on an unknown key).
 M.FIELDS = {
   model = "spec {\"name\", opts...} (models/<name>.lua), function() -> model, or a model",
@@ -492,6 +509,7 @@ function M.train(exp, overrides)
         logs.epochs[i] = r
       end
     end
+    crash_point("resumed", state.step)
   end
 
   local nsteps_log = #logs.steps.step
@@ -553,7 +571,15 @@ function M.train(exp, overrides)
     local t0 = core.time()
     local iter
     if resumed_mid then
-      iter = train:batches(loader_opts(cfg.device))   -- the rest of the saved epoch
+      -- the rest of the saved epoch. A mid-epoch checkpoint taken after the
+      -- epoch's last batch (before the epoch's end: validation, epoch log,
+      -- cooling, best.h5, last.h5) has nothing left; train:batches() would
+      -- start the NEXT epoch there, so go straight to the epoch's end.
+      if train:state().index >= train:size() then
+        iter = function() return nil end
+      else
+        iter = train:batches(loader_opts(cfg.device))
+      end
       tr.mid_epoch = false
     else
       S:epoch_start(epoch)
@@ -584,6 +610,7 @@ function M.train(exp, overrides)
       if cfg.checkpoint.minutes and dir and core.time() - last_ck_time >= cfg.checkpoint.minutes * 60 then
         save_checkpoint(dir .. "/last.h5", true)
         last_ck_time = core.time()
+        crash_point("mid_checkpoint", S.iter)
       end
     end
     local _, pos = nil, nil
@@ -619,8 +646,10 @@ function M.train(exp, overrides)
     if improved then tr.best_acc, tr.best_epoch, tr.best_loss = vacc, epoch, vloss end
     if dir then
       flush_logs()
+      crash_point("epoch_logs", epoch)
       if improved and cfg.checkpoint.best then
         save_checkpoint(dir .. "/best.h5", false, {best_val_acc = vacc, val_loss = vloss, best_epoch = epoch})
+        crash_point("best", epoch)
       end
       local every = cfg.checkpoint.every
       if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then

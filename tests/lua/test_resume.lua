@@ -3,8 +3,10 @@
 -- same final and best weights and buffers, same per-step and per-epoch logs
 -- (time columns aside), every step logged exactly once. Checkpoints are
 -- written every few milliseconds (checkpoint.minutes) so kills land before,
--- during and after mid-epoch checkpoints and log flushes. The child is the
--- `sgdsa` binary ($SGDSA_BIN) running tests/lua/trainer_fixture.lua.
+-- during and after mid-epoch checkpoints and log flushes; the trainer's
+-- SGDSA_TRAINER_CRASH points kill it exactly in the windows between those
+-- writes. The child is the `sgdsa` binary ($SGDSA_BIN) running
+-- tests/lua/trainer_fixture.lua.
 local T = dofile("tests/lua/testlib.lua")
 local F = dofile("tests/lua/trainer_fixture.lua")
 local sg = sgdsa or require "sgdsa"
@@ -22,11 +24,13 @@ local out = tmp .. "/runs"
 
 local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
--- Start the child in the background; returns its pid.
-local function spawn(args, logfile, kill_at)
+-- Start the child in the background; returns its pid. kill_at: it SIGKILLs
+-- itself after that step; crash: it SIGKILLs itself at that trainer crash
+-- point (SGDSA_TRAINER_CRASH, lua/sgdsa/trainer.lua).
+local function spawn(args, logfile, kill_at, crash)
   local pidfile = tmp .. "/pid"
-  local cmd = string.format("(exec env SGDSA_FIXTURE_DATA=%s SGDSA_FIXTURE_KILL_AT=%s %s run tests/lua/trainer_fixture.lua %s >>%s 2>&1) & echo $! > %s",
-                            sh(data), kill_at or "", sh(bin), args, sh(logfile), sh(pidfile))
+  local cmd = string.format("(exec env SGDSA_FIXTURE_DATA=%s SGDSA_FIXTURE_KILL_AT=%s SGDSA_TRAINER_CRASH=%s %s run tests/lua/trainer_fixture.lua %s >>%s 2>&1) & echo $! > %s",
+                            sh(data), kill_at or "", sh(crash or ""), sh(bin), args, sh(logfile), sh(pidfile))
   assert(os.execute(cmd))
   local f = assert(io.open(pidfile))
   local pid = assert(tonumber(f:read("l")))
@@ -120,6 +124,78 @@ T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid
   T.eq((m.params - r.params):abs():max(), 0, "final weights")
   T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
   compare_logs(dir)
+end)
+
+-- SIGKILLs at exact points between the writes of the run folder (the trainer's
+-- SGDSA_TRAINER_CRASH points), each resumed to the end and compared with the
+-- reference: final and best weights, logs. 20 steps per epoch, 640 images.
+local function crash_run(name, crashes, check)
+  local dir = out .. "/" .. name
+  local logfile = tmp .. "/" .. name .. ".out"
+  for i, crash in ipairs(crashes) do
+    local args = i == 1 and string.format("out=%s name=%s checkpoint.minutes=0.000001", sh(out), name)
+                        or string.format("resume=%s checkpoint.minutes=0.000001", sh(dir))
+    local p = spawn(args, logfile, nil, crash)
+    wait_dead(p, 60)
+    T.check(not finished(dir), "the run finished: crash point " .. crash .. " was not reached (see " .. logfile .. ")")
+    if check[i] then check[i](dir) end
+  end
+  local p = spawn(string.format("resume=%s", sh(dir)), logfile)
+  wait_dead(p, 60)
+  T.check(finished(dir), "the run did not finish after the resumes (see " .. logfile .. ")")
+  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
+  T.eq((m.params - r.params):abs():max(), 0, "final weights")
+  T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
+  local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
+  T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
+  compare_logs(dir)
+end
+
+T.test("SIGKILL right after a mid-epoch checkpoint at an epoch's last step (before the epoch's end), resumed", function()
+  -- the checkpoint has consumed the whole epoch (position = epoch size) but
+  -- not done its end (validation, epoch log, cooling, best.h5, last.h5): the
+  -- resume must do that end, not start the next epoch's batches as the rest
+  -- of this one
+  crash_run("crash_last_step", {"mid_checkpoint:20", "mid_checkpoint:40"}, {
+    function(dir)
+      local st = checkpoint.load(dir .. "/last.h5", F.model())
+      T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
+      T.eq(st.step, 20, "checkpoint step")
+      T.eq(st.epoch, 0, "epochs completed")
+      T.eq(st.data.position, 640, "the checkpoint's loader position: the whole epoch consumed")
+    end,
+    function(dir)
+      local st = checkpoint.load(dir .. "/last.h5", F.model())
+      T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
+      T.eq(st.step, 40, "checkpoint step (no epoch's batches run twice)")
+      T.eq(st.epoch, 1, "epochs completed")
+      T.eq(st.data.position, 640, "the checkpoint's loader position")
+    end,
+  })
+end)
+
+T.test("SIGKILL after the epoch-end log flush, before best.h5 and last.h5, resumed", function()
+  crash_run("crash_epoch_logs", {"epoch_logs:1", "epoch_logs:3"}, {})
+end)
+
+T.test("SIGKILL after best.h5, before last.h5, resumed", function()
+  crash_run("crash_best", {"best:1"}, {
+    function(dir)
+      local st = checkpoint.load(dir .. "/last.h5", F.model())
+      T.eq(st.epoch, 0, "last.h5 is still from epoch 1")
+      local b = checkpoint.load(dir .. "/best.h5", F.model())
+      T.eq(b.epoch, 1, "best.h5 of epoch 1")
+    end,
+  })
+end)
+
+T.test("SIGKILL during a resume (logs truncated, before the first step), resumed again", function()
+  crash_run("crash_resume", {"mid_checkpoint:33", "resumed:33"}, {
+    nil,
+    function(dir)
+      T.eq(h5.read_log(dir .. "/log.h5", "steps").rows, 33, "step log truncated to the checkpoint")
+    end,
+  })
 end)
 
 local gen = sg.Generator(2718, "resume-test")
