@@ -180,11 +180,11 @@ end
 function Module:infer(shape) return shape end
 
 function Module:forward()
-  error(self.kind .. ": forward is not implemented", 2)
+  error(self.kind .. ": this module defines no forward(x, mode) (see the module protocol at the top of nn.lua)", 2)
 end
 
 function Module:backward()
-  error(self.kind .. ": backward is not implemented", 2)
+  error(self.kind .. ": this module defines no backward(x, dy, target) (see the module protocol at the top of nn.lua)", 2)
 end
 
 function Module:set_need_dx(flag) self.need_dx = flag end
