@@ -38,7 +38,7 @@ int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
     if (update_running && (!running_mean || !running_var))
         return sg_seterr("batchnorm_forward_train: update_running without running_mean/"
                          "running_var buffers (C=%lld) (cpu)", (long long)c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
         double s = 0.0;
         for (int64_t i = 0; i < n; i++) {
@@ -83,7 +83,7 @@ int sg_cpu_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
 {
     if (check_sizes("batchnorm_forward_eval", n, c, hw))
         return -1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
         const double mean = running_mean[ch];
         const double invstd = 1.0 / sqrt((double)running_var[ch] + eps);
@@ -127,7 +127,7 @@ int sg_cpu_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     if (check_sizes("batchnorm_backward_data", n, c, hw))
         return -1;
     const int64_t m = n * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
         const double mean = save_mean[ch], invstd = save_invstd[ch];
         const double g = gamma ? gamma[ch] : 1.0;
@@ -168,7 +168,7 @@ int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dga
         return -1;
     if (!dgamma && !dbeta)
         return 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
         double sdy, sdyx;
         dy_sums(x, dy, n, c, hw, ch, save_mean[ch], save_invstd[ch], &sdy, &sdyx);

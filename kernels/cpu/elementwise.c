@@ -15,7 +15,7 @@
 
 int sg_cpu_relu_forward(const float *x, float *y, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return 0;
@@ -23,7 +23,7 @@ int sg_cpu_relu_forward(const float *x, float *y, int64_t n)
 
 int sg_cpu_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     return 0;
@@ -49,7 +49,7 @@ int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
 
 int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] * mask[i];
     return 0;
@@ -57,7 +57,7 @@ int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t 
 
 int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         dx[i] = dy[i] * mask[i];
     return 0;
@@ -78,7 +78,7 @@ int sg_cpu_cross_entropy(const float *logits, const int32_t *labels, float *dlog
     double total = 0.0;
     int64_t hits = 0;
     const double invn = 1.0 / (double)n;
-#pragma omp parallel for schedule(static) reduction(+ : hits) ordered
+#pragma omp parallel for schedule(static) reduction(+ : hits) ordered if (n * c > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *z = logits + i * c;
         int64_t am = 0;
@@ -111,7 +111,7 @@ int sg_cpu_cross_entropy(const float *logits, const int32_t *labels, float *dlog
 
 void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + alpha * x[i];
 }
@@ -119,7 +119,7 @@ void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, floa
 void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
                         int64_t n, float alpha, float beta)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + alpha * x[i] + beta * y[i];
 }
@@ -127,7 +127,7 @@ void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *o
 void sg_cpu_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
                           float alpha)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = s * a[i] + alpha * x[i];
 }

@@ -25,7 +25,7 @@ int sg_cpu_linear_forward(const float *x, float *y, const float *w, const float 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
                 (int)in, w, (int)in, 0.0f, y, (int)out);
     if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * out > SG_PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             float *row = y + i * out;
             for (int64_t o = 0; o < out; o++)
@@ -54,7 +54,7 @@ int sg_cpu_linear_backward_params(const float *x, const float *dy, float *dw, fl
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0f,
                     dy, (int)out, x, (int)in, 1.0f, dw, (int)in);
     if (db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * out > SG_PAR_MIN)
         for (int64_t o = 0; o < out; o++) {
             double s = 0.0;
             for (int64_t i = 0; i < n; i++)

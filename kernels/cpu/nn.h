@@ -33,6 +33,12 @@
 
 #include "rng.h"
 
+/* Loops over fewer elements than this run on the calling thread: waking the
+ * OpenMP pool costs more than the work (a ReLU over 15k floats took 0.6 ms
+ * with the pool, mostly wake-up). Results do not depend on it: every
+ * parallel loop's iterations are independent or reduce in a fixed order. */
+#define SG_PAR_MIN 32768
+
 /* ---- conv2d --------------------------------------------------------------
  * y[n,k,oh,ow] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oh*sh-ph+i,ow*sw-pw+j]
  * (zero padding). im2col over blocks of images + OpenBLAS sgemm (see

@@ -46,7 +46,7 @@ int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int6
 int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g)
 {
     const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         const float *in = x + pl * H * W;
         float *out = y + pl * OH * OW;
@@ -84,7 +84,7 @@ int sg_cpu_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *id
 {
     const int64_t HW = g->h * g->w, OHW = g->oh * g->ow;
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) reduction(| : bad) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         float *d = dx + pl * HW;
         const float *s = dy + pl * OHW;
@@ -115,7 +115,7 @@ static inline int64_t avg_div(const sg_pool2d_geom *g)
 int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
 {
     const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         const float *in = x + pl * H * W;
         float *out = y + pl * OH * OW;
@@ -139,7 +139,7 @@ int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
 int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g)
 {
     const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         float *d = dx + pl * H * W;
         const float *s = dy + pl * OH * OW;
@@ -165,7 +165,7 @@ int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c
     if (n <= 0 || c <= 0 || hw <= 0)
         return sg_seterr("global_avgpool_forward: invalid sizes N=%lld C=%lld HW=%lld (cpu)",
                          (long long)n, (long long)c, (long long)hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t pl = 0; pl < n * c; pl++) {
         const float *p = x + pl * hw;
         double s = 0.0;
@@ -183,7 +183,7 @@ int sg_cpu_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, i
         return sg_seterr("global_avgpool_backward_data: invalid sizes N=%lld C=%lld HW=%lld "
                          "(cpu)", (long long)n, (long long)c, (long long)hw);
     const float inv = 1.0f / (float)hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t pl = 0; pl < n * c; pl++) {
         const float v = dy[pl] * inv;
         float *d = dx + pl * hw;
