@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
@@ -566,31 +567,45 @@ static int read_line(int tty, const char *prompt, char **out)
     }
     line_done = 0;
     line_result = NULL;
+    /* SIGINT/SIGTERM stay blocked except inside pselect and while readline
+     * handles a key, so a Ctrl-C that lands between the flag test and the
+     * wait still wakes the wait (with plain select it could be lost and the
+     * prompt would hang until the next key). */
+    sigset_t block, orig;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &orig);
     rl_callback_handler_install(prompt, on_line);
     while (!line_done) {
+        if (sgdsa_interrupted()) {
+            /* Ctrl-C at the prompt: drop the line, start a fresh prompt. */
+            rl_callback_sigcleanup();
+            rl_free_line_state();
+            rl_replace_line("", 0);
+            rl_point = rl_end = 0;
+            rl_callback_handler_remove();
+            sigprocmask(SIG_SETMASK, &orig, NULL);
+            fputs("^C\n", stdout);
+            fflush(stdout);
+            return READ_INTERRUPT;
+        }
         fd_set fds;
         FD_ZERO(&fds);
         FD_SET(STDIN_FILENO, &fds);
-        int r = select(STDIN_FILENO + 1, &fds, NULL, NULL, NULL);
+        int r = pselect(STDIN_FILENO + 1, &fds, NULL, NULL, NULL, &orig);
         if (r < 0) {
             if (errno != EINTR)
                 break;
-            if (sgdsa_interrupted()) {
-                /* Ctrl-C at the prompt: drop the line, start a fresh prompt. */
-                rl_callback_sigcleanup();
-                rl_free_line_state();
-                rl_replace_line("", 0);
-                rl_point = rl_end = 0;
-                rl_callback_handler_remove();
-                fputs("^C\n", stdout);
-                fflush(stdout);
-                return READ_INTERRUPT;
-            }
             continue;
         }
-        if (r > 0)
+        if (r > 0) {
+            sigprocmask(SIG_SETMASK, &orig, NULL);
             rl_callback_read_char();
+            sigprocmask(SIG_BLOCK, &block, NULL);
+        }
     }
+    sigprocmask(SIG_SETMASK, &orig, NULL);
     if (!line_done) {
         rl_callback_handler_remove();
         return READ_EOF;
