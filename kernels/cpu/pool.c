@@ -43,9 +43,43 @@ int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int6
     return 0;
 }
 
+/* The common 2x2, stride 2, unpadded window, unrolled; the same rule as the
+ * general loop: the first maximum in row-major order wins, a NaN wins at once. */
+static void maxpool_2x2(const float *in, float *out, int32_t *ix, int64_t W, int64_t OH, int64_t OW)
+{
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t c = 2 * ow;
+            const float v[4] = {r0[c], r0[c + 1], r1[c], r1[c + 1]};
+            const int64_t at[4] = {2 * oh * W + c, 2 * oh * W + c + 1, (2 * oh + 1) * W + c,
+                                   (2 * oh + 1) * W + c + 1};
+            int k = 0;
+            if (!isnan(v[0]))
+                for (int j = 1; j < 4; j++) {
+                    if (isnan(v[j])) {
+                        k = j;
+                        break;
+                    }
+                    if (v[j] > v[k])
+                        k = j;
+                }
+            out[oh * OW + ow] = v[k];
+            if (ix)
+                ix[oh * OW + ow] = (int32_t)at[k];
+        }
+    }
+}
+
 int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g)
 {
     const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0) {
+#pragma omp parallel for schedule(static) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
+        for (int64_t pl = 0; pl < g->n * g->c; pl++)
+            maxpool_2x2(x + pl * H * W, y + pl * OH * OW, idx ? idx + pl * OH * OW : NULL, W, OH, OW);
+        return 0;
+    }
 #pragma omp parallel for schedule(static) if (g->n * g->c * g->h * g->w > SG_PAR_MIN)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         const float *in = x + pl * H * W;
