@@ -1216,9 +1216,10 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 
 /* ---- randomness -------------------------------------------------------------------- */
 
-int sg_tensor_uniform(sg_tensor *t, sg_rng *r, double lo, double hi)
+/* Fill t (any strides) with lo + (hi - lo) * U[0,1) or mean + std * N(0,1). */
+static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
-    if (need_cpu_f32("uniform", t) != 0)
+    if (need_cpu_f32(normal ? "normal" : "uniform", t) != 0)
         return -1;
     int64_t n = sg_tensor_numel(t);
     iter it;
@@ -1226,22 +1227,19 @@ int sg_tensor_uniform(sg_tensor *t, sg_rng *r, double lo, double hi)
     iter_init(&it, 1, ts);
     float *x = t->storage->data;
     for (int64_t i = 0; i < n; i++, iter_next(&it))
-        x[it.off[0]] = (float)(lo + (hi - lo) * sg_rng_uniformf(r));
+        x[it.off[0]] = normal ? (float)(a + b * sg_rng_normal(r))
+                              : (float)(a + (b - a) * sg_rng_uniformf(r));
     return 0;
+}
+
+int sg_tensor_uniform(sg_tensor *t, sg_rng *r, double lo, double hi)
+{
+    return fill_random(t, r, lo, hi, 0);
 }
 
 int sg_tensor_normal(sg_tensor *t, sg_rng *r, double mean, double std)
 {
-    if (need_cpu_f32("normal", t) != 0)
-        return -1;
-    int64_t n = sg_tensor_numel(t);
-    iter it;
-    const sg_tensor *ts[1] = {t};
-    iter_init(&it, 1, ts);
-    float *x = t->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        x[it.off[0]] = (float)(mean + std * sg_rng_normal(r));
-    return 0;
+    return fill_random(t, r, mean, std, 1);
 }
 
 /* ---- threads ----------------------------------------------------------------------- */

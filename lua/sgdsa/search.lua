@@ -118,7 +118,8 @@ end
 function Search:_score(mode)
   local ctx = self.ctx
   local out = self.model:forward(ctx.x, mode)
-  local loss, ncorrect = self.criterion:forward(out, ctx.y)
+  -- only the "train" forward needs the loss gradient (the criterion skips it otherwise)
+  local loss, ncorrect = self.criterion:forward(out, ctx.y, mode)
   ncorrect = ncorrect or 0
   local f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
   if mode == "train" then

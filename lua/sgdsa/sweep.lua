@@ -308,27 +308,27 @@ function M.main(args)
   assert(core.mkdir_p(ctx.tmp))
 
   -- Plan: skip the finished seeds, resume the interrupted ones.
-  local todo, report = {}, {}
+  local pending, report = {}, {}
   for _, s in ipairs(seeds) do
     local action = M.folder_state(ctx.folder_of(s), o.epochs)
     report[s] = {seed = s, action = action}
     if action == "done" then
       report[s].status = "skipped (finished before)"
     else
-      todo[#todo + 1] = s
+      pending[#pending + 1] = s
     end
   end
   io.write(string.format("sgdsa sweep: %s, seeds %s: %d to run (%d finished before), %d at a time, "
                          .. "threads=%d each\n  runs in %s/seed-<n>/ with %s\n",
-                         ctx.name, o.seeds, #todo, #seeds - #todo, jobs, ctx.threads, ctx.expdir,
+                         ctx.name, o.seeds, #pending, #seeds - #pending, jobs, ctx.threads, ctx.expdir,
                          ctx.bin))
   io.flush()
 
   local running, next_i, t0 = {}, 1, core.time()
   local interrupted = false
   local function launch()
-    while not interrupted and #running < jobs and next_i <= #todo do
-      local s = todo[next_i]
+    while not interrupted and #running < jobs and next_i <= #pending do
+      local s = pending[next_i]
       next_i = next_i + 1
       local r = report[s]
       local job, jerr = start_job(ctx, s, r.action)

@@ -380,7 +380,7 @@ local function validate(model, crit, loader, device)
   local loss_sum, correct, n = 0, 0, 0
   for x, y in loader:epoch(1, loader_opts(device)) do
     if device ~= "cpu" then x, y = x:to(device), y:to(device) end
-    local loss, nc = crit:forward(model:forward(x, "eval"), y)
+    local loss, nc = crit:forward(model:forward(x, "eval"), y, "eval")
     local b = y:size(1)
     loss_sum, correct, n = loss_sum + loss * b, correct + nc, n + b
   end
