@@ -496,6 +496,26 @@ static int batchnorm_backward_params(lua_State *L)
     return 0;
 }
 
+/* batchnorm_apply(x, y, weight, bias, save_mean, save_invstd) -> y: a forward's
+ * output made again from its saved statistics (bit-identical). */
+static int batchnorm_apply(lua_State *L)
+{
+    const char *op = "batchnorm_apply";
+    sg_tensor *x = in_tensor(L, 1, op, "input", SG_F32);
+    int64_t n, c, hw;
+    bn_dims(L, op, x, &n, &c, &hw);
+    sg_tensor *gamma = shaped_tensor(L, 3, op, "weight", 1, &c, 1);
+    sg_tensor *beta = shaped_tensor(L, 4, op, "bias", 1, &c, 1);
+    sg_tensor *sm = shaped_tensor(L, 5, op, "save_mean", 1, &c, 0);
+    sg_tensor *si = shaped_tensor(L, 6, op, "save_invstd", 1, &c, 0);
+    sg_tensor *y = out_tensor(L, 2, op, "y", SG_F32, x->ndim, x->size);
+    SGL_CHECK(L, sg_cpu_batchnorm_apply(sg_f32(x), sg_f32(y), gamma ? sg_f32(gamma) : NULL,
+                                        beta ? sg_f32(beta) : NULL, sg_f32(sm), sg_f32(si),
+                                        n, c, hw));
+    lua_pushvalue(L, 2);
+    return 1;
+}
+
 /* ---- relu, dropout --------------------------------------------------------------- */
 
 static int relu_forward(lua_State *L)
@@ -762,6 +782,7 @@ static const luaL_Reg nn_funcs[] = {
     { "linear_backward_params", linear_backward_params },
     { "batchnorm_forward_train", batchnorm_forward_train },
     { "batchnorm_forward_eval", batchnorm_forward_eval },
+    { "batchnorm_apply", batchnorm_apply },
     { "batchnorm_backward_data", batchnorm_backward_data },
     { "batchnorm_backward_params", batchnorm_backward_params },
     { "relu_forward", relu_forward },

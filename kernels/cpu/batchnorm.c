@@ -22,6 +22,25 @@ static int check_sizes(const char *op, int64_t n, int64_t c, int64_t hw)
     return 0;
 }
 
+/* y = x * a + b on channel ch, with a and b made from the statistics as they
+ * are saved (float): the last step of both forwards and of
+ * sg_cpu_batchnorm_apply, so that an output recomputed from the saved
+ * statistics is bit-identical to the forward's. */
+static void apply_channel(const float *x, float *y, const float *gamma, const float *beta,
+                          float mean, float invstd, int64_t n, int64_t c, int64_t hw,
+                          int64_t ch)
+{
+    const double g = gamma ? gamma[ch] : 1.0;
+    const float a = (float)((double)invstd * g);
+    const float b = (float)((beta ? beta[ch] : 0.0) - (double)mean * (double)invstd * g);
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + (i * c + ch) * hw;
+        float *q = y + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++)
+            q[j] = p[j] * a + b;
+    }
+}
+
 int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
                                    const float *beta, float *save_mean, float *save_invstd,
                                    float *running_mean, float *running_var,
@@ -64,14 +83,7 @@ int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
             running_var[ch] = (float)((1.0 - momentum) * running_var[ch] +
                                       momentum * ss / (double)(m - 1));
         }
-        const float a = (float)(invstd * (gamma ? gamma[ch] : 1.0));
-        const float b = (float)((beta ? beta[ch] : 0.0) - mean * invstd * (gamma ? gamma[ch] : 1.0));
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            float *q = y + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                q[j] = p[j] * a + b;
-        }
+        apply_channel(x, y, gamma, beta, save_mean[ch], save_invstd[ch], n, c, hw, ch);
     }
     return 0;
 }
@@ -89,16 +101,20 @@ int sg_cpu_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
         const double invstd = 1.0 / sqrt((double)running_var[ch] + eps);
         save_mean[ch] = (float)mean;
         save_invstd[ch] = (float)invstd;
-        const double g = gamma ? gamma[ch] : 1.0;
-        const float a = (float)(invstd * g);
-        const float b = (float)((beta ? beta[ch] : 0.0) - mean * invstd * g);
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            float *q = y + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                q[j] = p[j] * a + b;
-        }
+        apply_channel(x, y, gamma, beta, save_mean[ch], save_invstd[ch], n, c, hw, ch);
     }
+    return 0;
+}
+
+int sg_cpu_batchnorm_apply(const float *x, float *y, const float *gamma, const float *beta,
+                           const float *save_mean, const float *save_invstd, int64_t n,
+                           int64_t c, int64_t hw)
+{
+    if (check_sizes("batchnorm_apply", n, c, hw))
+        return -1;
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++)
+        apply_channel(x, y, gamma, beta, save_mean[ch], save_invstd[ch], n, c, hw, ch);
     return 0;
 }
 

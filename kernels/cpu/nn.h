@@ -116,6 +116,12 @@ int sg_cpu_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
                                   const float *beta, float *save_mean, float *save_invstd,
                                   const float *running_mean, const float *running_var,
                                   int64_t n, int64_t c, int64_t hw, double eps);
+/* y = (x - save_mean) * save_invstd * gamma + beta: a forward's output made
+ * again from the statistics it saved, bit-identical to it (models that do
+ * not keep BatchNorm outputs recompute them for the backward). */
+int sg_cpu_batchnorm_apply(const float *x, float *y, const float *gamma, const float *beta,
+                           const float *save_mean, const float *save_invstd, int64_t n,
+                           int64_t c, int64_t hw);
 /* dx (overwrites). training: through the batch statistics; eval: dy*gamma*invstd. */
 int sg_cpu_batchnorm_backward_data(const float *x, const float *dy, float *dx,
                                    const float *gamma, const float *save_mean,

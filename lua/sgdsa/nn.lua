@@ -333,7 +333,22 @@ function BatchNorm:describe()
   return string.format("%d, eps %g, momentum %g", self.c, self.eps, self.momentum)
 end
 
+-- The output buffer: the module's own, or a scratch tensor shared with other
+-- BatchNorm modules when nn.model planned this output as not kept (see
+-- plan_scratch below).
+function BatchNorm:outbuf(mode)
+  return self._scratch or self:buf("_out")
+end
+
+-- Makes the last "train"/"eval" output again, bit-identical, from the saved
+-- input and statistics, then the in-place ReLU that followed it, if any.
+function BatchNorm:recompute()
+  local y = K.batchnorm_apply(self._x, self._scratch, self.weight, self.bias, self._sm, self._si)
+  if self._relu then K.relu_forward(y, y) end
+end
+
 function BatchNorm:forward(x, mode)
+  if mode ~= "trial" then self._x = x end
   if mode == "train" then
     self.last_mode = "train"
     self.num_batches_tracked:add_(1)
@@ -616,7 +631,9 @@ end
 function Sequential:backward(x, dy, target)
   local ch = self.children
   local g1, g2 = self:buf("_g1"), self:buf("_g2")
+  local rc = self._recompute
   for i = #ch, 1, -1 do
+    if rc and rc[i] then rc[i]:recompute() end
     local t
     if i == 1 then
       t = target
@@ -745,12 +762,92 @@ local function infer_all(m, s)
   return out
 end
 
+-- ---- activation memory: BatchNorm outputs that are not kept ------------------------
+--
+-- A BatchNorm output is needed by the next module's forward and, when that
+-- module reads its input in backward (a convolution's weight gradient), by
+-- that backward. On the CPU such outputs are not kept: they are written into
+-- a scratch tensor shared by the whole model and made again, bit-identical,
+-- from the BatchNorm's input and saved statistics (BatchNorm:recompute, one
+-- elementwise pass) just before the consumer's backward. This drops about a
+-- third of a ResNet's activation memory. The rule keeps it safe without
+-- knowing what a module does:
+--   (1) a BatchNorm in a Sequential, optionally followed by an in-place
+--       ReLU, then by a leaf module of a known kind (Conv2d, Linear, pooling,
+--       Dropout, a non-in-place ReLU) writes scratch "a" and is recomputed
+--       before that module's backward; nothing else writes "a" between
+--       the write and the read (only the in-place ReLU), forward or backward;
+--   (2) a BatchNorm that ends the body (or the shortcut) of a Residual writes
+--       "a" (or "b"): the sum reads it, and Residual's backward does not need
+--       it; allowed only when the shortcut is a single module or a
+--       Sequential of leaf modules with no rule-(1) BatchNorm, so nothing
+--       writes "a" between the body's end and the sum.
+-- On the GPU every BatchNorm keeps its output (memory is not the constraint
+-- there, and cuDNN's output is not reproducible by a separate kernel bit for bit).
+local function is_bn(m) local c = getmetatable(m); return c ~= nil and c.super == BatchNorm end
+local leaf_consumer = {Conv2d = true, Linear = true, MaxPool2d = true, AvgPool2d = true,
+                       GlobalAvgPool = true, Dropout = true}
+
+local function plan_scratch(root, on)
+  walk(root, "", 0, function(m)
+    if is_bn(m) then m._scratch, m._relu = nil, nil end
+    if getmetatable(m) == Sequential then m._recompute = nil end
+  end)
+  if not on then return end
+  local scratch = {}
+  local function get(key)
+    scratch[key] = scratch[key] or empty(1)
+    return scratch[key]
+  end
+  local function rule1(m)
+    local ch = m.children
+    for i = 1, #ch - 1 do
+      local bn, j, relu = ch[i].module, i + 1, nil
+      local nxt = ch[j].module
+      if getmetatable(nxt) == ReLU and nxt.inplace then relu, j = nxt, i + 2 end
+      local c = ch[j] and ch[j].module
+      if is_bn(bn) and c and (leaf_consumer[c.kind] or (getmetatable(c) == ReLU and not c.inplace)) then
+        bn._scratch, bn._relu = get("a"), relu
+        m._recompute = m._recompute or {}
+        m._recompute[j] = bn
+      end
+    end
+  end
+  local function flat_without_rule1(m)
+    if #m.children == 0 then return true end
+    if getmetatable(m) ~= Sequential then return false end
+    for _, c in ipairs(m.children) do
+      if #c.module.children > 0 or c.module._scratch then return false end
+    end
+    return true
+  end
+  local function last_bn(m)
+    if is_bn(m) then return m end
+    if getmetatable(m) == Sequential and m.children[1] then
+      local l = m.children[#m.children].module
+      if is_bn(l) then return l end
+    end
+  end
+  walk(root, "", 0, function(m)
+    if getmetatable(m) == Sequential then rule1(m) end
+  end)
+  walk(root, "", 0, function(m)
+    if getmetatable(m) == Residual and (m.shortcut == nil or flat_without_rule1(m.shortcut)) then
+      local b = last_bn(m.body)
+      if b and not b._scratch then b._scratch = get("a") end
+      local s = m.shortcut and last_bn(m.shortcut)
+      if s and not s._scratch then s._scratch = get("b") end
+    end
+  end)
+end
+
 -- nn.model(root, {input = {C, H, W}, input_grad = false, name = "..."}) -> model
 -- Builds the flat tensors and hands every module its views; see the contract
 -- in docs/ARCHITECTURE.md. input_grad = true makes model:backward return the
 -- gradient of the input (off by default: training does not need it).
 function nn.model(root, opts)
-  opts = check_opts("nn.model", opts, {input = true, input_grad = true, name = true})
+  opts = check_opts("nn.model", opts, {input = true, input_grad = true, name = true,
+                                       keep_bn_outputs = true})
   if type(root) ~= "table" or type(root.forward) ~= "function" then
     error("nn.model: the first argument must be a module", 2)
   end
@@ -825,6 +922,17 @@ function nn.model(root, opts)
   end)
   self.input_grad = opts.input_grad and true or false
   root:set_need_dx(self.input_grad)
+  self.keep_bn = opts.keep_bn_outputs and true or false
+  plan_scratch(root, not self.keep_bn)
+  return self
+end
+
+-- model:keep_bn_outputs(on) -> model: true keeps every BatchNorm output
+-- (more memory, no recomputation: what the GPU does); false (the CPU
+-- default) lets plan_scratch drop the ones it can. Also nn.model's option.
+function Model:keep_bn_outputs(on)
+  self.keep_bn = on and true or false
+  plan_scratch(self.root, (self.device or "cpu") == "cpu" and not self.keep_bn)
   return self
 end
 
@@ -947,6 +1055,7 @@ function Model:to(device)
     end
   end
   self.device = device
+  plan_scratch(self.root, device == "cpu" and not self.keep_bn)
   return self
 end
 

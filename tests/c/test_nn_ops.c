@@ -5,7 +5,8 @@
  *    block, the pointwise path, in both threading modes;
  *  - BatchNorm running statistics (momentum 0.1, unbiased variance, as
  *    PyTorch) and "a trial forward (update_running = 0) leaves them alone
- *    and gives the same output";
+ *    and gives the same output", and batchnorm_apply remakes an output from
+ *    the saved statistics bit for bit;
  *  - dropout masks (values, rate, reproducibility from the rng state);
  *  - cross-entropy value, correct count and bad-label errors;
  *  - the flat-vector SA updates; geometry errors name the sizes.
@@ -155,12 +156,28 @@ static void test_bn_running(void)
         EXPECT(fabs(y2[ch * hw] - want0) <= 1e-5 * (1 + fabs(want0)), "bn output %g want %g",
                y2[ch * hw], want0);
     }
-    /* Eval mode uses the running statistics. */
+    /* The output made again from the saved statistics is the forward's, bit for bit
+     * (models that do not keep BatchNorm outputs rely on it); without gamma/beta too. */
+    EXPECT(sg_cpu_batchnorm_apply(x, y1, ga, be, sm, si, n, c, hw) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(y1, y2, (size_t)nx * sizeof(float)) == 0,
+           "batchnorm_apply differs from the training forward's output");
+    EXPECT(sg_cpu_batchnorm_forward_train(x, y2, NULL, NULL, sm, si, rm, rv, n, c, hw, 1e-5,
+                                          0.1, 0) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_batchnorm_apply(x, y1, NULL, NULL, sm, si, n, c, hw) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(y1, y2, (size_t)nx * sizeof(float)) == 0,
+           "batchnorm_apply differs from the training forward's output (no affine)");
+    /* Eval mode uses the running statistics; apply reproduces it too. */
     EXPECT(sg_cpu_batchnorm_forward_eval(x, y1, ga, be, sm, si, rm, rv, n, c, hw, 1e-5) == 0,
            "%s", sg_geterr());
     const double want = (x[hw + 1] - rm[1]) / sqrt(rv[1] + 1e-5) * ga[1] + be[1];
     EXPECT(fabs(y1[hw + 1] - want) <= 1e-5 * (1 + fabs(want)), "bn eval output %g want %g",
            y1[hw + 1], want);
+    EXPECT(sg_cpu_batchnorm_apply(x, y2, ga, be, sm, si, n, c, hw) == 0, "%s", sg_geterr());
+    EXPECT(memcmp(y1, y2, (size_t)nx * sizeof(float)) == 0,
+           "batchnorm_apply differs from the eval forward's output");
+    EXPECT(sg_cpu_batchnorm_apply(x, y2, ga, be, sm, si, n, 0, hw) == -1 &&
+               strstr(sg_geterr(), "batchnorm_apply") && strstr(sg_geterr(), "C=0"),
+           "expected a size error from batchnorm_apply, got '%s'", sg_geterr());
     /* One value per channel cannot update an unbiased variance. */
     EXPECT(sg_cpu_batchnorm_forward_train(x, y1, ga, be, sm, si, rm, rv, 1, c, 1, 1e-5, 0.1, 1)
                == -1 && strstr(sg_geterr(), "N=1 C=3 HW=1"),

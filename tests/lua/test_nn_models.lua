@@ -72,4 +72,69 @@ T.test("printing a model", function()
   T.check(s:find("classifier: Linear(512->10) -> 10  [5,130]", 1, true), "classifier line")
 end)
 
+-- BatchNorm outputs that are not kept (the CPU default, nn.lua plan_scratch)
+-- must change nothing: gradients, trial and eval outputs and running
+-- statistics bit for bit against the same model keeping every output.
+T.test("BatchNorm outputs not kept: identical results, shared scratch", function()
+  local crit = sg.nn.CrossEntropy()
+  local function modules(model)
+    local list = {}
+    local function walk(m)
+      list[#list + 1] = m
+      for _, c in ipairs(m.children) do walk(c.module) end
+    end
+    walk(model.root)
+    return list
+  end
+  for _, name in ipairs{"resnet18", "vgg16"} do
+    local function build(keep)
+      sg.manual_seed(5)
+      local m = require("models." .. name){classes = 10, width = 1 / 8}
+      return m:keep_bn_outputs(keep)
+    end
+    local a, b = build(false), build(true)
+    sg.manual_seed(6)
+    local x = sg.randn(3, 3, 32, 32)
+    local labels = sg.tensor({1, 4, 9}):int()
+    for step = 1, 2 do
+      local outs = {}
+      for _, m in ipairs{a, b} do
+        m:zero_grad()
+        local y = m:forward(x, "train")
+        crit:forward(y, labels)
+        m:backward(x, crit:backward())
+        local g = m.grads:clone()
+        local t = m:forward(x * 0.5, "trial"):clone()
+        local e = m:forward(x, "eval"):clone()
+        outs[#outs + 1] = {g = g, t = t, e = e, buf = m.buffers:clone()}
+        m.params:add_(g, -0.05)
+      end
+      for _, k in ipairs{"g", "t", "e", "buf"} do
+        T.eq((outs[1][k] - outs[2][k]):abs():max(), 0.0,
+             string.format("%s step %d: %s differ", name, step, k))
+      end
+    end
+    -- the plan: scratch tensors shared, kept outputs only where needed
+    local scratch, nbn, kept = {}, 0, 0
+    for _, m in ipairs(modules(a)) do
+      if m.running_mean then
+        nbn = nbn + 1
+        if m._scratch then scratch[m._scratch] = true else kept = kept + 1 end
+      end
+    end
+    local ns = 0
+    for _ in pairs(scratch) do ns = ns + 1 end
+    if name == "resnet18" then
+      T.eq(ns, 2, "resnet18 uses two scratch tensors")
+      T.eq(kept, 1, "resnet18 keeps only the stem BatchNorm's output (" .. nbn .. " BatchNorms)")
+    else
+      T.eq(ns, 1, "vgg16 uses one scratch tensor")
+      T.eq(kept, 0, "vgg16 keeps no BatchNorm output (" .. nbn .. " BatchNorms)")
+    end
+    for _, m in ipairs(modules(b)) do
+      T.check(m._scratch == nil, name .. ": keep_bn_outputs(true) keeps every output")
+    end
+  end
+end)
+
 T.done()
