@@ -55,13 +55,9 @@ int sg_device_fill(sg_devtype dev, void *p, sg_dtype dt, int64_t n, double v)
 int sg_cuda_available(void)
 {
 #ifdef SG_HAVE_CUDA
-    int n = sg_cuda_device_count();
-    if (n <= 0) {
-        if (n == 0)
-            sg_seterr("cuda: no CUDA device found (the CPU path still works: device=cpu)");
-        return 0;
-    }
-    return 1;
+    /* sg_cuda_device_count leaves the reason (no driver, driver too old, no
+     * GPU, ...) in sg_geterr() */
+    return sg_cuda_device_count() > 0;
 #else
     sg_seterr("cuda: sgdsa was built without the CUDA backend (no nvcc/cuDNN at configure time)");
     return 0;

@@ -68,11 +68,15 @@ void *sg_cuda_host_scratch(int slot, size_t nbytes);
 const float *sg_cuda_ones(int64_t n);
 const float *sg_cuda_zeros(int64_t n);
 
-/* Launch-error check after a kernel launch: names the kernel. */
+/* Launch-error check after a kernel launch: names the kernel. SG_PRELAUNCH()
+ * before the launch clears a stale (non-sticky) error that a library call
+ * left behind (cuDNN's algorithm search records its failed allocations), so
+ * the check reports this launch's error only. */
 int sg_cuda_check_launch(const char *what, const char *file, int line);
 #define SG_LAUNCHED(what) sg_cuda_check_launch(what, __FILE__, __LINE__)
+#define SG_PRELAUNCH() ((void)cudaGetLastError())
 
-/* ---- custom kernel launchers (elementwise.cu) ------------------------------- */
+/* ---- custom kernel launchers (elementwise.cu; the sums in reduce.cu) ---------- */
 /* y[(i*c + ch)*inner + j] += b[ch] */
 int sg_cuda_k_bias_add(float *y, const float *b, int64_t n, int64_t c, int64_t inner);
 /* db[ch] += sum_{i,j} dy[(i*c + ch)*inner + j]  (deterministic, double) */

@@ -32,6 +32,9 @@
 
 int sg_cuda_fail_rt(const char *stmt, cudaError_t e, const char *file, int line)
 {
+    /* reset the runtime's last error (a non-sticky one would otherwise be
+     * reported again by the next launch check, naming the wrong kernel) */
+    (void)cudaGetLastError();
     if (e == cudaErrorMemoryAllocation)
         return sg_seterr("cuda: out of memory in %s (%s:%d)", stmt, file, line);
     return sg_seterr("cuda: %s failed: %s (%s) at %s:%d", stmt, cudaGetErrorString(e),
@@ -65,6 +68,8 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_count = -1;          /* devices; -1 = not asked yet */
 static char g_count_msg[512];     /* why there is no device */
 static int g_ready;               /* init done */
+static int g_dev;                 /* the device used (SGDSA_CUDA_DEVICE, default 0) */
+static _Thread_local int t_dev_set; /* cudaSetDevice(g_dev) done on this thread */
 static cudaStream_t g_stream, g_copy_stream;
 static cudaEvent_t g_compute_ev, g_copy_ev;
 static cublasHandle_t g_cublas;
@@ -110,6 +115,7 @@ static int init_locked(void)
         dev = (int)v;
     }
     SG_CU(cudaSetDevice(dev));
+    g_dev = dev;
     SG_CU(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
     SG_CU(cudaStreamCreateWithFlags(&g_copy_stream, cudaStreamNonBlocking));
     SG_CU(cudaEventCreateWithFlags(&g_compute_ev, cudaEventDisableTiming));
@@ -124,8 +130,14 @@ static int init_locked(void)
 
 int sg_cuda_init(void)
 {
-    if (g_ready)
+    if (__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE)) {
+        /* the current device is per host thread: select ours once per thread */
+        if (!t_dev_set) {
+            SG_CU(cudaSetDevice(g_dev));
+            t_dev_set = 1;
+        }
         return 0;
+    }
     if (sg_cuda_device_count() <= 0)
         return -1;
     pthread_mutex_lock(&g_lock);
@@ -133,9 +145,13 @@ int sg_cuda_init(void)
     if (!g_ready) {
         rc = init_locked();
         if (rc == 0)
-            g_ready = 1;
+            __atomic_store_n(&g_ready, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&g_lock);
+    if (rc == 0 && !t_dev_set) {
+        SG_CU(cudaSetDevice(g_dev));
+        t_dev_set = 1;
+    }
     return rc;
 }
 
@@ -205,7 +221,19 @@ static size_t size_class(size_t n)
     return (n + step - 1) / step * step;
 }
 
-static size_t hash_ptr(void *p) { return ((size_t)p >> 9) * 0x9E3779B97F4A7C15ull; }
+/* A mixing hash (splitmix64's finalizer): cudaMalloc returns 256-byte or,
+ * for large blocks, 2 MiB aligned addresses, whose low bits carry nothing; a
+ * plain multiplicative hash masked to its low bits sent them all to one slot. */
+static size_t hash_ptr(void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return (size_t)x;
+}
 
 static int live_grow(void)
 {
@@ -285,6 +313,15 @@ static free_list *free_list_of(size_t size, int create)
     return f;
 }
 
+/* Wait for both streams: a cached block may still be read by queued compute
+ * or written by a queued input copy. */
+static int sync_streams(void)
+{
+    SG_CU(cudaStreamSynchronize(g_copy_stream));
+    SG_CU(cudaStreamSynchronize(g_stream));
+    return 0;
+}
+
 static int release_cached_locked(void)
 {
     int rc = 0;
@@ -319,13 +356,7 @@ void *sg_cuda_malloc(size_t nbytes)
         if (e == cudaErrorMemoryAllocation) {
             (void)cudaGetLastError();
             /* give the cache back (after the queued work that may use it) and retry */
-            cudaError_t se = cudaStreamSynchronize(g_stream);
-            if (se != cudaSuccess) {
-                sg_cuda_fail_rt("cudaStreamSynchronize(compute)", se, __FILE__, __LINE__);
-                pthread_mutex_unlock(&g_lock);
-                return NULL;
-            }
-            if (release_cached_locked() != 0) {
+            if (sync_streams() != 0 || release_cached_locked() != 0) {
                 pthread_mutex_unlock(&g_lock);
                 return NULL;
             }
@@ -342,15 +373,20 @@ void *sg_cuda_malloc(size_t nbytes)
                           (double)g_stats.in_use / 1048576.0, (double)fr / 1048576.0,
                           (double)tot / 1048576.0);
             else
-                sg_cuda_fail_rt("cudaMalloc", e, __FILE__, __LINE__);
+                sg_seterr("cuda: cudaMalloc of %zu bytes (%.1f MiB) failed: %s (%s) at %s:%d",
+                          nbytes, (double)nbytes / 1048576.0, cudaGetErrorString(e),
+                          cudaGetErrorName(e), __FILE__, __LINE__);
             pthread_mutex_unlock(&g_lock);
             return NULL;
         }
         g_stats.device_allocs++;
     }
     if (live_put(p, size) != 0) {
-        (void)cudaFree(p);  /* cannot track it: give it back */
-        g_stats.device_frees++;
+        /* cannot track it: give it back (the message of live_put stays) */
+        if (cudaFree(p) == cudaSuccess)
+            g_stats.device_frees++;
+        else
+            (void)cudaGetLastError();
         pthread_mutex_unlock(&g_lock);
         return NULL;
     }
@@ -388,8 +424,11 @@ void sg_cuda_free(void *p)
         g_stats.cached += size;
     } else {
         /* no room to cache it: give it back (cudaFree waits for the device) */
-        (void)cudaFree(p);
-        g_stats.device_frees++;
+        cudaError_t e = cudaFree(p);
+        if (e == cudaSuccess)
+            g_stats.device_frees++;
+        else
+            sg_cuda_fail_rt("cudaFree(uncacheable block)", e, __FILE__, __LINE__);
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -399,9 +438,7 @@ int sg_cuda_empty_cache(void)
     if (sg_cuda_init() != 0)
         return -1;
     pthread_mutex_lock(&g_lock);
-    cudaError_t e = cudaStreamSynchronize(g_stream);
-    int rc = e == cudaSuccess ? release_cached_locked()
-                              : sg_cuda_fail_rt("cudaStreamSynchronize", e, __FILE__, __LINE__);
+    int rc = sync_streams() == 0 ? release_cached_locked() : -1;
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -467,7 +504,8 @@ void *sg_cuda_host_alloc(size_t nbytes, void *ud)
     if (sg_cuda_init() != 0)
         return NULL;
     void *p = NULL;
-    cudaError_t e = cudaHostAlloc(&p, nbytes ? nbytes : 1, cudaHostAllocDefault);
+    /* portable: pinned for every context, whichever thread allocates it */
+    cudaError_t e = cudaHostAlloc(&p, nbytes ? nbytes : 1, cudaHostAllocPortable);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         if (e == cudaErrorMemoryAllocation)
