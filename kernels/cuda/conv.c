@@ -5,10 +5,12 @@
  * per deterministic setting) holds the cuDNN descriptors and the algorithm
  * chosen for each of the three passes. The algorithms are chosen once, the
  * first time a geometry is seen, by cudnnFind* (which times every candidate;
- * SGDSA_CUDNN_HEURISTIC=1 asks cuDNN's heuristics instead, and a failed Find
- * falls back to them). In deterministic mode only algorithms cuDNN marks
- * CUDNN_DETERMINISTIC are taken. Candidates needing more workspace than
- * SGDSA_CUDNN_WS_MB (default 2048 MiB) are skipped.
+ * SGDSA_CUDNN_HEURISTIC=1 asks cuDNN's heuristics instead, and a failed Find,
+ * or one offering nothing acceptable, falls back to them). In deterministic
+ * mode only algorithms cuDNN marks CUDNN_DETERMINISTIC are taken. In fp32
+ * mode only candidates whose math type is CUDNN_FMA_MATH are taken
+ * (CUDNN_DEFAULT_MATH permits TF32 on Ampere and later). Candidates needing
+ * more workspace than SGDSA_CUDNN_WS_MB (default 2048 MiB) are skipped.
  *
  * The bias is added by a custom kernel and its gradient is a deterministic
  * per-channel reduction (reduce.cu). backward_params accumulates: cuDNN's
@@ -52,7 +54,11 @@ static int heuristic_only(void)
 }
 
 /* The first (fastest) candidate that ran, fits the workspace limit, is
- * deterministic when asked, and in fp32 mode uses plain FMA math (no TF32). */
+ * deterministic when asked, and in fp32 mode uses plain FMA math. In fp32
+ * mode nothing else is acceptable: CUDNN_DEFAULT_MATH and the tensor-op math
+ * types permit TF32 on Ampere and later, so a candidate labelled with one of
+ * them is skipped (the descriptor was set to CUDNN_FMA_MATH, so cuDNN offers
+ * FMA candidates; when it offers none, the heuristics are asked below). */
 static int pick(const cudnnStatus_t *st, const size_t *mem, const cudnnDeterminism_t *det,
                 const cudnnMathType_t *math, int n, int want_det, int tf32, size_t limit)
 {
@@ -64,46 +70,66 @@ static int pick(const cudnnStatus_t *st, const size_t *mem, const cudnnDetermini
     return -1;
 }
 
-/* Strict pick; in fp32 mode, when cuDNN labels no candidate FMA-only, take the
- * best other one rather than fail (its math type is then used as reported). */
-static int pick_any(const cudnnStatus_t *st, const size_t *mem, const cudnnDeterminism_t *det,
-                    const cudnnMathType_t *math, int n, int want_det, int tf32, size_t limit)
-{
-    int i = pick(st, mem, det, math, n, want_det, tf32, limit);
-    return i >= 0 || tf32 ? i : pick(st, mem, det, math, n, want_det, 1, limit);
-}
-
 #define NALGO 16
+
+/* The candidates' fields as arrays, for pick(). */
+#define PERF_FIELDS(perf, got)                                                       \
+    for (i = 0; i < (got); i++) {                                                    \
+        st[i] = (perf)[i].status; mem[i] = (perf)[i].memory;                         \
+        dt[i] = (perf)[i].determinism; mt[i] = (perf)[i].mathType;                   \
+    }
+
+static int choose_passes(conv_plan *p, const sg_conv2d_geom *g, cudnnHandle_t h,
+                         size_t limit, int heur, cudnnStatus_t *st, size_t *mem,
+                         cudnnDeterminism_t *dt, cudnnMathType_t *mt);
 
 static int choose_algos(conv_plan *p, const sg_conv2d_geom *g)
 {
     cudnnHandle_t h = sg_cuda_cudnn();
     const size_t limit = ws_limit();
     const int heur = heuristic_only();
-    int got = 0, i;
     cudnnStatus_t st[NALGO];
     size_t mem[NALGO];
     cudnnDeterminism_t dt[NALGO];
     cudnnMathType_t mt[NALGO];
+    int rc = choose_passes(p, g, h, limit, heur, st, mem, dt, mt);
+    /* cudnnFind* tries allocations that may fail: do not leave their error as
+     * the runtime's last error for the next launch check to report */
+    (void)cudaGetLastError();
+    return rc;
+}
+
+/* For each pass: cudnnFind* (times every algorithm) unless
+ * SGDSA_CUDNN_HEURISTIC is set; when Find fails or offers nothing acceptable,
+ * the heuristics (cudnnGet*_v7); nothing acceptable there either is an error. */
+static int choose_passes(conv_plan *p, const sg_conv2d_geom *g, cudnnHandle_t h,
+                         size_t limit, int heur, cudnnStatus_t *st, size_t *mem,
+                         cudnnDeterminism_t *dt, cudnnMathType_t *mt)
+{
+    int got = 0, i;
+    const char *what = p->det ? "deterministic " : "";
+    const char *math = p->tf32 ? "" : "FMA-only (no TF32) ";
 
     {   /* forward */
         cudnnConvolutionFwdAlgoPerf_t perf[NALGO];
-        cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED;
-        if (!heur)
-            s = cudnnFindConvolutionForwardAlgorithm(h, p->xd, p->wd, p->cd[0], p->yd, NALGO,
-                                                     &got, perf);
-        if (s != CUDNN_STATUS_SUCCESS)
+        i = -1;
+        got = 0;
+        if (!heur && cudnnFindConvolutionForwardAlgorithm(h, p->xd, p->wd, p->cd[0], p->yd,
+                                                          NALGO, &got, perf) ==
+                         CUDNN_STATUS_SUCCESS) {
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
+        }
+        if (i < 0) {
             SG_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd[0], p->yd,
                                                             NALGO, &got, perf));
-        for (i = 0; i < got; i++) {
-            st[i] = perf[i].status; mem[i] = perf[i].memory; dt[i] = perf[i].determinism;
-            mt[i] = perf[i].mathType;
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
         }
-        i = pick_any(st, mem, dt, mt, got, p->det, p->tf32, limit);
         if (i < 0)
-            return sg_seterr("conv2d: cuDNN offers no %sforward algorithm within %zu MiB of "
-                             "workspace for input %lldx%lldx%lldx%lld, weight %lldx%lldx%lldx%lld "
-                             "(cuda)", p->det ? "deterministic " : "", limit >> 20,
+            return sg_seterr("conv2d: cuDNN offers no %s%sforward algorithm within %zu MiB of "
+                             "workspace (SGDSA_CUDNN_WS_MB) for input %lldx%lldx%lldx%lld, "
+                             "weight %lldx%lldx%lldx%lld (cuda)", what, math, limit >> 20,
                              (long long)g->n, (long long)g->c, (long long)g->h, (long long)g->w,
                              (long long)g->k, (long long)g->c, (long long)g->kh, (long long)g->kw);
         p->fwd = perf[i].algo;
@@ -112,52 +138,59 @@ static int choose_algos(conv_plan *p, const sg_conv2d_geom *g)
     }
     {   /* backward data */
         cudnnConvolutionBwdDataAlgoPerf_t perf[NALGO];
-        cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED;
-        if (!heur)
-            s = cudnnFindConvolutionBackwardDataAlgorithm(h, p->wd, p->yd, p->cd[1], p->xd, NALGO,
-                                                          &got, perf);
-        if (s != CUDNN_STATUS_SUCCESS)
+        i = -1;
+        got = 0;
+        if (!heur && cudnnFindConvolutionBackwardDataAlgorithm(h, p->wd, p->yd, p->cd[1], p->xd,
+                                                               NALGO, &got, perf) ==
+                         CUDNN_STATUS_SUCCESS) {
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
+        }
+        if (i < 0) {
             SG_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd[1], p->xd,
                                                                  NALGO, &got, perf));
-        for (i = 0; i < got; i++) {
-            st[i] = perf[i].status; mem[i] = perf[i].memory; dt[i] = perf[i].determinism;
-            mt[i] = perf[i].mathType;
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
         }
-        i = pick_any(st, mem, dt, mt, got, p->det, p->tf32, limit);
         if (i < 0)
-            return sg_seterr("conv2d: cuDNN offers no %sbackward-data algorithm within %zu MiB "
-                             "of workspace for input %lldx%lldx%lldx%lld (cuda)",
-                             p->det ? "deterministic " : "", limit >> 20, (long long)g->n,
-                             (long long)g->c, (long long)g->h, (long long)g->w);
+            return sg_seterr("conv2d: cuDNN offers no %s%sbackward-data algorithm within %zu "
+                             "MiB of workspace (SGDSA_CUDNN_WS_MB) for input %lldx%lldx%lldx%lld, "
+                             "weight %lldx%lldx%lldx%lld (cuda)", what, math, limit >> 20,
+                             (long long)g->n, (long long)g->c, (long long)g->h, (long long)g->w,
+                             (long long)g->k, (long long)g->c, (long long)g->kh, (long long)g->kw);
         p->bwd_data = perf[i].algo;
         p->ws[1] = perf[i].memory;
         SG_CUDNN(cudnnSetConvolutionMathType(p->cd[1], perf[i].mathType));
     }
     {   /* backward filter */
         cudnnConvolutionBwdFilterAlgoPerf_t perf[NALGO];
-        cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED;
-        if (!heur)
-            s = cudnnFindConvolutionBackwardFilterAlgorithm(h, p->xd, p->yd, p->cd[2], p->wd,
-                                                            NALGO, &got, perf);
-        if (s != CUDNN_STATUS_SUCCESS)
+        i = -1;
+        got = 0;
+        if (!heur && cudnnFindConvolutionBackwardFilterAlgorithm(h, p->xd, p->yd, p->cd[2], p->wd,
+                                                                 NALGO, &got, perf) ==
+                         CUDNN_STATUS_SUCCESS) {
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
+        }
+        if (i < 0) {
             SG_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd[2],
                                                                    p->wd, NALGO, &got, perf));
-        for (i = 0; i < got; i++) {
-            st[i] = perf[i].status; mem[i] = perf[i].memory; dt[i] = perf[i].determinism;
-            mt[i] = perf[i].mathType;
+            PERF_FIELDS(perf, got);
+            i = pick(st, mem, dt, mt, got, p->det, p->tf32, limit);
         }
-        i = pick_any(st, mem, dt, mt, got, p->det, p->tf32, limit);
         if (i < 0)
-            return sg_seterr("conv2d: cuDNN offers no %sbackward-filter algorithm within %zu "
-                             "MiB of workspace for input %lldx%lldx%lldx%lld (cuda)",
-                             p->det ? "deterministic " : "", limit >> 20, (long long)g->n,
-                             (long long)g->c, (long long)g->h, (long long)g->w);
+            return sg_seterr("conv2d: cuDNN offers no %s%sbackward-filter algorithm within %zu "
+                             "MiB of workspace (SGDSA_CUDNN_WS_MB) for input %lldx%lldx%lldx%lld, "
+                             "weight %lldx%lldx%lldx%lld (cuda)", what, math, limit >> 20,
+                             (long long)g->n, (long long)g->c, (long long)g->h, (long long)g->w,
+                             (long long)g->k, (long long)g->c, (long long)g->kh, (long long)g->kw);
         p->bwd_filter = perf[i].algo;
         p->ws[2] = perf[i].memory;
         SG_CUDNN(cudnnSetConvolutionMathType(p->cd[2], perf[i].mathType));
     }
     return 0;
 }
+#undef PERF_FIELDS
 
 static void plan_free(conv_plan *p)
 {
