@@ -169,6 +169,7 @@ int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_p
     if (sg_cuda_init() != 0)
         return -1;
     int64_t total = g->n * g->c * g->oh * g->ow;
+    SG_PRELAUNCH();
     k_maxpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, idx, total,
                                                                         to_geom(g));
     return SG_LAUNCHED("k_maxpool_fwd");
@@ -191,6 +192,7 @@ int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *i
         SG_CU(cudaMemsetAsync(bad, 0, sizeof(int), st));
     }
     int64_t total = g->n * g->c * g->h * g->w;
+    SG_PRELAUNCH();
     k_maxpool_bwd<<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total, to_geom(g), bad);
     if (SG_LAUNCHED("k_maxpool_bwd") != 0)
         return -1;
@@ -210,6 +212,7 @@ int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
     if (sg_cuda_init() != 0)
         return -1;
     int64_t total = g->n * g->c * g->oh * g->ow;
+    SG_PRELAUNCH();
     k_avgpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, total, to_geom(g));
     return SG_LAUNCHED("k_avgpool_fwd");
 }
@@ -219,6 +222,7 @@ int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_
     if (sg_cuda_init() != 0)
         return -1;
     int64_t total = g->n * g->c * g->h * g->w;
+    SG_PRELAUNCH();
     k_avgpool_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total,
                                                                         to_geom(g));
     return SG_LAUNCHED("k_avgpool_bwd");
@@ -232,6 +236,7 @@ int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t 
         return sg_seterr("global_avgpool_forward: invalid sizes N=%lld C=%lld HW=%lld (cuda)",
                          (long long)n, (long long)c, (long long)hw);
     int64_t threads = n * c * 32;
+    SG_PRELAUNCH();
     k_gap_fwd<<<(unsigned)((threads + kThreads - 1) / kThreads), kThreads, 0,
                 sg_cuda_stream()>>>(x, y, n * c, hw);
     return SG_LAUNCHED("k_gap_fwd");
@@ -246,6 +251,7 @@ int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, 
         return sg_seterr("global_avgpool_backward_data: invalid sizes N=%lld C=%lld HW=%lld "
                          "(cuda)", (long long)n, (long long)c, (long long)hw);
     int64_t total = n * c * hw;
+    SG_PRELAUNCH();
     k_gap_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total, hw,
                                                                     1.0f / (float)hw);
     return SG_LAUNCHED("k_gap_bwd");

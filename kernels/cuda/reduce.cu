@@ -74,6 +74,44 @@ __global__ void k_sum_stage2(const double *part, int nb, double *out)
         *out = s;
 }
 
+/* ---- max |x| ignoring NaNs (the CPU's fmax rule of the inf-norm) ------------------- */
+__device__ double block_max(double v, double *sh)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s)
+            sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__global__ void k_absmax_stage1(const float *a, int64_t n, double *part)
+{
+    __shared__ double sh[kThreads];
+    double acc = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)blockDim.x * gridDim.x)
+        acc = fmax(acc, fabs((double)a[i]));
+    double s = block_max(acc, sh);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void k_absmax_stage2(const double *part, int nb, double *out)
+{
+    __shared__ double sh[kThreads];
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < nb; i += blockDim.x)
+        acc = fmax(acc, part[i]);
+    double s = block_max(acc, sh);
+    if (threadIdx.x == 0)
+        *out = s;
+}
+
 /* ---- arg-reductions -------------------------------------------------------------- */
 struct vi { float v; int64_t i; };
 
@@ -195,12 +233,16 @@ __global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, in
             atomicMin(bad_row, (unsigned long long)row);
         return;
     }
-    /* max and first argmax */
+    /* max and argmax with the CPU's rule (kernels/cpu/elementwise.c scans
+     * j = 0..c-1 keeping the first strict maximum, starting from z[0]): the
+     * first maximum among the non-NaN values, except that a NaN in column 0
+     * makes the argmax 0. NaNs are skipped here; the warp keeps the lowest
+     * index among equal maxima. */
     float mx = -INFINITY;
     int64_t am = -1;
     for (int64_t j = lane; j < c; j += 32) {
         float v = zr[j];
-        if (am < 0 || v > mx) { mx = v; am = j; }
+        if (!isnan(v) && (am < 0 || v > mx)) { mx = v; am = j; }
     }
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_down_sync(0xffffffffu, mx, o);
@@ -209,6 +251,10 @@ __global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, in
     }
     mx = __shfl_sync(0xffffffffu, mx, 0);
     am = __shfl_sync(0xffffffffu, (long long)am, 0);
+    if (isnan(zr[0]) || am < 0)
+        am = 0;
+    /* the shift of the log-sum-exp: with a NaN anywhere the loss is NaN
+     * whatever the shift (exp(NaN) enters the sum), as on the CPU */
     double se = 0.0;
     for (int64_t j = lane; j < c; j += 32)
         se += exp((double)zr[j] - (double)mx);
@@ -268,11 +314,39 @@ int sum_like(const float *a, const float *b, int64_t n, int kind, double p, doub
     if (!part || !host)
         return -1;
     cudaStream_t st = sg_cuda_stream();
+    SG_PRELAUNCH();
     k_sum_stage1<<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
     if (SG_LAUNCHED("k_sum_stage1") != 0)
         return -1;
     k_sum_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
     if (SG_LAUNCHED("k_sum_stage2") != 0)
+        return -1;
+    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
+    SG_CU(cudaStreamSynchronize(st));
+    *out = *host;
+    return 0;
+}
+
+int absmax(const float *a, int64_t n, double *out)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    if (n <= 0) {
+        *out = 0.0;
+        return 0;
+    }
+    int nb = nblocks(n);
+    double *part = (double *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(double));
+    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(double));
+    if (!part || !host)
+        return -1;
+    cudaStream_t st = sg_cuda_stream();
+    SG_PRELAUNCH();
+    k_absmax_stage1<<<nb, kThreads, 0, st>>>(a, n, part);
+    if (SG_LAUNCHED("k_absmax_stage1") != 0)
+        return -1;
+    k_absmax_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
+    if (SG_LAUNCHED("k_absmax_stage2") != 0)
         return -1;
     SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
     SG_CU(cudaStreamSynchronize(st));
@@ -290,6 +364,7 @@ int best_of(const float *a, int64_t n, int want_max, vi *out)
     if (!part || !host)
         return -1;
     cudaStream_t st = sg_cuda_stream();
+    SG_PRELAUNCH();
     k_best_stage1<<<nb, kThreads, 0, st>>>(a, n, want_max, part);
     if (SG_LAUNCHED("k_best_stage1") != 0)
         return -1;
@@ -321,6 +396,7 @@ int chan_sums(const float *x, const float *dy, const float *mean, const float *i
         return -1;
     cudaStream_t st = sg_cuda_stream();
     dim3 grid((unsigned)chunks, (unsigned)c);
+    SG_PRELAUNCH();
     k_chan_stage1<<<grid, kThreads, 0, st>>>(x, dy, mean, n, c, inner, chunks, part);
     if (SG_LAUNCHED("k_chan_stage1") != 0)
         return -1;
@@ -361,19 +437,8 @@ int sg_cuda_norm(const float *a, int64_t n, double p, double *out)
 {
     if (!(p > 0))
         return sg_seterr("norm: p must be positive, got %g (cuda)", p);
-    if (isinf(p)) {
-        if (n <= 0) {
-            *out = 0.0;
-            return 0;
-        }
-        vi hi, lo;
-        if (best_of(a, n, 1, &hi) != 0 || best_of(a, n, 0, &lo) != 0)
-            return -1;
-        *out = fmax(fabs((double)hi.v), fabs((double)lo.v));
-        if (isnan(hi.v))
-            *out = NAN;
-        return 0;
-    }
+    if (isinf(p))  /* max |x|, NaNs ignored (fmax), 0 when empty: as on the CPU */
+        return absmax(a, n, out);
     double s = 0.0;
     int kind = p == 2 ? R_SQ : (p == 1 ? R_ABS : R_POW);
     if (sum_like(a, NULL, n, kind, p, &s) != 0)
@@ -429,6 +494,7 @@ int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlo
     SG_CU(cudaMemsetAsync(bad, 0xff, sizeof *bad, st));
     int64_t threads = n * 32;
     unsigned blocks = (unsigned)((threads + kThreads - 1) / kThreads);
+    SG_PRELAUNCH();
     k_xent_rows<<<blocks, kThreads, 0, st>>>(logits, labels, dlogits, n, c, row_loss, row_hit, bad);
     if (SG_LAUNCHED("k_xent_rows") != 0)
         return -1;
@@ -441,7 +507,8 @@ int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlo
     memcpy(&badrow, host + 2, sizeof badrow);
     if (badrow != ~0ull) {
         int32_t lab = 0;
-        SG_CU(cudaMemcpy(&lab, labels + badrow, sizeof lab, cudaMemcpyDeviceToHost));
+        SG_CU(cudaMemcpyAsync(&lab, labels + badrow, sizeof lab, cudaMemcpyDeviceToHost, st));
+        SG_CU(cudaStreamSynchronize(st));
         return sg_seterr("cross_entropy: label %d at row %lld out of range [0, %lld) for logits "
                          "%lldx%lld (cuda)", (int)lab, (long long)(badrow + 1), (long long)c,
                          (long long)n, (long long)c);
