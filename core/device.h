@@ -29,6 +29,12 @@ void *sg_cuda_malloc(size_t nbytes);
 void sg_cuda_free(void *p);
 int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device, int src_is_device);
 int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v);
+/* Strided views on the device (non-contiguous copies and fills). */
+int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64_t *dstride,
+                         const void *src, int sndim, const int64_t *ssize,
+                         const int64_t *sstride, int64_t n, size_t elsize);
+int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *stride,
+                         int64_t n, sg_dtype dt, double v);
 /* Tensor math on contiguous float32 device arrays (core/tensor.c's CUDA
  * branches); the same declarations as kernels/cuda/nn_cuda.h. */
 int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);

@@ -541,9 +541,13 @@ int sg_fill(sg_tensor *t, double v)
         return -1;
     int64_t n = sg_tensor_numel(t);
     if (t->storage->device != SG_CPU) {
-        if (!sg_tensor_is_contiguous(t))
-            return sg_seterr("fill: non-contiguous %s tensor", sg_device_name(t->storage->device));
-        return sg_device_fill(t->storage->device, sg_tensor_data(t), t->dtype, n, v);
+        if (sg_tensor_is_contiguous(t))
+            return sg_device_fill(t->storage->device, sg_tensor_data(t), t->dtype, n, v);
+#ifdef SG_HAVE_CUDA
+        return sg_cuda_fill_strided(sg_tensor_data(t), t->ndim, t->size, t->stride, n, t->dtype, v);
+#else
+        return sg_seterr("fill: non-contiguous %s tensor", sg_device_name(t->storage->device));
+#endif
     }
     if (sg_tensor_is_contiguous(t) && t->dtype == SG_F32) {
         float *p = sg_f32(t), f = (float)v;
@@ -560,6 +564,84 @@ int sg_fill(sg_tensor *t, double v)
     return 0;
 }
 
+#ifdef SG_HAVE_CUDA
+/* A contiguous cpu tensor with src's shape, dtype and values (src on any
+ * device; a contiguous cpu src is returned retained). */
+static sg_tensor *host_contiguous(const sg_tensor *src)
+{
+    if (src->storage->device == SG_CPU)
+        return sg_tensor_contiguous((sg_tensor *)src);
+    sg_tensor *c = sg_tensor_contiguous((sg_tensor *)src);  /* on the device */
+    if (!c)
+        return NULL;
+    sg_tensor *h = sg_tensor_new(src->dtype, SG_CPU, src->ndim, src->size);
+    if (!h || sg_device_copy(SG_CPU, sg_tensor_data(h), c->storage->device, sg_tensor_data(c),
+                             (size_t)sg_tensor_numel(c) * sg_dtype_size(c->dtype)) != 0) {
+        sg_tensor_release(h);
+        sg_tensor_release(c);
+        return NULL;
+    }
+    sg_tensor_release(c);
+    return h;
+}
+
+/* sg_copy when a tensor is on the GPU and the fast case (one dtype, both
+ * contiguous: one cudaMemcpy) does not apply: strided views are gathered on
+ * the device, a cpu side is made contiguous on the host, and a dtype
+ * conversion goes through the host (sg_copy's cpu rules). */
+static int copy_general(sg_tensor *dst, const sg_tensor *src)
+{
+    const int64_t n = sg_tensor_numel(src);
+    const sg_devtype dd = dst->storage->device, sd = src->storage->device;
+    int rc = 0;
+    if (dst->dtype != src->dtype) {
+        sg_tensor *h = host_contiguous(src), *c = NULL;
+        if (!h)
+            return sg_adderr("copy: %s %s -> %s %s", sg_device_name(sd), sg_dtype_name(src->dtype),
+                             sg_device_name(dd), sg_dtype_name(dst->dtype));
+        c = sg_tensor_new(dst->dtype, SG_CPU, h->ndim, h->size);
+        rc = c ? sg_copy(c, h) : -1;        /* conversion on the cpu */
+        if (rc == 0)
+            rc = sg_copy(dst, c);           /* one dtype now */
+        sg_tensor_release(c);
+        sg_tensor_release(h);
+        return rc;
+    }
+    const size_t es = sg_dtype_size(src->dtype);
+    if (dd == SG_CUDA && sd == SG_CUDA)
+        return sg_cuda_copy_strided(sg_tensor_data(dst), dst->ndim, dst->size, dst->stride,
+                                    sg_tensor_data(src), src->ndim, src->size, src->stride, n, es);
+    if (dd == SG_CUDA) {                    /* cpu -> gpu */
+        sg_tensor *h = sg_tensor_contiguous((sg_tensor *)src);
+        if (!h)
+            return -1;
+        if (sg_tensor_is_contiguous(dst)) {
+            rc = sg_device_copy(SG_CUDA, sg_tensor_data(dst), SG_CPU, sg_tensor_data(h),
+                                (size_t)n * es);
+        } else {
+            sg_tensor *t = sg_tensor_new(src->dtype, SG_CUDA, h->ndim, h->size);
+            rc = t ? sg_device_copy(SG_CUDA, sg_tensor_data(t), SG_CPU, sg_tensor_data(h),
+                                    (size_t)n * es)
+                   : -1;
+            if (rc == 0)
+                rc = sg_copy(dst, t);       /* gpu -> gpu, strided */
+            sg_tensor_release(t);
+        }
+        sg_tensor_release(h);
+        return rc;
+    }
+    /* gpu -> cpu */
+    if (sg_tensor_is_contiguous(src) && sg_tensor_is_contiguous(dst))
+        return sg_device_copy(SG_CPU, sg_tensor_data(dst), sd, sg_tensor_data(src), (size_t)n * es);
+    sg_tensor *h = host_contiguous(src);
+    if (!h)
+        return -1;
+    rc = sg_copy(dst, h);                   /* cpu strided */
+    sg_tensor_release(h);
+    return rc;
+}
+#endif
+
 int sg_copy(sg_tensor *dst, const sg_tensor *src)
 {
     if (sg_tensor_check(dst, "copy") != 0 || sg_tensor_check(src, "copy") != 0)
@@ -573,12 +655,16 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
     int64_t n = sg_tensor_numel(src);
     sg_devtype dd = dst->storage->device, sd = src->storage->device;
     if (dd != SG_CPU || sd != SG_CPU) {
-        if (dst->dtype != src->dtype || !sg_tensor_is_contiguous(dst) || !sg_tensor_is_contiguous(src))
-            return sg_seterr("copy: %s %s -> %s %s needs contiguous tensors of one dtype",
-                             sg_device_name(sd), sg_dtype_name(src->dtype), sg_device_name(dd),
-                             sg_dtype_name(dst->dtype));
-        return sg_device_copy(dd, sg_tensor_data(dst), sd, sg_tensor_data(src),
-                              (size_t)n * sg_dtype_size(src->dtype));
+        if (dst->dtype == src->dtype && sg_tensor_is_contiguous(dst) && sg_tensor_is_contiguous(src))
+            return sg_device_copy(dd, sg_tensor_data(dst), sd, sg_tensor_data(src),
+                                  (size_t)n * sg_dtype_size(src->dtype));
+#ifdef SG_HAVE_CUDA
+        return copy_general(dst, src);
+#else
+        return sg_seterr("copy: %s %s -> %s %s needs contiguous tensors of one dtype",
+                         sg_device_name(sd), sg_dtype_name(src->dtype), sg_device_name(dd),
+                         sg_dtype_name(dst->dtype));
+#endif
     }
     int same_shape = sg_tensor_same_shape(dst, src);
     if (dst->dtype == src->dtype && sg_tensor_is_contiguous(dst) && sg_tensor_is_contiguous(src)) {
@@ -1219,6 +1305,19 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 /* Fill t (any strides) with lo + (hi - lo) * U[0,1) or mean + std * N(0,1). */
 static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
+#ifdef SG_HAVE_CUDA
+    if (t && t->storage && t->storage->device == SG_CUDA && t->dtype == SG_F32) {
+        /* drawn on the host from the same generator, in the same (row-major)
+         * order as for a cpu tensor, then copied: the same values on both
+         * devices (random_direction's moves, say) */
+        sg_tensor *h = sg_tensor_new(SG_F32, SG_CPU, t->ndim, t->size);
+        int rc = h ? fill_random(h, r, a, b, normal) : -1;
+        if (rc == 0)
+            rc = sg_copy(t, h);
+        sg_tensor_release(h);
+        return rc;
+    }
+#endif
     if (need_cpu_f32(normal ? "normal" : "uniform", t) != 0)
         return -1;
     int64_t n = sg_tensor_numel(t);

@@ -1,7 +1,8 @@
 /*
  * elementwise.cu - custom element-wise kernels of the CUDA backend: fill,
- * tensor arithmetic, ReLU, dropout application, the fused SA-move vector
- * updates, bias addition, BatchNorm helpers and the input-batch transform.
+ * strided copies, tensor arithmetic, ReLU, dropout application, the fused
+ * SA-move vector updates, bias addition, BatchNorm helpers and the
+ * input-batch transform.
  *
  * All are grid-stride loops over int64 indices on the compute stream; the
  * exported functions are extern "C", check the launch and report errors with
@@ -81,21 +82,57 @@ __global__ void k_clamp(float *o, const float *a, int64_t n, float lo, float hi)
     }
 }
 
+/* The SA-move updates round every product and sum as the CPU kernels do
+ * (kernels/cpu/elementwise.c, built without FMA contraction): nvcc would
+ * otherwise fuse a + alpha*x into one fma and the trial points would differ
+ * from the CPU's in the last bit. __fmul_rn/__fadd_rn are never contracted. */
 __global__ void k_axpy(const float *a, const float *x, float *o, int64_t n, float alpha)
 {
-    GRID_LOOP(i, n) o[i] = a[i] + alpha * x[i];
+    GRID_LOOP(i, n) o[i] = __fadd_rn(a[i], __fmul_rn(alpha, x[i]));
 }
 
 __global__ void k_axpbypz(const float *a, const float *x, const float *y, float *o, int64_t n,
                           float alpha, float beta)
 {
-    GRID_LOOP(i, n) o[i] = a[i] + alpha * x[i] + beta * y[i];
+    GRID_LOOP(i, n)
+        o[i] = __fadd_rn(__fadd_rn(a[i], __fmul_rn(alpha, x[i])), __fmul_rn(beta, y[i]));
 }
 
 __global__ void k_scale_add(const float *a, const float *x, float *o, int64_t n, float s,
                             float alpha)
 {
-    GRID_LOOP(i, n) o[i] = s * a[i] + alpha * x[i];
+    GRID_LOOP(i, n) o[i] = __fadd_rn(__fmul_rn(s, a[i]), __fmul_rn(alpha, x[i]));
+}
+
+/* A strided view (the shape and element strides of a tensor) by value. */
+struct view_desc {
+    int ndim;
+    int64_t size[SG_MAXDIM];
+    int64_t stride[SG_MAXDIM];
+};
+
+/* Element offset of the i-th element (row-major order) of a view. */
+__device__ __forceinline__ int64_t view_offset(const view_desc &v, int64_t i)
+{
+    int64_t off = 0;
+    for (int k = v.ndim - 1; k >= 0; k--) {
+        const int64_t sz = v.size[k];
+        off += (i % sz) * v.stride[k];
+        i /= sz;
+    }
+    return off;
+}
+
+template <typename T>
+__global__ void k_copy_strided(T *dst, view_desc dv, const T *src, view_desc sv, int64_t n)
+{
+    GRID_LOOP(i, n) dst[view_offset(dv, i)] = src[view_offset(sv, i)];
+}
+
+template <typename T>
+__global__ void k_fill_strided(T *p, view_desc v, int64_t n, T val)
+{
+    GRID_LOOP(i, n) p[view_offset(v, i)] = val;
 }
 
 __global__ void k_relu(const float *x, float *y, int64_t n)
@@ -189,6 +226,7 @@ __global__ void k_crop2d(const float *dy, float *dx, int64_t total, int64_t h, i
 #define LAUNCH(kernel, n, ...)                                                       \
     do {                                                                             \
         if ((n) > 0) {                                                               \
+            SG_PRELAUNCH();                                                          \
             kernel<<<blocks_for(n), kThreads, 0, sg_cuda_stream()>>>(__VA_ARGS__);   \
             if (SG_LAUNCHED(#kernel) != 0)                                           \
                 return -1;                                                           \
@@ -204,7 +242,7 @@ int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v)
     if (n <= 0)
         return 0;
     size_t bytes = (size_t)n * sg_dtype_size(dt);
-    if (v == 0.0) {
+    if (v == 0.0 && !signbit(v)) {  /* -0.0 is not all-zero bits */
         SG_CU(cudaMemsetAsync(p, 0, bytes, sg_cuda_stream()));
         return 0;
     }
@@ -212,6 +250,55 @@ int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v)
     case SG_F32: LAUNCH(k_fill<float>, n, (float *)p, n, (float)v); break;
     case SG_I32: LAUNCH(k_fill<int32_t>, n, (int32_t *)p, n, (int32_t)v); break;
     case SG_U8: SG_CU(cudaMemsetAsync(p, (int)(uint8_t)v, bytes, sg_cuda_stream())); break;
+    }
+    return 0;
+}
+
+static int make_view(view_desc *v, int ndim, const int64_t *size, const int64_t *stride,
+                     const char *op)
+{
+    if (ndim < 0 || ndim > SG_MAXDIM)
+        return sg_seterr("%s: %d dimensions (at most %d) (cuda)", op, ndim, SG_MAXDIM);
+    v->ndim = ndim;
+    for (int k = 0; k < SG_MAXDIM; k++) {
+        v->size[k] = k < ndim ? size[k] : 1;
+        v->stride[k] = k < ndim ? stride[k] : 0;
+        if (k < ndim && v->size[k] <= 0)
+            v->size[k] = 1;  /* an empty view has n == 0 and launches nothing */
+    }
+    return 0;
+}
+
+int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64_t *dstride,
+                         const void *src, int sndim, const int64_t *ssize,
+                         const int64_t *sstride, int64_t n, size_t elsize)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    view_desc dv, sv;
+    if (make_view(&dv, dndim, dsize, dstride, "copy") != 0 ||
+        make_view(&sv, sndim, ssize, sstride, "copy") != 0)
+        return -1;
+    switch (elsize) {
+    case 1: LAUNCH(k_copy_strided<uint8_t>, n, (uint8_t *)dst, dv, (const uint8_t *)src, sv, n); break;
+    case 4: LAUNCH(k_copy_strided<uint32_t>, n, (uint32_t *)dst, dv, (const uint32_t *)src, sv, n); break;
+    default: return sg_seterr("copy: element size %zu not supported (cuda)", elsize);
+    }
+    return 0;
+}
+
+int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *stride,
+                         int64_t n, sg_dtype dt, double v)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    view_desc vd;
+    if (make_view(&vd, ndim, size, stride, "fill") != 0)
+        return -1;
+    switch (dt) {
+    case SG_F32: LAUNCH(k_fill_strided<float>, n, (float *)p, vd, n, (float)v); break;
+    case SG_I32: LAUNCH(k_fill_strided<int32_t>, n, (int32_t *)p, vd, n, (int32_t)v); break;
+    case SG_U8: LAUNCH(k_fill_strided<uint8_t>, n, (uint8_t *)p, vd, n, (uint8_t)v); break;
     }
     return 0;
 }

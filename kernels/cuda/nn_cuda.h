@@ -63,6 +63,15 @@ void sg_cuda_free(void *p);
 int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device,
                    int src_is_device);
 int sg_cuda_fill(void *p, sg_dtype dt, int64_t n, double v);
+/* Strided copy between two views on the device, element i of dst (row-major
+ * order of its own shape) := element i of src; same element count n, element
+ * size 1 or 4 bytes; dst and src point at element 0 of each view. */
+int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64_t *dstride,
+                         const void *src, int sndim, const int64_t *ssize,
+                         const int64_t *sstride, int64_t n, size_t elsize);
+/* Fill a strided view with v (p: its element 0). */
+int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *stride,
+                         int64_t n, sg_dtype dt, double v);
 /* Give every cached (free) block back to the driver. */
 int sg_cuda_empty_cache(void);
 
