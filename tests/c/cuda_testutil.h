@@ -5,7 +5,8 @@
  * CUDA-vs-CPU comparison with a relative tolerance:
  *     |gpu - cpu| <= rtol * (|cpu| + 0.1 * max_k |cpu_k|)
  * (the second term absorbs the rounding of long sums that cancel), reported
- * with the worst element, so a wrong index fails on that element.
+ * with the worst element, so a wrong index fails on that element. A NaN or an
+ * infinity must be matched by the same on the other side.
  * Header-only; each test stays one executable.
  */
 #ifndef SG_TEST_CUDA_UTIL_H
@@ -125,11 +126,14 @@ static inline double cmp_dev(const char *what, const float *dgpu, const float *c
     float *g = down_f(dgpu, n);
     double scale = 0.0;
     for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs((double)cpu[i]));
+        if (isfinite(cpu[i]))
+            scale = fmax(scale, fabs((double)cpu[i]));
     scale = scale * 0.1 + 1e-30;
     double worst = 0.0;
     int64_t wi = -1;
     for (int64_t i = 0; i < n; i++) {
+        if ((isnan(g[i]) && isnan(cpu[i])) || (isinf(cpu[i]) && g[i] == cpu[i]))
+            continue;  /* the same NaN / infinity on both */
         double d = fabs((double)g[i] - (double)cpu[i]);
         double r = d / (fabs((double)cpu[i]) + scale);
         if (!(r <= worst)) {  /* NaN counts as worst */

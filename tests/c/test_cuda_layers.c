@@ -4,7 +4,8 @@
  * backward-data and backward-params (several geometries, fp32 and
  * deterministic mode), linear, batch normalization (training with and
  * without the running-statistics update, evaluation, both backward passes),
- * ReLU, dropout, max/average/global pooling and the cross-entropy loss.
+ * ReLU, dropout, max/average/global pooling (ties and NaNs resolved as on
+ * the CPU) and the cross-entropy loss (its correct count with NaN logits too).
  * Gradients are checked to ACCUMULATE into non-zero buffers and backward_data
  * to OVERWRITE. Skips visibly (exit 77) without a GPU.
  */
@@ -187,9 +188,14 @@ static void test_pool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int
     OK(sg_pool2d_geom_init(&g, n, c, h, w, k, k, s, s, p, p));
     int64_t nx = n * c * h * w, ny = n * c * g.oh * g.ow;
     float *x = rnd(nx, -1, 1), *dy = rnd(ny, -1, 1), *y = hbuf(ny), *dx = hbuf(nx);
-    /* ties: a few repeated values so the first-maximum rule matters */
+    /* ties: a few repeated values so the first-maximum rule matters; a few
+     * NaNs (a NaN wins, the first one in window order) */
     for (int64_t i = 0; i + 1 < nx; i += 7)
         x[i + 1] = x[i];
+    for (int64_t i = 5; i + 2 < nx; i += 61) {
+        x[i] = NAN;
+        x[i + 2] = NAN;
+    }
     int32_t *idx = calloc((size_t)ny, sizeof *idx), *gidx = calloc((size_t)ny, sizeof *gidx);
     float *d_x = dup_f(x, nx), *d_dy = dup_f(dy, ny), *d_y = dalloc((size_t)ny * 4);
     float *d_dx = dalloc((size_t)nx * 4);
@@ -208,6 +214,10 @@ static void test_pool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int
     cmp_dev(t, d_dx, dx, nx, 1e-6);
     snprintf(t, sizeof t, "avgpool %lldx%lld k%lld s%lld p%lld", (long long)h, (long long)w,
              (long long)k, (long long)s, (long long)p);
+    for (int64_t i = 5; i + 2 < nx; i += 61)  /* no NaNs for the averages */
+        x[i] = x[i + 2] = 0.25f;
+    sg_cuda_free(d_x);
+    d_x = dup_f(x, nx);
     OK(sg_cpu_avgpool2d_forward(x, y, &g));
     OK(sg_cuda_avgpool2d_forward(d_x, d_y, &g));
     cmp_dev(t, d_y, y, ny, 1e-5);
@@ -306,6 +316,42 @@ static void test_xent(int64_t n, int64_t c)
     free(z); free(dz); free(lab);
 }
 
+/* Rows with NaNs: the loss is NaN on both devices and the correct count
+ * follows the CPU's argmax rule (a NaN in column 0 makes the argmax 0, other
+ * NaNs are skipped). */
+static void test_xent_nan(void)
+{
+    const int64_t n = 64, c = 40;
+    float *z = rnd(n * c, -4, 4), *dz = hbuf(n * c);
+    int32_t *lab = calloc((size_t)n, sizeof *lab);
+    for (int64_t i = 0; i < n; i++) {
+        lab[i] = (int32_t)((i * 7) % c);
+        z[i * c + lab[i]] = 9.0f;                  /* right unless a NaN decides */
+        if (i % 4 == 1)
+            z[i * c] = NAN;                        /* column 0: argmax 0 */
+        if (i % 4 == 2)
+            z[i * c + (i * 13 + 5) % c] = NAN;     /* elsewhere: skipped */
+        if (i % 8 == 3)
+            lab[i] = 0;                            /* label 0 with a NaN at 0: counted */
+        if (i % 8 == 3)
+            z[i * c] = NAN;
+    }
+    double l_cpu = 0, l_gpu = 0;
+    int64_t k_cpu = -1, k_gpu = -2;
+    OK(sg_cpu_cross_entropy(z, lab, dz, n, c, &l_cpu, &k_cpu));
+    float *d_z = dup_f(z, n * c), *d_dz = dalloc((size_t)(n * c) * 4);
+    int32_t *d_lab = dup_i(lab, n);
+    OK(sg_cuda_cross_entropy(d_z, d_lab, d_dz, n, c, &l_gpu, &k_gpu));
+    CHECK(isnan(l_cpu) && isnan(l_gpu), "xent with NaN logits: loss cpu %g gpu %g (both NaN)",
+          l_cpu, l_gpu);
+    CHECK(k_gpu == k_cpu, "xent with NaN logits: correct gpu %lld cpu %lld (argmax rule)",
+          (long long)k_gpu, (long long)k_cpu);
+    cmp_dev("xent NaN rows dlogits", d_dz, dz, n * c, 1e-5);
+    printf("  ok xent with NaN rows: correct %lld on both\n", (long long)k_gpu);
+    sg_cuda_free(d_z); sg_cuda_free(d_dz); sg_cuda_free(d_lab);
+    free(z); free(dz); free(lab);
+}
+
 int main(void)
 {
     cuda_or_skip("the CUDA layer tests");
@@ -341,6 +387,7 @@ int main(void)
     test_xent(37, 10);
     test_xent(130, 100);
     test_xent(512, 10);
+    test_xent_nan();
 
     if (g_fail) {
         fprintf(stderr, "%d CUDA layer check(s) failed\n", g_fail);
@@ -351,6 +398,42 @@ int main(void)
 }
 
 #else
+
+/* Rows with NaNs: the loss is NaN on both devices and the correct count
+ * follows the CPU's argmax rule (a NaN in column 0 makes the argmax 0, other
+ * NaNs are skipped). */
+static void test_xent_nan(void)
+{
+    const int64_t n = 64, c = 40;
+    float *z = rnd(n * c, -4, 4), *dz = hbuf(n * c);
+    int32_t *lab = calloc((size_t)n, sizeof *lab);
+    for (int64_t i = 0; i < n; i++) {
+        lab[i] = (int32_t)((i * 7) % c);
+        z[i * c + lab[i]] = 9.0f;                  /* right unless a NaN decides */
+        if (i % 4 == 1)
+            z[i * c] = NAN;                        /* column 0: argmax 0 */
+        if (i % 4 == 2)
+            z[i * c + (i * 13 + 5) % c] = NAN;     /* elsewhere: skipped */
+        if (i % 8 == 3)
+            lab[i] = 0;                            /* label 0 with a NaN at 0: counted */
+        if (i % 8 == 3)
+            z[i * c] = NAN;
+    }
+    double l_cpu = 0, l_gpu = 0;
+    int64_t k_cpu = -1, k_gpu = -2;
+    OK(sg_cpu_cross_entropy(z, lab, dz, n, c, &l_cpu, &k_cpu));
+    float *d_z = dup_f(z, n * c), *d_dz = dalloc((size_t)(n * c) * 4);
+    int32_t *d_lab = dup_i(lab, n);
+    OK(sg_cuda_cross_entropy(d_z, d_lab, d_dz, n, c, &l_gpu, &k_gpu));
+    CHECK(isnan(l_cpu) && isnan(l_gpu), "xent with NaN logits: loss cpu %g gpu %g (both NaN)",
+          l_cpu, l_gpu);
+    CHECK(k_gpu == k_cpu, "xent with NaN logits: correct gpu %lld cpu %lld (argmax rule)",
+          (long long)k_gpu, (long long)k_cpu);
+    cmp_dev("xent NaN rows dlogits", d_dz, dz, n * c, 1e-5);
+    printf("  ok xent with NaN rows: correct %lld on both\n", (long long)k_gpu);
+    sg_cuda_free(d_z); sg_cuda_free(d_dz); sg_cuda_free(d_lab);
+    free(z); free(dz); free(lab);
+}
 
 int main(void)
 {

@@ -24,6 +24,7 @@ local H = {0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.08, 0.07, 0.06, 
 
 function M.optim(kind, lr)
   if kind == "sgd" then return sg.optim.sgd{lr = lr or 0.05} end
+  if kind == "ssa" then return sg.optim.ssa{eps = lr or 0.01} end
   return sg.optim.sgdsa{H = H, T0 = 1, alpha = 0.8}
 end
 
