@@ -48,8 +48,9 @@ int sg_cuda_device_count(void);
 int sg_cuda_device_name(char *buf, size_t n);
 /* Wait for all queued work on the backend's streams. */
 int sg_cuda_synchronize(void);
-/* TF32 tensor cores for GEMMs and convolutions (off by default: fp32 parity). */
-void sg_cuda_set_tf32(int on);
+/* TF32 tensor cores for GEMMs and convolutions (off by default: fp32 parity).
+ * -1 when cuBLAS refuses the math mode (the setting is kept for cuDNN). */
+int sg_cuda_set_tf32(int on);
 int sg_cuda_get_tf32(void);
 /* Deterministic mode: convolutions use only deterministic cuDNN algorithms
  * (chosen again per shape when the mode changes). Off by default. */

@@ -181,15 +181,13 @@ int sg_cuda_synchronize(void)
     return 0;
 }
 
-void sg_cuda_set_tf32(int on)
+int sg_cuda_set_tf32(int on)
 {
     g_tf32 = on != 0;
-    if (g_ready) {
-        cublasStatus_t s = cublasSetMathMode(
-            g_cublas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-        if (s != CUBLAS_STATUS_SUCCESS)
-            sg_cuda_fail_blas("cublasSetMathMode", s, __FILE__, __LINE__);
-    }
+    if (g_ready)
+        SG_CUBLAS(cublasSetMathMode(g_cublas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                     : CUBLAS_DEFAULT_MATH));
+    return 0;
 }
 
 int sg_cuda_get_tf32(void) { return g_tf32; }
