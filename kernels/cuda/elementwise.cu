@@ -386,15 +386,26 @@ int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
         return sg_seterr("dropout_mask: negative size %lld (cuda)", (long long)n);
     if (n == 0)
         return 0;
-    float *h = (float *)sg_cuda_host_scratch(SG_SCRATCH_DROPOUT, (size_t)n * sizeof(float));
+    /* Two pinned buffers in turn, each with an event recorded after its copy:
+     * a buffer is refilled once the copy that read it (two masks ago) is done,
+     * instead of waiting for all the compute queued so far (a stall in the
+     * middle of every training forward). */
+    static cudaEvent_t copied[2];
+    static int next;
+    const int k = next;
+    if (!copied[k])
+        SG_CU(cudaEventCreateWithFlags(&copied[k], cudaEventDisableTiming));
+    float *h = (float *)sg_cuda_host_scratch(k ? SG_SCRATCH_DROPOUT2 : SG_SCRATCH_DROPOUT,
+                                             (size_t)n * sizeof(float));
     if (!h)
         return -1;
-    /* the pinned buffer may still feed the previous mask's copy */
-    SG_CU(cudaStreamSynchronize(sg_cuda_stream()));
+    SG_CU(cudaEventSynchronize(copied[k]));
     if (sg_cpu_dropout_mask(r, h, n, p) != 0)
         return sg_adderr("dropout_mask (cuda)");
     SG_CU(cudaMemcpyAsync(mask, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
                           sg_cuda_stream()));
+    SG_CU(cudaEventRecord(copied[k], sg_cuda_stream()));
+    next = 1 - k;
     return 0;
 }
 

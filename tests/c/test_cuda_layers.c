@@ -262,9 +262,27 @@ static void test_relu_dropout(void)
     sg_rng a, b;
     sg_rng_init(&a, 42, sg_rng_hash("dropout"));
     b = a;
-    OK(sg_cpu_dropout_mask(&a, m, n, 0.3));
-    OK(sg_cuda_dropout_mask(&b, d_m, n, 0.3));
-    cmp_dev("dropout mask (same generator state)", d_m, m, n, 0.0);
+    /* four masks queued back to back (the GPU refills its two pinned staging
+     * buffers in turn: a refill must wait for the copy that read the buffer),
+     * compared afterwards; the last one is kept for the checks below */
+    const double ps[] = {0.5, 0.1, 0.0, 0.3};
+    float *hm[4], *dm[4];
+    for (int i = 0; i < 4; i++) {
+        hm[i] = hbuf(n);
+        dm[i] = i == 3 ? d_m : dalloc(n * 4);
+        OK(sg_cpu_dropout_mask(&a, hm[i], n, ps[i]));
+        OK(sg_cuda_dropout_mask(&b, dm[i], n, ps[i]));
+    }
+    for (int i = 0; i < 4; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "dropout mask %d, p=%g (same generator state)", i + 1, ps[i]);
+        cmp_dev(t, dm[i], hm[i], n, 0.0);
+        if (i < 3)
+            sg_cuda_free(dm[i]);
+    }
+    memcpy(m, hm[3], (size_t)n * 4);
+    for (int i = 0; i < 4; i++)
+        free(hm[i]);
     CHECK(a.counter == b.counter && a.pos == b.pos, "dropout mask: generators advanced differently");
     OK(sg_cpu_dropout_forward(x, y, m, n));
     OK(sg_cuda_dropout_forward(d_x, d_y, d_m, n));
