@@ -11,7 +11,7 @@ static const sgl_part parts[] = {
     sgl_open_sys,
     sgl_open_data,
     sgl_open_nn,
-    sgl_open_nn_cuda,
+    sgl_open_cuda,
 };
 
 int sgl_open(lua_State *L)

@@ -188,6 +188,13 @@ T.test("errors name the function, the shapes and the device", function()
     "vec_axpy: x 4 has 4 elements, expected 3 (cpu)")
   T.raises(function() nn.conv2d_backward_params(nil, x, sg.zeros(8, 16, 32, 32), sg.zeros(16, 3, 3, 3), nil) end,
     "conv2d_backward_params: dy is 8x16x32x32, expected 8x16x30x30 (cpu)")
+  T.raises(function() nn.batchnorm_forward_train(sg.zeros(4, 3), sg.empty(0), nil, nil,
+      sg.empty(0), sg.empty(0), sg.zeros(3), sg.ones(3), -1) end,
+    "batchnorm_forward_train: eps must be positive, got -1")
+  T.raises(function() nn.relu_forward(sg.zeros(4, 4), sg.zeros(4, 4):t()) end,
+    "relu_forward: output y 4x4 is not contiguous (cpu)")
+  T.raises(function() nn.dropout_forward(sg.zeros(3), sg.empty(0), sg.zeros(4)) end,
+    "dropout_forward: mask 4 does not match input 3 (cpu)")
 end)
 
 T.done()
