@@ -396,7 +396,7 @@ static int conv2d_backward_params(lua_State *L)
     sg_conv2d_geom g;
     conv_args(&a, 4, "dw", &x, &dw, &g);
     sg_tensor *dy = conv_dy(&a, &g);
-    sg_tensor *db = shaped(&a, 5, "bias", 1, &g.k, 1);
+    sg_tensor *db = shaped(&a, 5, "db", 1, &g.k, 1);
     wspace ws;
     ws_get(&a, &g, &ws);
     return ws_done(&a, &ws,

@@ -188,6 +188,8 @@ T.test("errors name the function, the shapes and the device", function()
     "vec_axpy: x 4 has 4 elements, expected 3 (cpu)")
   T.raises(function() nn.conv2d_backward_params(nil, x, sg.zeros(8, 16, 32, 32), sg.zeros(16, 3, 3, 3), nil) end,
     "conv2d_backward_params: dy is 8x16x32x32, expected 8x16x30x30 (cpu)")
+  T.raises(function() nn.conv2d_backward_params(nil, x, sg.zeros(8, 16, 30, 30), sg.zeros(16, 3, 3, 3), sg.zeros(7)) end,
+    "conv2d_backward_params: db is 7, expected 16 (cpu)")
   T.raises(function() nn.batchnorm_forward_train(sg.zeros(4, 3), sg.empty(0), nil, nil,
       sg.empty(0), sg.empty(0), sg.zeros(3), sg.ones(3), -1) end,
     "batchnorm_forward_train: eps must be positive, got -1")
