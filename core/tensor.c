@@ -722,6 +722,20 @@ static int prepare_out(const char *op, sg_tensor *out, const sg_tensor *a)
     return 0;
 }
 
+/* matmul: a (m x k) and b (k x n) multiply, out shares no storage with
+ * them; out is resized to m x n. */
+static int matmul_prepare_out(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
+{
+    char x[128], y[128];
+    if (a->ndim != 2 || b->ndim != 2 || a->size[1] != b->size[0])
+        return sg_seterr("matmul: shapes %s and %s do not multiply (need m x k and k x n)",
+                         sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
+    if (out == a || out == b || out->storage == a->storage || out->storage == b->storage)
+        return sg_seterr("matmul: output must not share storage with an input");
+    int64_t osz[2] = {a->size[0], b->size[1]};
+    return sg_tensor_resize(out, 2, osz) != 0 ? -1 : 0;
+}
+
 #ifdef SG_HAVE_CUDA
 /* ---- CUDA dispatch ---------------------------------------------------------------
  * Contiguous float32 tensors on the GPU go to the CUDA backend (kernels/cuda);
@@ -847,15 +861,9 @@ static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
             return sg_seterr("matmul: expected a float32 tensor, got %s (cuda)",
                              sg_dtype_name(ts[i]->dtype));
     }
-    if (a->ndim != 2 || b->ndim != 2 || a->size[1] != b->size[0])
-        return sg_seterr("matmul: shapes %s and %s do not multiply (need m x k and k x n)",
-                         sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
-    if (out == a || out == b || out->storage == a->storage || out->storage == b->storage)
-        return sg_seterr("matmul: output must not share storage with an input");
-    int64_t m = a->size[0], k = a->size[1], n = b->size[1];
-    int64_t osz[2] = {m, n};
-    if (sg_tensor_resize(out, 2, osz) != 0)
+    if (matmul_prepare_out(out, a, b) != 0)
         return -1;
+    int64_t m = a->size[0], k = a->size[1], n = b->size[1];
     if (m == 0 || n == 0)
         return 0;
     if (k == 0)
@@ -1263,16 +1271,9 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
     if (need_cpu_f32("matmul", a) != 0 || need_cpu_f32("matmul", b) != 0 ||
         need_cpu_f32("matmul", out) != 0)
         return -1;
-    char x[128], y[128];
-    if (a->ndim != 2 || b->ndim != 2 || a->size[1] != b->size[0])
-        return sg_seterr("matmul: shapes %s and %s do not multiply (need m x k and k x n)",
-                         sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
-    if (out == a || out == b || out->storage == a->storage || out->storage == b->storage)
-        return sg_seterr("matmul: output must not share storage with an input");
-    int64_t m = a->size[0], k = a->size[1], n = b->size[1];
-    int64_t osz[2] = {m, n};
-    if (sg_tensor_resize(out, 2, osz) != 0)
+    if (matmul_prepare_out(out, a, b) != 0)
         return -1;
+    int64_t m = a->size[0], k = a->size[1], n = b->size[1];
     sg_tensor *ca = NULL, *cb = NULL;
     CBLAS_TRANSPOSE ta, tb;
     int64_t lda, ldb;
