@@ -344,27 +344,43 @@ static sg_tensor *batch_tensor(sg_dtype dt, int ndim, const int64_t *size)
     return sg_tensor_new(dt, SG_CPU, ndim, size);
 }
 
+/* The loader's next batch in *b, the shapes of its images (sx: n x c x h x w)
+ * and labels (sy: n), and their sizes in bytes; 0 with nil pushed after the
+ * epoch's last batch. Raises on errors. */
+static int next_batch(lua_State *L, sg_loader *l, sg_batch *b, int64_t sx[4], int64_t sy[1],
+                      size_t *nx, size_t *ny)
+{
+    int r = sg_loader_next(l, b);
+    if (r <= 0) {
+        if (r < 0)
+            sgl_error(L);   /* raises */
+        lua_pushnil(L);
+        return 0;
+    }
+    int c, h, w;
+    sg_loader_shape(l, &c, &h, &w);
+    sx[0] = b->n; sx[1] = c; sx[2] = h; sx[3] = w;
+    sy[0] = b->n;
+    *nx = (size_t)b->n * c * h * w * sizeof(float);
+    *ny = (size_t)b->n * sizeof(int32_t);
+    return 1;
+}
+
 static int ld_next(lua_State *L)
 {
     sg_loader *l = checkld(L, 1);
     sg_batch b;
-    int r = sg_loader_next(l, &b);
-    if (r < 0)
-        return sgl_error(L);
-    if (r == 0) {
-        lua_pushnil(L);
+    int64_t sx[4], sy[1];
+    size_t nx, ny;
+    if (!next_batch(L, l, &b, sx, sy, &nx, &ny))
         return 1;
-    }
-    int c, h, w;
-    sg_loader_shape(l, &c, &h, &w);
-    int64_t sx[4] = {b.n, c, h, w}, sy[1] = {b.n};
     sg_tensor *x = batch_tensor(SG_F32, 4, sx);
     if (x)
-        memcpy(sg_tensor_data(x), b.x, (size_t)b.n * c * h * w * sizeof(float));
+        memcpy(sg_tensor_data(x), b.x, nx);
     sgl_pushtensor(L, x);
     sg_tensor *y = batch_tensor(SG_I32, 1, sy);
     if (y)
-        memcpy(sg_tensor_data(y), b.y, (size_t)b.n * sizeof(int32_t));
+        memcpy(sg_tensor_data(y), b.y, ny);
     sgl_pushtensor(L, y);
     return 2;
 }
@@ -374,16 +390,10 @@ static int ld_next_into(lua_State *L)
     sg_loader *l = checkld(L, 1);
     sg_tensor *x = sgl_checktensor(L, 2), *y = sgl_checktensor(L, 3);
     sg_batch b;
-    int r = sg_loader_next(l, &b);
-    if (r < 0)
-        return sgl_error(L);
-    if (r == 0) {
-        lua_pushnil(L);
+    int64_t sx[4], sy[1];
+    size_t nx, ny;
+    if (!next_batch(L, l, &b, sx, sy, &nx, &ny))
         return 1;
-    }
-    int c, h, w;
-    sg_loader_shape(l, &c, &h, &w);
-    int64_t sx[4] = {b.n, c, h, w}, sy[1] = {b.n};
     sg_devtype dev = x->storage->device;
     if (x->dtype != SG_F32 || y->dtype != SG_I32 || y->storage->device != dev ||
         (dev != SG_CPU && dev != SG_CUDA))
@@ -393,7 +403,6 @@ static int ld_next_into(lua_State *L)
                           sg_dtype_name(y->dtype), sg_device_name(y->storage->device));
     SGL_CHECK(L, sg_tensor_resize(x, 4, sx));
     SGL_CHECK(L, sg_tensor_resize(y, 1, sy));
-    size_t nx = (size_t)b.n * c * h * w * sizeof(float), ny = (size_t)b.n * sizeof(int32_t);
     if (dev == SG_CPU) {
         memcpy(sg_tensor_data(x), b.x, nx);
         memcpy(sg_tensor_data(y), b.y, ny);
