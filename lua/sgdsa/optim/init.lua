@@ -61,6 +61,21 @@ function M.positive(v, name, who)
   return v
 end
 
+--- The cooling options of the annealed acceptance rules (metropolis,
+-- threshold): the factor alpha in (0, 1] (default 0.8) and when it applies,
+-- cooling = "epoch" (default) or "step". Returns alpha, cooling.
+function M.cooling(o, who)
+  local alpha = o.alpha or 0.8
+  if type(alpha) ~= "number" or not (alpha > 0 and alpha <= 1) then
+    error(who .. ": alpha must be in (0, 1], got " .. tostring(alpha), 3)
+  end
+  local cooling = o.cooling or "epoch"
+  if cooling ~= "epoch" and cooling ~= "step" then
+    error(who .. ": cooling must be \"epoch\" or \"step\", got " .. tostring(cooling), 3)
+  end
+  return alpha, cooling
+end
+
 local pieces = {
   -- neighborhoods
   lr_set = "sgdsa.optim.lr_set", lr_schedule = "sgdsa.optim.lr_schedule",

@@ -15,14 +15,7 @@ return function(o)
   optim.check_keys(o, {"T0", "alpha", "cooling", "reheat"}, "optim.metropolis")
   local who = "optim.metropolis"
   local T0 = optim.positive(o.T0 or 1, "T0", who)
-  local alpha = o.alpha or 0.8
-  if type(alpha) ~= "number" or not (alpha > 0 and alpha <= 1) then
-    error(who .. ": alpha must be in (0, 1], got " .. tostring(alpha), 2)
-  end
-  local cooling = o.cooling or "epoch"
-  if cooling ~= "epoch" and cooling ~= "step" then
-    error(who .. ": cooling must be \"epoch\" or \"step\", got " .. tostring(cooling), 2)
-  end
+  local alpha, cooling = optim.cooling(o, who)
   local reheat = o.reheat
   if reheat ~= nil and (math.type(reheat) ~= "integer" or reheat < 1) then
     error(who .. ": reheat must be a positive integer number of epochs, got " .. tostring(reheat), 2)

@@ -9,14 +9,7 @@ return function(o)
   optim.check_keys(o, {"tau0", "alpha", "cooling"}, "optim.threshold")
   local who = "optim.threshold"
   local tau0 = optim.positive(o.tau0, "tau0", who)
-  local alpha = o.alpha or 0.8
-  if type(alpha) ~= "number" or not (alpha > 0 and alpha <= 1) then
-    error(who .. ": alpha must be in (0, 1], got " .. tostring(alpha), 2)
-  end
-  local cooling = o.cooling or "epoch"
-  if cooling ~= "epoch" and cooling ~= "step" then
-    error(who .. ": cooling must be \"epoch\" or \"step\", got " .. tostring(cooling), 2)
-  end
+  local alpha, cooling = optim.cooling(o, who)
   local ac = {name = "threshold", tau = tau0}
   function ac.decide(self, _, fw, ft)
     local ok = ft - fw < self.tau
