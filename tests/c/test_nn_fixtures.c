@@ -107,16 +107,46 @@ static void compare(const char *where, const char *what, const float *got, const
     }
 }
 
+/* A case of a layer with a weight and an optional bias (conv2d, linear). */
+typedef struct {
+    arr x, w, y, dy, dx, dw, b, db;
+    int bias;
+} weighted;
+
+static weighted need_weighted(hid_t g, const char *where)
+{
+    weighted c = { 0 };
+    c.x = need(g, where, "x");
+    c.w = need(g, where, "weight");
+    c.y = need(g, where, "y");
+    c.dy = need(g, where, "dy");
+    c.dx = need(g, where, "dx");
+    c.dw = need(g, where, "dweight");
+    c.bias = has(g, "bias");
+    if (c.bias) {
+        c.b = need(g, where, "bias");
+        c.db = need(g, where, "dbias");
+    }
+    return c;
+}
+
+/* Compare the layer's output and gradients with PyTorch's, then free the case. */
+static void check_weighted(const char *where, weighted *c, const float *y, const float *dx,
+                           const float *dw, const float *db)
+{
+    compare(where, "y", y, &c->y, TOL_OUT);
+    compare(where, "dx", dx, &c->dx, TOL_GRAD);
+    compare(where, "dweight", dw, &c->dw, TOL_GRAD);
+    if (c->bias)
+        compare(where, "dbias", db, &c->db, TOL_GRAD);
+    free(c->x.d); free(c->w.d); free(c->y.d); free(c->dy.d); free(c->dx.d); free(c->dw.d);
+    free(c->b.d); free(c->db.d);
+}
+
 static void run_conv(hid_t g, const char *where)
 {
-    arr x = need(g, where, "x"), w = need(g, where, "weight"), y = need(g, where, "y");
-    arr dy = need(g, where, "dy"), dx = need(g, where, "dx"), dw = need(g, where, "dweight");
-    arr b = { 0 }, db = { 0 };
-    int bias = has(g, "bias");
-    if (bias) {
-        b = need(g, where, "bias");
-        db = need(g, where, "dbias");
-    }
+    weighted c = need_weighted(g, where);
+    const arr x = c.x, w = c.w, y = c.y;
     int64_t st[2], pd[2];
     pair_attr(g, "stride", st, 1);
     pair_attr(g, "pad", pd, 0);
@@ -130,41 +160,26 @@ static void run_conv(hid_t g, const char *where)
     EXPECT(geo.n * geo.k * geo.oh * geo.ow == y.n, "%s: output size", where);
     float *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&geo));
     float *oy = tbuf(y.n), *odx = tbuf(x.n), *odw = tbuf(w.n), *odb = tbuf(w.dims[0]);
-    sg_cpu_conv2d_forward(ws, x.d, oy, w.d, bias ? b.d : NULL, &geo);
-    sg_cpu_conv2d_backward_data(ws, dy.d, odx, w.d, &geo);
-    sg_cpu_conv2d_backward_params(ws, x.d, dy.d, odw, bias ? odb : NULL, &geo);
-    compare(where, "y", oy, &y, TOL_OUT);
-    compare(where, "dx", odx, &dx, TOL_GRAD);
-    compare(where, "dweight", odw, &dw, TOL_GRAD);
-    if (bias)
-        compare(where, "dbias", odb, &db, TOL_GRAD);
+    sg_cpu_conv2d_forward(ws, x.d, oy, w.d, c.bias ? c.b.d : NULL, &geo);
+    sg_cpu_conv2d_backward_data(ws, c.dy.d, odx, w.d, &geo);
+    sg_cpu_conv2d_backward_params(ws, x.d, c.dy.d, odw, c.bias ? odb : NULL, &geo);
+    check_weighted(where, &c, oy, odx, odw, odb);
     free(ws); free(oy); free(odx); free(odw); free(odb);
-    free(x.d); free(w.d); free(y.d); free(dy.d); free(dx.d); free(dw.d); free(b.d); free(db.d);
 }
 
 static void run_linear(hid_t g, const char *where)
 {
-    arr x = need(g, where, "x"), w = need(g, where, "weight"), y = need(g, where, "y");
-    arr dy = need(g, where, "dy"), dx = need(g, where, "dx"), dw = need(g, where, "dweight");
-    arr b = { 0 }, db = { 0 };
-    int bias = has(g, "bias");
-    if (bias) {
-        b = need(g, where, "bias");
-        db = need(g, where, "dbias");
-    }
+    weighted c = need_weighted(g, where);
+    const arr x = c.x, w = c.w;
     const int64_t n = x.dims[0], in = x.dims[1], out = w.dims[0];
-    float *oy = tbuf(y.n), *odx = tbuf(x.n), *odw = tbuf(w.n), *odb = tbuf(out);
-    EXPECT(sg_cpu_linear_forward(x.d, oy, w.d, bias ? b.d : NULL, n, in, out) == 0, "%s", where);
-    EXPECT(sg_cpu_linear_backward_data(dy.d, odx, w.d, n, in, out) == 0, "%s", where);
-    EXPECT(sg_cpu_linear_backward_params(x.d, dy.d, odw, bias ? odb : NULL, n, in, out) == 0,
+    float *oy = tbuf(c.y.n), *odx = tbuf(x.n), *odw = tbuf(w.n), *odb = tbuf(out);
+    EXPECT(sg_cpu_linear_forward(x.d, oy, w.d, c.bias ? c.b.d : NULL, n, in, out) == 0, "%s",
+           where);
+    EXPECT(sg_cpu_linear_backward_data(c.dy.d, odx, w.d, n, in, out) == 0, "%s", where);
+    EXPECT(sg_cpu_linear_backward_params(x.d, c.dy.d, odw, c.bias ? odb : NULL, n, in, out) == 0,
            "%s", where);
-    compare(where, "y", oy, &y, TOL_OUT);
-    compare(where, "dx", odx, &dx, TOL_GRAD);
-    compare(where, "dweight", odw, &dw, TOL_GRAD);
-    if (bias)
-        compare(where, "dbias", odb, &db, TOL_GRAD);
+    check_weighted(where, &c, oy, odx, odw, odb);
     free(oy); free(odx); free(odw); free(odb);
-    free(x.d); free(w.d); free(y.d); free(dy.d); free(dx.d); free(dw.d); free(b.d); free(db.d);
 }
 
 static void run_bn(hid_t g, const char *where)
