@@ -17,26 +17,7 @@ local tmp = T.tmpdir() .. "/results-" .. core.getpid()
 os.execute("rm -rf '" .. tmp .. "'")
 assert(core.mkdir_p(tmp))
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Run `sgdsa ARGS` (a list), returning exit code and output (stdout+stderr).
-local function sgdsa(args, env)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local cmd = (env or "") .. " " .. q(BIN) .. " " .. table.concat(words, " ") .. " 2>&1"
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return code, out
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local sgdsa, read = T.sgdsa, T.read_file
 
 -- A synthetic run as the trainer writes it (its config text and its epoch
 -- log columns): epochs rows of (loss, acc) given by functions of the epoch.

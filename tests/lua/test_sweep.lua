@@ -22,30 +22,13 @@ assert(core.mkdir_p(tmp))
 local runs = tmp .. "/runs"
 local SIZE = {"data.limit=512", "data.test_limit=256", "data.batch=128"}
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sgdsa(args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = io.popen(q(BIN) .. " " .. table.concat(words, " ") .. " 2>&1")
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return code, out
-end
+local q, sgdsa, read = T.shell_quote, T.sgdsa, T.read_file
 
 local function sweep(script, seeds, epochs, more)
   local args = {"sweep", script, "seeds=" .. seeds, "jobs=2", "epochs=" .. epochs, "runs=" .. runs}
   for _, a in ipairs(SIZE) do args[#args + 1] = a end
   for _, a in ipairs(more or {}) do args[#args + 1] = a end
   return sgdsa(args)
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 local function epochs_of(dir) return h5.read_log(dir .. "/log.h5", "epochs") end

@@ -2,6 +2,8 @@
 --   local T = dofile("tests/lua/testlib.lua")
 --   T.test("name", function() T.eq(a, b) end)
 --   T.done()            -- exits 1 if any test failed
+-- and helpers for the command tests: T.sgdsa{...} runs the sgdsa executable,
+-- T.read_file, T.shell_quote.
 -- Every assertion names what was compared; a failing test keeps the others going.
 local T = {}
 local failures, count = 0, 0
@@ -58,6 +60,34 @@ function T.raises(fn, pattern, msg)
     error(string.format("%s: error %q does not contain %q", msg or "raises", err, pattern), 2)
   end
   return err
+end
+
+-- A word for /bin/sh: s in single quotes.
+function T.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The bytes of a file; nil if it cannot be opened.
+function T.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Run the sgdsa executable ($SGDSA_BIN) with the words of the list `args`,
+-- each quoted, and `env` (shell assignments, e.g. "A=1 B=2") in front.
+-- Returns its exit code and its output (stdout and stderr together).
+function T.sgdsa(args, env)
+  local words = {}
+  for i, a in ipairs(args) do words[i] = T.shell_quote(a) end
+  local cmd = (env or "") .. " " .. T.shell_quote(os.getenv("SGDSA_BIN")) .. " "
+              .. table.concat(words, " ") .. " 2>&1"
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return code, out
 end
 
 function T.tmpdir()
