@@ -22,7 +22,7 @@ sg.core.mkdir_p(tmp)
 local data = F.data_file(tmp)
 local out = tmp .. "/runs"
 
-local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh = T.shell_quote
 
 -- Start the child in the background; returns its pid. kill_at: it SIGKILLs
 -- itself after that step; crash: it SIGKILLs itself at that trainer crash
@@ -72,8 +72,7 @@ wait_dead(pid, 120)
 local ref_time = sg.core.time() - t0
 local refdir = out .. "/ref"
 if not finished(refdir) then
-  local f = io.open(tmp .. "/ref.out"); local msg = f and f:read("a") or ""; if f then f:close() end
-  error("the reference run did not finish:\n" .. msg)
+  error("the reference run did not finish:\n" .. (T.read_file(tmp .. "/ref.out") or ""))
 end
 
 local function weights(path)
@@ -101,6 +100,17 @@ local function compare_logs(dir)
       for i = 1, a.rows do T.eq(a.data.step[i], i, "step numbers: no duplicate or missing step") end
     end
   end
+end
+
+-- The run in dir ended as the reference did: final and best weights, BN
+-- buffers, logs.
+local function same_as_reference(dir)
+  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
+  T.eq((m.params - r.params):abs():max(), 0, "final weights")
+  T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
+  local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
+  T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
+  compare_logs(dir)
 end
 
 T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid-epoch checkpoints", function()
@@ -143,12 +153,7 @@ local function crash_run(name, crashes, check)
   local p = spawn(string.format("resume=%s", sh(dir)), logfile)
   wait_dead(p, 60)
   T.check(finished(dir), "the run did not finish after the resumes (see " .. logfile .. ")")
-  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
-  T.eq((m.params - r.params):abs():max(), 0, "final weights")
-  T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
-  local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
-  T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
-  compare_logs(dir)
+  same_as_reference(dir)
 end
 
 T.test("SIGKILL right after a mid-epoch checkpoint at an epoch's last step (before the epoch's end), resumed", function()
@@ -228,12 +233,7 @@ for trial = 1, 3 do
       wait_dead(p, 120)
       T.check(attempts <= 8, "the run does not finish after " .. attempts .. " attempts (see " .. logfile .. ")")
     end
-    local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
-    T.eq((m.params - r.params):abs():max(), 0, "final weights")
-    T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
-    local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
-    T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
-    compare_logs(dir)
+    same_as_reference(dir)
     io.write(string.format("     trial %d: %d attempts\n", trial, attempts))
   end)
 end
