@@ -976,6 +976,42 @@ static int check_shape(const char *op, const sg_h5file *f, const char *name, int
     return 0;
 }
 
+/* Create dataset `name` of file type ftype (with its parent groups) in the
+ * caller's space sid and storage dcpl, which are closed here (either invalid:
+ * their set-up failed, reported here), and write `bytes` bytes of data of
+ * memory type mtype to it (nothing when data is NULL); with crc, also the
+ * crc32 attribute of those bytes. */
+static int create_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, hid_t sid,
+                     hid_t dcpl, const void *data, size_t bytes, int crc, const char *op)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hid_t did = H5I_INVALID_HID;
+    int rc = 0;
+    if (ftype < 0 || sid < 0 || dcpl < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+        rc = h5_fail("%s '%s' in '%s': cannot set up the dataset", op, name, fname(f));
+        goto done;
+    }
+    did = H5Dcreate2(f->fid, name, ftype, sid, lcpl, dcpl, H5P_DEFAULT);
+    if (did < 0) {
+        rc = h5_fail("%s '%s' in '%s': cannot create the dataset", op, name, fname(f));
+        goto done;
+    }
+    if (data && H5Dwrite(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = h5_fail("%s '%s' in '%s': writing %zu bytes failed", op, name, fname(f), bytes);
+    else if (crc && crc_set(did, crc_of(0, data, bytes)) < 0)
+        rc = h5_fail("%s '%s' in '%s': writing its crc32 attribute failed", op, name, fname(f));
+done:
+    if (did >= 0)
+        H5Dclose(did);
+    if (sid >= 0)
+        H5Sclose(sid);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    return rc;
+}
+
 /* Create (replacing) dataset `name` of the given type/space and write data. */
 static int write_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, int ndim,
                     const int64_t *size, size_t esize, const void *data, const char *op)
@@ -991,32 +1027,10 @@ static int write_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, in
         dims[i] = (hsize_t)size[i];
     hid_t sid = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = make_dcpl(ndim, size, esize, bytes, 0);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    hid_t did = H5I_INVALID_HID;
-    int rc = 0;
-    if (sid < 0 || dcpl < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
-        rc = h5_fail("%s '%s' in '%s': cannot set up the dataset", op, name, fname(f));
-        goto done;
-    }
-    did = H5Dcreate2(f->fid, name, ftype, sid, lcpl, dcpl, H5P_DEFAULT);
-    if (did < 0) {
-        rc = h5_fail("%s '%s' in '%s': cannot create the dataset", op, name, fname(f));
-        goto done;
-    }
-    if (bytes > 0 && H5Dwrite(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = h5_fail("%s '%s' in '%s': writing %zu bytes failed", op, name, fname(f), bytes);
-    else if (bytes > SG_H5_COMPACT_MAX && ndim > 0 && crc_set(did, crc_of(0, data, bytes)) < 0)
-        rc = h5_fail("%s '%s' in '%s': writing its crc32 attribute failed", op, name, fname(f));
-done:
-    if (did >= 0)
-        H5Dclose(did);
-    if (sid >= 0)
-        H5Sclose(sid);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (lcpl >= 0)
-        H5Pclose(lcpl);
-    return rc;
+    /* chunked storage (larger than compact) has Fletcher-32 checksums per
+     * chunk; the crc32 attribute covers the whole */
+    return create_ds(f, name, ftype, mtype, sid, dcpl, bytes > 0 ? data : NULL, bytes,
+                     bytes > SG_H5_COMPACT_MAX && ndim > 0, op);
 }
 
 int sg_h5_write_array(sg_h5file *f, const char *name, sg_h5_type type, int ndim,
@@ -1070,42 +1084,23 @@ int sg_h5_write_text(sg_h5file *f, const char *name, const char *s, size_t len)
         return sg_seterr("%s '%s' in '%s': %zu bytes (at most %zu)", op, name, fname(f), len, SG_H5_MAX_TEXT);
     if (sg_h5_remove(f, name) < 0 || mkparents(f, name, op) < 0)
         return sg_adderr("%s '%s'", op, name);
+    char *buf = sg_calloc(len ? len : 1, 1, "h5 text buffer");
+    if (!buf)
+        return -1;
+    memcpy(buf, s, len);
     hid_t tid = text_type(len);
     hid_t sid = H5Screate(H5S_SCALAR);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    hid_t did = H5I_INVALID_HID;
-    char *buf = NULL;
-    int rc = 0;
-    /* Texts that fit live in the checksummed object header (compact). */
-    if (tid < 0 || sid < 0 || dcpl < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
-        (len <= 60000 && H5Pset_layout(dcpl, H5D_COMPACT) < 0)) {
-        rc = h5_fail("%s '%s' in '%s': cannot set up the dataset", op, name, fname(f));
-        goto done;
+    /* Texts that fit live in the checksummed object header (compact); longer
+     * ones are contiguous, with no checksum: a crc32 attribute. */
+    if (dcpl >= 0 && len <= 60000 && H5Pset_layout(dcpl, H5D_COMPACT) < 0) {
+        H5Pclose(dcpl);
+        dcpl = H5I_INVALID_HID;
     }
-    buf = sg_calloc(len ? len : 1, 1, "h5 text buffer");
-    if (!buf) {
-        rc = -1;
-        goto done;
-    }
-    memcpy(buf, s, len);
-    did = H5Dcreate2(f->fid, name, tid, sid, lcpl, dcpl, H5P_DEFAULT);
-    if (did < 0 || H5Dwrite(did, tid, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        rc = h5_fail("%s '%s' in '%s': writing %zu bytes failed", op, name, fname(f), len);
-    else if (len > 60000 && crc_set(did, crc_of(0, buf, len)) < 0)   /* contiguous: no checksum */
-        rc = h5_fail("%s '%s' in '%s': writing its crc32 attribute failed", op, name, fname(f));
-done:
-    free(buf);
-    if (did >= 0)
-        H5Dclose(did);
+    int rc = create_ds(f, name, tid, tid, sid, dcpl, buf, len, len > 60000, op);
     if (tid >= 0)
         H5Tclose(tid);
-    if (sid >= 0)
-        H5Sclose(sid);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (lcpl >= 0)
-        H5Pclose(lcpl);
+    free(buf);
     return rc;
 }
 
