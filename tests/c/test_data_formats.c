@@ -243,30 +243,33 @@ static void test_hdf5(void)
         CHECK(ok, "NHWC -> NCHW transposition wrong");
         sg_dataset_release(d);
     }
-    /* channels-last data declared NCHW: the message suggests the layout */
-    sg_h5data_opts e0 = {"big/x", "big/y", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e0, "h5") == NULL, "20 channels accepted");
-    CHECK_ERR("2x20x20x3, read as NCHW with 20 channels");
-    CHECK_ERR("layout = \"NHWC\"");
-    sg_h5data_opts e1 = {"train/imagez", "train/labels", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e1, "h5") == NULL, "missing dataset accepted");
-    CHECK_ERR("no dataset 'train/imagez'");
-    CHECK_ERR("train/images");
-    sg_h5data_opts e2 = {"nogroup/images", "train/labels", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e2, "h5") == NULL, "missing group accepted");
-    CHECK_ERR("no dataset 'nogroup/images'");
-    sg_h5data_opts e3 = {"train/images", "short_labels", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e3, "h5") == NULL, "count mismatch accepted");
-    CHECK_ERR("9 images in 'train/images' but 7 labels");
-    sg_h5data_opts e4 = {"train/images", "float_labels", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e4, "h5") == NULL, "float labels accepted");
-    CHECK_ERR("must be integers");
-    sg_h5data_opts e5 = {"train/images", "train/labels", SG_LAYOUT_NCHW, 3};
-    CHECK(sg_h5data_load(path, &e5, "h5") == NULL, "label 3 with classes 3 accepted");
-    CHECK_ERR("out of range [0, 3)");
-    sg_h5data_opts e6 = {"train/labels", "train/labels", SG_LAYOUT_NCHW, 0};
-    CHECK(sg_h5data_load(path, &e6, "h5") == NULL, "int64 images accepted");
-    CHECK_ERR("must be uint8 or floating point");
+    /* refused: each message says what is wrong (and, where it helps, the fix) */
+    static const struct {
+        sg_h5data_opts o;
+        const char *accepted, *err, *err2;
+    } bad[] = {
+        /* channels-last data declared NCHW: the message suggests the layout */
+        {{"big/x", "big/y", SG_LAYOUT_NCHW, 0}, "20 channels accepted",
+         "2x20x20x3, read as NCHW with 20 channels", "layout = \"NHWC\""},
+        {{"train/imagez", "train/labels", SG_LAYOUT_NCHW, 0}, "missing dataset accepted",
+         "no dataset 'train/imagez'", "train/images"},
+        {{"nogroup/images", "train/labels", SG_LAYOUT_NCHW, 0}, "missing group accepted",
+         "no dataset 'nogroup/images'", NULL},
+        {{"train/images", "short_labels", SG_LAYOUT_NCHW, 0}, "count mismatch accepted",
+         "9 images in 'train/images' but 7 labels", NULL},
+        {{"train/images", "float_labels", SG_LAYOUT_NCHW, 0}, "float labels accepted",
+         "must be integers", NULL},
+        {{"train/images", "train/labels", SG_LAYOUT_NCHW, 3}, "label 3 with classes 3 accepted",
+         "out of range [0, 3)", NULL},
+        {{"train/labels", "train/labels", SG_LAYOUT_NCHW, 0}, "int64 images accepted",
+         "must be uint8 or floating point", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(sg_h5data_load(path, &bad[i].o, "h5") == NULL, "%s", bad[i].accepted);
+        CHECK_ERR(bad[i].err);
+        if (bad[i].err2)
+            CHECK_ERR(bad[i].err2);
+    }
     const char *missing = tmp_path("missing.h5");
     CHECK(sg_h5data_load(missing, &o, "h5") == NULL, "missing file accepted");
     CHECK_ERR(missing);
