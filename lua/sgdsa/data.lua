@@ -31,6 +31,7 @@
 -- black (0) before normalization. Batches depend only on (seed, epoch,
 -- position): a loader's :state() restored with :set_state() replays exactly.
 local core = require "sgdsa.core"
+local options = require "sgdsa.options"
 local D = core.data
 
 local M = {}
@@ -55,15 +56,7 @@ local function check_opts(kind, opts)
   local allowed = {}
   for _, k in ipairs(COMMON) do allowed[k] = true end
   for _, k in ipairs(EXTRA[kind] or {}) do allowed[k] = true end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("sgdsa.data.%s: unknown option '%s' (allowed: %s)", kind, tostring(k),
-                          table.concat(names, ", ")), 3)
-    end
-  end
+  options.check(opts, allowed, "sgdsa.data." .. kind, 2)
   return opts
 end
 

@@ -22,24 +22,10 @@
 -- see docs/FORMAT.md for why (readers never block it, and a crash during a
 -- flush never corrupts the log).
 local core = require "sgdsa.core"
+local check_opts = require("sgdsa.options").check
 local C = core.h5
 
 local M = { format_version = C.format_version }
-
-local function check_opts(opts, allowed, what)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(what .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for a in pairs(allowed) do names[#names + 1] = a end
-      table.sort(names)
-      error(string.format("%s: unknown option '%s' (allowed: %s)", what, tostring(k),
-                          table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
-end
 
 --- Open an HDF5 file. mode "r" (default), "w" or "a"; opts.atomic writes a
 --- temporary file committed by close(); opts.legacy accepts old-format files.

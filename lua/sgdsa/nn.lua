@@ -61,6 +61,7 @@
 -- and uniform(+-1/sqrt(fan_in)) biases for conv and linear, BN weight 1 and
 -- bias 0, drawn from sgdsa.stream("init") in state-dict order.
 local core = require "sgdsa.core"
+local check_opts = require("sgdsa.options").check
 
 local K = core.nn            -- layer kernels (lua/l_nn.c)
 local resize = core.Tensor.resize_     -- reallocates only to grow (lua/l_tensor.c)
@@ -95,21 +96,6 @@ local function pair(v, what)
     error(string.format("%s must be an integer or {h, w}, got %s", what, tostring(v)), 3)
   end
   return v, v
-end
-
-local function check_opts(op, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(op .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if allowed[k] == nil then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("%s: unknown option '%s' (allowed: %s)", op, tostring(k),
-                          table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
 end
 
 local modes = {train = true, trial = true, eval = true}
@@ -230,7 +216,7 @@ local Linear = nn.class("Linear")
 nn.Linear = Linear
 
 function Linear:__init(nin, nout, opts)
-  opts = check_opts("Linear", opts, {bias = true})
+  opts = check_opts(opts, {bias = true}, "Linear")
   self.nin, self.nout = nin, nout
   self:param("weight", {nout, nin}, nn.init.kaiming_uniform(nin))
   if opts.bias ~= false then self:param("bias", {nout}, nn.init.bias_uniform(nin)) end
@@ -265,7 +251,7 @@ nn.Conv2d = Conv2d
 -- Conv2d(in, out, kernel, {stride=1, padding=0, bias=true}); kernel/stride/padding
 -- are a number or {h, w}.
 function Conv2d:__init(cin, cout, kernel, opts)
-  opts = check_opts("Conv2d", opts, {stride = true, padding = true, bias = true})
+  opts = check_opts(opts, {stride = true, padding = true, bias = true}, "Conv2d")
   local kh, kw = pair(kernel, "Conv2d kernel")
   self.cin, self.cout, self.kh, self.kw = cin, cout, kh, kw
   local sh, sw = pair(opts.stride or 1, "Conv2d stride")
@@ -314,7 +300,7 @@ end
 local BatchNorm = nn.class("BatchNorm")
 
 function BatchNorm:__init(c, opts)
-  opts = check_opts(self.kind, opts, {eps = true, momentum = true, affine = true})
+  opts = check_opts(opts, {eps = true, momentum = true, affine = true}, self.kind)
   self.c = c
   self.eps = opts.eps or 1e-5
   self.momentum = opts.momentum or 0.1
@@ -430,7 +416,7 @@ local function pool_infer(self, s)
 end
 
 local function pool_init(self, kernel, opts)
-  opts = check_opts(self.kind, opts, {stride = true, padding = true})
+  opts = check_opts(opts, {stride = true, padding = true}, self.kind)
   local kh, kw = pair(kernel, self.kind .. " kernel")
   self.k = {kh, kw}
   local sh, sw = pair(opts.stride or kernel, self.kind .. " stride")
@@ -846,8 +832,8 @@ end
 -- in docs/ARCHITECTURE.md. input_grad = true makes model:backward return the
 -- gradient of the input (off by default: training does not need it).
 function nn.model(root, opts)
-  opts = check_opts("nn.model", opts, {input = true, input_grad = true, name = true,
-                                       keep_bn_outputs = true})
+  opts = check_opts(opts, {input = true, input_grad = true, name = true,
+                             keep_bn_outputs = true}, "nn.model")
   if type(root) ~= "table" or type(root.forward) ~= "function" then
     error("nn.model: the first argument must be a module", 2)
   end
@@ -1081,7 +1067,7 @@ end
 -- reports every mismatch by name (nothing is changed then); then reads each
 -- dataset straight into its parameter or buffer.
 function Model:load(path, opts)
-  opts = check_opts("model:load", opts, {group = true})
+  opts = check_opts(opts, {group = true}, "model:load")
   local f <close> = h5().open(path, "r")
   local prefix = opts.group and (opts.group:gsub("/$", "") .. "/") or ""
   local found = {}
