@@ -722,6 +722,22 @@ static int prepare_out(const char *op, sg_tensor *out, const sg_tensor *a)
     return 0;
 }
 
+/* A 2-d view usable by sgemm and cuBLAS: row-major with unit column stride, or its transpose. */
+static int gemm_layout(const sg_tensor *t, CBLAS_TRANSPOSE *tr, int64_t *ld)
+{
+    if (t->stride[1] == 1 && t->stride[0] >= (t->size[1] > 1 ? t->size[1] : 1)) {
+        *tr = CblasNoTrans;
+        *ld = t->stride[0] > 0 ? t->stride[0] : 1;
+        return 1;
+    }
+    if (t->stride[0] == 1 && t->stride[1] >= (t->size[0] > 1 ? t->size[0] : 1)) {
+        *tr = CblasTrans;
+        *ld = t->stride[1] > 0 ? t->stride[1] : 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* matmul: a (m x k) and b (k x n) multiply, out shares no storage with
  * them; out is resized to m x n. */
 static int matmul_prepare_out(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
@@ -868,28 +884,16 @@ static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
         return 0;
     if (k == 0)
         return sg_fill(out, 0);
-    /* row-major layouts as in gemm_layout below: unit column stride, or a transpose */
-    int ta = 0, tb = 0;
+    CBLAS_TRANSPOSE ta, tb;
     int64_t lda, ldb;
-    if (a->stride[1] == 1 && a->stride[0] >= (k > 1 ? k : 1)) {
-        lda = a->stride[0] > 0 ? a->stride[0] : 1;
-    } else if (a->stride[0] == 1 && a->stride[1] >= (m > 1 ? m : 1)) {
-        ta = 1;
-        lda = a->stride[1] > 0 ? a->stride[1] : 1;
-    } else {
+    if (!gemm_layout(a, &ta, &lda))
         return sg_seterr("matmul: cuda operand %s has a layout cuBLAS cannot read (use "
                          ":contiguous())", sg_shape_str(a, x, sizeof x));
-    }
-    if (b->stride[1] == 1 && b->stride[0] >= (n > 1 ? n : 1)) {
-        ldb = b->stride[0] > 0 ? b->stride[0] : 1;
-    } else if (b->stride[0] == 1 && b->stride[1] >= (k > 1 ? k : 1)) {
-        tb = 1;
-        ldb = b->stride[1] > 0 ? b->stride[1] : 1;
-    } else {
+    if (!gemm_layout(b, &tb, &ldb))
         return sg_seterr("matmul: cuda operand %s has a layout cuBLAS cannot read (use "
                          ":contiguous())", sg_shape_str(b, y, sizeof y));
-    }
-    return sg_cuda_gemm(ta, tb, m, n, k, sg_f32(a), lda, sg_f32(b), ldb, sg_f32(out), n);
+    return sg_cuda_gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, sg_f32(a), lda, sg_f32(b), ldb,
+                        sg_f32(out), n);
 }
 #endif /* SG_HAVE_CUDA */
 
@@ -1245,22 +1249,6 @@ int sg_reduce_dim(sg_tensor *out, const sg_tensor *a, int dim, sg_redop op)
 }
 
 /* ---- matmul ----------------------------------------------------------------------- */
-
-/* A 2-d view usable by sgemm: row-major with unit column stride, or its transpose. */
-static int gemm_layout(const sg_tensor *t, CBLAS_TRANSPOSE *tr, int64_t *ld)
-{
-    if (t->stride[1] == 1 && t->stride[0] >= (t->size[1] > 1 ? t->size[1] : 1)) {
-        *tr = CblasNoTrans;
-        *ld = t->stride[0] > 0 ? t->stride[0] : 1;
-        return 1;
-    }
-    if (t->stride[0] == 1 && t->stride[1] >= (t->size[0] > 1 ? t->size[0] : 1)) {
-        *tr = CblasTrans;
-        *ld = t->stride[1] > 0 ? t->stride[1] : 1;
-        return 1;
-    }
-    return 0;
-}
 
 int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 {
