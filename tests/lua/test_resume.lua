@@ -243,17 +243,16 @@ T.test("SIGTERM: the run checkpoints after the current step, says so, and resume
   local logfile = tmp .. "/term.out"
   -- The signal must land before the last step (a SIGTERM during the last
   -- step just lets the run finish). How far a fixed delay gets depends on the
-  -- machine's load, so a run that finished anyway is redone with a shorter
-  -- delay.
+  -- machine's load, so a run that finished anyway (before or after the
+  -- signal) is redone with a shorter delay, down to none.
   local text
-  for _, frac in ipairs{0.3, 0.1, 0.03, 0.01} do
+  for _, frac in ipairs{0.3, 0.1, 0.03, 0.01, 0} do
     os.execute("rm -rf " .. sh(dir))
     local p = spawn(string.format("out=%s name=term", sh(out)), logfile)
     local t = sg.core.time()
     while not sg.core.exists(dir .. "/log.h5") and sg.core.time() - t < 60 do sg.core.sleep(0.01) end
     sg.core.sleep(frac * ref_time)
-    T.check(alive(p), "the run ended before SIGTERM (reference time " .. ref_time .. " s)")
-    os.execute("kill -TERM " .. p)
+    if alive(p) then os.execute("kill -TERM " .. p) end
     wait_dead(p, 60)
     local f = assert(io.open(logfile)); text = f:read("a"); f:close()
     if not finished(dir) then break end
