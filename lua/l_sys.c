@@ -13,6 +13,9 @@
  *   core.exists(path)           boolean, "file" | "directory" | "other"
  *   core.listdir(path)          sorted names (no . and ..)
  *   core.set_num_threads(n), core.get_num_threads()
+ *   core.conv_impl([name])      the CPU convolutions' implementation in force,
+ *                               "auto" | "im2col" | "dnnl" (sets it when given;
+ *                               see kernels/cpu/nn.h)
  *   core.sleep(s)               returns early when an interrupt arrives
  *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
  *   core.root()                 where the Lua library, models/ and experiments/ live
@@ -36,6 +39,7 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "nn.h"
 #include "runtime.h"
 
 /* ---- interrupts ---------------------------------------------------------- */
@@ -249,6 +253,18 @@ static int l_get_num_threads(lua_State *L)
     return 1;
 }
 
+static int l_conv_impl(lua_State *L)
+{
+    static const char *const names[] = { "auto", "im2col", "dnnl", NULL };
+    if (!lua_isnoneornil(L, 1)) {
+        int i = luaL_checkoption(L, 1, NULL, names);
+        if (sg_cpu_conv2d_set_impl((sg_conv_impl)i))
+            return luaL_error(L, "conv_impl: %s", sg_geterr());
+    }
+    lua_pushstring(L, names[sg_cpu_conv2d_get_impl()]);
+    return 1;
+}
+
 static int l_root(lua_State *L)
 {
     char buf[PATH_MAX];
@@ -408,6 +424,7 @@ void sgl_open_sys(lua_State *L)
         {"getpid", l_getpid},
         {"terminal_width", l_terminal_width},
         {"set_num_threads", l_set_num_threads},
+        {"conv_impl", l_conv_impl},
         {"get_num_threads", l_get_num_threads},
         {"root", l_root},
         {"fsync_rename", l_fsync_rename},

@@ -41,16 +41,27 @@
 
 /* ---- conv2d --------------------------------------------------------------
  * y[n,k,oh,ow] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oh*sh-ph+i,ow*sw-pw+j]
- * (zero padding). im2col over blocks of images + OpenBLAS sgemm (see
- * conv.c). sg_conv2d_geom_init picks the block size and the threading:
- *  - per thread (batch >= 2 images per thread): one OpenMP region per call,
- *    each thread runs its own share of the images with a single-threaded
- *    sgemm in its own workspace slice; weight gradients are per-thread
- *    partial sums added in thread order (deterministic for a thread count);
- *  - shared (small batches): one block at a time on the whole pool.
+ * (zero padding). Two implementations, chosen per pass by
+ * sg_conv2d_geom_init (g->dnnl, see the rule in conv.c):
+ *  - im2col over blocks of images + OpenBLAS sgemm (conv.c), always built.
+ *    geom_init picks the block size and the threading:
+ *     - per thread (batch >= 2 images per thread): one OpenMP region per
+ *       call, each thread runs its own share of the images with a
+ *       single-threaded sgemm in its own workspace slice; weight gradients
+ *       are per-thread partial sums added in thread order (deterministic for
+ *       a thread count);
+ *     - shared (small batches): one block at a time on the whole pool.
+ *  - oneDNN's direct convolution (conv_dnnl.c), when built with oneDNN
+ *    (SG_HAVE_DNNL): primitives cached per geometry, made at the first use
+ *    (milliseconds), reorders to and from its blocked layouts inside the
+ *    workspace; deterministic for a thread count as well.
  * The geometry records the thread count it was made for (make it again
  * after sg_set_num_threads()); the caller owns a workspace of
- * sg_cpu_conv2d_workspace_size(g) floats, shared by the three functions. */
+ * sg_cpu_conv2d_workspace_size(g) floats, shared by the three functions.
+ * With oneDNN, sg_cpu_conv2d_workspace_size and the first call of a new
+ * geometry create its primitives; a failure to create them (out of memory,
+ * say) is returned by every call with that geometry, naming the oneDNN
+ * function, its status, the pass and the shapes. */
 typedef struct sg_conv2d_geom {
     int64_t n, c, h, w;  /* input N x C x H x W */
     int64_t k;           /* output channels */
@@ -61,7 +72,29 @@ typedef struct sg_conv2d_geom {
     int64_t block;       /* images per GEMM block (computed) */
     int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
     int threads;         /* OpenMP threads the workspace is sized for (computed) */
+    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits (computed, see below) */
 } sg_conv2d_geom;
+
+/* Which implementation sg_conv2d_geom_init picks for the geometries it
+ * fills: AUTO = the measured rule (oneDNN for the passes where it is
+ * faster, see conv.c); IM2COL or DNNL force one for every shape and pass.
+ * The environment variable SGDSA_CONV=im2col|dnnl (read once; dnnl means
+ * im2col in a build without oneDNN) sets the default;
+ * sg_cpu_conv2d_set_impl overrides both (tests, benchmarks; Lua:
+ * sgdsa.core.conv_impl). The two agree within rounding, not bit for bit: a
+ * run is reproducible for a fixed choice and thread count.
+ * set_impl: -1 when oneDNN is asked for and sgdsa was built without it. */
+typedef enum { SG_CONV_AUTO = 0, SG_CONV_IM2COL = 1, SG_CONV_DNNL = 2 } sg_conv_impl;
+enum { SG_CONV_PASS_FWD = 1, SG_CONV_PASS_BWD_DATA = 2, SG_CONV_PASS_BWD_WEIGHTS = 4,
+       SG_CONV_PASS_ALL = 7 };
+int sg_cpu_conv2d_set_impl(sg_conv_impl impl);
+/* The choice in force (the override, else SGDSA_CONV, else AUTO). */
+sg_conv_impl sg_cpu_conv2d_get_impl(void);
+/* 1 when built with oneDNN (SG_HAVE_DNNL). */
+int sg_cpu_conv2d_have_dnnl(void);
+/* Free the cached oneDNN primitives (made again on demand; also freed at
+ * exit). Safe at any time: it waits for a running oneDNN convolution. */
+void sg_cpu_conv2d_cache_clear(void);
 
 /* Fill g; -1 with a message for non-positive sizes or an empty output. */
 int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,

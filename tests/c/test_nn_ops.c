@@ -2,7 +2,10 @@
  * test_nn_ops.c - semantics of the CPU layer kernels beyond gradients:
  *  - conv2d against a direct double-precision loop for shapes that take the
  *    one-image blocks (32x32 output), multi-image blocks with a ragged last
- *    block, the pointwise path, in both threading modes;
+ *    block, the pointwise path, in both threading modes, with im2col and
+ *    (when built with it) oneDNN; oneDNN's special cases (no bias, only a
+ *    bias gradient, accumulation, strides that skip the input's end) and
+ *    bit-identical repeats with 1 and 2 threads;
  *  - BatchNorm running statistics (momentum 0.1, unbiased variance, as
  *    PyTorch) and "a trial forward (update_running = 0) leaves them alone
  *    and gives the same output", and batchnorm_apply remakes an output from
@@ -12,6 +15,8 @@
  *  - the flat-vector SA updates; geometry errors name the sizes.
  */
 #include "nn_check.h"
+
+#include <omp.h>
 
 #include "error.h"
 
@@ -40,11 +45,20 @@ static void conv_ref(const float *x, const float *w, const float *b, double *y,
 
 /* Forward against conv_ref; backward_data / backward_params against the
  * block-size-1 result computed the same way (already gradient-checked). */
-static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
-                          int64_t s, int64_t p, int64_t block)
+static const char *impl_name(sg_conv_impl impl)
+{
+    return impl == SG_CONV_DNNL ? "dnnl" : impl == SG_CONV_IM2COL ? "im2col" : "auto";
+}
+
+static void test_conv_ref_impl(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                               int64_t kh, int64_t s, int64_t p, int64_t block,
+                               sg_conv_impl impl)
 {
     sg_conv2d_geom g;
+    EXPECT(sg_cpu_conv2d_set_impl(impl) == 0, "%s", sg_geterr());
     EXPECT(sg_conv2d_geom_init(&g, n, c, h, w, k, kh, kh, s, s, p, p) == 0, "%s", sg_geterr());
+    EXPECT(g.dnnl == (impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0), "%s: geometry dnnl flag %d", impl_name(impl),
+           g.dnnl);
     const int64_t auto_block = g.block;
     if (block != 0) {         /* forced: +b shared mode, -b per-thread mode, block |b| */
         g.per_thread = block < 0;
@@ -58,23 +72,24 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     fill_uniform(&R, wt, nw, -1, 1);
     fill_uniform(&R, b, k, -1, 1);
     fill_uniform(&R, dy, ny, -1, 1);
-    sg_cpu_conv2d_forward(ws, x, y, wt, b, &g);
+    EXPECT(sg_cpu_conv2d_forward(ws, x, y, wt, b, &g) == 0, "%s", sg_geterr());
     conv_ref(x, wt, b, yr, &g);
     double maxd = 0.0, maxr = 0.0;
     for (int64_t i = 0; i < ny; i++) {
         maxd = fmax(maxd, fabs(y[i] - yr[i]));
         maxr = fmax(maxr, fabs(yr[i]));
     }
-    EXPECT(maxd <= 1e-5 * (1.0 + maxr), "conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
-           "block %lld per-image %d (auto block %lld): forward max error %g (max |y| %g)", (long long)n,
+    EXPECT(maxd <= 1e-5 * (1.0 + maxr), "%s conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
+           "block %lld per-image %d (auto block %lld): forward max error %g (max |y| %g)",
+           impl_name(impl), (long long)n,
            (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh, (long long)kh,
            (long long)s, (long long)p, (long long)g.block, g.per_thread, (long long)auto_block, maxd,
            maxr);
 
     /* Backward with this block size vs. a direct double evaluation. */
     float *dx = tbuf(nx), *dw = tbuf(nw), *db = tbuf(k);
-    sg_cpu_conv2d_backward_data(ws, dy, dx, wt, &g);
-    sg_cpu_conv2d_backward_params(ws, x, dy, dw, db, &g);
+    EXPECT(sg_cpu_conv2d_backward_data(ws, dy, dx, wt, &g) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_conv2d_backward_params(ws, x, dy, dw, db, &g) == 0, "%s", sg_geterr());
     double *dxr = calloc((size_t)nx, sizeof(double)), *dwr = calloc((size_t)nw, sizeof(double));
     double *dbr = calloc((size_t)k, sizeof(double));
     for (int64_t in = 0; in < n; in++)
@@ -100,10 +115,115 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     for (int64_t i = 0; i < nw; i++) { e2 = fmax(e2, fabs(dw[i] - dwr[i])); m2 = fmax(m2, fabs(dwr[i])); }
     for (int64_t i = 0; i < k; i++) { e3 = fmax(e3, fabs(db[i] - dbr[i])); m3 = fmax(m3, fabs(dbr[i])); }
     EXPECT(e1 <= 1e-5 * (1 + m1) && e2 <= 1e-5 * (1 + m2) && e3 <= 1e-5 * (1 + m3),
-           "conv block %lld per-image %d backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)",
-           (long long)g.block, g.per_thread, e1, m1, e2, m2, e3, m3);
+           "%s conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld block %lld per-image %d "
+           "backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)", impl_name(impl),
+           (long long)n, (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh,
+           (long long)kh, (long long)s, (long long)p, (long long)g.block, g.per_thread, e1, m1,
+           e2, m2, e3, m3);
     free(x); free(wt); free(b); free(y); free(dy); free(ws); free(yr); free(dx); free(dw);
     free(db); free(dxr); free(dwr); free(dbr);
+    sg_cpu_conv2d_set_impl(SG_CONV_AUTO);
+}
+
+/* Every conv test with im2col and, when built in, with oneDNN. */
+static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
+                          int64_t s, int64_t p, int64_t block)
+{
+    test_conv_ref_impl(n, c, h, w, k, kh, s, p, block, SG_CONV_IM2COL);
+    if (sg_cpu_conv2d_have_dnnl() && block == 0)
+        test_conv_ref_impl(n, c, h, w, k, kh, s, p, 0, SG_CONV_DNNL);
+}
+
+/* One forward + backward with the current thread count into fresh buffers;
+ * dw/db accumulate onto `init` (copied in first). */
+typedef struct {
+    float *y, *dx, *dw, *db;
+} conv_out;
+
+static conv_out conv_run(const sg_conv2d_geom *g, const float *x, const float *wt, const float *b,
+                         const float *dy, const float *dw_init, const float *db_init)
+{
+    const int64_t nx = g->n * g->c * g->h * g->w, nw = g->k * g->c * g->kh * g->kw;
+    const int64_t ny = g->n * g->k * g->oh * g->ow;
+    conv_out o = { tbuf(ny), tbuf(nx), tbuf(nw), tbuf(g->k) };
+    memcpy(o.dw, dw_init, (size_t)nw * sizeof(float));
+    memcpy(o.db, db_init, (size_t)g->k * sizeof(float));
+    float *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(g));
+    EXPECT(sg_cpu_conv2d_forward(ws, x, o.y, wt, b, g) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_conv2d_backward_params(ws, x, dy, o.dw, o.db, g) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_conv2d_backward_data(ws, dy, o.dx, wt, g) == 0, "%s", sg_geterr());
+    free(ws);
+    return o;
+}
+
+static void conv_out_free(conv_out *o) { free(o->y); free(o->dx); free(o->dw); free(o->db); }
+
+/* oneDNN only: special arguments, and repeats bit for bit (the determinism
+ * promise: same thread count, same bits, also across a cache rebuild). */
+static void test_conv_dnnl(void)
+{
+    if (!sg_cpu_conv2d_have_dnnl()) {
+        EXPECT(sg_cpu_conv2d_set_impl(SG_CONV_DNNL) == -1 && strstr(sg_geterr(), "without oneDNN"),
+               "set_impl(DNNL) without oneDNN: '%s'", sg_geterr());
+        return;
+    }
+    EXPECT(sg_cpu_conv2d_set_impl(SG_CONV_DNNL) == 0, "%s", sg_geterr());
+    const int threads0 = omp_get_max_threads();
+    for (int nt = 1; nt <= 2; nt++) {
+        omp_set_num_threads(nt);
+        sg_conv2d_geom g;
+        EXPECT(sg_conv2d_geom_init(&g, 6, 24, 10, 10, 40, 3, 3, 1, 1, 1, 1) == 0 && g.dnnl,
+               "%s", sg_geterr());
+        const int64_t nx = g.n * g.c * g.h * g.w, nw = g.k * g.c * 9, ny = g.n * g.k * g.oh * g.ow;
+        float *x = tbuf(nx), *wt = tbuf(nw), *b = tbuf(g.k), *dy = tbuf(ny);
+        float *dw0 = tbuf(nw), *db0 = tbuf(g.k), *zw = tbuf(nw), *zb = tbuf(g.k);
+        fill_uniform(&R, x, nx, -1, 1);
+        fill_uniform(&R, wt, nw, -1, 1);
+        fill_uniform(&R, b, g.k, -1, 1);
+        fill_uniform(&R, dy, ny, -1, 1);
+        fill_uniform(&R, dw0, nw, -1, 1);
+        fill_uniform(&R, db0, g.k, -1, 1);
+        conv_out a = conv_run(&g, x, wt, b, dy, dw0, db0);
+        conv_out a2 = conv_run(&g, x, wt, b, dy, dw0, db0);
+        sg_cpu_conv2d_cache_clear();
+        conv_out a3 = conv_run(&g, x, wt, b, dy, dw0, db0);
+        EXPECT(!memcmp(a.y, a2.y, (size_t)ny * 4) && !memcmp(a.dx, a2.dx, (size_t)nx * 4) &&
+               !memcmp(a.dw, a2.dw, (size_t)nw * 4) && !memcmp(a.db, a2.db, (size_t)g.k * 4),
+               "dnnl conv, %d threads: a repeat differs", nt);
+        EXPECT(!memcmp(a.y, a3.y, (size_t)ny * 4) && !memcmp(a.dx, a3.dx, (size_t)nx * 4) &&
+               !memcmp(a.dw, a3.dw, (size_t)nw * 4) && !memcmp(a.db, a3.db, (size_t)g.k * 4),
+               "dnnl conv, %d threads: a repeat after clearing the cache differs", nt);
+        /* accumulation: dw0 + grad, against a run from zero */
+        conv_out z = conv_run(&g, x, wt, b, dy, zw, zb);
+        int bad = 0;
+        for (int64_t i = 0; i < nw; i++)
+            bad += fabsf(a.dw[i] - (dw0[i] + z.dw[i])) > 1e-5f * (1 + fabsf(z.dw[i]));
+        for (int64_t i = 0; i < g.k; i++)
+            bad += fabsf(a.db[i] - (db0[i] + z.db[i])) > 1e-5f * (1 + fabsf(z.db[i]));
+        EXPECT(bad == 0, "dnnl conv: dw/db do not accumulate (%d wrong)", bad);
+        /* no bias: y = the biased output - b */
+        float *y = tbuf(ny), *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&g));
+        EXPECT(sg_cpu_conv2d_forward(ws, x, y, wt, NULL, &g) == 0, "%s", sg_geterr());
+        bad = 0;
+        for (int64_t i = 0; i < ny; i++)
+            bad += fabsf(y[i] + b[(i / (g.oh * g.ow)) % g.k] - a.y[i]) > 1e-5f;
+        EXPECT(bad == 0, "dnnl conv without bias: %d wrong", bad);
+        /* only db (dw NULL), only dw (db NULL) */
+        float *db = tbuf(g.k), *dw = tbuf(nw);
+        EXPECT(sg_cpu_conv2d_backward_params(ws, x, dy, NULL, db, &g) == 0, "%s", sg_geterr());
+        EXPECT(sg_cpu_conv2d_backward_params(ws, x, dy, dw, NULL, &g) == 0, "%s", sg_geterr());
+        bad = 0;
+        for (int64_t i = 0; i < g.k; i++)
+            bad += fabsf(db[i] - z.db[i]) > 1e-4f * (1 + fabsf(z.db[i]));
+        for (int64_t i = 0; i < nw; i++)
+            bad += dw[i] != z.dw[i];
+        EXPECT(bad == 0, "dnnl conv with dw or db NULL: %d wrong", bad);
+        free(y); free(ws); free(db); free(dw);
+        conv_out_free(&a); conv_out_free(&a2); conv_out_free(&a3); conv_out_free(&z);
+        free(x); free(wt); free(b); free(dy); free(dw0); free(db0); free(zw); free(zb);
+    }
+    omp_set_num_threads(threads0);
+    sg_cpu_conv2d_set_impl(SG_CONV_AUTO);
 }
 
 static void test_bn_running(void)
@@ -297,6 +417,12 @@ int main(void)
     test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, -1);   /* pointwise, per thread, per image */
     test_conv_ref(4, 6, 5, 7, 3, 1, 1, 0, 4);    /* pointwise, shared, blocked */
     test_conv_ref(3, 2, 9, 9, 3, 3, 3, 1, 0);    /* stride 3 */
+    test_conv_ref(3, 2, 9, 9, 3, 2, 2, 0, 0);    /* the stride skips the last input row/column */
+    test_conv_ref(2, 3, 8, 8, 5, 3, 2, 1, 0);    /* ... and the last padding row/column */
+    test_conv_ref(4, 16, 8, 8, 24, 3, 1, 1, 0);  /* channels in blocks of 8 */
+    test_conv_ref(3, 10, 7, 7, 12, 3, 2, 1, 0);  /* channels not a multiple of 8, stride 2 */
+    test_conv_ref(4, 16, 8, 8, 32, 1, 2, 0, 0);  /* strided 1x1 (projection shortcut) */
+    test_conv_dnnl();
     test_bn_running();
     test_dropout();
     test_ce();
