@@ -56,9 +56,14 @@ typedef struct {
     int count;
 } h5_names;
 
+/* Stops after the names the message shows: H5Lvisit recurses into each
+ * group after its link's callback, so stopping also bounds the recursion (a
+ * corrupt file whose groups nest without end overflowed the stack). */
 static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *ud)
 {
     h5_names *nm = ud;
+    if (nm->count > 12)
+        return 1;
     size_t len = strlen(nm->list);
     if (nm->count < 12 && len + strlen(name) + 3 < sizeof nm->list)
         snprintf(nm->list + len, sizeof nm->list - len, "%s%s", nm->count ? ", " : "", name);

@@ -793,11 +793,25 @@ struct list_ctx {
     int failed;
 };
 
+/* Deeper than any file sgdsa writes (runs nest 2 levels): H5Lvisit recurses
+ * into a group after its link's callback, so refusing here bounds the
+ * recursion on a corrupt file whose groups nest without end. */
+#define SG_H5_MAX_DEPTH 32
+
 static herr_t list_cb(hid_t g, const char *name, const H5L_info_t *li, void *ud)
 {
     struct list_ctx *c = ud;
     if (li->type != H5L_TYPE_HARD)
         return 0;
+    int depth = 0;
+    for (const char *p = name; *p; p++)
+        depth += *p == '/';
+    if (depth >= SG_H5_MAX_DEPTH) {
+        sg_seterr("h5 list: '%s' in '%s' nests more than %d groups deep (a corrupt file?)",
+                  name, fname(c->f), SG_H5_MAX_DEPTH);
+        c->failed = 1;
+        return -1;
+    }
     H5O_info_t oi;
     if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, g_lapl) < 0) {
         h5_fail("h5 list: cannot inspect '%s' in '%s'", name, fname(c->f));
