@@ -16,10 +16,14 @@
  *   memory_stats()         -> {in_use=, cached=, peak_in_use=, device_allocs=,
  *                              device_frees=, pool_hits=} | nil, reason
  *   empty_cache()          gives the pool's free blocks back to the driver
- *   input_copy(dst, src)   copies a cpu tensor into a cuda tensor of the same
- *                          size on the copy stream (overlaps compute); the
- *                          source must stay untouched until input_wait()
- *   input_wait()
+ *   input_copy(dst, src [, slot])  copies a cpu tensor into a cuda tensor of
+ *                          the same size on the copy stream, after the compute
+ *                          queued so far. Without a slot, compute queued next
+ *                          waits for it; with a slot (0 or 1: double buffering)
+ *                          nothing waits until input_ready(slot). The source
+ *                          must stay untouched until input_wait(slot)
+ *   input_ready([slot])    compute queued from now on waits for the slot's copies
+ *   input_wait([slot])     the host waits for the slot's copies (slot 0 default)
  *   pad2d(x, y, p)         -> y: N x C x (H+2p) x (W+2p), x zero-padded (cuda x; y
  *                          resized, moved to the GPU when a cpu buffer of its own)
  *   crop2d(dy, dx, p)      -> dx: N x C x H x W, the interior of dy (pad2d's backward)
@@ -84,7 +88,21 @@ static int on_device(lua_State *L, int (*f)(void))
 
 static int l_synchronize(lua_State *L) { return on_device(L, sg_cuda_synchronize); }
 static int l_empty_cache(lua_State *L) { return on_device(L, sg_cuda_empty_cache); }
-static int l_input_wait(lua_State *L) { return on_device(L, sg_cuda_input_wait); }
+static int l_input_wait(lua_State *L)
+{
+    int slot = (int)luaL_optinteger(L, 1, 0);
+    if (sg_cuda_device_count() > 0)
+        SGL_CHECK(L, sg_cuda_input_wait(slot));
+    return 0;
+}
+
+static int l_input_ready(lua_State *L)
+{
+    int slot = (int)luaL_optinteger(L, 1, 0);
+    if (sg_cuda_device_count() > 0)
+        SGL_CHECK(L, sg_cuda_input_ready(slot));
+    return 0;
+}
 
 /* set_tf32, set_deterministic: the previous value. TF32 reaches cuBLAS at
  * once when the backend is initialized; a refusal is an error (cuDNN keeps
@@ -135,8 +153,12 @@ static int l_input_copy(lua_State *L)
                           "dtype and size", sg_dtype_name(src->dtype),
                           sg_shape_str(src, a, sizeof a), sg_dtype_name(dst->dtype),
                           sg_shape_str(dst, b, sizeof b));
-    SGL_CHECK(L, sg_cuda_input_copy(sg_tensor_data(dst), sg_tensor_data(src),
+    int async = !lua_isnoneornil(L, 3);
+    int slot = async ? (int)luaL_checkinteger(L, 3) : 0;
+    SGL_CHECK(L, sg_cuda_input_copy(slot, sg_tensor_data(dst), sg_tensor_data(src),
                                     (size_t)sg_tensor_numel(src) * sg_dtype_size(src->dtype)));
+    if (!async)
+        SGL_CHECK(L, sg_cuda_input_ready(slot));
     lua_settop(L, 1);
     return 1;
 }
@@ -224,6 +246,7 @@ static int l_nothing(lua_State *L)
 #define l_synchronize l_nothing
 #define l_empty_cache l_nothing
 #define l_input_wait l_nothing
+#define l_input_ready l_nothing
 
 /* set_tf32, set_deterministic: accepted, always off. */
 static int l_flag_off(lua_State *L)
@@ -269,7 +292,8 @@ void sgl_open_cuda(lua_State *L)
         {"device_name", l_device_name}, {"synchronize", l_synchronize},
         {"set_tf32", l_set_tf32}, {"set_deterministic", l_set_deterministic},
         {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache},
-        {"input_copy", l_input_copy}, {"input_wait", l_input_wait},
+        {"input_copy", l_input_copy}, {"input_ready", l_input_ready},
+        {"input_wait", l_input_wait},
         {"pad2d", l_pad2d}, {"crop2d", l_crop2d},
         {"use_pinned_loader_memory", l_use_pinned_loader_memory}, {NULL, NULL}};
     lua_newtable(L);

@@ -410,10 +410,16 @@ static int ld_next_into(lua_State *L)
 #ifdef SG_HAVE_CUDA
         /* Straight from the loader's batch buffer (pinned when the loader was made
          * with core.cuda.use_pinned_loader_memory(true)) on the input-copy stream,
-         * ordered after the compute already queued and before the compute queued
-         * next; the wait returns the buffer to the loader before its next call. */
-        if (sg_cuda_input_copy(sg_tensor_data(x), b.x, nx) != 0 ||
-            sg_cuda_input_copy(sg_tensor_data(y), b.y, ny) != 0 || sg_cuda_input_wait() != 0) {
+         * after the compute already queued. Without a slot: compute queued next
+         * waits for it and so does the host, which returns the buffer to the
+         * loader before its next call. With a slot (double buffering): neither
+         * waits; core.cuda.input_ready(slot) orders compute after the copy and
+         * core.cuda.input_wait(slot) must return before the loader's next call. */
+        int async = !lua_isnoneornil(L, 4);
+        int slot = async ? (int)luaL_checkinteger(L, 4) : 0;
+        if (sg_cuda_input_copy(slot, sg_tensor_data(x), b.x, nx) != 0 ||
+            sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0 ||
+            (!async && (sg_cuda_input_ready(slot) != 0 || sg_cuda_input_wait(slot) != 0))) {
             sg_adderr("loader:next_into (cuda)");
             return sgl_error(L);
         }

@@ -91,13 +91,18 @@ sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
 void *sg_cuda_host_alloc(size_t nbytes, void *ud);
 void sg_cuda_host_free(void *p, void *ud);
 
-/* Input copies on the copy stream: host -> device, overlapped with compute.
- * The copy starts after the compute work queued so far (dst may be a buffer
- * the previous step still reads), and compute queued afterwards waits for it.
- * src should be pinned (sg_cuda_host_alloc) for a truly asynchronous copy and
- * must stay untouched until sg_cuda_input_wait() returns. */
-int sg_cuda_input_copy(void *dst, const void *src, size_t nbytes);
-int sg_cuda_input_wait(void);
+/* Input copies on the copy stream, host -> device, overlapped with compute.
+ * Each copy belongs to one of SG_CUDA_INPUT_SLOTS slots (one per input buffer
+ * of a double-buffered loader) and starts after the compute queued so far
+ * (dst may be a buffer an earlier step still reads); it does not hold up
+ * compute until sg_cuda_input_ready(slot), after which the compute queued
+ * waits for the slot's copies. src should be pinned (sg_cuda_host_alloc) for
+ * a truly asynchronous copy and must stay untouched until
+ * sg_cuda_input_wait(slot) returns (the host waits for the slot's copies). */
+#define SG_CUDA_INPUT_SLOTS 2
+int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes);
+int sg_cuda_input_ready(int slot);
+int sg_cuda_input_wait(int slot);
 
 /* ---- tensor math on contiguous float32 device arrays (core/tensor.c) ------- */
 int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);

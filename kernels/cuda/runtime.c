@@ -71,7 +71,7 @@ static int g_ready;               /* init done */
 static int g_dev;                 /* the device used (SGDSA_CUDA_DEVICE, default 0) */
 static _Thread_local int t_dev_set; /* cudaSetDevice(g_dev) done on this thread */
 static cudaStream_t g_stream, g_copy_stream;
-static cudaEvent_t g_compute_ev, g_copy_ev;
+static cudaEvent_t g_compute_ev, g_copy_ev[SG_CUDA_INPUT_SLOTS];
 static cublasHandle_t g_cublas;
 static cudnnHandle_t g_cudnn;
 static int g_tf32;
@@ -119,7 +119,8 @@ static int init_locked(void)
     SG_CU(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
     SG_CU(cudaStreamCreateWithFlags(&g_copy_stream, cudaStreamNonBlocking));
     SG_CU(cudaEventCreateWithFlags(&g_compute_ev, cudaEventDisableTiming));
-    SG_CU(cudaEventCreateWithFlags(&g_copy_ev, cudaEventDisableTiming));
+    for (int i = 0; i < SG_CUDA_INPUT_SLOTS; i++)
+        SG_CU(cudaEventCreateWithFlags(&g_copy_ev[i], cudaEventDisableTiming));
     SG_CUBLAS(cublasCreate(&g_cublas));
     SG_CUBLAS(cublasSetStream(g_cublas, g_stream));
     SG_CUBLAS(cublasSetMathMode(g_cublas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
@@ -472,25 +473,44 @@ int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device,
     return 0;
 }
 
-int sg_cuda_input_copy(void *dst, const void *src, size_t nbytes)
+static int bad_slot(const char *op, int slot)
 {
+    return sg_seterr("cuda: %s: input slot %d is not in [0, %d)", op, slot, SG_CUDA_INPUT_SLOTS);
+}
+
+int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
+{
+    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
+        return bad_slot("input_copy", slot);
     if (sg_cuda_init() != 0)
         return -1;
     if (nbytes == 0)
         return 0;
+    /* after the compute queued so far, which may still read dst */
     SG_CU(cudaEventRecord(g_compute_ev, g_stream));
     SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
     SG_CU(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, g_copy_stream));
-    SG_CU(cudaEventRecord(g_copy_ev, g_copy_stream));
-    SG_CU(cudaStreamWaitEvent(g_stream, g_copy_ev, 0));
+    SG_CU(cudaEventRecord(g_copy_ev[slot], g_copy_stream));
     return 0;
 }
 
-int sg_cuda_input_wait(void)
+int sg_cuda_input_ready(int slot)
 {
+    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
+        return bad_slot("input_ready", slot);
     if (sg_cuda_init() != 0)
         return -1;
-    SG_CU(cudaEventSynchronize(g_copy_ev));
+    SG_CU(cudaStreamWaitEvent(g_stream, g_copy_ev[slot], 0));
+    return 0;
+}
+
+int sg_cuda_input_wait(int slot)
+{
+    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
+        return bad_slot("input_wait", slot);
+    if (sg_cuda_init() != 0)
+        return -1;
+    SG_CU(cudaEventSynchronize(g_copy_ev[slot]));
     return 0;
 }
 

@@ -5,7 +5,8 @@
 --   for epoch = 1, 10 do
 --     for x, y in data.train:batches() do ... end      -- x: N x C x H x W, y: int32 N
 --   end                       -- batches{reuse = true}: no allocation, x/y overwritten
---                             -- batches{device = "cuda"}: the same, on the GPU
+--                             -- batches{device = "cuda"}: the same, on the GPU,
+--                             -- the next batch's copy overlapping this step
 --   end
 --   data.test, data.val (with validation = N), data.info (shape, classes, mean, std)
 --
@@ -112,6 +113,22 @@ local function bind(self)
   self.c:set_state(st)
 end
 
+-- A batch taken ahead by a lookahead iterator (self.pending = {token, slot, n,
+-- cuda}) is settled before anything else uses the loader: its copy is waited
+-- for, and with `rewind` the C loader is put back to where that batch starts,
+-- so that it is made again (batches depend only on the position).
+local function settle(self, rewind)
+  local p = self.pending
+  if not p then return end
+  self.pending = nil
+  if p.cuda then core.cuda.input_wait(p.slot) end
+  if rewind then
+    local st = self.c:state()
+    st.index = st.index - p.n
+    self.c:set_state(st)
+  end
+end
+
 function Loader:size() return self.c:size() end
 function Loader:nbatches() return self.c:nbatches() end
 function Loader:batch_size() return self.c:batch() end
@@ -121,41 +138,90 @@ function Loader:shape() return self.c:shape() end
 -- loader-owned tensors overwritten by every batch (no allocation per step;
 -- clone what must outlive the step).
 --
--- With {device = "cuda"} the two reused tensors live on the GPU and every
--- batch is copied into them straight from the loader's batch buffer (on the
+-- With {device = "cuda"} the reused tensors live on the GPU and every batch
+-- is copied into them straight from the loader's batch buffer (on the
 -- input-copy stream; pinned when core.cuda.use_pinned_loader_memory(true) was
 -- on when the data was built); labels stay int32.
+--
+-- {lookahead = true} (the default on "cuda"; on "cpu" it implies reuse):
+-- when the iterator hands out batch k it already takes batch k+1 from the
+-- loader, into a second pair of tensors; on the GPU its copy then runs while
+-- step k computes (the compute queued after the next call waits for it).
+-- Batch k stays valid until the next call, as with reuse. loader:state()
+-- does not count the batch taken ahead; loader:next(), :batches(), :epoch()
+-- and :set_state() put it back first.
+local function check_iter_opts(o)
+  return options.check(o, {device = true, reuse = true, lookahead = true}, "loader", 3)
+end
+
 local function iterator(self, o)
+  o = check_iter_opts(o)
   local c = self.c
-  local dev = type(o) == "table" and o.device or "cpu"
+  local dev = o.device or "cpu"
   if dev ~= "cpu" and dev ~= "cuda" then
     error(string.format("loader: device must be \"cpu\" or \"cuda\", got %s", tostring(dev)), 3)
   end
-  if dev == "cuda" then
-    if not self.xd then
-      local ok, why = core.cuda.available()
-      if not ok then error("loader: device \"cuda\": " .. tostring(why), 3) end
-      self.xd, self.yd = core.zeros(1):cuda(), core.zeros(1, "int32"):cuda()
-    end
-    local x, y = self.xd, self.yd
+  local ahead = o.lookahead
+  if ahead == nil then ahead = dev == "cuda" end
+  if type(ahead) ~= "boolean" then
+    error(string.format("loader: lookahead must be true or false, got %s", tostring(ahead)), 3)
+  end
+  local cuda = dev == "cuda"
+  if cuda and not self.xd then
+    local ok, why = core.cuda.available()
+    if not ok then error("loader: device \"cuda\": " .. tostring(why), 3) end
+    self.xd = {core.zeros(1):cuda(), core.zeros(1):cuda()}
+    self.yd = {core.zeros(1, "int32"):cuda(), core.zeros(1, "int32"):cuda()}
+  end
+  if not cuda and (o.reuse or ahead) and not self.xr then
+    self.xr = {core.zeros(1), core.zeros(1)}
+    self.yr = {core.zeros(1, "int32"), core.zeros(1, "int32")}
+  end
+  local xs, ys = cuda and self.xd or self.xr, cuda and self.yd or self.yr
+  if not ahead then
+    if not cuda and not o.reuse then return function() return c:next() end end
+    local x, y = xs[1], ys[1]
     return function()
       if c:next_into(x, y) then return x, y end
     end
   end
-  if type(o) == "table" and o.reuse then
-    self.x = self.x or core.zeros(1)
-    self.y = self.y or core.zeros(1, "int32")
-    local x, y = self.x, self.y
-    return function()
-      if c:next_into(x, y) then return x, y end
+  local token, done = {}, false
+  return function()
+    if done then return nil end
+    local p, s = self.pending, 0
+    if p and p.token == token then
+      s = p.slot
+      self.pending = nil
+    else
+      settle(self, true)
+      if not c:next_into(xs[1], ys[1], cuda and 0 or nil) then
+        done = true
+        return nil
+      end
     end
+    -- batch k is in slot s: the loader may reuse its buffer once the copy is
+    -- done, and the compute queued from now on reads it
+    if cuda then
+      core.cuda.input_wait(s)
+      core.cuda.input_ready(s)
+    end
+    -- take batch k+1 into the other slot: the copy starts after the compute
+    -- queued so far (step k-1, the last reader of that slot)
+    local s2 = 1 - s
+    local n = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
+    if n then
+      self.pending = {token = token, slot = s2, n = n, cuda = cuda}
+    else
+      done = true
+    end
+    return xs[s + 1], ys[s + 1]
   end
-  return function() return c:next() end
 end
 
 -- Iterate over the rest of the current epoch; when it is over, start the next.
 function Loader:batches(o)
   bind(self)
+  settle(self, true)
   local e, i = self.c:position()
   if i >= self.c:size() then self.c:start_epoch(e + 1) end
   return iterator(self, o)
@@ -167,6 +233,7 @@ function Loader:epoch(n, o)
   if math.type(n) ~= "integer" or n < 1 then
     error(string.format("loader:epoch: epoch must be an integer >= 1, got %s", tostring(n)), 2)
   end
+  settle(self, false)
   self.c:start_epoch(n - 1)
   return iterator(self, o)
 end
@@ -174,15 +241,16 @@ end
 -- The next batch (x, y), or nil at the end of the epoch.
 function Loader:next()
   bind(self)
+  settle(self, true)
   return self.c:next()
 end
 
--- The position: {epoch (1-based), index (images of the epoch delivered),
--- perm (int32 tensor, 0-based order of the epoch), shuffle = {4}, augment = {4}}.
+-- A batch taken ahead by a lookahead iterator is not counted as delivered.
 function Loader:state()
   bind(self)
   local st = self.c:state()
   st.epoch = st.epoch + 1
+  if self.pending then st.index = st.index - self.pending.n end
   return st
 end
 
@@ -191,13 +259,17 @@ function Loader:set_state(st)
     error("loader:set_state: expected a table from loader:state() (epoch >= 1)", 2)
   end
   self.bound = true
+  settle(self, false)
   local s = {}
   for k, v in pairs(st) do s[k] = v end
   s.epoch = st.epoch - 1
   self.c:set_state(s)
 end
 
-function Loader:free() self.c:free() end
+function Loader:free()
+  settle(self, false)
+  self.c:free()
+end
 
 function Loader:__tostring() return tostring(self.c) end
 

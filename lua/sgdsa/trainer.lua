@@ -366,13 +366,14 @@ end
 
 -- ---- validation -------------------------------------------------------------------
 
--- Loader options for a run on `device`: on the GPU, batches are copied by the
--- loader straight into two tensors on the device (sgdsa.data's {device=});
+-- Loader options for a run on `device`: batches come in two pairs of reused
+-- tensors on the device, batch k+1 taken from the loader when batch k is
+-- handed out (sgdsa.data's {lookahead=}): on the GPU its copy runs while step
+-- k computes; train:state() (the checkpoint's position) does not count it.
 -- x:to(device) below is then a no-op (it still moves batches of loaders that
--- ignore the option).
+-- ignore the options).
 local function loader_opts(device)
-  if device ~= "cpu" then return {device = device} end
-  return nil
+  return {device = device, lookahead = true}
 end
 
 local function validate(model, crit, loader, device)

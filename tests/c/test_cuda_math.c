@@ -69,9 +69,10 @@ static void test_pool_and_copies(void)
         return;
     memcpy(pin, h, (size_t)n * 4);
     float *d1 = dalloc((size_t)n * 4), *d2 = dalloc((size_t)n * 4);
-    OK(sg_cuda_input_copy(d1, pin, (size_t)n * 4));
+    OK(sg_cuda_input_copy(1, d1, pin, (size_t)n * 4));
+    OK(sg_cuda_input_ready(1));
     OK(sg_cuda_vec_scale_add(d1, d1, d2, n, 1.0f, 1.0f)); /* queued after the copy */
-    OK(sg_cuda_input_wait());
+    OK(sg_cuda_input_wait(1));
     float *want = hbuf(n);
     for (int64_t i = 0; i < n; i++)
         want[i] = h[i] + h[i];

@@ -112,6 +112,57 @@ T.test("batches{reuse = true} gives the same batches in one pair of tensors", fu
   T.eq(n, 4)
 end)
 
+T.test("batches{lookahead = true}: same batches, the next one taken ahead and put back", function()
+  local opts = { dir = tmp .. "/idx", batch = 7, seed = 5, augment = { crop = 2, flip = true }, pad = 2 }
+  local a, b = sg.data.mnist(opts), sg.data.mnist(opts)
+  local fresh, fy = all_batches(a.train)           -- epoch 1, 8 batches
+  local n, seen = 0, {}
+  for x, y in b.train:batches{ lookahead = true } do
+    n = n + 1
+    seen[x] = true
+    T.tensor_near(x, fresh[n], 0, "lookahead batch " .. n)
+    T.tensor_near(y:float(), fy[n]:float(), 0, "lookahead labels " .. n)
+    -- batch n+1 is already out of the C loader, but not counted
+    T.eq(b.train:state().index, math.min(7 * n, 50), "state after batch " .. n)
+  end
+  T.eq(n, #fresh, "one epoch")
+  local pairs_used = 0
+  for _ in pairs(seen) do pairs_used = pairs_used + 1 end
+  T.eq(pairs_used, 2, "two tensors take turns")
+
+  -- break mid-epoch: the batch taken ahead comes back by batches(), next()
+  -- and through state()/set_state() in another loader
+  local ref = sg.data.mnist(opts)
+  local want = {}
+  for x in ref.train:epoch(2) do want[#want + 1] = x end
+  local it = b.train:epoch(2, { lookahead = true })
+  T.tensor_near(it(), want[1], 0, "epoch 2 batch 1")
+  T.tensor_near(it(), want[2], 0, "epoch 2 batch 2")
+  local st = b.train:state()
+  T.eq(st.epoch, 2); T.eq(st.index, 14, "two batches delivered")
+  local c = sg.data.mnist(opts)
+  c.train:set_state(st)
+  T.tensor_near(c.train:next(), want[3], 0, "restored elsewhere: batch 3")
+  T.tensor_near(b.train:next(), want[3], 0, "next() after a lookahead: batch 3")
+  local it2 = b.train:batches{ lookahead = true }
+  T.tensor_near(it2(), want[4], 0, "a new iterator: batch 4")
+  local rest = {}
+  for x in b.train:batches() do rest[#rest + 1] = x end   -- puts batch 5 back
+  T.eq(#rest, #want - 4, "the rest of epoch 2")
+  for i, x in ipairs(rest) do T.tensor_near(x, want[4 + i], 0, "rest batch " .. i) end
+  T.eq(b.train:state().index, 50, "epoch 2 done")
+  -- epoch() drops what was taken ahead
+  local it3 = b.train:epoch(3, { lookahead = true })
+  it3()
+  local want3 = {}
+  for x in ref.train:epoch(3) do want3[#want3 + 1] = x end
+  local it4 = b.train:epoch(3, { lookahead = true })
+  for i = 1, #want3 do T.tensor_near(it4(), want3[i], 0, "epoch 3 again: batch " .. i) end
+  T.check(it4() == nil, "the epoch ends")
+  T.raises(function() b.train:batches{ lookahead = 1 } end, "lookahead must be true or false")
+  T.raises(function() b.train:batches{ look_ahead = true } end, "unknown option 'look_ahead'")
+end)
+
 T.test("normalization: computed and given", function()
   local d = sg.data.mnist{ dir = tmp .. "/idx", batch = 50, shuffle = false }
   local m, s = d.info.mean[1], d.info.std[1]
