@@ -124,6 +124,10 @@ typedef struct sg_loader_opts {
     int workers;          /* threads making one batch (OpenMP; 0 or 1 = one). On a
                              CPU run they compete with the compute threads; on
                              a GPU run 2-4 keep large augmented batches ahead */
+    int raw;              /* uint8 datasets: batches hold the source images and each
+                             image's shift and flip (sg_batch.u8, .aug) instead of
+                             floats, for the transform to run on the GPU
+                             (sg_loader_expand on the host); ignored for float32 */
     sg_host_alloc_fn alloc;
     sg_host_free_fn free;
     void *alloc_ud;
@@ -136,8 +140,16 @@ void sg_loader_opts_default(sg_loader_opts *o);
 typedef struct sg_loader sg_loader;
 
 typedef struct sg_batch {
-    const float *x;       /* n x c x ho x wo */
+    const float *x;       /* n x c x ho x wo; NULL from a raw loader */
     const int32_t *y;     /* n */
+    const uint8_t *u8;    /* raw loaders: n x c x h x w source images, else NULL */
+    const int32_t *aug;   /* raw loaders: dy[batch] dx[batch] flip[batch] (batch =
+                             the loader's batch size; the first n of each are used),
+                             then the lookup table: c x 256 floats, the normalized
+                             value of each uint8 pixel (lut[ch*256] outside the
+                             source). Output (oy, ox) of image i reads source row
+                             oy + dy[i] - pad, column (flip[i] ? wo-1-ox : ox) + dx[i] - pad */
+    size_t aug_bytes;     /* of aug and the table together (one copy to the GPU) */
     int64_t n;            /* images in this batch (the last may be short) */
     int64_t epoch;
     int64_t index;        /* batch number within the epoch */
@@ -161,8 +173,16 @@ int sg_loader_start_epoch(sg_loader *l, int64_t epoch);
 /* Next batch of the current epoch: 1 and *b filled (buffers valid until the
  * next call on this loader), 0 at the end of the epoch, -1 on error. */
 int sg_loader_next(sg_loader *l, sg_batch *b);
-/* Same, copying into caller buffers (x: batch*c*ho*wo floats, y: batch). */
+/* Same, copying into caller buffers (x: batch*c*ho*wo floats, y: batch; a raw
+ * loader's batch is expanded). */
 int sg_loader_next_into(sg_loader *l, float *x, int32_t *y, int64_t *n);
+/* Raw loaders (opts.raw on a uint8 dataset): 1, else 0. The geometry of the
+ * transform: channels, source height and width, padding. */
+int sg_loader_is_raw(const sg_loader *l);
+void sg_loader_raw_geom(const sg_loader *l, int *c, int *h, int *w, int *pad);
+/* The float batch (n x c x ho x wo) of a raw batch, on the host: exactly what
+ * the same loader without raw would have made. */
+void sg_loader_expand(const sg_loader *l, const sg_batch *b, float *x);
 /* Produce the batch covering positions [first, first+count) of `epoch`
  * synchronously, without touching the loader's position (tests, debugging). */
 int sg_loader_peek(sg_loader *l, int64_t epoch, int64_t first, int64_t count, float *x,

@@ -49,9 +49,12 @@ struct sg_loader {
     int held;                 /* consumer holds batch next-1 */
     int64_t *perm;            /* order of the current epoch (d->n entries) */
 
+    int raw;                  /* slots hold uint8 images and shifts (sg_batch.u8, .aug) */
     int nslots;
     float *sx[MAXSLOTS];
     int32_t *sy[MAXSLOTS];
+    uint8_t *su8[MAXSLOTS];
+    int32_t *saug[MAXSLOTS];
     int64_t ready[MAXSLOTS];  /* batch number held by the slot, -1 = none */
 
     int threaded;
@@ -91,15 +94,18 @@ static void aug_draw(const sg_loader *l, int64_t epoch, int64_t pos, int *dy, in
         *flip = (int)(w[2] >> 31);
 }
 
-static void make_image(const sg_loader *l, int64_t idx, int dy, int dx, int flip, float *out)
+/* One output image from the source image at u8 (uint8) or f32 (float32),
+ * c x H x W, shifted by (dy, dx) and flipped. */
+static void make_image(const sg_loader *l, const uint8_t *u8, const float *f32, int dy, int dx,
+                       int flip, float *out)
 {
     const sg_dataset *d = l->d;
     int H = d->h, W = d->w, P = l->o.pad, Ho = l->ho, Wo = l->wo;
     size_t hw = (size_t)H * W;
     for (int c = 0; c < l->c; c++) {
         float *o = out + (size_t)c * Ho * Wo;
-        const uint8_t *su8 = d->u8 ? d->u8 + ((size_t)idx * l->c + c) * hw : NULL;
-        const float *sf = d->f32 ? d->f32 + ((size_t)idx * l->c + c) * hw : NULL;
+        const uint8_t *su8 = u8 ? u8 + (size_t)c * hw : NULL;
+        const float *sf = f32 ? f32 + (size_t)c * hw : NULL;
         const float *lut = l->lut[c];
         float a = l->a[c], b = l->b[c], fill = l->fill[c];
         /* output column ox reads source column sx = (flip ? Wo-1-ox : ox) + dx - P */
@@ -152,6 +158,16 @@ static void make_image(const sg_loader *l, int64_t idx, int dy, int dx, int flip
     }
 }
 
+static const uint8_t *src_u8(const sg_loader *l, int64_t idx)
+{
+    return l->d->u8 ? l->d->u8 + (size_t)idx * l->c * l->d->h * l->d->w : NULL;
+}
+
+static const float *src_f32(const sg_loader *l, int64_t idx)
+{
+    return l->d->f32 ? l->d->f32 + (size_t)idx * l->c * l->d->h * l->d->w : NULL;
+}
+
 /* Fill x, y with the images at positions [first, first+count) of `epoch`. */
 static void make_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, int64_t first,
                        int64_t count, float *x, int32_t *y)
@@ -164,8 +180,54 @@ static void make_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, i
         int dy, dx, flip;
         aug_draw(l, epoch, pos, &dy, &dx, &flip);
         y[j] = l->d->labels[idx];
-        make_image(l, idx, dy, dx, flip, x + (size_t)j * l->out_px);
+        make_image(l, src_u8(l, idx), src_f32(l, idx), dy, dx, flip, x + (size_t)j * l->out_px);
     }
+}
+
+/* The raw batch: source images gathered in order, the shifts and flips drawn. */
+static void make_raw_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, int64_t first,
+                           int64_t count, uint8_t *u8, int32_t *aug, int32_t *y)
+{
+    size_t px = (size_t)l->c * l->d->h * l->d->w;
+    int64_t cap = l->o.batch;
+#pragma omp parallel for num_threads(l->o.workers > 1 ? l->o.workers : 1) if (l->o.workers > 1 && count > 8) schedule(static)
+    for (int64_t j = 0; j < count; j++) {
+        int64_t pos = first + j, idx = perm[pos];
+        int dy, dx, flip;
+        aug_draw(l, epoch, pos, &dy, &dx, &flip);
+        y[j] = l->d->labels[idx];
+        aug[j] = dy;
+        aug[cap + j] = dx;
+        aug[2 * cap + j] = flip;
+        memcpy(u8 + (size_t)j * px, src_u8(l, idx), px);
+    }
+}
+
+/* A raw slot's aug buffer: dy, dx, flip (batch each), then the lookup table. */
+static size_t raw_aug_bytes(const sg_loader *l)
+{
+    return (size_t)l->o.batch * 3 * sizeof(int32_t) + (size_t)l->c * 256 * sizeof(float);
+}
+
+/* Slot s's batch of positions [first, first+count). */
+static void make_slot(const sg_loader *l, int s, int64_t epoch, int64_t first, int64_t count)
+{
+    if (l->raw)
+        make_raw_batch(l, epoch, l->perm, first, count, l->su8[s], l->saug[s], l->sy[s]);
+    else
+        make_batch(l, epoch, l->perm, first, count, l->sx[s], l->sy[s]);
+}
+
+static void fill_batch(const sg_loader *l, int s, int64_t first, int64_t count, sg_batch *b)
+{
+    b->x = l->raw ? NULL : l->sx[s];
+    b->y = l->sy[s];
+    b->u8 = l->raw ? l->su8[s] : NULL;
+    b->aug = l->raw ? l->saug[s] : NULL;
+    b->aug_bytes = l->raw ? raw_aug_bytes(l) : 0;
+    b->n = count;
+    b->epoch = l->epoch;
+    b->index = first / l->o.batch;
 }
 
 static void batch_range(const sg_loader *l, int64_t k, int64_t *first, int64_t *count)
@@ -191,7 +253,7 @@ static void *worker(void *arg)
             l->produce++;
             l->busy = 1;
             pthread_mutex_unlock(&l->mu);
-            make_batch(l, epoch, l->perm, first, count, l->sx[s], l->sy[s]);
+            make_slot(l, s, epoch, first, count);
             pthread_mutex_lock(&l->mu);
             l->busy = 0;
             if (g == l->gen)
@@ -349,11 +411,22 @@ sg_loader *sg_loader_new(sg_dataset *d, const sg_loader_opts *o, const sg_rng *s
     l->perm = sg_malloc((size_t)d->n * sizeof *l->perm, "data loader permutation");
     if (!l->perm)
         goto fail;
+    l->raw = o->raw && d->dtype == SG_DATA_U8;
     l->nslots = o->prefetch + 1;
     for (int s = 0; s < l->nslots; s++) {
-        l->sx[s] = buf_alloc(o, (size_t)o->batch * l->out_px * sizeof(float), "batch images");
+        if (l->raw) {
+            l->su8[s] = buf_alloc(o, (size_t)o->batch * l->c * d->h * d->w, "raw batch images");
+            l->saug[s] = buf_alloc(o, raw_aug_bytes(l), "batch shifts");
+            if (!l->su8[s] || !l->saug[s])
+                goto fail;
+            memcpy(l->saug[s] + o->batch * 3, l->lut, (size_t)l->c * 256 * sizeof(float));
+        } else {
+            l->sx[s] = buf_alloc(o, (size_t)o->batch * l->out_px * sizeof(float), "batch images");
+            if (!l->sx[s])
+                goto fail;
+        }
         l->sy[s] = buf_alloc(o, (size_t)o->batch * sizeof(int32_t), "batch labels");
-        if (!l->sx[s] || !l->sy[s])
+        if (!l->sy[s])
             goto fail;
     }
     reposition(l, 0, 0, NULL, 1, NULL, NULL);
@@ -395,6 +468,8 @@ void sg_loader_free(sg_loader *l)
     for (int s = 0; s < MAXSLOTS; s++) {
         buf_free(&l->o, l->sx[s]);
         buf_free(&l->o, l->sy[s]);
+        buf_free(&l->o, l->su8[s]);
+        buf_free(&l->o, l->saug[s]);
     }
     free(l->perm);
     sg_dataset_release(l->d);
@@ -438,12 +513,8 @@ int sg_loader_next(sg_loader *l, sg_batch *b)
         }
         int64_t first, count;
         batch_range(l, l->next, &first, &count);
-        make_batch(l, l->epoch, l->perm, first, count, l->sx[0], l->sy[0]);
-        b->x = l->sx[0];
-        b->y = l->sy[0];
-        b->n = count;
-        b->epoch = l->epoch;
-        b->index = first / l->o.batch;
+        make_slot(l, 0, l->epoch, first, count);
+        fill_batch(l, 0, first, count, b);
         l->next++;
         l->held = 1;
         return 1;
@@ -460,11 +531,7 @@ int sg_loader_next(sg_loader *l, sg_batch *b)
         pthread_cond_wait(&l->cv, &l->mu);
     int64_t first, count;
     batch_range(l, l->next, &first, &count);
-    b->x = l->sx[s];
-    b->y = l->sy[s];
-    b->n = count;
-    b->epoch = l->epoch;
-    b->index = first / l->o.batch;
+    fill_batch(l, s, first, count, b);
     l->ready[s] = -1;
     l->next++;
     l->held = 1;
@@ -480,10 +547,32 @@ int sg_loader_next_into(sg_loader *l, float *x, int32_t *y, int64_t *n)
         *n = 0;
         return r;
     }
-    memcpy(x, b.x, (size_t)b.n * l->out_px * sizeof(float));
+    if (b.u8)
+        sg_loader_expand(l, &b, x);
+    else
+        memcpy(x, b.x, (size_t)b.n * l->out_px * sizeof(float));
     memcpy(y, b.y, (size_t)b.n * sizeof(int32_t));
     *n = b.n;
     return 1;
+}
+
+int sg_loader_is_raw(const sg_loader *l) { return l->raw; }
+
+void sg_loader_raw_geom(const sg_loader *l, int *c, int *h, int *w, int *pad)
+{
+    *c = l->c;
+    *h = l->d->h;
+    *w = l->d->w;
+    *pad = l->o.pad;
+}
+
+void sg_loader_expand(const sg_loader *l, const sg_batch *b, float *x)
+{
+    size_t px = (size_t)l->c * l->d->h * l->d->w;
+    int64_t cap = l->o.batch;
+    for (int64_t j = 0; j < b->n; j++)
+        make_image(l, b->u8 + (size_t)j * px, NULL, b->aug[j], b->aug[cap + j],
+                   b->aug[2 * cap + j], x + (size_t)j * l->out_px);
 }
 
 int sg_loader_peek(sg_loader *l, int64_t epoch, int64_t first, int64_t count, float *x,

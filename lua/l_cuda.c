@@ -30,10 +30,17 @@
  *   use_pinned_loader_memory(on) -> previous; data loaders created while on
  *                          hand out batches in pinned host memory
  *                          (sg_cuda_host_alloc), so copies to the GPU are
- *                          asynchronous DMA; off by default
+ *                          asynchronous DMA, and those of uint8 datasets hand
+ *                          out raw batches (uint8 images, shifts, flips) that
+ *                          loader:next_into pads, crops, flips and normalizes
+ *                          on the GPU (SGDSA_GPU_INPUT=host: on the host
+ *                          instead); off by default
  *   built                  true when the backend is compiled in
  * core.cuda_available is core.cuda.available (what sgdsa.nn asks).
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "binding.h"
 #include "device.h"
 #include "l_data.h"
@@ -171,10 +178,18 @@ static int l_use_pinned_loader_memory(lua_State *L)
     int on = lua_toboolean(L, 1), prev = pinned_loaders;
     if (on && !sg_cuda_available())
         return sgl_error(L);
+    const char *where = getenv("SGDSA_GPU_INPUT");
+    int raw = 1;
+    if (where && *where) {
+        if (strcmp(where, "host") != 0 && strcmp(where, "device") != 0)
+            return luaL_error(L, "SGDSA_GPU_INPUT=%s: expected \"device\" (pad, crop, flip "
+                              "and normalize on the GPU, the default) or \"host\"", where);
+        raw = strcmp(where, "device") == 0;
+    }
     if (on)
-        sgl_data_set_host_allocator(sg_cuda_host_alloc, sg_cuda_host_free, NULL);
+        sgl_data_set_host_allocator(sg_cuda_host_alloc, sg_cuda_host_free, NULL, raw);
     else
-        sgl_data_set_host_allocator(NULL, NULL, NULL);
+        sgl_data_set_host_allocator(NULL, NULL, NULL, 0);
     pinned_loaders = on;
     lua_pushboolean(L, prev);
     return 1;

@@ -246,12 +246,15 @@ static int ds_tostring(lua_State *L)
 static sg_host_alloc_fn host_alloc;
 static sg_host_free_fn host_free;
 static void *host_ud;
+static int host_raw;
 
-void sgl_data_set_host_allocator(sg_host_alloc_fn alloc, sg_host_free_fn free_fn, void *ud)
+void sgl_data_set_host_allocator(sg_host_alloc_fn alloc, sg_host_free_fn free_fn, void *ud,
+                                 int raw)
 {
     host_alloc = alloc && free_fn ? alloc : NULL;
     host_free = alloc && free_fn ? free_fn : NULL;
     host_ud = ud;
+    host_raw = raw;
 }
 
 static sg_loader *checkld(lua_State *L, int idx)
@@ -309,6 +312,7 @@ static int l_loader(lua_State *L)
     o.flip = opt_int(L, 2, "flip", 0);
     o.prefetch = opt_int(L, 2, "prefetch", 2);
     o.workers = opt_int(L, 2, "workers", 1);
+    o.raw = opt_int(L, 2, "raw", host_raw);
     int tm = lua_getfield(L, 2, "mean"), ts = lua_getfield(L, 2, "std");
     if (tm != LUA_TNIL || ts != LUA_TNIL) {
         if (tm != LUA_TTABLE || ts != LUA_TTABLE)
@@ -366,6 +370,15 @@ static int next_batch(lua_State *L, sg_loader *l, sg_batch *b, int64_t sx[4], in
     return 1;
 }
 
+/* The batch's float images into x (nx bytes): copied, or made from a raw batch. */
+static void host_images(const sg_loader *l, const sg_batch *b, float *x, size_t nx)
+{
+    if (b->u8)
+        sg_loader_expand(l, b, x);
+    else
+        memcpy(x, b->x, nx);
+}
+
 static int ld_next(lua_State *L)
 {
     sg_loader *l = checkld(L, 1);
@@ -376,7 +389,7 @@ static int ld_next(lua_State *L)
         return 1;
     sg_tensor *x = batch_tensor(SG_F32, 4, sx);
     if (x)
-        memcpy(sg_tensor_data(x), b.x, nx);
+        host_images(l, &b, sg_tensor_data(x), nx);
     sgl_pushtensor(L, x);
     sg_tensor *y = batch_tensor(SG_I32, 1, sy);
     if (y)
@@ -404,7 +417,7 @@ static int ld_next_into(lua_State *L)
     SGL_CHECK(L, sg_tensor_resize(x, 4, sx));
     SGL_CHECK(L, sg_tensor_resize(y, 1, sy));
     if (dev == SG_CPU) {
-        memcpy(sg_tensor_data(x), b.x, nx);
+        host_images(l, &b, sg_tensor_data(x), nx);
         memcpy(sg_tensor_data(y), b.y, ny);
     } else {
 #ifdef SG_HAVE_CUDA
@@ -417,8 +430,18 @@ static int ld_next_into(lua_State *L)
          * core.cuda.input_wait(slot) must return before the loader's next call. */
         int async = !lua_isnoneornil(L, 4);
         int slot = async ? (int)luaL_checkinteger(L, 4) : 0;
-        if (sg_cuda_input_copy(slot, sg_tensor_data(x), b.x, nx) != 0 ||
-            sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0 ||
+        int rc;
+        if (b.u8) { /* raw: uint8 images, shifts and table, transformed on the device */
+            int c, h, w, pad;
+            sg_loader_raw_geom(l, &c, &h, &w, &pad);
+            rc = sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0 ||
+                 sg_cuda_input_expand(slot, sg_tensor_data(x), b.u8, b.n, sg_loader_batch(l),
+                                      b.aug, b.aug_bytes, c, h, w, pad) != 0;
+        } else {
+            rc = sg_cuda_input_copy(slot, sg_tensor_data(x), b.x, nx) != 0 ||
+                 sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0;
+        }
+        if (rc ||
             (!async && (sg_cuda_input_ready(slot) != 0 || sg_cuda_input_wait(slot) != 0))) {
             sg_adderr("loader:next_into (cuda)");
             return sgl_error(L);

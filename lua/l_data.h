@@ -13,6 +13,9 @@
 #include "data.h"
 
 sg_loader *sgl_checkloader(lua_State *L, int idx);
-void sgl_data_set_host_allocator(sg_host_alloc_fn alloc, sg_host_free_fn free_fn, void *ud);
+/* raw: loaders of uint8 datasets made from now on hand out raw batches
+ * (core/data.h opts.raw: transformed on the GPU by loader:next_into) */
+void sgl_data_set_host_allocator(sg_host_alloc_fn alloc, sg_host_free_fn free_fn, void *ud,
+                                 int raw);
 
 #endif

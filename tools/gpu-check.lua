@@ -121,7 +121,7 @@ if mode == "epoch" then
   if last > 0 then time_steps(S, device_batches(1, last), 2, 0) end
   local t0, n = core.time(), 0
   if okd and data and data.train then
-    result("epoch_data", "cifar10 (sgdsa.data loader, pinned batches copied to the GPU)")
+    result("epoch_data", "cifar10 (sgdsa.data loader: pinned raw uint8 batches, copy overlapped with the step, pad/crop/flip/normalize on the GPU; SGDSA_GPU_INPUT=" .. (os.getenv("SGDSA_GPU_INPUT") or "device") .. ")")
     local loader = data.train
     for x, y in loader:batches{device = "cuda"} do
       local rec, err = S:step(x, y)

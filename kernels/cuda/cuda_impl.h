@@ -78,6 +78,10 @@ int sg_cuda_check_launch(const char *what, const char *file, int line);
 #define SG_PRELAUNCH() ((void)cudaGetLastError())
 
 /* ---- custom kernel launchers (elementwise.cu; the sums in reduce.cu) ---------- */
+/* sg_cuda_input_transform on `stream` (the copy stream for input slots) */
+int sg_cuda_k_input_transform(cudaStream_t stream, const uint8_t *x, float *y,
+                              const int32_t *dy, const int32_t *dx, const int32_t *flip,
+                              int64_t n, int c, int h, int w, int pad, const float *lut);
 /* y[(i*c + ch)*inner + j] += b[ch] */
 int sg_cuda_k_bias_add(float *y, const float *b, int64_t n, int64_t c, int64_t inner);
 /* db[ch] += sum_{i,j} dy[(i*c + ch)*inner + j]  (deterministic, double) */

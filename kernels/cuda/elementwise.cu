@@ -174,14 +174,11 @@ __global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
     }
 }
 
-struct norm_params {
-    float a[16];   /* 1 / (255 * std) */
-    float b[16];   /* -mean / std */
-};
-
+/* The loader's image transform (core/data_loader.c make_image) with its
+ * lookup table: bit-identical to the host's batches. */
 __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
                                   const int32_t *dx, const int32_t *flip, int64_t total,
-                                  int c, int h, int w, int pad, norm_params np)
+                                  int c, int h, int w, int pad, const float *lut)
 {
     const int Ho = h + 2 * pad, Wo = w + 2 * pad;
     GRID_LOOP(t, total) {
@@ -191,10 +188,10 @@ __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
         int64_t img = t / ((int64_t)Wo * Ho * c);
         int sy = oy + (dy ? dy[img] : 0) - pad;
         int sx = ((flip && flip[img]) ? Wo - 1 - ox : ox) + (dx ? dx[img] : 0) - pad;
-        float v = 0.0f;
+        int v = 0;
         if (sy >= 0 && sy < h && sx >= 0 && sx < w)
-            v = (float)x[((img * c + ch) * h + sy) * (int64_t)w + sx];
-        y[t] = v * np.a[ch] + np.b[ch];
+            v = x[((img * c + ch) * h + sy) * (int64_t)w + sx];
+        y[t] = lut[ch * 256 + v];
     }
 }
 
@@ -447,26 +444,27 @@ int sg_cuda_k_bn_backward_eval(const float *dy, float *dx, const float *gamma,
     return 0;
 }
 
+int sg_cuda_k_input_transform(cudaStream_t stream, const uint8_t *x, float *y,
+                              const int32_t *dy, const int32_t *dx, const int32_t *flip,
+                              int64_t n, int c, int h, int w, int pad, const float *lut)
+{
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || pad < 0 || !lut)
+        return sg_seterr("input_transform: invalid sizes N=%lld C=%d H=%d W=%d pad=%d or no "
+                         "lookup table (cuda)", (long long)n, c, h, w, pad);
+    int64_t total = n * c * (int64_t)(h + 2 * pad) * (w + 2 * pad);
+    SG_PRELAUNCH();
+    k_input_transform<<<blocks_for(total), kThreads, 0, stream>>>(x, y, dy, dx, flip, total, c,
+                                                                  h, w, pad, lut);
+    return SG_LAUNCHED("k_input_transform") != 0 ? -1 : 0;
+}
+
 int sg_cuda_input_transform(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
                             const int32_t *flip, int64_t n, int c, int h, int w, int pad,
-                            const double *mean, const double *std)
+                            const float *lut)
 {
     if (sg_cuda_init() != 0)
         return -1;
-    if (n <= 0 || c <= 0 || c > 16 || h <= 0 || w <= 0 || pad < 0)
-        return sg_seterr("input_transform: invalid sizes N=%lld C=%d H=%d W=%d pad=%d (at "
-                         "most 16 channels) (cuda)", (long long)n, c, h, w, pad);
-    norm_params np;
-    for (int i = 0; i < 16; i++) {
-        double m = (mean && i < c) ? mean[i] : 0.0, s = (std && i < c) ? std[i] : 1.0;
-        if (i < c && !(s > 0.0))
-            return sg_seterr("input_transform: std[%d] = %g must be positive (cuda)", i + 1, s);
-        np.a[i] = (float)(1.0 / (255.0 * s));
-        np.b[i] = (float)(-m / s);
-    }
-    int64_t total = n * c * (int64_t)(h + 2 * pad) * (w + 2 * pad);
-    LAUNCH(k_input_transform, total, x, y, dy, dx, flip, total, c, h, w, pad, np);
-    return 0;
+    return sg_cuda_k_input_transform(sg_cuda_stream(), x, y, dy, dx, flip, n, c, h, w, pad, lut);
 }
 
 int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p)

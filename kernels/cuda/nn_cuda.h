@@ -204,16 +204,27 @@ int sg_cuda_vec_scale_add(const float *a, const float *x, float *out, int64_t n,
                           float alpha);
 
 /* ---- input batches on the device -----------------------------------------------------
- * The data loader's image transform (core/data.h) on uint8 images already on
- * the device: x is N x C x H x W uint8; y is N x C x (H+2*pad) x (W+2*pad);
+ * The data loader's image transform (core/data.h, raw loaders) on uint8 images
+ * on the device: x is N x C x H x W uint8; y is N x C x (H+2*pad) x (W+2*pad);
  * output (oy, ox) of image i reads source row oy + dy[i] - pad and column
- * (flip[i] ? Wo-1-ox : ox) + dx[i] - pad; a pixel v becomes
- * (v/255 - mean[c]) / std[c], and positions outside the source are
- * (0 - mean[c]) / std[c]. dy, dx, flip: N int32 on the device, or NULL (no
- * shift / no flip). c <= 16. */
+ * (flip[i] ? Wo-1-ox : ox) + dx[i] - pad; a pixel v becomes lut[c*256 + v]
+ * and positions outside the source lut[c*256] (the loader's table: exactly
+ * the host's values). dy, dx, flip: N int32 on the device, or NULL (no
+ * shift / no flip); lut: C x 256 floats on the device. On the compute stream. */
 int sg_cuda_input_transform(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
                             const int32_t *flip, int64_t n, int c, int h, int w, int pad,
-                            const double *mean, const double *std);
+                            const float *lut);
+
+/* A raw batch (sg_batch of a raw loader: u8 images, aug = shifts, flips and
+ * the lookup table) expanded into the float batch dst (N x C x Ho x Wo) on
+ * the copy stream, as input slot `slot`: the host buffers are copied into the
+ * slot's device staging buffers after the compute queued so far, then the
+ * transform runs there; the same ordering rules as sg_cuda_input_copy (the
+ * compute waits from sg_cuda_input_ready(slot) on; the host buffers must stay
+ * untouched until sg_cuda_input_wait(slot)). cap: the loader's batch size
+ * (aug holds dy[cap] dx[cap] flip[cap] then the table). */
+int sg_cuda_input_expand(int slot, float *dst, const uint8_t *u8, int64_t n, int64_t cap,
+                         const int32_t *aug, size_t aug_bytes, int c, int h, int w, int pad);
 
 #ifdef __cplusplus
 }

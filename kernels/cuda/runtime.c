@@ -514,6 +514,68 @@ int sg_cuda_input_wait(int slot)
     return 0;
 }
 
+/* Device staging of raw input batches, one pair of buffers per input slot,
+ * used only on the copy stream (whose order makes their reuse safe). */
+static void *g_stage_u8[SG_CUDA_INPUT_SLOTS], *g_stage_aug[SG_CUDA_INPUT_SLOTS];
+static size_t g_stage_u8_n[SG_CUDA_INPUT_SLOTS], g_stage_aug_n[SG_CUDA_INPUT_SLOTS];
+
+/* The slot's staging buffer of at least nbytes. A buffer replaced may still
+ * be read by queued copy-stream work, and a block back in the pool may go to
+ * the compute stream: finish the copy stream before giving it back. */
+static void *stage(void **buf, size_t *have, size_t nbytes, const char *what)
+{
+    if (*buf && nbytes <= *have)
+        return *buf;
+    size_t want = nbytes < 4096 ? 4096 : nbytes;
+    void *p = sg_cuda_malloc(want);
+    if (!p)
+        return sg_adderr("cuda: staging buffer for %s (%zu bytes)", what, nbytes), NULL;
+    if (*buf) {
+        cudaError_t e = cudaStreamSynchronize(g_copy_stream);
+        if (e != cudaSuccess) {
+            sg_cuda_free(p);
+            sg_cuda_fail_rt("cudaStreamSynchronize(g_copy_stream)", e, __FILE__, __LINE__);
+            return NULL;
+        }
+        sg_cuda_free(*buf);
+    }
+    *buf = p;
+    *have = want;
+    return p;
+}
+
+int sg_cuda_input_expand(int slot, float *dst, const uint8_t *u8, int64_t n, int64_t cap,
+                         const int32_t *aug, size_t aug_bytes, int c, int h, int w, int pad)
+{
+    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
+        return bad_slot("input_expand", slot);
+    if (n <= 0 || n > cap || c <= 0 || h <= 0 || w <= 0 || pad < 0 ||
+        aug_bytes < (size_t)cap * 3 * sizeof(int32_t) + (size_t)c * 256 * sizeof(float))
+        return sg_seterr("cuda: input_expand: %lld images of %dx%dx%d (pad %d) in a batch of "
+                         "%lld with %zu bytes of shifts and table: inconsistent", (long long)n,
+                         c, h, w, pad, (long long)cap, aug_bytes);
+    if (sg_cuda_init() != 0)
+        return -1;
+    size_t u8_bytes = (size_t)n * c * h * w;
+    void *du8 = stage(&g_stage_u8[slot], &g_stage_u8_n[slot], u8_bytes, "raw images");
+    if (!du8)
+        return -1;
+    void *daug = stage(&g_stage_aug[slot], &g_stage_aug_n[slot], aug_bytes, "shifts and table");
+    if (!daug)
+        return -1;
+    /* after the compute queued so far, which may still read dst */
+    SG_CU(cudaEventRecord(g_compute_ev, g_stream));
+    SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
+    SG_CU(cudaMemcpyAsync(du8, u8, u8_bytes, cudaMemcpyHostToDevice, g_copy_stream));
+    SG_CU(cudaMemcpyAsync(daug, aug, aug_bytes, cudaMemcpyHostToDevice, g_copy_stream));
+    const int32_t *a = daug;
+    if (sg_cuda_k_input_transform(g_copy_stream, du8, dst, a, a + cap, a + 2 * cap, n, c, h, w,
+                                  pad, (const float *)(a + 3 * cap)) != 0)
+        return sg_adderr("cuda: input_expand (slot %d)", slot);
+    SG_CU(cudaEventRecord(g_copy_ev[slot], g_copy_stream));
+    return 0;
+}
+
 /* ---- pinned host memory ----------------------------------------------------------------- */
 
 void *sg_cuda_host_alloc(size_t nbytes, void *ud)

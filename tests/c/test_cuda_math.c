@@ -350,10 +350,19 @@ static void test_strided_copies(void)
         sg_tensor_release(ts[i]);
 }
 
-/* The loader's pixel rule (core/data.h) on the CPU, as the reference. */
+/* The loader's pixel rule (core/data.h) on the CPU, as the reference: the
+ * lookup table as core/data_loader.c builds it, indexed by the source pixel
+ * (0 outside the source). */
+static void make_lut(float *lut, int c, const double *mean, const double *std)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int v = 0; v < 256; v++)
+            lut[ch * 256 + v] = (float)((v * (1.0 / 255.0) - mean[ch]) / std[ch]);
+}
+
 static void input_ref(const uint8_t *x, float *y, const int32_t *dy, const int32_t *dx,
                       const int32_t *flip, int64_t n, int c, int h, int w, int pad,
-                      const double *mean, const double *std)
+                      const float *lut)
 {
     int Ho = h + 2 * pad, Wo = w + 2 * pad;
     for (int64_t i = 0; i < n; i++)
@@ -362,44 +371,73 @@ static void input_ref(const uint8_t *x, float *y, const int32_t *dy, const int32
                 for (int ox = 0; ox < Wo; ox++) {
                     int sy = oy + dy[i] - pad;
                     int sx = (flip[i] ? Wo - 1 - ox : ox) + dx[i] - pad;
-                    double v = 0.0;
+                    int v = 0;
                     if (sy >= 0 && sy < h && sx >= 0 && sx < w)
-                        v = x[((i * c + ch) * h + sy) * w + sx] / 255.0;
-                    y[((i * c + ch) * Ho + oy) * Wo + ox] = (float)((v - mean[ch]) / std[ch]);
+                        v = x[((i * c + ch) * h + sy) * w + sx];
+                    y[((i * c + ch) * Ho + oy) * Wo + ox] = lut[ch * 256 + v];
                 }
 }
 
 static void test_input_transform(void)
 {
-    const int64_t n = 9;
+    const int64_t n = 9, cap = 12; /* a short last batch in a loader of batch 12 */
     const int c = 3, h = 8, w = 6, pad = 2;
     const int Ho = h + 2 * pad, Wo = w + 2 * pad;
     int64_t nx = n * c * h * w, ny = n * c * Ho * Wo;
     uint8_t *x = malloc((size_t)nx);
     for (int64_t i = 0; i < nx; i++)
         x[i] = (uint8_t)(sg_rng_u32(&g_rng) & 255);
-    int32_t dy[9], dx[9], fl[9];
-    for (int i = 0; i < 9; i++) {
+    /* the raw loader's aug buffer: dy[cap] dx[cap] flip[cap], then the table */
+    size_t aug_bytes = (size_t)cap * 3 * 4 + (size_t)c * 256 * 4;
+    int32_t *aug = calloc(1, aug_bytes);
+    int32_t *dy = aug, *dx = aug + cap, *fl = aug + 2 * cap;
+    float *lut = (float *)(aug + 3 * cap);
+    for (int i = 0; i < n; i++) {
         dy[i] = (int32_t)(sg_rng_u32(&g_rng) % 5) - 2;
         dx[i] = (int32_t)(sg_rng_u32(&g_rng) % 5) - 2;
         fl[i] = (int32_t)(sg_rng_u32(&g_rng) & 1);
     }
     const double mean[3] = {0.49, 0.48, 0.45}, std[3] = {0.25, 0.24, 0.26};
+    make_lut(lut, c, mean, std);
     float *want = hbuf(ny);
-    input_ref(x, want, dy, dx, fl, n, c, h, w, pad, mean, std);
+    input_ref(x, want, dy, dx, fl, n, c, h, w, pad, lut);
     uint8_t *d_x = dalloc((size_t)nx);
     OK(sg_cuda_memcpy(d_x, x, (size_t)nx, 1, 0));
     int32_t *d_dy = dup_i(dy, 9), *d_dx = dup_i(dx, 9), *d_fl = dup_i(fl, 9);
+    float *d_lut = dalloc((size_t)c * 256 * 4);
+    OK(sg_cuda_memcpy(d_lut, lut, (size_t)c * 256 * 4, 1, 0));
     float *d_y = dalloc((size_t)ny * 4);
-    OK(sg_cuda_input_transform(d_x, d_y, d_dy, d_dx, d_fl, n, c, h, w, pad, mean, std));
-    cmp_dev("input transform (pad, crop, flip, normalize)", d_y, want, ny, 1e-5);
+    OK(sg_cuda_input_transform(d_x, d_y, d_dy, d_dx, d_fl, n, c, h, w, pad, d_lut));
+    cmp_dev("input transform (pad, crop, flip, normalize)", d_y, want, ny, 0.0);
+
+    /* the same through an input slot: pinned raw buffers, copy stream, staging */
+    uint8_t *px = sg_cuda_host_alloc((size_t)nx, NULL);
+    int32_t *paug = sg_cuda_host_alloc(aug_bytes, NULL);
+    CHECK(px && paug, "pinned alloc failed: %s", sg_geterr());
+    if (px && paug) {
+        memcpy(px, x, (size_t)nx);
+        memcpy(paug, aug, aug_bytes);
+        OK(sg_cuda_fill(d_y, SG_F32, ny, -7.0));
+        OK(sg_cuda_input_expand(1, d_y, px, n, cap, paug, aug_bytes, c, h, w, pad));
+        OK(sg_cuda_input_ready(1));
+        OK(sg_cuda_input_wait(1));
+        cmp_dev("input slot: raw batch expanded on the copy stream", d_y, want, ny, 0.0);
+        CHECK(sg_cuda_input_expand(2, d_y, px, n, cap, paug, aug_bytes, c, h, w, pad) != 0,
+              "slot 2 accepted");
+        CHECK(sg_cuda_input_expand(0, d_y, px, n, cap, paug, 16, c, h, w, pad) != 0,
+              "a short aug buffer accepted");
+        printf("  ok bad input_expand arguments: %s\n", sg_geterr());
+    }
+    sg_cuda_host_free(px, NULL);
+    sg_cuda_host_free(paug, NULL);
+
     int32_t z[9] = {0};
-    input_ref(x, want, z, z, z, n, c, h, w, pad, mean, std);
-    OK(sg_cuda_input_transform(d_x, d_y, NULL, NULL, NULL, n, c, h, w, pad, mean, std));
-    cmp_dev("input transform (pad, normalize only)", d_y, want, ny, 1e-5);
+    input_ref(x, want, z, z, z, n, c, h, w, pad, lut);
+    OK(sg_cuda_input_transform(d_x, d_y, NULL, NULL, NULL, n, c, h, w, pad, d_lut));
+    cmp_dev("input transform (pad, normalize only)", d_y, want, ny, 0.0);
     sg_cuda_free(d_x); sg_cuda_free(d_dy); sg_cuda_free(d_dx); sg_cuda_free(d_fl);
-    sg_cuda_free(d_y);
-    free(x); free(want);
+    sg_cuda_free(d_y); sg_cuda_free(d_lut);
+    free(x); free(want); free(aug);
 }
 
 int main(void)

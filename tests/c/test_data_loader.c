@@ -5,7 +5,8 @@
  * the prefetch thread; drop/keep of the last partial batch; save and restore
  * of the position mid-epoch (with and without the stored order); crop/flip
  * augmentation checked against the source image and reproducible; the
- * pinned-memory allocation hook is used for every batch buffer.
+ * pinned-memory allocation hook is used for every batch buffer; raw batches
+ * (for the GPU's transform) expand to the plain batches exactly.
  */
 #include <math.h>
 
@@ -304,6 +305,104 @@ static void test_augment(sg_dataset *d)
     CHECK(sg_loader_new(d, &o, NULL, NULL) == NULL, "augmentation without generator accepted");
 }
 
+/* A raw loader (uint8 images, shifts, flips and the lookup table handed out
+ * for the GPU) expanded on the host gives the plain loader's batches
+ * exactly, threaded or not, short last batch included; its shifts are those
+ * the plain loader applied (checked pixel by pixel from the source). */
+static void test_raw(sg_dataset *d)
+{
+    for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+        sg_loader_opts o;
+        sg_loader_opts_default(&o);
+        o.batch = 10;
+        o.pad = 2;
+        o.crop = 2;
+        o.flip = 1;
+        o.prefetch = prefetch;
+        o.normalize = 1;
+        o.mean[0] = 0.3; o.mean[1] = 0.6;
+        o.std[0] = 0.2; o.std[1] = 0.7;
+        sg_rng sh = stream(5, "shuffle"), au = stream(6, "augment");
+        sg_loader *p = sg_loader_new(d, &o, &sh, &au);
+        o.raw = 1;
+        sg_loader *r = sg_loader_new(d, &o, &sh, &au);
+        CHECK(p && r, "loaders: %s", sg_geterr());
+        if (!p || !r)
+            return;
+        CHECK(!sg_loader_is_raw(p) && sg_loader_is_raw(r), "raw flags");
+        int c, h, w, pad;
+        sg_loader_raw_geom(r, &c, &h, &w, &pad);
+        CHECK(c == C && h == H && w == W && pad == 2, "raw geometry %dx%dx%d pad %d", c, h, w,
+              pad);
+        const int Ho = H + 4, Wo = W + 4;
+        static float xp[10 * C * (H + 4) * (W + 4)], xr[10 * C * (H + 4) * (W + 4)];
+        int bad = 0, batches = 0, images = 0;
+        for (int e = 0; e < 2; e++) {
+            sg_loader_start_epoch(p, e);
+            sg_loader_start_epoch(r, e);
+            sg_batch bp, br;
+            while (sg_loader_next(p, &bp) == 1) {
+                memcpy(xp, bp.x, (size_t)bp.n * C * Ho * Wo * sizeof(float));
+                int32_t yp[10];
+                memcpy(yp, bp.y, (size_t)bp.n * sizeof(int32_t));
+                CHECK(sg_loader_next(r, &br) == 1 && br.n == bp.n && br.x == NULL && br.u8 &&
+                      br.aug, "raw batch %d", batches);
+                CHECK(br.aug_bytes == 10 * 3 * 4 + (size_t)C * 256 * 4, "aug bytes %zu",
+                      br.aug_bytes);
+                sg_loader_expand(r, &br, xr);
+                bad += memcmp(xp, xr, (size_t)bp.n * C * Ho * Wo * sizeof(float)) != 0;
+                bad += memcmp(yp, br.y, (size_t)bp.n * sizeof(int32_t)) != 0;
+                const float *lut = (const float *)(br.aug + 30);
+                for (int i = 0; i < br.n; i++) {
+                    int dy = br.aug[i], dx = br.aug[10 + i], fl = br.aug[20 + i];
+                    bad += dy < -2 || dy > 2 || dx < -2 || dx > 2 || (fl != 0 && fl != 1);
+                    for (int ch = 0; ch < C; ch++)
+                        for (int oy = 0; oy < Ho; oy++)
+                            for (int ox = 0; ox < Wo; ox++) {
+                                int sy = oy + dy - 2, sx = (fl ? Wo - 1 - ox : ox) + dx - 2;
+                                int v = (sy >= 0 && sy < H && sx >= 0 && sx < W)
+                                    ? br.u8[((size_t)i * C + ch) * H * W + sy * W + sx] : 0;
+                                bad += xp[(((size_t)i * C + ch) * Ho + oy) * Wo + ox] !=
+                                       lut[ch * 256 + v];
+                            }
+                }
+                images += (int)bp.n;
+                batches++;
+            }
+            CHECK(sg_loader_next(r, &br) == 0, "raw loader ends with the plain one");
+        }
+        CHECK(bad == 0 && images == 2 * N && batches == 8, "raw vs plain (prefetch %d): %d "
+              "mismatches over %d images in %d batches", prefetch, bad, images, batches);
+        float xi[10 * C * (H + 4) * (W + 4)];
+        int32_t yi[10];
+        int64_t n = 0;
+        sg_loader_start_epoch(p, 3);
+        sg_loader_start_epoch(r, 3);
+        sg_batch bp;
+        CHECK(sg_loader_next(p, &bp) == 1 && sg_loader_next_into(r, xi, yi, &n) == 1 &&
+              n == bp.n && memcmp(xi, bp.x, (size_t)n * C * Ho * Wo * sizeof(float)) == 0,
+              "next_into of a raw loader");
+        sg_loader_free(p);
+        sg_loader_free(r);
+    }
+    /* float32 datasets have no raw form: the option is ignored */
+    sg_dataset *f = sg_dataset_new(4, 1, 2, 2, 2, SG_DATA_F32, "f32");
+    for (int i = 0; i < 16; i++)
+        f->f32[i] = (float)i;
+    for (int i = 0; i < 4; i++)
+        f->labels[i] = i % 2;
+    sg_loader_opts o;
+    sg_loader_opts_default(&o);
+    o.shuffle = 0;
+    o.raw = 1;
+    sg_loader *l = sg_loader_new(f, &o, NULL, NULL);
+    sg_batch b;
+    CHECK(l && !sg_loader_is_raw(l) && sg_loader_next(l, &b) == 1 && b.x && !b.u8 &&
+          b.x[5] == 5.0f, "raw on float32: %s", sg_geterr());
+    sg_loader_free(l);
+    sg_dataset_release(f);
+}
+
 static int allocs, frees;
 static void *count_alloc(size_t n, void *ud)
 {
@@ -338,6 +437,7 @@ int main(void)
 {
     sg_dataset *d = make_set();
     test_plain(d);
+    test_raw(d);
     test_shuffle(d);
     for (int p = 0; p <= 2; p += 2) {
         test_state(d, p, 0, 0);

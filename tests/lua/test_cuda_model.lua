@@ -180,11 +180,15 @@ local function tmpdir()
 end
 
 T.test("loader batches straight onto the gpu (pinned memory), labels int32", function()
+  -- uint8 images: raw batches padded, cropped, flipped and normalized on the
+  -- gpu, equal to the host's
   local path = F.data_file(tmpdir())
   local prev = core.cuda.use_pinned_loader_memory(true)
-  local d = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
+  local opts = {file = path, batch = 48, seed = 3, prefetch = 1, pad = 2,
+                augment = {crop = 2, flip = true}}
+  local d = sg.data.hdf5(opts)
   T.eq(core.cuda.use_pinned_loader_memory(prev), true, "the flag was on")
-  local ref = sg.data.hdf5{file = path, batch = 48, seed = 3, prefetch = 1}
+  local ref = sg.data.hdf5(opts)
   local n, it = 0, ref.train:epoch(1)
   for x, y in d.train:epoch(1, {device = "cuda"}) do
     local xr, yr = it()
@@ -196,6 +200,13 @@ T.test("loader batches straight onto the gpu (pinned memory), labels int32", fun
   end
   T.eq(n, ref.train:size(), "one whole epoch")
   T.check(it() == nil, "both loaders end together")
+  -- without lookahead (one slot, waited for), and a raw batch made on the host
+  local it2 = ref.train:epoch(2)
+  for x in d.train:epoch(2, {device = "cuda", lookahead = false}) do
+    T.eq(maxdiff(x, it2()), 0, "epoch 2 images")
+  end
+  d.train:epoch(3); ref.train:epoch(3)
+  T.eq(maxdiff(d.train:next(), ref.train:next()), 0, "a raw batch expanded on the host")
 end)
 
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
