@@ -168,10 +168,14 @@ static const float *src_f32(const sg_loader *l, int64_t idx)
     return l->d->f32 ? l->d->f32 + (size_t)idx * l->c * l->d->h * l->d->w : NULL;
 }
 
-/* Fill x, y with the images at positions [first, first+count) of `epoch`. */
+/* Fill y and x with the images at positions [first, first+count) of `epoch`;
+ * or, with u8 (raw), the source images gathered in order and their shifts
+ * and flips in aug (dy, dx, flip arrays of the loader's batch size). */
 static void make_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, int64_t first,
-                       int64_t count, float *x, int32_t *y)
+                       int64_t count, float *x, uint8_t *u8, int32_t *aug, int32_t *y)
 {
+    size_t px = (size_t)l->c * l->d->h * l->d->w;
+    int64_t cap = l->o.batch;
     /* images are independent: split them over `workers` threads (the result
      * does not depend on the split) */
 #pragma omp parallel for num_threads(l->o.workers > 1 ? l->o.workers : 1) if (l->o.workers > 1 && count > 8) schedule(static)
@@ -180,26 +184,15 @@ static void make_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, i
         int dy, dx, flip;
         aug_draw(l, epoch, pos, &dy, &dx, &flip);
         y[j] = l->d->labels[idx];
-        make_image(l, src_u8(l, idx), src_f32(l, idx), dy, dx, flip, x + (size_t)j * l->out_px);
-    }
-}
-
-/* The raw batch: source images gathered in order, the shifts and flips drawn. */
-static void make_raw_batch(const sg_loader *l, int64_t epoch, const int64_t *perm, int64_t first,
-                           int64_t count, uint8_t *u8, int32_t *aug, int32_t *y)
-{
-    size_t px = (size_t)l->c * l->d->h * l->d->w;
-    int64_t cap = l->o.batch;
-#pragma omp parallel for num_threads(l->o.workers > 1 ? l->o.workers : 1) if (l->o.workers > 1 && count > 8) schedule(static)
-    for (int64_t j = 0; j < count; j++) {
-        int64_t pos = first + j, idx = perm[pos];
-        int dy, dx, flip;
-        aug_draw(l, epoch, pos, &dy, &dx, &flip);
-        y[j] = l->d->labels[idx];
-        aug[j] = dy;
-        aug[cap + j] = dx;
-        aug[2 * cap + j] = flip;
-        memcpy(u8 + (size_t)j * px, src_u8(l, idx), px);
+        if (u8) {
+            aug[j] = dy;
+            aug[cap + j] = dx;
+            aug[2 * cap + j] = flip;
+            memcpy(u8 + (size_t)j * px, src_u8(l, idx), px);
+        } else {
+            make_image(l, src_u8(l, idx), src_f32(l, idx), dy, dx, flip,
+                       x + (size_t)j * l->out_px);
+        }
     }
 }
 
@@ -212,10 +205,7 @@ static size_t raw_aug_bytes(const sg_loader *l)
 /* Slot s's batch of positions [first, first+count). */
 static void make_slot(const sg_loader *l, int s, int64_t epoch, int64_t first, int64_t count)
 {
-    if (l->raw)
-        make_raw_batch(l, epoch, l->perm, first, count, l->su8[s], l->saug[s], l->sy[s]);
-    else
-        make_batch(l, epoch, l->perm, first, count, l->sx[s], l->sy[s]);
+    make_batch(l, epoch, l->perm, first, count, l->sx[s], l->su8[s], l->saug[s], l->sy[s]);
 }
 
 static void fill_batch(const sg_loader *l, int s, int64_t first, int64_t count, sg_batch *b)
@@ -587,7 +577,7 @@ int sg_loader_peek(sg_loader *l, int64_t epoch, int64_t first, int64_t count, fl
     if (!perm)
         return -1;
     draw_perm(l, epoch, perm);
-    make_batch(l, epoch, perm, first, count, x, y);
+    make_batch(l, epoch, perm, first, count, x, NULL, NULL, y);
     free(perm);
     return 0;
 }
