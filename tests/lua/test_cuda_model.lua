@@ -209,6 +209,29 @@ T.test("loader batches straight onto the gpu (pinned memory), labels int32", fun
   T.eq(maxdiff(d.train:next(), ref.train:next()), 0, "a raw batch expanded on the host")
 end)
 
+T.test("memory pool: no device allocation in steady-state steps fed by the loader", function()
+  -- raw uint8 batches, double-buffered input slots, staging, the transform
+  local path = F.data_file(tmpdir())
+  local prev = core.cuda.use_pinned_loader_memory(true)
+  local d = sg.data.hdf5{file = path, batch = 32, seed = 3, prefetch = 2,
+                         augment = {crop = 2, flip = true}}
+  core.cuda.use_pinned_loader_memory(prev)
+  local m = F.model():to("cuda")
+  local S = require("sgdsa.search").new{model = m, optim = C.optim("sgdsa")}
+  local a, k = nil, 0
+  for x, y in d.train:epoch(1, {device = "cuda"}) do
+    assert(S:step(x, y))
+    k = k + 1
+    if k == 3 then
+      core.cuda.synchronize()
+      a = core.cuda.memory_stats().device_allocs
+    end
+  end
+  core.cuda.synchronize()
+  T.eq(k, 20, "one epoch of 640 images")
+  T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
+end)
+
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
   local trainer = require "sgdsa.trainer"
   local path = F.data_file(tmpdir())
