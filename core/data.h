@@ -153,6 +153,7 @@ typedef struct sg_batch {
     int64_t n;            /* images in this batch (the last may be short) */
     int64_t epoch;
     int64_t index;        /* batch number within the epoch */
+    int64_t first;        /* position of its first image within the epoch */
 } sg_batch;
 
 /* The loader retains `d` and copies the generators (which are not advanced).

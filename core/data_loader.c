@@ -218,6 +218,7 @@ static void fill_batch(const sg_loader *l, int s, int64_t first, int64_t count, 
     b->n = count;
     b->epoch = l->epoch;
     b->index = first / l->o.batch;
+    b->first = first;
 }
 
 static void batch_range(const sg_loader *l, int64_t k, int64_t *first, int64_t *count)
@@ -396,7 +397,9 @@ sg_loader *sg_loader_new(sg_dataset *d, const sg_loader_opts *o, const sg_rng *s
             l->lut[c][v] = (float)((v * scale - m) / s);
         l->a[c] = (float)(1.0 / s);
         l->b[c] = (float)(-m / s);
-        l->fill[c] = (float)(-m / s);
+        /* uint8: the table's value of a 0 pixel (the GPU's pad value; -0.0f
+         * from -m/s when m = 0 would differ in the sign bit) */
+        l->fill[c] = d->dtype == SG_DATA_U8 ? l->lut[c][0] : (float)(-m / s);
     }
     l->perm = sg_malloc((size_t)d->n * sizeof *l->perm, "data loader permutation");
     if (!l->perm)

@@ -178,7 +178,7 @@ static int l_use_pinned_loader_memory(lua_State *L)
     int on = lua_toboolean(L, 1), prev = pinned_loaders;
     if (on && !sg_cuda_available())
         return sgl_error(L);
-    const char *where = getenv("SGDSA_GPU_INPUT");
+    const char *where = on ? getenv("SGDSA_GPU_INPUT") : NULL;
     int raw = 1;
     if (where && *where) {
         if (strcmp(where, "host") != 0 && strcmp(where, "device") != 0)

@@ -11,7 +11,9 @@
  *   split(n, gen) -> Dataset, stats() -> {mean...}, {std...},
  *   check_shape(pad, {c,h,w} [, who]), images() -> tensor, labels() -> tensor.
  * Loader: next() -> x (float32 n x c x h x w), y (int32 n) | nil at the end;
- *   next_into(x, y) -> n | nil; start_epoch(e) (0-based); position() -> epoch, index;
+ *   next_into(x, y [, slot]) -> n, first (position of its first image) | nil
+ *   (cuda x, y: slot = an asynchronous copy, see core.cuda.input_ready);
+ *   start_epoch(e) (0-based); position() -> epoch, index;
  *   size(), nbatches(), batch(), shape(); state() -> {epoch, index, perm (int32
  *   tensor, 0-based), shuffle={4}, augment={4}}; set_state(t); peek(e, first, n);
  *   free() (also __gc and __close).
@@ -405,8 +407,7 @@ static int ld_next_into(lua_State *L)
     sg_batch b;
     int64_t sx[4], sy[1];
     size_t nx, ny;
-    if (!next_batch(L, l, &b, sx, sy, &nx, &ny))
-        return 1;
+    /* checked before the loader moves on */
     sg_devtype dev = x->storage->device;
     if (x->dtype != SG_F32 || y->dtype != SG_I32 || y->storage->device != dev ||
         (dev != SG_CPU && dev != SG_CUDA))
@@ -414,6 +415,8 @@ static int ld_next_into(lua_State *L)
                           "both on the cpu or both on cuda (got %s %s and %s %s)",
                           sg_dtype_name(x->dtype), sg_device_name(x->storage->device),
                           sg_dtype_name(y->dtype), sg_device_name(y->storage->device));
+    if (!next_batch(L, l, &b, sx, sy, &nx, &ny))
+        return 1;
     SGL_CHECK(L, sg_tensor_resize(x, 4, sx));
     SGL_CHECK(L, sg_tensor_resize(y, 1, sy));
     if (dev == SG_CPU) {
@@ -451,7 +454,8 @@ static int ld_next_into(lua_State *L)
 #endif
     }
     lua_pushinteger(L, b.n);
-    return 1;
+    lua_pushinteger(L, b.first);
+    return 2;
 }
 
 static int ld_start_epoch(lua_State *L)

@@ -338,6 +338,46 @@ static int release_cached_locked(void)
     return rc;
 }
 
+/* Device blocks written by input copies (the copy stream) that the host has
+ * not waited for yet, per input slot. The pool hands a freed block to the
+ * compute stream, which waits for the copy stream only from
+ * sg_cuda_input_ready: freeing one of these (a loader's input tensor
+ * collected while its next batch is on the way) first waits for the slot's
+ * copies. Guarded by g_lock. */
+#define SG_INPUT_DSTS 8
+static void *g_in_dst[SG_CUDA_INPUT_SLOTS][SG_INPUT_DSTS];
+static int g_in_ndst[SG_CUDA_INPUT_SLOTS];
+
+static void input_dst_freed(void *p)
+{
+    for (int s = 0; s < SG_CUDA_INPUT_SLOTS; s++)
+        for (int i = 0; i < g_in_ndst[s]; i++)
+            if (g_in_dst[s][i] == p) {
+                (void)cudaEventSynchronize(g_copy_ev[s]); /* errors surface at the next call */
+                g_in_ndst[s] = 0;
+                break;
+            }
+}
+
+/* Record dst as written by the slot's next copy (the copy is queued after). */
+static int input_dst_add(int slot, void *dst)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_in_ndst[slot] == SG_INPUT_DSTS) {
+        /* copies without a wait in between: wait for those queued so far */
+        cudaError_t e = cudaEventSynchronize(g_copy_ev[slot]);
+        if (e != cudaSuccess) {
+            pthread_mutex_unlock(&g_lock);
+            return sg_cuda_fail_rt("cudaEventSynchronize(g_copy_ev[slot])", e, __FILE__,
+                                   __LINE__);
+        }
+        g_in_ndst[slot] = 0;
+    }
+    g_in_dst[slot][g_in_ndst[slot]++] = dst;
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+}
+
 void *sg_cuda_malloc(size_t nbytes)
 {
     if (sg_cuda_init() != 0)
@@ -401,6 +441,7 @@ void sg_cuda_free(void *p)
     if (!p)
         return;
     pthread_mutex_lock(&g_lock);
+    input_dst_freed(p);
     size_t size = 0;
     if (live_take(p, &size) != 0) {
         /* not ours: a programming error; do not touch it */
@@ -486,11 +527,17 @@ int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
         return -1;
     if (nbytes == 0)
         return 0;
+    if (input_dst_add(slot, dst) != 0)
+        return -1;
     /* after the compute queued so far, which may still read dst */
     SG_CU(cudaEventRecord(g_compute_ev, g_stream));
     SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
-    SG_CU(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, g_copy_stream));
+    cudaError_t e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, g_copy_stream);
+    /* the event covers whatever was queued, even when the copy failed */
     SG_CU(cudaEventRecord(g_copy_ev[slot], g_copy_stream));
+    if (e != cudaSuccess)
+        return sg_cuda_fail_rt("cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, "
+                               "g_copy_stream)", e, __FILE__, __LINE__);
     return 0;
 }
 
@@ -511,6 +558,9 @@ int sg_cuda_input_wait(int slot)
     if (sg_cuda_init() != 0)
         return -1;
     SG_CU(cudaEventSynchronize(g_copy_ev[slot]));
+    pthread_mutex_lock(&g_lock);
+    g_in_ndst[slot] = 0;
+    pthread_mutex_unlock(&g_lock);
     return 0;
 }
 
@@ -563,17 +613,28 @@ int sg_cuda_input_expand(int slot, float *dst, const uint8_t *u8, int64_t n, int
     void *daug = stage(&g_stage_aug[slot], &g_stage_aug_n[slot], aug_bytes, "shifts and table");
     if (!daug)
         return -1;
+    if (input_dst_add(slot, dst) != 0)
+        return -1;
     /* after the compute queued so far, which may still read dst */
     SG_CU(cudaEventRecord(g_compute_ev, g_stream));
     SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
-    SG_CU(cudaMemcpyAsync(du8, u8, u8_bytes, cudaMemcpyHostToDevice, g_copy_stream));
-    SG_CU(cudaMemcpyAsync(daug, aug, aug_bytes, cudaMemcpyHostToDevice, g_copy_stream));
+    /* from here on the slot's event is recorded on every exit: it must cover
+     * whatever was queued */
     const int32_t *a = daug;
-    if (sg_cuda_k_input_transform(g_copy_stream, du8, dst, a, a + cap, a + 2 * cap, n, c, h, w,
-                                  pad, (const float *)(a + 3 * cap)) != 0)
-        return sg_adderr("cuda: input_expand (slot %d)", slot);
+    cudaError_t e = cudaMemcpyAsync(du8, u8, u8_bytes, cudaMemcpyHostToDevice, g_copy_stream);
+    const char *what = "cudaMemcpyAsync(raw images)";
+    if (e == cudaSuccess) {
+        e = cudaMemcpyAsync(daug, aug, aug_bytes, cudaMemcpyHostToDevice, g_copy_stream);
+        what = "cudaMemcpyAsync(shifts and table)";
+    }
+    int rc = 0;
+    if (e != cudaSuccess)
+        rc = sg_cuda_fail_rt(what, e, __FILE__, __LINE__);
+    else if (sg_cuda_k_input_transform(g_copy_stream, du8, dst, a, a + cap, a + 2 * cap, n, c, h,
+                                       w, pad, (const float *)(a + 3 * cap)) != 0)
+        rc = sg_adderr("cuda: input_expand (slot %d)", slot);
     SG_CU(cudaEventRecord(g_copy_ev[slot], g_copy_stream));
-    return 0;
+    return rc;
 }
 
 /* ---- pinned host memory ----------------------------------------------------------------- */
@@ -603,6 +664,9 @@ void sg_cuda_host_free(void *p, void *ud)
     (void)ud;
     if (!p)
         return;
+    /* an input copy may still read it (a loader freed with a batch on the way) */
+    if (__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE))
+        (void)cudaStreamSynchronize(g_copy_stream);
     cudaError_t e = cudaFreeHost(p);
     if (e != cudaSuccess)
         sg_cuda_fail_rt("cudaFreeHost", e, __FILE__, __LINE__);

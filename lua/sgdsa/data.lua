@@ -113,10 +113,11 @@ local function bind(self)
   self.c:set_state(st)
 end
 
--- A batch taken ahead by a lookahead iterator (self.pending = {token, slot, n,
--- cuda}) is settled before anything else uses the loader: its copy is waited
--- for, and with `rewind` the C loader is put back to where that batch starts,
--- so that it is made again (batches depend only on the position).
+-- A batch taken ahead by a lookahead iterator (self.pending = {token, slot,
+-- first, cuda}) is settled before anything else uses the loader: its copy is
+-- waited for, and with `rewind` the C loader is put back to where that batch
+-- starts (`first`), so that it is made again (batches depend only on the
+-- position).
 local function settle(self, rewind)
   local p = self.pending
   if not p then return end
@@ -124,7 +125,7 @@ local function settle(self, rewind)
   if p.cuda then core.cuda.input_wait(p.slot) end
   if rewind then
     local st = self.c:state()
-    st.index = st.index - p.n
+    st.index = p.first
     self.c:set_state(st)
   end
 end
@@ -178,10 +179,18 @@ local function iterator(self, o)
     self.yr = {core.zeros(1, "int32"), core.zeros(1, "int32")}
   end
   local xs, ys = cuda and self.xd or self.xr, cuda and self.yd or self.yr
+  -- (a lookahead iterator of the same loader may have taken a batch ahead
+  -- since: every call puts it back first)
   if not ahead then
-    if not cuda and not o.reuse then return function() return c:next() end end
+    if not cuda and not o.reuse then
+      return function()
+        if self.pending then settle(self, true) end
+        return c:next()
+      end
+    end
     local x, y = xs[1], ys[1]
     return function()
+      if self.pending then settle(self, true) end
       if c:next_into(x, y) then return x, y end
     end
   end
@@ -208,9 +217,9 @@ local function iterator(self, o)
     -- take batch k+1 into the other slot: the copy starts after the compute
     -- queued so far (step k-1, the last reader of that slot)
     local s2 = 1 - s
-    local n = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
+    local n, first = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
     if n then
-      self.pending = {token = token, slot = s2, n = n, cuda = cuda}
+      self.pending = {token = token, slot = s2, first = first, cuda = cuda}
     else
       done = true
     end
@@ -250,7 +259,7 @@ function Loader:state()
   bind(self)
   local st = self.c:state()
   st.epoch = st.epoch + 1
-  if self.pending then st.index = st.index - self.pending.n end
+  if self.pending then st.index = self.pending.first end
   return st
 end
 

@@ -163,6 +163,28 @@ T.test("batches{lookahead = true}: same batches, the next one taken ahead and pu
   T.raises(function() b.train:batches{ look_ahead = true } end, "unknown option 'look_ahead'")
 end)
 
+T.test("lookahead: positions off the batch grid, other iterators in between", function()
+  local opts = { dir = tmp .. "/idx", batch = 7, seed = 5, drop_last = true }
+  local a, ref = sg.data.mnist(opts), sg.data.mnist(opts)
+  ref.train:set_state{ epoch = 1, index = 3 }
+  local want = {}
+  for x in ref.train:batches() do want[#want + 1] = x end
+  T.eq(#want, 6, "batches from position 3 (the short tail dropped)")
+  a.train:set_state{ epoch = 1, index = 3 }
+  local it = a.train:batches{ lookahead = true }
+  for i = 1, 4 do T.tensor_near(it(), want[i], 0, "batch " .. i) end
+  T.eq(a.train:state().index, 3 + 4 * 7, "state: the batch taken ahead is not counted")
+  T.tensor_near(a.train:next(), want[5], 0, "next() puts it back")
+  -- an iterator made before the lookahead one, called in between
+  a.train:set_state{ epoch = 1, index = 3 }
+  local plain = a.train:batches()
+  local la = a.train:batches{ lookahead = true }
+  T.tensor_near(la(), want[1], 0, "lookahead: batch 1")
+  T.tensor_near(plain(), want[2], 0, "plain iterator in between: batch 2")
+  T.tensor_near(la(), want[3], 0, "lookahead again: batch 3")
+  T.eq(a.train:state().index, 3 + 3 * 7, "three batches delivered")
+end)
+
 T.test("normalization: computed and given", function()
   local d = sg.data.mnist{ dir = tmp .. "/idx", batch = 50, shuffle = false }
   local m, s = d.info.mean[1], d.info.std[1]
