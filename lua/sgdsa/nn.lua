@@ -612,9 +612,13 @@ function Sequential:forward(x, mode)
   return x
 end
 
--- Input gradients ping-pong between two tensors of this container: child i
--- writes into the one its dy does not live in.
+-- Two schemes for the gradient tensors between children (see "gradient
+-- buffers" below): with the model's gradient pool (self._gp, the CPU default)
+-- Sequential:gbackward takes and gives back pool tensors; otherwise input
+-- gradients ping-pong between two tensors of this container (shared by
+-- depth): child i writes into the one its dy does not live in.
 function Sequential:backward(x, dy, target)
+  if self._gp then return (self:gbackward(x, dy, target, nil)) end
   local ch = self.children
   local g1, g2 = self:buf("_g1"), self:buf("_g2")
   local rc = self._recompute
@@ -668,6 +672,7 @@ function Residual:forward(x, mode)
 end
 
 function Residual:backward(x, dy, target)
+  if self._gp then return (self:gbackward(x, dy, target, nil)) end
   local db = self.body:backward(x, dy, target or self:buf("_gin"))
   local ds
   if self.shortcut then
@@ -680,6 +685,150 @@ function Residual:backward(x, dy, target)
     db = resize_as(target or self:buf("_gin"), dy):copy(dy)
   end
   return db:add_(ds)
+end
+
+-- ---- gradient buffers: the model's pool ----------------------------------------
+--
+-- The gradients between modules live in a few tensors of a pool owned by the
+-- model (on the CPU; model:grad_pool). A container takes a free tensor for
+-- each child's input gradient and gives a tensor back as soon as the
+-- gradient in it is dead, so a ResNet needs three activation-sized gradient
+-- tensors in all (a Residual's dy, kept for the identity shortcut, and the
+-- input and output of the running layer) instead of two or three per
+-- nesting depth (eight for resnet34: 268 MB at batch 128).
+--
+-- Ownership: a pool tensor is busy from take() to give(). gbackward(x, dy,
+-- dest, own) is the containers' backward with the pool: `own` is the pool
+-- tensor dy lives in when the caller hands it over (the callee gives it back
+-- once dy is dead, or returns it holding dx), nil when the caller keeps it
+-- (dy stays unmodified); `dest` is POOL (the result may go into any pool
+-- tensor) or what backward's target is (a tensor, or nil: one of the
+-- module's own). It returns dx and the pool tensor holding it, now owned by
+-- the caller (nil when dx is not in a pool tensor the caller must give
+-- back). Leaf modules keep the plain protocol: they write into the tensor
+-- they are given and never modify dy; gcall does the bookkeeping for them.
+-- Values are those of the depth scheme bit for bit: every kernel writes the
+-- same numbers wherever its output lives, and a Residual's sum is the same
+-- addition (db + ds) in the same tensor role.
+local POOL = setmetatable({}, {__name = "nn.POOL"})
+
+local GradPool = {}
+GradPool.__index = GradPool
+
+local function grad_pool_new(device)
+  return setmetatable({all = {}, free = {}, busy = {}, device = device or "cpu"}, GradPool)
+end
+
+function GradPool:take()
+  local free, t = self.free, nil
+  local n = #free
+  if n > 0 then
+    t = free[n]
+    free[n] = nil
+  else
+    t = empty(self.cap or 1)
+    if self.device ~= "cpu" then t = t:to(self.device) end
+    self.all[#self.all + 1] = t
+  end
+  self.busy[t] = true
+  return t
+end
+
+function GradPool:give(t)
+  if not self.busy[t] then error("nn: gradient pool: a tensor given back twice (a bug in nn.lua)", 2) end
+  self.busy[t] = nil
+  self.free[#self.free + 1] = t
+end
+
+-- Everything free again (model:backward starts with it: an error in a
+-- backward leaves no tensor busy for good).
+function GradPool:reset()
+  local free = {}
+  for i, t in ipairs(self.all) do free[i] = t end
+  self.free, self.busy = free, {}
+end
+
+function GradPool:nbusy()
+  local n = 0
+  for _ in pairs(self.busy) do n = n + 1 end
+  return n
+end
+
+local function pool_aware(m)
+  return m._gp ~= nil and (m.backward == Sequential.backward or m.backward == Residual.backward)
+end
+
+-- m's backward with the pool (see above); returns dx and the pool tensor
+-- holding it that the caller now owns, or nil.
+local function gcall(P, m, x, dy, dest, own)
+  if pool_aware(m) then return m:gbackward(x, dy, dest, own) end
+  local t
+  if dest == POOL then t = P:take() else t = dest end
+  local dx = m:backward(x, dy, t)
+  local held
+  if t ~= dest then
+    if dx ~= nil and dx:shares_storage(t) then held = t else P:give(t) end
+  end
+  if own then
+    if held == nil and dx ~= nil and dx:shares_storage(own) then held = own else P:give(own) end
+  end
+  return dx, held
+end
+
+-- A result that must not stay in a pool tensor (the caller asked for a
+-- plain target): copied into dest or a tensor of the module's own.
+local function settle(self, P, dest, dx, held)
+  if dest == POOL or held == nil then return dx, held end
+  local out = resize_as(dest or self:buf("_gin"), dx):copy(dx)
+  P:give(held)
+  return out, nil
+end
+
+function Sequential:gbackward(x, dy, dest, own)
+  local P, ch, rc = self._gp, self.children, self._recompute
+  local cur = own
+  for i = #ch, 1, -1 do
+    if rc and rc[i] then rc[i]:recompute() end
+    local d = POOL
+    if i == 1 then d = dest end
+    dy, cur = gcall(P, ch[i].module, self._in[i], dy, d, cur)
+    if dy == nil then return nil end
+  end
+  return settle(self, P, dest, dy, cur)
+end
+
+-- The shortcut's backward runs first, so that the body may take over dy's
+-- tensor (a projection shortcut has read dy by then); an identity shortcut
+-- keeps dy until the sum.
+function Residual:gbackward(x, dy, dest, own)
+  local P = self._gp
+  local ds, sheld
+  if self.shortcut then
+    ds, sheld = gcall(P, self.shortcut, x, dy, POOL, nil)
+  else
+    ds = dy
+  end
+  local keep = own        -- dy's tensor while this call still owns it
+  local pass = nil
+  if own and ds ~= nil and not ds:shares_storage(own) then pass, keep = own, nil end
+  local db, bheld = gcall(P, self.body, x, dy, dest, pass)
+  if not self.need_dx then
+    if sheld then P:give(sheld) end
+    if bheld then P:give(bheld) end
+    if keep then P:give(keep) end
+    return nil
+  end
+  if db:shares_storage(dy) then   -- a body that passes dy through: do not modify dy
+    local t, h
+    if dest == POOL then t = P:take(); h = t else t = dest or self:buf("_gin") end
+    db = resize_as(t, dy):copy(dy)
+    if bheld then P:give(bheld) end
+    bheld = h
+  end
+  db:add_(ds)
+  if sheld then P:give(sheld) end
+  if keep then P:give(keep) end
+  return settle(self, P, dest, db, bheld)
 end
 
 -- ---- the loss ----------------------------------------------------------------------------------
@@ -827,13 +976,33 @@ local function plan_scratch(root, on)
   end)
 end
 
+-- The gradient buffers (see "gradient buffers" above): every container gets
+-- the model's pool on the CPU when grad_pool is on; otherwise (the GPU, or
+-- model:grad_pool(false)) the containers' buffers shared by nesting depth.
+local function plan_grads(model)
+  local P = nil
+  if model.grad_pool_on and (model.device or "cpu") == "cpu" then
+    P = model.gpool
+    if P == nil or P.device ~= "cpu" then
+      P = grad_pool_new("cpu")
+      model.gpool = P
+    end
+  end
+  model.gpool = P
+  walk(model.root, "", 0, function(m)
+    if #m.children > 0 then m._gp = P else m._gp = nil end
+  end)
+end
+
 -- nn.model(root, {input = {C, H, W}, input_grad = false, name = "..."}) -> model
 -- Builds the flat tensors and hands every module its views; see the contract
 -- in docs/ARCHITECTURE.md. input_grad = true makes model:backward return the
 -- gradient of the input (off by default: training does not need it).
+-- keep_bn_outputs = true and grad_pool = false turn the CPU's memory savings
+-- off (model:keep_bn_outputs, model:grad_pool).
 function nn.model(root, opts)
   opts = check_opts(opts, {input = true, input_grad = true, name = true,
-                             keep_bn_outputs = true}, "nn.model")
+                             keep_bn_outputs = true, grad_pool = true}, "nn.model")
   if type(root) ~= "table" or type(root.forward) ~= "function" then
     error("nn.model: the first argument must be a module", 2)
   end
@@ -889,10 +1058,12 @@ function nn.model(root, opts)
   end
 
   -- one workspace shared by all modules (they run one at a time), and the
-  -- containers' gradient buffers shared by nesting depth: two containers at
+  -- containers' gradient buffers shared by nesting depth (used when the
+  -- gradient pool is off: the GPU, or grad_pool = false): two containers at
   -- the same depth never run their backward at the same time, and each
   -- leaves its result in its caller's buffer, so a whole model needs a few
-  -- activation-sized gradient buffers instead of two per container.
+  -- activation-sized gradient buffers instead of two per container. On the
+  -- CPU the model's gradient pool (plan_grads) needs fewer still.
   self.workspace = empty(1)
   local pool = {}
   walk(root, "", 0, function(m, _, depth)
@@ -910,6 +1081,18 @@ function nn.model(root, opts)
   root:set_need_dx(self.input_grad)
   self.keep_bn = opts.keep_bn_outputs and true or false
   plan_scratch(root, not self.keep_bn)
+  self.grad_pool_on = opts.grad_pool ~= false
+  plan_grads(self)
+  return self
+end
+
+-- model:grad_pool(on) -> model: true (the default; used on the CPU) keeps
+-- the gradients between modules in the model's pool of a few tensors;
+-- false gives every nesting depth of containers its own gradient buffers
+-- (the GPU's scheme). Also nn.model's option. The values are the same.
+function Model:grad_pool(on)
+  self.grad_pool_on = on and true or false
+  plan_grads(self)
   return self
 end
 
@@ -931,6 +1114,26 @@ end
 -- Accumulates parameter gradients into model.grads; returns the input
 -- gradient when the model was built with input_grad = true.
 function Model:backward(x, dy)
+  local P = self.root._gp
+  if P then
+    P:reset()
+    -- new pool tensors get the size of the largest gradient at once (no
+    -- growing through the smaller layers: fewer freed blocks left resident)
+    local n = dy:dim() > 0 and dy:size(1) or 1
+    if n ~= P.batch then
+      P.batch = n
+      local per = self.max_grad_numel
+      if per == nil then
+        per = 1
+        walk(self.root, "", 0, function(m)
+          if m.in_shape then per = math.max(per, numel(m.in_shape)) end
+          if m.out_shape then per = math.max(per, numel(m.out_shape)) end
+        end)
+        self.max_grad_numel = per
+      end
+      P.cap = n * per
+    end
+  end
   return self.root:backward(x, dy, nil)
 end
 
@@ -1042,6 +1245,7 @@ function Model:to(device)
   end
   self.device = device
   plan_scratch(self.root, device == "cpu" and not self.keep_bn)
+  plan_grads(self)
   return self
 end
 

@@ -137,4 +137,78 @@ T.test("BatchNorm outputs not kept: identical results, shared scratch", function
   end
 end)
 
+-- The gradient pool (the CPU default, nn.lua "gradient buffers") against the
+-- containers' buffers shared by nesting depth (model:grad_pool(false), the
+-- previous scheme and the GPU's): losses, gradients, input gradients,
+-- trial and eval outputs and weights after a few SGD steps bit for bit, on
+-- the models and on a net of odd containers (pass-through children, an
+-- identity Residual body, nested Residuals, Flatten views); every pool
+-- tensor free after each backward; resnet18 needs three pool tensors.
+T.test("gradient pool: identical results to per-depth buffers, three tensors", function()
+  local nn = sg.nn
+  local crit = nn.CrossEntropy()
+  local function odd_net()
+    return nn.Sequential{
+      nn.Identity(), nn.Conv2d(3, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(true),
+      nn.Residual(nn.Sequential{nn.Identity()}),
+      nn.Residual(nn.Sequential{nn.Conv2d(4, 4, 3, {padding = 1}), nn.BatchNorm2d(4)},
+                  nn.Sequential{}),
+      nn.Residual(nn.Residual(nn.Sequential{nn.Conv2d(4, 4, 1), nn.ReLU()},
+                              nn.Identity()),
+                  nn.Sequential{nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)}),
+      nn.Sequential{nn.Sequential{nn.MaxPool2d(2)}, nn.Identity()},
+      nn.Residual(nn.Dropout(0.25), nn.Sequential{nn.Identity(), nn.ReLU()}),
+      nn.Flatten(), nn.Identity(), nn.Linear(4 * 16 * 16, 5), nn.BatchNorm1d(5),
+    }
+  end
+  local cases = {
+    {"resnet18", function() return require("models.resnet18"){classes = 10, width = 1 / 8} end},
+    {"vgg16", function() return require("models.vgg16"){classes = 10, width = 1 / 8} end},
+    {"resnet18 input_grad, BN outputs kept", function()
+      return require("models.resnet18"){classes = 10, width = 1 / 8, input_grad = true}
+        :keep_bn_outputs(true)
+    end},
+    {"odd containers", function() return nn.model(odd_net(), {input = {3, 32, 32}, input_grad = true}) end},
+  }
+  for _, c in ipairs(cases) do
+    local name = c[1]
+    local function build(pool)
+      sg.manual_seed(5)
+      return c[2]():grad_pool(pool)
+    end
+    local a, b = build(true), build(false)
+    T.check(a.gpool ~= nil and b.gpool == nil, name .. ": grad_pool(true/false) switches the pool")
+    sg.manual_seed(6)
+    local x = sg.randn(3, 3, 32, 32)
+    local labels = sg.tensor({1, 4, 3}):int()
+    for step = 1, 3 do
+      local outs = {}
+      for _, m in ipairs{a, b} do
+        sg.manual_seed(100 + step)   -- the same dropout masks on both sides
+        m:zero_grad()
+        local y = m:forward(x, "train")
+        local loss = crit:forward(y, labels)
+        local dx = m:backward(x, crit:backward())
+        local o = {loss = sg.tensor({loss}), g = m.grads:clone()}
+        if dx then o.dx = dx:clone() end
+        o.t = m:forward(x * 0.5, "trial"):clone()
+        o.e = m:forward(x, "eval"):clone()
+        outs[#outs + 1] = o
+        m.params:add_(o.g, -0.05)
+      end
+      for _, k in ipairs{"loss", "g", "dx", "t", "e"} do
+        T.eq(outs[1][k] == nil, outs[2][k] == nil, string.format("%s: %s on both sides", name, k))
+        if outs[1][k] then
+          T.eq((outs[1][k] - outs[2][k]):abs():max(), 0.0,
+               string.format("%s step %d: %s differ", name, step, k))
+        end
+      end
+      T.eq(a.gpool:nbusy(), 0, name .. ": every pool tensor given back")
+    end
+    T.eq((a.params - b.params):abs():max(), 0.0, name .. ": weights after training")
+    T.eq((a.buffers - b.buffers):abs():max(), 0.0, name .. ": running statistics after training")
+    if name == "resnet18" then T.eq(#a.gpool.all, 3, "resnet18 uses three pool tensors") end
+  end
+end)
+
 T.done()
