@@ -185,6 +185,32 @@ T.test("lookahead: positions off the batch grid, other iterators in between", fu
   T.eq(a.train:state().index, 3 + 3 * 7, "three batches delivered")
 end)
 
+T.test("raw loaders (the GPU's form) give the plain loader's batches on the host", function()
+  local core = require "sgdsa.core"
+  local ds = sg.data.mnist{ dir = tmp .. "/idx", batch = 7 }.train.dataset
+  local function mk(raw)
+    return core.data.loader(ds, { batch = 7, pad = 2, crop = 2, flip = true, raw = raw,
+                                  mean = { 0.3 }, std = { 0.2 } },
+                            sg.Generator(1, "shuffle"), sg.Generator(1, "augment"))
+  end
+  local a, b = mk(false), mk(true)
+  for i = 1, 8 do
+    local xa, ya = a:next()
+    local xb, yb = b:next()
+    T.tensor_near(xb, xa, 0, "next() batch " .. i)
+    T.tensor_near(yb:float(), ya:float(), 0, "labels " .. i)
+  end
+  T.check(a:next() == nil and b:next() == nil, "both end")
+  a:start_epoch(1); b:start_epoch(1)
+  local xa, ya, xb, yb = core.zeros(1), core.zeros(1, "int32"), core.zeros(1), core.zeros(1, "int32")
+  for i = 1, 8 do
+    local na, fa = a:next_into(xa, ya)
+    local nb, fb = b:next_into(xb, yb)
+    T.eq(nb, na, "sizes"); T.eq(fb, fa, "first positions"); T.eq(fa, 7 * (i - 1), "position")
+    T.tensor_near(xb, xa, 0, "next_into batch " .. i)
+  end
+end)
+
 T.test("normalization: computed and given", function()
   local d = sg.data.mnist{ dir = tmp .. "/idx", batch = 50, shuffle = false }
   local m, s = d.info.mean[1], d.info.std[1]
