@@ -181,8 +181,9 @@ int sg_loader_next_into(sg_loader *l, float *x, int32_t *y, int64_t *n);
  * transform: channels, source height and width, padding. */
 int sg_loader_is_raw(const sg_loader *l);
 void sg_loader_raw_geom(const sg_loader *l, int *c, int *h, int *w, int *pad);
-/* The float batch (n x c x ho x wo) of a raw batch, on the host: exactly what
- * the same loader without raw would have made. */
+/* The float images of batch b (n x c x ho x wo) into x, on the host: a copy,
+ * or, from a raw batch, exactly what the same loader without raw would have
+ * made. */
 void sg_loader_expand(const sg_loader *l, const sg_batch *b, float *x);
 /* Produce the batch covering positions [first, first+count) of `epoch`
  * synchronously, without touching the loader's position (tests, debugging). */

@@ -540,10 +540,7 @@ int sg_loader_next_into(sg_loader *l, float *x, int32_t *y, int64_t *n)
         *n = 0;
         return r;
     }
-    if (b.u8)
-        sg_loader_expand(l, &b, x);
-    else
-        memcpy(x, b.x, (size_t)b.n * l->out_px * sizeof(float));
+    sg_loader_expand(l, &b, x);
     memcpy(y, b.y, (size_t)b.n * sizeof(int32_t));
     *n = b.n;
     return 1;
@@ -561,6 +558,10 @@ void sg_loader_raw_geom(const sg_loader *l, int *c, int *h, int *w, int *pad)
 
 void sg_loader_expand(const sg_loader *l, const sg_batch *b, float *x)
 {
+    if (!b->u8) {
+        memcpy(x, b->x, (size_t)b->n * l->out_px * sizeof(float));
+        return;
+    }
     size_t px = (size_t)l->c * l->d->h * l->d->w;
     int64_t cap = l->o.batch;
     for (int64_t j = 0; j < b->n; j++)

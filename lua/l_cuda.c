@@ -95,21 +95,17 @@ static int on_device(lua_State *L, int (*f)(void))
 
 static int l_synchronize(lua_State *L) { return on_device(L, sg_cuda_synchronize); }
 static int l_empty_cache(lua_State *L) { return on_device(L, sg_cuda_empty_cache); }
-static int l_input_wait(lua_State *L)
+/* f(slot) (argument 1, default 0) when there is a device. */
+static int on_slot(lua_State *L, int (*f)(int))
 {
     int slot = (int)luaL_optinteger(L, 1, 0);
     if (sg_cuda_device_count() > 0)
-        SGL_CHECK(L, sg_cuda_input_wait(slot));
+        SGL_CHECK(L, f(slot));
     return 0;
 }
 
-static int l_input_ready(lua_State *L)
-{
-    int slot = (int)luaL_optinteger(L, 1, 0);
-    if (sg_cuda_device_count() > 0)
-        SGL_CHECK(L, sg_cuda_input_ready(slot));
-    return 0;
-}
+static int l_input_wait(lua_State *L) { return on_slot(L, sg_cuda_input_wait); }
+static int l_input_ready(lua_State *L) { return on_slot(L, sg_cuda_input_ready); }
 
 /* set_tf32, set_deterministic: the previous value. TF32 reaches cuBLAS at
  * once when the backend is initialized; a refusal is an error (cuDNN keeps

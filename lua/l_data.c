@@ -372,15 +372,6 @@ static int next_batch(lua_State *L, sg_loader *l, sg_batch *b, int64_t sx[4], in
     return 1;
 }
 
-/* The batch's float images into x (nx bytes): copied, or made from a raw batch. */
-static void host_images(const sg_loader *l, const sg_batch *b, float *x, size_t nx)
-{
-    if (b->u8)
-        sg_loader_expand(l, b, x);
-    else
-        memcpy(x, b->x, nx);
-}
-
 static int ld_next(lua_State *L)
 {
     sg_loader *l = checkld(L, 1);
@@ -391,7 +382,7 @@ static int ld_next(lua_State *L)
         return 1;
     sg_tensor *x = batch_tensor(SG_F32, 4, sx);
     if (x)
-        host_images(l, &b, sg_tensor_data(x), nx);
+        sg_loader_expand(l, &b, sg_tensor_data(x));
     sgl_pushtensor(L, x);
     sg_tensor *y = batch_tensor(SG_I32, 1, sy);
     if (y)
@@ -420,7 +411,7 @@ static int ld_next_into(lua_State *L)
     SGL_CHECK(L, sg_tensor_resize(x, 4, sx));
     SGL_CHECK(L, sg_tensor_resize(y, 1, sy));
     if (dev == SG_CPU) {
-        host_images(l, &b, sg_tensor_data(x), nx);
+        sg_loader_expand(l, &b, sg_tensor_data(x));
         memcpy(sg_tensor_data(y), b.y, ny);
     } else {
 #ifdef SG_HAVE_CUDA

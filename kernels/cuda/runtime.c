@@ -519,6 +519,18 @@ static int bad_slot(const char *op, int slot)
     return sg_seterr("cuda: %s: input slot %d is not in [0, %d)", op, slot, SG_CUDA_INPUT_SLOTS);
 }
 
+/* What every write of an input slot starts with: dst recorded as written
+ * by the slot's copies, and the copy stream ordered after the compute queued
+ * so far, which may still read dst. */
+static int input_begin(int slot, void *dst)
+{
+    if (input_dst_add(slot, dst) != 0)
+        return -1;
+    SG_CU(cudaEventRecord(g_compute_ev, g_stream));
+    SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
+    return 0;
+}
+
 int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
 {
     if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
@@ -527,11 +539,8 @@ int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
         return -1;
     if (nbytes == 0)
         return 0;
-    if (input_dst_add(slot, dst) != 0)
+    if (input_begin(slot, dst) != 0)
         return -1;
-    /* after the compute queued so far, which may still read dst */
-    SG_CU(cudaEventRecord(g_compute_ev, g_stream));
-    SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
     cudaError_t e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, g_copy_stream);
     /* the event covers whatever was queued, even when the copy failed */
     SG_CU(cudaEventRecord(g_copy_ev[slot], g_copy_stream));
@@ -613,11 +622,8 @@ int sg_cuda_input_expand(int slot, float *dst, const uint8_t *u8, int64_t n, int
     void *daug = stage(&g_stage_aug[slot], &g_stage_aug_n[slot], aug_bytes, "shifts and table");
     if (!daug)
         return -1;
-    if (input_dst_add(slot, dst) != 0)
+    if (input_begin(slot, dst) != 0)
         return -1;
-    /* after the compute queued so far, which may still read dst */
-    SG_CU(cudaEventRecord(g_compute_ev, g_stream));
-    SG_CU(cudaStreamWaitEvent(g_copy_stream, g_compute_ev, 0));
     /* from here on the slot's event is recorded on every exit: it must cover
      * whatever was queued */
     const int32_t *a = daug;

@@ -113,8 +113,8 @@ local function bind(self)
   self.c:set_state(st)
 end
 
--- A batch taken ahead by a lookahead iterator (self.pending = {token, slot,
--- first, cuda}) is settled before anything else uses the loader: its copy is
+-- A batch taken ahead by a lookahead iterator (self.pending = that
+-- iterator's {slot, first, cuda}) is settled before anything else uses the loader: its copy is
 -- waited for, and with `rewind` the C loader is put back to where that batch
 -- starts (`first`), so that it is made again (batches depend only on the
 -- position).
@@ -184,22 +184,23 @@ local function iterator(self, o)
   if not ahead then
     if not cuda and not o.reuse then
       return function()
-        if self.pending then settle(self, true) end
+        settle(self, true)
         return c:next()
       end
     end
     local x, y = xs[1], ys[1]
     return function()
-      if self.pending then settle(self, true) end
+      settle(self, true)
       if c:next_into(x, y) then return x, y end
     end
   end
-  local token, done = {}, false
+  -- this iterator's record of the batch it took ahead (one table, reused)
+  local mine, done = {cuda = cuda}, false
   return function()
     if done then return nil end
-    local p, s = self.pending, 0
-    if p and p.token == token then
-      s = p.slot
+    local s = 0
+    if self.pending == mine then
+      s = mine.slot
       self.pending = nil
     else
       settle(self, true)
@@ -219,7 +220,8 @@ local function iterator(self, o)
     local s2 = 1 - s
     local n, first = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
     if n then
-      self.pending = {token = token, slot = s2, first = first, cuda = cuda}
+      mine.slot, mine.first = s2, first
+      self.pending = mine
     else
       done = true
     end
@@ -254,6 +256,8 @@ function Loader:next()
   return self.c:next()
 end
 
+-- The position: {epoch (1-based), index (images of the epoch delivered),
+-- perm (int32 tensor, 0-based order of the epoch), shuffle = {4}, augment = {4}}.
 -- A batch taken ahead by a lookahead iterator is not counted as delivered.
 function Loader:state()
   bind(self)

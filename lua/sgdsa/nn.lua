@@ -715,8 +715,8 @@ local POOL = setmetatable({}, {__name = "nn.POOL"})
 local GradPool = {}
 GradPool.__index = GradPool
 
-local function grad_pool_new(device)
-  return setmetatable({all = {}, free = {}, busy = {}, device = device or "cpu"}, GradPool)
+local function grad_pool_new()
+  return setmetatable({all = {}, free = {}, busy = {}}, GradPool)
 end
 
 function GradPool:take()
@@ -727,7 +727,6 @@ function GradPool:take()
     free[n] = nil
   else
     t = empty(self.cap or 1)
-    if self.device ~= "cpu" then t = t:to(self.device) end
     self.all[#self.all + 1] = t
   end
   self.busy[t] = true
@@ -743,9 +742,10 @@ end
 -- Everything free again (model:backward starts with it: an error in a
 -- backward leaves no tensor busy for good).
 function GradPool:reset()
-  local free = {}
+  local free, busy = self.free, self.busy
+  for t in pairs(busy) do busy[t] = nil end
+  for i = #free, 1, -1 do free[i] = nil end
   for i, t in ipairs(self.all) do free[i] = t end
-  self.free, self.busy = free, {}
 end
 
 function GradPool:nbusy()
@@ -982,11 +982,7 @@ end
 local function plan_grads(model)
   local P = nil
   if model.grad_pool_on and (model.device or "cpu") == "cpu" then
-    P = model.gpool
-    if P == nil or P.device ~= "cpu" then
-      P = grad_pool_new("cpu")
-      model.gpool = P
-    end
+    P = model.gpool or grad_pool_new()
   end
   model.gpool = P
   walk(model.root, "", 0, function(m)
