@@ -16,13 +16,16 @@
 --       written first (random pixels and labels; the same loader path); only
 --       when that fails, synthetic batches already on the GPU (the output says
 --       which)
+--   mode=profile model=vgg16|resnet34 [batch=512 steps=5 tf32=false device=cuda]
+--       each layer's forward (train and trial) and backward time in SGD-SA
+--       steps, synchronized around each call (device=cpu runs it here)
 local sg = require "sgdsa"
 local core = sg.core
 local search = require "sgdsa.search"
 local args = ... or sg.args or {}
 
 local ok, why = core.cuda.available()
-if not ok then
+if not ok and not (args.mode == "profile" and args.device == "cpu") then
   print("RESULT error no CUDA device: " .. tostring(why))
   os.exit(77)
 end
@@ -175,6 +178,95 @@ if mode == "epoch" then
   local t = core.time() - t0
   result(string.format("%s_%s_sgdsa_epoch_s", model_name, prec), string.format("%.3f", t))
   result(string.format("%s_%s_sgdsa_epoch_images", model_name, prec), n)
+  os.exit(0)
+end
+
+if mode == "profile" then
+  -- Where a step's time goes, layer by layer: every leaf module's forward
+  -- (by mode: "train" or the SA "trial") and backward, and the loss, timed
+  -- with the device synchronized around each call, summed over `steps`
+  -- SGD-SA steps after 3 untimed ones and grouped by kind and input shape.
+  -- The synchronizations add launch gaps the real step does not have: the
+  -- rows rank the layers; the bench stage gives the true step time.
+  local nn = require "sgdsa.nn"
+  local steps = tonumber(args.steps) or 5
+  local device = args.device or "cuda"
+  local m = build()
+  if device ~= "cpu" then m:to(device) end
+  local bs = {}
+  for i = 1, 2 do
+    local x, y = C.batch(batch, {3, 32, 32}, 10, 100 + i)
+    bs[i] = {x:to(device), y:to(device)}
+  end
+  local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
+  local dsync = device ~= "cpu" and sync or function() end
+  local acc, group, on = {}, {}, false
+  local function timed(key, grp, f, ...)
+    if not on then return f(...) end
+    dsync()
+    local t0 = core.time()
+    local r = f(...)
+    dsync()
+    local dt = core.time() - t0
+    acc[key] = (acc[key] or 0) + dt
+    group[grp] = (group[grp] or 0) + dt
+    return r
+  end
+  local function shape(x)
+    local d = {}
+    for i = 1, x:dim() do d[i] = x:size(i) end
+    return table.concat(d, "x")
+  end
+  -- every leaf class of sgdsa.nn (and the parents that define its methods,
+  -- e.g. BatchNorm for BatchNorm2d), not the containers
+  local containers = {Module = true, Sequential = true, Residual = true, Model = true,
+                      CrossEntropy = true}
+  local patched = {}
+  for _, c in pairs(nn) do
+    local cls = type(c) == "table" and c.kind and not containers[c.kind] and c or nil
+    while cls and cls ~= nn.Module and not patched[cls] do
+      patched[cls] = true
+      local fwd, bwd = rawget(cls, "forward"), rawget(cls, "backward")
+      if fwd then
+        cls.forward = function(self, x, md)
+          return timed(string.format("%s %s fwd(%s) %s", self.kind, self:describe(), md, shape(x)),
+                       self.kind .. "_fwd_" .. tostring(md), fwd, self, x, md)
+        end
+      end
+      if bwd then
+        cls.backward = function(self, x, dy, target)
+          return timed(string.format("%s %s bwd %s", self.kind, self:describe(), shape(x)),
+                       self.kind .. "_bwd", bwd, self, x, dy, target)
+        end
+      end
+      cls = cls.super
+    end
+  end
+  local CE = nn.CrossEntropy
+  local cf, cb = CE.forward, CE.backward
+  CE.forward = function(self, ...) return timed("CrossEntropy fwd", "CrossEntropy_fwd", cf, self, ...) end
+  CE.backward = function(self, ...) return timed("CrossEntropy bwd", "CrossEntropy_bwd", cb, self, ...) end
+  time_steps(S, bs, 3, 0)
+  on = true
+  local t = time_steps(S, bs, 0, steps)
+  on = false
+  local keys, total = {}, 0
+  for k, v in pairs(acc) do keys[#keys + 1] = k; total = total + v end
+  table.sort(keys, function(a, b) return acc[a] > acc[b] end)
+  print(string.format("%s %s batch %d, %d SGD-SA steps, %.2f ms per step with a sync around each layer, layers %.2f ms:",
+                      model_name, prec, batch, steps, 1000 * t / steps, 1000 * total / steps))
+  for _, k in ipairs(keys) do
+    print(string.format("%9.3f ms %5.1f%%  %s", 1000 * acc[k] / steps, 100 * acc[k] / total, k))
+  end
+  -- grouped by kind and pass, for the results file
+  local gk = {}
+  for k in pairs(group) do gk[#gk + 1] = k end
+  table.sort(gk, function(a, b) return group[a] > group[b] end)
+  for i = 1, math.min(#gk, 10) do
+    local k = gk[i]
+    result(string.format("profile_%s_%s_%s", model_name, prec, k), string.format("%.2f ms/step (%.0f%%)", 1000 * group[k] / steps, 100 * group[k] / total))
+  end
+  result(string.format("profile_%s_%s_step_ms_synced", model_name, prec), string.format("%.2f", 1000 * t / steps))
   os.exit(0)
 end
 

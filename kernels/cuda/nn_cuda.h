@@ -83,6 +83,7 @@ typedef struct sg_cuda_mem_stats {
     int64_t device_allocs;  /* cudaMalloc calls so far (the pool's misses) */
     int64_t device_frees;   /* cudaFree calls so far */
     int64_t pool_hits;      /* sg_cuda_malloc calls served from the pool */
+    int caching;            /* 0 under SGDSA_CUDA_NO_CACHE=1 (every block cudaMalloc'ed) */
 } sg_cuda_mem_stats;
 sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
 

@@ -16,6 +16,11 @@
  * before work queued after its next malloc. The copy stream, the only other
  * stream, waits for the compute stream before writing (sg_cuda_input_copy).
  *
+ * SGDSA_CUDA_NO_CACHE=1 turns the cache off, for compute-sanitizer's
+ * memcheck (tools/gpu-sanitize): every request is a cudaMalloc of exactly
+ * the bytes asked for, and a free waits for both streams and calls cudaFree,
+ * so an access past the end of a tensor is past the end of an allocation.
+ *
  * Thread safety: one mutex guards the pool and the initialisation; the
  * scratch buffers and kernels are meant for the thread driving the model.
  */
@@ -75,6 +80,7 @@ static cudaEvent_t g_compute_ev, g_copy_ev[SG_CUDA_INPUT_SLOTS];
 static cublasHandle_t g_cublas;
 static cudnnHandle_t g_cudnn;
 static int g_tf32;
+static int g_nocache;             /* SGDSA_CUDA_NO_CACHE: no caching pool (sanitizer runs) */
 static int g_deterministic;
 
 int sg_cuda_device_count(void)
@@ -116,6 +122,8 @@ static int init_locked(void)
     }
     SG_CU(cudaSetDevice(dev));
     g_dev = dev;
+    const char *nc = getenv("SGDSA_CUDA_NO_CACHE");
+    g_nocache = nc && *nc && strcmp(nc, "0") != 0;
     SG_CU(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
     SG_CU(cudaStreamCreateWithFlags(&g_copy_stream, cudaStreamNonBlocking));
     SG_CU(cudaEventCreateWithFlags(&g_compute_ev, cudaEventDisableTiming));
@@ -382,10 +390,10 @@ void *sg_cuda_malloc(size_t nbytes)
 {
     if (sg_cuda_init() != 0)
         return NULL;
-    size_t size = size_class(nbytes);
+    size_t size = g_nocache ? (nbytes ? nbytes : 1) : size_class(nbytes);
     void *p = NULL;
     pthread_mutex_lock(&g_lock);
-    free_list *f = free_list_of(size, 0);
+    free_list *f = g_nocache ? NULL : free_list_of(size, 0);
     if (f && f->n > 0) {
         p = f->ptrs[--f->n];
         g_stats.cached -= size;
@@ -450,6 +458,20 @@ void sg_cuda_free(void *p)
         return;
     }
     g_stats.in_use -= size;
+    if (g_nocache) {
+        /* no cache: the queued work that may use the block first */
+        cudaError_t e = cudaStreamSynchronize(g_copy_stream);
+        if (e == cudaSuccess)
+            e = cudaStreamSynchronize(g_stream);
+        if (e == cudaSuccess)
+            e = cudaFree(p);
+        if (e == cudaSuccess)
+            g_stats.device_frees++;
+        else
+            sg_cuda_fail_rt("cudaFree(block, SGDSA_CUDA_NO_CACHE)", e, __FILE__, __LINE__);
+        pthread_mutex_unlock(&g_lock);
+        return;
+    }
     free_list *f = free_list_of(size, 1);
     if (f && f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 8;
@@ -487,6 +509,7 @@ sg_cuda_mem_stats sg_cuda_get_mem_stats(void)
 {
     pthread_mutex_lock(&g_lock);
     sg_cuda_mem_stats s = g_stats;
+    s.caching = !g_nocache;
     pthread_mutex_unlock(&g_lock);
     return s;
 }

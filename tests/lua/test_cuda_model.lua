@@ -74,7 +74,11 @@ T.test("memory pool: no device allocation in steady-state steps", function()
   for _ = 1, 10 do assert(S:step(x, y)) end
   core.cuda.synchronize()
   local b = core.cuda.memory_stats().device_allocs
-  T.eq(b - a, 0, "cudaMalloc calls during 10 steady-state steps")
+  if core.cuda.memory_stats().caching then
+    T.eq(b - a, 0, "cudaMalloc calls during 10 steady-state steps")
+  else
+    print("  (caching pool off: SGDSA_CUDA_NO_CACHE; the count of cudaMalloc calls is not checked)")
+  end
 end)
 
 -- max |a - b| on the cpu (exact comparisons)
@@ -229,7 +233,9 @@ T.test("memory pool: no device allocation in steady-state steps fed by the loade
   end
   core.cuda.synchronize()
   T.eq(k, 20, "one epoch of 640 images")
-  T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
+  if core.cuda.memory_stats().caching then
+    T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
+  end
 end)
 
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()

@@ -1,0 +1,52 @@
+#!/bin/sh
+# test_gpu_tools.sh - the GPU acceptance tools keep working where they are
+# written (they run unattended, once, on a lent GPU machine): the bash tools
+# parse, gpu-check.lua's stages exit 77 with a RESULT line when there is no
+# GPU, and its profile stage runs on the CPU (device=cpu) and reports each
+# layer kind's share of an SGD-SA step.
+# Env: SGDSA_BIN (the executable), SGDSA_SRC (source tree).
+set -u
+BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
+SRC=${SGDSA_SRC:-.}
+cd "$SRC" || exit 1
+TMP=${SGDSA_TEST_TMP:-/tmp}/gputools.$$
+mkdir -p "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+for t in gpu-check gpu-sanitize gpu-unbundle gpu-tests gpu-bundle; do
+    bash -n "tools/$t" || fail "tools/$t does not parse"
+    [ -x "tools/$t" ] || fail "tools/$t is not executable"
+done
+
+# profile on the CPU: vgg16 at batch 2, one step
+"$BIN" run tools/gpu-check.lua mode=profile device=cpu model=vgg16 batch=2 steps=1 >"$TMP/prof" 2>&1
+st=$?
+[ $st -eq 0 ] || { fail "profile device=cpu: exit $st"; cat "$TMP/prof"; }
+for k in Conv2d_fwd_train Conv2d_fwd_trial Conv2d_bwd BatchNorm2d_fwd_train step_ms_synced; do
+    grep -Eq "^RESULT profile_vgg16_fp32_$k [0-9.]+" "$TMP/prof" ||
+        { fail "profile: no RESULT line for $k"; cat "$TMP/prof"; }
+done
+# the per-layer table: a row per conv shape and pass, percentages summing to ~100
+sum=$(awk '/ ms +[0-9.]+%  / { gsub("%", "", $3); s += $3 } END { printf "%.0f", s }' "$TMP/prof")
+[ "$sum" -ge 99 ] && [ "$sum" -le 101 ] || { fail "profile: rows sum to $sum%"; cat "$TMP/prof"; }
+grep -q 'Conv2d 64->64, k3x3 s1 p1 fwd(trial) 2x64x32x32' "$TMP/prof" ||
+    { fail "profile: no row for the trial forward of the 64-channel conv"; cat "$TMP/prof"; }
+
+# without a GPU the GPU stages skip (77) and say why in a RESULT line
+if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok and 0 or 1)' \
+     >/dev/null 2>&1; then
+    for mode in bench agree epoch; do
+        "$BIN" run tools/gpu-check.lua mode=$mode model=vgg16 >"$TMP/out" 2>&1
+        st=$?
+        [ $st -eq 77 ] && grep -q '^RESULT error no CUDA device' "$TMP/out" ||
+            { fail "mode=$mode without a GPU: exit $st"; cat "$TMP/out"; }
+    done
+fi
+
+if [ $fails -ne 0 ]; then
+    echo "test_gpu_tools: $fails failure(s)"
+    exit 1
+fi
+echo "test_gpu_tools: all passed"
