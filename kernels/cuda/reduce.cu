@@ -262,6 +262,9 @@ __global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, in
         se += __shfl_down_sync(0xffffffffu, se, o);
     se = __shfl_sync(0xffffffffu, se, 0);
     const double lse = (double)mx + log(se);
+    /* the label's logit before the gradient is written (dz may be z: in place, as on the CPU) */
+    const float zlab = zr[lab];
+    __syncwarp();
     if (dz) {
         const double invn = 1.0 / (double)n;
         float *dr = dz + row * c;
@@ -269,7 +272,7 @@ __global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, in
             dr[j] = (float)((exp((double)zr[j] - lse) - (j == lab ? 1.0 : 0.0)) * invn);
     }
     if (lane == 0) {
-        row_loss[row] = lse - (double)zr[lab];
+        row_loss[row] = lse - (double)zlab;
         row_hit[row] = am == lab;
     }
 }

@@ -219,6 +219,8 @@ static size_t size_class(size_t n)
 {
     if (n == 0)
         n = 1;
+    if (n > SIZE_MAX / 4)
+        return n;  /* beyond any device: no class (cudaMalloc refuses it) */
     if (n <= 65536)
         return (n + 511) & ~(size_t)511;
     size_t top = 1;
@@ -356,11 +358,13 @@ static int release_cached_locked(void)
 static void *g_in_dst[SG_CUDA_INPUT_SLOTS][SG_INPUT_DSTS];
 static int g_in_ndst[SG_CUDA_INPUT_SLOTS];
 
-static void input_dst_freed(void *p)
+static void input_dst_freed(void *p, size_t size)
 {
+    const char *lo = p, *hi = lo + size;
     for (int s = 0; s < SG_CUDA_INPUT_SLOTS; s++)
         for (int i = 0; i < g_in_ndst[s]; i++)
-            if (g_in_dst[s][i] == p) {
+            if ((const char *)g_in_dst[s][i] >= lo && (const char *)g_in_dst[s][i] < hi) {
+                /* a copy writes into the block (at its start, or into a view of it) */
                 (void)cudaEventSynchronize(g_copy_ev[s]); /* errors surface at the next call */
                 g_in_ndst[s] = 0;
                 break;
@@ -449,7 +453,6 @@ void sg_cuda_free(void *p)
     if (!p)
         return;
     pthread_mutex_lock(&g_lock);
-    input_dst_freed(p);
     size_t size = 0;
     if (live_take(p, &size) != 0) {
         /* not ours: a programming error; do not touch it */
@@ -457,6 +460,7 @@ void sg_cuda_free(void *p)
         pthread_mutex_unlock(&g_lock);
         return;
     }
+    input_dst_freed(p, size);
     g_stats.in_use -= size;
     if (g_nocache) {
         /* no cache: the queued work that may use the block first */

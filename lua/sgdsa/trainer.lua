@@ -59,6 +59,8 @@ M.FIELDS = {
   epochs = "number of epochs (default 10)",
   seed = "the run's seed (default 0)",
   device = "\"cpu\" (default) or \"cuda\"",
+  tf32 = "device = \"cuda\": TF32 tensor cores in convolutions and GEMMs (default false: fp32 as on the CPU)",
+  deterministic = "device = \"cuda\": cuDNN algorithms that are deterministic and chosen the same way in every process, so a run and its resumes repeat bit for bit (default true); false: the fastest ones, timed by cuDNN",
   threads = "CPU threads (default: as set)",
   name = "run folder name under `out` (default: script name and time)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
@@ -171,6 +173,16 @@ function M.configure(exp, overrides)
   cfg.device = cfg.device or "cpu"
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     fail("device must be \"cpu\" or \"cuda\", got %s", tostring(cfg.device))
+  end
+  for _, k in ipairs{"tf32", "deterministic"} do
+    if cfg[k] ~= nil and type(cfg[k]) ~= "boolean" then
+      fail("%s must be true or false, got %s", k, tostring(cfg[k]))
+    end
+  end
+  if cfg.device == "cuda" then
+    -- (set on the GPU only: a cpu run's configuration, and its resume check, stay as they were)
+    if cfg.tf32 == nil then cfg.tf32 = false end
+    if cfg.deterministic == nil then cfg.deterministic = true end
   end
   if cfg.threads ~= nil and (math.type(cfg.threads) ~= "integer" or cfg.threads < 1) then
     fail("threads must be a positive integer, got %s", tostring(cfg.threads))
@@ -404,6 +416,8 @@ function M.train(exp, overrides)
     if not ok then
       fail("device = \"cuda\": no usable GPU (%s); run with device = \"cpu\"", tostring(why))
     end
+    core.cuda.set_tf32(cfg.tf32)
+    core.cuda.set_deterministic(cfg.deterministic)
   end
   local model = build_model(cfg.model)
   check_model(model)

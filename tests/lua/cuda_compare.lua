@@ -4,6 +4,9 @@
 --   local C = dofile("tests/lua/cuda_compare.lua")
 --   local r = C.compare(build, {batch = 8, steps = 2, optim = "sgdsa"})
 --   -- r.ok, r.failures (list of strings), r.lines (a report)
+--   -- o.device: the second run's device ("cuda"; "cpu" checks this harness
+--   -- on any machine), o.tamper(m): called on the model before the second
+--   -- run's steps (the harness's own test: a change must be caught)
 --
 -- One model is built (its initial weights and buffers are kept), then the
 -- same search steps (sgdsa.search with the same `search` generator seed) run
@@ -47,9 +50,10 @@ function M.batch(n, shape, classes, seed)
   return x, sg.tensor(lab, "int32")
 end
 
-local function run(m, p0, b0, x, y, device, o, dropout_state)
+local function run(m, p0, b0, x, y, device, o, dropout_state, tamper)
   m.params:copy(p0)
   m.buffers:copy(b0)
+  if tamper then tamper(m) end
   sg.stream("dropout"):set_state(dropout_state)   -- the same masks on both devices
   if device ~= "cpu" then m:to(device) end
   local xd, yd = x:to(device), y:to(device)
@@ -64,8 +68,11 @@ local function run(m, p0, b0, x, y, device, o, dropout_state)
   end
   local out = m:forward(xd, "eval")
   if device ~= "cpu" then core.cuda.synchronize() end
-  return {recs = recs, params = m.params:cpu(), grads = m.grads:cpu(),
-          buffers = m.buffers:cpu(), eval = out:cpu()}
+  -- copies: t:cpu() of a cpu tensor is the tensor itself, which the next
+  -- run overwrites (m.params:copy(p0) above)
+  local function snap(t) return t:device() == "cpu" and t:clone() or t:cpu() end
+  return {recs = recs, params = snap(m.params), grads = snap(m.grads),
+          buffers = snap(m.buffers), eval = snap(out)}
 end
 
 -- build() -> a fresh model on the cpu (e.g. require("models.resnet34"){...}).
@@ -82,7 +89,7 @@ function M.compare(build, o)
   local t0 = core.time()
   local c = run(m, p0, b0, x, y, "cpu", o, ds)
   local t1 = core.time()
-  local g = run(m, p0, b0, x, y, "cuda", o, ds)
+  local g = run(m, p0, b0, x, y, o.device or "cuda", o, ds, o.tamper)
   local t2 = core.time()
   local r = {failures = {}, lines = {}}
   local function line(fmt, ...) r.lines[#r.lines + 1] = string.format(fmt, ...) end

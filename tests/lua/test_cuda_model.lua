@@ -257,6 +257,23 @@ T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", funct
     T.near(b.logs.epochs[i].val_acc, r.val_acc, 1e-9 + 2 / 256, "epoch " .. i .. " validation accuracy")
   end
   T.check(C.rel(b.model.params, a.model.params) < 1e-2, "weights close after 2 epochs")
+  T.eq(core.cuda.set_deterministic(false), true, "the trainer's default: deterministic cuDNN")
+  T.eq(core.cuda.set_tf32(false), false, "the trainer's default: no TF32")
+end)
+
+T.test("trainer: the same GPU run twice gives the same bits (deterministic default)", function()
+  local trainer = require "sgdsa.trainer"
+  local path = F.data_file(tmpdir())
+  local a = trainer.train(F.experiment(path, {epochs = 1, out = false, device = "cuda"}))
+  local b = trainer.train(F.experiment(path, {epochs = 1, out = false, device = "cuda"}))
+  T.eq(#b.logs.steps.step, #a.logs.steps.step, "same number of steps")
+  for i = 1, #a.logs.steps.step do
+    T.eq(b.logs.steps.loss[i], a.logs.steps.loss[i], "step " .. i .. " loss, exactly")
+    T.eq(tostring(b.logs.steps.trial_loss[i]), tostring(a.logs.steps.trial_loss[i]),
+         "step " .. i .. " trial loss, exactly")
+  end
+  T.eq(maxdiff(b.model.params, a.model.params), 0, "weights, exactly")
+  T.eq(maxdiff(b.model.buffers, a.model.buffers), 0, "running statistics, exactly")
 end)
 
 T.done()

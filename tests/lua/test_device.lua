@@ -120,4 +120,51 @@ T.test("CrossEntropy and Pad on the cpu: unchanged results", function()
   T.eq(maxdiff(dx, x), 0, "backward of the padded input is the input")
 end)
 
+T.test("trainer: tf32 and deterministic are the GPU's settings, checked on every machine", function()
+  local exp = {model = {"lenet"}, data = {"fashion_mnist"}}
+  local c = trainer.configure(exp, {})
+  T.eq(c.tf32, nil, "cpu run: tf32 not set (the run's configuration is unchanged)")
+  T.eq(c.deterministic, nil, "cpu run: deterministic not set")
+  c = trainer.configure(exp, {device = "cuda"})
+  T.eq(c.tf32, false, "gpu default: fp32")
+  T.eq(c.deterministic, true, "gpu default: deterministic")
+  c = trainer.configure(exp, {device = "cuda", tf32 = true, deterministic = false})
+  T.eq(c.tf32, true, "tf32 override")
+  T.eq(c.deterministic, false, "deterministic override")
+  T.check(trainer.config_text(c):find("tf32 = true", 1, true), "in the run's configuration text")
+  local ok, err = pcall(trainer.configure, exp, {tf32 = "yes"})
+  T.check(not ok and tostring(err):find("tf32 must be true or false, got yes", 1, true), tostring(err))
+  ok, err = pcall(trainer.configure, exp, {deterministic = 1})
+  T.check(not ok and tostring(err):find("deterministic must be true or false", 1, true), tostring(err))
+end)
+
+-- The CPU/GPU comparison harness (tests/lua/cuda_compare.lua, used by
+-- test_cuda_model.lua and tools/gpu-check's agree stages) checked here,
+-- where it can run: two CPU runs agree exactly, and a run made different
+-- (one weight changed, or one running mean) is caught by the comparison.
+T.test("cuda_compare: cpu against cpu agrees; a changed weight or statistic is caught", function()
+  local C = dofile("tests/lua/cuda_compare.lua")
+  local function build()
+    return require("models.resnet18"){channels = 3, size = 32, classes = 10, width = 0.125}
+  end
+  local o = {batch = 4, steps = 2, optim = "sgdsa", device = "cpu"}
+  local r = C.compare(build, o)
+  T.check(r.ok, "cpu vs cpu: " .. table.concat(r.failures, "; "))
+  T.check(#r.lines >= 6, "a report line per step and per compared tensor")
+  for _, k in ipairs{"params", "grads", "buffers", "eval"} do
+    T.check(table.concat(r.lines, "\n"):find(k .. "%s+max relative difference 0%.00e%+00"),
+            k .. " compared and identical")
+  end
+  o.tamper = function(m) m.params:narrow(1, 1, 1):add_(0.5) end
+  r = C.compare(build, o)
+  T.check(not r.ok, "a changed weight passed the comparison")
+  T.check(table.concat(r.failures, "; "):find("params differ"), "params reported: " ..
+          table.concat(r.failures, "; "))
+  -- the running statistics alone (the objective and params agree)
+  o.tamper = function(m) m.buffers:narrow(1, 1, 1):add_(0.25) end
+  r = C.compare(build, o)
+  T.check(table.concat(r.failures, "; "):find("buffers differ"), "buffers reported: " ..
+          table.concat(r.failures, "; "))
+end)
+
 T.done()
