@@ -8,7 +8,7 @@
 --   mode=bench model=vgg16|resnet34 [batch=512 steps=20 tf32=false]
 --       images/s of SGD steps (forward, backward, update) and of SGD-SA steps
 --       (plus the trial forward and the Metropolis test), and their ratio
---   mode=epoch [model=resnet34 batch=512 tf32=true images=50000]
+--   mode=epoch [model=resnet34 batch=512 tf32=true images=50000 data=synthetic]
 --       the wall time of one SGD-SA epoch through the data loader as the
 --       trainer runs it (pinned raw uint8 batches, the copy overlapped with
 --       the step, the transform on the GPU): CIFAR-10 when it is found
@@ -24,8 +24,13 @@ local core = sg.core
 local search = require "sgdsa.search"
 local args = ... or sg.args or {}
 
+-- device=cpu runs every mode on the CPU (agree: CPU against CPU), so that
+-- tests/sh/test_gpu_tools.sh keeps this script working where no GPU is
+local device = args.device or "cuda"
+if device ~= "cuda" and device ~= "cpu" then error("tools/gpu-check.lua: device=cuda|cpu", 0) end
+local gpu = device == "cuda"
 local ok, why = core.cuda.available()
-if not ok and not (args.mode == "profile" and args.device == "cpu") then
+if gpu and not ok then
   print("RESULT error no CUDA device: " .. tostring(why))
   os.exit(77)
 end
@@ -40,12 +45,12 @@ end
 
 local function result(k, v) print(string.format("RESULT %s %s", k, tostring(v))) end
 
-local function sync() core.cuda.synchronize() end
+local function sync() if gpu then core.cuda.synchronize() end end
 
 if mode == "agree" then
-  core.cuda.set_tf32(false)
+  if gpu then core.cuda.set_tf32(false) end
   local r = C.compare(build, {batch = tonumber(args.batch) or 8, steps = tonumber(args.steps) or 2,
-                              optim = "sgdsa"})
+                              optim = "sgdsa", device = device})
   for _, l in ipairs(r.lines) do print(l) end
   for _, f in ipairs(r.failures) do print("MISMATCH " .. f) end
   result("agree_" .. model_name, r.ok and "PASS" or "FAIL")
@@ -53,7 +58,7 @@ if mode == "agree" then
 end
 
 local tf32 = args.tf32 == true or args.tf32 == "true" or args.tf32 == 1
-core.cuda.set_tf32(tf32)
+if gpu then core.cuda.set_tf32(tf32) end
 local prec = tf32 and "tf32" or "fp32"
 local batch = tonumber(args.batch) or 512
 
@@ -76,14 +81,14 @@ local function device_batches(k, n)
   local bs = {}
   for i = 1, k do
     local x, y = C.batch(n, {3, 32, 32}, 10, 100 + i)
-    bs[i] = {x:cuda(), y:cuda()}
+    bs[i] = {x:to(device), y:to(device)}
   end
   return bs
 end
 
 if mode == "bench" then
   local steps = tonumber(args.steps) or 20
-  local m = build():to("cuda")
+  local m = build():to(device)
   local p0 = m.params:clone()
   local bs = device_batches(2, batch)
   local res = {}
@@ -98,27 +103,32 @@ if mode == "bench" then
   end
   result(string.format("%s_%s_sa_over_sgd_step_time", model_name, prec),
          string.format("%.3f", res.sgdsa / res.sgd))
-  local st = core.cuda.memory_stats()
-  result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))
-  -- steady state: no device allocation across further steps (counted after
-  -- the new search's trial buffer and two warm-up steps)
-  local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
-  time_steps(S, bs, 2, 0)
-  local a = core.cuda.memory_stats().device_allocs
-  time_steps(S, bs, 0, 3)
-  result(string.format("%s_%s_device_allocs_in_steady_steps", model_name, prec),
-         core.cuda.memory_stats().device_allocs - a)
+  if gpu then
+    local st = core.cuda.memory_stats()
+    result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))
+    -- steady state: no device allocation across further steps (counted after
+    -- the new search's trial buffer and two warm-up steps)
+    local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
+    time_steps(S, bs, 2, 0)
+    local a = core.cuda.memory_stats().device_allocs
+    time_steps(S, bs, 0, 3)
+    result(string.format("%s_%s_device_allocs_in_steady_steps", model_name, prec),
+           core.cuda.memory_stats().device_allocs - a)
+  end
   os.exit(0)
 end
 
 if mode == "epoch" then
   local images = tonumber(args.images) or 50000
-  local m = build():to("cuda")
+  local m = build():to(device)
   local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
   -- the trainer's GPU data path: pinned batch buffers, copied by the loader
   -- straight into tensors on the device
-  local prev = core.cuda.use_pinned_loader_memory(true)
-  local okd, data = pcall(function() return sg.data.cifar10{batch = batch, workers = 4} end)
+  local prev = gpu and core.cuda.use_pinned_loader_memory(true)
+  local okd, data = false, "data=synthetic asked"
+  if args.data ~= "synthetic" then
+    okd, data = pcall(function() return sg.data.cifar10{batch = batch, workers = 4} end)
+  end
   local what = "cifar10"
   if not (okd and data and data.train) then
     -- no CIFAR-10 here (the GPU machines have no network): the same shapes
@@ -138,13 +148,14 @@ if mode == "epoch" then
       for i = 1, images do y[i] = g:random(10) - 1 end
       local f = h5.open(path, "w", {atomic = true})
       f:write("train/images", x); f:write("train/labels", y)
-      f:write("test/images", x:narrow(1, 1, 1000)); f:write("test/labels", y:narrow(1, 1, 1000))
+      local nt = math.min(1000, images)
+      f:write("test/images", x:narrow(1, 1, nt)); f:write("test/labels", y:narrow(1, 1, nt))
       f:close()
       return sg.data.hdf5{file = path, batch = batch, workers = 4}
     end)
     what = "synthetic CIFAR-sized uint8 HDF5 file (CIFAR-10 not found: " .. why_not .. ")"
   end
-  core.cuda.use_pinned_loader_memory(prev)
+  if gpu then core.cuda.use_pinned_loader_memory(prev) end
   local nb_full, last = images // batch, images % batch
   -- warm up both batch shapes (the algorithm search is not part of an epoch's cost)
   local warm = device_batches(1, batch)
@@ -152,9 +163,9 @@ if mode == "epoch" then
   if last > 0 then time_steps(S, device_batches(1, last), 2, 0) end
   local t0, n = core.time(), 0
   if okd and data and data.train then
-    result("epoch_data", what .. " (sgdsa.data loader: pinned raw uint8 batches, copy overlapped with the step, pad/crop/flip/normalize on the GPU; SGDSA_GPU_INPUT=" .. (os.getenv("SGDSA_GPU_INPUT") or "device") .. ")")
+    result("epoch_data", what .. (gpu and (" (sgdsa.data loader: pinned raw uint8 batches, copy overlapped with the step, pad/crop/flip/normalize on the GPU; SGDSA_GPU_INPUT=" .. (os.getenv("SGDSA_GPU_INPUT") or "device") .. ")") or " (sgdsa.data loader, on the cpu)"))
     local loader = data.train
-    for x, y in loader:batches{device = "cuda"} do
+    for x, y in loader:batches{device = device} do
       local rec, err = S:step(x, y)
       if not rec then error(err, 0) end
       n = n + y:size(1)
@@ -190,7 +201,6 @@ if mode == "profile" then
   -- rows rank the layers; the bench stage gives the true step time.
   local nn = require "sgdsa.nn"
   local steps = tonumber(args.steps) or 5
-  local device = args.device or "cuda"
   local m = build()
   if device ~= "cpu" then m:to(device) end
   local bs = {}
@@ -199,14 +209,13 @@ if mode == "profile" then
     bs[i] = {x:to(device), y:to(device)}
   end
   local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
-  local dsync = device ~= "cpu" and sync or function() end
   local acc, group, on = {}, {}, false
   local function timed(key, grp, f, ...)
     if not on then return f(...) end
-    dsync()
+    sync()
     local t0 = core.time()
     local r = f(...)
-    dsync()
+    sync()
     local dt = core.time() - t0
     acc[key] = (acc[key] or 0) + dt
     group[grp] = (group[grp] or 0) + dt

@@ -2,8 +2,9 @@
 # test_gpu_tools.sh - the GPU acceptance tools keep working where they are
 # written (they run unattended, once, on a lent GPU machine): the bash tools
 # parse, gpu-check.lua's stages exit 77 with a RESULT line when there is no
-# GPU, and its profile stage runs on the CPU (device=cpu) and reports each
-# layer kind's share of an SGD-SA step.
+# GPU, and every mode runs on the CPU (device=cpu): the profile reports each
+# layer kind's share of an SGD-SA step, agree compares two CPU runs, bench
+# and the epoch (through the loader, from a synthetic file) give their figures.
 # Env: SGDSA_BIN (the executable), SGDSA_SRC (source tree).
 set -u
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
@@ -33,6 +34,26 @@ sum=$(awk '/ ms +[0-9.]+%  / { gsub("%", "", $3); s += $3 } END { printf "%.0f",
 [ "$sum" -ge 99 ] && [ "$sum" -le 101 ] || { fail "profile: rows sum to $sum%"; cat "$TMP/prof"; }
 grep -q 'Conv2d 64->64, k3x3 s1 p1 fwd(trial) 2x64x32x32' "$TMP/prof" ||
     { fail "profile: no row for the trial forward of the 64-channel conv"; cat "$TMP/prof"; }
+
+# the other stages on the CPU (device=cpu): agree (CPU against CPU: exact),
+# bench, and the epoch through the loader from the synthetic HDF5 file
+"$BIN" run tools/gpu-check.lua mode=agree device=cpu model=vgg16 batch=2 steps=1 >"$TMP/out" 2>&1
+st=$?
+[ $st -eq 0 ] && grep -q '^RESULT agree_vgg16 PASS' "$TMP/out" &&
+    grep -q 'params   max relative difference 0.00e+00' "$TMP/out" ||
+    { fail "agree device=cpu: exit $st"; cat "$TMP/out"; }
+"$BIN" run tools/gpu-check.lua mode=bench device=cpu model=vgg16 batch=2 steps=1 >"$TMP/out" 2>&1
+st=$?
+[ $st -eq 0 ] && grep -Eq '^RESULT vgg16_fp32_sa_over_sgd_step_time [0-9.]+$' "$TMP/out" &&
+    grep -Eq '^RESULT vgg16_fp32_sgdsa_images_per_s [0-9]+$' "$TMP/out" ||
+    { fail "bench device=cpu: exit $st"; cat "$TMP/out"; }
+TMPDIR=$TMP "$BIN" run tools/gpu-check.lua mode=epoch device=cpu model=vgg16 batch=16 images=40 \
+    data=synthetic >"$TMP/out" 2>&1
+st=$?
+[ $st -eq 0 ] && grep -q '^RESULT epoch_data synthetic CIFAR-sized uint8 HDF5 file' "$TMP/out" &&
+    grep -q '^RESULT vgg16_fp32_sgdsa_epoch_images 40$' "$TMP/out" &&
+    [ -f "$TMP/sgdsa-gpu-check-cifar.h5" ] ||
+    { fail "epoch device=cpu: exit $st"; cat "$TMP/out"; }
 
 # without a GPU the GPU stages skip (77) and say why in a RESULT line
 if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok and 0 or 1)' \
