@@ -117,6 +117,22 @@ static cudnnStatus_t candidates(const conv_plan *p, int pass, int find, cand *ou
 }
 #undef TO_CANDS
 
+/* The workspace bytes of algorithm `algo` for pass `pass` (with the math
+ * type already set on the pass's descriptor): asked rather than taken from
+ * the heuristics' estimate, as PyTorch does. */
+static cudnnStatus_t ws_bytes(const conv_plan *p, int pass, int algo, size_t *out)
+{
+    cudnnHandle_t h = sg_cuda_cudnn();
+    if (pass == FWD)
+        return cudnnGetConvolutionForwardWorkspaceSize(h, p->xd, p->wd, p->cd[FWD], p->yd,
+                                                       (cudnnConvolutionFwdAlgo_t)algo, out);
+    if (pass == BWD_DATA)
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(
+            h, p->wd, p->yd, p->cd[BWD_DATA], p->xd, (cudnnConvolutionBwdDataAlgo_t)algo, out);
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, p->xd, p->yd, p->cd[BWD_FILTER], p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, out);
+}
+
 /* The first (fastest) candidate that ran, fits the workspace limit, is
  * deterministic when asked, and in fp32 mode uses plain FMA math. In fp32
  * mode nothing else is acceptable: CUDNN_DEFAULT_MATH and the tensor-op math
@@ -157,8 +173,10 @@ static int choose(conv_plan *p, const sg_conv2d_geom *g, int pass)
                          (long long)g->n, (long long)g->c, (long long)g->h, (long long)g->w,
                          (long long)g->k, (long long)g->c, (long long)g->kh, (long long)g->kw);
     SG_CUDNN(cudnnSetConvolutionMathType(p->cd[pass], c[i].math));
+    size_t bytes = 0;
+    SG_CUDNN(ws_bytes(p, pass, c[i].algo, &bytes));
     p->algo[pass] = c[i].algo;
-    p->ws[pass] = c[i].memory;
+    p->ws[pass] = bytes > c[i].memory ? bytes : c[i].memory;
     p->chosen[pass] = 1;
     return 0;
 }
