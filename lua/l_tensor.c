@@ -97,8 +97,11 @@ static sg_devtype check_device(lua_State *L, const char *s)
 {
     if (!strcmp(s, "cpu"))
         return SG_CPU;
-    if (!strcmp(s, "cuda") || !strncmp(s, "cuda:", 5))
+    if (!strcmp(s, "cuda") || !strcmp(s, "cuda:0"))
         return SG_CUDA;
+    if (!strncmp(s, "cuda:", 5))
+        luaL_error(L, "device '%s': sgdsa uses one GPU, cuda (= cuda:0); choose which with "
+                      "SGDSA_CUDA_DEVICE or CUDA_VISIBLE_DEVICES", s);
     luaL_error(L, "unknown device '%s' (cpu, cuda)", s);
     return SG_CPU;
 }
@@ -783,8 +786,11 @@ static int l_matmul(lua_State *L)
 {
     sg_tensor *a = sgl_checktensor(L, 1), *b = sgl_checktensor(L, 2);
     int64_t sz[2] = {0, 0};
+    /* the result lives where the operands do (a mixed pair is sg_matmul's error) */
+    const sg_devtype dev = a->storage->device == SG_CUDA || b->storage->device == SG_CUDA
+                               ? SG_CUDA : SG_CPU;
     sg_tensor **o = newud(L);
-    if (!(*o = sg_tensor_new(SG_F32, SG_CPU, 2, sz)))
+    if (!(*o = sg_tensor_new(SG_F32, dev, 2, sz)))
         return sgl_error(L);
     SGL_CHECK(L, sg_matmul(*o, a, b));
     return 1;

@@ -1214,6 +1214,9 @@ function Model:to(device)
     return r
   end
   local params, grads, buffers = move(self.params), move(self.grads), move(self.buffers)
+  -- the workspace is scratch (unused on the GPU, resized on demand on the
+  -- CPU): a fresh one, not a copy of whatever the last CPU call left in it
+  memo[self.workspace] = empty(1):to(device)
   -- the parameter/gradient/buffer views, keyed per module, are made again below
   local skip = {}
   for _, e in ipairs(self.entries) do

@@ -110,6 +110,10 @@ function M.compare(build, o)
       fail("step %d: the moves differ (eta cpu %s gpu %s): the search streams diverged", i,
            tostring(a.move), tostring(b.move))
     end
+    if a.ncorrect ~= b.ncorrect then
+      fail("step %d: correct predictions differ: cpu %s gpu %s", i, tostring(a.ncorrect),
+           tostring(b.ncorrect))
+    end
     if a.accepted ~= b.accepted then
       fail("step %d: SA decision differs (cpu %s, gpu %s)", i, tostring(a.accepted),
            tostring(b.accepted))

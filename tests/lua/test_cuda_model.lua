@@ -47,6 +47,18 @@ check("vgg16 (width 1/8): 2 SGD-SA steps cpu == gpu", function()
   return require("models.vgg16"){channels = 3, size = 32, classes = 10, width = 0.125} end,
   {batch = 8, steps = 2, optim = "sgdsa"})
 
+T.test("matmul of cuda tensors: the result on the gpu, equal to the cpu's", function()
+  local g = sg.Generator(21, "matmul")
+  local a, b = sg.randn(5, 7, g), sg.randn(7, 3, g)
+  local c = a:matmul(b)
+  local cg = a:cuda():matmul(b:cuda())
+  T.eq(cg:device(), "cuda", "result device")
+  T.tensor_near(cg:cpu(), c, 1e-5, "a:matmul(b)")
+  T.tensor_near(sg.matmul(b:cuda():t(), a:cuda():t()):cpu(), c:t():contiguous(), 1e-5,
+                "transposed views read in place")
+  T.check(not pcall(function() return a:cuda():matmul(b) end), "a mixed pair is an error")
+end)
+
 T.test("core.nn dispatch: mixed devices name both", function()
   local x = sg.randn(2, 3):cuda()
   local w = sg.randn(4, 3)

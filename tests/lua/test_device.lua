@@ -33,6 +33,7 @@ T.test("model:to: cpu is a no-op; unknown and other devices are errors", functio
   T.raises(function() m:to("tpu") end, "unknown device tpu (cpu, cuda)")
   T.raises(function() m:to(3) end, "unknown device 3")
   T.raises(function() m:to("cuda:2") end, "sgdsa uses one GPU, cuda:0")
+  T.raises(function() return sg.zeros(2):to("cuda:3") end, "device 'cuda:3': sgdsa uses one GPU")
 end)
 
 if not gpu then
