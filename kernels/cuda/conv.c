@@ -274,11 +274,15 @@ size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g)
     return (m + sizeof(float) - 1) / sizeof(float);
 }
 
-/* The workspace for pass i: the caller's, or the backend's scratch. */
+/* The workspace for pass i: the backend's scratch buffer, sized for the
+ * algorithm chosen under the current settings. A caller's `ws` is not used:
+ * its size cannot be checked against that algorithm (set_tf32 or
+ * set_deterministic between sizing it and the call choose another one). */
 static void *workspace(const conv_plan *p, int i, float *ws)
 {
-    if (ws || p->ws[i] == 0)
-        return ws;
+    (void)ws;
+    if (p->ws[i] == 0)
+        return NULL;
     return sg_cuda_scratch(SG_SCRATCH_CONV, p->ws[i]);
 }
 

@@ -123,10 +123,12 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
                  const float *b, int64_t ldb, float *c, int64_t ldc);
 
 /* ---- conv2d (cuDNN) ------------------------------------------------------------
- * The algorithms for a geometry are chosen once (cudnnFind*, benchmarking
- * each candidate; in deterministic mode only deterministic ones) and cached
- * with the descriptors. ws may be NULL (the backend's own scratch buffer is
- * used) or hold sg_cuda_conv2d_workspace_size(g) floats. */
+ * The algorithms for a geometry are chosen once per pass, on its first call
+ * (cudnnFind*, timing each candidate; in deterministic mode cuDNN's
+ * heuristics among deterministic ones) and cached with the descriptors.
+ * ws is not used (the CPU's signature): the backend's scratch buffer, sized
+ * for the chosen algorithm, is; sg_cuda_conv2d_workspace_size(g) says how
+ * many floats the three passes need at most. */
 size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
 int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
                            const float *b, const sg_conv2d_geom *g);

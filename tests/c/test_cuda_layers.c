@@ -61,7 +61,7 @@ static void test_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int
         snprintf(t2, sizeof t2, "%s bwd-params db (+=)", tag);
         cmp_dev(t2, d_db, db, k, 5e-4);
     }
-    /* the caller's workspace path */
+    /* a caller's workspace is accepted (and not used: the scratch buffer is) */
     size_t wsn = sg_cuda_conv2d_workspace_size(&g);
     float *d_ws = dalloc((wsn ? wsn : 1) * 4);
     OK(sg_cuda_fill(d_y, SG_F32, ny, -3.0));
