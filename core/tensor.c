@@ -642,6 +642,27 @@ static int copy_general(sg_tensor *dst, const sg_tensor *src)
 }
 #endif
 
+#ifdef SG_HAVE_CUDA
+/* Whether the byte spans of two views of one storage intersect (a view's
+ * span runs from its first to its last element, strides included). */
+static int overlap(const sg_tensor *a, const sg_tensor *b)
+{
+    int64_t lo[2], hi[2];
+    const sg_tensor *ts[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        int64_t first = ts[k]->offset, last = ts[k]->offset;
+        for (int d = 0; d < ts[k]->ndim; d++) {
+            int64_t e = (ts[k]->size[d] - 1) * ts[k]->stride[d];
+            if (e < 0) first += e; else last += e;
+        }
+        const int64_t es = (int64_t)sg_dtype_size(ts[k]->dtype);
+        lo[k] = first * es;
+        hi[k] = (last + 1) * es;
+    }
+    return lo[0] < hi[1] && lo[1] < hi[0];
+}
+#endif
+
 int sg_copy(sg_tensor *dst, const sg_tensor *src)
 {
     if (sg_tensor_check(dst, "copy") != 0 || sg_tensor_check(src, "copy") != 0)
@@ -655,6 +676,22 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
     int64_t n = sg_tensor_numel(src);
     sg_devtype dd = dst->storage->device, sd = src->storage->device;
     if (dd != SG_CPU || sd != SG_CPU) {
+#ifdef SG_HAVE_CUDA
+        if (dd == SG_CUDA && dst->storage == src->storage && dst->offset == src->offset &&
+            dst->dtype == src->dtype && sg_tensor_same_shape(dst, src) &&
+            !memcmp(dst->stride, src->stride, (size_t)dst->ndim * sizeof dst->stride[0]))
+            return 0;  /* a view onto itself */
+        if (dd == SG_CUDA && dst->storage == src->storage && n > 0 && overlap(dst, src)) {
+            /* cudaMemcpy and the strided kernel do not handle overlap (the CPU's
+             * memmove and loops do): through a copy of the source */
+            sg_tensor *tmp = sg_tensor_clone(src);
+            if (!tmp)
+                return -1;
+            int rc = sg_copy(dst, tmp);
+            sg_tensor_release(tmp);
+            return rc;
+        }
+#endif
         if (dst->dtype == src->dtype && sg_tensor_is_contiguous(dst) && sg_tensor_is_contiguous(src))
             return sg_device_copy(dd, sg_tensor_data(dst), sd, sg_tensor_data(src),
                                   (size_t)n * sg_dtype_size(src->dtype));
@@ -769,7 +806,7 @@ static int cuda_operand(const char *op, const sg_tensor *t, const sg_tensor *fir
         return -1;
     if (t->storage->device != SG_CUDA)
         return sg_seterr("%s: tensors on different devices (%s and %s); move one with :cuda() "
-                         "or :cpu()", op, sg_device_name(first->storage->device),
+                         "or :cpu()", op, first ? sg_device_name(first->storage->device) : "cuda",
                          sg_device_name(t->storage->device));
     if (t->dtype != SG_F32)
         return sg_seterr("%s: expected a float32 tensor, got %s (cuda)", op, sg_dtype_name(t->dtype));
@@ -793,6 +830,8 @@ static int cuda_prepare_out(const char *op, sg_tensor *out, const sg_tensor *a)
 {
     if (sg_tensor_check(out, op) != 0)
         return -1;
+    if (out->storage->device != SG_CUDA)  /* the devices first: a shape message would mislead */
+        return cuda_operand(op, out, a);
     if (!sg_tensor_same_shape(out, a)) {
         if (out != a && sg_tensor_is_contiguous(out) && out->storage->refcount == 1 &&
             out->storage->device == SG_CUDA) {

@@ -219,10 +219,12 @@ static int pad_or_crop(lua_State *L, int crop)
         return sgl_error(L);
     }
     int64_t ys[4] = { x->size[0], x->size[1], x->size[2] + d, x->size[3] + d };
-    sg_tensor *y = sgl_arg_out(&a, 2, out, SG_F32, 4, ys);
-    if (y->storage == x->storage)
+    /* before sgl_arg_out, which may resize the output (and with it the input) */
+    sg_tensor *y0 = sgl_totensor(L, 2);
+    if (y0 && y0->storage == x->storage)
         return luaL_error(L, "%s: %s must not share storage with %s", a.op, out,
                           crop ? "dy" : "the input");
+    sg_tensor *y = sgl_arg_out(&a, 2, out, SG_F32, 4, ys);
     int64_t planes = ys[0] * ys[1];
     SGL_CHECK(L, crop ? sg_cuda_crop2d(sg_f32(x), sg_f32(y), planes, ys[2], ys[3], p)
                       : sg_cuda_pad2d(sg_f32(x), sg_f32(y), planes, x->size[2], x->size[3], p));

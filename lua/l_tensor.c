@@ -731,9 +731,10 @@ static int l_isfinite(lua_State *L)
 static int reduce(lua_State *L, sg_redop op)
 {
     sg_tensor *t = sgl_checktensor(L, 1);
-    if (t->dtype != SG_F32 && t->storage->device == SG_CPU) { /* integer data: reduce a float copy */
+    if (t->dtype != SG_F32) { /* integer data: reduce a float copy (on the tensor's device) */
         sg_tensor **f = newud(L);
-        if (!(*f = sg_tensor_new(SG_F32, SG_CPU, t->ndim, t->size)) || sg_copy(*f, t) != 0)
+        if (!(*f = sg_tensor_new(SG_F32, t->storage->device, t->ndim, t->size)) ||
+            sg_copy(*f, t) != 0)
             return sgl_error(L);
         lua_replace(L, 1);
         t = sgl_checktensor(L, 1);

@@ -22,6 +22,7 @@ end
 print("device: " .. tostring(core.cuda.device_name()))
 core.cuda.set_tf32(false)
 local C = dofile("tests/lua/cuda_compare.lua")
+local function maxdiff(a, b) return (a:cpu():contiguous() - b:cpu():contiguous()):abs():max() end
 
 local function check(name, build, o)
   T.test(name, function()
@@ -59,6 +60,37 @@ T.test("matmul of cuda tensors: the result on the gpu, equal to the cpu's", func
   T.check(not pcall(function() return a:cuda():matmul(b) end), "a mixed pair is an error")
 end)
 
+T.test("tensor edge cases on the gpu: mixed devices, overlapping copies, integer reductions", function()
+  local g = sg.Generator(22, "edges")
+  -- a cuda output with cpu operands: an error naming both devices (not a crash)
+  T.raises(function() sg.zeros(4):cuda():add_scaled_(sg.randn(4, g), 1, sg.randn(4, g)) end,
+           "tensors on different devices")
+  T.raises(function() sg.zeros(1):add_scaled_(sg.randn(4, g):cuda(), 1, sg.randn(4, g):cuda()) end,
+           "tensors on different devices")
+  -- overlapping views of one storage: as the cpu's memmove
+  local x = sg.randn(10, g)
+  local ref = x:clone()
+  ref:narrow(1, 2, 9):copy(ref:narrow(1, 1, 9))
+  local xg = x:cuda()
+  xg:narrow(1, 2, 9):copy(xg:narrow(1, 1, 9))
+  T.eq(maxdiff(xg, ref), 0, "overlapping copy forwards")
+  ref = x:clone(); ref:narrow(1, 1, 9):copy(ref:narrow(1, 2, 9))
+  xg = x:cuda(); xg:narrow(1, 1, 9):copy(xg:narrow(1, 2, 9))
+  T.eq(maxdiff(xg, ref), 0, "overlapping copy backwards")
+  xg:copy(xg)
+  T.eq(maxdiff(xg, ref), 0, "a copy onto itself")
+  -- integer tensors reduce on the gpu as on the cpu
+  local lab = sg.tensor({3, 9, 0, 4}, "int32")
+  T.eq(lab:cuda():max(), lab:max(), "int32 max")
+  T.eq(lab:cuda():sum(), lab:sum(), "int32 sum")
+  -- pad2d into its own input: refused before anything is resized
+  local img = sg.randn(1, 1, 3, 3, g):cuda()
+  local before = img:cpu()
+  T.raises(function() core.cuda.pad2d(img, img, 1) end, "must not share storage")
+  T.eq(table.concat(img:size(), "x"), "1x1x3x3", "input shape kept")
+  T.eq(maxdiff(img, before), 0, "input values kept")
+end)
+
 T.test("core.nn dispatch: mixed devices name both", function()
   local x = sg.randn(2, 3):cuda()
   local w = sg.randn(4, 3)
@@ -94,7 +126,6 @@ T.test("memory pool: no device allocation in steady-state steps", function()
 end)
 
 -- max |a - b| on the cpu (exact comparisons)
-local function maxdiff(a, b) return (a:cpu():contiguous() - b:cpu():contiguous()):abs():max() end
 
 T.test("model:to round trip: views re-pointed, values identical after cuda -> cpu", function()
   local nn = require "sgdsa.nn"
