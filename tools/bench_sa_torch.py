@@ -8,6 +8,13 @@ rejection), alternated so both see the same machine load. Prints the ratio
 of the fastest steps and of the medians.
   python3 tools/bench_sa_torch.py [--models mlp,lenet,vgg16,resnet34]
                                   [--batch 128] [--steps 20] [--threads 1]
+                                  [--device cpu|cuda] [--tf32] [--results]
+On a GPU (--device cuda; tools/gpu-check's torch stage) every timed step
+ends with torch.cuda.synchronize(), cuDNN picks its algorithms by timing
+them (torch.backends.cudnn.benchmark, as sgdsa's cudnnFind), and TF32 is
+allowed in convolutions and matrix products only with --tf32. --results
+adds lines "RESULT torch_<model>_<fp32|tf32>_<sgd|sgdsa>_step_ms <ms>"
+(medians) for tools/gpu-check's results file.
 Note: like most hand-written SA loops, the trial forward runs in train mode,
 so BatchNorm's running statistics are updated by it too (sgdsa's trial
 forward leaves them alone)."""
@@ -36,8 +43,22 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--results", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    gpu = a.device == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = a.tf32
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    prec = "tf32" if a.tf32 else "fp32"
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize()
     rng = random.Random(0)
     print("%-9s %5s %3s %5s | %9s %9s | %9s %9s | %9s %9s" % (
         "model", "batch", "thr", "steps", "sgd min", "sgd med", "sa min", "sa med",
@@ -45,10 +66,10 @@ def main():
     for name in a.models.split(","):
         c, s = SHAPES[name]
         torch.manual_seed(0)
-        x = torch.randn(a.batch, c, s, s)
-        labels = torch.tensor([(i * 7) % 10 for i in range(1, a.batch + 1)])
-        net_sgd = build(name, c, s, 10).train()
-        net_sa = build(name, c, s, 10).train()
+        x = torch.randn(a.batch, c, s, s).to(dev)
+        labels = torch.tensor([(i * 7) % 10 for i in range(1, a.batch + 1)]).to(dev)
+        net_sgd = build(name, c, s, 10).train().to(dev)
+        net_sa = build(name, c, s, 10).train().to(dev)
         opt = torch.optim.SGD(net_sgd.parameters(), lr=0.01)
         params = list(net_sa.parameters())
         state = {"T": 1.0}
@@ -76,19 +97,29 @@ def main():
                     for p, w in zip(params, saved):
                         p.copy_(w)
 
-        sgd_step()
-        sa_step()
+        for _ in range(3 if gpu else 1):  # warm-up (cuDNN's algorithm search on a GPU)
+            sgd_step()
+            sa_step()
+        sync()
         times = {"sgd": [], "sa": []}
         for _ in range(a.steps):
             for k, f in (("sgd", sgd_step), ("sa", sa_step)):
                 t0 = time.perf_counter()
                 f()
+                sync()
                 times[k].append(time.perf_counter() - t0)
         mn = {k: min(v) for k, v in times.items()}
         md = {k: statistics.median(v) for k, v in times.items()}
         print("%-9s %5d %3d %5d | %7.1fms %7.1fms | %7.1fms %7.1fms | %9.3f %9.3f" % (
             name, a.batch, a.threads, a.steps, mn["sgd"] * 1e3, md["sgd"] * 1e3,
             mn["sa"] * 1e3, md["sa"] * 1e3, mn["sa"] / mn["sgd"], md["sa"] / md["sgd"]))
+        if a.results:
+            for k, kk in (("sgd", "sgd"), ("sa", "sgdsa")):
+                print("RESULT torch_%s_%s_%s_step_ms %.2f" % (name, prec, kk, md[k] * 1e3))
+                print("RESULT torch_%s_%s_%s_images_per_s %.0f" % (name, prec, kk,
+                                                                     a.batch / md[k]))
+            print("RESULT torch_%s_%s_sa_over_sgd_step_time %.3f" % (name, prec,
+                                                                      md["sa"] / md["sgd"]))
         sys.stdout.flush()
 
 

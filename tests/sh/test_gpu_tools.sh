@@ -55,6 +55,18 @@ st=$?
     [ -f "$TMP/sgdsa-gpu-check-cifar.h5" ] ||
     { fail "epoch device=cpu: exit $st"; cat "$TMP/out"; }
 
+# the PyTorch twin of the bench stage (gpu-check's torch-bench), where torch is
+if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+    /usr/bin/python3 tools/bench_sa_torch.py --models lenet --batch 4 --steps 1 --results \
+        >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 0 ] && grep -Eq '^RESULT torch_lenet_fp32_sgdsa_step_ms [0-9.]+$' "$TMP/out" &&
+        grep -Eq '^RESULT torch_lenet_fp32_sa_over_sgd_step_time [0-9.]+$' "$TMP/out" ||
+        { fail "bench_sa_torch.py --results: exit $st"; cat "$TMP/out"; }
+else
+    echo "(no torch for /usr/bin/python3: tools/bench_sa_torch.py not run)"
+fi
+
 # without a GPU the GPU stages skip (77) and say why in a RESULT line
 if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok and 0 or 1)' \
      >/dev/null 2>&1; then
