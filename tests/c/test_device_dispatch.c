@@ -13,10 +13,10 @@
 #include "error.h"
 #include "tensor.h"
 
+#ifdef SG_HAVE_CUDA
 static int fails;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
-#ifdef SG_HAVE_CUDA
 static sg_tensor *vec(int64_t n)
 {
     sg_tensor *t = sg_tensor_new(SG_F32, SG_CPU, 1, &n);
