@@ -214,12 +214,12 @@ if mode == "profile" then
     if not on then return f(...) end
     sync()
     local t0 = core.time()
-    local r = f(...)
+    local r = table.pack(f(...))   -- all results (CrossEntropy:forward gives two)
     sync()
     local dt = core.time() - t0
     acc[key] = (acc[key] or 0) + dt
     group[grp] = (group[grp] or 0) + dt
-    return r
+    return table.unpack(r, 1, r.n)
   end
   local function shape(x)
     local d = {}
