@@ -5,7 +5,7 @@
 --   mode=agree model=vgg16|resnet34 [batch=8 steps=2]
 --       whole SGD-SA steps of the full-width CIFAR model on the CPU and the
 --       GPU from the same weights (tests/lua/cuda_compare.lua)
---   mode=bench model=vgg16|resnet34 [batch=512 steps=20 tf32=false]
+--   mode=bench model=vgg16|resnet34 [batch=512 steps=20 tf32=false det=false]
 --       images/s of SGD steps (forward, backward, update) and of SGD-SA steps
 --       (plus the trial forward and the Metropolis test), and their ratio
 --   mode=epoch [model=resnet34 batch=512 tf32=true images=50000 data=synthetic]
@@ -59,7 +59,11 @@ end
 
 local tf32 = args.tf32 == true or args.tf32 == "true" or args.tf32 == 1
 if gpu then core.cuda.set_tf32(tf32) end
-local prec = tf32 and "tf32" or "fp32"
+-- det=true: deterministic cuDNN algorithms chosen by heuristics (the
+-- trainer's default on the GPU); otherwise timed by cudnnFind
+local det = args.det == true or args.det == "true"
+if gpu then core.cuda.set_deterministic(det) end
+local prec = (tf32 and "tf32" or "fp32") .. (det and "det" or "")
 local batch = tonumber(args.batch) or 512
 
 -- Time `steps` search steps after `warm` untimed ones (cuDNN's algorithm
