@@ -61,7 +61,8 @@ void sg_dataset_release(sg_dataset *d);
 size_t sg_dataset_image_bytes(const sg_dataset *d);  /* bytes of one image */
 /* Check every label lies in [0, classes). */
 int sg_dataset_check_labels(const sg_dataset *d, const char *what);
-/* Keep only the first n images (n <= size). */
+/* Keep only the first n images (n <= size). Limit and split are errors on a
+ * dataset a loader holds (made before any loader). */
 int sg_dataset_limit(sg_dataset *d, int64_t n);
 /* Hold out `nval` images chosen by a permutation drawn from `r` (a copy is
  * used; `r` is not advanced). `d` keeps the rest in its original order; the

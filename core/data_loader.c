@@ -573,10 +573,10 @@ int sg_loader_peek(sg_loader *l, int64_t epoch, int64_t first, int64_t count, fl
                    int32_t *y)
 {
     if (epoch < 0 || epoch >= ((int64_t)1 << 31) || first < 0 || count < 0 ||
-        first + count > l->size)
-        return sg_seterr("data loader %s: peek epoch %lld positions [%lld, %lld) outside the "
-                         "epoch of %lld images (cpu)", l->d->name, (long long)epoch,
-                         (long long)first, (long long)(first + count), (long long)l->size);
+        count > l->size || first > l->size - count) /* (first + count may overflow) */
+        return sg_seterr("data loader %s: peek epoch %lld, %lld images from position %lld: "
+                         "outside the epoch of %lld images (cpu)", l->d->name, (long long)epoch,
+                         (long long)count, (long long)first, (long long)l->size);
     int64_t *perm = sg_malloc((size_t)l->d->n * sizeof *perm, "data loader peek permutation");
     if (!perm)
         return -1;

@@ -81,8 +81,20 @@ int sg_dataset_check_labels(const sg_dataset *d, const char *what)
     return 0;
 }
 
+/* A dataset a loader holds must not change size: the loader sized its
+ * permutation and epoch from it (and its prefetch thread may be reading). */
+static int check_unshared(const sg_dataset *d, const char *op)
+{
+    if (d->refcount > 1)
+        return sg_seterr("dataset %s: %s while a loader uses it (%s it before making loaders) "
+                         "(cpu)", d->name, op, op);
+    return 0;
+}
+
 int sg_dataset_limit(sg_dataset *d, int64_t n)
 {
+    if (check_unshared(d, "limit") != 0)
+        return -1;
     if (n < 0 || n > d->n)
         return sg_seterr("dataset %s: limit %lld outside [0, %lld] (cpu)", d->name,
                          (long long)n, (long long)d->n);
@@ -92,6 +104,8 @@ int sg_dataset_limit(sg_dataset *d, int64_t n)
 
 sg_dataset *sg_dataset_split(sg_dataset *d, int64_t nval, const sg_rng *r)
 {
+    if (check_unshared(d, "split") != 0)
+        return NULL;
     if (nval < 0 || nval >= d->n)
         return sg_seterr("dataset %s: validation size %lld must lie in [0, %lld) "
                          "(the training set has %lld images) (cpu)", d->name, (long long)nval,
@@ -176,13 +190,14 @@ int sg_dataset_stats(const sg_dataset *d, double *mean, double *std)
 
 int sg_dataset_check_shape(const sg_dataset *d, int pad, int c, int h, int w, const char *who)
 {
-    int ho = d->h + 2 * pad, wo = d->w + 2 * pad;
+    /* in 64 bits: pad may be anything an int holds */
+    int64_t ho = d->h + 2 * (int64_t)pad, wo = d->w + 2 * (int64_t)pad;
     if (d->c == c && ho == h && wo == w)
         return 0;
     if (pad)
-        return sg_seterr("data: %s images are %dx%dx%d (%dx%dx%d after padding %d) but %s "
-                         "expects %dx%dx%d (cpu)", d->name, d->c, d->h, d->w, d->c, ho, wo,
-                         pad, who ? who : "the model", c, h, w);
+        return sg_seterr("data: %s images are %dx%dx%d (%dx%lldx%lld after padding %d) but %s "
+                         "expects %dx%dx%d (cpu)", d->name, d->c, d->h, d->w, d->c, (long long)ho,
+                         (long long)wo, pad, who ? who : "the model", c, h, w);
     return sg_seterr("data: %s images are %dx%dx%d but %s expects %dx%dx%d%s (cpu)", d->name,
                      d->c, d->h, d->w, who ? who : "the model", c, h, w,
                      (d->c == c && h >= d->h && w >= d->w && (h - d->h) % 2 == 0 &&

@@ -98,7 +98,9 @@ double sg_rng_normal(sg_rng *r)
 
 uint64_t sg_rng_below(sg_rng *r, uint64_t n)
 {
-    /* rejection sampling: unbiased for every n */
+    /* rejection sampling: unbiased for every n; n = 0 stands for 2^64 */
+    if (n == 0)
+        return sg_rng_u64(r);
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
     do x = sg_rng_u64(r); while (x >= limit);

@@ -91,12 +91,16 @@ static int check_sizes(const char *op, int ndim, const int64_t *size, int64_t *n
 {
     if (ndim < 0 || ndim > SG_MAXDIM)
         return sg_seterr("%s: %d dimensions (at most %d)", op, ndim, SG_MAXDIM);
-    int64_t n = 1;
+    /* span: the product with zero sizes counted as 1, so that the strides of
+     * an empty tensor (0 x 2^62 x 2^62) cannot overflow either */
+    int64_t n = 1, span = 1;
     for (int i = 0; i < ndim; i++) {
         if (size[i] < 0)
             return sg_seterr("%s: negative size %lld in dimension %d", op, (long long)size[i], i + 1);
-        if (size[i] > 0 && n > SG_MAX_NUMEL / size[i])
+        int64_t s = size[i] > 0 ? size[i] : 1;
+        if (span > SG_MAX_NUMEL / s)
             return sg_seterr("%s: absurd size (more than %lld elements)", op, (long long)SG_MAX_NUMEL);
+        span *= s;
         n *= size[i];
     }
     *numel = n;
@@ -302,7 +306,7 @@ sg_tensor *sg_tensor_view(sg_tensor *t, int ndim, const int64_t *size_in)
         return NULL;
     if (ndim < 0 || ndim > SG_MAXDIM)
         return sg_seterr("view: %d dimensions (at most %d)", ndim, SG_MAXDIM), NULL;
-    int64_t size[SG_MAXDIM], known = 1;
+    int64_t size[SG_MAXDIM], known = 1, span = 1;
     int infer = -1;
     for (int i = 0; i < ndim; i++) {
         size[i] = size_in[i];
@@ -313,6 +317,11 @@ sg_tensor *sg_tensor_view(sg_tensor *t, int ndim, const int64_t *size_in)
         } else if (size[i] < 0) {
             return sg_seterr("view: negative size %lld", (long long)size[i]), NULL;
         } else {
+            int64_t s = size[i] > 0 ? size[i] : 1; /* bounded as in check_sizes */
+            if (span > SG_MAX_NUMEL / s)
+                return sg_seterr("view: absurd size (more than %lld elements)",
+                                 (long long)SG_MAX_NUMEL), NULL;
+            span *= s;
             known *= size[i];
         }
     }
@@ -357,10 +366,13 @@ sg_tensor *sg_tensor_narrow(sg_tensor *t, int dim, int64_t start, int64_t len)
 {
     if (sg_tensor_check(t, "narrow") != 0 || check_dim(t, "narrow", dim) != 0)
         return NULL;
-    if (start < 0 || len < 0 || start + len > t->size[dim]) {
+    if (start < 0 || len < 0 || start > t->size[dim] || len > t->size[dim] - start) {
         char b[128];
+        /* the message's last position, saturated (start and len may be anything) */
+        int64_t last = len >= 0 ? (start > INT64_MAX - len ? INT64_MAX : start + len)
+                                : (start < INT64_MIN - len ? INT64_MIN : start + len);
         return sg_seterr("narrow: range %lld..%lld out of bounds for dimension %d of size %lld (%s)",
-                         (long long)start + 1, (long long)(start + len), dim + 1,
+                         (long long)start + 1, (long long)last, dim + 1,
                          (long long)t->size[dim], sg_shape_str(t, b, sizeof b)), NULL;
     }
     int64_t size[SG_MAXDIM];
@@ -458,10 +470,18 @@ double sg_tensor_get(const sg_tensor *t, int64_t off)
 
 void sg_tensor_set(sg_tensor *t, int64_t off, double v)
 {
+    /* integer dtypes saturate (NaN gives 0): converting an out-of-range double
+     * to an integer is undefined behaviour (fill(-1) on uint8, 1e300 on int32) */
     switch (t->dtype) {
     case SG_F32: ((float *)t->storage->data)[off] = (float)v; break;
-    case SG_U8: ((uint8_t *)t->storage->data)[off] = (uint8_t)v; break;
-    case SG_I32: ((int32_t *)t->storage->data)[off] = (int32_t)v; break;
+    case SG_U8:
+        ((uint8_t *)t->storage->data)[off] = v >= 255 ? 255 : v > 0 ? (uint8_t)v : 0;
+        break;
+    case SG_I32:
+        ((int32_t *)t->storage->data)[off] = v >= INT32_MAX ? INT32_MAX
+                                             : v > INT32_MIN ? (int32_t)v
+                                             : v <= INT32_MIN ? INT32_MIN : 0;
+        break;
     }
 }
 

@@ -20,6 +20,7 @@
  * Epochs are 0-based here; lua/sgdsa/data.lua presents them 1-based.
  * Userdata are created empty before the C object exists, so an error never leaks.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,12 +197,18 @@ static int ds_stats(lua_State *L)
 static int ds_check_shape(lua_State *L)
 {
     sg_dataset *d = checkds(L, 1);
-    int pad = (int)luaL_checkinteger(L, 2);
+    lua_Integer p = luaL_checkinteger(L, 2);
+    if (p < 0 || p > 4096)
+        return luaL_error(L, "dataset:check_shape: pad %I outside [0, 4096]", p);
+    int pad = (int)p;
     luaL_checktype(L, 3, LUA_TTABLE);
     int v[3];
     for (int i = 0; i < 3; i++) {
         lua_geti(L, 3, i + 1);
-        v[i] = (int)luaL_checkinteger(L, -1);
+        lua_Integer x = luaL_checkinteger(L, -1);
+        if (x < 0 || x > INT_MAX)
+            return luaL_error(L, "dataset:check_shape: size %I outside [0, %d]", x, INT_MAX);
+        v[i] = (int)x;
         lua_pop(L, 1);
     }
     SGL_CHECK(L, sg_dataset_check_shape(d, pad, v[0], v[1], v[2], luaL_optstring(L, 4, NULL)));
@@ -287,7 +294,10 @@ static int opt_int(lua_State *L, int t, const char *k, int def)
         if (!lua_isinteger(L, -1))
             luaL_error(L, "data.loader: option %s must be an integer or boolean, got %s", k,
                        luaL_typename(L, -1));
-        r = (int)lua_tointeger(L, -1);
+        lua_Integer v = lua_tointeger(L, -1);
+        if (v < INT_MIN || v > INT_MAX) /* (not truncated into range) */
+            luaL_error(L, "data.loader: option %s = %I is out of range", k, v);
+        r = (int)v;
     }
     lua_pop(L, 1);
     return r;

@@ -134,8 +134,12 @@ static int g_random(lua_State *L)
         b = luaL_checkinteger(L, 3);
     }
     if (b < a)
-        return luaL_error(L, "random: empty interval [%d, %d]", (int)a, (int)b);
-    lua_pushinteger(L, a + (lua_Integer)sg_rng_below(r, (uint64_t)(b - a) + 1));
+        return luaL_error(L, "random: empty interval [%I, %I]", a, b);
+    /* in unsigned arithmetic: b - a overflows for wide intervals, and
+     * [math.mininteger, math.maxinteger] holds 2^64 values (span + 1 = 0) */
+    uint64_t span = (uint64_t)b - (uint64_t)a;
+    uint64_t x = span == UINT64_MAX ? sg_rng_u64(r) : sg_rng_below(r, span + 1);
+    lua_pushinteger(L, (lua_Integer)((uint64_t)a + x));
     return 1;
 }
 
@@ -144,22 +148,25 @@ static int g_permutation(lua_State *L)
     /* g:permutation(n) -> int32 tensor holding a random permutation of 1..n */
     sg_rng *r = sgl_checkrng(L, 1);
     lua_Integer n = luaL_checkinteger(L, 2);
-    if (n < 0 || n > (lua_Integer)1 << 31)
-        return luaL_error(L, "permutation: bad length %d", (int)n);
-    int64_t *perm = sg_malloc((size_t)n * sizeof *perm, "permutation");
-    if (!perm)
-        return sgl_error(L);
+    if (n < 0 || n > INT32_MAX) /* the values 1..n are int32 */
+        return luaL_error(L, "permutation: bad length %I (0 to 2^31 - 1)", n);
     int64_t sz = n;
     sg_tensor *t = sg_tensor_new(SG_I32, SG_CPU, 1, &sz);
-    if (!t) {
-        free(perm);
+    if (!t)
         return sgl_error(L);
-    }
-    sg_rng_permutation(r, perm, n);
+    /* sg_rng_permutation's shuffle (the same draws, the same order), in the
+     * int32 tensor itself: no int64 scratch array twice its size */
     int32_t *p = sg_tensor_data(t);
     for (lua_Integer i = 0; i < n; i++)
-        p[i] = (int32_t)perm[i] + 1;
-    free(perm);
+        p[i] = (int32_t)i;
+    for (lua_Integer i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)sg_rng_below(r, (uint64_t)i + 1);
+        int32_t v = p[i];
+        p[i] = p[j];
+        p[j] = v;
+    }
+    for (lua_Integer i = 0; i < n; i++)
+        p[i] += 1;
     sgl_pushtensor(L, t);
     return 1;
 }

@@ -106,6 +106,20 @@ static sg_devtype check_device(lua_State *L, const char *s)
     return SG_CPU;
 }
 
+/* A size (the number at idx, the shape's k-th): an integer, or a float with an
+ * integer value that fits int64 (converting 2^63, inf or NaN is undefined). */
+static int64_t shape_size(lua_State *L, int idx, int k)
+{
+    if (lua_isinteger(L, idx))
+        return (int64_t)lua_tointeger(L, idx);
+    lua_Number v = lua_tonumber(L, idx);
+    if (v != floor(v))
+        luaL_error(L, "shape: size %f (element %d) is not an integer", (double)v, k);
+    if (!(v >= -0x1p63 && v < 0x1p63))
+        luaL_error(L, "shape: size %f (element %d) is out of range", (double)v, k);
+    return (int64_t)v;
+}
+
 /* Shape from numbers at idx.. (stopping at a non-number) or a table at idx. */
 int sgl_checkshape(lua_State *L, int idx, int64_t *size)
 {
@@ -116,9 +130,9 @@ int sgl_checkshape(lua_State *L, int idx, int64_t *size)
             luaL_error(L, "shape has %d dimensions (at most %d)", len, SG_MAXDIM);
         for (int i = 1; i <= len; i++) {
             lua_geti(L, idx, i);
-            if (!lua_isinteger(L, -1) && !(lua_isnumber(L, -1) && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1))))
+            if (!lua_isnumber(L, -1))
                 luaL_error(L, "shape: element %d is not an integer", i);
-            size[n++] = (int64_t)lua_tonumber(L, -1);
+            size[n++] = shape_size(L, -1, i);
             lua_pop(L, 1);
         }
         return n;
@@ -126,10 +140,7 @@ int sgl_checkshape(lua_State *L, int idx, int64_t *size)
     while (lua_type(L, idx + n) == LUA_TNUMBER) {
         if (n >= SG_MAXDIM)
             luaL_error(L, "shape has more than %d dimensions", SG_MAXDIM);
-        lua_Number v = lua_tonumber(L, idx + n);
-        if (v != floor(v))
-            luaL_error(L, "shape: size %f is not an integer", (double)v);
-        size[n] = (int64_t)v;
+        size[n] = shape_size(L, idx + n, n + 1);
         n++;
     }
     return n;
@@ -207,8 +218,8 @@ static int l_arange(lua_State *L)
     double cnt = ceil((b - a) / step);
     if (cnt < 0)
         cnt = 0;
-    if (cnt > 1e10)
-        return luaL_error(L, "arange: absurd length %f", cnt);
+    if (!(cnt <= 1e10)) /* NaN too */
+        return luaL_error(L, "arange: absurd length %f (from %f to %f, step %f)", cnt, a, b, step);
     int64_t n = (int64_t)cnt;
     sg_tensor **ud = newud(L);
     *ud = sg_tensor_new(SG_F32, SG_CPU, 1, &n);
@@ -297,7 +308,7 @@ static int check_dimarg(lua_State *L, sg_tensor *t, int idx)
         d += t->ndim + 1; /* -1 = last dimension */
     if (d < 1 || d > t->ndim) {
         char b[128];
-        luaL_error(L, "dimension %d out of range for a %d-d tensor (%s)", (int)luaL_checkinteger(L, idx),
+        luaL_error(L, "dimension %I out of range for a %d-d tensor (%s)", luaL_checkinteger(L, idx),
                    t->ndim, sg_shape_str(t, b, sizeof b));
     }
     return (int)d - 1;
@@ -378,6 +389,11 @@ static int l_narrow(lua_State *L)
     sg_tensor *t = sgl_checktensor(L, 1);
     int d = check_dimarg(L, t, 2);
     lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+    if (start < 1) { /* (start - 1 would overflow for math.mininteger) */
+        char b[128];
+        return luaL_error(L, "narrow: start %I out of bounds for dimension %d of size %I (%s)",
+                          start, d + 1, (lua_Integer)t->size[d], sg_shape_str(t, b, sizeof b));
+    }
     return push_or_error(L, sg_tensor_narrow(t, d, start - 1, len));
 }
 
@@ -1037,8 +1053,9 @@ static int l_index(lua_State *L)
             i += t->size[0] + 1;
         if (i < 1 || i > t->size[0]) {
             char b[128];
-            return luaL_error(L, "index: %d out of range for dimension 1 of size %d (%s)", (int)luaL_checkinteger(L, 2),
-                              (int)t->size[0], sg_shape_str(t, b, sizeof b));
+            return luaL_error(L, "index: %I out of range for dimension 1 of size %I (%s)",
+                              luaL_checkinteger(L, 2), (lua_Integer)t->size[0],
+                              sg_shape_str(t, b, sizeof b));
         }
         if (t->ndim == 1) {
             if (t->storage->device != SG_CPU)
@@ -1060,8 +1077,11 @@ static int l_index(lua_State *L)
 static int l_newindex(lua_State *L)
 {
     sg_tensor *t = sgl_checktensor(L, 1);
-    if (lua_type(L, 2) != LUA_TNUMBER)
+    if (lua_type(L, 2) == LUA_TSTRING)
         return luaL_error(L, "cannot set field '%s' of a tensor", lua_tostring(L, 2));
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "cannot set a %s key of a tensor (t[i] = number or tensor)",
+                          luaL_typename(L, 2));
     lua_Integer i = luaL_checkinteger(L, 2);
     if (t->ndim == 0)
         return luaL_error(L, "index: cannot index a scalar tensor");

@@ -132,6 +132,14 @@ int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int6
                          (long long)n, (long long)c, (long long)h, (long long)w,
                          (long long)k, (long long)c, (long long)kh, (long long)kw,
                          (long long)sh, (long long)sw, (long long)ph, (long long)pw);
+    /* bounded before any arithmetic: a stride or padding of 2^62 (from Lua) would
+     * overflow the sums and products below */
+    const int64_t lim = (int64_t)1 << 30;
+    if (h > lim || w > lim || kh > lim || kw > lim || sh > lim || sw > lim || ph > lim || pw > lim)
+        return sg_seterr("conv2d: sizes too large: input %lldx%lld, kernel %lldx%lld, stride "
+                         "%lldx%lld, padding %lldx%lld (at most %lld each) (cpu)", (long long)h,
+                         (long long)w, (long long)kh, (long long)kw, (long long)sh, (long long)sw,
+                         (long long)ph, (long long)pw, (long long)lim);
     if (h + 2 * ph < kh || w + 2 * pw < kw)
         return sg_seterr("conv2d: kernel %lldx%lld larger than padded input %lldx%lld "
                          "(input %lldx%lld, padding %lldx%lld) (cpu)",
@@ -139,13 +147,15 @@ int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int6
                          (long long)(w + 2 * pw), (long long)h, (long long)w, (long long)ph,
                          (long long)pw);
     int64_t ckk = c * kh * kw;
-    if (ckk > INT32_MAX || k > INT32_MAX || n * c * h * w > ((int64_t)1 << 40))
-        return sg_seterr("conv2d: sizes too large (C*KH*KW = %lld, K = %lld) (cpu)",
-                         (long long)ckk, (long long)k);
+    const int64_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+    if (ckk > INT32_MAX || k > INT32_MAX || n * c * h * w > ((int64_t)1 << 40) ||
+        oh > INT32_MAX / ow)
+        return sg_seterr("conv2d: sizes too large (C*KH*KW = %lld, K = %lld, output %lldx%lld) "
+                         "(cpu)", (long long)ckk, (long long)k, (long long)oh, (long long)ow);
     g->n = n; g->c = c; g->h = h; g->w = w; g->k = k;
     g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw;
-    g->oh = (h + 2 * ph - kh) / sh + 1;
-    g->ow = (w + 2 * pw - kw) / sw + 1;
+    g->oh = oh;
+    g->ow = ow;
     g->threads = omp_get_max_threads();
     if (g->threads < 1)
         g->threads = 1;

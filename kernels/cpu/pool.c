@@ -25,6 +25,12 @@ int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int6
                          (long long)n, (long long)c, (long long)h, (long long)w,
                          (long long)kh, (long long)kw, (long long)sh, (long long)sw,
                          (long long)ph, (long long)pw);
+    const int64_t lim = (int64_t)1 << 30; /* before any arithmetic (2 * 2^62 overflows) */
+    if (h > lim || w > lim || kh > lim || kw > lim || sh > lim || sw > lim || ph > lim || pw > lim)
+        return sg_seterr("pool2d: sizes too large: input %lldx%lld, kernel %lldx%lld, stride "
+                         "%lldx%lld, padding %lldx%lld (at most %lld each) (cpu)", (long long)h,
+                         (long long)w, (long long)kh, (long long)kw, (long long)sh, (long long)sw,
+                         (long long)ph, (long long)pw, (long long)lim);
     if (2 * ph > kh || 2 * pw > kw)
         return sg_seterr("pool2d: padding %lldx%lld must be at most half the kernel %lldx%lld "
                          "(cpu)", (long long)ph, (long long)pw, (long long)kh, (long long)kw);
