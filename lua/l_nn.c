@@ -349,6 +349,16 @@ static void ws_get(const sgl_args *a, const sg_conv2d_geom *g, wspace *w)
             sgl_error(a->L);
         return;
     }
+    /* a workspace over an input's or output's memory would be overwritten while
+     * the kernel reads it (and im2col's memcpy would copy between overlapping ranges) */
+    sg_tensor *t = sgl_checktensor(a->L, 1);
+    for (int i = 2, top = lua_gettop(a->L); i <= top; i++) {
+        sg_tensor *o = sgl_totensor(a->L, i);
+        if (o && o->storage == t->storage) {
+            char b[128];
+            fail(a, "workspace %s shares its storage with argument #%d", shp(t, b), i);
+        }
+    }
     int64_t sz = (int64_t)(n ? n : 1);
     w->p = sg_f32(sgl_arg_out(a, 1, "workspace", SG_F32, 1, &sz));
 }

@@ -102,6 +102,7 @@ local npool = 0
 local POOL_MAX = 400
 local fixed = 0     -- the first `fixed` entries are never replaced
 local kinds = {}    -- kind -> list of objects of that kind (for self)
+local results = { funcs = {}, objs = {} } -- see add()
 
 local function kind_of(v)
   if core.is_tensor(v) then return "Tensor" end
@@ -125,6 +126,11 @@ end
 local function add(v, name)
   if v == nil then return end
   if type(v) == "string" and #v > 4096 then return end
+  -- big results are not kept (memory); a tensor is big once it is
+  if core.is_tensor(v) then
+    local ok, n = pcall(v.numel, v)
+    if ok and n > (1 << 16) then return end
+  end
   -- never hand a path outside the working folder to later calls
   if type(v) == "string" and v:sub(1, 1) == "/" and v:sub(1, #TMP) ~= TMP then return end
   if name and type(v) ~= "number" and type(v) ~= "boolean" then
@@ -141,6 +147,24 @@ local function add(v, name)
     pool[fixed + rnd(npool - fixed)] = v
   end
   local k = kind_of(v)
+  if not k and name and name:sub(1, 1) == "R" then
+    -- results that are functions (iterators) or tables with methods (optimizers,
+    -- data objects): called later through "call" and "method" pseudo-targets
+    local l
+    if type(v) == "function" then
+      l = results.funcs
+    elseif type(v) == "table" then
+      local mt = getmetatable(v)
+      local idx = type(mt) == "table" and type(rawget(mt, "__index")) == "table" and rawget(mt, "__index")
+      for _, src in ipairs{v, idx or {}} do
+        for _, f in pairs(src) do if type(f) == "function" then l = results.objs; break end end
+      end
+    end
+    if l then
+      l[#l + 1] = v
+      if #l > 40 then table.remove(l, 1) end
+    end
+  end
   if k then
     local l = kinds[k] or {}
     kinds[k] = l
@@ -660,7 +684,7 @@ for k, s in ipairs(seeds) do
   end
 end
 
-for i = 1, CALLS do
+local function one_call(i)
   local t, a, n
   if #good > 0 and rnd() < 0.5 then
     local g = good[rnd(#good)]
@@ -671,6 +695,28 @@ for i = 1, CALLS do
       if k > n then n = k end
       a[k] = rnd() < 0.6 and a[k] ~= nil and derive(a[k]) or pick_arg()
     end
+  elseif rnd() < 0.1 and (#results.funcs > 0 or #results.objs > 0) then
+    -- a function or a method of an object that an earlier call returned
+    local use_f = #results.objs == 0 or (#results.funcs > 0 and rnd() < 0.5)
+    n, a = rnd(0, 4), {}
+    if use_f then
+      local f = results.funcs[rnd(#results.funcs)]
+      t = { name = "(" .. show(f) .. ")", fn = f }
+    else
+      local o = results.objs[rnd(#results.objs)]
+      local mt = getmetatable(o)
+      local idx = type(mt) == "table" and type(rawget(mt, "__index")) == "table" and rawget(mt, "__index") or {}
+      local ms = {}
+      for _, src in ipairs{o, idx} do
+        for k, f in pairs(src) do if type(f) == "function" and type(k) == "string" then ms[#ms + 1] = k end end
+      end
+      table.sort(ms)
+      local m = ms[rnd(#ms)]
+      t = { name = show(o) .. "." .. m, fn = o[m] }
+      n = n + 1
+      a[1] = o
+    end
+    for k = use_f and 1 or 2, n do a[k] = pick_arg() end
   else
     t = targets[rnd(#targets)]
     n = rnd(0, 6)
@@ -683,7 +729,18 @@ for i = 1, CALLS do
   if i % 64 == 0 then collectgarbage() end
   if i % REFRESH == 0 then make_objects() end
 end
+
+for i = 1, CALLS do
+  -- a memory error in the driver's own code (calls made big tensors, and the
+  -- allocator is capped) is not a finding: collect and go on
+  local ok, err = pcall(one_call, i)
+  if not ok then
+    if not tostring(err):find("not enough memory", 1, true) then error(err, 0) end
+    announce("# driver: out of memory, collecting")
+    collectgarbage(); collectgarbage()
+  end
+end
 -- everything left goes through __gc (and __close for files)
-pool, kinds = nil, nil
+pool, kinds, results, good = nil, nil, nil, nil
 collectgarbage(); collectgarbage()
 announce(string.format("DONE seed %d: %d calls, %d returned, %d raised", SEED, CALLS, oks, errors))

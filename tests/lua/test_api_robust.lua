@@ -95,6 +95,13 @@ T.test("conv and pool geometry with absurd strides and padding", function()
   T.raises(function() return N.avgpool2d_forward(x, sg.empty(1), 2, math.maxinteger) end, "pool2d: sizes too large")
   local y = N.conv2d_forward(nil, x, sg.empty(1), w, nil, 1, 1)
   T.eq(table.concat(y:size(), "x"), "1x2x5x5", "still works")
+  -- a workspace over the input: im2col copied between overlapping ranges
+  T.raises(function() return N.conv2d_forward(x, x, sg.empty(1), w, nil, 1, 0) end,
+           "workspace 1x1x5x5 shares its storage with argument #2")
+  local dy = sg.randn(1, 2, 3, 3)
+  T.raises(function() return N.conv2d_backward_params(dy:view(-1), x, dy, sg.zeros(2, 1, 3, 3), nil, 1, 0) end,
+           "shares its storage with argument #3")
+  T.eq(N.conv2d_forward(sg.empty(1), x, y, w, nil, 1, 1), y, "a workspace of its own")
 end)
 
 -- a small IDX dataset
