@@ -116,6 +116,15 @@ void sg_rng_permutation(sg_rng *r, int64_t *perm, int64_t n)
     }
 }
 
+void sg_rng_permutation_i32(sg_rng *r, int32_t *perm, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) perm[i] = (int32_t)i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)sg_rng_below(r, (uint64_t)i + 1);
+        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+}
+
 void sg_rng_fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi)
 {
     for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * sg_rng_uniformf(r);

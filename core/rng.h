@@ -39,8 +39,10 @@ uint64_t sg_rng_u64(sg_rng *r);
 double sg_rng_uniform(sg_rng *r);               /* [0, 1), 53 bits */
 float sg_rng_uniformf(sg_rng *r);               /* [0, 1), 24 bits */
 double sg_rng_normal(sg_rng *r);                /* N(0, 1), Box-Muller */
-uint64_t sg_rng_below(sg_rng *r, uint64_t n);   /* uniform in [0, n), unbiased; n > 0 */
+uint64_t sg_rng_below(sg_rng *r, uint64_t n);   /* uniform in [0, n), unbiased; n = 0: 2^64 */
 void sg_rng_permutation(sg_rng *r, int64_t *perm, int64_t n); /* Fisher-Yates */
+/* The same permutation (the same draws) as int32 values, n <= INT32_MAX + 1. */
+void sg_rng_permutation_i32(sg_rng *r, int32_t *perm, int64_t n);
 void sg_rng_fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi);
 void sg_rng_fill_normal(sg_rng *r, float *x, int64_t n, float mean, float std);
 

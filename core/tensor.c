@@ -87,7 +87,7 @@ int sg_storage_swap(sg_storage *a, sg_storage *b)
 
 /* ---- construction ---------------------------------------------------------- */
 
-static int check_sizes(const char *op, int ndim, const int64_t *size, int64_t *numel)
+int sg_shape_numel(const char *op, int ndim, const int64_t *size, int64_t *numel)
 {
     if (ndim < 0 || ndim > SG_MAXDIM)
         return sg_seterr("%s: %d dimensions (at most %d)", op, ndim, SG_MAXDIM);
@@ -121,7 +121,7 @@ static void set_contiguous(sg_tensor *t, int ndim, const int64_t *size)
 sg_tensor *sg_tensor_new(sg_dtype dt, sg_devtype dev, int ndim, const int64_t *size)
 {
     int64_t n = 0;
-    if (check_sizes("tensor", ndim, size, &n) != 0)
+    if (sg_shape_numel("tensor", ndim, size, &n) != 0)
         return NULL;
     sg_tensor *t = sg_calloc(1, sizeof *t, "tensor header");
     if (!t)
@@ -164,7 +164,7 @@ sg_tensor *sg_tensor_view_of(sg_storage *st, sg_dtype dt, int64_t offset, int nd
                              const int64_t *size, const int64_t *stride)
 {
     int64_t n = 0, lo = 0;
-    if (check_sizes("view", ndim, size, &n) != 0)
+    if (sg_shape_numel("view", ndim, size, &n) != 0)
         return NULL;
     int64_t hi = extent(ndim, size, stride, &lo);
     int64_t cap = (int64_t)(st->nbytes / sg_dtype_size(dt));
@@ -209,7 +209,7 @@ void sg_tensor_free(sg_tensor *t)
 int sg_tensor_resize(sg_tensor *t, int ndim, const int64_t *size)
 {
     int64_t n = 0;
-    if (sg_tensor_check(t, "resize") != 0 || check_sizes("resize", ndim, size, &n) != 0)
+    if (sg_tensor_check(t, "resize") != 0 || sg_shape_numel("resize", ndim, size, &n) != 0)
         return -1;
     size_t need = (size_t)n * sg_dtype_size(t->dtype);
     size_t have = t->storage->nbytes - (size_t)t->offset * sg_dtype_size(t->dtype);
@@ -306,7 +306,7 @@ sg_tensor *sg_tensor_view(sg_tensor *t, int ndim, const int64_t *size_in)
         return NULL;
     if (ndim < 0 || ndim > SG_MAXDIM)
         return sg_seterr("view: %d dimensions (at most %d)", ndim, SG_MAXDIM), NULL;
-    int64_t size[SG_MAXDIM], known = 1, span = 1;
+    int64_t size[SG_MAXDIM], known = 1;
     int infer = -1;
     for (int i = 0; i < ndim; i++) {
         size[i] = size_in[i];
@@ -314,17 +314,18 @@ sg_tensor *sg_tensor_view(sg_tensor *t, int ndim, const int64_t *size_in)
             if (infer >= 0)
                 return sg_seterr("view: only one dimension can be -1"), NULL;
             infer = i;
+            size[i] = 0;  /* for the bound below; inferred after it */
         } else if (size[i] < 0) {
             return sg_seterr("view: negative size %lld", (long long)size[i]), NULL;
-        } else {
-            int64_t s = size[i] > 0 ? size[i] : 1; /* bounded as in check_sizes */
-            if (span > SG_MAX_NUMEL / s)
-                return sg_seterr("view: absurd size (more than %lld elements)",
-                                 (long long)SG_MAX_NUMEL), NULL;
-            span *= s;
-            known *= size[i];
         }
     }
+    /* the given sizes bounded, so that their product cannot overflow */
+    if (sg_shape_numel("view", ndim, size, &known) != 0)
+        return NULL;
+    known = 1;
+    for (int i = 0; i < ndim; i++)
+        if (i != infer)
+            known *= size[i];
     int64_t n = sg_tensor_numel(t);
     char b[128];
     if (infer >= 0) {

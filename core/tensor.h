@@ -48,6 +48,10 @@ const char *sg_dtype_name(sg_dtype t);     /* "float32", "uint8", "int32" */
 const char *sg_device_name(sg_devtype d);  /* "cpu", "cuda" */
 /* Largest allowed element count for a single tensor (absurd sizes are errors). */
 #define SG_MAX_NUMEL ((int64_t)1 << 40)
+/* Check a shape (0..SG_MAXDIM sizes, none negative, the product of the sizes
+ * with zeros counted as 1 at most SG_MAX_NUMEL, so that no product or stride
+ * of it overflows) and give its element count; errors are named after op. */
+int sg_shape_numel(const char *op, int ndim, const int64_t *size, int64_t *numel);
 
 /* --- storage ------------------------------------------------------------ */
 sg_storage *sg_storage_new(size_t nbytes, sg_devtype dev);

@@ -351,21 +351,15 @@ static int l_write_array(lua_State *L)
         lua_Integer nd = luaL_len(L, 5);
         if (nd > SG_MAXDIM)
             return luaL_error(L, "h5 write_array '%s': shape has %d dims (at most %d)", name, (int)nd, SG_MAXDIM);
-        int64_t numel = 1, span = 1;
+        int64_t numel = 0;
         ndim = (int)nd;
         for (int i = 0; i < ndim; i++) {
             lua_rawgeti(L, 5, i + 1);
             size[i] = luaL_checkinteger(L, -1);
             lua_pop(L, 1);
-            if (size[i] < 0)
-                return luaL_error(L, "h5 write_array '%s': negative dimension", name);
-            int64_t s = size[i] > 0 ? size[i] : 1; /* span: zero sizes counted as 1 */
-            if (span > SG_MAX_NUMEL / s)
-                return luaL_error(L, "h5 write_array '%s': absurd shape (more than %I elements)",
-                                  name, (lua_Integer)SG_MAX_NUMEL);
-            span *= s;
-            numel *= size[i];
         }
+        if (sg_shape_numel("write_array shape", ndim, size, &numel) != 0)
+            return luaL_error(L, "h5 '%s': %s", name, sg_geterr());
         if (numel != n)
             return luaL_error(L, "h5 write_array '%s': shape has %d elements but %d values were given",
                               name, (int)numel, (int)n);

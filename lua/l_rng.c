@@ -154,17 +154,9 @@ static int g_permutation(lua_State *L)
     sg_tensor *t = sg_tensor_new(SG_I32, SG_CPU, 1, &sz);
     if (!t)
         return sgl_error(L);
-    /* sg_rng_permutation's shuffle (the same draws, the same order), in the
-     * int32 tensor itself: no int64 scratch array twice its size */
+    /* in the int32 tensor itself: no int64 scratch array twice its size */
     int32_t *p = sg_tensor_data(t);
-    for (lua_Integer i = 0; i < n; i++)
-        p[i] = (int32_t)i;
-    for (lua_Integer i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)sg_rng_below(r, (uint64_t)i + 1);
-        int32_t v = p[i];
-        p[i] = p[j];
-        p[j] = v;
-    }
+    sg_rng_permutation_i32(r, p, n);
     for (lua_Integer i = 0; i < n; i++)
         p[i] += 1;
     sgl_pushtensor(L, t);

@@ -205,13 +205,8 @@ if mode == "profile" then
   -- rows rank the layers; the bench stage gives the true step time.
   local nn = require "sgdsa.nn"
   local steps = tonumber(args.steps) or 5
-  local m = build()
-  if device ~= "cpu" then m:to(device) end
-  local bs = {}
-  for i = 1, 2 do
-    local x, y = C.batch(batch, {3, 32, 32}, 10, 100 + i)
-    bs[i] = {x:to(device), y:to(device)}
-  end
+  local m = build():to(device)
+  local bs = device_batches(2, batch)
   local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
   local acc, group, on = {}, {}, false
   local function timed(key, grp, f, ...)
@@ -263,18 +258,22 @@ if mode == "profile" then
   on = true
   local t = time_steps(S, bs, 0, steps)
   on = false
-  local keys, total = {}, 0
-  for k, v in pairs(acc) do keys[#keys + 1] = k; total = total + v end
-  table.sort(keys, function(a, b) return acc[a] > acc[b] end)
+  -- the keys of t, largest value first
+  local function by_value(t)
+    local ks = {}
+    for k in pairs(t) do ks[#ks + 1] = k end
+    table.sort(ks, function(a, b) return t[a] > t[b] end)
+    return ks
+  end
+  local keys, total = by_value(acc), 0
+  for _, v in pairs(acc) do total = total + v end
   print(string.format("%s %s batch %d, %d SGD-SA steps, %.2f ms per step with a sync around each layer, layers %.2f ms:",
                       model_name, prec, batch, steps, 1000 * t / steps, 1000 * total / steps))
   for _, k in ipairs(keys) do
     print(string.format("%9.3f ms %5.1f%%  %s", 1000 * acc[k] / steps, 100 * acc[k] / total, k))
   end
   -- grouped by kind and pass, for the results file
-  local gk = {}
-  for k in pairs(group) do gk[#gk + 1] = k end
-  table.sort(gk, function(a, b) return group[a] > group[b] end)
+  local gk = by_value(group)
   for i = 1, math.min(#gk, 10) do
     local k = gk[i]
     result(string.format("profile_%s_%s_%s", model_name, prec, k), string.format("%.2f ms/step (%.0f%%)", 1000 * group[k] / steps, 100 * group[k] / total))
@@ -283,4 +282,4 @@ if mode == "profile" then
   os.exit(0)
 end
 
-error("tools/gpu-check.lua: unknown mode " .. tostring(mode) .. " (agree, bench, epoch)")
+error("tools/gpu-check.lua: unknown mode " .. tostring(mode) .. " (agree, bench, epoch, profile)")

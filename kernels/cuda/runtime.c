@@ -464,15 +464,13 @@ void sg_cuda_free(void *p)
     g_stats.in_use -= size;
     if (g_nocache) {
         /* no cache: the queued work that may use the block first */
-        cudaError_t e = cudaStreamSynchronize(g_copy_stream);
-        if (e == cudaSuccess)
-            e = cudaStreamSynchronize(g_stream);
-        if (e == cudaSuccess)
-            e = cudaFree(p);
-        if (e == cudaSuccess)
-            g_stats.device_frees++;
-        else
-            sg_cuda_fail_rt("cudaFree(block, SGDSA_CUDA_NO_CACHE)", e, __FILE__, __LINE__);
+        if (sync_streams() == 0) {
+            cudaError_t e = cudaFree(p);
+            if (e == cudaSuccess)
+                g_stats.device_frees++;
+            else
+                sg_cuda_fail_rt("cudaFree(block, SGDSA_CUDA_NO_CACHE)", e, __FILE__, __LINE__);
+        }
         pthread_mutex_unlock(&g_lock);
         return;
     }

@@ -81,6 +81,17 @@ int main(void)
     for (int i = 0; i < 1000; i++) { if (perm[i] < 0 || perm[i] >= 1000 || seen[perm[i]]++) ok = 0; }
     CHECK(ok, "permutation");
 
+    /* the int32 permutation: the same draws, so the same order */
+    sg_rng r64, r32;
+    sg_rng_init(&r64, 77, 3);
+    r32 = r64;
+    int32_t perm32[1000];
+    sg_rng_permutation(&r64, perm, 1000);
+    sg_rng_permutation_i32(&r32, perm32, 1000);
+    int same32 = 1;
+    for (int i = 0; i < 1000; i++) same32 &= perm[i] == perm32[i];
+    CHECK(same32 && sg_rng_u64(&r64) == sg_rng_u64(&r32), "permutation_i32 differs from permutation");
+
     if (fails) { printf("%d failures\n", fails); return 1; }
     printf("rng: all checks passed\n");
     return 0;

@@ -118,11 +118,7 @@ T.test("memory pool: no device allocation in steady-state steps", function()
   for _ = 1, 10 do assert(S:step(x, y)) end
   core.cuda.synchronize()
   local b = core.cuda.memory_stats().device_allocs
-  if core.cuda.memory_stats().caching then
-    T.eq(b - a, 0, "cudaMalloc calls during 10 steady-state steps")
-  else
-    print("  (caching pool off: SGDSA_CUDA_NO_CACHE; the count of cudaMalloc calls is not checked)")
-  end
+  T.eq(b - a, 0, "cudaMalloc calls during 10 steady-state steps")
 end)
 
 -- max |a - b| on the cpu (exact comparisons)
@@ -276,9 +272,7 @@ T.test("memory pool: no device allocation in steady-state steps fed by the loade
   end
   core.cuda.synchronize()
   T.eq(k, 20, "one epoch of 640 images")
-  if core.cuda.memory_stats().caching then
-    T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
-  end
+  T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
 end)
 
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
