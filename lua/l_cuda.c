@@ -199,7 +199,7 @@ static int pad_arg(lua_State *L, int idx, const char *op)
 {
     lua_Integer p = luaL_checkinteger(L, idx);
     if (p < 0 || p > (1 << 20))
-        return luaL_error(L, "%s: padding must be in [0, 2^20], got %lld", op, (long long)p);
+        return luaL_error(L, "%s: padding must be in [0, 2^20], got %I", op, (lua_Integer)p);
     return (int)p;
 }
 
