@@ -24,7 +24,6 @@
 #include "emu_device.h"
 #include "emu_internal.h"
 
-#include <setjmp.h>
 #include <ucontext.h>
 
 #include <cstdarg>
@@ -37,12 +36,9 @@
 #include <set>
 #include <string>
 
-#if defined(__SANITIZE_ADDRESS__)
+/* EMU_ASAN: the build is sanitized (this file is not, see CMakeLists.txt) */
+#if defined(__SANITIZE_ADDRESS__) && !defined(EMU_ASAN)
 #define EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EMU_ASAN 1
-#endif
 #endif
 #ifdef EMU_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -146,9 +142,10 @@ cudaError_t fail(cudaError_t e)
 
 /* ---- kernel threads ----------------------------------------------------------------
  * Thread i of a block runs on worker i: a coroutine with its own stack,
- * started once (makecontext) and then switched to and from with
- * _setjmp/_longjmp, which save no signal mask (swapcontext makes two
- * system calls a switch). A worker that finishes a thread waits for the
+ * started once (makecontext) and then switched to and from with the
+ * compiler's __builtin_setjmp/__builtin_longjmp: no signal mask, no
+ * sanitizer interception (swapcontext makes two system calls a switch,
+ * and AddressSanitizer unpoisons the whole stack at each longjmp). A worker that finishes a thread waits for the
  * next one, so a launch costs two switches per thread plus two per
  * barrier. */
 enum { T_READY, T_BLOCK, T_WARP, T_DONE };
@@ -156,13 +153,17 @@ constexpr size_t kStack = 256 << 10;
 
 struct worker {
     ucontext_t uc;   /* only to start it */
-    jmp_buf jb;      /* where it waits */
+    void *jb[5];     /* where it waits */
     char *stack;
     bool live;       /* started, and between threads or in one */
     void *fake;      /* AddressSanitizer's fake stack while switched out */
 };
 std::vector<worker *> g_workers;
-jmp_buf g_sched_jb;
+void *g_sched_jb[5];
+
+/* __builtin_longjmp may not share a function with its __builtin_setjmp */
+/* not noreturn: AddressSanitizer would unpoison the whole stack before each call */
+__attribute__((noinline)) void jump(void **jb) { __builtin_longjmp(jb, 1); }
 ucontext_t g_sched_uc;
 #ifdef EMU_ASAN
 const void *g_sched_bottom;
@@ -190,11 +191,11 @@ block_run *g_blk;
 void to_sched()
 {
     worker *w = g_workers[g_blk->cur];
-    if (_setjmp(w->jb) == 0) {
+    if (__builtin_setjmp(w->jb) == 0) {
 #ifdef EMU_ASAN
         __sanitizer_start_switch_fiber(&w->fake, g_sched_bottom, g_sched_size);
 #endif
-        _longjmp(g_sched_jb, 1);
+        jump(g_sched_jb);
     }
 #ifdef EMU_ASAN
     __sanitizer_finish_switch_fiber(w->fake, nullptr, nullptr);
@@ -217,19 +218,19 @@ void worker_main()
 void resume(int i)
 {
     worker *w = g_workers[i];
-    if (_setjmp(g_sched_jb) == 0) {
+    if (__builtin_setjmp(g_sched_jb) == 0) {
 #ifdef EMU_ASAN
         __sanitizer_start_switch_fiber(&g_sched_fake, w->stack, kStack);
 #endif
         if (w->live)
-            _longjmp(w->jb, 1);
+            jump(w->jb);
         w->live = true;
         getcontext(&w->uc);
         w->uc.uc_stack.ss_sp = w->stack;
         w->uc.uc_stack.ss_size = kStack;
         w->uc.uc_link = nullptr;
         makecontext(&w->uc, worker_main, 0);
-        swapcontext(&g_sched_uc, &w->uc);  /* it comes back by _longjmp */
+        swapcontext(&g_sched_uc, &w->uc);  /* it comes back by jump() */
     }
 #ifdef EMU_ASAN
     __sanitizer_finish_switch_fiber(g_sched_fake, nullptr, nullptr);

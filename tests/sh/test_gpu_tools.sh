@@ -76,6 +76,12 @@ if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok an
         [ $st -eq 77 ] && grep -q '^RESULT error no CUDA device' "$TMP/out" ||
             { fail "mode=$mode without a GPU: exit $st"; cat "$TMP/out"; }
     done
+else
+    # with a GPU (or the CUDA emulator): the agree stage at a small size
+    "$BIN" run tools/gpu-check.lua mode=agree model=vgg16 batch=2 steps=1 >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 0 ] && grep -q '^RESULT agree_vgg16 PASS' "$TMP/out" ||
+        { fail "agree on the GPU: exit $st"; cat "$TMP/out"; }
 fi
 
 if [ $fails -ne 0 ]; then
