@@ -621,6 +621,25 @@ do
   seed("sg.arange", "", function() return { 0, 10, 3 } end)
 end
 
+-- With a GPU (or the CUDA emulator, tests/cudaemu) every seed call also
+-- runs with its tensors on the GPU, and derive() moves tensors across.
+local CUDA = core.cuda and core.cuda.available and core.cuda.available()
+if CUDA then
+  for k = 1, #seeds do
+    local s = seeds[k]
+    seeds[#seeds + 1] = { name = s.name, expr = s.expr, args = function()
+      local a = s.args()
+      for j, v in pairs(a) do
+        if core.is_tensor(v) then
+          local ok, g = pcall(v.cuda, v)
+          if ok then names[g] = names[g] or ("(" .. show(v) .. "):cuda()"); a[j] = g end
+        end
+      end
+      return a
+    end }
+  end
+end
+
 local function derive(v)
   -- a variant of a value, for mutation
   local tv = type(v)
@@ -643,6 +662,10 @@ local function derive(v)
       if c == 5 then local f = v:clone(); f:free(); return f, "freed clone of " .. show(v) end
       if c == 6 then return v:select(1, 1), "(" .. show(v) .. "):select(1, 1)" end
       if c == 7 then return v:transpose(1, v:dim()), "(" .. show(v) .. "):transpose(1, -1)" end
+      if c == 8 and CUDA then
+        if v:device() == "cuda" then return v:cpu(), "(" .. show(v) .. "):cpu()" end
+        return v:cuda(), "(" .. show(v) .. "):cuda()"
+      end
       return v, nil
     end)
     if ok and d ~= nil then

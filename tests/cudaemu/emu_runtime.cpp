@@ -161,6 +161,14 @@ struct worker {
 std::vector<worker *> g_workers;
 void *g_sched_jb[5];
 
+/* __builtin_setjmp keeps only the frame and stack pointers: the functions
+ * that switch (to_sched, resume) clobber every other callee-saved register
+ * right after it, so that they save them in their prologue, on their own
+ * stack, and restore them on return; and they are noipa, so that no caller
+ * keeps a value in a caller-saved register across them (GCC's
+ * interprocedural register allocation would, seeing they clobber none). */
+#define EMU_CLOBBER_SAVED() asm volatile("" ::: "rbx", "r12", "r13", "r14", "r15", "memory")
+
 /* __builtin_longjmp may not share a function with its __builtin_setjmp */
 /* not noreturn: AddressSanitizer would unpoison the whole stack before each call */
 __attribute__((noinline)) void jump(void **jb) { __builtin_longjmp(jb, 1); }
@@ -188,7 +196,7 @@ struct block_run {
 block_run *g_blk;
 
 /* from a worker to the scheduler; returns when the scheduler resumes it */
-void to_sched()
+__attribute__((noipa)) void to_sched()
 {
     worker *w = g_workers[g_blk->cur];
     if (__builtin_setjmp(w->jb) == 0) {
@@ -197,6 +205,7 @@ void to_sched()
 #endif
         jump(g_sched_jb);
     }
+    EMU_CLOBBER_SAVED();
 #ifdef EMU_ASAN
     __sanitizer_finish_switch_fiber(w->fake, nullptr, nullptr);
 #endif
@@ -215,7 +224,7 @@ void worker_main()
 }
 
 /* from the scheduler into thread i's worker, until it waits or finishes */
-void resume(int i)
+__attribute__((noipa)) void resume(int i)
 {
     worker *w = g_workers[i];
     if (__builtin_setjmp(g_sched_jb) == 0) {
@@ -232,6 +241,7 @@ void resume(int i)
         makecontext(&w->uc, worker_main, 0);
         swapcontext(&g_sched_uc, &w->uc);  /* it comes back by jump() */
     }
+    EMU_CLOBBER_SAVED();
 #ifdef EMU_ASAN
     __sanitizer_finish_switch_fiber(g_sched_fake, nullptr, nullptr);
 #endif

@@ -77,7 +77,16 @@ if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok an
             { fail "mode=$mode without a GPU: exit $st"; cat "$TMP/out"; }
     done
 else
-    # with a GPU (or the CUDA emulator): the agree stage at a small size
+    # with a GPU (or the CUDA emulator): a warp-shuffle kernel as the
+    # process's first launch (the emulator once lost registers there), then
+    # the agree stage at a small size
+    "$BIN" -e 'local sg = require "sgdsa"
+local x = sg.randn(2, 3, 5, 5)
+local y = sg.empty(1):cuda()
+sg.core.nn.global_avgpool_forward(x:cuda(), y)
+local d = (y:cpu():view(-1) - x:view(2 * 3, 25):mean(2):view(-1)):abs():max()
+assert(d < 1e-6, "global average pooling on the gpu differs by " .. d)' >"$TMP/out" 2>&1 ||
+        { fail "first launch a shuffle kernel"; cat "$TMP/out"; }
     "$BIN" run tools/gpu-check.lua mode=agree model=vgg16 batch=2 steps=1 >"$TMP/out" 2>&1
     st=$?
     [ $st -eq 0 ] && grep -q '^RESULT agree_vgg16 PASS' "$TMP/out" ||
