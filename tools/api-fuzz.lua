@@ -294,21 +294,12 @@ make("G", "sg.stream('fuzz')", function() return sg.stream("fuzz") end)
 -- files, logs, datasets, loaders and models: made at the start and again every
 -- REFRESH calls (calls close, free and collect them)
 local here = debug.getinfo(1, "S").source:match("^@(.*)/tools/[^/]*$")
-local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
+local TL = dofile(here .. "/tests/lua/testlib.lua")
+local write = TL.write_file
 do -- small IDX and CIFAR-10 files
   os.execute("mkdir -p '" .. TMP .. "/idx'")
-  local n, h, w = 10, 6, 5
-  local img, lab = { string.pack(">I4I4I4I4", 0x803, n, h, w) }, { string.pack(">I4I4", 0x801, n) }
-  for i = 0, n - 1 do
-    local px = {}
-    for p = 0, h * w - 1 do px[#px + 1] = string.char((i * 13 + p) % 256) end
-    img[#img + 1] = table.concat(px)
-    lab[#lab + 1] = string.char(i % 10)
-  end
-  for _, pre in ipairs{"train", "t10k"} do
-    write(TMP .. "/idx/" .. pre .. "-images-idx3-ubyte", table.concat(img))
-    write(TMP .. "/idx/" .. pre .. "-labels-idx1-ubyte", table.concat(lab))
-  end
+  TL.write_idx(TMP .. "/idx", "train", 10, 6, 5)
+  TL.write_idx(TMP .. "/idx", "t10k", 10, 6, 5)
   local rec = {}
   for i = 0, 2 do rec[#rec + 1] = string.char(i) .. string.rep(string.char(i * 40), 3072) end
   write(TMP .. "/c10.bin", table.concat(rec))

@@ -409,11 +409,20 @@ template <class F> void taps(const Geo &g, F f)
                 }
 }
 
-/* Queues the pass: the workspace is clobbered (the algorithm uses it), then
- * the result accumulated in doubles is blended into dst. */
-template <class F> void queue(cudnnHandle_t h, const Call &c, void *ws, float *dst, size_t count,
-                              F accumulate)
+/* Checks a pass's buffers (inputs a and b, output out, the workspace: all
+ * device memory, out and the workspace overlapping nothing else) and queues
+ * it: the workspace is clobbered (the algorithm uses it), then the result
+ * accumulated in doubles is blended into out. */
+template <class F>
+cudnnStatus_t queue(const char *fn, cudnnHandle_t h, const Call &c, void *ws, Buf a, Buf b,
+                    Buf out, F accumulate)
 {
+    const Buf bws{"workSpace", ws, c.ws};
+    if (!on_device(fn, {a, b, out}) || !disjoint(fn, out, {a, b, bws}) ||
+        !disjoint(fn, bws, {a, b}))
+        return BAD;
+    float *dst = (float *)out.p;
+    size_t count = out.bytes / 4;
     emu::enqueue(h->stream, [c, ws, dst, count, accumulate]() {
         if (c.ws)
             std::memset(ws, 0xff, c.ws);
@@ -422,6 +431,7 @@ template <class F> void queue(cudnnHandle_t h, const Call &c, void *ws, float *d
         for (size_t i = 0; i < count; i++)
             put(dst + i, acc[i], c.alpha, c.beta);
     });
+    return OK;
 }
 
 /* ---- batch normalization ---- */
@@ -811,16 +821,11 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
                                     ws_bytes, &c))
         return s;
     const Geo &g = c.g;
-    const Buf bx{"x", x, g.xbytes()}, bw{"w", w, g.wbytes()}, by{"y", y, g.ybytes()},
-        bws{"workSpace", ws, c.ws};
-    if (!on_device(fn, {bx, bw, by}) || !disjoint(fn, by, {bx, bw, bws}) ||
-        !disjoint(fn, bws, {bx, bw}))
-        return BAD;
     const float *xp = (const float *)x, *wp = (const float *)w;
-    queue(h, c, ws, (float *)y, g.ybytes() / 4, [g, xp, wp](double *acc) {
-        taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[yi] += (double)xp[xi] * wp[wi]; });
-    });
-    return OK;
+    return queue(fn, h, c, ws, {"x", x, g.xbytes()}, {"w", w, g.wbytes()}, {"y", y, g.ybytes()},
+                 [g, xp, wp](double *acc) {
+                     taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[yi] += (double)xp[xi] * wp[wi]; });
+                 });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
@@ -837,16 +842,11 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
                                     ws, ws_bytes, &c))
         return s;
     const Geo &g = c.g;
-    const Buf bw{"w", w, g.wbytes()}, bdy{"dy", dy, g.ybytes()}, bdx{"dx", dx, g.xbytes()},
-        bws{"workSpace", ws, c.ws};
-    if (!on_device(fn, {bw, bdy, bdx}) || !disjoint(fn, bdx, {bw, bdy, bws}) ||
-        !disjoint(fn, bws, {bw, bdy}))
-        return BAD;
     const float *wp = (const float *)w, *dyp = (const float *)dy;
-    queue(h, c, ws, (float *)dx, g.xbytes() / 4, [g, wp, dyp](double *acc) {
-        taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[xi] += (double)wp[wi] * dyp[yi]; });
-    });
-    return OK;
+    return queue(fn, h, c, ws, {"w", w, g.wbytes()}, {"dy", dy, g.ybytes()},
+                 {"dx", dx, g.xbytes()}, [g, wp, dyp](double *acc) {
+                     taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[xi] += (double)wp[wi] * dyp[yi]; });
+                 });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
@@ -863,16 +863,11 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                     ws, ws_bytes, &c))
         return s;
     const Geo &g = c.g;
-    const Buf bx{"x", x, g.xbytes()}, bdy{"dy", dy, g.ybytes()}, bdw{"dw", dw, g.wbytes()},
-        bws{"workSpace", ws, c.ws};
-    if (!on_device(fn, {bx, bdy, bdw}) || !disjoint(fn, bdw, {bx, bdy, bws}) ||
-        !disjoint(fn, bws, {bx, bdy}))
-        return BAD;
     const float *xp = (const float *)x, *dyp = (const float *)dy;
-    queue(h, c, ws, (float *)dw, g.wbytes() / 4, [g, xp, dyp](double *acc) {
-        taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[wi] += (double)xp[xi] * dyp[yi]; });
-    });
-    return OK;
+    return queue(fn, h, c, ws, {"x", x, g.xbytes()}, {"dy", dy, g.ybytes()},
+                 {"dw", dw, g.wbytes()}, [g, xp, dyp](double *acc) {
+                     taps(g, [&](size_t xi, size_t wi, size_t yi) { acc[wi] += (double)xp[xi] * dyp[yi]; });
+                 });
 }
 
 /* ---- batch normalization ---- */

@@ -62,7 +62,7 @@ namespace {
 
 std::recursive_mutex g_mu;  /* every API call; queued work runs under it */
 std::map<uintptr_t, size_t> g_dev;  /* live device allocations: start -> bytes */
-std::set<uintptr_t> g_pinned;       /* cudaHostAlloc'd blocks */
+std::map<uintptr_t, size_t> g_pinned;  /* cudaHostAlloc'd blocks: start -> bytes */
 std::set<cudaStream_t> g_streams;
 size_t g_used, g_limit;
 cudaError_t g_last = cudaSuccess, g_sticky = cudaSuccess;
@@ -87,17 +87,20 @@ void vsay(const char *kind, const char *fmt, va_list ap)
     fputc('\n', stderr);
 }
 
-bool in_device(const void *p, size_t bytes)
+/* [p, p + bytes) inside one block of m */
+bool in_blocks(const std::map<uintptr_t, size_t> &m, const void *p, size_t bytes)
 {
     uintptr_t a = (uintptr_t)p;
-    auto it = g_dev.upper_bound(a);
-    if (it == g_dev.begin())
+    auto it = m.upper_bound(a);
+    if (it == m.begin())
         return false;
     --it;
     return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
 }
 
-bool in_pinned(const void *p) { return g_pinned.count((uintptr_t)p) != 0; }
+bool in_device(const void *p, size_t bytes) { return in_blocks(g_dev, p, bytes); }
+
+bool in_pinned(const void *p, size_t bytes) { return in_blocks(g_pinned, p, bytes); }
 
 /* ---- streams: run queued work in order --------------------------------------- */
 void drain(cudaStream_t s, uint64_t upto)
@@ -646,7 +649,7 @@ cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int flags)
         *p = nullptr;
         return fail(cudaErrorMemoryAllocation);
     }
-    g_pinned.insert((uintptr_t)m);
+    g_pinned[(uintptr_t)m] = n ? n : 1;
     *p = m;
     return cudaSuccess;
 }
@@ -703,14 +706,14 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
         return cudaSuccess;
     if (!copy_ok(dst, src, n, &kind, "cudaMemcpyAsync"))
         return fail(cudaErrorInvalidValue);
-    if (kind == cudaMemcpyHostToDevice && !in_pinned(src)) {
+    if (kind == cudaMemcpyHostToDevice && !in_pinned(src, n)) {
         /* pageable source: staged at the call, so the caller may reuse it */
         std::shared_ptr<std::vector<char>> stage =
             std::make_shared<std::vector<char>>((const char *)src, (const char *)src + n);
         push(s, [dst, stage, n]() { memcpy(dst, stage->data(), n); });
         return cudaSuccess;
     }
-    if (kind == cudaMemcpyDeviceToHost && !in_pinned(dst)) {
+    if (kind == cudaMemcpyDeviceToHost && !in_pinned(dst, n)) {
         /* pageable destination: the call returns when the copy is done */
         if (s && s != cudaStreamLegacy && s != cudaStreamPerThread)
             drain(s, s->queued);
@@ -737,8 +740,7 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s)
 
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
-    cudaError_t e = cudaMemsetAsync(p, v, n, nullptr);
-    return e;
+    return cudaMemsetAsync(p, v, n, nullptr);
 }
 
 /* ---- streams and events --------------------------------------------------------------- */

@@ -105,20 +105,10 @@ T.test("conv and pool geometry with absurd strides and padding", function()
 end)
 
 -- a small IDX dataset
-local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
-local n, h, w = 10, 6, 5
-do
-  local img, lab = { string.pack(">I4I4I4I4", 0x803, n, h, w) }, { string.pack(">I4I4", 0x801, n) }
-  for i = 0, n - 1 do
-    img[#img + 1] = string.rep(string.char(i * 20), h * w)
-    lab[#lab + 1] = string.char(i % 10)
-  end
-  write(tmp .. "/img", table.concat(img))
-  write(tmp .. "/lab", table.concat(lab))
-end
+T.write_idx(tmp, "small", 10, 6, 5)
 
 T.test("datasets: limit/split under a loader, peek and check_shape ranges", function()
-  local ds = core.data.idx(tmp .. "/img", tmp .. "/lab", 10)
+  local ds = core.data.idx(tmp .. "/small-images-idx3-ubyte", tmp .. "/small-labels-idx1-ubyte", 10)
   local ld = core.data.loader(ds, {batch = 3, shuffle = false, prefetch = 0})
   -- shrinking a dataset a loader holds left the loader reading past its arrays
   T.raises(function() ds:limit(8) end, "limit while a loader uses it")

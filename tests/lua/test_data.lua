@@ -9,26 +9,11 @@ local sg = sgdsa or require "sgdsa"
 local tmp = T.tmpdir() .. "/data-lua"
 os.execute("rm -rf '" .. tmp .. "' && mkdir -p '" .. tmp .. "/idx' '" .. tmp .. "/c10' '" .. tmp .. "/c100'")
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = T.write_file
 
 -- image i of an IDX set: pixel p = (i*13 + p) % 256; label i % 10
-local function idx_files(dir, prefix, n, h, w)
-  local img, lab = { string.pack(">I4I4I4I4", 0x803, n, h, w) }, { string.pack(">I4I4", 0x801, n) }
-  for i = 0, n - 1 do
-    local px = {}
-    for p = 0, h * w - 1 do px[#px + 1] = string.char((i * 13 + p) % 256) end
-    img[#img + 1] = table.concat(px)
-    lab[#lab + 1] = string.char(i % 10)
-  end
-  write(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(img))
-  write(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(lab))
-end
-idx_files(tmp .. "/idx", "train", 50, 6, 5)
-idx_files(tmp .. "/idx", "t10k", 20, 6, 5)
+T.write_idx(tmp .. "/idx", "train", 50, 6, 5)
+T.write_idx(tmp .. "/idx", "t10k", 20, 6, 5)
 
 local function all_batches(loader)
   local xs, ys = {}, {}
@@ -247,8 +232,8 @@ T.test("options and errors", function()
            "images are 1x6x5 (1x10x9 after padding 2) but resnet34 expects 3x32x32")
   -- a corrupt file: wrong magic
   os.execute("mkdir -p '" .. tmp .. "/bad'")
-  idx_files(tmp .. "/bad", "train", 5, 2, 2)
-  idx_files(tmp .. "/bad", "t10k", 5, 2, 2)
+  T.write_idx(tmp .. "/bad", "train", 5, 2, 2)
+  T.write_idx(tmp .. "/bad", "t10k", 5, 2, 2)
   write(tmp .. "/bad/t10k-labels-idx1-ubyte", string.pack(">I4I4", 0x803, 5) .. "\0\1\2\3\4")
   T.raises(function() sg.data.mnist{ dir = tmp .. "/bad" } end, "magic number 0x00000803, expected 0x00000801")
 end)

@@ -3,7 +3,7 @@
 --   T.test("name", function() T.eq(a, b) end)
 --   T.done()            -- exits 1 if any test failed
 -- and helpers for the command tests: T.sgdsa{...} runs the sgdsa executable,
--- T.read_file, T.shell_quote.
+-- T.read_file, T.write_file, T.write_idx (a small IDX set), T.shell_quote.
 -- Every assertion names what was compared; a failing test keeps the others going.
 local T = {}
 local failures, count = 0, 0
@@ -74,6 +74,28 @@ function T.read_file(path)
   local s = f:read("a")
   f:close()
   return s
+end
+
+-- Write the bytes s to path (an error if it cannot).
+function T.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- A small IDX image set, DIR/PREFIX-images-idx3-ubyte and
+-- DIR/PREFIX-labels-idx1-ubyte: n images of h x w, pixel p of image i
+-- (i*13 + p) % 256, label i % 10.
+function T.write_idx(dir, prefix, n, h, w)
+  local img, lab = { string.pack(">I4I4I4I4", 0x803, n, h, w) }, { string.pack(">I4I4", 0x801, n) }
+  for i = 0, n - 1 do
+    local px = {}
+    for p = 0, h * w - 1 do px[#px + 1] = string.char((i * 13 + p) % 256) end
+    img[#img + 1] = table.concat(px)
+    lab[#lab + 1] = string.char(i % 10)
+  end
+  T.write_file(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(img))
+  T.write_file(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(lab))
 end
 
 -- Run the sgdsa executable ($SGDSA_BIN) with the words of the list `args`,
