@@ -148,9 +148,13 @@ cudaError_t fail(cudaError_t e)
  * started once (makecontext) and then switched to and from with the
  * compiler's __builtin_setjmp/__builtin_longjmp: no signal mask, no
  * sanitizer interception (swapcontext makes two system calls a switch,
- * and AddressSanitizer unpoisons the whole stack at each longjmp). A worker that finishes a thread waits for the
- * next one, so a launch costs two switches per thread plus two per
- * barrier. */
+ * and AddressSanitizer unpoisons the whole stack at each longjmp). A worker
+ * that finishes a thread waits for the next one, so a launch costs two
+ * switches per thread plus two per barrier. x86-64 only (the register
+ * names below). */
+#ifndef __x86_64__
+#error "the CUDA emulator's coroutine switch is written for x86-64"
+#endif
 enum { T_READY, T_BLOCK, T_WARP, T_DONE };
 constexpr size_t kStack = 256 << 10;
 
@@ -172,10 +176,10 @@ void *g_sched_jb[5];
  * interprocedural register allocation would, seeing they clobber none). */
 #define EMU_CLOBBER_SAVED() asm volatile("" ::: "rbx", "r12", "r13", "r14", "r15", "memory")
 
-/* __builtin_longjmp may not share a function with its __builtin_setjmp */
-/* not noreturn: AddressSanitizer would unpoison the whole stack before each call */
+/* __builtin_longjmp may not share a function with its __builtin_setjmp;
+ * not noreturn: AddressSanitizer would unpoison the whole stack before each call */
 __attribute__((noinline)) void jump(void **jb) { __builtin_longjmp(jb, 1); }
-ucontext_t g_sched_uc;
+ucontext_t g_sched_uc;  /* swapcontext's save area when a worker starts (unused after) */
 #ifdef EMU_ASAN
 const void *g_sched_bottom;
 size_t g_sched_size;
