@@ -273,6 +273,22 @@ end
 local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
                      out = true, checkpoint = true, threads = true}
 
+-- Keys that choose the arithmetic: a resume may change them (a GPU run
+-- finished on the CPU, say). The steps after the change are no longer
+-- bit-identical to a run left alone, so the trainer says so and records the
+-- change in log.h5's `device_changes`.
+local ARITHMETIC = {device = true, tf32 = true, deterministic = true}
+
+-- "cpu", "cuda", "cuda tf32", "cuda tf32 nondeterministic", ... from a
+-- configuration's lines (config_lines)
+local function arithmetic(lines)
+  local function value(k) return lines[k] and lines[k]:match("^%S+ = (.-),?$") end
+  local dev = (value("device") or "\"cpu\""):match('^"(.*)"$') or "cpu"
+  if dev ~= "cuda" then return dev end
+  return dev .. (value("tf32") == "true" and " tf32" or "")
+             .. (value("deterministic") == "false" and " nondeterministic" or "")
+end
+
 local function config_lines(text)
   local t = {}
   for line in text:gmatch("[^\n]+") do
@@ -447,7 +463,7 @@ function M.train(exp, overrides)
   local S = search.new{model = model, criterion = crit, optim = opt}
 
   -- the run folder
-  local dir
+  local dir, arith_was, arith_now, record_resume
   if cfg.resume then
     dir = cfg.resume:gsub("/+$", "")
     if not core.exists(dir .. "/last.h5") then
@@ -455,11 +471,16 @@ function M.train(exp, overrides)
     end
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
+    local changes = old:attr("device_changes")
     old:close()
     local a, b = config_lines(oldtext), config_lines(cfgtext)
     local diffs = {}
-    for k in pairs(a) do if not RESUME_FREE[k] and a[k] ~= b[k] then diffs[#diffs + 1] = k end end
-    for k in pairs(b) do if not RESUME_FREE[k] and a[k] == nil then diffs[#diffs + 1] = k end end
+    for k in pairs(a) do
+      if not RESUME_FREE[k] and not ARITHMETIC[k] and a[k] ~= b[k] then diffs[#diffs + 1] = k end
+    end
+    for k in pairs(b) do
+      if not RESUME_FREE[k] and not ARITHMETIC[k] and a[k] == nil then diffs[#diffs + 1] = k end
+    end
     table.sort(diffs)
     if #diffs > 0 then
       local lines = {}
@@ -469,6 +490,9 @@ function M.train(exp, overrides)
       fail("resume=%s: the configuration differs from the run's (%s); give the same script and overrides:\n%s",
            cfg.resume, table.concat(diffs, ", "), table.concat(lines, "\n"))
     end
+    -- the arithmetic the run last ran with: its latest recorded change, or its configuration's
+    arith_was = changes and changes:match("-> ([^;]*)$") or arithmetic(a)
+    arith_now = arithmetic(b)
   elseif cfg.out then
     dir = cfg.out .. "/" .. (cfg.name or default_name())
     if core.exists(dir .. "/log.h5") then
@@ -506,9 +530,27 @@ function M.train(exp, overrides)
     S:epoch_start(tr.epoch)
     S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
                 neighborhood = state.optim or {}, acceptance = state.rule or {}}
-    local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
-    lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
-    lf:close()
+    -- log.h5's attributes record the resume (and a change of arithmetic) with
+    -- the first log flush after it: a resume that fails before it has made
+    -- anything to keep (out of memory on the new device, say) leaves them as
+    -- they were
+    local change = arith_now ~= arith_was and
+                   string.format("step %d: %s -> %s", state.step, arith_was, arith_now) or nil
+    if change then
+      io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
+                             "arithmetic (not bit-identical to a run left alone on %s)\n",
+                             cfg.resume, arith_was, arith_now, state.step, arith_now, arith_was))
+      io.stdout:flush()
+    end
+    record_resume = function()
+      local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
+      lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
+      if change then
+        local old = lf:attr("device_changes")
+        lf:attr("device_changes", old and (old .. "; " .. change) or change)
+      end
+      lf:close()
+    end
     if steplog then steplog:truncate(tr.step_rows) end
     if epochlog then epochlog:truncate(tr.epoch_rows) end
     -- the history so far, for hooks
@@ -544,6 +586,10 @@ function M.train(exp, overrides)
   local function flush_logs()
     if steplog then steplog:flush() end
     if epochlog then epochlog:flush() end
+    if record_resume then
+      record_resume()
+      record_resume = nil
+    end
   end
 
   local function save_checkpoint(path, mid_epoch, attrs)

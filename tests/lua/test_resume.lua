@@ -13,105 +13,13 @@ local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 
-local bin = os.getenv("SGDSA_BIN")
-if not bin or not sg.core.exists(bin) then T.skip("SGDSA_BIN is not set to the sgdsa executable") end
-
-local tmp = T.tmpdir() .. "/resume"
-os.execute("rm -rf '" .. tmp .. "'")
-sg.core.mkdir_p(tmp)
-local data = F.data_file(tmp)
-local out = tmp .. "/runs"
-
-local sh = T.shell_quote
-
--- Start the child in the background; returns its pid. kill_at: it SIGKILLs
--- itself after that step; crash: it SIGKILLs itself at that trainer crash
--- point (SGDSA_TRAINER_CRASH, lua/sgdsa/trainer.lua).
-local function spawn(args, logfile, kill_at, crash)
-  local pidfile = tmp .. "/pid"
-  local cmd = string.format("(exec env SGDSA_FIXTURE_DATA=%s SGDSA_FIXTURE_KILL_AT=%s SGDSA_TRAINER_CRASH=%s %s run tests/lua/trainer_fixture.lua %s >>%s 2>&1) & echo $! > %s",
-                            sh(data), kill_at or "", sh(crash or ""), sh(bin), args, sh(logfile), sh(pidfile))
-  assert(os.execute(cmd))
-  local f = assert(io.open(pidfile))
-  local pid = assert(tonumber(f:read("l")))
-  f:close()
-  return pid
-end
-
--- Running (not a zombie, not gone)?
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local s = f:read("a")
-  f:close()
-  local state = s:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
-local function wait_dead(pid, limit)
-  local t0 = sg.core.time()
-  while alive(pid) do
-    if sg.core.time() - t0 > limit then
-      os.execute("kill -9 " .. pid)
-      error("child " .. pid .. " still running after " .. limit .. " s")
-    end
-    sg.core.sleep(0.01)
-  end
-end
-
-local function finished(dir)
-  if not sg.core.exists(dir .. "/last.h5") then return false end
-  local ok, st = pcall(function() return (checkpoint.load(dir .. "/last.h5", F.model())) end)
-  return ok and st.epoch == 4 and not st.trainer.mid_epoch
-end
-
--- The reference: left alone.
-local t0 = sg.core.time()
-local pid = spawn(string.format("out=%s name=ref", sh(out)), tmp .. "/ref.out")
-wait_dead(pid, 120)
-local ref_time = sg.core.time() - t0
-local refdir = out .. "/ref"
-if not finished(refdir) then
-  error("the reference run did not finish:\n" .. (T.read_file(tmp .. "/ref.out") or ""))
-end
-
-local function weights(path)
-  local m = F.model()
-  checkpoint.load(path, m)
-  return m
-end
-
-local function compare_logs(dir)
-  local ignore = {seconds = true, images_per_s = true}
-  for _, group in ipairs{"steps", "epochs"} do
-    local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(refdir .. "/log.h5", group)
-    T.eq(a.rows, b.rows, group .. " rows")
-    for _, c in ipairs(b.columns) do
-      if not ignore[c] then
-        for i = 1, b.rows do
-          local x, y = a.data[c][i], b.data[c][i]
-          if not (x == y or (x ~= x and y ~= y)) then
-            error(string.format("%s log, column %s, row %d: %s vs %s (reference)", group, c, i, x, y), 2)
-          end
-        end
-      end
-    end
-    if group == "steps" then
-      for i = 1, a.rows do T.eq(a.data.step[i], i, "step numbers: no duplicate or missing step") end
-    end
-  end
-end
-
--- The run in dir ended as the reference did: final and best weights, BN
--- buffers, logs.
-local function same_as_reference(dir)
-  local m, r = weights(dir .. "/last.h5"), weights(refdir .. "/last.h5")
-  T.eq((m.params - r.params):abs():max(), 0, "final weights")
-  T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
-  local mb, rb = weights(dir .. "/best.h5"), weights(refdir .. "/best.h5")
-  T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
-  compare_logs(dir)
-end
+local R = dofile("tests/lua/resume_lib.lua").new(T, {tmp = T.tmpdir() .. "/resume"})
+local sh, out, spawn, alive, wait_dead, finished, weights =
+  T.shell_quote, R.out, R.spawn, R.alive, R.wait_dead, R.finished, R.weights
+R.reference()
+local ref_time, refdir = R.ref_time, R.refdir
+local compare_logs, same_as_reference, crash_run = R.compare_logs, R.same_as_reference, R.crash_run
+local tmp = R.tmp
 
 T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid-epoch checkpoints", function()
   local dir = out .. "/det"
@@ -135,26 +43,6 @@ T.test("deterministic SIGKILLs in the middle of epochs 1 and 3, resumed from mid
   T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
   compare_logs(dir)
 end)
-
--- SIGKILLs at exact points between the writes of the run folder (the trainer's
--- SGDSA_TRAINER_CRASH points), each resumed to the end and compared with the
--- reference: final and best weights, logs. 20 steps per epoch, 640 images.
-local function crash_run(name, crashes, check)
-  local dir = out .. "/" .. name
-  local logfile = tmp .. "/" .. name .. ".out"
-  for i, crash in ipairs(crashes) do
-    local args = i == 1 and string.format("out=%s name=%s checkpoint.minutes=0.000001", sh(out), name)
-                        or string.format("resume=%s checkpoint.minutes=0.000001", sh(dir))
-    local p = spawn(args, logfile, nil, crash)
-    wait_dead(p, 60)
-    T.check(not finished(dir), "the run finished: crash point " .. crash .. " was not reached (see " .. logfile .. ")")
-    if check[i] then check[i](dir) end
-  end
-  local p = spawn(string.format("resume=%s", sh(dir)), logfile)
-  wait_dead(p, 60)
-  T.check(finished(dir), "the run did not finish after the resumes (see " .. logfile .. ")")
-  same_as_reference(dir)
-end
 
 T.test("SIGKILL right after a mid-epoch checkpoint at an epoch's last step (before the epoch's end), resumed", function()
   -- the checkpoint has consumed the whole epoch (position = epoch size) but
@@ -207,34 +95,8 @@ local gen = sg.Generator(2718, "resume-test")
 local kills_landed, mid_epoch_resumes = 0, 0
 for trial = 1, 3 do
   T.test("SIGKILL at random points, resume, bit-identical (trial " .. trial .. ")", function()
-    local name = "trial" .. trial
-    local dir = out .. "/" .. name
-    local logfile = tmp .. "/" .. name .. ".out"
-    local attempts = 0
-    while not finished(dir) do
-      attempts = attempts + 1
-      local args
-      if sg.core.exists(dir .. "/last.h5") then
-        local st = checkpoint.load(dir .. "/last.h5", F.model())
-        if st.trainer.mid_epoch then mid_epoch_resumes = mid_epoch_resumes + 1 end
-        args = string.format("resume=%s checkpoint.minutes=0.00002", sh(dir))
-      else
-        os.execute("rm -rf " .. sh(dir))
-        args = string.format("out=%s name=%s checkpoint.minutes=0.00002", sh(out), name)
-      end
-      local p = spawn(args, logfile)
-      if attempts <= 6 then
-        sg.core.sleep(gen:uniform(0.15, 1.0) * ref_time)
-        if alive(p) then
-          os.execute("kill -9 " .. p)
-          kills_landed = kills_landed + 1
-        end
-      end
-      wait_dead(p, 120)
-      T.check(attempts <= 8, "the run does not finish after " .. attempts .. " attempts (see " .. logfile .. ")")
-    end
-    same_as_reference(dir)
-    io.write(string.format("     trial %d: %d attempts\n", trial, attempts))
+    local _, kills, mids = R.random_kills("trial" .. trial, gen)
+    kills_landed, mid_epoch_resumes = kills_landed + kills, mid_epoch_resumes + mids
   end)
 end
 

@@ -1,0 +1,124 @@
+-- test_cuda_resume.lua - GPU runs (device=cuda) killed and resumed finish
+-- bit-identical to a GPU run left alone, as test_resume.lua checks on the CPU
+-- (same machinery: tests/lua/resume_lib.lua): SIGKILLs at exact points
+-- between the writes of the run folder and at random moments. Also: a run
+-- moved between devices by its resume (cpu -> cuda, cuda -> cpu) finishes
+-- with the SA decisions of the run left alone, and says that it moved; and,
+-- on the CUDA emulator, a resume that runs out of device memory fails with a
+-- message naming the allocation, exits non-zero and leaves the run folder as
+-- it was, to be resumed once memory allows. Skips (exit 77) without a usable
+-- GPU; the out-of-memory part needs the emulator (SGDSA_EMU_MEMORY).
+local T = dofile("tests/lua/testlib.lua")
+local sg = sgdsa or require "sgdsa"
+local core = sg.core
+local h5 = require "sgdsa.h5"
+local checkpoint = require "sgdsa.checkpoint"
+
+local ok, why = core.cuda.available()
+if not ok then
+  print("no CUDA device: skipping the GPU resume tests (" .. tostring(why) .. ")")
+  os.exit(77)
+end
+local devname = tostring(core.cuda.device_name())
+print("device: " .. devname)
+local emulated = devname:find("emulator", 1, true) ~= nil
+
+-- the emulator runs kernels on the CPU, slower still under a sanitizer
+local R = dofile("tests/lua/resume_lib.lua").new(T, {tmp = T.tmpdir() .. "/cuda_resume", device = "cuda",
+                                                    slow = emulated and 10 or 1})
+local sh, F = T.shell_quote, R.F
+R.reference()
+print(string.format("reference GPU run: %.1f s", R.ref_time))
+
+T.test("gpu: SIGKILLs in the middle of epochs 1 and 3 (after mid-epoch checkpoints), resumed", function()
+  R.crash_run("crash_mid", {"mid_checkpoint:13", "mid_checkpoint:47"}, {
+    function(dir)
+      local st = checkpoint.load(dir .. "/last.h5", F.model())
+      T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
+      T.eq(st.step, 13, "checkpoint step")
+    end,
+  })
+end)
+
+T.test("gpu: SIGKILL after the epoch-end log flush and after best.h5, resumed", function()
+  R.crash_run("crash_epoch", {"epoch_logs:1", "best:2"}, {})
+end)
+
+T.test("gpu: SIGKILL at random points, resume, bit-identical", function()
+  local _, kills = R.random_kills("random", sg.Generator(31, "cuda-resume-test"))
+  T.check(kills >= 1, "no kill hit a running process")
+end)
+
+-- A run begun on one device, killed after a mid-epoch checkpoint and resumed
+-- on the other: it says so, finishes, and takes the SA decisions of the run
+-- left alone on its first device (objectives within float tolerance).
+local function moved(name, from, to, refdir)
+  local dir = R.out .. "/" .. name
+  local logfile = R.tmp .. "/" .. name .. ".out"
+  local p = R.spawn(string.format("out=%s name=%s checkpoint.minutes=0.000001 device=%s", sh(R.out), name, from),
+                    logfile, nil, "mid_checkpoint:33")
+  R.wait_dead(p, 60)
+  T.check(not R.finished(dir), "the crash point was not reached (see " .. logfile .. ")")
+  p = R.spawn(string.format("resume=%s device=%s", sh(dir), to), logfile)
+  R.wait_dead(p, 60)
+  local text = T.read_file(logfile)
+  T.check(R.finished(dir), "the resumed run did not finish: " .. text)
+  T.check(text:find("device " .. from .. " -> " .. to, 1, true), "no word of the device change: " .. text)
+  local f = h5.open(dir .. "/log.h5", "r")
+  local moves = f:attr("device_changes")
+  f:close()
+  T.eq(moves, "step 33: " .. from .. " -> " .. to, "log.h5's device_changes")
+  local a, b = h5.read_log(dir .. "/log.h5", "steps"), h5.read_log(refdir .. "/log.h5", "steps")
+  T.eq(a.rows, b.rows, "steps")
+  for i = 1, b.rows do
+    T.eq(a.data.accepted[i], b.data.accepted[i], "step " .. i .. " accepted")
+    T.eq(a.data.eta[i], b.data.eta[i], "step " .. i .. " eta")
+    if i <= 33 then
+      T.eq(a.data.loss[i], b.data.loss[i], "step " .. i .. " loss (before the move: the same device)")
+    else
+      T.near(a.data.loss[i], b.data.loss[i], 2e-3, "step " .. i .. " loss")
+    end
+  end
+end
+
+T.test("a cpu run resumed on the gpu finishes with the cpu run's SA decisions", function()
+  local p = R.spawn(string.format("out=%s name=cpu_ref", sh(R.out)), R.tmp .. "/cpu_ref.out")
+  R.wait_dead(p, 60)
+  T.check(R.finished(R.out .. "/cpu_ref"), "the cpu reference did not finish")
+  moved("cpu_to_cuda", "cpu", "cuda", R.out .. "/cpu_ref")
+end)
+
+T.test("a gpu run resumed on the cpu finishes with the gpu run's SA decisions", function()
+  moved("cuda_to_cpu", "cuda", "cpu", R.refdir)
+end)
+
+if not emulated then
+  print("SKIP out of device memory during a resume: needs the CUDA emulator (SGDSA_EMU_MEMORY)")
+  T.done()
+end
+
+T.test("gpu: a resume out of device memory fails clearly, changes nothing, and resumes later", function()
+  local name = "oom"
+  local dir = R.out .. "/" .. name
+  local logfile = R.tmp .. "/" .. name .. ".out"
+  local p = R.spawn(R.args(string.format("out=%s name=%s checkpoint.minutes=0.000001", sh(R.out), name)),
+                    logfile, nil, "mid_checkpoint:27")
+  R.wait_dead(p, 60)
+  local before = {}
+  for _, f in ipairs{"last.h5", "best.h5", "log.h5"} do before[f] = T.read_file(dir .. "/" .. f) end
+  -- 64 KiB of device memory: the model's parameters fit, its workspace does not
+  local code, out = T.sgdsa({"run", "tests/lua/trainer_fixture.lua", "resume=" .. dir, "device=cuda"},
+                            "SGDSA_EMU_MEMORY=65536 SGDSA_FIXTURE_DATA=" .. sh(R.data))
+  T.check(code ~= 0, "exit status " .. tostring(code))
+  T.check(out:find("out of memory", 1, true) and out:find("bytes", 1, true), "no out-of-memory message: " .. out)
+  print("  the error: " .. (out:match("[^\n]*out of memory[^\n]*") or "?"))
+  for f, bytes in pairs(before) do
+    T.check(T.read_file(dir .. "/" .. f) == bytes, f .. " changed by the failed resume")
+  end
+  p = R.spawn(R.args(string.format("resume=%s", sh(dir))), logfile)
+  R.wait_dead(p, 60)
+  T.check(R.finished(dir), "the resume with memory enough did not finish (see " .. logfile .. ")")
+  R.same_as_reference(dir)
+end)
+
+T.done()
