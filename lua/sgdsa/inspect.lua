@@ -124,7 +124,7 @@ local function summarize_log(out, f, name)
   out[#out + 1] = string.format("run log %s", name)
   out[#out + 1] = string.format("  format version %s, sgdsa %s", fmt(a.format_version), fmt(a.sgdsa_version))
   out[#out + 1] = string.format("  seed %s, device %s, threads %s, host %s, started %s%s", fmt(a.seed),
-    fmt(a.device), fmt(a.threads), fmt(a.host), fmt(a.start_time),
+    fmt(a.device) .. (a.device_name and (" (" .. fmt(a.device_name) .. ")") or ""), fmt(a.threads), fmt(a.host), fmt(a.start_time),
     (a.resumed and a.resumed > 0) and string.format(", resumed %d time(s)", a.resumed) or "")
   if a.device_changes then out[#out + 1] = "  device changes on resume: " .. fmt(a.device_changes) end
   if f:exists("script_path") then out[#out + 1] = "  script: " .. f:read_text("script_path") end

@@ -3,7 +3,9 @@
 -- them at a time, into runs/<experiment>/seed-<n>/.
 --
 -- Each child gets `seed=<n>`, the run folder, `threads=` its share of the
--- cores (unless threads= is given) and every other key=value unchanged. Its
+-- cores (unless threads= is given) and every other key=value unchanged;
+-- with gpus=LIST, SGDSA_CUDA_DEVICE set to the listed GPU running the fewest
+-- of the sweep's runs at its start. Its
 -- stdout and stderr go to runs/<experiment>/seed-<n>.out (appended, one
 -- header line per attempt). Running the same sweep again skips the seeds
 -- whose run finished, resumes (through the trainer's resume=) those that
@@ -29,6 +31,11 @@ Train experiment SCRIPT once per seed, each run in its own child process
   seeds=SPEC     seeds to run: 0-9, 0,2,5 or 0-4,8 (default 0-9)
   jobs=N         runs at a time (default 1); each gets threads=(cores / N)
                  unless threads= is given
+  gpus=LIST      GPU indices for the runs, as for seeds (0-3 or 0,2): each
+                 run starts on the listed GPU running the fewest of the
+                 sweep's runs (its SGDSA_CUDA_DEVICE); give device=cuda too
+                 unless the script sets it. jobs=N may exceed the GPUs:
+                 runs then share them
   name=NAME      experiment folder name (default: the script's file name
                  without .lua, e.g. runs/fashion_lenet_sa/)
   runs=DIR       parent folder of the experiment folders (default: runs)
@@ -162,8 +169,8 @@ Job.__index = Job
 
 -- Start one child: `BIN run SCRIPT seed=.. <folder args> threads=.. extra...`
 -- in its own session; its pid lands in a file, its exit status in another.
-local function start_job(ctx, seed, action)
-  local job = setmetatable({seed = seed, action = action, t0 = core.time(),
+local function start_job(ctx, seed, action, gpu)
+  local job = setmetatable({seed = seed, action = action, t0 = core.time(), gpu = gpu,
                             dir = ctx.folder_of(seed),
                             out = string.format("%s/seed-%d.out", ctx.expdir, seed),
                             pidfile = string.format("%s/seed-%d.pid", ctx.tmp, seed),
@@ -172,6 +179,7 @@ local function start_job(ctx, seed, action)
   os.remove(job.statusfile)
   if action == "fresh" then clear_partial(job.dir) end
   local argv = {ctx.bin, "run", ctx.script}
+  if gpu then table.insert(argv, 1, "SGDSA_CUDA_DEVICE=" .. gpu); table.insert(argv, 1, "env") end
   for _, a in ipairs(results.trainer_args(ctx.runs, ctx.name, seed, action == "resume", job.dir)) do
     argv[#argv + 1] = a
   end
@@ -184,9 +192,9 @@ local function start_job(ctx, seed, action)
   if not hdr then
     return nil, string.format("cannot write %s", job.out)
   end
-  hdr:write(string.format("==== sgdsa sweep: %s seed %d (%s) on %s, pid %d\n==== %s\n",
+  hdr:write(string.format("==== sgdsa sweep: %s seed %d (%s) on %s, pid %d%s\n==== %s\n",
                           ctx.name, seed, action, os.date("%Y-%m-%d %H:%M:%S"), core.getpid(),
-                          job.command))
+                          gpu and (", GPU " .. gpu) or "", job.command))
   hdr:close()
   -- The inner sh writes its pid and execs the run, so the pid is the run's.
   local inner = string.format("%ssh -c %s sgdsa-sweep %s", ctx.setsid and "setsid " or "",
@@ -244,6 +252,10 @@ local function parse_args(args)
       elseif k == "jobs" then
         o.jobs = math.tointeger(tonumber(v))
         if not o.jobs or o.jobs < 1 then return nil, string.format("jobs=%s: need a positive integer", v) end
+      elseif k == "gpus" then
+        local list, gerr = M.parse_seeds(v)
+        if not list then return nil, "gpus=" .. v .. ": " .. gerr:gsub("^seeds: ", "") end
+        o.gpus = list
       elseif k == "threads" then
         o.threads = math.tointeger(tonumber(v))
         if not o.threads or o.threads < 1 then
@@ -319,9 +331,9 @@ function M.main(args)
     end
   end
   io.write(string.format("sgdsa sweep: %s, seeds %s: %d to run (%d finished before), %d at a time, "
-                         .. "threads=%d each\n  runs in %s/seed-<n>/ with %s\n",
-                         ctx.name, o.seeds, #pending, #seeds - #pending, jobs, ctx.threads, ctx.expdir,
-                         ctx.bin))
+                         .. "threads=%d each%s\n  runs in %s/seed-<n>/ with %s\n",
+                         ctx.name, o.seeds, #pending, #seeds - #pending, jobs, ctx.threads,
+                         o.gpus and (", on GPUs " .. table.concat(o.gpus, ",")) or "", ctx.expdir, ctx.bin))
   io.flush()
 
   local running, next_i, t0 = {}, 1, core.time()
@@ -331,10 +343,20 @@ function M.main(args)
       local s = pending[next_i]
       next_i = next_i + 1
       local r = report[s]
-      local job, jerr = start_job(ctx, s, r.action)
+      -- the listed GPU with the fewest of our runs (the first such)
+      local gpu
+      if o.gpus then
+        local load = {}
+        for _, j in ipairs(running) do load[j.gpu] = (load[j.gpu] or 0) + 1 end
+        for _, g in ipairs(o.gpus) do
+          if not gpu or (load[g] or 0) < (load[gpu] or 0) then gpu = g end
+        end
+      end
+      local job, jerr = start_job(ctx, s, r.action, gpu)
       if job then
         running[#running + 1] = job
-        io.write(string.format("  seed %d: %s\n", s, r.action == "resume" and "resuming" or "started"))
+        io.write(string.format("  seed %d: %s%s\n", s, r.action == "resume" and "resuming" or "started",
+                               gpu and (" on GPU " .. gpu) or ""))
       else
         r.status, r.failed = "failed to start: " .. jerr, true
         io.write(string.format("  seed %d: FAILED to start: %s\n", s, jerr))

@@ -370,7 +370,13 @@ local function create_log(dir, cfg, cfgtext)
     f:attr("resumed", 0)
     f:attr("sgdsa_version", sg.version)
     f:attr("seed", cfg.seed)
-    f:attr("device", cfg.device)
+    if cfg.device == "cuda" then
+      -- the index this process sees (SGDSA_CUDA_DEVICE, e.g. from sweep's gpus=) and the GPU's name
+      f:attr("device", "cuda:" .. (math.tointeger(tonumber(os.getenv("SGDSA_CUDA_DEVICE") or "")) or 0))
+      f:attr("device_name", tostring(core.cuda.device_name()))
+    else
+      f:attr("device", cfg.device)
+    end
     f:attr("threads", core.get_num_threads())
     f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     f:attr("host", core.hostname())

@@ -30,6 +30,16 @@ local sh, F = T.shell_quote, R.F
 R.reference()
 print(string.format("reference GPU run: %.1f s", R.ref_time))
 
+T.test("a GPU run's log.h5 names the device and the GPU", function()
+  local f = h5.open(R.refdir .. "/log.h5", "r")
+  T.eq(f:attr("device"), "cuda:0", "device")
+  T.eq(f:attr("device_name"), devname, "device_name")
+  f:close()
+  local code, out = T.sgdsa({"inspect", R.refdir})
+  T.eq(code, 0, "inspect: " .. out)
+  T.check(out:find("device cuda:0 (" .. devname .. ")", 1, true), "inspect names the GPU: " .. out)
+end)
+
 T.test("gpu: SIGKILLs in the middle of epochs 1 and 3 (after mid-epoch checkpoints), resumed", function()
   R.crash_run("crash_mid", {"mid_checkpoint:13", "mid_checkpoint:47"}, {
     function(dir)

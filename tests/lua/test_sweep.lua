@@ -129,6 +129,31 @@ return dofile("experiments/fashion_lenet_sgd.lua")
   T.eq(epochs_of(runs .. "/fail_on_1/seed-0").rows, 1, "seed 0 ran")
 end)
 
+T.test("gpus=: each run gets SGDSA_CUDA_DEVICE, the GPUs shared out by load", function()
+  -- The script says which GPU its run was given (a cpu run: the variable is
+  -- all this checks, so no GPU is needed).
+  local script = tmp .. "/which_gpu.lua"
+  T.write_file(script, [[
+print("run's SGDSA_CUDA_DEVICE=" .. tostring(os.getenv("SGDSA_CUDA_DEVICE")))
+return dofile("experiments/fashion_lenet_sgd.lua")
+]])
+  local code, out = sgdsa({"sweep", script, "seeds=0-2", "jobs=3", "gpus=1,3", "epochs=1", "runs=" .. runs,
+                           "data.limit=256", "data.test_limit=128"})
+  T.eq(code, 0, "exit (" .. out .. ")")
+  T.check(out:find("on GPUs 1,3", 1, true), "the plan names the GPUs: " .. out)
+  -- three runs started at once on two GPUs: 1, 3, then 1 again (fewest runs, first listed)
+  local want = {[0] = 1, [1] = 3, [2] = 1}
+  for seed, gpu in pairs(want) do
+    T.check(out:find(string.format("seed %d: started on GPU %d", seed, gpu), 1, true), "seed " .. seed .. ": " .. out)
+    local log = read(string.format("%s/which_gpu/seed-%d.out", runs, seed))
+    T.check(log:find("run's SGDSA_CUDA_DEVICE=" .. gpu, 1, true), "seed " .. seed .. "'s run: " .. log)
+    T.check(log:find(", GPU " .. gpu, 1, true), "seed " .. seed .. "'s header: " .. log)
+  end
+  code, out = sgdsa({"sweep", script, "gpus=1-0"})
+  T.eq(code, 2, "bad gpus")
+  T.check(out:find("gpus=1-0", 1, true), out)
+end)
+
 T.test("sweep usage errors", function()
   local code, out = sgdsa({"sweep"})
   T.eq(code, 2, "no script")
