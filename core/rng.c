@@ -3,36 +3,11 @@
 
 #include "error.h"
 #include "rng.h"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-static void mulhilo(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo)
-{
-    uint64_t p = (uint64_t)a * b;
-    *hi = (uint32_t)(p >> 32);
-    *lo = (uint32_t)p;
-}
+#include "rng_draw.h"
 
 void sg_philox4x32(uint64_t counter, uint64_t key_lo, uint64_t key_hi, uint32_t out[4])
 {
-    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32);
-    uint32_t c2 = (uint32_t)key_hi, c3 = (uint32_t)(key_hi >> 32);
-    uint32_t k0 = (uint32_t)key_lo, k1 = (uint32_t)(key_lo >> 32);
-    for (int i = 0; i < 10; i++) {
-        uint32_t hi0, lo0, hi1, lo1;
-        mulhilo(PHILOX_M0, c0, &hi0, &lo0);
-        mulhilo(PHILOX_M1, c2, &hi1, &lo1);
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    sg_philox_block(counter, key_lo, key_hi, out);
 }
 
 uint64_t sg_rng_hash(const char *name)
@@ -85,15 +60,35 @@ uint64_t sg_rng_u64(sg_rng *r)
     return (hi << 32) | sg_rng_u32(r);
 }
 
-double sg_rng_uniform(sg_rng *r) { return (double)(sg_rng_u64(r) >> 11) * 0x1.0p-53; }
+uint64_t sg_rng_tell(const sg_rng *r)
+{
+    return r->pos < 4 ? (r->counter - 1) * 4 + r->pos : r->counter * 4;
+}
 
-float sg_rng_uniformf(sg_rng *r) { return (float)(sg_rng_u32(r) >> 8) * 0x1.0p-24f; }
+void sg_rng_seek(sg_rng *r, uint64_t word)
+{
+    r->counter = word / 4;
+    r->pos = 4;
+    if (word % 4) { /* inside a block: it is the current one */
+        sg_philox4x32(r->counter++, r->seed, r->stream, r->buf);
+        r->pos = (uint32_t)(word % 4);
+    }
+}
+
+double sg_rng_uniform(sg_rng *r)
+{
+    uint32_t hi = sg_rng_u32(r);
+    return sg_rng_words_uniform(hi, sg_rng_u32(r));
+}
+
+float sg_rng_uniformf(sg_rng *r) { return sg_rng_word_uniformf(sg_rng_u32(r)); }
 
 double sg_rng_normal(sg_rng *r)
 {
-    double u1 = 1.0 - sg_rng_uniform(r); /* (0, 1] */
-    double u2 = sg_rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+    uint32_t w[4];
+    for (int i = 0; i < 4; i++)
+        w[i] = sg_rng_u32(r);
+    return sg_rng_words_normal(w);
 }
 
 uint64_t sg_rng_below(sg_rng *r, uint64_t n)

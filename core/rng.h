@@ -34,6 +34,13 @@ int sg_rng_set_state(sg_rng *r, const uint64_t st[SG_RNG_STATE_LEN]);
 /* The Philox4x32-10 block function: out = philox(counter, key). */
 void sg_philox4x32(uint64_t counter, uint64_t key_lo, uint64_t key_hi, uint32_t out[4]);
 
+/* The position of the next word in the stream (word w is word w % 4 of
+ * block w / 4), and a jump to any position: rng_draw.h computes the draws at
+ * a position, so a fill of n values can run in parallel (on either device)
+ * and then seek past what the sequential calls would have taken. */
+uint64_t sg_rng_tell(const sg_rng *r);
+void sg_rng_seek(sg_rng *r, uint64_t word);
+
 uint32_t sg_rng_u32(sg_rng *r);
 uint64_t sg_rng_u64(sg_rng *r);
 double sg_rng_uniform(sg_rng *r);               /* [0, 1), 53 bits */

@@ -1351,32 +1351,54 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 
 /* ---- randomness -------------------------------------------------------------------- */
 
-/* Fill t (any strides) with lo + (hi - lo) * U[0,1) or mean + std * N(0,1). */
+/* Fill t (any strides) with lo + (hi - lo) * U[0,1) or mean + std * N(0,1):
+ * element i in row-major order takes what the i-th sequential
+ * sg_rng_uniformf / sg_rng_normal call would give, the draw at word w + i
+ * (w + 4i for a normal) of r's stream, w its position. Being a function of
+ * i, a contiguous fill runs in parallel chunks, and a GPU fill as a kernel
+ * (core/rng_draw.h), with the same values on both devices; r then moves
+ * past the words used. */
 static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
+    const uint64_t w = sg_rng_tell(r), per = normal ? 4 : 1;
 #ifdef SG_HAVE_CUDA
     if (t && t->storage && t->storage->device == SG_CUDA && t->dtype == SG_F32) {
-        /* drawn on the host from the same generator, in the same (row-major)
-         * order as for a cpu tensor, then copied: the same values on both
-         * devices (random_direction's moves, say) */
-        sg_tensor *h = sg_tensor_new(SG_F32, SG_CPU, t->ndim, t->size);
-        int rc = h ? fill_random(h, r, a, b, normal) : -1;
-        if (rc == 0)
-            rc = sg_copy(t, h);
-        sg_tensor_release(h);
-        return rc;
+        int64_t n = sg_tensor_numel(t);
+        if (sg_cuda_fill_random(sg_tensor_data(t), t->ndim, t->size, t->stride, n, r->seed, r->stream,
+                                w, a, b, normal) != 0)
+            return -1;
+        sg_rng_seek(r, w + per * (uint64_t)n);
+        return 0;
     }
 #endif
     if (need_cpu_f32(normal ? "normal" : "uniform", t) != 0)
         return -1;
     int64_t n = sg_tensor_numel(t);
-    iter it;
-    const sg_tensor *ts[1] = {t};
-    iter_init(&it, 1, ts);
     float *x = t->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        x[it.off[0]] = normal ? (float)(a + b * sg_rng_normal(r))
-                              : (float)(a + (b - a) * sg_rng_uniformf(r));
+    if (sg_tensor_is_contiguous(t)) {
+        /* chunks of 4096 values, each drawn sequentially by a copy of r moved
+         * to the chunk's first word (a Philox block serves four words) */
+        x += t->offset;
+        const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (normal ? nchunks > 1 : n > PAR_THRESHOLD)
+        for (int64_t c = 0; c < nchunks; c++) {
+            sg_rng g = *r;
+            sg_rng_seek(&g, w + per * (uint64_t)(c * chunk));
+            const int64_t end = c * chunk + chunk < n ? c * chunk + chunk : n;
+            for (int64_t i = c * chunk; i < end; i++)
+                x[i] = normal ? (float)(a + b * sg_rng_normal(&g))
+                              : (float)(a + (b - a) * sg_rng_uniformf(&g));
+        }
+    } else {
+        iter it;
+        const sg_tensor *ts[1] = {t};
+        iter_init(&it, 1, ts);
+        for (int64_t i = 0; i < n; i++, iter_next(&it))
+            x[it.off[0]] = normal ? (float)(a + b * sg_rng_normal(r))
+                                  : (float)(a + (b - a) * sg_rng_uniformf(r));
+        return 0;
+    }
+    sg_rng_seek(r, w + per * (uint64_t)n);
     return 0;
 }
 

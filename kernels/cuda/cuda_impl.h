@@ -57,8 +57,6 @@ enum {
     SG_SCRATCH_CONV = 0,    /* cuDNN convolution workspace */
     SG_SCRATCH_REDUCE,      /* partial sums of reductions and loss */
     SG_SCRATCH_BN,          /* BatchNorm parameter-gradient partials and dummies */
-    SG_SCRATCH_DROPOUT,     /* host: dropout masks (two alternating buffers) */
-    SG_SCRATCH_DROPOUT2,
     SG_SCRATCH_NSLOTS
 };
 /* A device buffer of at least nbytes for `slot` (NULL + message on OOM). */

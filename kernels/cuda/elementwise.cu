@@ -9,6 +9,7 @@
  * sg_seterr (never a Lua error: this file is C++).
  */
 #include "cuda_impl.h"
+#include "rng_draw.h"
 
 #include <math.h>
 
@@ -133,6 +134,29 @@ template <typename T>
 __global__ void k_fill_strided(T *p, view_desc v, int64_t n, T val)
 {
     GRID_LOOP(i, n) p[view_offset(v, i)] = val;
+}
+
+/* Random fill of a strided view: element i (row-major) takes the draw at
+ * word w0 + i (uniform) or w0 + 4i (normal) of the stream: what the host's
+ * sequential fill gives it (core/rng_draw.h). */
+__global__ void k_fill_random(float *p, view_desc v, int64_t n, uint64_t seed, uint64_t stream,
+                              uint64_t w0, double a, double b, int normal)
+{
+    GRID_LOOP(i, n) {
+        const uint64_t k = (uint64_t)i;
+        p[view_offset(v, i)] = normal ? sg_rng_normal_fill_at(seed, stream, w0 + 4 * k, a, b)
+                                      : sg_rng_uniform_fill_at(seed, stream, w0 + k, a, b);
+    }
+}
+
+/* Dropout mask: element i is 0 when the uniform at word w0 + i is below p,
+ * else keep (sg_cpu_dropout_mask's rule and draws). */
+__global__ void k_dropout_mask(float *mask, int64_t n, uint64_t seed, uint64_t stream, uint64_t w0,
+                               float p, float keep)
+{
+    GRID_LOOP(i, n) {
+        mask[i] = sg_rng_word_uniformf(sg_rng_word_at(seed, stream, w0 + (uint64_t)i)) < p ? 0.0f : keep;
+    }
 }
 
 __global__ void k_relu(const float *x, float *y, int64_t n)
@@ -300,6 +324,18 @@ int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *
     return 0;
 }
 
+int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *stride, int64_t n,
+                        uint64_t seed, uint64_t stream, uint64_t word, double a, double b, int normal)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    view_desc vd;
+    if (make_view(&vd, ndim, size, stride, normal ? "normal" : "uniform") != 0)
+        return -1;
+    LAUNCH(k_fill_random, n, p, vd, n, seed, stream, word, a, b, normal);
+    return 0;
+}
+
 int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op)
 {
     if (sg_cuda_init() != 0)
@@ -379,30 +415,18 @@ int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
 {
     if (sg_cuda_init() != 0)
         return -1;
+    if (!(p >= 0.0 && p < 1.0))
+        return sg_seterr("dropout_mask: probability %g not in [0, 1) (cuda)", p);
     if (n < 0)
         return sg_seterr("dropout_mask: negative size %lld (cuda)", (long long)n);
     if (n == 0)
         return 0;
-    /* Two pinned buffers in turn, each with an event recorded after its copy:
-     * a buffer is refilled once the copy that read it (two masks ago) is done,
-     * instead of waiting for all the compute queued so far (a stall in the
-     * middle of every training forward). */
-    static cudaEvent_t copied[2];
-    static int next;
-    const int k = next;
-    if (!copied[k])
-        SG_CU(cudaEventCreateWithFlags(&copied[k], cudaEventDisableTiming));
-    float *h = (float *)sg_cuda_host_scratch(k ? SG_SCRATCH_DROPOUT2 : SG_SCRATCH_DROPOUT,
-                                             (size_t)n * sizeof(float));
-    if (!h)
-        return -1;
-    SG_CU(cudaEventSynchronize(copied[k]));
-    if (sg_cpu_dropout_mask(r, h, n, p) != 0)
-        return sg_adderr("dropout_mask (cuda)");
-    SG_CU(cudaMemcpyAsync(mask, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
-                          sg_cuda_stream()));
-    SG_CU(cudaEventRecord(copied[k], sg_cuda_stream()));
-    next = 1 - k;
+    const float keep = (float)(1.0 / (1.0 - p));
+    if (p == 0.0)
+        return sg_cuda_fill(mask, SG_F32, n, keep);
+    const uint64_t w = sg_rng_tell(r);
+    LAUNCH(k_dropout_mask, n, mask, n, r->seed, r->stream, w, (float)p, keep);
+    sg_rng_seek(r, w + (uint64_t)n);
     return 0;
 }
 

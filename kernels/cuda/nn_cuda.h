@@ -73,6 +73,13 @@ int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64
 /* Fill a strided view with v (p: its element 0). */
 int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *stride,
                          int64_t n, sg_dtype dt, double v);
+/* Fill a strided float view (p: its element 0) with random draws: element i
+ * (row-major) gets a + (b - a) * U[0,1) from word `word` + i of the stream
+ * (seed, stream), or (normal) a + b * N(0,1) from words `word` + 4i .. +3:
+ * the values the host's sequential fill draws (core/rng_draw.h). The caller
+ * moves its generator past the n (or 4n) words. */
+int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *stride, int64_t n,
+                        uint64_t seed, uint64_t stream, uint64_t word, double a, double b, int normal);
 /* Give every cached (free) block back to the driver. */
 int sg_cuda_empty_cache(void);
 
@@ -169,8 +176,9 @@ int sg_cuda_batchnorm_backward_params(const float *x, const float *dy, float *dg
 /* ---- elementwise ------------------------------------------------------------------ */
 int sg_cuda_relu_forward(const float *x, float *y, int64_t n);
 int sg_cuda_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n);
-/* The mask is drawn on the host from r exactly as sg_cpu_dropout_mask does
- * (same values for the same generator state) and copied to the device mask. */
+/* The mask is drawn on the device from r's position (core/rng_draw.h): the
+ * values sg_cpu_dropout_mask draws for the same generator state, which both
+ * leave at the same position. */
 int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
 int sg_cuda_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
 int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);

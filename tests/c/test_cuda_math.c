@@ -342,22 +342,55 @@ static void test_strided_copies(void)
     OK(sg_copy(gf, gi));
     OK(sg_copy(hf, hi));
     cmp_tensor("int32 gpu -> float32 gpu", gf, hf, 0.0);
-    /* uniform_/normal_ on a cuda tensor: the cpu's values from the same generator */
-    sg_rng r1, r2;
-    sg_rng_init(&r1, 7, sg_rng_hash("search"));
-    r2 = r1;
-    OK(sg_tensor_normal(hf, &r1, 0.0, 1.0));
-    OK(sg_tensor_normal(gf, &r2, 0.0, 1.0));
-    cmp_tensor("normal_ on a cuda tensor (same generator state)", gf, hf, 0.0);
-    CHECK(r1.counter == r2.counter && r1.pos == r2.pos, "normal_: generators advanced differently");
-    OK(sg_tensor_uniform(hf, &r1, -2.0, 3.0));
-    OK(sg_tensor_uniform(gf, &r2, -2.0, 3.0));
-    cmp_tensor("uniform_ on a cuda tensor (same generator state)", gf, hf, 0.0);
     free(gih);
     sg_tensor *ts[] = {a, ga, tv, gtv, want, gc, h, gd, gdv, hc, hcv, nv, back, gi, hi,
                        scaled, gscaled, gf, hf};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
         sg_tensor_release(ts[i]);
+}
+
+/* uniform_/normal_ on cuda tensors (a kernel drawing from the generator's
+ * position, core/rng_draw.h): the cpu's values from the same generator state,
+ * for contiguous tensors and transposed views, from every word offset within
+ * a Philox block, and both generators left at the same position. Uniforms
+ * are exact; normals go through the device's double log and cos, within an
+ * ulp or so of the host's (exact on the emulator, which uses the host's). */
+static void test_random_fills(void)
+{
+    int64_t sz[2] = {301, 233}; /* 70133 values */
+    for (int normal = 0; normal <= 1; normal++) {
+        for (int skip = 0; skip < 5; skip++) {
+            for (int transposed = 0; transposed <= 1; transposed++) {
+                sg_tensor *hb = sg_tensor_new(SG_F32, SG_CPU, 2, sz), *gb = sg_tensor_new(SG_F32, SG_CUDA, 2, sz);
+                sg_tensor *h = transposed ? sg_tensor_transpose(hb, 0, 1) : hb;
+                sg_tensor *g = transposed ? sg_tensor_transpose(gb, 0, 1) : gb;
+                sg_rng r1, r2;
+                sg_rng_init(&r1, 7, sg_rng_hash("search"));
+                for (int i = 0; i < skip; i++) sg_rng_u32(&r1);
+                r2 = r1;
+                if (normal) {
+                    OK(sg_tensor_normal(h, &r1, 0.25, 2.0));
+                    OK(sg_tensor_normal(g, &r2, 0.25, 2.0));
+                } else {
+                    OK(sg_tensor_uniform(h, &r1, -2.0, 3.0));
+                    OK(sg_tensor_uniform(g, &r2, -2.0, 3.0));
+                }
+                char what[96];
+                snprintf(what, sizeof what, "%s_ on a cuda %s (word offset %d)", normal ? "normal" : "uniform",
+                         transposed ? "transposed view" : "tensor", skip);
+                cmp_tensor(what, gb, hb, normal ? 3e-7 : 0.0);
+                CHECK(sg_rng_tell(&r1) == sg_rng_tell(&r2) && sg_rng_u32(&r1) == sg_rng_u32(&r2),
+                      "%s: the generators advanced differently", what);
+                if (transposed) {
+                    sg_tensor_release(h);
+                    sg_tensor_release(g);
+                }
+                sg_tensor_release(hb);
+                sg_tensor_release(gb);
+            }
+        }
+    }
+    printf("  ok uniform_/normal_ on the gpu: the cpu's draws, contiguous and transposed, every block offset\n");
 }
 
 /* The loader's pixel rule (core/data.h) on the CPU, as the reference: the
@@ -462,6 +495,7 @@ int main(void)
     test_reductions();
     test_tensor_dispatch();
     test_strided_copies();
+    test_random_fills();
     test_input_transform();
     OK(sg_cuda_synchronize());
     if (g_fail) {

@@ -1,10 +1,15 @@
 /* test_rng.c - Philox4x32-10 known answers (Random123), stream independence,
- * exact state save/restore, unbiased integer draws and distribution moments. */
+ * exact state save/restore, unbiased integer draws and distribution moments;
+ * tell/seek, and tensor fills (parallel, any strides) that draw exactly what
+ * the sequential calls draw and leave the generator where they leave it. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rng.h"
+#include "tensor.h"
+#include "nn.h"
 
 static int fails;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -91,6 +96,79 @@ int main(void)
     int same32 = 1;
     for (int i = 0; i < 1000; i++) same32 &= perm[i] == perm32[i];
     CHECK(same32 && sg_rng_u64(&r64) == sg_rng_u64(&r32), "permutation_i32 differs from permutation");
+
+    /* tell/seek: a seek to where a generator stands continues its stream */
+    for (int skip = 0; skip < 9; skip++) {
+        sg_rng r1, r2;
+        sg_rng_init(&r1, 5, 11);
+        for (int i = 0; i < skip; i++) sg_rng_u32(&r1);
+        CHECK(sg_rng_tell(&r1) == (uint64_t)skip, "tell after %d words: %llu", skip,
+              (unsigned long long)sg_rng_tell(&r1));
+        sg_rng_init(&r2, 5, 11);
+        sg_rng_seek(&r2, (uint64_t)skip);
+        uint64_t s1[SG_RNG_STATE_LEN], s2[SG_RNG_STATE_LEN];
+        sg_rng_get_state(&r1, s1);
+        sg_rng_get_state(&r2, s2);
+        CHECK(!memcmp(s1, s2, sizeof s1), "seek(%d): state differs from %d draws", skip, skip);
+        for (int i = 0; i < 9; i++)
+            CHECK(sg_rng_u32(&r1) == sg_rng_u32(&r2), "seek(%d): draw %d differs", skip, i);
+    }
+
+    /* tensor fills: contiguous (parallel) and transposed views, from every
+     * word offset within a block, equal the sequential draws exactly */
+    for (int normal = 0; normal <= 1; normal++) {
+        for (int skip = 0; skip < 5; skip++) {
+            for (int transposed = 0; transposed <= 1; transposed++) {
+                const int64_t rows = 300, cols = 257; /* 77100 values: past the parallel threshold */
+                int64_t size[2] = {rows, cols};
+                sg_tensor *base = sg_tensor_new(SG_F32, SG_CPU, 2, size);
+                sg_tensor *t = transposed ? sg_tensor_transpose(base, 0, 1) : base;
+                sg_rng f, q;
+                sg_rng_init(&f, 99, sg_rng_hash("search"));
+                for (int i = 0; i < skip; i++) sg_rng_u32(&f);
+                q = f;
+                int rc = normal ? sg_tensor_normal(t, &f, 0.5, 2.0) : sg_tensor_uniform(t, &f, -1.0, 3.0);
+                CHECK(rc == 0, "fill");
+                /* row-major order of t: element (i, j) of t is base (j, i) when transposed */
+                const float *x = (const float *)base->storage->data;
+                int64_t bad = 0, n0 = transposed ? cols : rows, n1 = transposed ? rows : cols;
+                for (int64_t i = 0; i < n0; i++)
+                    for (int64_t j = 0; j < n1; j++) {
+                        float want = normal ? (float)(0.5 + 2.0 * sg_rng_normal(&q))
+                                            : (float)(-1.0 + 4.0 * sg_rng_uniformf(&q));
+                        float got = transposed ? x[j * cols + i] : x[i * cols + j];
+                        bad += memcmp(&want, &got, sizeof got) != 0;
+                    }
+                CHECK(bad == 0, "%s fill (skip %d, %s): %lld values differ from the sequential draws",
+                      normal ? "normal" : "uniform", skip, transposed ? "transposed" : "contiguous",
+                      (long long)bad);
+                CHECK(sg_rng_tell(&f) == sg_rng_tell(&q) && sg_rng_u32(&f) == sg_rng_u32(&q),
+                      "%s fill (skip %d): the generator is not where the sequential draws leave it",
+                      normal ? "normal" : "uniform", skip);
+                if (transposed)
+                    sg_tensor_release(t);
+                sg_tensor_release(base);
+            }
+        }
+    }
+
+    /* dropout masks (chunks in parallel): the sequential rule's values */
+    {
+        const int64_t n = 100003;
+        float *m = malloc((size_t)n * sizeof *m);
+        sg_rng f, q;
+        sg_rng_init(&f, 3, sg_rng_hash("dropout"));
+        sg_rng_u32(&f);
+        q = f;
+        CHECK(m && sg_cpu_dropout_mask(&f, m, n, 0.3) == 0, "dropout_mask");
+        int64_t bad = 0;
+        const float keep = (float)(1.0 / (1.0 - 0.3));
+        for (int64_t i = 0; m && i < n; i++)
+            bad += m[i] != (sg_rng_uniformf(&q) < 0.3f ? 0.0f : keep);
+        CHECK(bad == 0, "dropout mask: %lld values differ from the sequential rule", (long long)bad);
+        CHECK(sg_rng_tell(&f) == sg_rng_tell(&q), "dropout mask: generator position");
+        free(m);
+    }
 
     if (fails) { printf("%d failures\n", fails); return 1; }
     printf("rng: all checks passed\n");
