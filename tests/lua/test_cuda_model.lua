@@ -1,7 +1,8 @@
 -- test_cuda_model.lua - whole training steps on the CPU and the GPU agree:
 -- small models from models/ (LeNet with BatchNorm, a reduced-width ResNet-18,
 -- a reduced-width VGG16), two SGD-SA steps and one SGD step each (two SSA
--- steps for LeNet: its random directions are drawn on the host), compared by
+-- steps for LeNet: its random directions drawn on the device from the search
+-- stream, as the CPU draws them), compared by
 -- tests/lua/cuda_compare.lua (objectives, SA decisions, parameters, gradients,
 -- running statistics, eval forward). Also checks the device dispatch of
 -- core.nn: a mixed-device call is an error naming both devices; model:to()
@@ -38,7 +39,7 @@ check("lenet: 2 SGD-SA steps cpu == gpu", function()
 check("lenet: 1 SGD step cpu == gpu", function()
   return require("models.lenet"){channels = 1, size = 28, classes = 10} end,
   {batch = 16, steps = 1, optim = "sgd"})
-check("lenet: 2 SSA steps (random directions drawn on the host) cpu == gpu", function()
+check("lenet: 2 SSA steps (random directions drawn on each device from one stream) cpu == gpu", function()
   return require("models.lenet"){channels = 1, size = 28, classes = 10} end,
   {batch = 16, steps = 2, optim = "ssa"})
 check("resnet18 (width 1/8): 2 SGD-SA steps cpu == gpu", function()
