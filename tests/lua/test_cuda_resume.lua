@@ -6,7 +6,8 @@
 -- with the SA decisions of the run left alone, and says that it moved; and,
 -- on the CUDA emulator, a resume that runs out of device memory fails with a
 -- message naming the allocation, exits non-zero and leaves the run folder as
--- it was, to be resumed once memory allows. Skips (exit 77) without a usable
+-- it was, to be resumed once memory allows; a diverging GPU run stops with
+-- its last good checkpoint kept. Skips (exit 77) without a usable
 -- GPU; the out-of-memory part needs the emulator (SGDSA_EMU_MEMORY).
 local T = dofile("tests/lua/testlib.lua")
 local sg = sgdsa or require "sgdsa"
@@ -100,6 +101,19 @@ end)
 
 T.test("a gpu run resumed on the cpu finishes with the gpu run's SA decisions", function()
   moved("cuda_to_cpu", "cuda", "cpu", R.refdir)
+end)
+
+T.test("a diverging GPU run stops with a clear error and keeps its last good checkpoint", function()
+  local trainer = require "sgdsa.trainer"
+  local e = F.experiment(R.data, {name = "diverge", out = R.out, device = "cuda",
+                                  optim = sg.optim.sgd{schedule = {{1, 0.05}, {1, 1e30}}}})
+  local err = T.raises(function() trainer.train(e) end, "at the current point is")
+  T.check(err:find("the last good checkpoint is " .. R.out .. "/diverge/last.h5", 1, true), err)
+  local m = F.model()
+  local st = checkpoint.load(R.out .. "/diverge/last.h5", m)
+  T.eq(st.epoch, 1, "the checkpoint is the one after epoch 1")
+  T.check(m.params:isfinite(), "checkpointed weights are finite")
+  T.check(h5.read_log(R.out .. "/diverge/log.h5", "steps").rows > 20, "the steps before the divergence were logged")
 end)
 
 if not emulated then
