@@ -66,7 +66,7 @@ M.FIELDS = {
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
-  resume = "a run folder to continue from its last.h5",
+  resume = "a run folder to continue from its last.h5, with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
