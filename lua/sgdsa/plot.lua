@@ -1,8 +1,10 @@
--- sgdsa.plot: `sgdsa plot RUN_FOLDERS... -o FILE.png|.svg [--figure 3|4|all]`
--- draws the paper's Figure 3 (average acceptance probability and training
--- accuracy per epoch) and Figure 4 (validation loss and accuracy per epoch)
--- from the per-epoch logs of run folders: one thin line per run (seed), one
--- colour per method, a legend entry per method, labelled axes.
+-- sgdsa.plot: `sgdsa plot RUN_FOLDERS... -o FILE.png|.svg [--figure 1|2|3|4|all]`
+-- draws the paper's figures from the per-epoch logs of run folders: Figures
+-- 1-2 (SSA against SGD: validation loss and accuracy; training and
+-- validation loss and accuracy, training dashed), Figure 3 (average
+-- acceptance probability and training accuracy per epoch) and Figure 4
+-- (validation loss and accuracy per epoch): one thin line per run (seed),
+-- one colour per method, a legend entry per method, labelled axes.
 --
 -- The drawing is done by gnuplot (Debian's gnuplot-nox), run as a child
 -- process on a generated script and one data file per run, written to a
@@ -15,10 +17,15 @@ local results = require "sgdsa.results"
 local M = {}
 
 local HELP = [[
-usage: sgdsa plot RUN_FOLDERS... -o FILE.png|FILE.svg [--figure 3|4|all] [--title TEXT]
+usage: sgdsa plot RUN_FOLDERS... -o FILE.png|FILE.svg [--figure 1|2|3|4|all] [--title TEXT]
 
 Plot the paper's figures from the per-epoch logs of run folders (a run holds
 log.h5; a sweep folder holds seed-<n>/ runs):
+  Figure 1: (a) validation loss, (b) validation accuracy per epoch (the
+            paper's SSA against SGD, experiments/fashion_vgg16_*.lua);
+  Figure 2: (a) training and validation loss, (b) training and validation
+            accuracy per epoch: training dashed, validation solid (whether
+            a method overfits);
   Figure 3: (a) average acceptance probability of the SA test per epoch
             (clipped to 1; plain SGD runs, which accept every move, are left out),
             (b) training accuracy per epoch;
@@ -26,7 +33,7 @@ log.h5; a sweep folder holds seed-<n>/ runs):
 Each run (seed) is a thin line; runs of one method share a colour.
 
   -o FILE        output file; .png or .svg chooses the format
-  --figure F     3, 4 or all (default: all, the four panels in a 2x2 grid)
+  --figure F     1, 2, 3, 4 or all (default: all, Figures 3 and 4 in a 2x2 grid)
   --title TEXT   a title over the panels (default: the experiments' names)
   --size WxH     picture size in pixels (default 1200x450, 1200x900 for all)
 
@@ -92,8 +99,19 @@ local PANELS = {
               col = "val_loss", scale = 1, key = "top right"},
   val_acc = {title = "(4b) Validation accuracy", ylabel = "validation accuracy (%)",
              col = "val_acc", scale = 100, key = "bottom right"},
+  val_loss1 = {title = "(1a) Validation loss", ylabel = "validation loss (mean cross-entropy)",
+               col = "val_loss", scale = 1, key = "top right"},
+  val_acc1 = {title = "(1b) Validation accuracy", ylabel = "validation accuracy (%)",
+              col = "val_acc", scale = 100, key = "bottom right"},
+  -- two curves per run: training (dashed) and validation (solid)
+  loss2 = {title = "(2a) Training and validation loss", ylabel = "loss (mean cross-entropy)",
+           cols = {{"train_loss", "training"}, {"val_loss", "validation"}}, key = "top right"},
+  acc2 = {title = "(2b) Training and validation accuracy", ylabel = "accuracy (%)",
+          cols = {{"train_acc", "training"}, {"val_acc", "validation"}}, key = "bottom right"},
 }
 local FIGURES = {
+  ["1"] = {"val_loss1", "val_acc1"},
+  ["2"] = {"loss2", "acc2"},
   ["3"] = {"prob", "train_acc"},
   ["4"] = {"val_loss", "val_acc"},
   all = {"prob", "train_acc", "val_loss", "val_acc"},
@@ -115,16 +133,17 @@ end
 
 local function write_data(path, run)
   local f = assert(io.open(path, "w"))
-  f:write("# epoch train_acc(%) val_loss val_acc(%) accept_prob  -- ", run.dir, "\n")
+  f:write("# epoch train_acc(%) val_loss val_acc(%) accept_prob train_loss  -- ", run.dir, "\n")
   local c = run.cols
-  local function v(x, s) return isnan(x) and "?" or string.format("%.9g", x * s) end
+  local function v(x, s) return (x == nil or isnan(x)) and "?" or string.format("%.9g", x * s) end
   for i = 1, run.n do
-    f:write(string.format("%s %s %s %s %s\n", v(c.epoch[i], 1), v(c.train_acc[i], 100),
-                          v(c.val_loss[i], 1), v(c.val_acc[i], 100), v(c.accept_prob[i], 1)))
+    f:write(string.format("%s %s %s %s %s %s\n", v(c.epoch[i], 1), v(c.train_acc[i], 100),
+                          v(c.val_loss[i], 1), v(c.val_acc[i], 100), v(c.accept_prob[i], 1),
+                          v(c.train_loss[i], 1)))
   end
   f:close()
 end
-local DATA_COLUMN = {train_acc = 2, val_loss = 3, val_acc = 4, accept_prob = 5}
+local DATA_COLUMN = {train_acc = 2, val_loss = 3, val_acc = 4, accept_prob = 5, train_loss = 6}
 
 --- The gnuplot script for `runs` (data files data[i]) into `output`.
 function M.script(o)
@@ -174,15 +193,20 @@ function M.script(o)
         local colour = COLOURS[(m - 1) % #COLOURS + 1]
         -- Seeds overlap: lines are slightly transparent where the terminal can.
         local rgb = cairo and ("#30" .. colour) or ("#" .. colour)
-        local title = "notitle"
-        if not titled[r.method] then
-          titled[r.method] = true
-          title = "title " .. gq(o.method_count[r.method] > 1
-            and string.format("%s (%d seeds)", r.method, o.method_count[r.method]) or r.method)
+        local name = o.method_count[r.method] > 1
+          and string.format("%s (%d seeds)", r.method, o.method_count[r.method]) or r.method
+        -- one curve, or (p.cols) training dashed and validation solid
+        for k, c in ipairs(p.cols or {{p.col}}) do
+          local key = r.method .. "\0" .. k
+          local title = "notitle"
+          if not titled[key] then
+            titled[key] = true
+            title = "title " .. gq(c[2] and (name .. ", " .. c[2]) or name)
+          end
+          parts[#parts + 1] = string.format("%s using 1:%d with lines lw %s lc rgb '%s' dt %d %s",
+                                            gq(o.data[r]), DATA_COLUMN[c[1]], cairo and "1.2" or "1",
+                                            rgb, (p.cols and k == 1) and 2 or 1, title)
         end
-        parts[#parts + 1] = string.format("%s using 1:%d with lines lw %s lc rgb '%s' %s",
-                                          gq(o.data[r]), DATA_COLUMN[p.col], cairo and "1.2" or "1",
-                                          rgb, title)
       end
       add("plot %s", table.concat(parts, ", \\\n     "))
     end
@@ -225,7 +249,7 @@ local function parse_args(args)
     elseif a:match("^%-%-figure=?") then
       o.figure = value()
       if not FIGURES[o.figure or ""] then
-        return nil, string.format("--figure %s: use 3, 4 or all", tostring(o.figure))
+        return nil, string.format("--figure %s: use 1, 2, 3, 4 or all", tostring(o.figure))
       end
     elseif a:match("^%-%-title=?") then
       o.title = value()
@@ -327,7 +351,7 @@ function M.main(args)
   end
   os.execute("rm -rf " .. q(tmp))
   local ncurves = 0
-  for _, p in ipairs(panels) do ncurves = ncurves + #p.runs end
+  for _, p in ipairs(panels) do ncurves = ncurves + #p.runs * (p.panel.cols and #p.panel.cols or 1) end
   io.write(string.format("sgdsa plot: %s (%s, %d bytes): figure %s, %d runs of %d method%s, %d curves\n",
                          o.output, terminal, size, o.figure, #kept, #methods, #methods > 1 and "s" or "",
                          ncurves))

@@ -231,6 +231,32 @@ T.test("plot writes a PNG and an SVG with one curve per run and panel", function
     if pts == 3 then long = long + 1 end
   end
   T.eq(long, 3, "the 3-epoch run's three curves")
+  -- Figures 1 and 2 (the paper's SSA against SGD): validation curves; then
+  -- training (dashed) and validation (solid) curves of every run
+  local function curves(svgfile)
+    local text, seen, count = assert(read(svgfile)), {}, 0
+    for id in text:gmatch('<g id="(gnuplot_plot_%d+%a*)"') do
+      if not seen[id] then seen[id] = true; count = count + 1 end
+    end
+    return text, count
+  end
+  code, out = sgdsa({"plot", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd", "-o", svg, "--figure", "1"})
+  T.eq(code, 0, "figure 1 exit (" .. out .. ")")
+  local s1, n1 = curves(svg)
+  T.eq(n1, 2 * 4, "figure 1: a curve per run and panel")
+  T.check(s1:find("(1a) Validation loss", 1, true) and s1:find("(1b) Validation accuracy", 1, true), "figure 1 titles")
+  code, out = sgdsa({"plot", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd", "-o", svg, "--figure", "2"})
+  T.eq(code, 0, "figure 2 exit (" .. out .. ")")
+  T.check(out:find("16 curves", 1, true), "figure 2: two curves per run and panel: " .. out)
+  local s2, n2 = curves(svg)
+  T.eq(n2, 2 * 4 * 2, "figure 2: training and validation curves per run and panel")
+  T.check(s2:find("(2b) Training and validation accuracy", 1, true), "figure 2 titles")
+  T.check(s2:find("fashion_lenet_sa, training", 1, true) or s2:find("SGD-SA", 1, true), "legend names the training curves")
+  local _, dashed = s2:gsub("stroke%-dasharray", "")
+  T.check(dashed >= 8, "the training curves are dashed (" .. dashed .. " dashed paths)")
+  code, out = sgdsa({"plot", runs .. "/fashion_lenet_sa", "-o", svg, "--figure", "5"})
+  T.eq(code, 2, "figure 5 is a usage error")
+  T.check(out:find("use 1, 2, 3, 4 or all", 1, true), out)
 end)
 
 if not os.getenv("SGDSA_TEST_KEEP") then os.execute("rm -rf '" .. tmp .. "'") end
