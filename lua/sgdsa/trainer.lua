@@ -469,7 +469,7 @@ function M.train(exp, overrides)
   local S = search.new{model = model, criterion = crit, optim = opt}
 
   -- the run folder
-  local dir, arith_was, arith_now, record_resume
+  local dir, arith_was, arith_now, old_changes, record_resume
   if cfg.resume then
     dir = cfg.resume:gsub("/+$", "")
     if not core.exists(dir .. "/last.h5") then
@@ -496,9 +496,9 @@ function M.train(exp, overrides)
       fail("resume=%s: the configuration differs from the run's (%s); give the same script and overrides:\n%s",
            cfg.resume, table.concat(diffs, ", "), table.concat(lines, "\n"))
     end
-    -- the arithmetic the run last ran with: its latest recorded change, or its configuration's
-    arith_was = changes and changes:match("-> ([^;]*)$") or arithmetic(a)
-    arith_now = arithmetic(b)
+    -- the arithmetic the run began with, the changes recorded, and this resume's
+    arith_was, arith_now = arithmetic(a), arithmetic(b)
+    old_changes = changes
   elseif cfg.out then
     dir = cfg.out .. "/" .. (cfg.name or default_name())
     if core.exists(dir .. "/log.h5") then
@@ -536,12 +536,37 @@ function M.train(exp, overrides)
     S:epoch_start(tr.epoch)
     S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
                 neighborhood = state.optim or {}, acceptance = state.rule or {}}
+    -- The changes before the checkpoint's step stand; one recorded at its
+    -- step or later came from a resume whose steps the checkpoint throws away
+    -- (as it does the log rows past it), unless that resume wrote the
+    -- checkpoint: the arithmetic the checkpoint's state comes from is that of
+    -- the configuration saved with it.
+    local history = {}
+    for entry in (old_changes or ""):gmatch("[^;]+") do
+      entry = entry:match("^%s*(.-)%s*$")
+      local s, to = entry:match("^step (%d+): .- %-> (.*)$")
+      if not s or tonumber(s) < state.step then
+        history[#history + 1] = entry
+        if to then arith_was = to end
+      end
+    end
+    local ck = h5.open(dir .. "/last.h5", "r")
+    local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
+    ck:close()
+    local ck_arith = cktext and arithmetic(config_lines(cktext)) or arith_was
+    if ck_arith ~= arith_was then
+      history[#history + 1] = string.format("step %d: %s -> %s", state.step, arith_was, ck_arith)
+      arith_was = ck_arith
+    end
+    local change = arith_now ~= arith_was and
+                   string.format("step %d: %s -> %s", state.step, arith_was, arith_now) or nil
+    if change then history[#history + 1] = change end
+    local changes = table.concat(history, "; ")
+    if changes == (old_changes or "") then changes = nil end
     -- log.h5's attributes record the resume (and a change of arithmetic) with
     -- the first log flush after it: a resume that fails before it has made
     -- anything to keep (out of memory on the new device, say) leaves them as
     -- they were
-    local change = arith_now ~= arith_was and
-                   string.format("step %d: %s -> %s", state.step, arith_was, arith_now) or nil
     if change then
       io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
                              "arithmetic (not bit-identical to a run left alone on %s)\n",
@@ -551,10 +576,7 @@ function M.train(exp, overrides)
     record_resume = function()
       local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
       lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
-      if change then
-        local old = lf:attr("device_changes")
-        lf:attr("device_changes", old and (old .. "; " .. change) or change)
-      end
+      if changes then lf:attr("device_changes", changes) end
       lf:close()
     end
     if steplog then steplog:truncate(tr.step_rows) end

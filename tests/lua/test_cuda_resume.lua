@@ -116,6 +116,47 @@ T.test("a diverging GPU run stops with a clear error and keeps its last good che
   T.check(h5.read_log(R.out .. "/diverge/log.h5", "steps").rows > 20, "the steps before the divergence were logged")
 end)
 
+-- A change recorded at the resume's first log flush, the run then killed
+-- before its next checkpoint: the steps after the change are thrown away
+-- (like the log rows past the checkpoint), so a resume from that checkpoint
+-- on the first device again is no change at all, and log.h5 must not keep one.
+T.test("a device change thrown away by a kill before the next checkpoint leaves no trace", function()
+  local name = "undone"
+  local dir = R.out .. "/" .. name
+  local logfile = R.tmp .. "/" .. name .. ".out"
+  if not R.finished(R.out .. "/cpu_ref") then
+    local p = R.spawn(string.format("out=%s name=cpu_ref", sh(R.out)), R.tmp .. "/cpu_ref.out")
+    R.wait_dead(p, 60)
+  end
+  local p = R.spawn(string.format("out=%s name=%s checkpoint.minutes=0.000001 device=cpu", sh(R.out), name),
+                    logfile, nil, "mid_checkpoint:13")
+  R.wait_dead(p, 60)
+  -- on the gpu from step 13, killed after the epoch-end flush, before last.h5
+  p = R.spawn(string.format("resume=%s device=cuda", sh(dir)), logfile, nil, "epoch_logs:1")
+  R.wait_dead(p, 60)
+  local f = h5.open(dir .. "/log.h5", "r")
+  T.eq(f:attr("device_changes"), "step 13: cpu -> cuda", "the change, recorded at the flush")
+  f:close()
+  T.eq(checkpoint.load(dir .. "/last.h5", F.model()).step, 13, "last.h5 still the cpu's, at step 13")
+  -- back on the cpu from that checkpoint: every step of the run is the cpu's
+  local log3 = R.tmp .. "/" .. name .. "-3.out"
+  p = R.spawn(string.format("resume=%s device=cpu", sh(dir)), log3)
+  R.wait_dead(p, 60)
+  local text = T.read_file(log3)
+  T.check(R.finished(dir), "the resumed run did not finish: " .. text)
+  T.check(not text:find("device cuda -> cpu", 1, true), "a change is said where there is none: " .. text)
+  f = h5.open(dir .. "/log.h5", "r")
+  local moves = f:attr("device_changes")
+  f:close()
+  T.check(moves == nil or moves == "", "log.h5's device_changes: " .. tostring(moves))
+  local a, b = h5.read_log(dir .. "/log.h5", "steps"), h5.read_log(R.out .. "/cpu_ref/log.h5", "steps")
+  T.eq(a.rows, b.rows, "steps")
+  for i = 1, b.rows do T.eq(a.data.loss[i], b.data.loss[i], "step " .. i .. " loss (the cpu run's)") end
+  local code, out = T.sgdsa({"inspect", dir})
+  T.eq(code, 0, "inspect: " .. out)
+  T.check(not out:find("device changes", 1, true), "inspect shows a device change: " .. out)
+end)
+
 if not emulated then
   print("SKIP out of device memory during a resume: needs the CUDA emulator (SGDSA_EMU_MEMORY)")
   T.done()
