@@ -37,7 +37,8 @@ int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *
                          int64_t n, sg_dtype dt, double v);
 /* Random draws into a strided float view, as the host's fill (core/rng_draw.h). */
 int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *stride, int64_t n,
-                        uint64_t seed, uint64_t stream, uint64_t word, double a, double b, int normal);
+                        uint64_t seed, uint64_t stream, uint64_t block, unsigned off, double a, double b,
+                        int normal);
 /* Tensor math on contiguous float32 device arrays (core/tensor.c's CUDA
  * branches); the same declarations as kernels/cuda/nn_cuda.h. */
 int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);

@@ -75,6 +75,27 @@ void sg_rng_seek(sg_rng *r, uint64_t word)
     }
 }
 
+void sg_rng_where(const sg_rng *r, uint64_t *block, unsigned *off)
+{
+    *block = r->pos < 4 ? r->counter - 1 : r->counter;
+    *off = r->pos < 4 ? r->pos : 0;
+}
+
+void sg_rng_skip(sg_rng *r, uint64_t n)
+{
+    uint64_t b;
+    unsigned o;
+    sg_rng_where(r, &b, &o);
+    const uint64_t k = o + (n & 3);
+    b += (n >> 2) + (k >> 2);
+    r->counter = b;
+    r->pos = 4;
+    if (k & 3) { /* inside block b: it is the current one */
+        sg_philox4x32(r->counter++, r->seed, r->stream, r->buf);
+        r->pos = (uint32_t)(k & 3);
+    }
+}
+
 double sg_rng_uniform(sg_rng *r)
 {
     uint32_t hi = sg_rng_u32(r);

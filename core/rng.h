@@ -40,6 +40,13 @@ void sg_philox4x32(uint64_t counter, uint64_t key_lo, uint64_t key_hi, uint32_t 
  * and then seek past what the sequential calls would have taken. */
 uint64_t sg_rng_tell(const sg_rng *r);
 void sg_rng_seek(sg_rng *r, uint64_t word);
+/* The same as a block and a word of it: the next word is word *off (0..3)
+ * of block *block; and a move past n words. Block numbers wrap at 2^64 as
+ * the counter does (a word position, tell's, only reaches block 2^62): the
+ * fills draw at (block, off) and skip, so they give the sequential calls'
+ * values from any state. */
+void sg_rng_where(const sg_rng *r, uint64_t *block, unsigned *off);
+void sg_rng_skip(sg_rng *r, uint64_t n);
 
 uint32_t sg_rng_u32(sg_rng *r);
 uint64_t sg_rng_u64(sg_rng *r);

@@ -57,26 +57,27 @@ SG_RNG_FN double sg_rng_words_normal(const uint32_t w[4])
     return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
 }
 
-/* The word at position w of stream (seed, stream). */
-SG_RNG_FN uint32_t sg_rng_word_at(uint64_t seed, uint64_t stream, uint64_t w)
+/* The word at position w of stream (seed, stream), w counted from the start
+ * of block b0 (block numbers wrap at 2^64, as the generator's counter does). */
+SG_RNG_FN uint32_t sg_rng_word_at(uint64_t seed, uint64_t stream, uint64_t b0, uint64_t w)
 {
     uint32_t b[4];
-    sg_philox_block(w >> 2, seed, stream, b);
+    sg_philox_block(b0 + (w >> 2), seed, stream, b);
     return b[w & 3];
 }
 
-/* The four words at positions w .. w+3 (one block, or the ends of two). */
-SG_RNG_FN void sg_rng_words4_at(uint64_t seed, uint64_t stream, uint64_t w, uint32_t out[4])
+/* The four words at positions w .. w+3 from block b0 (one block, or the ends of two). */
+SG_RNG_FN void sg_rng_words4_at(uint64_t seed, uint64_t stream, uint64_t b0, uint64_t w, uint32_t out[4])
 {
     uint32_t b[4];
-    sg_philox_block(w >> 2, seed, stream, b);
+    sg_philox_block(b0 + (w >> 2), seed, stream, b);
     unsigned k = (unsigned)(w & 3);
     if (k == 0) {
         out[0] = b[0]; out[1] = b[1]; out[2] = b[2]; out[3] = b[3];
         return;
     }
     uint32_t c[4];
-    sg_philox_block((w >> 2) + 1, seed, stream, c);
+    sg_philox_block(b0 + (w >> 2) + 1, seed, stream, c);
     for (unsigned i = 0; i < 4; i++)
         out[i] = k + i < 4 ? b[k + i] : c[k + i - 4];
 }
@@ -88,15 +89,17 @@ SG_RNG_FN void sg_rng_words4_at(uint64_t seed, uint64_t stream, uint64_t w, uint
 #else
 #define SG_RNG_AXPY(x, y, z) ((x) + (y) * (z))
 #endif
-SG_RNG_FN float sg_rng_uniform_fill_at(uint64_t seed, uint64_t stream, uint64_t w, double lo, double hi)
+SG_RNG_FN float sg_rng_uniform_fill_at(uint64_t seed, uint64_t stream, uint64_t b0, uint64_t w, double lo,
+                                       double hi)
 {
-    return (float)SG_RNG_AXPY(lo, hi - lo, (double)sg_rng_word_uniformf(sg_rng_word_at(seed, stream, w)));
+    return (float)SG_RNG_AXPY(lo, hi - lo, (double)sg_rng_word_uniformf(sg_rng_word_at(seed, stream, b0, w)));
 }
 
-SG_RNG_FN float sg_rng_normal_fill_at(uint64_t seed, uint64_t stream, uint64_t w, double mean, double std)
+SG_RNG_FN float sg_rng_normal_fill_at(uint64_t seed, uint64_t stream, uint64_t b0, uint64_t w, double mean,
+                                      double std)
 {
     uint32_t q[4];
-    sg_rng_words4_at(seed, stream, w, q);
+    sg_rng_words4_at(seed, stream, b0, w, q);
     return (float)SG_RNG_AXPY(mean, std, sg_rng_words_normal(q));
 }
 

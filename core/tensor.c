@@ -1360,14 +1360,17 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
  * past the words used. */
 static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
-    const uint64_t w = sg_rng_tell(r), per = normal ? 4 : 1;
+    const uint64_t per = normal ? 4 : 1;
 #ifdef SG_HAVE_CUDA
     if (t && t->storage && t->storage->device == SG_CUDA && t->dtype == SG_F32) {
         int64_t n = sg_tensor_numel(t);
+        uint64_t b0;
+        unsigned w0;
+        sg_rng_where(r, &b0, &w0);
         if (sg_cuda_fill_random(sg_tensor_data(t), t->ndim, t->size, t->stride, n, r->seed, r->stream,
-                                w, a, b, normal) != 0)
+                                b0, w0, a, b, normal) != 0)
             return -1;
-        sg_rng_seek(r, w + per * (uint64_t)n);
+        sg_rng_skip(r, per * (uint64_t)n);
         return 0;
     }
 #endif
@@ -1383,7 +1386,7 @@ static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 #pragma omp parallel for schedule(static) if (normal ? nchunks > 1 : n > PAR_THRESHOLD)
         for (int64_t c = 0; c < nchunks; c++) {
             sg_rng g = *r;
-            sg_rng_seek(&g, w + per * (uint64_t)(c * chunk));
+            sg_rng_skip(&g, per * (uint64_t)(c * chunk));
             const int64_t end = c * chunk + chunk < n ? c * chunk + chunk : n;
             for (int64_t i = c * chunk; i < end; i++)
                 x[i] = normal ? (float)(a + b * sg_rng_normal(&g))
@@ -1398,7 +1401,7 @@ static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
                                   : (float)(a + (b - a) * sg_rng_uniformf(r));
         return 0;
     }
-    sg_rng_seek(r, w + per * (uint64_t)n);
+    sg_rng_skip(r, per * (uint64_t)n);
     return 0;
 }
 

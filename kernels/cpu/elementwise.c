@@ -44,17 +44,16 @@ int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
     /* chunks drawn in parallel, each by a copy of r moved to its first word:
      * the values of one sequential pass (and the GPU's, core/rng_draw.h) */
     const float fp = (float)p;
-    const uint64_t w = sg_rng_tell(r);
     const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (n > SG_PAR_MIN)
     for (int64_t c = 0; c < nchunks; c++) {
         sg_rng g = *r;
-        sg_rng_seek(&g, w + (uint64_t)(c * chunk));
+        sg_rng_skip(&g, (uint64_t)(c * chunk));
         const int64_t end = c * chunk + chunk < n ? c * chunk + chunk : n;
         for (int64_t i = c * chunk; i < end; i++)
             mask[i] = sg_rng_uniformf(&g) < fp ? 0.0f : keep;
     }
-    sg_rng_seek(r, w + (uint64_t)n);
+    sg_rng_skip(r, (uint64_t)n);
     return 0;
 }
 

@@ -140,22 +140,22 @@ __global__ void k_fill_strided(T *p, view_desc v, int64_t n, T val)
  * word w0 + i (uniform) or w0 + 4i (normal) of the stream: what the host's
  * sequential fill gives it (core/rng_draw.h). */
 __global__ void k_fill_random(float *p, view_desc v, int64_t n, uint64_t seed, uint64_t stream,
-                              uint64_t w0, double a, double b, int normal)
+                              uint64_t b0, unsigned w0, double a, double b, int normal)
 {
     GRID_LOOP(i, n) {
         const uint64_t k = (uint64_t)i;
-        p[view_offset(v, i)] = normal ? sg_rng_normal_fill_at(seed, stream, w0 + 4 * k, a, b)
-                                      : sg_rng_uniform_fill_at(seed, stream, w0 + k, a, b);
+        p[view_offset(v, i)] = normal ? sg_rng_normal_fill_at(seed, stream, b0, w0 + 4 * k, a, b)
+                                      : sg_rng_uniform_fill_at(seed, stream, b0, w0 + k, a, b);
     }
 }
 
 /* Dropout mask: element i is 0 when the uniform at word w0 + i is below p,
  * else keep (sg_cpu_dropout_mask's rule and draws). */
-__global__ void k_dropout_mask(float *mask, int64_t n, uint64_t seed, uint64_t stream, uint64_t w0,
-                               float p, float keep)
+__global__ void k_dropout_mask(float *mask, int64_t n, uint64_t seed, uint64_t stream, uint64_t b0,
+                               unsigned w0, float p, float keep)
 {
     GRID_LOOP(i, n) {
-        mask[i] = sg_rng_word_uniformf(sg_rng_word_at(seed, stream, w0 + (uint64_t)i)) < p ? 0.0f : keep;
+        mask[i] = sg_rng_word_uniformf(sg_rng_word_at(seed, stream, b0, w0 + (uint64_t)i)) < p ? 0.0f : keep;
     }
 }
 
@@ -325,14 +325,15 @@ int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *
 }
 
 int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *stride, int64_t n,
-                        uint64_t seed, uint64_t stream, uint64_t word, double a, double b, int normal)
+                        uint64_t seed, uint64_t stream, uint64_t block, unsigned off, double a, double b,
+                        int normal)
 {
     if (sg_cuda_init() != 0)
         return -1;
     view_desc vd;
     if (make_view(&vd, ndim, size, stride, normal ? "normal" : "uniform") != 0)
         return -1;
-    LAUNCH(k_fill_random, n, p, vd, n, seed, stream, word, a, b, normal);
+    LAUNCH(k_fill_random, n, p, vd, n, seed, stream, block, off, a, b, normal);
     return 0;
 }
 
@@ -424,9 +425,11 @@ int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
     const float keep = (float)(1.0 / (1.0 - p));
     if (p == 0.0)
         return sg_cuda_fill(mask, SG_F32, n, keep);
-    const uint64_t w = sg_rng_tell(r);
-    LAUNCH(k_dropout_mask, n, mask, n, r->seed, r->stream, w, (float)p, keep);
-    sg_rng_seek(r, w + (uint64_t)n);
+    uint64_t b0;
+    unsigned w0;
+    sg_rng_where(r, &b0, &w0);
+    LAUNCH(k_dropout_mask, n, mask, n, r->seed, r->stream, b0, w0, (float)p, keep);
+    sg_rng_skip(r, (uint64_t)n);
     return 0;
 }
 

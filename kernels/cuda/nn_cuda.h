@@ -74,12 +74,14 @@ int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64
 int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *stride,
                          int64_t n, sg_dtype dt, double v);
 /* Fill a strided float view (p: its element 0) with random draws: element i
- * (row-major) gets a + (b - a) * U[0,1) from word `word` + i of the stream
- * (seed, stream), or (normal) a + b * N(0,1) from words `word` + 4i .. +3:
+ * (row-major) gets a + (b - a) * U[0,1) from word `off` + i of the stream
+ * (seed, stream), or (normal) a + b * N(0,1) from words `off` + 4i .. +3,
+ * counted from the start of block `block` (sg_rng_where):
  * the values the host's sequential fill draws (core/rng_draw.h). The caller
  * moves its generator past the n (or 4n) words. */
 int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *stride, int64_t n,
-                        uint64_t seed, uint64_t stream, uint64_t word, double a, double b, int normal);
+                        uint64_t seed, uint64_t stream, uint64_t block, unsigned off, double a, double b,
+                        int normal);
 /* Give every cached (free) block back to the driver. */
 int sg_cuda_empty_cache(void);
 

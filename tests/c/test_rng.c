@@ -170,6 +170,46 @@ int main(void)
         free(m);
     }
 
+    /* fills near the end of the counter: the sequential draws go on to block
+     * 2^62 and past (the counter is 64 bits, wrapping at 2^64), and the fills
+     * must draw the same and leave the generator where they leave it */
+    {
+        const uint64_t counters[3] = {((uint64_t)1 << 62) - 1, UINT64_MAX - 1, UINT64_MAX};
+        for (int ci = 0; ci < 3; ci++)
+            for (int normal = 0; normal <= 2; normal++) { /* uniform, normal, dropout mask */
+                sg_rng f, q;
+                sg_rng_init(&f, 7, sg_rng_hash("search"));
+                uint64_t st[SG_RNG_STATE_LEN] = {7, sg_rng_hash("search"), counters[ci], 4};
+                sg_rng_set_state(&f, st);
+                sg_rng_u32(&f); /* mid-block */
+                q = f;
+                int64_t size[1] = {9};
+                sg_tensor *t = sg_tensor_new(SG_F32, SG_CPU, 1, size);
+                float *x = (float *)t->storage->data;
+                int rc = normal == 1 ? sg_tensor_normal(t, &f, 0.5, 2.0)
+                       : normal == 0 ? sg_tensor_uniform(t, &f, -1.0, 3.0)
+                                     : sg_cpu_dropout_mask(&f, x, 9, 0.5);
+                CHECK(rc == 0, "fill");
+                int bad = 0;
+                for (int i = 0; i < 9; i++) {
+                    float want = normal == 1 ? (float)(0.5 + 2.0 * sg_rng_normal(&q))
+                               : normal == 0 ? (float)(-1.0 + 4.0 * sg_rng_uniformf(&q))
+                                             : (sg_rng_uniformf(&q) < 0.5f ? 0.0f : 2.0f);
+                    bad += memcmp(&want, &x[i], sizeof want) != 0;
+                }
+                uint64_t sf[SG_RNG_STATE_LEN], sq[SG_RNG_STATE_LEN];
+                sg_rng_get_state(&f, sf);
+                sg_rng_get_state(&q, sq);
+                CHECK(bad == 0, "fill %d at counter %llu: %d values differ from the sequential draws", normal,
+                      (unsigned long long)counters[ci], bad);
+                CHECK(!memcmp(sf, sq, sizeof sf), "fill %d at counter %llu: generator at block %llu word %llu, "
+                      "the sequential draws at %llu word %llu", normal, (unsigned long long)counters[ci],
+                      (unsigned long long)sf[2], (unsigned long long)sf[3], (unsigned long long)sq[2],
+                      (unsigned long long)sq[3]);
+                sg_tensor_release(t);
+            }
+    }
+
     if (fails) { printf("%d failures\n", fails); return 1; }
     printf("rng: all checks passed\n");
     return 0;
