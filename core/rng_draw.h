@@ -5,10 +5,14 @@
  * Philox4x32-10 block w / 4. A uniform float takes one word, a normal four
  * (two 53-bit uniforms for Box-Muller), so the i-th of n draws starting at
  * word w0 is a function of w0 + i (or w0 + 4i) alone: fills run in parallel,
- * on either device, and still give exactly what the sequential calls
- * sg_rng_uniformf / sg_rng_normal give (the same expressions, unfused: the
- * CUDA build keeps double a + b * c unfused with __dadd_rn / __dmul_rn).
- * rng.c's sequential generator is built on the same functions.
+ * on either device, and give what the sequential calls sg_rng_uniformf /
+ * sg_rng_normal give (the same expressions, unfused: the CUDA build keeps
+ * double a + b * c unfused with __dadd_rn / __dmul_rn). Uniforms are exact
+ * on both devices; a normal also goes through double log and cos, whose
+ * CUDA versions may differ from the host libm's in the last bit, so a GPU
+ * normal can differ from the host's by an ulp (the emulator, on the host's
+ * libm, matches exactly). rng.c's sequential generator is built on the same
+ * functions.
  */
 #ifndef SG_RNG_DRAW_H
 #define SG_RNG_DRAW_H

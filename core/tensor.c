@@ -1356,8 +1356,8 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
  * sg_rng_uniformf / sg_rng_normal call would give, the draw at word w + i
  * (w + 4i for a normal) of r's stream, w its position. Being a function of
  * i, a contiguous fill runs in parallel chunks, and a GPU fill as a kernel
- * (core/rng_draw.h), with the same values on both devices; r then moves
- * past the words used. */
+ * (core/rng_draw.h), with the same values on both devices (a GPU normal
+ * within an ulp: rng_draw.h); r then moves past the words used. */
 static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
     const uint64_t per = normal ? 4 : 1;
