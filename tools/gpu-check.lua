@@ -96,7 +96,9 @@ if mode == "bench" then
   local p0 = m.params:clone()
   local bs = device_batches(2, batch)
   local res = {}
-  for _, kind in ipairs{"sgd", "sgdsa"} do
+  -- ssa: the naive SA of the paper's Figures 1-2 (a random direction drawn on
+  -- the device, two trial forwards, no backward)
+  for _, kind in ipairs{"sgd", "sgdsa", "ssa"} do
     m.params:copy(p0)
     local S = search.new{model = m, optim = C.optim(kind, 0.01), rng = sg.Generator(3, "search")}
     local t = time_steps(S, bs, 3, steps)
@@ -107,6 +109,8 @@ if mode == "bench" then
   end
   result(string.format("%s_%s_sa_over_sgd_step_time", model_name, prec),
          string.format("%.3f", res.sgdsa / res.sgd))
+  result(string.format("%s_%s_ssa_over_sgd_step_time", model_name, prec),
+         string.format("%.3f", res.ssa / res.sgd))
   if gpu then
     local st = core.cuda.memory_stats()
     result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))

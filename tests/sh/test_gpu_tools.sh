@@ -45,7 +45,8 @@ st=$?
 "$BIN" run tools/gpu-check.lua mode=bench device=cpu model=vgg16 batch=2 steps=1 >"$TMP/out" 2>&1
 st=$?
 [ $st -eq 0 ] && grep -Eq '^RESULT vgg16_fp32_sa_over_sgd_step_time [0-9.]+$' "$TMP/out" &&
-    grep -Eq '^RESULT vgg16_fp32_sgdsa_images_per_s [0-9]+$' "$TMP/out" ||
+    grep -Eq '^RESULT vgg16_fp32_sgdsa_images_per_s [0-9]+$' "$TMP/out" &&
+    grep -Eq '^RESULT vgg16_fp32_ssa_over_sgd_step_time [0-9.]+$' "$TMP/out" ||
     { fail "bench device=cpu: exit $st"; cat "$TMP/out"; }
 TMPDIR=$TMP "$BIN" run tools/gpu-check.lua mode=epoch device=cpu model=vgg16 batch=16 images=40 \
     data=synthetic >"$TMP/out" 2>&1
