@@ -14,8 +14,9 @@
  *                          default); an error when cuBLAS refuses the math mode
  *   set_deterministic(bool)-> previous; deterministic cuDNN algorithms only
  *   memory_stats()         -> {in_use=, cached=, peak_in_use=, device_allocs=,
- *                              device_frees=, pool_hits=, caching=} | nil, reason
- *                          (caching false under SGDSA_CUDA_NO_CACHE=1)
+ *                              device_frees=, pool_hits=, caching=, host_waits=}
+ *                          | nil, reason (caching false under SGDSA_CUDA_NO_CACHE=1;
+ *                          host_waits: times the host has waited for the device)
  *   empty_cache()          gives the pool's free blocks back to the driver
  *   input_copy(dst, src [, slot])  copies a cpu tensor into a cuda tensor of
  *                          the same size on the copy stream, after the compute
@@ -133,7 +134,7 @@ static int l_memory_stats(lua_State *L)
     if (!sg_cuda_available())
         return no_gpu(L);
     sg_cuda_mem_stats s = sg_cuda_get_mem_stats();
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     lua_pushinteger(L, (lua_Integer)s.in_use); lua_setfield(L, -2, "in_use");
     lua_pushinteger(L, (lua_Integer)s.cached); lua_setfield(L, -2, "cached");
     lua_pushinteger(L, (lua_Integer)s.peak_in_use); lua_setfield(L, -2, "peak_in_use");
@@ -141,6 +142,7 @@ static int l_memory_stats(lua_State *L)
     lua_pushinteger(L, (lua_Integer)s.device_frees); lua_setfield(L, -2, "device_frees");
     lua_pushinteger(L, (lua_Integer)s.pool_hits); lua_setfield(L, -2, "pool_hits");
     lua_pushboolean(L, s.caching); lua_setfield(L, -2, "caching");
+    lua_pushinteger(L, (lua_Integer)sg_cuda_host_waits()); lua_setfield(L, -2, "host_waits");
     return 1;
 }
 

@@ -46,6 +46,11 @@ int sg_cuda_fail_dnn(const char *stmt, cudnnStatus_t s, const char *file, int li
 #define SG_CUBLAS(stmt) SG_CUBLAS_OR(stmt, -1)
 #define SG_CUDNN(stmt) SG_CUDNN_OR(stmt, -1)
 
+/* The host waits for the device only through these two (counted:
+ * sg_cuda_host_waits): cudaStreamSynchronize and cudaEventSynchronize. */
+cudaError_t sg_cuda_wait_stream(cudaStream_t s);
+cudaError_t sg_cuda_wait_event(cudaEvent_t e);
+
 /* Initialise the backend once (thread-safe); -1 with a message when no
  * device can be used. Every entry point calls it (cheap after the first). */
 int sg_cuda_init(void);

@@ -95,6 +95,11 @@ typedef struct sg_cuda_mem_stats {
     int caching;            /* 0 under SGDSA_CUDA_NO_CACHE=1 (every block cudaMalloc'ed) */
 } sg_cuda_mem_stats;
 sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
+/* How many times the host has waited for the device so far (stream and
+ * event synchronizations: loss and reduction results, synchronous copies,
+ * input slots). A steady-state training step waits once per objective it
+ * reads back (tests/lua/test_cuda_model.lua counts them). */
+int64_t sg_cuda_host_waits(void);
 
 /* Pinned host memory, with the signatures of the data loader's allocation
  * hooks (sg_host_alloc_fn / sg_host_free_fn in core/data.h; ud unused). */

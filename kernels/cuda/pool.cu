@@ -198,7 +198,7 @@ int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *i
         return -1;
     if (check) {
         SG_CU(cudaMemcpyAsync(hbad, bad, sizeof(int), cudaMemcpyDeviceToHost, st));
-        SG_CU(cudaStreamSynchronize(st));
+        SG_CU(sg_cuda_wait_stream(st));
         if (*hbad)
             return sg_seterr("maxpool2d_backward_data: index out of range for a %lldx%lld "
                              "plane (indices not from the matching forward?) (cuda)",

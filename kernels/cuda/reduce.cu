@@ -325,7 +325,7 @@ int sum_like(const float *a, const float *b, int64_t n, int kind, double p, doub
     if (SG_LAUNCHED("k_sum_stage2") != 0)
         return -1;
     SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
-    SG_CU(cudaStreamSynchronize(st));
+    SG_CU(sg_cuda_wait_stream(st));
     *out = *host;
     return 0;
 }
@@ -352,7 +352,7 @@ int absmax(const float *a, int64_t n, double *out)
     if (SG_LAUNCHED("k_absmax_stage2") != 0)
         return -1;
     SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
-    SG_CU(cudaStreamSynchronize(st));
+    SG_CU(sg_cuda_wait_stream(st));
     *out = *host;
     return 0;
 }
@@ -375,7 +375,7 @@ int best_of(const float *a, int64_t n, int want_max, vi *out)
     if (SG_LAUNCHED("k_best_stage2") != 0)
         return -1;
     SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(vi), cudaMemcpyDeviceToHost, st));
-    SG_CU(cudaStreamSynchronize(st));
+    SG_CU(sg_cuda_wait_stream(st));
     *out = *host;
     return 0;
 }
@@ -505,13 +505,13 @@ int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlo
     if (SG_LAUNCHED("k_xent_total") != 0)
         return -1;
     SG_CU(cudaMemcpyAsync(host, tot, 3 * sizeof(double), cudaMemcpyDeviceToHost, st));
-    SG_CU(cudaStreamSynchronize(st));
+    SG_CU(sg_cuda_wait_stream(st));
     unsigned long long badrow;
     memcpy(&badrow, host + 2, sizeof badrow);
     if (badrow != ~0ull) {
         int32_t lab = 0;
         SG_CU(cudaMemcpyAsync(&lab, labels + badrow, sizeof lab, cudaMemcpyDeviceToHost, st));
-        SG_CU(cudaStreamSynchronize(st));
+        SG_CU(sg_cuda_wait_stream(st));
         return sg_seterr("cross_entropy: label %d at row %lld out of range [0, %lld) for logits "
                          "%lldx%lld (cuda)", (int)lab, (long long)(badrow + 1), (long long)c,
                          (long long)n, (long long)c);

@@ -83,6 +83,25 @@ static int g_tf32;
 static int g_nocache;             /* SGDSA_CUDA_NO_CACHE: no caching pool (sanitizer runs) */
 static int g_deterministic;
 
+static int64_t g_host_waits;      /* sg_cuda_wait_stream/_event calls */
+
+cudaError_t sg_cuda_wait_stream(cudaStream_t s)
+{
+    __atomic_fetch_add(&g_host_waits, 1, __ATOMIC_RELAXED);
+    return cudaStreamSynchronize(s);
+}
+
+cudaError_t sg_cuda_wait_event(cudaEvent_t e)
+{
+    __atomic_fetch_add(&g_host_waits, 1, __ATOMIC_RELAXED);
+    return cudaEventSynchronize(e);
+}
+
+int64_t sg_cuda_host_waits(void)
+{
+    return __atomic_load_n(&g_host_waits, __ATOMIC_RELAXED);
+}
+
 int sg_cuda_device_count(void)
 {
     pthread_mutex_lock(&g_lock);
@@ -185,8 +204,8 @@ int sg_cuda_synchronize(void)
 {
     if (sg_cuda_init() != 0)
         return -1;
-    SG_CU(cudaStreamSynchronize(g_copy_stream));
-    SG_CU(cudaStreamSynchronize(g_stream));
+    SG_CU(sg_cuda_wait_stream(g_copy_stream));
+    SG_CU(sg_cuda_wait_stream(g_stream));
     return 0;
 }
 
@@ -326,8 +345,8 @@ static free_list *free_list_of(size_t size, int create)
  * or written by a queued input copy. */
 static int sync_streams(void)
 {
-    SG_CU(cudaStreamSynchronize(g_copy_stream));
-    SG_CU(cudaStreamSynchronize(g_stream));
+    SG_CU(sg_cuda_wait_stream(g_copy_stream));
+    SG_CU(sg_cuda_wait_stream(g_stream));
     return 0;
 }
 
@@ -365,7 +384,7 @@ static void input_dst_freed(void *p, size_t size)
         for (int i = 0; i < g_in_ndst[s]; i++)
             if ((const char *)g_in_dst[s][i] >= lo && (const char *)g_in_dst[s][i] < hi) {
                 /* a copy writes into the block (at its start, or into a view of it) */
-                (void)cudaEventSynchronize(g_copy_ev[s]); /* errors surface at the next call */
+                (void)sg_cuda_wait_event(g_copy_ev[s]); /* errors surface at the next call */
                 g_in_ndst[s] = 0;
                 break;
             }
@@ -377,10 +396,10 @@ static int input_dst_add(int slot, void *dst)
     pthread_mutex_lock(&g_lock);
     if (g_in_ndst[slot] == SG_INPUT_DSTS) {
         /* copies without a wait in between: wait for those queued so far */
-        cudaError_t e = cudaEventSynchronize(g_copy_ev[slot]);
+        cudaError_t e = sg_cuda_wait_event(g_copy_ev[slot]);
         if (e != cudaSuccess) {
             pthread_mutex_unlock(&g_lock);
-            return sg_cuda_fail_rt("cudaEventSynchronize(g_copy_ev[slot])", e, __FILE__,
+            return sg_cuda_fail_rt("sg_cuda_wait_event(g_copy_ev[slot])", e, __FILE__,
                                    __LINE__);
         }
         g_in_ndst[slot] = 0;
@@ -535,7 +554,7 @@ int sg_cuda_memcpy(void *dst, const void *src, size_t nbytes, int dst_is_device,
     }
     SG_CU(cudaMemcpyAsync(dst, src, nbytes, kind, g_stream));
     if (kind != cudaMemcpyDeviceToDevice)
-        SG_CU(cudaStreamSynchronize(g_stream));
+        SG_CU(sg_cuda_wait_stream(g_stream));
     return 0;
 }
 
@@ -591,7 +610,7 @@ int sg_cuda_input_wait(int slot)
         return bad_slot("input_wait", slot);
     if (sg_cuda_init() != 0)
         return -1;
-    SG_CU(cudaEventSynchronize(g_copy_ev[slot]));
+    SG_CU(sg_cuda_wait_event(g_copy_ev[slot]));
     pthread_mutex_lock(&g_lock);
     g_in_ndst[slot] = 0;
     pthread_mutex_unlock(&g_lock);
@@ -615,10 +634,10 @@ static void *stage(void **buf, size_t *have, size_t nbytes, const char *what)
     if (!p)
         return sg_adderr("cuda: staging buffer for %s (%zu bytes)", what, nbytes), NULL;
     if (*buf) {
-        cudaError_t e = cudaStreamSynchronize(g_copy_stream);
+        cudaError_t e = sg_cuda_wait_stream(g_copy_stream);
         if (e != cudaSuccess) {
             sg_cuda_free(p);
-            sg_cuda_fail_rt("cudaStreamSynchronize(g_copy_stream)", e, __FILE__, __LINE__);
+            sg_cuda_fail_rt("sg_cuda_wait_stream(g_copy_stream)", e, __FILE__, __LINE__);
             return NULL;
         }
         sg_cuda_free(*buf);
@@ -697,7 +716,7 @@ void sg_cuda_host_free(void *p, void *ud)
         return;
     /* an input copy may still read it (a loader freed with a batch on the way) */
     if (__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE))
-        (void)cudaStreamSynchronize(g_copy_stream);
+        (void)sg_cuda_wait_stream(g_copy_stream);
     cudaError_t e = cudaFreeHost(p);
     if (e != cudaSuccess)
         sg_cuda_fail_rt("cudaFreeHost", e, __FILE__, __LINE__);
@@ -737,7 +756,7 @@ void *sg_cuda_host_scratch(int slot, size_t nbytes)
     size_t want = nbytes < 4096 ? 4096 : nbytes + nbytes / 4;
     /* the old buffer may be the source of a queued copy: finish those first */
     if (g_hscratch[slot]) {
-        SG_CU_OR(cudaStreamSynchronize(g_stream), NULL);
+        SG_CU_OR(sg_cuda_wait_stream(g_stream), NULL);
         sg_cuda_host_free(g_hscratch[slot], NULL);
         g_hscratch[slot] = NULL;
         g_hscratch_n[slot] = 0;

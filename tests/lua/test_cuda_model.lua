@@ -252,6 +252,23 @@ T.test("loader batches straight onto the gpu (pinned memory), labels int32", fun
   d.train:epoch(3); ref.train:epoch(3)
   T.eq(maxdiff(d.train:next(), ref.train:next()), 0, "a raw batch expanded on the host")
 end)
+-- The host waits for the device once per objective it reads back (the
+-- acceptance test needs it), nowhere else: a wait inside a layer would stall
+-- the GPU every step. SGD reads the loss, SGD-SA the loss and the trial's,
+-- SSA the loss and both sides' (w - eps*d, w + eps*d).
+T.test("host waits: one per objective read back in a steady-state step (sgd 1, sgd-sa 2, ssa 3)", function()
+  local m = require("models.resnet18"){channels = 3, size = 32, classes = 10, width = 0.125}:to("cuda")
+  local x, y = C.batch(8, {3, 32, 32}, 10, 5)
+  x, y = x:to("cuda"), y:to("cuda")
+  for kind, want in pairs{sgd = 1, sgdsa = 2, ssa = 3} do
+    local S = require("sgdsa.search").new{model = m, optim = C.optim(kind, 0.01), rng = sg.Generator(3, "search")}
+    S:epoch_start(1)
+    for _ = 1, 2 do assert(S:step(x, y)) end
+    local a = core.cuda.memory_stats().host_waits
+    for _ = 1, 4 do assert(S:step(x, y)) end
+    T.eq(core.cuda.memory_stats().host_waits - a, 4 * want, kind .. ": host waits in 4 steps")
+  end
+end)
 
 T.test("memory pool: no device allocation in steady-state steps fed by the loader", function()
   -- raw uint8 batches, double-buffered input slots, staging, the transform
@@ -274,6 +291,13 @@ T.test("memory pool: no device allocation in steady-state steps fed by the loade
   core.cuda.synchronize()
   T.eq(k, 20, "one epoch of 640 images")
   T.eq(core.cuda.memory_stats().device_allocs - a, 0, "cudaMalloc calls during 17 steps")
+  -- host waits over another epoch: per step the two objectives and the
+  -- input slot's copy (queued a step earlier, so done by then on a GPU:
+  -- the loader may then refill its host buffer); synchronize() adds 2
+  local w0 = core.cuda.memory_stats().host_waits
+  for x, y in d.train:epoch(2, {device = "cuda"}) do assert(S:step(x, y)) end
+  core.cuda.synchronize()
+  T.eq(core.cuda.memory_stats().host_waits - w0, 3 * 20 + 2, "host waits in a 20-step epoch fed by the loader")
 end)
 
 T.test("trainer: device = cuda runs and takes the cpu run's SA decisions", function()
