@@ -60,21 +60,6 @@ uint64_t sg_rng_u64(sg_rng *r)
     return (hi << 32) | sg_rng_u32(r);
 }
 
-uint64_t sg_rng_tell(const sg_rng *r)
-{
-    return r->pos < 4 ? (r->counter - 1) * 4 + r->pos : r->counter * 4;
-}
-
-void sg_rng_seek(sg_rng *r, uint64_t word)
-{
-    r->counter = word / 4;
-    r->pos = 4;
-    if (word % 4) { /* inside a block: it is the current one */
-        sg_philox4x32(r->counter++, r->seed, r->stream, r->buf);
-        r->pos = (uint32_t)(word % 4);
-    }
-}
-
 void sg_rng_where(const sg_rng *r, uint64_t *block, unsigned *off)
 {
     *block = r->pos < 4 ? r->counter - 1 : r->counter;

@@ -34,17 +34,12 @@ int sg_rng_set_state(sg_rng *r, const uint64_t st[SG_RNG_STATE_LEN]);
 /* The Philox4x32-10 block function: out = philox(counter, key). */
 void sg_philox4x32(uint64_t counter, uint64_t key_lo, uint64_t key_hi, uint32_t out[4]);
 
-/* The position of the next word in the stream (word w is word w % 4 of
- * block w / 4), and a jump to any position: rng_draw.h computes the draws at
- * a position, so a fill of n values can run in parallel (on either device)
- * and then seek past what the sequential calls would have taken. */
-uint64_t sg_rng_tell(const sg_rng *r);
-void sg_rng_seek(sg_rng *r, uint64_t word);
-/* The same as a block and a word of it: the next word is word *off (0..3)
- * of block *block; and a move past n words. Block numbers wrap at 2^64 as
- * the counter does (a word position, tell's, only reaches block 2^62): the
- * fills draw at (block, off) and skip, so they give the sequential calls'
- * values from any state. */
+/* Where the generator stands: the next word is word *off (0..3) of block
+ * *block; and a move past n words, as drawing them would leave it. Block
+ * numbers wrap at 2^64 as the counter does. rng_draw.h computes the draws
+ * at a (block, word) position, so a fill of n values runs in parallel (on
+ * either device) and then skips what the sequential calls would have
+ * taken, with their values from any state. */
 void sg_rng_where(const sg_rng *r, uint64_t *block, unsigned *off);
 void sg_rng_skip(sg_rng *r, uint64_t n);
 

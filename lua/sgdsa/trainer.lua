@@ -477,7 +477,7 @@ function M.train(exp, overrides)
     end
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
-    local changes = old:attr("device_changes")
+    old_changes = old:attr("device_changes")
     old:close()
     local a, b = config_lines(oldtext), config_lines(cfgtext)
     local diffs = {}
@@ -496,9 +496,8 @@ function M.train(exp, overrides)
       fail("resume=%s: the configuration differs from the run's (%s); give the same script and overrides:\n%s",
            cfg.resume, table.concat(diffs, ", "), table.concat(lines, "\n"))
     end
-    -- the arithmetic the run began with, the changes recorded, and this resume's
+    -- the arithmetic the run began with, and this resume's
     arith_was, arith_now = arithmetic(a), arithmetic(b)
-    old_changes = changes
   elseif cfg.out then
     dir = cfg.out .. "/" .. (cfg.name or default_name())
     if core.exists(dir .. "/log.h5") then

@@ -1,6 +1,6 @@
 /* test_rng.c - Philox4x32-10 known answers (Random123), stream independence,
  * exact state save/restore, unbiased integer draws and distribution moments;
- * tell/seek, and tensor fills (parallel, any strides) that draw exactly what
+ * where/skip, and tensor fills (parallel, any strides) that draw exactly what
  * the sequential calls draw and leave the generator where they leave it. */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +13,15 @@
 
 static int fails;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* The same serialized state (seed, stream, counter, word position). */
+static int same_state(const sg_rng *a, const sg_rng *b)
+{
+    uint64_t sa[SG_RNG_STATE_LEN], sb[SG_RNG_STATE_LEN];
+    sg_rng_get_state(a, sa);
+    sg_rng_get_state(b, sb);
+    return !memcmp(sa, sb, sizeof sa);
+}
 
 int main(void)
 {
@@ -97,21 +106,27 @@ int main(void)
     for (int i = 0; i < 1000; i++) same32 &= perm[i] == perm32[i];
     CHECK(same32 && sg_rng_u64(&r64) == sg_rng_u64(&r32), "permutation_i32 differs from permutation");
 
-    /* tell/seek: a seek to where a generator stands continues its stream */
-    for (int skip = 0; skip < 9; skip++) {
-        sg_rng r1, r2;
-        sg_rng_init(&r1, 5, 11);
-        for (int i = 0; i < skip; i++) sg_rng_u32(&r1);
-        CHECK(sg_rng_tell(&r1) == (uint64_t)skip, "tell after %d words: %llu", skip,
-              (unsigned long long)sg_rng_tell(&r1));
-        sg_rng_init(&r2, 5, 11);
-        sg_rng_seek(&r2, (uint64_t)skip);
-        uint64_t s1[SG_RNG_STATE_LEN], s2[SG_RNG_STATE_LEN];
-        sg_rng_get_state(&r1, s1);
-        sg_rng_get_state(&r2, s2);
-        CHECK(!memcmp(s1, s2, sizeof s1), "seek(%d): state differs from %d draws", skip, skip);
-        for (int i = 0; i < 9; i++)
-            CHECK(sg_rng_u32(&r1) == sg_rng_u32(&r2), "seek(%d): draw %d differs", skip, i);
+    /* where/skip: skipping n words leaves the state that drawing them does,
+     * from every word offset within a block */
+    for (int start = 0; start < 5; start++) {
+        for (int skip = 0; skip < 9; skip++) {
+            sg_rng r1, r2;
+            sg_rng_init(&r1, 5, 11);
+            for (int i = 0; i < start; i++) sg_rng_u32(&r1);
+            uint64_t b;
+            unsigned o;
+            sg_rng_where(&r1, &b, &o);
+            CHECK(b * 4 + o == (uint64_t)start, "where after %d words: block %llu word %u", start,
+                  (unsigned long long)b, o);
+            r2 = r1;
+            for (int i = 0; i < skip; i++) sg_rng_u32(&r1);
+            sg_rng_skip(&r2, (uint64_t)skip);
+            CHECK(same_state(&r1, &r2), "skip(%d) from word %d: state differs from %d draws", skip, start,
+                  skip);
+            for (int i = 0; i < 9; i++)
+                CHECK(sg_rng_u32(&r1) == sg_rng_u32(&r2), "skip(%d) from word %d: draw %d differs", skip,
+                      start, i);
+        }
     }
 
     /* tensor fills: contiguous (parallel) and transposed views, from every
@@ -142,7 +157,7 @@ int main(void)
                 CHECK(bad == 0, "%s fill (skip %d, %s): %lld values differ from the sequential draws",
                       normal ? "normal" : "uniform", skip, transposed ? "transposed" : "contiguous",
                       (long long)bad);
-                CHECK(sg_rng_tell(&f) == sg_rng_tell(&q) && sg_rng_u32(&f) == sg_rng_u32(&q),
+                CHECK(same_state(&f, &q),
                       "%s fill (skip %d): the generator is not where the sequential draws leave it",
                       normal ? "normal" : "uniform", skip);
                 if (transposed)
@@ -166,7 +181,7 @@ int main(void)
         for (int64_t i = 0; m && i < n; i++)
             bad += m[i] != (sg_rng_uniformf(&q) < 0.3f ? 0.0f : keep);
         CHECK(bad == 0, "dropout mask: %lld values differ from the sequential rule", (long long)bad);
-        CHECK(sg_rng_tell(&f) == sg_rng_tell(&q), "dropout mask: generator position");
+        CHECK(same_state(&f, &q), "dropout mask: generator state");
         free(m);
     }
 

@@ -92,11 +92,19 @@ local function moved(name, from, to, refdir)
   end
 end
 
+-- The same run left alone on the cpu (made once): its folder.
+local function cpu_reference()
+  local dir = R.out .. "/cpu_ref"
+  if not R.finished(dir) then
+    local p = R.spawn(string.format("out=%s name=cpu_ref", sh(R.out)), R.tmp .. "/cpu_ref.out")
+    R.wait_dead(p, 60)
+    T.check(R.finished(dir), "the cpu reference did not finish")
+  end
+  return dir
+end
+
 T.test("a cpu run resumed on the gpu finishes with the cpu run's SA decisions", function()
-  local p = R.spawn(string.format("out=%s name=cpu_ref", sh(R.out)), R.tmp .. "/cpu_ref.out")
-  R.wait_dead(p, 60)
-  T.check(R.finished(R.out .. "/cpu_ref"), "the cpu reference did not finish")
-  moved("cpu_to_cuda", "cpu", "cuda", R.out .. "/cpu_ref")
+  moved("cpu_to_cuda", "cpu", "cuda", cpu_reference())
 end)
 
 T.test("a gpu run resumed on the cpu finishes with the gpu run's SA decisions", function()
@@ -124,10 +132,7 @@ T.test("a device change thrown away by a kill before the next checkpoint leaves 
   local name = "undone"
   local dir = R.out .. "/" .. name
   local logfile = R.tmp .. "/" .. name .. ".out"
-  if not R.finished(R.out .. "/cpu_ref") then
-    local p = R.spawn(string.format("out=%s name=cpu_ref", sh(R.out)), R.tmp .. "/cpu_ref.out")
-    R.wait_dead(p, 60)
-  end
+  local ref = cpu_reference()
   local p = R.spawn(string.format("out=%s name=%s checkpoint.minutes=0.000001 device=cpu", sh(R.out), name),
                     logfile, nil, "mid_checkpoint:13")
   R.wait_dead(p, 60)
@@ -149,7 +154,7 @@ T.test("a device change thrown away by a kill before the next checkpoint leaves 
   local moves = f:attr("device_changes")
   f:close()
   T.check(moves == nil or moves == "", "log.h5's device_changes: " .. tostring(moves))
-  local a, b = h5.read_log(dir .. "/log.h5", "steps"), h5.read_log(R.out .. "/cpu_ref/log.h5", "steps")
+  local a, b = h5.read_log(dir .. "/log.h5", "steps"), h5.read_log(ref .. "/log.h5", "steps")
   T.eq(a.rows, b.rows, "steps")
   for i = 1, b.rows do T.eq(a.data.loss[i], b.data.loss[i], "step " .. i .. " loss (the cpu run's)") end
   local code, out = T.sgdsa({"inspect", dir})
