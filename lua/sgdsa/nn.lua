@@ -29,14 +29,14 @@
 --   * infer(shape) -> shape: called once at build with the per-sample input
 --     shape (no batch dimension); checks it and returns the output shape.
 --     The default keeps the shape.
---   * forward(x, mode) -> y, mode "train" | "trial" | "eval" (see below).
---     A module keeps its output tensors and reuses them (resize_ only
---     reallocates when growing). In "train" and "eval" it keeps what its
---     backward needs; in "trial" it keeps nothing for backward and may
---     overwrite what the last "train" forward kept (the search loop runs
---     backward before any trial forward), must not change buffers (running
---     statistics), and must reuse the random draws (dropout masks) of the
---     last "train" forward.
+--   * forward(x, mode) -> y, mode "train" | "trial" | "eval" | "infer" (see
+--     below). A module keeps its output tensors and reuses them (resize_
+--     only reallocates when growing). In "train" and "eval" it keeps what
+--     its backward needs; in "trial" and "infer" it keeps nothing for
+--     backward and may overwrite what the last "train" forward kept (the
+--     search loop runs backward before any trial forward), must not change
+--     buffers (running statistics), and in "trial" must reuse the random
+--     draws (dropout masks) of the last "train" forward.
 --   * backward(x, dy, target) -> dx: x is the input of the last "train" (or
 --     "eval") forward, dy the gradient of the output. ADDS the parameter
 --     gradients into self.grad_*; returns the input gradient, written into
@@ -52,7 +52,9 @@
 -- statistics without touching running statistics, dropout reusing the masks
 -- of the last "train" forward, nothing kept for backward (it reuses the
 -- activation buffers: call backward before trial forwards). "eval": running
--- statistics, no dropout.
+-- statistics, no dropout. "infer": the inference-mode scoring forward of the
+-- search loop (score = "inference"): as "eval" (running statistics, no
+-- dropout), with nothing kept for backward, like "trial".
 --
 -- Names and layouts are PyTorch's (conv OIHW, linear out x in; state-dict
 -- names such as features.0.weight or layer1.0.bn1.running_mean), so a saved
@@ -98,14 +100,19 @@ local function pair(v, what)
   return v, v
 end
 
-local modes = {train = true, trial = true, eval = true}
+local modes = {train = true, trial = true, eval = true, infer = true}
 
 local function check_mode(op, mode)
   if not modes[mode] then
-    error(string.format("%s: mode must be \"train\", \"trial\" or \"eval\", got %s", op,
-                        tostring(mode)), 3)
+    error(string.format("%s: mode must be \"train\", \"trial\", \"eval\" or \"infer\", got %s",
+                        op, tostring(mode)), 3)
   end
 end
+
+-- Whether a forward in `mode` keeps what a backward needs ("train", "eval");
+-- the scoring forwards ("trial", "infer") keep nothing.
+local function keeps(mode) return mode == "train" or mode == "eval" end
+nn.keeps = keeps
 
 -- ---- initializers -------------------------------------------------------------------
 
@@ -334,6 +341,10 @@ function BatchNorm:recompute()
 end
 
 function BatchNorm:forward(x, mode)
+  if mode == "infer" then
+    return K.batchnorm_forward_eval(x, self:outbuf(mode), self.weight, self.bias, self._sm_t,
+                                    self._si_t, self.running_mean, self.running_var, self.eps)
+  end
   if mode ~= "trial" then self._x = x end
   if mode == "train" then
     self.last_mode = "train"
@@ -390,7 +401,7 @@ function ReLU:describe() return self.inplace and "inplace" or "" end
 
 function ReLU:forward(x, mode)
   local y = K.relu_forward(x, self.inplace and x or self:outbuf(mode))
-  if mode ~= "trial" then self._y = y end
+  if keeps(mode) then self._y = y end
   return y
 end
 
@@ -432,7 +443,7 @@ nn.MaxPool2d = nn.class("MaxPool2d")
 nn.MaxPool2d.__init, nn.MaxPool2d.infer, nn.MaxPool2d.describe = pool_init, pool_infer, pool_describe
 
 function nn.MaxPool2d:forward(x, mode)
-  local idx = mode ~= "trial" and self:buf("_idx", "int32") or nil
+  local idx = keeps(mode) and self:buf("_idx", "int32") or nil
   return K.maxpool2d_forward(x, self:outbuf(mode), idx, self.k, self.stride, self.padding)
 end
 
@@ -486,7 +497,7 @@ function nn.Flatten:infer(s) return {numel(s)} end
 
 function nn.Flatten:forward(x, mode)
   local n = x:size(1)
-  return self:cached_view(mode == "trial" and "_vt" or "_v", x, {n, x:numel() // n})
+  return self:cached_view(keeps(mode) and "_v" or "_vt", x, {n, x:numel() // n})
 end
 
 function nn.Flatten:backward(x, dy, target)
@@ -534,7 +545,7 @@ end
 -- ---- Dropout -------------------------------------------------------------------------------
 
 -- Dropout(p): the mask is drawn from the "dropout" stream in "train" mode and
--- reused by "trial" forwards; "eval" is the identity.
+-- reused by "trial" forwards; "eval" and "infer" are the identity.
 nn.Dropout = nn.class("Dropout")
 
 function nn.Dropout:__init(p)
@@ -546,6 +557,7 @@ end
 function nn.Dropout:describe() return string.format("p %g", self.p) end
 
 function nn.Dropout:forward(x, mode)
+  if mode == "infer" then return x end
   if mode == "eval" then
     self.last_mode = "eval"
     return x
@@ -604,7 +616,7 @@ function Sequential:set_need_dx(flag)
 end
 
 function Sequential:forward(x, mode)
-  local ch, keep = self.children, mode ~= "trial"
+  local ch, keep = self.children, keeps(mode)
   for i = 1, #ch do
     if keep then self._in[i] = x end
     x = ch[i].module:forward(x, mode)
@@ -836,7 +848,7 @@ end
 -- CrossEntropy(): fused log-softmax + negative log-likelihood, mean over the batch.
 --   loss, correct = crit:forward(logits, labels [, mode])  labels: int32 N
 --   dlogits = crit:backward()   (the gradient of the mean loss; computed by
---   the forward unless mode is "trial" or "eval")
+--   the forward only when mode is "train" or nil)
 local CrossEntropy = nn.class("CrossEntropy")
 nn.CrossEntropy = CrossEntropy
 

@@ -4,12 +4,26 @@
 --   1. forward ("train") and backward at the current point w: the objective
 --      f(w) and the gradient g (skipped when the neighborhood needs none);
 --   2. the neighborhood fills the trial buffer with a proposed point;
---   3. the trial point is scored on the SAME minibatch with the "trial"
+--   3. the trial point is scored on the SAME minibatch with the scoring
 --      forward (model.params:swap_storage(trial): O(1), no copy);
 --   4. the acceptance rule decides; on accept the swapped storages stay as
 --      they are (the trial buffer now holds the old w and becomes scratch);
 --      on reject they are swapped back;
 --   5. the schedules advance (per step here, per epoch in epoch_end).
+--
+-- How points are scored (`score`):
+--   "train" (default): f(w) is the objective of step 1's training forward
+--      (batch statistics) and the trial is scored by a "trial" forward
+--      (batch statistics, running statistics untouched, dropout masks of the
+--      training forward);
+--   "inference": the authors' procedure (QuasarLight/sgd-sa's SGD_SA and
+--      stochastic_simulated_annealing): f(w) is scored by an "infer" forward
+--      (BatchNorm running statistics, no dropout) BEFORE the training
+--      forward, which then updates the running statistics as plain SGD does,
+--      and the trial is scored by an "infer" forward with the updated
+--      statistics. A rejected move keeps that update. Costs one forward more
+--      than "train" (none for a derivative-free neighborhood, which runs no
+--      training forward at all).
 --
 -- Nothing is allocated per step: ctx and the step record are reused, the trial
 -- buffer and any scratch buffer are allocated once. A trial with a NaN or
@@ -31,14 +45,21 @@ local inf = math.huge
 local function finite(v) return v == v and v > -inf and v < inf end
 
 -- The objective scored by the acceptance test, from the forward's outputs.
--- "loss" (default): the minibatch loss; "error": the minibatch error rate
--- (1 - accuracy; the gradient still comes from the loss); or a function
--- (loss, ncorrect, n, logits, y) -> number.
+-- "loss" (default): the minibatch loss (mean over the minibatch);
+-- "loss/batch": that mean divided by the minibatch size (the authors'
+-- test_minibatch, and the scale of the paper's Table 1 loss column);
+-- "error": the minibatch error rate (1 - accuracy; the gradient still comes
+-- from the loss); or a function (loss, ncorrect, n, logits, y) -> number.
 local objectives = {
   loss = function(loss) return loss end,
+  ["loss/batch"] = function(loss, _, n) return loss / n end,
   error = function(_, ncorrect, n) return 1 - ncorrect / n end,
 }
 M.objectives = objectives
+
+-- The forward mode that scores trial points, per scoring mode.
+local trial_modes = {train = "trial", inference = "infer"}
+M.scores = {"inference", "train"}
 
 local function batch_size(y)
   local s = y:size()
@@ -56,7 +77,7 @@ function Ctx:evaluate(t)
   local s = self.search
   local w = self.w
   w:swap_storage(t)
-  local ok, f = pcall(s._score, s, "trial")
+  local ok, f = pcall(s._score, s, s._trial_mode)
   w:swap_storage(t)
   if not ok then error(f, 0) end
   s._trial_forwards = s._trial_forwards + 1
@@ -72,11 +93,12 @@ function Ctx:buffer(name)
   return b
 end
 
---- search.new{model=, criterion=, optim=, objective=} -> a Search.
+--- search.new{model=, criterion=, optim=, objective=, score=} -> a Search.
 -- optim: an optimizer from sgdsa.optim (neighborhood + acceptance), or a table
 -- {neighborhood=, acceptance=} whose parts may be user tables or functions.
+-- objective and score default to the optimizer's (else "loss" and "train").
 function M.new(cfg)
-  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "rng"}, "search.new")
+  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "score", "rng"}, "search.new")
   local model = assert(cfg.model, "search.new: model is required")
   if not (model.params and model.grads and model.forward and model.backward) then
     error("search.new: model does not follow the model contract (needs params, grads, forward, backward; see docs/ARCHITECTURE.md)", 2)
@@ -90,7 +112,11 @@ function M.new(cfg)
   local objective = cfg.objective or o.objective or "loss"
   local objfn = type(objective) == "function" and objective or objectives[objective]
   if not objfn then
-    error(string.format("search.new: unknown objective %q (allowed: loss, error, or a function)", tostring(objective)), 2)
+    error(string.format("search.new: unknown objective %q (allowed: loss, loss/batch, error, or a function)", tostring(objective)), 2)
+  end
+  local score = cfg.score or o.score or "train"
+  if not trial_modes[score] then
+    error(string.format("search.new: unknown score %q (allowed: inference, train)", tostring(score)), 2)
   end
   local s = setmetatable({
     model = model,
@@ -99,6 +125,8 @@ function M.new(cfg)
     acceptance = optim.as_acceptance(o.acceptance),
     objective_name = type(objective) == "string" and objective or "custom",
     _objfn = objfn,
+    score = score,
+    _trial_mode = trial_modes[score],
     rng = cfg.rng or require("sgdsa").stream("search"),
     _buffers = {},
     trial = model.params:clone(),
@@ -113,16 +141,17 @@ function M.new(cfg)
   return s
 end
 
--- Forward at the current params in `mode` and the objective; for "train"
--- also keeps loss and ncorrect for the statistics.
-function Search:_score(mode)
+-- Forward at the current params in `mode` and the objective; with `keep`
+-- (the step's training forward, or the scoring forward at w when no training
+-- forward runs) also keeps loss and ncorrect for the statistics.
+function Search:_score(mode, keep)
   local ctx = self.ctx
   local out = self.model:forward(ctx.x, mode)
   -- only the "train" forward needs the loss gradient (the criterion skips it otherwise)
   local loss, ncorrect = self.criterion:forward(out, ctx.y, mode)
   ncorrect = ncorrect or 0
   local f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
-  if mode == "train" then
+  if keep then
     ctx.loss, ctx.ncorrect = loss, ncorrect
   end
   return f
@@ -164,12 +193,21 @@ function Search:step(x, y)
   ctx.step = self.iter + 1
   local needs_grad = nb.needs_grad ~= false
 
-  if needs_grad then model:zero_grad() end
-  local fw = self:_score("train")
+  local fw
+  if self.score == "inference" then
+    fw = self:_score("infer", not needs_grad)
+    if needs_grad and finite(fw) then
+      model:zero_grad()
+      self:_score("train", true)
+    end
+  else
+    if needs_grad then model:zero_grad() end
+    fw = self:_score("train", true)
+  end
   if not finite(fw) then
     return nil, string.format(
-      "objective (%s) at the current point is %s at epoch %d, step %d: the weights have diverged",
-      self.objective_name, tostring(fw), self.epoch, ctx.step)
+      "objective (%s) at the current point is %s (score %s) at epoch %d, step %d: the weights have diverged",
+      self.objective_name, tostring(fw), self.score, self.epoch, ctx.step)
   end
   if needs_grad then model:backward(x, self.criterion:backward()) end
   ctx.f = fw
@@ -181,7 +219,7 @@ function Search:step(x, y)
   if ft == nil and evaluate then
     w:swap_storage(trial)
     swapped = true
-    ft = self:_score("trial")
+    ft = self:_score(self._trial_mode)
     self._trial_forwards = self._trial_forwards + 1
   end
 
@@ -201,6 +239,7 @@ function Search:step(x, y)
   elseif swapped then
     w:swap_storage(trial)
   end
+  ctx.f_trial = ft or (0 / 0)
   if nb.outcome then nb:outcome(ctx, accepted, move) end
   if ac.step_end then ac:step_end(ctx, accepted) end
 

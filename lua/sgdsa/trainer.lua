@@ -354,7 +354,7 @@ local function default_name()
 end
 
 -- Create log.h5 for a fresh run: script, config, metadata.
-local function create_log(dir, cfg, cfgtext)
+local function create_log(dir, cfg, cfgtext, S)
   local spath, stext = script_text()
   local f = h5.open(dir .. "/log.h5", "w", {atomic = true})
   local ok, err = pcall(function()
@@ -381,6 +381,8 @@ local function create_log(dir, cfg, cfgtext)
     f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     f:attr("host", core.hostname())
     f:attr("epochs", cfg.epochs)
+    f:attr("score", S.score)
+    f:attr("objective", S.objective_name)
   end)
   if not ok then f:discard(); error(err, 0) end
   f:close()
@@ -396,6 +398,26 @@ end
 
 local function set_rng_states(t)
   for name, st in pairs(t or {}) do sg.stream(name):set_state(st) end
+end
+
+-- A BatchNorm network trained on a last batch far smaller than the others
+-- takes a noisy step on few images' statistics at the end of every epoch
+-- (and SGD-SA scores it on them): say so, with the two ways out.
+local function warn_last_batch(model, train)
+  if not (train.size and train.batch_size) then return end
+  local size, batch = train:size(), train:batch_size()
+  local last = size % batch
+  if last == 0 or last * 4 >= batch then return end
+  local bn = false
+  for _, e in ipairs(model:named_tensors()) do
+    if e.name:match("running_mean$") then bn = true; break end
+  end
+  if not bn then return end
+  io.stderr:write(string.format(
+    "warning: the last training batch of every epoch has %d images (%d = %d x %d + %d) and %s has " ..
+    "BatchNorm: its statistics on %d images make a noisy last step; set data.drop_last=true or a " ..
+    "data.limit that is a multiple of %d\n", last, size, size // batch, batch, last,
+    model.name or "the model", last, batch))
 end
 
 -- ---- validation -------------------------------------------------------------------
@@ -415,7 +437,7 @@ local function validate(model, crit, loader, device)
   local loss_sum, correct, n = 0, 0, 0
   for x, y in loader:epoch(1, loader_opts(device)) do
     if device ~= "cpu" then x, y = x:to(device), y:to(device) end
-    local loss, nc = crit:forward(model:forward(x, "eval"), y, "eval")
+    local loss, nc = crit:forward(model:forward(x, "infer"), y, "infer")
     local b = y:size(1)
     loss_sum, correct, n = loss_sum + loss * b, correct + nc, n + b
   end
@@ -467,6 +489,7 @@ function M.train(exp, overrides)
   local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
   local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
   local S = search.new{model = model, criterion = crit, optim = opt}
+  warn_last_batch(model, train)
 
   -- the run folder
   local dir, arith_was, arith_now, old_changes, record_resume
@@ -505,7 +528,7 @@ function M.train(exp, overrides)
     end
     local ok, err = core.mkdir_p(dir)
     if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
-    create_log(dir, cfg, cfgtext)
+    create_log(dir, cfg, cfgtext, S)
   end
 
   local steplog, epochlog
@@ -597,12 +620,15 @@ function M.train(exp, overrides)
   end
 
   local nsteps_log = #logs.steps.step
-  local is_loss = S.objective_name == "loss"
+  -- trial_loss: the trial's loss, from its objective when that is a loss
+  local per_batch = S.objective_name == "loss/batch"
+  local is_loss = per_batch or S.objective_name == "loss"
   local row = {}
   local function log_step(rec)
     nsteps_log = nsteps_log + 1
     row.epoch, row.step, row.eta, row.T = rec.epoch, rec.step, rec.move, rec.temperature
-    row.loss, row.trial_loss = rec.loss, is_loss and rec.f_trial or (0 / 0)
+    row.loss = rec.loss
+    row.trial_loss = is_loss and (per_batch and rec.f_trial * rec.n or rec.f_trial) or (0 / 0)
     row.accepted, row.objective, row.trial_objective = rec.accepted and 1 or 0, rec.f_w, rec.f_trial
     row.worsening, row.prob, row.nonfinite = rec.worsening, rec.prob, rec.nonfinite and 1 or 0
     local L = logs.steps

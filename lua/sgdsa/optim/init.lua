@@ -24,12 +24,15 @@
 --
 -- The context (ctx): model, w (= model.params), g (= model.grads), trial
 -- (the trial buffer), rng (the `search` stream), epoch, step, x, y, n, f
--- (objective at w), loss, and ctx:evaluate(t), ctx:buffer(name).
+-- (objective at w), f_trial (the decided trial's objective, set before
+-- outcome), loss, and ctx:evaluate(t), ctx:buffer(name).
 --
 -- Optimizers: sgdsa{H=, T0=, alpha=} (the paper's SGD-SA), sgd{lr= | schedule=}
 -- (Scheduled-SGD), ssa{eps=, T0=, alpha=} (section 2.1), and
--- optimizer{neighborhood=, acceptance=, objective=} for any combination.
--- Each returns {neighborhood=, acceptance=, objective=, kind=, args=} with
+-- optimizer{neighborhood=, acceptance=, objective=, score=} for any
+-- combination. objective ("loss", "loss/batch", "error" or a function) and
+-- score ("train" or "inference") are the search loop's (lua/sgdsa/search.lua).
+-- Each returns {neighborhood=, acceptance=, objective=, score=, kind=, args=} with
 -- opt:with{key=value} giving a copy built with changed arguments (the
 -- trainer's `optim.T0=0.5` overrides).
 local M = {}
@@ -195,20 +198,28 @@ function Optimizer:describe()
   return self.kind .. fmt(self.args)
 end
 
-local function make(kind, args, nb, ac, objective)
+local scores = {train = true, inference = true}
+
+local function make(kind, args, nb, ac, objective, score)
+  if score ~= nil and not scores[score] then
+    error(string.format("optim.%s: score must be \"inference\" or \"train\", got %s", kind,
+                        tostring(score)), 3)
+  end
   return setmetatable({kind = kind, args = args, neighborhood = nb, acceptance = ac,
-                       objective = objective or "loss"}, Optimizer)
+                       objective = objective or "loss", score = score or "train"}, Optimizer)
 end
 
 --- The paper's SGD-SA (Algorithm 2): eta uniform from H, Metropolis test,
--- T = alpha*T after each epoch. Options: H, T0 (1), alpha (0.8),
--- cooling ("epoch" | "step"), reheat (epochs, optional), objective.
+-- T = alpha*T after each epoch, never below T_min. Options: H, T0 (1),
+-- alpha (0.8), T_min (1e-14, the authors' floor), cooling ("epoch" |
+-- "step"), reheat (epochs, optional), objective, score.
 function M.sgdsa(o)
-  M.check_keys(o, {"H", "T0", "alpha", "cooling", "reheat", "objective"}, "optim.sgdsa")
+  M.check_keys(o, {"H", "T0", "alpha", "T_min", "cooling", "reheat", "objective", "score"},
+               "optim.sgdsa")
   return make("sgdsa", o, M.lr_set{H = o.H},
-              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.8, cooling = o.cooling,
-                           reheat = o.reheat},
-              o.objective)
+              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.8, T_min = o.T_min or 1e-14,
+                           cooling = o.cooling, reheat = o.reheat},
+              o.objective, o.score)
 end
 
 --- Scheduled-SGD: w - lr(epoch)*g, always accepted, no trial forward.
@@ -219,21 +230,26 @@ function M.sgd(o)
 end
 
 --- SSA (section 2.1): w -/+ eps*Delta with a random Delta, the better of the
--- two, Metropolis test. Options: eps, T0 (1), alpha (0.97), cooling
--- ("epoch" | "step"; the paper cools per epoch here too), objective.
+-- two, Metropolis test, T never below T_min. Options: eps, eps_bound and
+-- eps_divisor (the authors' rule: eps = eps / eps_divisor after an epoch in
+-- which fewer than eps_bound of the steps improved; off unless eps_bound is
+-- given), T0 (1), alpha (0.97), T_min (1e-10, the authors' floor), cooling
+-- ("epoch" | "step"; the paper cools per epoch here too), objective, score.
 function M.ssa(o)
-  M.check_keys(o, {"eps", "T0", "alpha", "cooling", "reheat", "objective"}, "optim.ssa")
-  return make("ssa", o, M.random_direction{eps = o.eps},
-              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.97, cooling = o.cooling,
-                           reheat = o.reheat},
-              o.objective)
+  M.check_keys(o, {"eps", "eps_bound", "eps_divisor", "T0", "alpha", "T_min", "cooling",
+                   "reheat", "objective", "score"}, "optim.ssa")
+  return make("ssa", o, M.random_direction{eps = o.eps, eps_bound = o.eps_bound,
+                                           eps_divisor = o.eps_divisor},
+              M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.97, T_min = o.T_min or 1e-10,
+                           cooling = o.cooling, reheat = o.reheat},
+              o.objective, o.score)
 end
 
---- Any combination: optimizer{neighborhood=, acceptance=, objective=}.
+--- Any combination: optimizer{neighborhood=, acceptance=, objective=, score=}.
 function M.optimizer(o)
-  M.check_keys(o, {"neighborhood", "acceptance", "objective"}, "optim.optimizer")
+  M.check_keys(o, {"neighborhood", "acceptance", "objective", "score"}, "optim.optimizer")
   return make("optimizer", o, M.as_neighborhood(o.neighborhood), M.as_acceptance(o.acceptance),
-              o.objective)
+              o.objective, o.score)
 end
 
 return M
