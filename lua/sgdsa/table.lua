@@ -1,39 +1,61 @@
--- sgdsa.table: `sgdsa table RUN_FOLDERS... [--format text|markdown|csv] [-o FILE]`
--- prints the paper's Table 1 from run folders: per method and seed the final
--- validation loss and accuracy (one column pair per model), the best value of
--- each column per method, and mean ± sample standard deviation per method.
+-- sgdsa.table: `sgdsa table RUN_FOLDERS... [--format text|markdown|csv] [-o FILE]
+-- [--at best|last|best-each] [--loss example|batch]` prints the paper's Table 1
+-- ("best validation accuracy and loss, seed by seed") from run folders: per
+-- method and seed one epoch's validation loss and accuracy (one column group
+-- per model), the best value of each column per method, and mean ± sample
+-- standard deviation per method.
 --
--- The loss is the plain mean cross-entropy per validation example, as logged;
--- the paper's Table 1 divides it by the batch size, and a note under the table
--- says so (with the batch size of the runs). `--at best` reports, per seed,
--- the lowest validation loss and the highest validation accuracy over the
--- epochs instead of the last epoch's values.
+-- Which epoch (`--at`): `best` (default) the best validation epoch, the one of
+-- highest validation accuracy (ties: the lower validation loss, then the
+-- earlier epoch; epochs with a NaN loss or accuracy are skipped); `last` the
+-- last logged epoch (`final` is the same); both name the epoch in an epoch
+-- column. `best-each`: the lowest loss and the highest accuracy over the
+-- epochs, each at its own epoch (no epoch column).
+--
+-- The loss scale (`--loss`): `example` (default) the logged validation loss,
+-- the mean cross-entropy per validation example; `batch` that divided by the
+-- run's minibatch size, the scale of the paper's Table 1. The column header
+-- names the scale and a note under the table states the epoch rule and scale.
 local results = require "sgdsa.results"
 
 local M = {}
 
 local HELP = [[
-usage: sgdsa table RUN_FOLDERS... [--format text|markdown|csv] [-o FILE] [--at final|best]
+usage: sgdsa table RUN_FOLDERS... [--format text|markdown|csv] [-o FILE]
+                   [--at best|last|best-each] [--loss example|batch]
 
-The paper's Table 1 from run folders: per method and seed, the validation loss
-and accuracy at the last epoch (one column pair per model when runs of several
-models are given), the best value of each column per method (lowest loss,
-highest accuracy), and mean ± sample standard deviation per method.
+The paper's Table 1 (best validation accuracy and loss, seed by seed) from run
+folders: per method and seed the epoch, validation loss and validation
+accuracy (one column group per model when runs of several models are given),
+the best value of each column per method (lowest loss, highest accuracy), and
+mean ± sample standard deviation per method.
 
 A folder is a run (it holds log.h5) or a sweep (it holds seed-<n>/ runs).
-Method, model and seed are read from each run's stored configuration.
+Method, model, seed and minibatch size are read from each run's stored
+configuration.
 
-  --format F     text (default), markdown or csv
-  -o FILE        write to FILE instead of standard output
-  --at final     values of the last logged epoch (default)
-  --at best      per seed: the lowest validation loss and the highest
-                 validation accuracy over all epochs
+  --format F        text (default), markdown or csv
+  -o FILE           write to FILE instead of standard output
+  --at best         per seed, the best validation epoch (default): the epoch
+                    of highest validation accuracy, ties broken by the lower
+                    validation loss, then the earlier epoch; epochs with a
+                    NaN loss or accuracy are skipped
+  --at last         per seed, the last logged epoch (`--at final` too)
+  --at best-each    per seed, the lowest validation loss and the highest
+                    validation accuracy over the epochs, each at its own
+                    epoch (no epoch column)
+  --loss example    the loss as logged: mean cross-entropy per validation
+                    example (default; header "loss/example")
+  --loss batch      that divided by each run's minibatch size, the scale of
+                    the paper's Table 1 (512 there; header "loss/batch")
 
-The loss is the mean cross-entropy per validation example. The paper's Table 1
-reports it divided by the minibatch size (512 there); a note says so.
-Accuracy is in percent. Runs that did not finish are marked with *.
+Accuracy is in percent. A note under the table states the epoch rule and the
+loss scale. Runs that did not finish are marked with *.
 Exit status: 0 ok, 1 unreadable runs, 2 usage error.
 ]]
+
+M.AT = {best = "best", last = "last", final = "last", ["best-each"] = "best-each"}
+M.LOSS = {example = true, batch = true}
 
 local function usage(msg)
   io.stderr:write("sgdsa table: ", msg, "\n(try `sgdsa table --help`)\n")
@@ -54,38 +76,107 @@ function M.mean_sd(values)
   return mean, math.sqrt(ss / (n - 1)), n
 end
 
--- The (loss, accuracy) a run contributes: last epoch, or best over epochs.
-local function run_values(run, at)
+--- Index of a run's best validation epoch: the highest accuracy, ties the
+--- lower loss, then the earlier epoch; epochs with a NaN loss or accuracy are
+--- skipped. nil when no epoch qualifies.
+function M.best_epoch(run)
   local loss, acc = run.cols.val_loss, run.cols.val_acc
-  if run.n == 0 then return 0 / 0, 0 / 0 end
-  if at == "final" then return loss[run.n], acc[run.n] * 100 end
-  local bl, ba = 0 / 0, 0 / 0
+  local best
   for i = 1, run.n do
-    if not isnan(loss[i]) and (isnan(bl) or loss[i] < bl) then bl = loss[i] end
-    if not isnan(acc[i]) and (isnan(ba) or acc[i] > ba) then ba = acc[i] end
+    if not isnan(loss[i]) and not isnan(acc[i]) and (best == nil or acc[i] > acc[best]
+        or (acc[i] == acc[best] and loss[i] < loss[best])) then
+      best = i
+    end
   end
-  return bl, ba * 100
+  return best
 end
 
---- Build the table model from loaded runs:
---- {models = {...}, methods = {{label=, rows = {{seed=, cells = {[model] = {loss=, acc=, unfinished=}}}},
----   best = {[model] = {loss=, acc=}}, mean = {...}, sd = {...}}}, batches = {...}}
-function M.build(runs, at)
-  at = at or "final"
-  -- Method labels: the method name, plus the experiment name where two
-  -- experiments of one method and model would otherwise share seeds.
+-- The lowest of losses[1..n] and the highest of accs[1..n], each skipping
+-- its NaNs (NaN when all are).
+local function lowest_highest(losses, accs, n)
+  local bl, ba = 0 / 0, 0 / 0
+  for i = 1, n do
+    if not isnan(losses[i]) and (isnan(bl) or losses[i] < bl) then bl = losses[i] end
+    if not isnan(accs[i]) and (isnan(ba) or accs[i] > ba) then ba = accs[i] end
+  end
+  return bl, ba
+end
+
+-- The (loss, accuracy in percent, epoch) a run contributes under rule `at`;
+-- the epoch is nil for best-each and when no epoch qualifies.
+local function run_values(run, at)
+  if at == "best-each" then
+    local l, a = lowest_highest(run.cols.val_loss, run.cols.val_acc, run.n)
+    return l, a * 100, nil
+  end
+  local i
+  if at == "last" then i = run.n > 0 and run.n or nil else i = M.best_epoch(run) end
+  if not i then return 0 / 0, 0 / 0, nil end
+  local epoch = run.cols.epoch[i]
+  return run.cols.val_loss[i], run.cols.val_acc[i] * 100, math.tointeger(epoch) or epoch
+end
+
+-- The run's loss in scale `scale`: per example as logged, or divided by the
+-- run's minibatch size.
+local function scaled_loss(run, loss, scale)
+  if scale == "example" then return loss end
+  if not run.batch then
+    error(string.format("%s: no minibatch size in its configuration (data.batch); "
+                        .. "use --loss example", run.dir), 0)
+  end
+  return loss / run.batch
+end
+
+-- Method labels: the method name, plus the experiment name where two
+-- experiments of one method and model would otherwise share seeds.
+local function method_labels(runs)
   local seen, clash = {}, {}
   for _, r in ipairs(runs) do
     local key = r.method .. "\0" .. r.model .. "\0" .. tostring(r.seed)
     if seen[key] and seen[key] ~= r.experiment then clash[r.method] = true end
     seen[key] = seen[key] or r.experiment
   end
+  return function(r)
+    return clash[r.method] and string.format("%s [%s]", r.method, r.experiment) or r.method
+  end
+end
+
+-- Best (lowest loss, highest accuracy), mean and sd of each model's column
+-- over a method's seed rows.
+local function summarize(m, models)
+  m.best, m.mean, m.sd = {}, {}, {}
+  for _, model in ipairs(models) do
+    local losses, accs = {}, {}
+    for _, row in ipairs(m.rows) do
+      local c = row.cells[model]
+      if c then losses[#losses + 1] = c.loss; accs[#accs + 1] = c.acc end
+    end
+    local bl, ba = lowest_highest(losses, accs, #losses)
+    m.best[model] = {loss = bl, acc = ba}
+    local ml, sl, nl = M.mean_sd(losses)
+    local ma, sa = M.mean_sd(accs)
+    m.mean[model] = {loss = ml, acc = ma, n = nl}
+    m.sd[model] = {loss = sl, acc = sa}
+  end
+end
+
+--- Build the table model from loaded runs; opts = {at = "best"|"last"|
+--- "best-each" (or "final" for last), loss = "example"|"batch"}, both optional:
+--- {models = {...}, at =, loss =, batches = {...}, methods = {{label=,
+---   rows = {{seed=, cells = {[model] = {loss=, acc=, epoch=, unfinished=, ...}}}},
+---   best = {[model] = {loss=, acc=}}, mean = {...}, sd = {...}}}}
+function M.build(runs, opts)
+  opts = opts or {}
+  local at = M.AT[opts.at or "best"] or error("unknown epoch rule " .. tostring(opts.at), 0)
+  local scale = opts.loss or "example"
+  if not M.LOSS[scale] then error("unknown loss scale " .. tostring(scale), 0) end
+  local label_of = method_labels(runs)
   local models, model_set = {}, {}
   local methods, by_label = {}, {}
   local batches = {}
   for _, r in ipairs(runs) do
     if not model_set[r.model] then model_set[r.model] = true; models[#models + 1] = r.model end
-    local label = clash[r.method] and string.format("%s [%s]", r.method, r.experiment) or r.method
+    local label = label_of(r)
     local m = by_label[label]
     if not m then
       m = {label = label, rows = {}, by_seed = {}}
@@ -102,55 +193,56 @@ function M.build(runs, at)
       error(string.format("two runs for %s, model %s, seed %s: %s and %s", label, r.model,
                           tostring(r.seed), row.cells[r.model].dir, r.dir), 0)
     end
-    local loss, acc = run_values(r, at)
-    row.cells[r.model] = {loss = loss, acc = acc, dir = r.dir,
+    local loss, acc, epoch = run_values(r, at)
+    row.cells[r.model] = {loss = scaled_loss(r, loss, scale), acc = acc, epoch = epoch, dir = r.dir,
                           unfinished = r.epochs_total ~= nil and r.n < r.epochs_total,
                           epochs = r.n, epochs_total = r.epochs_total}
     if r.batch then batches[r.batch] = true end
   end
   for _, m in ipairs(methods) do
     table.sort(m.rows, function(a, b) return a.seed < b.seed end)
-    m.best, m.mean, m.sd = {}, {}, {}
-    for _, model in ipairs(models) do
-      local losses, accs = {}, {}
-      for _, row in ipairs(m.rows) do
-        local c = row.cells[model]
-        if c then losses[#losses + 1] = c.loss; accs[#accs + 1] = c.acc end
-      end
-      local bl, ba = 0 / 0, 0 / 0
-      for i = 1, #losses do
-        if not isnan(losses[i]) and (isnan(bl) or losses[i] < bl) then bl = losses[i] end
-        if not isnan(accs[i]) and (isnan(ba) or accs[i] > ba) then ba = accs[i] end
-      end
-      m.best[model] = {loss = bl, acc = ba}
-      local ml, sl, nl = M.mean_sd(losses)
-      local ma, sa = M.mean_sd(accs)
-      m.mean[model] = {loss = ml, acc = ma, n = nl}
-      m.sd[model] = {loss = sl, acc = sa}
-    end
+    summarize(m, models)
   end
   local blist = {}
-  for b in pairs(batches) do blist[#blist + 1] = b end
+  for b in pairs(batches) do blist[#blist + 1] = math.tointeger(b) or b end
   table.sort(blist)
-  return {models = models, methods = methods, batches = blist, at = at}
+  return {models = models, methods = methods, batches = blist, at = at, loss = scale}
 end
 
 local function fnum(v, fmt)
   if v == nil or isnan(v) then return "-" end
   return string.format(fmt, v)
 end
-local LOSS, ACC = "%.6f", "%.2f"
+local ACC = "%.2f"
+-- Per-batch losses are about 1/batch of the per-example ones: more decimals.
+local LOSS_FMT = {example = "%.6f", batch = "%.8f"}
+
+-- Whether the table has an epoch column per model (not for best-each, whose
+-- loss and accuracy may come from two epochs).
+local function has_epoch(t) return t.at ~= "best-each" end
+
+local RULE = {
+  best = "Validation loss and accuracy per seed at its best validation epoch: the epoch of "
+    .. "highest validation accuracy (ties: lower loss, then earlier epoch; epochs with a NaN value "
+    .. "skipped).",
+  last = "Validation loss and accuracy per seed at its last logged epoch.",
+  ["best-each"] = "Per seed, the lowest validation loss and the highest validation accuracy "
+    .. "over the epochs, each at its own epoch.",
+}
 
 local function note_lines(t)
-  local notes = {}
-  local what = t.at == "best" and "best over the epochs (lowest loss, highest accuracy, per seed)"
-    or "at the last epoch"
-  notes[#notes + 1] = "Validation loss and accuracy " .. what .. "."
-  local b = #t.batches == 1 and tostring(math.tointeger(t.batches[1]) or t.batches[1])
-    or (#t.batches > 1 and table.concat(t.batches, "/") or "the minibatch size")
-  notes[#notes + 1] = "Loss: mean cross-entropy per validation example. The paper's Table 1 loss is "
-    .. "this divided by the batch size (" .. b .. " here, 512 in the paper)."
-  notes[#notes + 1] = "Accuracy in percent. Mean ± sample standard deviation over the seeds."
+  local notes = {RULE[t.at]}
+  local here = #t.batches > 0 and (table.concat(t.batches, "/") .. " here, ") or ""
+  if t.loss == "batch" then
+    notes[#notes + 1] = "Loss (loss/batch): mean cross-entropy per validation example divided by "
+      .. "the run's minibatch size (" .. here .. "512 in the paper), the paper's Table 1 scale."
+  else
+    notes[#notes + 1] = "Loss (loss/example): mean cross-entropy per validation example; the "
+      .. "paper's Table 1 divides it by the minibatch size (" .. here .. "512 in the paper: "
+      .. "--loss batch)."
+  end
+  notes[#notes + 1] = "Accuracy in percent. Best: lowest loss and highest accuracy over the seeds. "
+    .. "Mean ± sample standard deviation over the seeds."
   local unfinished = false
   for _, m in ipairs(t.methods) do
     for _, row in ipairs(m.rows) do
@@ -162,42 +254,59 @@ local function note_lines(t)
   return notes
 end
 
--- The table as rows of cells (strings), for text and markdown.
+-- The column names of one model, in order: {key, header word}.
+local function model_columns(t)
+  local cols = {}
+  if has_epoch(t) then cols[#cols + 1] = {"epoch", "epoch"} end
+  cols[#cols + 1] = {"loss", "loss/" .. t.loss}
+  cols[#cols + 1] = {"acc", "accuracy"}
+  return cols
+end
+
+-- The table as rows of cells (strings), for text and markdown: the two
+-- header rows (model names; column names), the seed rows, the summary rows.
 local function grid(t)
+  local LOSS = LOSS_FMT[t.loss]
+  local cols = model_columns(t)
   local header1, header2 = {"Method", "Seed"}, {"", ""}
   for _, model in ipairs(t.models) do
-    header1[#header1 + 1] = model; header1[#header1 + 1] = ""
-    header2[#header2 + 1] = "Loss"; header2[#header2 + 1] = "Accuracy"
+    for k, col in ipairs(cols) do
+      header1[#header1 + 1] = k == 1 and model or ""
+      header2[#header2 + 1] = col[2]:sub(1, 1):upper() .. col[2]:sub(2)
+    end
+  end
+  local function cell(c, key)
+    if not c then return "-" end
+    if key == "epoch" then return c.epoch and tostring(c.epoch) or "-" end
+    return fnum(c[key], key == "loss" and LOSS or ACC) .. (c.unfinished and "*" or "")
   end
   local body, summary = {}, {}
   for _, m in ipairs(t.methods) do
     for i, row in ipairs(m.rows) do
       local r = {i == 1 and m.label or "", tostring(row.seed)}
       for _, model in ipairs(t.models) do
-        local c = row.cells[model]
-        local star = c and c.unfinished and "*" or ""
-        r[#r + 1] = c and (fnum(c.loss, LOSS) .. star) or "-"
-        r[#r + 1] = c and (fnum(c.acc, ACC) .. star) or "-"
+        for _, col in ipairs(cols) do r[#r + 1] = cell(row.cells[model], col[1]) end
       end
       body[#body + 1] = r
     end
   end
-  for _, m in ipairs(t.methods) do
-    local r = {"Best " .. m.label, ""}
+  local function summary_row(label, get)
+    local r = {label, ""}
     for _, model in ipairs(t.models) do
-      r[#r + 1] = fnum(m.best[model].loss, LOSS)
-      r[#r + 1] = fnum(m.best[model].acc, ACC)
+      for _, col in ipairs(cols) do r[#r + 1] = col[1] == "epoch" and "" or get(model, col[1]) end
     end
     summary[#summary + 1] = r
   end
   for _, m in ipairs(t.methods) do
-    local r = {"Mean ± sd " .. m.label, ""}
-    for _, model in ipairs(t.models) do
-      local mu, sd = m.mean[model], m.sd[model]
-      r[#r + 1] = isnan(mu.loss) and "-" or (fnum(mu.loss, LOSS) .. " ± " .. fnum(sd.loss, LOSS))
-      r[#r + 1] = isnan(mu.acc) and "-" or (fnum(mu.acc, ACC) .. " ± " .. fnum(sd.acc, ACC))
-    end
-    summary[#summary + 1] = r
+    summary_row("Best " .. m.label, function(model, key)
+      return fnum(m.best[model][key], key == "loss" and LOSS or ACC)
+    end)
+  end
+  for _, m in ipairs(t.methods) do
+    summary_row("Mean ± sd " .. m.label, function(model, key)
+      local mu, sd, f = m.mean[model][key], m.sd[model][key], key == "loss" and LOSS or ACC
+      return isnan(mu) and "-" or (fnum(mu, f) .. " ± " .. fnum(sd, f))
+    end)
   end
   return header1, header2, body, summary
 end
@@ -259,7 +368,7 @@ function M.markdown(t)
   local out = {}
   local head = {"Method", "Seed"}
   for _, model in ipairs(t.models) do
-    head[#head + 1] = model .. " loss"; head[#head + 1] = model .. " accuracy"
+    for _, col in ipairs(model_columns(t)) do head[#head + 1] = model .. " " .. col[2] end
   end
   out[#out + 1] = "| " .. table.concat(head, " | ") .. " |"
   local seps = {}
@@ -285,40 +394,50 @@ local function csv_cell(s)
 end
 
 -- CSV: one row per method and seed (seed column: the seed, or best, mean,
--- sd for the summary rows), full precision, NaN as empty.
+-- sd for the summary rows, whose epoch cells are empty), full precision, NaN
+-- as empty. Columns per model: <model>_epoch (not for best-each),
+-- <model>_loss_per_example or <model>_loss_per_batch, <model>_accuracy.
 function M.csv(t)
   local out = {}
+  local cols = model_columns(t)
   local head = {"method", "seed"}
   for _, model in ipairs(t.models) do
-    head[#head + 1] = model .. "_loss"; head[#head + 1] = model .. "_accuracy"
+    for _, col in ipairs(cols) do
+      head[#head + 1] = model .. "_" .. (col[1] == "loss" and "loss_per_" .. t.loss
+                                         or col[1] == "acc" and "accuracy" or col[1])
+    end
   end
   out[#out + 1] = table.concat(head, ",")
-  local function num(v) return (v == nil or isnan(v)) and "" or string.format("%.9g", v) end
+  local function num(v)
+    if v == nil or isnan(v) then return "" end
+    return math.type(v) == "integer" and tostring(v) or string.format("%.9g", v)
+  end
   local function row(label, seed, get)
     local r = {csv_cell(label), csv_cell(seed)}
     for _, model in ipairs(t.models) do
-      local l, a = get(model)
-      r[#r + 1] = num(l); r[#r + 1] = num(a)
+      for _, col in ipairs(cols) do r[#r + 1] = num(get(model, col[1])) end
     end
     out[#out + 1] = table.concat(r, ",")
   end
   for _, m in ipairs(t.methods) do
     for _, rw in ipairs(m.rows) do
-      row(m.label, rw.seed, function(model)
+      row(m.label, rw.seed, function(model, key)
         local c = rw.cells[model]
-        if not c then return nil, nil end
-        return c.loss, c.acc
+        return c and c[key]
       end)
     end
-    row(m.label, "best", function(model) return m.best[model].loss, m.best[model].acc end)
-    row(m.label, "mean", function(model) return m.mean[model].loss, m.mean[model].acc end)
-    row(m.label, "sd", function(model) return m.sd[model].loss, m.sd[model].acc end)
+    for _, s in ipairs({"best", "mean", "sd"}) do
+      row(m.label, s, function(model, key) return m[s][model][key] end)
+    end
   end
   return table.concat(out, "\n") .. "\n"
 end
 
+-- Whether argument `a` is option `name`, alone or as name=value.
+local function is_opt(a, name) return a == name or a:sub(1, #name + 1) == name .. "=" end
+
 local function parse_args(args)
-  local o = {folders = {}, format = "text", at = "final"}
+  local o = {folders = {}, format = "text", at = "best", loss = "example"}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -326,23 +445,27 @@ local function parse_args(args)
       local v = a:match("^%-%-?[%w-]+=(.*)$")
       if v then return v end
       i = i + 1
-      if args[i] == nil then return nil end
       return args[i]
     end
     if a == "--help" or a == "-h" then
       o.help = true
-    elseif a == "-o" or a:match("^%-%-output=?") then
+    elseif a == "-o" or is_opt(a, "--output") then
       o.output = value()
       if not o.output or o.output == "" then return nil, "-o needs a file name" end
-    elseif a:match("^%-%-format=?") then
+    elseif is_opt(a, "--format") then
       o.format = value()
       if o.format ~= "text" and o.format ~= "markdown" and o.format ~= "csv" then
         return nil, string.format("--format %s: use text, markdown or csv", tostring(o.format))
       end
-    elseif a:match("^%-%-at=?") then
+    elseif is_opt(a, "--at") then
       o.at = value()
-      if o.at ~= "final" and o.at ~= "best" then
-        return nil, string.format("--at %s: use final or best", tostring(o.at))
+      if not M.AT[o.at or ""] then
+        return nil, string.format("--at %s: use best, last (or final) or best-each", tostring(o.at))
+      end
+    elseif is_opt(a, "--loss") then
+      o.loss = value()
+      if not M.LOSS[o.loss or ""] then
+        return nil, string.format("--loss %s: use example or batch", tostring(o.loss))
       end
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return nil, string.format("unknown option %q", a)
@@ -364,7 +487,7 @@ function M.main(args)
     io.stderr:write("sgdsa table: ", lerr, "\n")
     return 1
   end
-  local ok, t = pcall(M.build, runs, o.at)
+  local ok, t = pcall(M.build, runs, {at = o.at, loss = o.loss})
   if not ok then
     io.stderr:write("sgdsa table: ", tostring(t), "\n")
     return 1

@@ -1,7 +1,8 @@
 -- test_results.lua - sgdsa table and sgdsa plot on synthetic run folders
 -- written through the h5 API in the run-folder layout (docs/FORMAT.md):
--- the table's numbers against hand-computed ones, the CSV/Markdown/text
--- outputs, the PNG and SVG files (magic bytes, size, number of curves), and
+-- the table's numbers against hand-computed ones (the best validation
+-- epoch with its tie-breaks, --at last and best-each, --loss batch), the
+-- CSV/Markdown/text outputs, the PNG and SVG files (magic bytes, size, number of curves), and
 -- the error paths (missing folders, empty logs, unknown options, no gnuplot).
 local T = dofile("tests/lua/testlib.lua")
 local core = require "sgdsa.core"
@@ -26,7 +27,7 @@ local function make_run(dir, o)
   assert(core.mkdir_p(dir))
   local f <close> = h5.open(dir .. "/" .. results.LOG, "w")
   f:write_text(results.CONFIG, trainer.config_text{
-    model = {o.model, classes = 10}, data = {"fashion_mnist", batch = 128, limit = 1000},
+    model = {o.model, classes = 10}, data = {"fashion_mnist", batch = o.batch or 128, limit = 1000},
     optim = o.optim, seed = o.seed, epochs = o.epochs_total or EPOCHS, hooks = {},
   })
   f:attr("seed", o.seed)
@@ -83,6 +84,17 @@ make_run(tmp .. "/empty", {model = "lenet", optim = SA, seed = 3, epochs = 0,
   loss = function() return 0 end, acc = function() return 0 end, tacc = function() return 0 end,
   prob = function() return 0 end})
 
+-- A run whose best validation epoch needs the tie-breaks: epochs 2, 4 and 6
+-- share the highest accuracy 0.80, 4 and 6 the lower loss 0.40, and 4 is
+-- the earlier; epoch 3 (NaN accuracy) and 5 (NaN loss) are skipped although
+-- they hold the lowest loss and the highest accuracy. Minibatch 64.
+local TIES_LOSS = {0.50, 0.45, 0.10, 0.40, 0 / 0, 0.40, 0.35}
+local TIES_ACC = {0.70, 0.80, 0 / 0, 0.80, 0.95, 0.80, 0.78}
+make_run(tmp .. "/ties", {model = "lenet", optim = SA, seed = 5, batch = 64,
+  epochs = #TIES_LOSS, epochs_total = #TIES_LOSS,
+  loss = function(e) return TIES_LOSS[e] end, acc = function(e) return TIES_ACC[e] end,
+  tacc = function() return 0.7 end, prob = function() return 0.9 end})
+
 local function mean_sd(v)
   local m = 0
   for _, x in ipairs(v) do m = m + x end
@@ -132,9 +144,19 @@ end)
 T.test("table model: best, mean, sd", function()
   local runs = assert(results.load_all({tmp .. "/exp_sgd", tmp .. "/exp_sa"}))
   local t = tbl.build(runs)
+  T.eq(t.at, "best", "default rule")
+  T.eq(t.loss, "example", "default loss scale")
   T.eq(#t.methods, 2, "methods")
   T.eq(t.methods[1].label, "Scheduled-SGD", "first given first")
   local sa = t.methods[2]
+  -- Every epoch before the last has accuracy 0.5 (A) or 0.6 (B): the best
+  -- validation epoch is the last one, epoch 4.
+  for s = 1, 3 do
+    local c = sa.rows[s].cells.lenet
+    T.eq(c.epoch, EPOCHS, "best epoch of seed " .. (s - 1))
+    T.near(c.loss, A_loss[s], 1e-12, "loss of seed " .. (s - 1))
+    T.near(c.acc, A_acc[s] * 100, 1e-9, "acc of seed " .. (s - 1))
+  end
   T.near(sa.best.lenet.loss, 0.25, 1e-12, "best loss")
   T.near(sa.best.lenet.acc, 91, 1e-9, "best acc %")
   local m, sd = mean_sd(A_loss)
@@ -143,10 +165,71 @@ T.test("table model: best, mean, sd", function()
   m, sd = mean_sd({B_acc[1] * 100, B_acc[2] * 100, B_acc[3] * 100})
   T.near(t.methods[1].mean.lenet.acc, m, 1e-9, "mean acc")
   T.near(t.methods[1].sd.lenet.acc, sd, 1e-9, "sd acc")
-  -- --at best: lowest loss over epochs is the epoch-3 value 1/3 for seed 0 of B? no: 0.40 > 1/3.
-  local tb = tbl.build(runs, "best")
-  T.near(tb.methods[1].rows[1].cells.lenet.loss, 1 / 3, 1e-12, "best-over-epochs loss")
-  T.near(tb.methods[1].rows[1].cells.lenet.acc, 87, 1e-9, "best-over-epochs acc")
+end)
+
+T.test("best validation epoch: accuracy, then loss, then the earlier epoch", function()
+  local r = assert(results.load(tmp .. "/ties"))
+  T.eq(tbl.best_epoch(r), 4, "ties run: epoch 4")
+  local c = tbl.build({r}).methods[1].rows[1].cells.lenet
+  T.eq(c.epoch, 4, "epoch shown")
+  T.near(c.loss, 0.40, 1e-12, "loss of epoch 4")
+  T.near(c.acc, 80, 1e-9, "accuracy of epoch 4")
+  -- Same accuracy and loss at every epoch: the first epoch.
+  local mlp = assert(results.load(tmp .. "/exp_sa_mlp/seed-1"))
+  T.eq(tbl.best_epoch(mlp), 1, "constant run: epoch 1")
+  c = tbl.build({mlp}).methods[1].rows[1].cells.mlp
+  T.eq(c.epoch, 1, "constant run epoch shown")
+  T.near(c.loss, 0.6, 1e-12, "constant run loss")
+  T.near(c.acc, 81, 1e-9, "constant run accuracy")
+  -- No epoch logged: no best epoch, the cell is empty.
+  local empty = assert(results.load(tmp .. "/empty"))
+  T.eq(tbl.best_epoch(empty), nil, "empty run")
+  c = tbl.build({empty}).methods[1].rows[1].cells.lenet
+  T.check(c.epoch == nil and c.loss ~= c.loss and c.acc ~= c.acc, "empty run: no values")
+end)
+
+T.test("--at last (final) and best-each", function()
+  local r = assert(results.load(tmp .. "/ties"))
+  for _, at in ipairs({"last", "final"}) do
+    local t = tbl.build({r}, {at = at})
+    T.eq(t.at, "last", at .. " is last")
+    local c = t.methods[1].rows[1].cells.lenet
+    T.eq(c.epoch, 7, at .. ": last epoch")
+    T.near(c.loss, 0.35, 1e-12, at .. ": loss of epoch 7")
+    T.near(c.acc, 78, 1e-9, at .. ": accuracy of epoch 7")
+  end
+  -- best-each: the lowest loss (0.10, epoch 3) and the highest accuracy
+  -- (0.95, epoch 5), each column skipping only its own NaNs.
+  local c = tbl.build({r}, {at = "best-each"}).methods[1].rows[1].cells.lenet
+  T.eq(c.epoch, nil, "best-each: no single epoch")
+  T.near(c.loss, 0.10, 1e-12, "best-each loss")
+  T.near(c.acc, 95, 1e-9, "best-each accuracy")
+  -- Scheduled-SGD seed 0: losses 1, 1/2, 1/3, 0.40 and accuracies 0.6, 0.6, 0.6, 0.87.
+  c = tbl.build({assert(results.load(tmp .. "/exp_sgd/seed-0"))}, {at = "best-each"})
+      .methods[1].rows[1].cells.lenet
+  T.near(c.loss, 1 / 3, 1e-12, "best-each loss of epoch 3")
+  T.near(c.acc, 87, 1e-9, "best-each accuracy of epoch 4")
+  T.raises(function() tbl.build({r}, {at = "first"}) end, "unknown epoch rule", "bad rule")
+end)
+
+T.test("--loss batch: each run divided by its own minibatch size", function()
+  local runs = assert(results.load_all({tmp .. "/exp_sa", tmp .. "/ties"}))
+  local t = tbl.build(runs, {loss = "batch"})
+  T.eq(t.loss, "batch", "scale")
+  T.eq(table.concat(t.batches, "/"), "64/128", "batch sizes")
+  local sa = t.methods[1]
+  T.eq(#sa.rows, 4, "seeds 0, 1, 2 and 5")
+  T.near(sa.rows[1].cells.lenet.loss, 0.30 / 128, 1e-12, "seed 0: 0.30 / 128")
+  T.near(sa.rows[4].cells.lenet.loss, 0.40 / 64, 1e-12, "seed 5: 0.40 / 64 (its best epoch)")
+  T.near(sa.rows[4].cells.lenet.acc, 80, 1e-9, "accuracy not scaled")
+  T.near(sa.best.lenet.loss, 0.25 / 128, 1e-12, "best loss 0.001953125")
+  local m, sd = mean_sd({0.30 / 128, 0.25 / 128, 0.35 / 128, 0.40 / 64})
+  T.near(sa.mean.lenet.loss, m, 1e-12, "mean of the scaled losses")
+  T.near(sa.sd.lenet.loss, sd, 1e-12, "sd of the scaled losses")
+  local nobatch = assert(results.load(tmp .. "/ties"))
+  nobatch.batch = nil
+  T.raises(function() tbl.build({nobatch}, {loss = "batch"}) end, "no minibatch size", "no batch")
+  T.raises(function() tbl.build(runs, {loss = "epoch"}) end, "unknown loss scale", "bad scale")
 end)
 
 if not BIN or BIN == "" then T.skip("SGDSA_BIN not set: the command tests need the sgdsa binary") end
@@ -156,17 +239,32 @@ T.test("sgdsa table: csv numbers match the logs", function()
   T.eq(code, 0, "exit code (" .. out .. ")")
   local rows = {}
   for line in out:gmatch("[^\n]+") do rows[#rows + 1] = line end
-  T.eq(rows[1], "method,seed,lenet_loss,lenet_accuracy", "header")
+  T.eq(rows[1], "method,seed,lenet_epoch,lenet_loss_per_example,lenet_accuracy", "header")
   T.eq(#rows, 1 + 2 * (3 + 3), "rows: 3 seeds + best/mean/sd per method")
   for s = 0, 2 do
-    local method, seed, l, a = rows[2 + s]:match("^([^,]*),([^,]*),([^,]*),([^,]*)$")
+    local method, seed, e, l, a = rows[2 + s]:match("^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$")
     T.eq(method, "SGD-SA", "method")
     T.eq(tonumber(seed), s, "seed")
+    T.eq(e, "4", "best validation epoch")
     local r = assert(results.load(string.format("%s/exp_sa/seed-%d", tmp, s)))
-    T.near(tonumber(l), r.cols.val_loss[r.n], 1e-8, "loss from the log")
-    T.near(tonumber(a), r.cols.val_acc[r.n] * 100, 1e-8, "acc from the log")
+    T.near(tonumber(l), r.cols.val_loss[4], 1e-8, "loss from the log")
+    T.near(tonumber(a), r.cols.val_acc[4] * 100, 1e-8, "acc from the log")
   end
-  T.eq(rows[5], "SGD-SA,best,0.25,91", "best row")
+  T.eq(rows[5], "SGD-SA,best,,0.25,91", "best row")
+  code, out = sgdsa({"table", tmp .. "/ties", "--format=csv", "--loss", "batch"})
+  T.eq(code, 0, "--loss batch exit (" .. out .. ")")
+  T.eq(out, "method,seed,lenet_epoch,lenet_loss_per_batch,lenet_accuracy\n"
+         .. "SGD-SA,5,4,0.00625,80\nSGD-SA,best,,0.00625,80\nSGD-SA,mean,,0.00625,80\nSGD-SA,sd,,,\n",
+       "ties, loss per batch")
+  code, out = sgdsa({"table", tmp .. "/ties", "--format", "csv", "--at", "last"})
+  T.eq(code, 0, "--at last exit (" .. out .. ")")
+  T.check(out:find("\nSGD-SA,5,7,0.35,78\n", 1, true), "--at last row: " .. out)
+  code, out = sgdsa({"table", tmp .. "/ties", "--format", "csv", "--at=final"})
+  T.check(code == 0 and out:find("\nSGD-SA,5,7,0.35,78\n", 1, true), "--at=final row: " .. out)
+  code, out = sgdsa({"table", tmp .. "/ties", "--format", "csv", "--at", "best-each"})
+  T.eq(code, 0, "--at best-each exit (" .. out .. ")")
+  T.eq(out:match("^[^\n]*"), "method,seed,lenet_loss_per_example,lenet_accuracy", "best-each header")
+  T.check(out:find("\nSGD-SA,5,0.1,95\n", 1, true), "--at best-each row: " .. out)
 end)
 
 T.test("sgdsa table: text and markdown, notes, two models, unfinished", function()
@@ -176,15 +274,28 @@ T.test("sgdsa table: text and markdown, notes, two models, unfinished", function
   T.check(out:find("lenet", 1, true) and out:find("mlp", 1, true), "both models: " .. out)
   T.check(out:find("Best SGD-SA", 1, true), "best row")
   T.check(out:find("Mean ± sd Scheduled-SGD", 1, true), "mean row")
-  T.check(out:find("divided by the batch size (128 here", 1, true), "loss note: " .. out)
+  T.check(out:find("\n%s+Epoch%s+Loss/example%s+Accuracy%s+Epoch%s+Loss/example%s+Accuracy\n"),
+          "column names: " .. out)
+  T.check(out:find("at its best validation epoch: the epoch of highest validation accuracy", 1, true),
+          "epoch rule note: " .. out)
+  T.check(out:find("Loss (loss/example): mean cross-entropy per validation example; the paper's "
+                   .. "Table 1 divides it by the minibatch size (128 here", 1, true), "loss note: " .. out)
   T.check(out:find("0.600000*", 1, true), "unfinished marked")
   T.check(out:find("91.00", 1, true), "best accuracy")
+  code, out = sgdsa({"table", tmp .. "/ties", "--at", "last", "--loss", "batch"})
+  T.eq(code, 0, "text, last, batch exit (" .. out .. ")")
+  T.check(out:find("Loss/batch", 1, true), "loss/batch column: " .. out)
+  T.check(out:find("0.00546875", 1, true), "0.35 / 64: " .. out)
+  T.check(out:find("at its last logged epoch.", 1, true), "last note: " .. out)
+  T.check(out:find("divided by the run's minibatch size (64 here", 1, true), "batch note: " .. out)
   local file = tmp .. "/table.md"
   code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--format=markdown", "-o", file})
   T.eq(code, 0, "markdown exit (" .. out .. ")")
   local md = assert(read(file))
-  T.check(md:find("| Method | Seed | lenet loss | lenet accuracy |", 1, true), "md header: " .. md)
-  T.check(md:find("| **Best SGD-SA** |  | 0.250000 | 91.00 |", 1, true), "md best row: " .. md)
+  T.check(md:find("| Method | Seed | lenet epoch | lenet loss/example | lenet accuracy |", 1, true),
+          "md header: " .. md)
+  T.check(md:find("| SGD-SA | 0 | 4 | 0.300000 | 90.00 |", 1, true), "md seed row: " .. md)
+  T.check(md:find("| **Best SGD-SA** |  |  | 0.250000 | 91.00 |", 1, true), "md best row: " .. md)
 end)
 
 T.test("sgdsa table: errors", function()
@@ -196,11 +307,20 @@ T.test("sgdsa table: errors", function()
   T.check(out:find("unknown option", 1, true), out)
   code = sgdsa({"table", tmp .. "/exp_sa", "--format", "xml"})
   T.eq(code, 2, "bad format")
+  code, out = sgdsa({"table", tmp .. "/exp_sa", "--at", "first"})
+  T.eq(code, 2, "bad --at")
+  T.check(out:find("--at first: use best, last (or final) or best-each", 1, true), out)
+  code, out = sgdsa({"table", tmp .. "/exp_sa", "--at"})
+  T.eq(code, 2, "--at without a value")
+  code, out = sgdsa({"table", tmp .. "/exp_sa", "--loss=epoch"})
+  T.eq(code, 2, "bad --loss")
+  T.check(out:find("--loss epoch: use example or batch", 1, true), out)
   code = sgdsa({"table"})
   T.eq(code, 2, "no folders")
   code, out = sgdsa({"table", "--help"})
   T.eq(code, 0, "help")
   T.check(out:find("mean cross-entropy", 1, true), "help names the loss")
+  T.check(out:find("--at best-each", 1, true) and out:find("--loss batch", 1, true), "help options")
 end)
 
 -- Curves in an SVG written by gnuplot: each plotted curve is a group with id

@@ -180,15 +180,17 @@ T.test("sweep usage errors", function()
 end)
 
 T.test("table numbers are the logs' last epochs", function()
-  local code, out = sgdsa({"table", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd", "--format", "csv"})
+  local code, out = sgdsa({"table", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd", "--format", "csv",
+                           "--at", "last"})
   T.eq(code, 0, "exit (" .. out .. ")")
   local seen = 0
   for line in out:gmatch("[^\n]+") do
-    local method, seed, l, a = line:match("^([^,]*),(%d+),([^,]*),([^,]*)$")
+    local method, seed, e, l, a = line:match("^([^,]*),(%d+),(%d+),([^,]*),([^,]*)$")
     if method then
       local m = method == "SGD-SA" and "sa" or (method == "Scheduled-SGD" and "sgd")
       T.check(m, "method label " .. method)
       local log = epochs_of(string.format("%s/fashion_lenet_%s/seed-%s", runs, m, seed))
+      T.eq(tonumber(e), log.data.epoch[log.rows], "last epoch of " .. method .. " seed " .. seed)
       T.near(tonumber(l), log.data.val_loss[log.rows], 1e-8, "loss of " .. method .. " seed " .. seed)
       T.near(tonumber(a), 100 * log.data.val_acc[log.rows], 1e-8, "accuracy of " .. method .. " seed " .. seed)
       seen = seen + 1
@@ -198,7 +200,7 @@ T.test("table numbers are the logs' last epochs", function()
   code, out = sgdsa({"table", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd"})
   T.eq(code, 0, "text")
   T.check(out:find("lenet", 1, true) and out:find("Best SGD-SA", 1, true), out)
-  T.check(out:find("batch size (128 here", 1, true), "batch size from the config: " .. out)
+  T.check(out:find("minibatch size (128 here", 1, true), "batch size from the config: " .. out)
 end)
 
 T.test("plot writes a PNG and an SVG with one curve per run and panel", function()
