@@ -3,6 +3,9 @@
 --   sa        one SGD-SA step exactly as the trainer runs it (sgdsa.search with
 --             lr_set + Metropolis): forward, backward, proposal w - eta*g into
 --             the trial buffer, the trial forward, the test, a storage swap;
+--   sa_inf    the same with score = "inference" (the authors' procedure): an
+--             inference forward at w, the training forward and backward, the
+--             proposal, an inference forward at the trial point;
 --   sgd_loop  Scheduled-SGD through the same loop (lr_schedule + always):
 --             the loop's overhead over the plain `sgd` kind.
 -- tools/bench_sa prints SA/SGD step-time ratios from `sa` and `sgd`, beside
@@ -27,6 +30,12 @@ return function(B)
     ctx.search:epoch_start(1)
   end
   B.steps.sa = step_of
+  B.setup.sa_inf = function(ctx)
+    ctx.search = search.new{model = ctx.model, criterion = ctx.crit,
+                            optim = optim.sgdsa{H = H, T0 = 1, alpha = 0.8, score = "inference"}}
+    ctx.search:epoch_start(1)
+  end
+  B.steps.sa_inf = step_of
   B.setup.sgd_loop = function(ctx)
     ctx.search = search.new{model = ctx.model, criterion = ctx.crit, optim = optim.sgd{lr = ctx.lr}}
     ctx.search:epoch_start(1)
