@@ -402,22 +402,23 @@ end
 
 -- A BatchNorm network trained on a last batch far smaller than the others
 -- takes a noisy step on few images' statistics at the end of every epoch
--- (and SGD-SA scores it on them): say so, with the two ways out.
-local function warn_last_batch(model, train)
-  if not (train.size and train.batch_size) then return end
+-- (and SGD-SA scores it on them): the warning that says so, with the two
+-- ways out, or nil.
+function M.last_batch_warning(model, train)
+  if not (train.size and train.batch_size) then return nil end
   local size, batch = train:size(), train:batch_size()
   local last = size % batch
-  if last == 0 or last * 4 >= batch then return end
+  if last == 0 or last * 4 >= batch then return nil end
   local bn = false
   for _, e in ipairs(model:named_tensors()) do
     if e.name:match("running_mean$") then bn = true; break end
   end
-  if not bn then return end
-  io.stderr:write(string.format(
+  if not bn then return nil end
+  return string.format(
     "warning: the last training batch of every epoch has %d images (%d = %d x %d + %d) and %s has " ..
     "BatchNorm: its statistics on %d images make a noisy last step; set data.drop_last=true or a " ..
     "data.limit that is a multiple of %d\n", last, size, size // batch, batch, last,
-    model.name or "the model", last, batch))
+    model.name or "the model", last, batch)
 end
 
 -- ---- validation -------------------------------------------------------------------
@@ -489,7 +490,8 @@ function M.train(exp, overrides)
   local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
   local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
   local S = search.new{model = model, criterion = crit, optim = opt}
-  warn_last_batch(model, train)
+  local warning = M.last_batch_warning(model, train)
+  if warning then io.stderr:write(warning) end
 
   -- the run folder
   local dir, arith_was, arith_now, old_changes, record_resume
