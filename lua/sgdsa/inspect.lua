@@ -127,6 +127,9 @@ local function summarize_log(out, f, name)
     fmt(a.device) .. (a.device_name and (" (" .. fmt(a.device_name) .. ")") or ""), fmt(a.threads), fmt(a.host), fmt(a.start_time),
     (a.resumed and a.resumed > 0) and string.format(", resumed %d time(s)", a.resumed) or "")
   if a.device_changes and a.device_changes ~= "" then out[#out + 1] = "  device changes on resume: " .. fmt(a.device_changes) end
+  if a.score then
+    out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
+  end
   if f:exists("script_path") then out[#out + 1] = "  script: " .. f:read_text("script_path") end
   if f:exists("config") then
     out[#out + 1] = "  config:"
