@@ -104,6 +104,23 @@ SGDSA_API void sgdsa_interrupt(sgdsa_state *S);
 SGDSA_API int sgdsa_interrupted(void);
 SGDSA_API void sgdsa_clear_interrupt(sgdsa_state *S);
 
+/*
+ * The CPU's kernels. OpenBLAS picks its kernels (its "core") when it is
+ * loaded; a release older than the CPU falls back to an old core (Debian
+ * 12's OpenBLAS runs its SSE "Prescott" kernels on new Xeons: matrix
+ * products several times slower) and reads OPENBLAS_CORETYPE only at load.
+ * sgdsa_blas_core_setenv() sets OPENBLAS_CORETYPE (and a note that sgdsa set
+ * it) to the core for this CPU when that happened and the environment names
+ * no core, for a program about to execute itself or another that loads
+ * sgdsa (the sgdsa executable does so); it returns 1 when it set it, 0 when
+ * nothing needed setting (a value the user set is kept), -1 on failure.
+ * Without it, opening a state warns once on stderr, naming the fix.
+ * sgdsa_cpu_summary() describes the CPU, the BLAS core in use and who chose
+ * it, and oneDNN's instruction set, in three lines (a static buffer).
+ */
+SGDSA_API int sgdsa_blas_core_setenv(void);
+SGDSA_API const char *sgdsa_cpu_summary(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,17 @@
  *   core.sleep(s)               returns early when an interrupt arrives
  *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
  *   core.root()                 where the Lua library, models/ and experiments/ live
+ *   core.cpu_info()             the CPU and its kernels: {cpu, family, model,
+ *                               features = {"avx2", "avx512", "amx", "amd"...},
+ *                               blas, blas_config, blas_core, blas_core_origin
+ *                               ("openblas" | "sgdsa" | "user"),
+ *                               blas_core_detected, blas_core_advice,
+ *                               dnnl_version, dnnl_isa, summary}
+ *                               (kernels/cpu/cpu_info.h)
+ *   core.blas_core_for(core, features)  the rule alone (a pure function): the
+ *                               core to run instead of `core` on a CPU with
+ *                               `features` (names as above), or nil
+ *   core.sgemm_gflops(n [, reps=3])  best GFLOP/s of n^3 sgemm calls
  *
  * Failures a caller can expect (a missing folder, a full disk) return
  * nil, message as Lua's io library does; misuse raises an error.
@@ -39,6 +50,7 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "cpu_info.h"
 #include "nn.h"
 #include "runtime.h"
 
@@ -272,6 +284,91 @@ static int l_root(lua_State *L)
     return 1;
 }
 
+/* ---- the CPU and its kernels ------------------------------------------------- */
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_cpu_info(lua_State *L)
+{
+    int fam, mod;
+    char summary[512];
+    sg_cpu_family_model(&fam, &mod);
+    lua_createtable(L, 0, 14);
+    set_str(L, "cpu", sg_cpu_brand());
+    lua_pushinteger(L, fam);
+    lua_setfield(L, -2, "family");
+    lua_pushinteger(L, mod);
+    lua_setfield(L, -2, "model");
+    const unsigned f = sg_cpu_features();
+    lua_newtable(L);
+    int n = 0;
+    for (unsigned bit = 1; sg_cpu_feature_name(bit); bit <<= 1)
+        if (f & bit) {
+            lua_pushstring(L, sg_cpu_feature_name(bit));
+            lua_rawseti(L, -2, ++n);
+        }
+    lua_setfield(L, -2, "features");
+    const char *cfg = sg_blas_config(), *sp = strchr(cfg, ' ');
+    sp = sp ? strchr(sp + 1, ' ') : NULL;
+    lua_pushlstring(L, cfg, sp ? (size_t)(sp - cfg) : strlen(cfg));
+    lua_setfield(L, -2, "blas");
+    set_str(L, "blas_config", cfg);
+    set_str(L, "blas_core", sg_blas_core());
+    set_str(L, "blas_core_origin", sg_blas_core_origin());
+    set_str(L, "blas_core_detected", sg_blas_core_detected());
+    set_str(L, "blas_core_advice", sg_blas_core_advice());
+    set_str(L, "dnnl_version", sg_dnnl_version());
+    set_str(L, "dnnl_isa", sg_dnnl_isa());
+    sg_cpu_summary(summary, sizeof summary);
+    set_str(L, "summary", summary);
+    return 1;
+}
+
+static int l_blas_core_for(lua_State *L)
+{
+    const char *core = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    unsigned f = 0;
+    const lua_Integer n = luaL_len(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        const char *name = lua_tostring(L, -1);
+        unsigned bit = 1;
+        while (sg_cpu_feature_name(bit) && !(name && !strcmp(name, sg_cpu_feature_name(bit))))
+            bit <<= 1;
+        if (sg_cpu_feature_name(bit) == NULL)
+            return luaL_error(L, "blas_core_for: unknown CPU feature %s at %d (avx2, avx512, amx, "
+                                 "amd)", name ? name : luaL_typename(L, -1), (int)i);
+        f |= bit;
+        lua_pop(L, 1);
+    }
+    const char *want = sg_blas_core_for(core, f);
+    if (want)
+        lua_pushstring(L, want);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_sgemm_gflops(lua_State *L)
+{
+    const lua_Integer n = luaL_checkinteger(L, 1), reps = luaL_optinteger(L, 2, 3);
+    if (n < 1 || n > 8192 || reps < 1 || reps > 100)
+        return luaL_error(L, "sgemm_gflops: n must be in [1, 8192] and reps in [1, 100], got "
+                             "%I and %I", n, reps);
+    const double g = sg_cpu_sgemm_gflops((int)n, (int)reps);
+    if (g < 0)
+        return sgl_error(L);
+    lua_pushnumber(L, g);
+    return 1;
+}
+
 /* ---- files ------------------------------------------------------------------ */
 
 static int fail(lua_State *L, const char *op, const char *path, int err)
@@ -427,6 +524,9 @@ void sgl_open_sys(lua_State *L)
         {"conv_impl", l_conv_impl},
         {"get_num_threads", l_get_num_threads},
         {"root", l_root},
+        {"cpu_info", l_cpu_info},
+        {"blas_core_for", l_blas_core_for},
+        {"sgemm_gflops", l_sgemm_gflops},
         {"fsync_rename", l_fsync_rename},
         {"mkdir_p", l_mkdir_p},
         {"exists", l_exists},

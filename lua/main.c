@@ -97,7 +97,9 @@ static void print_main_help(FILE *f)
     fprintf(f, "  help CMD  help on a command (also: sgdsa CMD --help)\n"
                "\n"
                "Environment: SGDSA_ROOT (where lua/sgdsa, models/, experiments/ live),\n"
-               "SGDSA_HISTORY (REPL history file).\n");
+               "SGDSA_HISTORY (REPL history file), OPENBLAS_CORETYPE (OpenBLAS's kernels:\n"
+               "when unset and OpenBLAS falls back to a core older than the CPU, sgdsa sets\n"
+               "it and restarts itself; --version says which core runs).\n");
 }
 
 static const command *find_command(const char *name)
@@ -896,33 +898,45 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /*
+ * Settings that libraries read when they are loaded, before main(): when one
+ * needs setting, we set it and re-execute ourselves once (the new image sees
+ * them set, so it does not loop). A value the user set always wins.
+ *
  * OpenMP's default barrier wait spins for a long time (libgomp: 300,000
  * iterations). When the cores are shared with other work, a spinning thread
  * keeps its peer off the core and every parallel region waits a whole time
  * slice: measured here, an mlp training step ran 4.5x slower next to two busy
  * loops (606 vs 2,747 img/s), while a short spin costs nothing on an idle
- * machine. libgomp reads its settings when it is loaded, before main(), so
- * when the user has chosen none we set a short spin and re-execute ourselves
- * once. OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment wins.
+ * machine. So GOMP_SPINCOUNT=10000 unless OMP_WAIT_POLICY or GOMP_SPINCOUNT
+ * is set.
+ *
+ * OpenBLAS falls back to old kernels on a CPU newer than its release
+ * (Debian 12's on new Xeons: SSE "Prescott" kernels, sgemm 6x slower than
+ * SkylakeX): sgdsa_blas_core_setenv() sets OPENBLAS_CORETYPE to the core for
+ * this CPU's ISA (cpuid, at run time) unless OPENBLAS_CORETYPE is set.
  */
-static void short_openmp_spin(char **argv)
+static void exec_with_load_settings(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): go on with the default spin */
+    int again = 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") &&
+        setenv("GOMP_SPINCOUNT", "10000", 1) == 0)
+        again = 1;
+    if (sgdsa_blas_core_setenv() > 0)
+        again = 1;
+    if (again)
+        execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): go on as we are (opening the state warns
+     * about the BLAS core) */
 }
 
 int main(int argc, char **argv)
 {
-    short_openmp_spin(argv);
+    exec_with_load_settings(argv);
     if (argc < 2)
         return cmd_repl(0, NULL);
     const char *a = argv[1];
     if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
-        printf("sgdsa %s (%s)\n", sgdsa_version(), LUA_RELEASE);
+        printf("sgdsa %s (%s)\n%s\n", sgdsa_version(), LUA_RELEASE, sgdsa_cpu_summary());
         return EXIT_OK;
     }
     if (is_help(a)) {

@@ -22,6 +22,7 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "cpu_info.h"
 #include "runtime.h"
 #include "sgdsa.h"
 
@@ -43,6 +44,15 @@ struct sgdsa_state {
 static _Thread_local char open_err[2048];
 
 const char *sgdsa_version(void) { return SGDSA_VERSION; }
+
+int sgdsa_blas_core_setenv(void) { return sg_blas_core_setenv(); }
+
+const char *sgdsa_cpu_summary(void)
+{
+    static _Thread_local char buf[512];
+    sg_cpu_summary(buf, sizeof buf);
+    return buf;
+}
 
 /* ---- where the Lua library lives ------------------------------------------ */
 
