@@ -2,7 +2,7 @@
 -- run folder, resumes bit-identically.
 --
 --   return {                                   -- an experiment script
---     model  = {"lenet", classes = 10},        -- models/<name>.lua + options,
+--     model  = {"lenet", classes = 10},        -- sgdsa.models.<name> + options,
 --                                              -- or a function() -> model
 --     data   = {"fashion_mnist", batch = 128}, -- sgdsa.data.<name> + options,
 --                                              -- or a function() -> data, or a data object
@@ -52,7 +52,7 @@ end
 
 -- The experiment's fields, with what each one is (for the error on an unknown key).
 M.FIELDS = {
-  model = "spec {\"name\", opts...} (models/<name>.lua), function() -> model, or a model",
+  model = "spec {\"name\", opts...} (sgdsa.models.<name>), function() -> model, or a model",
   data = "spec {\"name\", opts...} (sgdsa.data.<name>), function() -> data, or a data object",
   optim = "an optimizer from sgdsa.optim (default: sgdsa.optim.sgdsa with the paper's H)",
   criterion = "the loss module (default sgdsa.nn.CrossEntropy())",
@@ -303,10 +303,10 @@ end
 local function build_model(spec)
   if type(spec) == "function" then return spec() end
   if type(spec) == "table" and type(spec[1]) == "string" then
+    local ctor, err = sg.models.find(spec[1])
+    if not ctor then fail("model %q: %s", spec[1], (err:gsub("^sgdsa%.models: ", ""))) end
     local opts = copy(spec)
-    local name = table.remove(opts, 1)
-    local ok, ctor = pcall(require, "models." .. name)
-    if not ok then fail("model %q: cannot load models/%s.lua: %s", name, name, tostring(ctor)) end
+    table.remove(opts, 1)
     return ctor(opts)
   end
   return spec
