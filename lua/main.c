@@ -13,7 +13,9 @@
  *
  * The REPL: readline line editing and history (~/.sgdsa_history or
  * $SGDSA_HISTORY), completion of globals and of fields/methods after `.`/`:`
- * (walking tables and metatables' __index tables, never calling code), the
+ * (walking tables and metatables' __index tables, and the names a lazy
+ * namespace lists in its metatable's __complete, never calling code), help(x)
+ * (lua/sgdsa/help.lua), the
  * values of an expression printed without `=`, multi-line statements, Ctrl-C
  * aborting the running chunk (a Lua hook) or clearing the line at the prompt.
  * Readline runs in callback mode under select(), so a signal at the prompt is
@@ -67,7 +69,8 @@ static const command commands[] = {
      "Interactive Lua 5.4 with the sgdsa library loaded as the global `sgdsa`.\n"
      "An expression's value is printed (no `=` needed); incomplete statements\n"
      "continue on the next line; TAB completes globals and fields/methods after\n"
-     "`.` and `:`; Ctrl-C aborts the running chunk or clears the line; Ctrl-D\n"
+     "`.` and `:`; help(x) prints the documentation of x, help() an index;\n"
+     "Ctrl-C aborts the running chunk or clears the line; Ctrl-D\n"
      "exits. History is kept in ~/.sgdsa_history (or $SGDSA_HISTORY; empty to\n"
      "disable). The result of the last expression is kept in `_`.\n"
      "With stdin not a terminal, lines are read without prompts; the exit status\n"
@@ -400,7 +403,12 @@ static void add_keys(lua_State *L, const char *prefix, const char *part, int met
     }
 }
 
-/* Candidates from the value on top: its own keys, then its __index chain (pops it). */
+/*
+ * Candidates from the value on top: its own keys, the names its metatable
+ * lists in __complete (the keys of a table: what a lazy namespace such as
+ * sgdsa.optim or sgdsa.models loads on first use), then its __index chain
+ * (pops it).
+ */
 static void add_candidates(lua_State *L, const char *prefix, const char *part, int methods_only)
 {
     for (int depth = 0; depth < 16; depth++) {
@@ -408,6 +416,23 @@ static void add_candidates(lua_State *L, const char *prefix, const char *part, i
             add_keys(L, prefix, part, methods_only);
         if (!lua_getmetatable(L, -1))
             break;
+        lua_pushliteral(L, "__complete");
+        if (lua_rawget(L, -2) == LUA_TTABLE && !methods_only) {
+            size_t plen = strlen(part);
+            char buf[512];
+            lua_pushnil(L);
+            while (lua_next(L, -2) != 0) {
+                lua_pop(L, 1);
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    const char *k = lua_tostring(L, -1);
+                    if (strncmp(k, part, plen) == 0 && is_identifier(k)) {
+                        snprintf(buf, sizeof buf, "%s%s", prefix, k);
+                        add_match(buf);
+                    }
+                }
+            }
+        }
+        lua_pop(L, 1);
         lua_pushliteral(L, "__index");
         lua_rawget(L, -2);
         if (lua_istable(L, -1)) {
@@ -714,7 +739,7 @@ static int repl(sgdsa_state *S)
         if (hist != NULL)
             read_history(hist);
         if (isatty(STDOUT_FILENO))
-            printf("sgdsa %s  (%s)  TAB completes, Ctrl-C interrupts, Ctrl-D exits\n",
+            printf("sgdsa %s  (%s)  help() for help, TAB completes, Ctrl-C interrupts, Ctrl-D exits\n",
                    sgdsa_version(), LUA_RELEASE);
     }
     if (sgdsa_catch_signals(S, SGDSA_SIGNALS_INTERRUPT) != 0) {
@@ -722,6 +747,9 @@ static int repl(sgdsa_state *S)
         free(hist);
         return EXIT_ERR;
     }
+    /* help(x): the documentation of x (lua/sgdsa/help.lua); `help` alone prints the index */
+    if (sgdsa_dostring(S, "if help == nil then help = sgdsa.help end", "=repl") != 0)
+        fprintf(stderr, "sgdsa repl: no help: %s\n", sgdsa_errmsg(S));
 
     char *chunk = NULL; /* the statement being assembled over several lines */
     size_t chunk_len = 0;

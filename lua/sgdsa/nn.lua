@@ -220,6 +220,7 @@ function Module:describe() return "" end
 
 -- ---- Linear --------------------------------------------------------------------------
 
+-- Linear(in, out, {bias = true}): y = x W^T + b, W out x in (PyTorch's layout).
 local Linear = nn.class("Linear")
 nn.Linear = Linear
 
@@ -305,6 +306,10 @@ end
 
 -- ---- BatchNorm ------------------------------------------------------------------------
 
+-- BatchNorm2d(c, {eps = 1e-5, momentum = 0.1, affine = true}) (N x C x H x W)
+-- and BatchNorm1d(c, ...) (N x C): batch statistics in "train" and "trial"
+-- (running statistics updated in "train" only), running statistics in
+-- "eval" and "infer".
 local BatchNorm = nn.class("BatchNorm")
 
 function BatchNorm:__init(c, opts)
