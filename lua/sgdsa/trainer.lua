@@ -62,7 +62,8 @@ M.FIELDS = {
   tf32 = "device = \"cuda\": TF32 tensor cores in convolutions and GEMMs (default false: fp32 as on the CPU)",
   deterministic = "device = \"cuda\": cuDNN algorithms that are deterministic and chosen the same way in every process, so a run and its resumes repeat bit for bit (default true); false: the fastest ones, timed by cuDNN",
   threads = "CPU threads (default: as set)",
-  name = "run folder name under `out` (default: script name and time)",
+  name = "run folder name under `out` (default: the label or the script's name, and the time)",
+  label = "what the experiment is, in `sgdsa table`, `sgdsa plot` and `sgdsa inspect` (default: the paper's name of a built-in optimizer, else the script's name)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
@@ -215,6 +216,9 @@ function M.configure(exp, overrides)
     if type(f) ~= "function" then fail("hooks.%s must be a function, got %s", k, type(f)) end
   end
   cfg.hooks = hooks
+  if cfg.label ~= nil and (type(cfg.label) ~= "string" or cfg.label == "") then
+    fail("label must be a text, got %s", tostring(cfg.label))
+  end
   if cfg.resume ~= nil and type(cfg.resume) ~= "string" then
     fail("resume must be a run folder (runs/<name>), got %s", tostring(cfg.resume))
   end
@@ -271,7 +275,7 @@ end
 
 -- Keys whose change does not break a resume.
 local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
-                     out = true, checkpoint = true, threads = true}
+                     out = true, checkpoint = true, threads = true, label = true}
 
 -- Keys that choose the arithmetic: a resume may change them (a GPU run
 -- finished on the CPU, say). The steps after the change are no longer
@@ -347,9 +351,10 @@ local function script_text()
   return path, s
 end
 
-local function default_name()
+local function default_name(label)
   local path = arg and arg[0]
-  local base = type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
+  local base = label and label:gsub("[^%w_.-]+", "_")
+               or type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
   return base .. "-" .. os.date("%Y%m%d-%H%M%S")
 end
 
@@ -532,7 +537,7 @@ function M.train(exp, overrides)
     -- the arithmetic the run began with, and this resume's
     arith_was, arith_now = arithmetic(a), arithmetic(b)
   elseif cfg.out then
-    dir = cfg.out .. "/" .. (cfg.name or default_name())
+    dir = cfg.out .. "/" .. (cfg.name or default_name(cfg.label))
     if core.exists(dir .. "/log.h5") then
       fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
     end
