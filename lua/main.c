@@ -6,6 +6,7 @@
  *   sgdsa -e CODE [-i]                 run code (then the REPL with -i)
  *   sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL
  *   sgdsa inspect|sweep|table|plot|bench ARGS   -> require("sgdsa.<cmd>").main(args)
+ *   sgdsa env                          LUA_PATH and LUA_CPATH for a stock lua5.4
  *   sgdsa --version | --help | help CMD
  *
  * Exit status: 0 success, 1 script or runtime error (file:line and a
@@ -22,6 +23,8 @@
  * seen as EINTR and handled outside the signal handler. When stdin is not a
  * terminal, lines are read plainly with no prompt, for piped input.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -75,6 +78,17 @@ static const command commands[] = {
      "disable). The result of the last expression is kept in `_`.\n"
      "With stdin not a terminal, lines are read without prompts; the exit status\n"
      "is then 1 if any chunk failed.\n"},
+    {"env", "print LUA_PATH and LUA_CPATH for a stock lua5.4 (eval \"$(sgdsa env)\")",
+     "usage: sgdsa env\n"
+     "\n"
+     "Print the shell lines that let a stock lua5.4 (or any Lua 5.4 host) load this\n"
+     "sgdsa: `require \"sgdsa\"` finds the Lua library, the networks (sgdsa.models)\n"
+     "and the sgdsa.core module this executable uses:\n"
+     "\n"
+     "  eval \"$(sgdsa env)\"; lua5.4 -e 'print(require(\"sgdsa\").ones(2))'\n"
+     "\n"
+     "The paths end in ;; (Lua's default path after them). An installed sgdsa also\n"
+     "records them in sgdsa.pc: pkg-config --variable=lua_path sgdsa (and lua_cpath).\n"},
     {"inspect", "show the contents of an HDF5 run file or checkpoint", NULL},
     {"sweep", "run an experiment over a grid of overrides or seeds", NULL},
     {"table", "tabulate results of runs", NULL},
@@ -219,6 +233,85 @@ static int lua_command(const command *c, int argc, char **argv)
     else
         rc = EXIT_ERR;
 done:
+    sgdsa_close(S);
+    return rc;
+}
+
+/* ---- sgdsa env ---------------------------------------------------------------------- */
+
+/* Is there a file at dir/rel? */
+static int file_at(const char *dir, const char *rel)
+{
+    char p[PATH_MAX];
+    int n = snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return n > 0 && (size_t)n < sizeof p && access(p, R_OK) == 0;
+}
+
+/* Quote s for a POSIX shell ('...', with ' as '\''). */
+static void print_quoted(const char *s)
+{
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+/*
+ * LUA_PATH: the Lua library of this executable's runtime (sgdsa.core.root());
+ * LUA_CPATH: the sgdsa.core module beside the libsgdsa it runs, installed
+ * (<libdir>/lua/5.4/sgdsa/core.so) or in a build tree (<build>/lib/sgdsa/core.so).
+ */
+static int cmd_env(int argc, char **argv)
+{
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(find_command("env")->usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc > 0)
+        return usage_error("env: unexpected argument %s", argv[0]);
+    Dl_info info;
+    char lib[PATH_MAX];
+    if (dladdr((void *)sgdsa_version, &info) == 0 || info.dli_fname == NULL ||
+        realpath(info.dli_fname, lib) == NULL) {
+        fprintf(stderr, "sgdsa env: cannot tell where libsgdsa is loaded from\n");
+        return EXIT_ERR;
+    }
+    char *slash = strrchr(lib, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    const char *cpath = NULL;
+    if (file_at(lib, "lua/5.4/sgdsa/core.so"))
+        cpath = "lua/5.4/?.so";
+    else if (file_at(lib, "lib/sgdsa/core.so"))
+        cpath = "lib/?.so";
+    if (cpath == NULL) {
+        fprintf(stderr, "sgdsa env: no sgdsa/core.so beside %s (under lua/5.4/ or lib/)\n", lib);
+        return EXIT_ERR;
+    }
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    int rc = EXIT_OK;
+    if (sgdsa_dostring(S, "env_root = sgdsa.core.root()", "=env") != 0) {
+        rc = report(S);
+    } else {
+        lua_State *L = sgdsa_lua(S);
+        lua_getglobal(L, "env_root");
+        const char *root = lua_tostring(L, -1);
+        char buf[3 * PATH_MAX];
+        snprintf(buf, sizeof buf, "%s/lua/?.lua;%s/lua/?/init.lua;;", root, root);
+        fputs("export LUA_PATH=", stdout);
+        print_quoted(buf);
+        snprintf(buf, sizeof buf, "%s/%s;;", lib, cpath);
+        fputs("\nexport LUA_CPATH=", stdout);
+        print_quoted(buf);
+        putchar('\n');
+        lua_pop(L, 1);
+    }
     sgdsa_close(S);
     return rc;
 }
@@ -997,6 +1090,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2, 0);
     if (strcmp(a, "repl") == 0)
         return cmd_repl(argc - 2, argv + 2);
+    if (strcmp(a, "env") == 0)
+        return cmd_env(argc - 2, argv + 2);
     const command *c = find_command(a);
     if (c != NULL)
         return lua_command(c, argc - 2, argv + 2);
