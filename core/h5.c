@@ -331,6 +331,8 @@ static const char *objname(const char *obj) { return (obj == NULL || obj[0] == '
  * corrupt. sgdsa never writes dense groups; h5py does for > 8 links. */
 static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
     if (!f->strict)
         return 0;
     H5G_info_t gi;
@@ -346,6 +348,8 @@ static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char 
 /* 1 / 0 / -1: does the link `name` resolve (every prefix exists)? */
 static int link_exists(sg_h5file *f, const char *name, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
     char buf[1024];
     size_t n = strlen(name);
     if (n >= sizeof buf)
@@ -809,6 +813,9 @@ static int need_writable(const sg_h5file *f, const char *op, const char *name)
 {
     if (!f->writable)
         return sg_seterr("%s '%s': file '%s' is open read-only", op, name, f->path);
+    if (f->fid < 0)
+        return sg_seterr("%s '%s': file '%s' was not written: a flush of it failed (close it)", op,
+                         name, f->path);
     return 0;
 }
 
@@ -1593,6 +1600,10 @@ done:
 static hid_t open_obj(sg_h5file *f, const char *obj, const char *op)
 {
     const char *o = objname(obj);
+    if (f->fid < 0) {
+        sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
+        return H5I_INVALID_HID;
+    }
     if (strcmp(o, "/") != 0) {
         if (check_name(op, f, o) < 0)
             return H5I_INVALID_HID;

@@ -89,8 +89,9 @@ int sg_h5_close(sg_h5file *f);
 void sg_h5_discard(sg_h5file *f);
 /* A plain file: written to `path` now (the file is closed and opened again
  * in memory; sgdsa keeps no HDF5 object open between calls). After a failed
- * flush the handle only closes, with an error. An atomic file: nothing
- * reaches the disk before its commit. */
+ * flush every call on the handle is refused ("a flush of it failed") and
+ * sg_h5_close returns -1. An atomic file: nothing reaches the disk before
+ * its commit. */
 int sg_h5_flush(sg_h5file *f);
 const char *sg_h5_path(const sg_h5file *f);  /* the target path */
 int sg_h5_writable(const sg_h5file *f);

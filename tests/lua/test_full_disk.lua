@@ -59,6 +59,31 @@ T.test("model:save on a full disk: an error naming ENOSPC, no crash, no file", f
   error("model:save still fails with the disk full at its 10th write")
 end)
 
+T.test("plain files: flush and close on a full disk fail with ENOSPC, nothing crashes", function()
+  local dir = R.tmp .. "/plain"
+  assert(sg.core.mkdir_p(dir))
+  -- write 1: the flush (half of it stored); then writes and the close are
+  -- refused (the flush failed), a second file's close fails too, and the
+  -- process ends normally
+  local script = string.format([[
+    local h5 = require "sgdsa.h5"
+    local f = h5.open(%q, "w")
+    f:write("x", sgdsa.ones(5000))
+    print("flush", pcall(f.flush, f))
+    print("write after", pcall(f.write, f, "y", sgdsa.ones(3)))
+    print("close", pcall(f.close, f))
+    local g = h5.open(%q, "a")
+    g:write("z", sgdsa.ones(5000))
+    print("close2", pcall(g.close, g))
+    os.exit(7)]], dir .. "/p.h5", dir .. "/q.h5")
+  local code, text = T.sgdsa({"-e", script}, full_at(dir, 1))
+  T.eq(code, 7, "exit status (" .. text .. ")")
+  T.check(text:find("flush\tfalse\t[^\n]*h5 flush: writing '[^']*p%.h5' failed[^\n]*No space left on device"), text)
+  T.check(text:find("write after\tfalse\t[^\n]*was not written: a flush of it failed"), text)
+  T.check(text:find("close\tfalse\t[^\n]*was not written: a flush of it failed"), text)
+  T.check(text:find("close2\tfalse\t[^\n]*h5 close: writing '[^']*q%.h5' failed[^\n]*No space left on device"), text)
+end)
+
 T.test("a run on a disk that fills at each of its writes in turn: exit 1, files intact, resumable", function()
   local count_log = R.tmp .. "/writes.log"
   local n, writes = 0, nil
