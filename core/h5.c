@@ -25,10 +25,19 @@
 #include "error.h"
 #include "h5.h"
 
+/* The memory of a file open for writing (see make_write_fapl). */
+struct sg_h5image {
+    unsigned char *buf;   /* libhdf5's core driver's buffer */
+    size_t size;          /* its bytes */
+    int owned;            /* the file closed and gave the buffer to the handle */
+};
+
 struct sg_h5file {
     hid_t fid;
     char *path;     /* target path */
     char *tmp;      /* atomic: the temporary file being written; else NULL */
+    int fd;         /* writable: the file the image is written to (tmp or path); else -1 */
+    struct sg_h5image img;
     int writable;
     int strict;     /* refuse unchecksummed structures (see dense_refused) */
 };
@@ -322,6 +331,8 @@ static const char *objname(const char *obj) { return (obj == NULL || obj[0] == '
  * corrupt. sgdsa never writes dense groups; h5py does for > 8 links. */
 static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
     if (!f->strict)
         return 0;
     H5G_info_t gi;
@@ -337,6 +348,8 @@ static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char 
 /* 1 / 0 / -1: does the link `name` resolve (every prefix exists)? */
 static int link_exists(sg_h5file *f, const char *name, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
     char buf[1024];
     size_t n = strlen(name);
     if (n >= sizeof buf)
@@ -429,12 +442,138 @@ static hid_t make_fapl(void)
     return fapl;
 }
 
+/* Files open for writing live in memory. libhdf5's core driver holds the
+ * whole file in one buffer (no backing store), so libhdf5 never writes to
+ * disk: no full disk or I/O error can make H5Dwrite, H5Fflush or H5Fclose
+ * fail. (libhdf5 1.10 keeps a file whose H5Fclose failed half-destroyed in
+ * its ID table and crashes at exit closing it again.) sgdsa writes the image
+ * itself, with checked write()s, on sg_h5_flush and sg_h5_close. The image
+ * callbacks below let the handle own the buffer the driver hands back when
+ * the file closes: the bytes of the closed file, written out without a copy. */
+static void *img_malloc(size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    void *p = malloc(size ? size : 1);
+    if (p && op == H5FD_FILE_IMAGE_OP_FILE_OPEN) {
+        im->buf = p;
+        im->size = size;
+    }
+    return p;
+}
+
+static void *img_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    return memcpy(dst, src, size);
+}
+
+static void *img_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && (ptr == NULL || ptr == im->buf)) {
+        im->buf = p;
+        im->size = size;
+    }
+    return p;
+}
+
+static herr_t img_free(void *ptr, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && ptr != NULL && ptr == im->buf) {
+        im->owned = 1;    /* the closed file's bytes: sg_h5_close writes them */
+        return 0;
+    }
+    if (ptr == im->buf)
+        im->buf = NULL;
+    free(ptr);
+    return 0;
+}
+
+static void *img_udata_copy(void *ud) { return ud; }
+static herr_t img_udata_free(void *ud) { return 0; }
+
+/* File access for a file held in memory, its image tracked in *im. No HDF5
+ * file locking: the file on disk is never written through libhdf5. */
+static hid_t make_write_fapl(struct sg_h5image *im)
+{
+    hid_t fapl = make_fapl();
+    if (fapl < 0)
+        return fapl;
+    H5FD_file_image_callbacks_t cb = { img_malloc, img_memcpy, img_realloc, img_free,
+                                       img_udata_copy, img_udata_free, im };
+    if (H5Pset_file_locking(fapl, 0, 1) < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &cb) < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+static uint64_t le_uint(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* The length of the HDF5 file in a closed file's image: the "end of file
+ * address" in its superblock (HDF5 file format specification, the superblock,
+ * versions 0-3), the image beyond it being the driver's unused allocation.
+ * -1 if the image does not start with a superblock that says so. */
+static int64_t image_length(const unsigned char *b, size_t n)
+{
+    static const unsigned char sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
+    if (n < 16 || memcmp(b, sig, 8) != 0)
+        return -1;
+    size_t osize, base_at;
+    switch (b[8]) {
+    case 0: osize = b[13]; base_at = 24; break;
+    case 1: osize = b[13]; base_at = 28; break;
+    case 2: case 3: osize = b[9]; base_at = 12; break;
+    default: return -1;
+    }
+    if (osize != 2 && osize != 4 && osize != 8)
+        return -1;
+    size_t eoa_at = base_at + 2 * osize;
+    if (n < eoa_at + osize)
+        return -1;
+    uint64_t base = le_uint(b + base_at, osize), eoa = le_uint(b + eoa_at, osize);
+    if (base != 0 || eoa > n || eoa < eoa_at + osize)
+        return -1;
+    return (int64_t)eoa;
+}
+
+/* Write n bytes of an image over the file open at f->fd (from offset 0,
+ * cutting whatever followed). */
+static int write_image(sg_h5file *f, const unsigned char *b, size_t n, const char *op)
+{
+    const char *target = f->tmp ? f->tmp : f->path;
+    size_t done = 0;
+    while (done < n) {
+        size_t k = n - done > ((size_t)1 << 30) ? ((size_t)1 << 30) : n - done;
+        ssize_t w = pwrite(f->fd, b + done, k, (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return sg_seterr("%s: writing '%s' failed after %zu of %zu bytes: %s", op, target,
+                             done, n, strerror(errno));
+        done += (size_t)w;
+    }
+    if (ftruncate(f->fd, (off_t)n) < 0)
+        return sg_seterr("%s: setting the size of '%s' to %zu bytes failed: %s", op, target, n,
+                         strerror(errno));
+    return 0;
+}
+
 static sg_h5file *new_handle(const char *path)
 {
     sg_h5file *f = sg_calloc(1, sizeof *f, "h5 file handle");
     if (!f)
         return NULL;
     f->fid = H5I_INVALID_HID;
+    f->fd = -1;
     f->path = dupstr(path, "h5 file path");
     if (!f->path) {
         free(f);
@@ -443,11 +582,39 @@ static sg_h5file *new_handle(const char *path)
     return f;
 }
 
+/* Close what the handle holds on disk and free it. The image buffer is freed
+ * only once the driver has given it up (a failed H5Fclose may still own it). */
 static void free_handle(sg_h5file *f)
 {
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->img.owned)
+        free(f->img.buf);
     free(f->path);
     free(f->tmp);
     free(f);
+}
+
+/* Open (mode "w", "a") or create the in-memory file of handle f, whose image
+ * goes to `out` (created or truncated now when `truncate`, so a folder that
+ * cannot take it is an error at once). `src`: the existing file the image
+ * starts from, or NULL for an empty one. */
+static int open_in_memory(sg_h5file *f, const char *src, const char *out, int truncate,
+                          const char *op)
+{
+    f->fd = open(out, O_WRONLY | O_CLOEXEC | (truncate ? O_CREAT | O_TRUNC : 0), 0666);
+    if (f->fd < 0)
+        return sg_seterr("%s: cannot %s '%s': %s", op, truncate ? "create" : "open for writing",
+                         out, strerror(errno));
+    hid_t fapl = make_write_fapl(&f->img);
+    if (fapl < 0)
+        return h5_fail("%s: cannot make a file access property list for '%s'", op, out);
+    f->fid = src ? H5Fopen(src, H5F_ACC_RDWR, fapl) : H5Fcreate(out, H5F_ACC_TRUNC, g_fcpl, fapl);
+    H5Pclose(fapl);
+    if (f->fid < 0)
+        return h5_fail("%s: cannot %s '%s'", op, src ? "open" : "create", src ? src : out);
+    f->writable = 1;
+    return 0;
 }
 
 sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
@@ -465,71 +632,29 @@ sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
     sg_h5file *f = new_handle(path);
     if (!f)
         return NULL;
+    f->strict = !(flags & SG_H5_LEGACY);
+    if (mode[0] != 'r') {
+        int update = mode[0] == 'a' && exists;
+        if (open_in_memory(f, update ? path : NULL, path, !update, "h5 open") < 0) {
+            sg_h5_discard(f);
+            return NULL;
+        }
+        return f;
+    }
     hid_t fapl = make_fapl();
     if (fapl < 0) {
         h5_fail("h5 open: cannot make a file access property list for '%s'", path);
         free_handle(f);
         return NULL;
     }
-    if (mode[0] == 'r')
-        f->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    else if (mode[0] == 'a' && exists)
-        f->fid = H5Fopen(path, H5F_ACC_RDWR, fapl);
-    else
-        f->fid = H5Fcreate(path, H5F_ACC_TRUNC, g_fcpl, fapl);
+    f->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
     if (f->fid < 0) {
-        h5_fail("h5 open: cannot %s '%s' (mode \"%s\")",
-                mode[0] == 'w' || !exists ? "create" : "open", path, mode);
-        H5Pclose(fapl);
+        h5_fail("h5 open: cannot open '%s' (mode \"r\")", path);
         free_handle(f);
         return NULL;
     }
-    H5Pclose(fapl);
-    f->writable = mode[0] != 'r';
-    f->strict = !(flags & SG_H5_LEGACY);
     return f;
-}
-
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return sg_seterr("h5 atomic update: cannot read '%s': %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (out < 0) {
-        int e = errno;
-        close(in);
-        return sg_seterr("h5 atomic update: cannot create '%s': %s", dst, strerror(e));
-    }
-    char buf[1 << 16];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = sg_seterr("h5 atomic update: reading '%s': %s", src, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = sg_seterr("h5 atomic update: writing '%s': %s", dst, strerror(errno));
-                break;
-            }
-            off += w;
-        }
-        if (rc)
-            break;
-    }
-    close(in);
-    if (close(out) < 0 && rc == 0)
-        rc = sg_seterr("h5 atomic update: closing '%s': %s", dst, strerror(errno));
-    return rc;
 }
 
 sg_h5file *sg_h5_open_atomic(const char *path, int keep)
@@ -542,6 +667,7 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
     sg_h5file *f = new_handle(path);
     if (!f)
         return NULL;
+    f->strict = 1;
     size_t n = strlen(path) + 32;
     f->tmp = sg_malloc(n, "h5 temporary path");
     if (!f->tmp) {
@@ -549,50 +675,20 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
         return NULL;
     }
     snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    if (keep && exists && copy_file(path, f->tmp) < 0) {
-        unlink(f->tmp);
-        free_handle(f);
+    if (open_in_memory(f, keep && exists ? path : NULL, f->tmp, 1, "h5 atomic write") < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sg_geterr());
+        sg_h5_discard(f);
+        sg_seterr("%s (for '%s')", msg, path);
         return NULL;
     }
-    hid_t fapl = make_fapl();
-    if (fapl >= 0)
-        f->fid = (keep && exists) ? H5Fopen(f->tmp, H5F_ACC_RDWR, fapl)
-                                  : H5Fcreate(f->tmp, H5F_ACC_TRUNC, g_fcpl, fapl);
-    if (fapl < 0 || f->fid < 0) {
-        h5_fail("h5 atomic write: cannot %s temporary file '%s' for '%s'",
-                keep && exists ? "open" : "create", f->tmp, path);
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        unlink(f->tmp);
-        free_handle(f);
-        return NULL;
-    }
-    H5Pclose(fapl);
-    f->writable = 1;
-    f->strict = 1;
     return f;
 }
 
-static int fsync_path(const char *path, int dir, const char *op)
+/* fsync the folder holding path (so a rename in it is durable). */
+static int fsync_dir_of(const char *path, const char *op)
 {
-    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sg_seterr("%s: cannot open '%s' to sync it: %s", op, path, strerror(errno));
-    int rc = 0;
-    if (fsync(fd) < 0 && !(dir && (errno == EINVAL || errno == EROFS)))
-        rc = sg_seterr("%s: fsync '%s' failed: %s", op, path, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-static int commit_atomic(sg_h5file *f)
-{
-    const char *op = "h5 atomic write";
-    if (fsync_path(f->tmp, 0, op) < 0)
-        return -1;
-    if (rename(f->tmp, f->path) < 0)
-        return sg_seterr("%s: rename '%s' -> '%s' failed: %s", op, f->tmp, f->path, strerror(errno));
-    char *dir = dupstr(f->path, "h5 directory path");
+    char *dir = dupstr(path, "h5 directory path");
     if (!dir)
         return -1;
     char *slash = strrchr(dir, '/');
@@ -603,8 +699,33 @@ static int commit_atomic(sg_h5file *f)
         *slash = '\0';
         d = dir;
     }
-    int rc = fsync_path(d, 1, op);
+    int rc = 0;
+    int fd = open(d, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        rc = sg_seterr("%s: cannot open folder '%s' to sync it: %s", op, d, strerror(errno));
+    else if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
+        rc = sg_seterr("%s: fsync of folder '%s' failed: %s", op, d, strerror(errno));
+    if (fd >= 0)
+        close(fd);
     free(dir);
+    return rc;
+}
+
+/* Close the in-memory file f->fid and write the closed file's bytes to f->fd. */
+static int write_closed(sg_h5file *f, const char *op)
+{
+    const char *target = f->tmp ? f->tmp : f->path;
+    herr_t e = H5Fclose(f->fid);
+    f->fid = H5I_INVALID_HID;
+    if (e < 0)
+        return h5_fail("%s: closing '%s' failed", op, target);
+    int64_t len = f->img.owned ? image_length(f->img.buf, f->img.size) : -1;
+    if (len < 0)
+        return sg_seterr("%s: the image of '%s' has no valid HDF5 superblock (%zu bytes)", op,
+                         target, f->img.owned ? f->img.size : (size_t)0);
+    int rc = write_image(f, f->img.buf, (size_t)len, op);
+    free(f->img.buf);
+    memset(&f->img, 0, sizeof f->img);
     return rc;
 }
 
@@ -612,17 +733,28 @@ int sg_h5_close(sg_h5file *f)
 {
     if (!f)
         return 0;
+    const char *op = f->tmp ? "h5 atomic write" : "h5 close";
+    const char *target = f->tmp ? f->tmp : f->path;
     int rc = 0;
-    if (f->fid >= 0) {
-        if (f->writable && H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
-            rc = h5_fail("h5 close: flushing '%s' failed", f->tmp ? f->tmp : f->path);
-        if (H5Fclose(f->fid) < 0 && rc == 0)
-            rc = h5_fail("h5 close: closing '%s' failed", f->tmp ? f->tmp : f->path);
-        f->fid = H5I_INVALID_HID;
+    if (f->fid >= 0 && f->writable)
+        rc = write_closed(f, op);
+    else if (f->fid >= 0 && H5Fclose(f->fid) < 0)
+        rc = h5_fail("%s: closing '%s' failed", op, target);
+    else if (f->fid < 0 && f->writable)
+        rc = sg_seterr("%s: '%s' was not written: a flush of it failed", op, target);
+    f->fid = H5I_INVALID_HID;
+    if (f->fd >= 0) {
+        if (rc == 0 && f->tmp && fsync(f->fd) < 0)
+            rc = sg_seterr("%s: fsync '%s' failed: %s", op, target, strerror(errno));
+        if (close(f->fd) < 0 && rc == 0)
+            rc = sg_seterr("%s: closing '%s' failed: %s", op, target, strerror(errno));
+        f->fd = -1;
     }
     if (f->tmp) {
-        if (rc == 0)
-            rc = commit_atomic(f);
+        if (rc == 0 && rename(f->tmp, f->path) < 0)
+            rc = sg_seterr("%s: rename '%s' -> '%s' failed: %s", op, f->tmp, f->path, strerror(errno));
+        else if (rc == 0)
+            rc = fsync_dir_of(f->path, op);
         if (rc != 0)
             unlink(f->tmp);
     }
@@ -637,15 +769,40 @@ void sg_h5_discard(sg_h5file *f)
     if (f->fid >= 0)
         H5Fclose(f->fid);
     H5Eclear2(H5E_DEFAULT);
-    if (f->tmp)
+    if (f->tmp) {
+        if (f->fd >= 0) {
+            close(f->fd);
+            f->fd = -1;
+        }
         unlink(f->tmp);
+    }
     free_handle(f);
 }
 
 int sg_h5_flush(sg_h5file *f)
 {
-    if (f->writable && H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
-        return h5_fail("h5 flush: '%s' failed", f->path);
+    if (!f->writable)
+        return 0;
+    if (f->fid < 0)
+        return sg_seterr("h5 flush: '%s' was not written: an earlier flush of it failed", f->path);
+    if (f->tmp) {   /* an atomic file reaches the disk only when committed */
+        if (H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
+            return h5_fail("h5 flush: '%s' failed", f->tmp);
+        return 0;
+    }
+    /* A plain file: closed, written and opened again, so that the file on
+     * disk is a closed file (libhdf5 1.10.8's H5Fget_file_image leaves a
+     * stale superblock checksum). sgdsa keeps no object open between calls,
+     * so nothing else sees the new file id. */
+    if (write_closed(f, "h5 flush") < 0)
+        return -1;
+    hid_t fapl = make_write_fapl(&f->img);
+    if (fapl < 0)
+        return h5_fail("h5 flush: cannot make a file access property list for '%s'", f->path);
+    f->fid = H5Fopen(f->path, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    if (f->fid < 0)
+        return h5_fail("h5 flush: cannot open '%s' again after writing it", f->path);
     return 0;
 }
 
@@ -656,6 +813,9 @@ static int need_writable(const sg_h5file *f, const char *op, const char *name)
 {
     if (!f->writable)
         return sg_seterr("%s '%s': file '%s' is open read-only", op, name, f->path);
+    if (f->fid < 0)
+        return sg_seterr("%s '%s': file '%s' was not written: a flush of it failed (close it)", op,
+                         name, f->path);
     return 0;
 }
 
@@ -1440,6 +1600,10 @@ done:
 static hid_t open_obj(sg_h5file *f, const char *obj, const char *op)
 {
     const char *o = objname(obj);
+    if (f->fid < 0) {
+        sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
+        return H5I_INVALID_HID;
+    }
     if (strcmp(o, "/") != 0) {
         if (check_name(op, f, o) < 0)
             return H5I_INVALID_HID;

@@ -12,6 +12,13 @@
  *   core.mkdir_p(path)          create a folder and its parents
  *   core.exists(path)           boolean, "file" | "directory" | "other"
  *   core.listdir(path)          sorted names (no . and ..)
+ *   core.lock(path)             an exclusive advisory lock (flock) on the file
+ *                               `path` (created if missing), held until
+ *                               lock:unlock(), its collection or the process's
+ *                               end; the file then says "pid <n> host <h>
+ *                               since <time>". Held elsewhere: nil, message,
+ *                               the holder's line ("" if it wrote none yet);
+ *                               another failure: nil, message, errno
  *   core.set_num_threads(n), core.get_num_threads()
  *   core.conv_impl([name])      the CPU convolutions' implementation in force,
  *                               "auto" | "im2col" | "dnnl" (sets it when given;
@@ -42,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -508,6 +516,136 @@ static int l_listdir(lua_State *L)
     return 1;
 }
 
+/* ---- locks ------------------------------------------------------------------ */
+
+#define LOCK_MT "sgdsa.Lock"
+#define LOCK_RECORD 200   /* bytes of the holder's line, padded with spaces */
+
+typedef struct {
+    int fd;   /* the locked file, or -1 once released */
+} lockbox;
+
+/* The holder's line in a lock file: "pid <n> host <h> since <time>", or ""
+ * when the file holds none yet. */
+static void read_holder(int fd, char *buf, size_t n)
+{
+    ssize_t got = pread(fd, buf, n - 1, 0);
+    buf[got > 0 ? got : 0] = '\0';
+    size_t len = strlen(buf);
+    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\n'))
+        buf[--len] = '\0';
+}
+
+/* A holder line that names a process known to be gone: this host, and no
+ * such pid. (The lock is held, so its line is stale: the new holder has not
+ * written its own yet.) */
+static int holder_gone(const char *line)
+{
+    long pid = 0;
+    char host[256], me[256];
+    if (sscanf(line, "pid %ld host %255s", &pid, host) != 2 || pid <= 0)
+        return 0;
+    if (gethostname(me, sizeof me) != 0)
+        return 0;
+    me[sizeof me - 1] = '\0';
+    return strcmp(host, me) == 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static int l_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lockbox *u = (lockbox *)lua_newuserdatauv(L, sizeof *u, 0);
+    u->fd = -1;
+    luaL_setmetatable(L, LOCK_MT);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return fail(L, "lock", path, errno);
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            return fail(L, "lock", path, e);
+        }
+        /* held: the holder writes its line just after locking; wait up to a
+         * second for a line that is there and not a former holder's */
+        char line[LOCK_RECORD + 1];
+        for (int i = 0; i < 100; i++) {
+            read_holder(fd, line, sizeof line);
+            if (line[0] && !holder_gone(line))
+                break;
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        close(fd);
+        lua_pushnil(L);
+        if (line[0])
+            lua_pushfstring(L, "lock: %s: held by %s", path, line);
+        else
+            lua_pushfstring(L, "lock: %s: held by another process", path);
+        lua_pushstring(L, line);
+        return 3;
+    }
+    u->fd = fd;
+    /* the holder's line, one fixed-size write (best effort: the lock holds
+     * without it, e.g. on a full disk) */
+    char host[256], when[32], rec[LOCK_RECORD + 1];
+    if (gethostname(host, sizeof host) != 0)
+        strcpy(host, "?");
+    host[sizeof host - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        strcpy(when, "?");
+    int k = snprintf(rec, sizeof rec, "pid %ld host %s since %s", (long)getpid(), host, when);
+    if (k < 0 || k >= LOCK_RECORD)
+        k = LOCK_RECORD - 1;
+    memset(rec + k, ' ', (size_t)(LOCK_RECORD - 1 - k));
+    rec[LOCK_RECORD - 1] = '\n';
+    ssize_t w = pwrite(fd, rec, LOCK_RECORD, 0);
+    (void)w;
+    return 1;
+}
+
+/* lock:unlock(), __gc and __close: release (idempotent). */
+static int l_unlock(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    if (u->fd >= 0) {
+        close(u->fd);   /* closing the only descriptor releases the flock */
+        u->fd = -1;
+    }
+    return 0;
+}
+
+static int l_lock_held(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushboolean(L, u->fd >= 0);
+    return 1;
+}
+
+static int l_lock_tostring(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushstring(L, u->fd >= 0 ? "[sgdsa.Lock (held)]" : "[sgdsa.Lock (released)]");
+    return 1;
+}
+
+static void open_lock_mt(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"unlock", l_unlock}, {"held", l_lock_held}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", l_unlock}, {"__close", l_unlock}, {"__tostring", l_lock_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, LOCK_MT);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 void sgl_open_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -531,7 +669,9 @@ void sgl_open_sys(lua_State *L)
         {"mkdir_p", l_mkdir_p},
         {"exists", l_exists},
         {"listdir", l_listdir},
+        {"lock", l_lock},
         {NULL, NULL},
     };
+    open_lock_mt(L);
     sgl_setfuncs(L, fns);
 }

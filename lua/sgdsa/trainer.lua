@@ -22,7 +22,9 @@
 -- checkpoints follow docs/FORMAT.md. The logs are flushed BEFORE each
 -- checkpoint, so the log always holds at least the checkpoint's steps; a
 -- resume truncates it to the checkpoint and continues, so the finished log
--- has no duplicate or missing rows.
+-- has no duplicate or missing rows. A resume of a run that died before its
+-- first checkpoint starts it again from epoch 1 in its folder. The run
+-- folder is locked for the life of the run (M.claim_folder).
 local sg = require "sgdsa"
 local core = require "sgdsa.core"
 local optim = require "sgdsa.optim"
@@ -67,7 +69,7 @@ M.FIELDS = {
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
-  resume = "a run folder to continue from its last.h5, with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
+  resume = "a run folder to continue from its last.h5 (without one: to start again from epoch 1 in it), with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
@@ -401,6 +403,75 @@ local function create_log(dir, cfg, cfgtext, S)
   f:close()
 end
 
+-- The lock file of a run folder (core.lock: an flock held for the life of the
+-- run; docs/FORMAT.md, "The run folder").
+M.LOCK = ".lock"
+
+-- Names in a folder that no run has written to yet: the lock, and the
+-- temporary files of killed writers (never read).
+local function holds_nothing(dir)
+  for _, n in ipairs(core.listdir(dir) or {}) do
+    if n ~= M.LOCK and not n:match("%.tmp%.%d+$") then return false end
+  end
+  return true
+end
+
+--- Claim the run folder of a configuration for this process. Returns the
+--- lock (DIR/.lock, released by lock:unlock(), by the collector or when the
+--- process ends), the folder and how the run starts in it:
+---   "fresh"    out= and name=: the folder, created if need be, holds no run
+---   "resume"   resume=DIR, DIR/last.h5 exists: continue from it
+---   "restart"  resume=DIR of a run that died before its first checkpoint
+---              (log.h5 but no last.h5, or nothing at all): start it again
+---              from epoch 1 in DIR
+--- Nothing with out=false. The folder's state is judged under the lock, so
+--- of two processes started together on one folder exactly one proceeds; the
+--- other is refused with the pid and host of the one holding it.
+function M.claim_folder(cfg)
+  local dir
+  if cfg.resume then
+    dir = cfg.resume:gsub("(.)/+$", "%1")
+    if select(2, core.exists(dir)) ~= "directory" then
+      fail("resume=%s: no run folder %s", cfg.resume, dir)
+    end
+    if not core.exists(dir .. "/last.h5") and not core.exists(dir .. "/log.h5") and not holds_nothing(dir) then
+      fail("resume=%s: %s is not a run folder (no last.h5 or log.h5, and it holds other files)", cfg.resume, dir)
+    end
+  elseif cfg.out then
+    dir = cfg.out .. "/" .. (cfg.name or default_name(cfg.label))
+    local ok, err = core.mkdir_p(dir)
+    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
+  else
+    return nil
+  end
+  local lock, err, holder = core.lock(dir .. "/" .. M.LOCK)
+  if not lock then
+    if holder then
+      fail("run folder %s is in use by another process (%s); wait for it to end, or stop it", dir,
+           holder ~= "" and holder or "it has not said which")
+    end
+    fail("cannot lock the run folder %s: %s", dir, tostring(err))
+  end
+  local ok, start = pcall(function()
+    local has_last, has_log = core.exists(dir .. "/last.h5"), core.exists(dir .. "/log.h5")
+    if cfg.resume then return has_last and "resume" or "restart" end
+    if has_last then
+      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
+    end
+    if has_log then
+      fail("run folder %s already exists but holds no checkpoint (its run stopped before the first " ..
+           "one): resume=%s starts that run again from epoch 1 in the folder; or choose another name=",
+           dir, dir)
+    end
+    return "fresh"
+  end)
+  if not ok then
+    lock:unlock()
+    error(start, 0)
+  end
+  return lock, dir, start
+end
+
 -- ---- the state saved in checkpoints -------------------------------------------
 
 local function rng_states()
@@ -506,13 +577,10 @@ function M.train(exp, overrides)
   local warning = M.last_batch_warning(model, train)
   if warning then io.stderr:write(warning) end
 
-  -- the run folder
-  local dir, arith_was, arith_now, old_changes, record_resume
-  if cfg.resume then
-    dir = cfg.resume:gsub("/+$", "")
-    if not core.exists(dir .. "/last.h5") then
-      fail("resume=%s: no checkpoint %s/last.h5 (is it a run folder?)", cfg.resume, dir)
-    end
+  -- the run folder, locked until train() returns (or the process ends)
+  local lock <close>, dir, start = M.claim_folder(cfg)
+  local arith_was, arith_now, old_changes, record_resume
+  if start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
     old_changes = old:attr("device_changes")
@@ -536,14 +604,20 @@ function M.train(exp, overrides)
     end
     -- the arithmetic the run began with, and this resume's
     arith_was, arith_now = arithmetic(a), arithmetic(b)
-  elseif cfg.out then
-    dir = cfg.out .. "/" .. (cfg.name or default_name(cfg.label))
-    if core.exists(dir .. "/log.h5") then
-      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
-    end
-    local ok, err = core.mkdir_p(dir)
-    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
+  elseif start == "restart" then
+    -- nothing of the run but its folder: log.h5 as a fresh run's
+    local fresh = copy(cfg)
+    fresh.resume, fresh.out, fresh.name = nil, dir:match("^(.*)/[^/]*$") or ".", dir:match("([^/]+)$")
+    create_log(dir, fresh, M.config_text(fresh), S)
+    arith_was = arithmetic(config_lines(cfgtext))
+    arith_now = arith_was
+  elseif start == "fresh" then
     create_log(dir, cfg, cfgtext, S)
+  end
+  if start == "restart" then
+    io.write(string.format("resume=%s: the run stopped before its first checkpoint (no last.h5); " ..
+                           "starting it again from epoch 1 in %s\n", cfg.resume, dir))
+    io.stdout:flush()
   end
 
   local steplog, epochlog
@@ -559,20 +633,31 @@ function M.train(exp, overrides)
   local tr = {epoch = 1, mid_epoch = false, best_acc = -1, best_epoch = 0, best_loss = 0 / 0,
               step_rows = 0, epoch_rows = 0, elapsed = 0}
 
-  if cfg.resume then
-    local state = checkpoint.load(dir .. "/last.h5", model)
-    local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
-    for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
-    tr.epoch = state.epoch + 1
-    set_rng_states(state.rng)
-    local d = state.data
-    if d then
-      train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
-                      shuffle = d.shuffle, augment = d.augment}
+  if start == "resume" or start == "restart" then
+    -- a restart (no checkpoint) begins at step 0 as a run left alone does:
+    -- the steps its dead attempt logged are dropped, and with them every
+    -- device change recorded so far
+    local step, ck_arith = 0, nil
+    if start == "resume" then
+      local state = checkpoint.load(dir .. "/last.h5", model)
+      local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
+      for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
+      tr.epoch = state.epoch + 1
+      set_rng_states(state.rng)
+      local d = state.data
+      if d then
+        train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
+                        shuffle = d.shuffle, augment = d.augment}
+      end
+      S:epoch_start(tr.epoch)
+      S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
+                  neighborhood = state.optim or {}, acceptance = state.rule or {}}
+      step = state.step
+      local ck = h5.open(dir .. "/last.h5", "r")
+      local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
+      ck:close()
+      ck_arith = cktext and arithmetic(config_lines(cktext))
     end
-    S:epoch_start(tr.epoch)
-    S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
-                neighborhood = state.optim or {}, acceptance = state.rule or {}}
     -- The changes before the checkpoint's step stand; one recorded at its
     -- step or later came from a resume whose steps the checkpoint throws away
     -- (as it does the log rows past it), unless that resume wrote the
@@ -582,21 +667,18 @@ function M.train(exp, overrides)
     for entry in (old_changes or ""):gmatch("[^;]+") do
       entry = entry:match("^%s*(.-)%s*$")
       local s, to = entry:match("^step (%d+): .- %-> (.*)$")
-      if not s or tonumber(s) < state.step then
+      if not s or tonumber(s) < step then
         history[#history + 1] = entry
         if to then arith_was = to end
       end
     end
-    local ck = h5.open(dir .. "/last.h5", "r")
-    local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
-    ck:close()
-    local ck_arith = cktext and arithmetic(config_lines(cktext)) or arith_was
+    ck_arith = ck_arith or arith_was
     if ck_arith ~= arith_was then
-      history[#history + 1] = string.format("step %d: %s -> %s", state.step, arith_was, ck_arith)
+      history[#history + 1] = string.format("step %d: %s -> %s", step, arith_was, ck_arith)
       arith_was = ck_arith
     end
     local change = arith_now ~= arith_was and
-                   string.format("step %d: %s -> %s", state.step, arith_was, arith_now) or nil
+                   string.format("step %d: %s -> %s", step, arith_was, arith_now) or nil
     if change then history[#history + 1] = change end
     local changes = table.concat(history, "; ")
     if changes == (old_changes or "") then changes = nil end
@@ -607,7 +689,7 @@ function M.train(exp, overrides)
     if change then
       io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
                              "arithmetic (not bit-identical to a run left alone on %s)\n",
-                             cfg.resume, arith_was, arith_now, state.step, arith_now, arith_was))
+                             cfg.resume, arith_was, arith_now, step, arith_now, arith_was))
       io.stdout:flush()
     end
     record_resume = function()
@@ -631,7 +713,7 @@ function M.train(exp, overrides)
         logs.epochs[i] = r
       end
     end
-    crash_point("resumed", state.step)
+    crash_point("resumed", step)
   end
 
   local nsteps_log = #logs.steps.step

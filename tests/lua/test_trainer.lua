@@ -144,7 +144,7 @@ T.test("resume at an epoch boundary continues bit-identically", function()
   -- a changed configuration is refused
   T.raises(function() trainer.train(exp{epochs = 4, seed = 9}, {resume = out .. "/half"}) end,
            "the configuration differs from the run's (seed)")
-  T.raises(function() trainer.train(exp(), {resume = out .. "/nothing"}) end, "no checkpoint")
+  T.raises(function() trainer.train(exp(), {resume = out .. "/nothing"}) end, "no run folder")
 end)
 
 T.test("hooks are called; on_epoch_end returning false stops the run", function()
