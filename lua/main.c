@@ -6,6 +6,7 @@
  *   sgdsa -e CODE [-i]                 run code (then the REPL with -i)
  *   sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL
  *   sgdsa inspect|sweep|table|plot|bench ARGS   -> require("sgdsa.<cmd>").main(args)
+ *   sgdsa resume DIR [key=value ...]   continue a run from its folder (log.h5's script)
  *   sgdsa env                          LUA_PATH and LUA_CPATH for a stock lua5.4
  *   sgdsa --version | --help | help CMD
  *
@@ -64,7 +65,22 @@ static const command commands[] = {
      "require('sgdsa.trainer').run(experiment, overrides).\n"
      "\n"
      "The first Ctrl-C (or SIGTERM) sets sgdsa.core.interrupted(), so a trainer\n"
-     "stops cleanly after the current step; a second one aborts the script.\n"
+     "stops cleanly after the current step (and checkpoints there); a second one\n"
+     "aborts the script. `sgdsa run resume=runs/NAME` without a script is\n"
+     "`sgdsa resume runs/NAME` (continue a run from its folder).\n"
+     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
+    {"resume", "continue a run from its folder: sgdsa resume runs/NAME [key=value ...]",
+     "usage: sgdsa resume RUN_FOLDER [key=value ...]\n"
+     "       sgdsa run resume=RUN_FOLDER [key=value ...]\n"
+     "\n"
+     "Continue a run where it stopped (Ctrl-C, a kill, a crash), from its last\n"
+     "checkpoint: the script and the overrides it was started with are read\n"
+     "from RUN_FOLDER/log.h5 and run again (the recorded text of the script, so\n"
+     "an edited or moved file does not change the run), with resume=RUN_FOLDER.\n"
+     "key=value arguments given here replace the recorded ones; as with\n"
+     "`sgdsa run SCRIPT resume=...`, only keys that do not change the run's\n"
+     "results may differ (epochs, threads, progress, checkpoint, device, ...).\n"
+     "The first Ctrl-C stops after the current step and checkpoints there.\n"
      "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
     {"repl", "interactive REPL (the default without arguments)",
      "usage: sgdsa repl\n"
@@ -169,6 +185,57 @@ static int run_script(sgdsa_state *S, const char *path, int argc, char **argv)
     if (rc < 0)
         return report(S);
     return rc;
+}
+
+/* Continue the run in folder `dir`: require("sgdsa.trainer").resume_folder(dir, args). */
+static int resume_folder(const char *dir, int argc, char **argv)
+{
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    lua_State *L = sgdsa_lua(S);
+    int rc = EXIT_ERR;
+    sgdsa_clear_interrupt(S);
+    if (sgdsa_catch_signals(S, SGDSA_SIGNALS_STOP) != 0) {
+        rc = report(S);
+        goto done;
+    }
+    static const char code[] =
+        "local dir, args = ...\n"
+        "return require('sgdsa.trainer').resume_folder(dir, args)\n";
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=sgdsa resume") != LUA_OK) {
+        fprintf(stderr, "sgdsa resume: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_pushstring(L, dir);
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (sgdsa_pcall(S, 2, 1) != 0) {
+        rc = report(S);
+    } else {
+        rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : EXIT_OK;
+        lua_pop(L, 1);
+    }
+    sgdsa_catch_signals(S, SGDSA_SIGNALS_DEFAULT);
+done:
+    sgdsa_close(S);
+    return rc;
+}
+
+static int cmd_resume(int argc, char **argv)
+{
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(find_command("resume")->usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc == 0)
+        return usage_error("%s: missing RUN_FOLDER (sgdsa resume runs/NAME)", "resume");
+    if (argv[0][0] == '-')
+        return usage_error("resume: unknown option %s", argv[0]);
+    return resume_folder(argv[0], argc - 1, argv + 1);
 }
 
 /* require("sgdsa.<name>").main(args) for the Lua-implemented subcommands. */
@@ -941,6 +1008,12 @@ static int cmd_run(int argc, char **argv, int then_repl)
     }
     if (i >= argc)
         return usage_error("%s: missing SCRIPT", then_repl ? "-i" : "run");
+    /* sgdsa run resume=DIR [key=value ...]: the run folder's own script */
+    if (!then_repl && strncmp(argv[i], "resume=", 7) == 0 && access(argv[i], F_OK) != 0) {
+        if (argv[i][7] == '\0')
+            return usage_error("run: %s needs a run folder (resume=runs/NAME)", argv[i]);
+        return resume_folder(argv[i] + 7, argc - i - 1, argv + i + 1);
+    }
     sgdsa_state *S = open_state();
     if (S == NULL)
         return EXIT_ERR;
@@ -1092,6 +1165,8 @@ int main(int argc, char **argv)
         return cmd_repl(argc - 2, argv + 2);
     if (strcmp(a, "env") == 0)
         return cmd_env(argc - 2, argv + 2);
+    if (strcmp(a, "resume") == 0)
+        return cmd_resume(argc - 2, argv + 2);
     const command *c = find_command(a);
     if (c != NULL)
         return lua_command(c, argc - 2, argv + 2);

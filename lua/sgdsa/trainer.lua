@@ -343,8 +343,12 @@ end
 
 -- ---- the run folder ---------------------------------------------------------------
 
+-- The script that runs (arg[0]) and its text: the text recorded in the run
+-- folder when it was resumed by folder (M.resume_folder), else the file's.
+local recorded_script
 local function script_text()
   local path = arg and arg[0]
+  if recorded_script and recorded_script.path == path then return path, recorded_script.text end
   if type(path) ~= "string" then return "", "" end
   local f = io.open(path, "rb")
   if not f then return path, "" end
@@ -742,6 +746,7 @@ function M.train(exp, overrides)
     end
   end
 
+  local saved_step      -- the step of the last last.h5 this process wrote
   local function save_checkpoint(path, mid_epoch, attrs)
     if not dir then return end
     flush_logs()
@@ -765,6 +770,7 @@ function M.train(exp, overrides)
                created = os.date("!%Y-%m-%dT%H:%M:%SZ")}
     for k, v in pairs(attrs or {}) do a[k] = v end
     checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
+    if path:match("/last%.h5$") then saved_step = S.iter end
   end
 
   local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,
@@ -775,8 +781,19 @@ function M.train(exp, overrides)
   local interrupted = false
   if hooks.on_start then hooks.on_start(ctx) end
 
-  local epoch = tr.epoch
+  -- An interrupt (Ctrl-C, SIGTERM) stops the run at the step it lands in,
+  -- which then checkpoints: polled after every step, after the epoch's
+  -- validation (before its checkpoint), and before an epoch starts.
+  local epoch, first_step = tr.epoch, S.iter
   while epoch <= cfg.epochs and not interrupted do
+    if core.interrupted() then
+      interrupted = true
+      -- landed after an epoch's end: its checkpoint, if that epoch wrote none
+      if dir and S.iter ~= first_step and saved_step ~= S.iter then
+        save_checkpoint(dir .. "/last.h5", false)
+      end
+      break
+    end
     local resumed_mid = tr.mid_epoch
     tr.epoch, ctx.epoch = epoch, epoch
     local t0 = core.time()
@@ -863,6 +880,7 @@ function M.train(exp, overrides)
         crash_point("best", epoch)
       end
       local every = cfg.checkpoint.every
+      if core.interrupted() then interrupted = true end
       if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then
         save_checkpoint(dir .. "/last.h5", false, {val_acc = vacc, val_loss = vloss})
         last_ck_time = core.time()
@@ -892,11 +910,78 @@ function M.run(exp, overrides)
                            r.best_epoch, where))
   end
   if r.interrupted then
-    io.write(string.format("stopped by an interrupt after epoch %d, step %d; continue with resume=%s\n",
-                           r.epochs_done, r.search.iter, r.dir or "(no run folder)"))
+    io.write(string.format("stopped by an interrupt after epoch %d, step %d; %s\n",
+                           r.epochs_done, r.search.iter,
+                           r.dir and ("continue with: sgdsa resume " .. r.dir) or "(no run folder)"))
     return 130
   end
   return 0
+end
+
+--- What a run folder records of the command that started it, from its
+--- log.h5: {script_path=, script= (the text that ran), args = {"k=v", ...}}
+--- (the arguments after the script), or an error saying why there is none.
+function M.recorded_command(dir)
+  dir = dir:gsub("(.)/+$", "%1")
+  if not core.exists(dir .. "/log.h5") then
+    fail("resume %s: no run folder there (no %s/log.h5)", dir, dir)
+  end
+  local f = h5.open(dir .. "/log.h5", "r")
+  local ok, rec = pcall(function()
+    local function text(name) return f:exists(name) and f:read_text(name) or "" end
+    local argv = {}
+    for line in (text("argv") .. "\n"):gmatch("([^\n]*)\n") do argv[#argv + 1] = line end
+    while #argv > 0 and argv[#argv] == "" do argv[#argv] = nil end
+    return {script_path = text("script_path"), script = text("script"), args = {table.unpack(argv, 2)}}
+  end)
+  f:close()
+  if not ok then error(rec, 0) end
+  if rec.script_path == "" or rec.script == "" then
+    fail("resume %s: the run was not started by `sgdsa run SCRIPT` (log.h5 records no script); " ..
+         "continue it with `sgdsa run SCRIPT resume=%s` and the run's overrides", dir, dir)
+  end
+  return rec
+end
+
+--- `sgdsa resume DIR [key=value ...]` (and `sgdsa run resume=DIR ...`):
+--- the script recorded in DIR/log.h5 (its text, under its path) runs again
+--- with the recorded arguments, those given here replacing the ones of the
+--- same key, and resume=DIR; the resume checks the configuration against
+--- the run's as `sgdsa run SCRIPT resume=DIR` does. Returns the exit status.
+function M.resume_folder(dir, args)
+  dir = dir:gsub("(.)/+$", "%1")
+  local rec = M.recorded_command(dir)
+  local merged, at = {}, {}
+  local function add(a)
+    local key = a:match("^([%a_][%w_.]*)=")
+    if key and at[key] then
+      merged[at[key]] = a
+    else
+      merged[#merged + 1] = a
+      if key then at[key] = #merged end
+    end
+  end
+  for _, a in ipairs(rec.args) do add(a) end
+  for _, a in ipairs(args or {}) do add(a) end
+  add("resume=" .. dir)
+  local f = io.open(rec.script_path, "rb")
+  local now = f and f:read("a")
+  if f then f:close() end
+  if now ~= rec.script then
+    io.write(string.format("resume %s: %s %s since the run began; running the script recorded in %s/log.h5\n",
+                           dir, rec.script_path, now and "has changed" or "is gone", dir))
+  end
+  io.write(string.format("resume %s: sgdsa run %s %s\n", dir, rec.script_path, table.concat(merged, " ")))
+  io.stdout:flush()
+  local chunk, err = load(rec.script, "@" .. rec.script_path, "t")
+  if not chunk then fail("resume %s: the recorded script does not compile: %s", dir, err) end
+  local overrides = core.overrides(merged)
+  arg = {[0] = rec.script_path, table.unpack(merged)}
+  sg.args = overrides
+  recorded_script = {path = rec.script_path, text = rec.script}
+  local exp = chunk(overrides)
+  if type(exp) ~= "table" then return 0 end
+  return M.run(exp, overrides)
 end
 
 return M
