@@ -8,9 +8,11 @@
 --                                              -- or a function() -> data, or a data object
 --     optim  = sgdsa.optim.sgdsa{H = {...}, T0 = 1, alpha = 0.8},
 --     epochs = 10, seed = 0,
+--     args   = {margin = 0.3},                 -- the script's own keys (optional)
 --   }
---   sgdsa run SCRIPT seed=3 epochs=5 optim.T0=0.5 data.limit=2000 name=try1
---   sgdsa run SCRIPT resume=runs/try1
+--   sgdsa run SCRIPT seed=3 epochs=5 optim.T0=0.5 data.limit=2000 name=try1 margin=0.5
+--   sgdsa run SCRIPT --help                    -- the script's keys and the trainer's
+--   sgdsa resume runs/try1                     -- = sgdsa run SCRIPT resume=runs/try1 ...
 --
 -- trainer.train(exp, overrides) -> result table; trainer.run(exp, overrides)
 -- -> exit status (0, or 130 when stopped by Ctrl-C/SIGTERM), for `sgdsa run`.
@@ -32,6 +34,7 @@ local search = require "sgdsa.search"
 local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 local progress = require "sgdsa.progress"
+local options = require "sgdsa.options"
 
 local M = {}
 
@@ -73,6 +76,7 @@ M.FIELDS = {
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
+  args = "the script's own keys: {name = default, ...} or {name = {default =, type =, help =}}; typed and checked like the trainer's (an integer default takes integers; write 1.0 for a number), listed by `sgdsa run SCRIPT --help`, recorded in the configuration; the script reads them from `...` (sgdsa.args)",
 }
 M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
 M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
@@ -108,8 +112,139 @@ local function copy(t)
   return c
 end
 
+-- ---- the script's own keys (the experiment's args) ------------------------
+
+local ARG_TYPES = {number = true, integer = true, string = true, boolean = true}
+
+local function arg_type_ok(v, ty)
+  if ty == "integer" then return math.type(v) == "integer" end
+  return type(v) == ty
+end
+
+--- The script's declared keys: name -> {type=, default=, help=}, from the
+--- experiment's `args` table ({name = default} or {name = {default =,
+--- type =, help =}}); an error for a bad declaration.
+function M.declared_args(decl)
+  if decl == nil then return {} end
+  if type(decl) ~= "table" then fail("args must be a table {name = default, ...}, got %s", type(decl)) end
+  local out = {}
+  for k, d in pairs(decl) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      fail("args: %s is not a plain name (letters, digits, _)", tostring(k))
+    end
+    if M.FIELDS[k] then fail("args.%s: %s is the trainer's own key (%s)", k, k, M.FIELDS[k]) end
+    local a
+    if type(d) == "table" then
+      optim.check_keys(d, {"default", "type", "help"}, "trainer: args." .. k)
+      a = {default = d.default, type = d.type, help = d.help}
+    else
+      a = {default = d}
+    end
+    if a.type == nil then
+      if a.default == nil then fail("args.%s: give a default or a type", k) end
+      a.type = math.type(a.default) == "integer" and "integer" or type(a.default)
+    end
+    if not ARG_TYPES[a.type] then
+      fail("args.%s: the type must be number, integer, string or boolean, got %s", k, tostring(a.type))
+    end
+    if a.default ~= nil and not arg_type_ok(a.default, a.type) then
+      fail("args.%s: the default %s is not of its type (%s)", k, tostring(a.default), a.type)
+    end
+    out[k] = a
+  end
+  return out
+end
+
+-- The value of the script's key `k` given on the command line, typed as
+-- declared (a number is the text of a string key), or an error.
+local function arg_value(k, a, v)
+  if a.type == "string" and type(v) == "number" then v = tostring(v) end
+  if a.type == "number" and math.type(v) == "integer" then v = v + 0.0 end
+  if not arg_type_ok(v, a.type) then
+    fail("%s=%s: %s is a%s %s (the script's args%s)", k, tostring(v), k,
+         a.type == "integer" and "n" or "", a.type,
+         a.default ~= nil and (", default " .. optim.format(a.default)) or "")
+  end
+  return v
+end
+
+-- ---- nested overrides -----------------------------------------------------
+
+local function is_optimizer(v)
+  return type(v) == "table" and type(v.with) == "function" and type(v.args) == "table" and v.kind ~= nil
+end
+
+local function is_builtin_piece(v)
+  return type(v) == "table" and rawget(v, "kind") ~= nil and rawget(v, "options") ~= nil
+         and optim.pieces[rawget(v, "kind")] ~= nil
+end
+
+-- value with the key path parts[i..] set to v, for the override `key`: an
+-- optimizer or a built-in piece is built again with the changed option, a
+-- spec or an options table is copied with it, a user-written piece gets the
+-- field (one it has, of the same type) set in place.
+local function with_path(value, parts, i, v, key)
+  local k = parts[i]
+  local last = i == #parts
+  local where = table.concat(parts, ".", 1, i - 1)
+  if is_optimizer(value) then
+    if value.kind == "optimizer" and last and k ~= "objective" and k ~= "score" then
+      local owner
+      for _, role in ipairs{"acceptance", "neighborhood"} do
+        local p = value.args[role]
+        local opts = type(p) == "table" and (rawget(p, "options") or p)
+        if type(opts) == "table" and opts[k] ~= nil and type(opts[k]) ~= "function" then owner = owner or role end
+      end
+      fail("override %s: optim.optimizer: unknown option %q (allowed: acceptance, neighborhood, objective, " ..
+           "score); the options of its pieces are %s.neighborhood.<key> and %s.acceptance.<key>%s", key, k,
+           where, where, owner and string.format(" (%s.%s.%s=)", where, owner, k) or "")
+    end
+    local sub = last and v or with_path(value.args[k], parts, i + 1, v, key)
+    local ok, o = pcall(value.with, value, {[k] = sub})
+    if not ok then fail("override %s: %s", key, tostring(o):gsub("^[^:]*:%d+: ", "")) end
+    return o
+  end
+  if is_builtin_piece(value) then
+    local opts = copy(value.options)
+    opts = with_path(opts, parts, i, v, key)
+    local ok, p = pcall(optim[rawget(value, "kind")], opts)
+    if not ok then fail("override %s: %s", key, tostring(p):gsub("^[^:]*:%d+: ", "")) end
+    return p
+  end
+  if type(value) == "table" and (type(value.propose) == "function" or type(value.decide) == "function") then
+    -- a user-written piece: one of its fields, as it is (its memory, its parameters)
+    local cur = rawget(value, k)
+    if cur == nil or type(cur) == "function" then
+      local fields = {}
+      for f, x in pairs(value) do
+        if type(f) == "string" and type(x) ~= "function" and not f:match("^_") and f ~= "name" then fields[#fields + 1] = f end
+      end
+      table.sort(fields)
+      fail("override %s: %s (written in the script) has no field %q to set (its fields: %s)%s", key, where, k,
+           #fields > 0 and table.concat(fields, ", ") or "none", options.did_you_mean(k, fields))
+    end
+    if last then
+      if type(cur) ~= type(v) then
+        fail("override %s: %s.%s is a %s, got %s", key, where, k, type(cur), tostring(v))
+      end
+      value[k] = v
+    else
+      value[k] = with_path(cur, parts, i + 1, v, key)
+    end
+    return value
+  end
+  if value == nil or type(value) == "table" then
+    local t = copy(value or {})
+    t[k] = last and v or with_path(t[k], parts, i + 1, v, key)
+    return t
+  end
+  fail("override %s: %s is a %s, not a table with options", key, where, type(value))
+end
+
 --- Merge the experiment table and the overrides (key=value; dotted keys for
---- nested fields) into a checked configuration.
+--- nested fields at any depth: optim.T0=, optim.acceptance.T0=,
+--- data.augment.crop=) into a checked configuration. The script's own keys
+--- (exp.args) are typed and checked, and recorded as cfg.args.
 function M.configure(exp, overrides)
   if type(exp) ~= "table" then fail("the experiment must be a table, got %s", type(exp)) end
   local cfg = {}
@@ -129,9 +264,20 @@ function M.configure(exp, overrides)
     if k:find(".", 1, true) then dotted[#dotted + 1] = k else plain[#plain + 1] = k end
   end
   table.sort(plain); table.sort(dotted)
+  local declared = M.declared_args(cfg.args)
+  local values = {}
+  for k, a in pairs(declared) do values[k] = a.default end
   for _, k in ipairs(plain) do
-    if M.FIELDS[k] == nil then fail("unknown override %q (allowed: %s)", k, allowed_list()) end
-    if k == "model" or k == "data" then
+    if declared[k] then
+      values[k] = arg_value(k, declared[k], overrides[k])
+    elseif M.FIELDS[k] == nil or k == "args" then
+      local names = {}
+      for n in pairs(declared) do names[#names + 1] = n end
+      table.sort(names)
+      fail("unknown override %q (allowed: %s%s)", k, allowed_list(),
+           #names > 0 and ("; the script's: " .. table.concat(names, ", ")) or "; the script declares none: " ..
+           "return args = {" .. k .. " = <default>} in its experiment to add it")
+    elseif k == "model" or k == "data" then
       cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
     elseif k == "optim" then
       fail("optim cannot be set from the command line; override its options instead (optim.T0=0.5)")
@@ -140,32 +286,34 @@ function M.configure(exp, overrides)
     end
   end
   for _, k in ipairs(dotted) do
-    local head, rest = k:match("^([^.]+)%.(.+)$")
+    local head = k:match("^([^.]+)%.")
     local v = overrides[k]
-    if rest:find(".", 1, true) then fail("override %q: only one level of nesting is supported", k) end
+    local parts = {}
+    for p in k:gmatch("[^.]+") do parts[#parts + 1] = p end
+    if #parts < 2 or k:find("..", 1, true) or k:sub(-1) == "." then fail("override %q: an empty key between the dots", k) end
     if head == "optim" then
       local o = cfg.optim or M.default_optim()
-      if type(o) ~= "table" or type(o.with) ~= "function" then
+      if not is_optimizer(o) then
         fail("override %q: this optim was not built by an sgdsa.optim constructor, so it has no options to change", k)
       end
-      cfg.optim = o:with{[rest] = v}
+      cfg.optim = with_path(o, parts, 2, v, k)
     elseif head == "checkpoint" then
+      if #parts > 2 then fail("override %q: checkpoint's options are one level deep (checkpoint.every=)", k) end
       cfg.checkpoint = copy(cfg.checkpoint or {})
-      cfg.checkpoint[rest] = v
+      cfg.checkpoint[parts[2]] = v
     elseif head == "model" or head == "data" then
       local spec = cfg[head]
       if type(spec) ~= "table" or type(spec[1]) ~= "string" then
         fail("override %q: %s is not a spec table {\"name\", key = value...}, so its options cannot be overridden", k, head)
       end
-      spec = copy(spec)
-      spec[rest] = v
-      cfg[head] = spec
+      cfg[head] = with_path(spec, parts, 2, v, k)
     elseif M.FIELDS[head] == nil then
       fail("unknown override %q (allowed: %s)", k, allowed_list())
     else
       fail("override %q: %s has no options", k, head)
     end
   end
+  cfg.args = next(values) and values or nil
   -- defaults and checks
   cfg.epochs = cfg.epochs or 10
   if math.type(cfg.epochs) ~= "integer" or cfg.epochs < 1 then
@@ -901,8 +1049,55 @@ function M.train(exp, overrides)
   return result
 end
 
+--- The text `sgdsa run SCRIPT --help` prints: the script's opening comment,
+--- its own keys (exp.args) with their types, defaults and help, the
+--- trainer's keys, and what the experiment holds.
+function M.help_text(exp, script)
+  local out = {string.format("usage: sgdsa run %s [key=value ...]", script or "SCRIPT"), ""}
+  local f = script and io.open(script, "r")
+  if f then
+    local head = {}
+    for line in f:lines() do
+      if not line:match("^%-%-") then break end
+      head[#head + 1] = (line:gsub("^%-%-%s?", ""))
+    end
+    f:close()
+    if #head > 0 then out[#out + 1] = table.concat(head, "\n"); out[#out + 1] = "" end
+  end
+  local declared = M.declared_args(exp.args)
+  local names = sorted_keys(declared)
+  if #names > 0 then
+    out[#out + 1] = "The script's keys:"
+    for _, k in ipairs(names) do
+      local a = declared[k]
+      out[#out + 1] = string.format("  %-22s %s%s", k .. "=" .. a.type:upper(),
+                                    a.default ~= nil and ("default " .. show(a.default)) or "required",
+                                    a.help and ("  " .. a.help) or "")
+    end
+  else
+    out[#out + 1] = "The script declares no keys of its own (return args = {name = default, ...} to add some)."
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "The trainer's keys (nested options with dots, at any depth: optim.T0=, optim.acceptance.T0=, data.limit=):"
+  for _, k in ipairs(sorted_keys(M.FIELDS)) do
+    if k ~= "args" then out[#out + 1] = string.format("  %-14s %s", k .. "=", M.FIELDS[k]) end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "This experiment:"
+  for _, k in ipairs{"model", "data", "optim", "epochs", "seed"} do
+    if exp[k] ~= nil then out[#out + 1] = string.format("  %-7s %s", k, show(exp[k])) end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 --- For `sgdsa run`: train, print where the run went, return the exit status.
+--- `sgdsa run SCRIPT --help` (a positional --help or -h) prints
+--- M.help_text instead.
 function M.run(exp, overrides)
+  if overrides and (overrides[1] == "--help" or overrides[1] == "-h") then
+    io.write(M.help_text(exp, arg and arg[0]))
+    return 0
+  end
   local r = M.train(exp, overrides)
   local where = r.dir and (" run folder " .. r.dir) or ""
   if r.best_epoch > 0 then
