@@ -700,10 +700,20 @@ function M.train(exp, overrides)
     core.cuda.set_tf32(cfg.tf32)
     core.cuda.set_deterministic(cfg.deterministic)
   end
+  -- the run folder's name now (not in the configuration's text): said
+  -- before the data load, claimed after it
+  if not cfg.resume and cfg.out and not cfg.name then cfg.name = default_name(cfg.label) end
+  if cfg.resume or cfg.out then
+    progress.note(cfg.progress, string.format("run folder %s%s", cfg.resume and cfg.resume:gsub("(.)/+$", "%1")
+                                              or (cfg.out .. "/" .. cfg.name), cfg.resume and " (resuming it)" or ""))
+  end
   local model = build_model(cfg.model)
   check_model(model)
   if cfg.device ~= "cpu" then model:to(cfg.device) end
   local data
+  local data_t0 = core.time()
+  progress.note(cfg.progress, string.format("loading data %s ... ", type(cfg.data) == "table"
+                and type(cfg.data[1]) == "string" and cfg.data[1] or "(the experiment's)"), true)
   if cfg.device == "cuda" then
     -- loaders made now hand out batches in pinned memory (asynchronous copies)
     local prev = core.cuda.use_pinned_loader_memory(true)
@@ -715,8 +725,13 @@ function M.train(exp, overrides)
     data = build_data(cfg.data)
   end
   if type(data) ~= "table" or not data.train then
+    progress.note(cfg.progress, "")
     fail("data must give a table with a train loader (and test or val), got %s", type(data))
   end
+  local function count(l) return l and l.size and l:size() or nil end
+  local ntrain, nval = count(data.train), count(data.val or data.test)
+  progress.note(cfg.progress, string.format("%s%s(%.1f s)", ntrain and (ntrain .. " training images, ") or "",
+                                            nval and (nval .. " for validation ") or "", core.time() - data_t0))
   if data.check_input and model.input_shape then
     -- images of the wrong size for the model: an error naming both shapes
     local ok, err = pcall(data.check_input, model.input_shape, model.name or "model")
