@@ -96,6 +96,18 @@ int sg_h5_flush(sg_h5file *f);
 const char *sg_h5_path(const sg_h5file *f);  /* the target path */
 int sg_h5_writable(const sg_h5file *f);
 
+/* Read everything in f as a check: every object header (so every metadata
+ * checksum), every attribute, every dataset's data in full (through the
+ * Fletcher-32 filter) and its crc32 attribute, with the storage checks of a
+ * read. 0 if all is intact; -1 with a message naming the file, the object and
+ * the failure (libhdf5's diagnostic appended) at the first that is not.
+ *
+ * A file whose metadata libhdf5 failed to load, in any call, is broken from
+ * then on: every further call on it fails with that first failure (libhdf5
+ * 1.10 would otherwise show what it could read of an object as the whole).
+ * Only sg_h5_close and sg_h5_discard still work. */
+int sg_h5_verify(sg_h5file *f);
+
 /* --- objects --------------------------------------------------------------- */
 typedef struct {
     int is_group;               /* 1: group; 0: dataset */

@@ -15,8 +15,13 @@
  *     sgdsa_close(S);
  *
  * Errors: functions returning int give 0 on success and -1 on error; the
- * message (with file:line and a Lua traceback for script errors) is then
- * available from sgdsa_errmsg(S) until the next call on S. A failed
+ * message is then available from sgdsa_errmsg(S) until the next call on S.
+ * An error raised on purpose (error(), assert(), a check of the sgdsa
+ * binding: a mistake such as a bad argument or a missing file) is its
+ * message, with the positions inside sgdsa's own Lua files removed (a
+ * script's file:line stays); any other error (one the Lua VM raised: a bug)
+ * carries a Lua traceback, as every error does when the environment variable
+ * SGDSA_TRACEBACK is set to something other than "" or "0". A failed
  * sgdsa_open() leaves its message in sgdsa_errmsg(NULL). Library code never
  * exits or aborts (a script may still call os.exit).
  *
@@ -60,8 +65,9 @@ SGDSA_API const char *sgdsa_errmsg(const sgdsa_state *S);
 
 /*
  * Call the function on top of S's Lua stack below its nargs arguments, as
- * lua_pcall does, with a message handler that adds a traceback. On error
- * nothing is left on the stack and the message is in sgdsa_errmsg(S).
+ * lua_pcall does, with the message handler described under "Errors" above.
+ * On error nothing is left on the stack and the message is in
+ * sgdsa_errmsg(S).
  */
 SGDSA_API int sgdsa_pcall(sgdsa_state *S, int nargs, int nresults);
 /* Run a chunk of Lua code; chunkname as in lua_load ("=name" or "@file"), NULL = "=sgdsa". */

@@ -10,8 +10,12 @@
  *   sgdsa env                          LUA_PATH and LUA_CPATH for a stock lua5.4
  *   sgdsa --version | --help | help CMD
  *
- * Exit status: 0 success, 1 script or runtime error (file:line and a
- * traceback on stderr; 130 when it was an interrupt), 2 usage error.
+ * Exit status: 0 success, 1 script or runtime error (130 when it was an
+ * interrupt), 2 usage error. An error is printed as lua/runtime.c formats
+ * it: a mistake (a bad override, an unknown key, a missing file, a script
+ * that does not load) as its message, with the script's file:line when it is
+ * in the script; a bug with its traceback; every error with its traceback
+ * under `sgdsa run --traceback` or SGDSA_TRACEBACK=1.
  *
  * The REPL: readline line editing and history (~/.sgdsa_history or
  * $SGDSA_HISTORY), completion of globals and of fields/methods after `.`/`:`
@@ -55,7 +59,7 @@ typedef struct {
 
 static const command commands[] = {
     {"run", "run a Lua script or experiment",
-     "usage: sgdsa run SCRIPT [key=value ...] [ARG ...]\n"
+     "usage: sgdsa run [--traceback] SCRIPT [key=value ...] [ARG ...]\n"
      "\n"
      "Run a Lua script. Each key=value argument is an override, typed as a\n"
      "number, a boolean (true/false) or else a string; other arguments are\n"
@@ -68,7 +72,12 @@ static const command commands[] = {
      "stops cleanly after the current step (and checkpoints there); a second one\n"
      "aborts the script. `sgdsa run resume=runs/NAME` without a script is\n"
      "`sgdsa resume runs/NAME` (continue a run from its folder).\n"
-     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
+     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"
+     "\n"
+     "An error is shown as its message (with the script's file:line when it\n"
+     "is in the script); an error the Lua VM raised (a bug, in the script or\n"
+     "in sgdsa) also with its stack traceback. --traceback (or the environment\n"
+     "variable SGDSA_TRACEBACK=1) shows the traceback of every error.\n"},
     {"resume", "continue a run from its folder: sgdsa resume runs/NAME [key=value ...]",
      "usage: sgdsa resume RUN_FOLDER [key=value ...]\n"
      "       sgdsa run resume=RUN_FOLDER [key=value ...]\n"
@@ -81,6 +90,7 @@ static const command commands[] = {
      "`sgdsa run SCRIPT resume=...`, only keys that do not change the run's\n"
      "results may differ (epochs, threads, progress, checkpoint, device, ...).\n"
      "The first Ctrl-C stops after the current step and checkpoints there.\n"
+     "Errors as for sgdsa run (SGDSA_TRACEBACK=1 for every traceback).\n"
      "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
     {"repl", "interactive REPL (the default without arguments)",
      "usage: sgdsa repl\n"
@@ -130,9 +140,10 @@ static void print_main_help(FILE *f)
     fprintf(f, "  help CMD  help on a command (also: sgdsa CMD --help)\n"
                "\n"
                "Environment: SGDSA_ROOT (where lua/sgdsa, models/, experiments/ live),\n"
-               "SGDSA_HISTORY (REPL history file), OPENBLAS_CORETYPE (OpenBLAS's kernels:\n"
-               "when unset and OpenBLAS falls back to a core older than the CPU, sgdsa sets\n"
-               "it and restarts itself; --version says which core runs).\n");
+               "SGDSA_HISTORY (REPL history file), SGDSA_TRACEBACK=1 (a stack traceback\n"
+               "with every error, not only with bugs), OPENBLAS_CORETYPE (OpenBLAS's\n"
+               "kernels: when unset and OpenBLAS falls back to a core older than the CPU,\n"
+               "sgdsa sets it and restarts itself; --version says which core runs).\n");
 }
 
 static const command *find_command(const char *name)
@@ -1003,6 +1014,10 @@ static int cmd_run(int argc, char **argv, int then_repl)
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
+        }
+        if (strcmp(argv[i], "--traceback") == 0) {
+            setenv("SGDSA_TRACEBACK", "1", 1);   /* read by the runtime's message handler */
+            continue;
         }
         return usage_error("run: unknown option %s", argv[i]);
     }

@@ -62,12 +62,12 @@ M.FIELDS = {
   optim = "an optimizer from sgdsa.optim (default: sgdsa.optim.sgdsa with the paper's H)",
   criterion = "the loss module (default sgdsa.nn.CrossEntropy())",
   epochs = "number of epochs (default 10)",
-  seed = "the run's seed (default 0)",
+  seed = "the run's seed, an integer >= 0 (default 0)",
   device = "\"cpu\" (default) or \"cuda\"",
   tf32 = "device = \"cuda\": TF32 tensor cores in convolutions and GEMMs (default false: fp32 as on the CPU)",
   deterministic = "device = \"cuda\": cuDNN algorithms that are deterministic and chosen the same way in every process, so a run and its resumes repeat bit for bit (default true); false: the fastest ones, timed by cuDNN",
   threads = "CPU threads (default: as set)",
-  name = "run folder name under `out` (default: the label or the script's name, and the time)",
+  name = "run folder name under `out`: one plain folder name, no '/' (default: the label or the script's name, and the time)",
   label = "what the experiment is, in `sgdsa table`, `sgdsa plot` and `sgdsa inspect` (default: the paper's name of a built-in optimizer, else the script's name)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
@@ -102,6 +102,21 @@ local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) e
 
 local function allowed_list()
   return table.concat(sorted_keys(M.FIELDS), ", ")
+end
+
+-- "; did you mean 'epochs'?" for an unknown experiment field or override
+local function field_hint(k)
+  return options.did_you_mean(k, sorted_keys(M.FIELDS))
+end
+
+-- A run name is one plain folder name: not empty, no '/', not "." or "..".
+local function check_name(name)
+  if math.type(name) == "integer" then name = tostring(name) end
+  if type(name) ~= "string" then fail("name must be a folder name (a string), got %s", tostring(name)) end
+  if name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("%c") then
+    fail("name must be a plain folder name (not empty, no '/', not '.' or '..', no control characters), got %q", name)
+  end
+  return name
 end
 
 -- ---- configuration --------------------------------------------------------------
@@ -195,8 +210,8 @@ local function with_path(value, parts, i, v, key)
         local opts = type(p) == "table" and (rawget(p, "options") or p)
         if type(opts) == "table" and opts[k] ~= nil and type(opts[k]) ~= "function" then owner = owner or role end
       end
-      fail("override %s: optim.optimizer: unknown option %q (allowed: acceptance, neighborhood, objective, " ..
-           "score); the options of its pieces are %s.neighborhood.<key> and %s.acceptance.<key>%s", key, k,
+      fail("override %s: %s; the options of its pieces are %s.neighborhood.<key> and %s.acceptance.<key>%s",
+           key, options.unknown("optim.optimizer", k, {"acceptance", "neighborhood", "objective", "score"}),
            where, where, owner and string.format(" (%s.%s.%s=)", where, owner, k) or "")
     end
     local sub = last and v or with_path(value.args[k], parts, i + 1, v, key)
@@ -250,7 +265,7 @@ function M.configure(exp, overrides)
   local cfg = {}
   for k, v in pairs(exp) do
     if M.FIELDS[k] == nil then
-      fail("unknown experiment field %q (allowed: %s)", tostring(k), allowed_list())
+      fail("unknown experiment field %q (allowed: %s)%s", tostring(k), allowed_list(), field_hint(k))
     end
     cfg[k] = v
   end
@@ -274,9 +289,11 @@ function M.configure(exp, overrides)
       local names = {}
       for n in pairs(declared) do names[#names + 1] = n end
       table.sort(names)
-      fail("unknown override %q (allowed: %s%s)", k, allowed_list(),
+      local all = sorted_keys(M.FIELDS)
+      for _, n in ipairs(names) do all[#all + 1] = n end
+      fail("unknown override %q (allowed: %s%s)%s", k, allowed_list(),
            #names > 0 and ("; the script's: " .. table.concat(names, ", ")) or "; the script declares none: " ..
-           "return args = {" .. k .. " = <default>} in its experiment to add it")
+           "return args = {" .. k .. " = <default>} in its experiment to add it", options.did_you_mean(k, all))
     elseif k == "model" or k == "data" then
       cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
     elseif k == "optim" then
@@ -308,7 +325,7 @@ function M.configure(exp, overrides)
       end
       cfg[head] = with_path(spec, parts, 2, v, k)
     elseif M.FIELDS[head] == nil then
-      fail("unknown override %q (allowed: %s)", k, allowed_list())
+      fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(head))
     else
       fail("override %q: %s has no options", k, head)
     end
@@ -320,7 +337,10 @@ function M.configure(exp, overrides)
     fail("epochs must be a positive integer, got %s", tostring(cfg.epochs))
   end
   cfg.seed = cfg.seed or 0
-  if math.type(cfg.seed) ~= "integer" then fail("seed must be an integer, got %s", tostring(cfg.seed)) end
+  if math.type(cfg.seed) ~= "integer" or cfg.seed < 0 then
+    fail("seed must be a non-negative integer, got %s", tostring(cfg.seed))
+  end
+  if cfg.name ~= nil then cfg.name = check_name(cfg.name) end
   cfg.device = cfg.device or "cpu"
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     fail("device must be \"cpu\" or \"cuda\", got %s", tostring(cfg.device))
@@ -346,6 +366,7 @@ function M.configure(exp, overrides)
   if cfg.out == nil then cfg.out = "runs" end
   if cfg.out ~= false and type(cfg.out) ~= "string" then fail("out must be a folder name or false") end
   if cfg.log_steps == nil then cfg.log_steps = true end
+  if type(cfg.log_steps) ~= "boolean" then fail("log_steps must be true or false, got %s", tostring(cfg.log_steps)) end
   if cfg.max_steps ~= nil and (math.type(cfg.max_steps) ~= "integer" or cfg.max_steps < 1) then
     fail("max_steps must be a positive integer, got %s", tostring(cfg.max_steps))
   end
@@ -359,6 +380,7 @@ function M.configure(exp, overrides)
     fail("checkpoint.minutes must be a positive number, got %s", tostring(ck.minutes))
   end
   if ck.best == nil then ck.best = true end
+  if type(ck.best) ~= "boolean" then fail("checkpoint.best must be true or false, got %s", tostring(ck.best)) end
   cfg.checkpoint = ck
   local hooks = cfg.hooks or {}
   optim.check_keys(hooks, {"on_start", "on_epoch_start", "on_step", "on_epoch_end", "on_end"}, "trainer: hooks")
@@ -458,7 +480,7 @@ local function build_model(spec)
   if type(spec) == "function" then return spec() end
   if type(spec) == "table" and type(spec[1]) == "string" then
     local ctor, err = sg.models.find(spec[1])
-    if not ctor then fail("model %q: %s", spec[1], (err:gsub("^sgdsa%.models: ", ""))) end
+    if not ctor then fail("%s", (err:gsub("^sgdsa%.models: no model", "unknown model"))) end
     local opts = copy(spec)
     table.remove(opts, 1)
     return ctor(opts)
@@ -476,7 +498,8 @@ local function build_data(spec)
       local names = {}
       for k, v in pairs(sg.data) do if type(v) == "function" then names[#names + 1] = k end end
       table.sort(names)
-      fail("unknown data set %q (sgdsa.data has: %s)", name, table.concat(names, ", "))
+      fail("unknown data set %q (sgdsa.data has: %s)%s", name, table.concat(names, ", "),
+           options.did_you_mean(name, names))
     end
     return ctor(opts)
   end
@@ -568,6 +591,46 @@ local function holds_nothing(dir)
   return true
 end
 
+-- ---- checking a run folder before a resume --------------------------------------
+
+-- A resume must be able to write the folder: a probe file is made and removed
+-- (this also catches a read-only file system, and permissions that only a
+-- write shows), so a resume into a folder it cannot write fails at once.
+local function check_writable(dir, what)
+  local probe = string.format("%s/.sgdsa-write-probe.%d", dir, core.getpid())
+  local fh, err = io.open(probe, "wb")
+  if not fh then
+    fail("%s: the run folder %s is not writable (%s); a resume writes log.h5, last.h5 and best.h5 there",
+         what, dir, (tostring(err):gsub("^[^:]*: ", "")))
+  end
+  fh:close()
+  os.remove(probe)
+end
+
+-- "epoch 2, step 8" (and the validation accuracy of a best.h5) from a
+-- checkpoint that verified.
+local function describe_checkpoint(path)
+  local f <close> = h5.open(path, "r")
+  local a = f:attrs()
+  local s = string.format("epoch %s, step %s", tostring(a.epoch), tostring(a.step))
+  if a.best_val_acc then s = s .. string.format(", validation accuracy %.2f%%", 100 * a.best_val_acc) end
+  return s
+end
+
+-- Does log.h5 (intact) hold the rows a checkpoint (intact) was written after?
+local function log_covers(dir, ckpath)
+  local ck <close> = h5.open(ckpath, "r")
+  local lg <close> = h5.open(dir .. "/log.h5", "r")
+  for _, name in ipairs{"step_rows", "epoch_rows"} do
+    local key = checkpoint.STATE .. "/trainer/" .. name
+    local n = ck:exists(key) and ck:read_array(key) or 0
+    local group = name == "step_rows" and "steps" or "epochs"
+    local have = lg:exists(group) and lg:log_rows(group) or 0
+    if n > have then return false end
+  end
+  return true
+end
+
 --- Claim the run folder of a configuration for this process. Returns the
 --- lock (DIR/.lock, released by lock:unlock(), by the collector or when the
 --- process ends), the folder and how the run starts in it:
@@ -598,7 +661,9 @@ function M.claim_folder(cfg)
   end
   local lock, err, holder = core.lock(dir .. "/" .. M.LOCK)
   if not lock then
-    if holder then
+    -- held by another process: its line; any other failure: an errno
+    if type(holder) ~= "string" and cfg.resume then check_writable(dir, "resume=" .. cfg.resume) end
+    if type(holder) == "string" then
       fail("run folder %s is in use by another process (%s); wait for it to end, or stop it", dir,
            holder ~= "" and holder or "it has not said which")
     end
@@ -622,6 +687,86 @@ function M.claim_folder(cfg)
     error(start, 0)
   end
   return lock, dir, start
+end
+
+-- Verify log.h5, last.h5 and best.h5 (sgdsa.h5.verify: every object and all
+-- data read, every checksum checked) before a resume reads or changes any of
+-- them. A damaged log.h5 or last.h5 stops the resume with a message naming
+-- the damage and the checkpoints that are still intact; the verdict on
+-- best.h5 is returned ("ok", nil when there is none, else the message) for
+-- the resume to act on once the run's state is known.
+local function verify_run_files(dir, what)
+  local status = {}
+  for _, name in ipairs{"log.h5", "last.h5", "best.h5"} do
+    local p = dir .. "/" .. name
+    if name ~= "best.h5" or core.exists(p) then
+      local ok, why = h5.verify(p)
+      status[name] = ok and "ok" or why
+    end
+  end
+  local function intact(name)
+    return status[name] == "ok" and string.format("%s/%s (%s)", dir, name, describe_checkpoint(dir .. "/" .. name))
+  end
+  if status["log.h5"] ~= "ok" then
+    local good = {}
+    for _, name in ipairs{"last.h5", "best.h5"} do good[#good + 1] = intact(name) or nil end
+    fail("%s: %s; the run cannot go on without its log.h5 (its configuration and logs). %s", what,
+         status["log.h5"], #good > 0 and ("Intact checkpoints (model:load(path) reads their weights): "
+         .. table.concat(good, "; ") .. ".") or "No checkpoint of the run is intact either.")
+  end
+  if status["last.h5"] ~= "ok" then
+    local advice
+    if status["best.h5"] == "ok" and log_covers(dir, dir .. "/best.h5") then
+      advice = string.format("%s is intact: to go on from it, copy it over last.h5 (cp %s/best.h5 %s/last.h5) " ..
+                             "and resume again.", intact("best.h5"), dir, dir)
+    elseif status["best.h5"] == "ok" then
+      advice = string.format("%s is intact (model:load(path) reads its weights), but log.h5 no longer " ..
+                             "holds all the rows it was written after, so the run cannot go on from it.",
+                             intact("best.h5"))
+    else
+      advice = "No checkpoint of the run is intact" ..
+               (status["best.h5"] and (" (best.h5: " .. status["best.h5"] .. ").") or " (there is no best.h5).")
+    end
+    fail("%s: %s; the run cannot go on from it. %s", what, status["last.h5"], advice)
+  end
+  return status["best.h5"]
+end
+
+-- What a resume does with best.h5 (verdict: verify_run_files's), once the
+-- checkpoint's trainer state tr (best_acc, best_epoch, mid_epoch) and its
+-- epoch are known. An intact best.h5 stays. A damaged or missing one whose
+-- weights are last.h5's (the best epoch is the checkpoint's, at an epoch's
+-- end) is rebuilt: returns true, and the trainer writes it from the restored
+-- state. Otherwise the best weights are lost: a damaged file is kept aside as
+-- best.h5.damaged and the run says that it has no best weights until
+-- validation accuracy beats the recorded best again.
+local function repair_best(dir, cfg, verdict, tr, epoch)
+  if verdict == "ok" then return false end
+  local what = "resume=" .. cfg.resume
+  local path = dir .. "/best.h5"
+  if verdict == nil and not (cfg.checkpoint.best and tr.best_epoch > 0) then return false end
+  local problem = verdict and ("best.h5 is damaged (" .. verdict .. ")") or "best.h5 is missing"
+  if cfg.checkpoint.best and tr.best_epoch > 0 and tr.best_epoch == epoch and not tr.mid_epoch then
+    io.stderr:write(string.format("%s: %s; writing it again from last.h5, which holds the best epoch (%d)\n",
+                                  what, problem, tr.best_epoch))
+    return true
+  end
+  if verdict then
+    local ok, err = os.rename(path, path .. ".damaged")
+    if not ok then fail("%s: %s, and moving it aside failed: %s", what, problem, tostring(err)) end
+  end
+  if cfg.checkpoint.best and tr.best_epoch > 0 then
+    io.stderr:write(string.format("%s: %s%s; the weights of the best epoch (%d, validation accuracy %.2f%%) " ..
+                                  "are not in last.h5 (epoch %d%s), so the run has no best weights until " ..
+                                  "validation accuracy beats %.2f%% again\n", what, problem,
+                                  verdict and " (kept as best.h5.damaged)" or "", tr.best_epoch,
+                                  100 * tr.best_acc, epoch, tr.mid_epoch and ", mid-epoch" or "",
+                                  100 * tr.best_acc))
+  else
+    io.stderr:write(string.format("%s: %s (kept as best.h5.damaged); the run has no best weights yet\n",
+                                  what, problem))
+  end
+  return false
 end
 
 -- ---- the state saved in checkpoints -------------------------------------------
@@ -746,7 +891,13 @@ function M.train(exp, overrides)
 
   -- the run folder, locked until train() returns (or the process ends)
   local lock <close>, dir, start = M.claim_folder(cfg)
-  local arith_was, arith_now, old_changes, record_resume
+  local arith_was, arith_now, old_changes, record_resume, best_verdict, rebuild_best
+  if start == "resume" or start == "restart" then
+    check_writable(dir, "resume=" .. cfg.resume)
+  end
+  if start == "resume" then
+    best_verdict = verify_run_files(dir, "resume=" .. cfg.resume)
+  end
   if start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
@@ -810,6 +961,7 @@ function M.train(exp, overrides)
       local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
       for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
       tr.epoch = state.epoch + 1
+      rebuild_best = repair_best(dir, cfg, best_verdict, tr, state.epoch)
       set_rng_states(state.rng)
       local d = state.data
       if d then
@@ -910,9 +1062,8 @@ function M.train(exp, overrides)
   end
 
   local saved_step      -- the step of the last last.h5 this process wrote
-  local function save_checkpoint(path, mid_epoch, attrs)
-    if not dir then return end
-    flush_logs()
+  -- the checkpoint of the state as it is now (save_checkpoint flushes the logs first)
+  local function write_checkpoint(path, mid_epoch, attrs)
     tr.mid_epoch = mid_epoch
     tr.step_rows = steplog and steplog:rows() or 0
     tr.epoch_rows = epochlog and epochlog:rows() or 0
@@ -934,6 +1085,19 @@ function M.train(exp, overrides)
     for k, v in pairs(attrs or {}) do a[k] = v end
     checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
     if path:match("/last%.h5$") then saved_step = S.iter end
+  end
+
+  local function save_checkpoint(path, mid_epoch, attrs)
+    if not dir then return end
+    flush_logs()
+    write_checkpoint(path, mid_epoch, attrs)
+  end
+
+  -- best.h5 of a resumed run whose last.h5 holds the best epoch: written again
+  -- from the restored state, which is the state it was written from
+  if rebuild_best then
+    write_checkpoint(dir .. "/best.h5", false,
+                     {best_val_acc = tr.best_acc, val_loss = tr.best_loss, best_epoch = tr.best_epoch})
   end
 
   local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,

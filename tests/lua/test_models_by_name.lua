@@ -32,15 +32,15 @@ T.test("by spec: sgdsa.models.build and sgdsa.nn.model", function()
 end)
 
 T.test("unknown names: the models there are and the nearest one", function()
-  local err = T.raises(function() return sg.models.lenett end, 'no model "lenett" (did you mean lenet?)')
-  T.check(err:find("built in: lenet, mlp, resnet18, resnet34, vgg16", 1, true), err)
-  T.raises(function() sg.nn.model{"resnet43"} end, "nn.model: no model \"resnet43\" (did you mean resnet34")
+  local err = T.raises(function() return sg.models.lenett end, 'no model "lenett" (built in: lenet, mlp, resnet18, resnet34, vgg16')
+  T.check(err:find("did you mean 'lenet'?", 1, true), err)
+  T.raises(function() sg.nn.model{"resnet43"} end, "did you mean 'resnet34'?")
   T.raises(function() sg.models.build{"../x"} end, "a model name is a word")
   local tr = require "sgdsa.trainer"
   T.raises(function()
     tr.train({model = {"vgg61"}, data = function() error("not reached") end, out = false,
               progress = "off"})
-  end, 'model "vgg61": no model "vgg61" (did you mean vgg16?)')
+  end, "unknown model \"vgg61\" (built in: lenet")
 end)
 
 T.test("a project's own models/<name>.lua on package.path", function()

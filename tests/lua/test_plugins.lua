@@ -48,7 +48,8 @@ end)
 T.test("hooks: misspelt names, not functions, the other kind's", function()
   T.raises(function()
     optim.optimizer{neighborhood = nb{name = "tabu", epoch_ned = function() end}, acceptance = optim.greedy{}}
-  end, 'neighborhood \'tabu\': unknown hook "epoch_ned" (did you mean epoch_end?)')
+  end, "neighborhood 'tabu': unknown hook \"epoch_ned\" (the neighborhood hooks: propose, accepted, " ..
+       "outcome, epoch_start, epoch_end, state, set_state); did you mean 'epoch_end'?")
   T.raises(function()
     optim.optimizer{neighborhood = step_fn, acceptance = optim.greedy{},
                     objective = 7}
@@ -56,7 +57,7 @@ T.test("hooks: misspelt names, not functions, the other kind's", function()
   T.raises(function()
     optim.optimizer{neighborhood = step_fn,
                     acceptance = {name = "r", decide = function() return true end, temprature = function() end}}
-  end, 'unknown hook "temprature" (did you mean temperature?)')
+  end, "did you mean 'temperature'?")
   T.raises(function()
     optim.optimizer{neighborhood = nb{name = "n", outcome = 3}, acceptance = optim.greedy{}}
   end, "neighborhood 'n': outcome must be a function (self, ...), got number")

@@ -32,7 +32,7 @@ end
 -- Two fixture runs started at once; {pid=, code=, out=} for each.
 local function together(args_a, args_b, tag)
   local function cmd(args, o)
-    return string.format("(exec env SGDSA_FIXTURE_DATA=%s %s run tests/lua/trainer_fixture.lua %s >%s 2>&1)",
+    return string.format("(exec env SGDSA_FIXTURE_HOLD=1 SGDSA_FIXTURE_DATA=%s %s run tests/lua/trainer_fixture.lua %s >%s 2>&1)",
                          sh(R.data), sh(os.getenv("SGDSA_BIN")), args, sh(o))
   end
   local oa, ob, st = tmp .. "/" .. tag .. ".a", tmp .. "/" .. tag .. ".b", tmp .. "/" .. tag .. ".status"

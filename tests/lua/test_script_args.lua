@@ -44,7 +44,7 @@ T.test("declared keys: typed, checked, recorded", function()
   T.raises(function() trainer.configure(exp{args = {seed = 1}}, {}) end, "args.seed: seed is the trainer's own key")
   T.raises(function() trainer.configure(exp{args = {x = {help = "?"}}}, {}) end, "args.x: give a default or a type")
   T.raises(function() trainer.configure(exp{args = {x = {default = 1, typ = "number"}}}, {}) end,
-           'unknown option "typ"')
+           "unknown option 'typ' (allowed: default, help, type); did you mean 'type'?")
   T.raises(function() trainer.configure(exp{args = {x = {default = "a", type = "number"}}}, {}) end,
            "args.x: the default a is not of its type (number)")
   T.raises(function() trainer.configure(exp(), {args = 1}) end, 'unknown override "args"')
@@ -69,11 +69,11 @@ T.test("nested overrides at any depth", function()
   T.eq(cfg.optim.acceptance.alpha, 0.9, "optim.acceptance.alpha")
   T.eq(o.acceptance.T0, 1, "the experiment's optimizer is left as it was")
   T.raises(function() trainer.configure(exp{optim = o}, {["optim.T0"] = 0.5}) end,
-           'override optim.T0: optim.optimizer: unknown option "T0" (allowed: acceptance, neighborhood, ' ..
+           "override optim.T0: optim.optimizer: unknown option 'T0' (allowed: acceptance, neighborhood, " ..
            "objective, score); the options of its pieces are optim.neighborhood.<key> and " ..
            "optim.acceptance.<key> (optim.acceptance.T0=)")
   T.raises(function() trainer.configure(exp{optim = o}, {["optim.acceptance.T00"] = 0.5}) end,
-           'override optim.acceptance.T00: optim.metropolis: unknown option "T00"')
+           "override optim.acceptance.T00: optim.metropolis: unknown option 'T00'")
   -- three levels: best_of_k's inner neighborhood
   local b = optim.optimizer{neighborhood = optim.best_of_k{k = 2, neighborhood = optim.random_direction{eps = 0.01}},
                             acceptance = optim.greedy{}}
@@ -85,7 +85,7 @@ T.test("nested overrides at any depth", function()
   cfg = trainer.configure(ex, {["optim.acceptance.D"] = 0.3})
   T.eq(cfg.optim.acceptance.D, 0.3, "a user-written rule's field")
   T.raises(function() trainer.configure(ex, {["optim.acceptance.DD"] = 0.3}) end,
-           'has no field "DD" to set (its fields: D, record) (did you mean D?)')
+           "has no field \"DD\" to set (its fields: D, record); did you mean 'D'?")
   T.raises(function() trainer.configure(ex, {["optim.acceptance.D"] = "big"}) end,
            "optim.acceptance.D is a number, got big")
   -- the built-in optimizers as before

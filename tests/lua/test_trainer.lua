@@ -37,12 +37,12 @@ T.test("config: unknown fields and overrides name the key and list the allowed o
   local e = T.raises(function() trainer.configure(exp{epoch = 3}) end, 'unknown experiment field "epoch"')
   T.check(e:find("allowed: args, checkpoint, criterion, data, deterministic, device, epochs", 1, true), e)
   T.raises(function() trainer.configure(exp(), {lr = 0.1}) end, 'unknown override "lr"')
-  T.raises(function() trainer.configure(exp(), {["optim.T00"] = 1}) end, 'unknown option "T00"')
+  T.raises(function() trainer.configure(exp(), {["optim.T00"] = 1}) end, "unknown option 'T00'")
   T.raises(function() trainer.configure(exp(), {"extra"}) end, 'positional argument "extra"')
-  T.raises(function() trainer.configure(exp(), {["checkpoint.evry"] = 2}) end, 'unknown option "evry"')
+  T.raises(function() trainer.configure(exp(), {["checkpoint.evry"] = 2}) end, "unknown option 'evry'")
   T.raises(function() trainer.configure(exp(), {epochs = 0}) end, "epochs must be a positive integer")
   T.raises(function() trainer.configure(exp(), {["model.width"] = 2}) end, "model is not a spec table")
-  T.raises(function() trainer.configure(exp{hooks = {on_stepp = print}}) end, 'unknown option "on_stepp"')
+  T.raises(function() trainer.configure(exp{hooks = {on_stepp = print}}) end, "unknown option 'on_stepp'")
   -- dotted overrides rebuild the optimizer / the spec
   local c = trainer.configure(exp{optim = sg.optim.sgdsa{H = {0.1}, T0 = 1}}, {["optim.T0"] = 0.25, seed = 3,
                               ["data.batch"] = 16})

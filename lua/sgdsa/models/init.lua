@@ -54,9 +54,8 @@ function M.find(name)
       return ctor
     end
   end
-  return nil, string.format("sgdsa.models: no model %q%s (built in: %s; or models/%s.lua on package.path)",
-                            name, options.did_you_mean(name, M.BUILTIN),
-                            table.concat(M.names(), ", "), name)
+  return nil, string.format("sgdsa.models: no model %q (built in: %s; or models/%s.lua on package.path)%s",
+                            name, table.concat(M.names(), ", "), name, options.did_you_mean(name, M.names()))
 end
 
 --- A model from a spec {"name", opt = value, ...}, or from a name and an
