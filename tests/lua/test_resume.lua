@@ -88,9 +88,11 @@ T.test("SIGKILL during a resume (logs truncated, before the first step), resumed
   })
 end)
 
+-- 12 trials (3 under the sanitizers, whose runs are several times slower);
+-- tools/soak-kills runs as many as asked
 local gen = sg.Generator(2718, "resume-test")
 local kills_landed, mid_epoch_resumes = 0, 0
-for trial = 1, 3 do
+for trial = 1, os.getenv("SGDSA_SANITIZED") and 3 or 12 do
   T.test("SIGKILL at random points, resume, bit-identical (trial " .. trial .. ")", function()
     local _, kills, mids = R.random_kills("trial" .. trial, gen)
     kills_landed, mid_epoch_resumes = kills_landed + kills, mid_epoch_resumes + mids
