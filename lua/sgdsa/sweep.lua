@@ -239,11 +239,12 @@ function M.read_record(expdir)
   return rec
 end
 
--- "sgdsa sweep ARGS", each argument quoted where the shell needs it
+-- "sgdsa sweep ARGS", each argument quoted where the shell needs it; without
+-- --dry-run (the command that writes and submits what a dry run shows)
 local function command_line(args)
   local words = {"sgdsa", "sweep"}
   for _, a in ipairs(args) do
-    words[#words + 1] = a:find("[^%w%./_%-=:,@%+%%]") and q(a) or a
+    if a ~= "--dry-run" then words[#words + 1] = a:find("[^%w%./_%-=:,@%+%%]") and q(a) or a end
   end
   return table.concat(words, " ")
 end
