@@ -102,11 +102,15 @@ OVERRIDES=(@OVERRIDES@)
 @GPUENV@
 now() { date '+%Y-%m-%d %H:%M:%S'; }
 
-# Signals (see above): STOP says which one came; SIGNALLED that one came
-# while `wait` below was waiting, so it must wait again.
-STOP= PID= SIGNALLED=
+# Signals (see above): STOP says which one came first; SIGNALLED that one
+# came while `wait` below was waiting, so it must wait again. The run gets
+# one SIGTERM at most from here (a second one would abort it).
+STOP= PID= SIGNALLED= FORWARDED=
+forward() {
+  if [ -n "$PID" ] && [ -z "$FORWARDED" ]; then FORWARDED=1; kill -TERM "$PID" 2>/dev/null; fi
+}
 trap 'SIGNALLED=1; STOP=${STOP:-term}' TERM
-trap 'SIGNALLED=1; if [ -z "$STOP" ]; then STOP=usr1; [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null; fi' USR1
+trap 'SIGNALLED=1; if [ -z "$STOP" ]; then STOP=usr1; forward; fi' USR1
 
 # done, resume (last.h5), restart (a log without a checkpoint) or fresh
 STATE=$("$SGDSA" sweep --folder-state "$RUN" "${OVERRIDES[@]}") || exit 1
@@ -127,6 +131,7 @@ else
   echo "==== $SGDSA run $SCRIPT seed=$SEED ${START[*]} ${OVERRIDES[*]}"
   "$SGDSA" run "$SCRIPT" "seed=$SEED" "${START[@]}" "${OVERRIDES[@]}" </dev/null &
   PID=$!
+  [ "$STOP" = usr1 ] && forward
   # the run's exit status: a wait cut short by a signal is waited again (127:
   # the status was collected by the wait before)
   RC=
