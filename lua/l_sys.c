@@ -557,10 +557,8 @@ static void read_holder(int fd, char *buf, size_t n)
         buf[--len] = '\0';
 }
 
-/* A holder line that names a process known to be gone: this host, and no
- * such pid. (The lock is held, so its line is stale: the new holder has not
- * written its own yet.) */
-static int holder_gone(const char *line)
+/* The pid of a holder line on this host, or 0. */
+static long holder_pid_here(const char *line)
 {
     long pid = 0;
     char host[256], me[256];
@@ -569,7 +567,36 @@ static int holder_gone(const char *line)
     if (gethostname(me, sizeof me) != 0)
         return 0;
     me[sizeof me - 1] = '\0';
-    return strcmp(host, me) == 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    return strcmp(host, me) == 0 ? pid : 0;
+}
+
+/* A holder line that names a process known to be gone: this host, and no
+ * such pid. (The lock is held, so its line is stale: the new holder has not
+ * written its own yet.) */
+static int holder_gone(const char *line)
+{
+    long pid = holder_pid_here(line);
+    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* A holder line that names a process of this host that is exiting (a
+ * zombie: its leader has exited while its other threads, which still hold
+ * its files and so the lock, are being torn down). */
+static int holder_dying(const char *line)
+{
+    long pid = holder_pid_here(line);
+    if (pid <= 0)
+        return 0;
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
 }
 
 static int l_lock(lua_State *L)
@@ -581,6 +608,7 @@ static int l_lock(lua_State *L)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
         return fail(L, "lock", path, errno);
+    int dying_waits = 0;
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         if (e == EINTR)
@@ -598,6 +626,13 @@ static int l_lock(lua_State *L)
                 break;
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
+        }
+        /* a holder that is exiting releases the lock when its last thread
+         * is gone: try again, for up to 10 s */
+        if (line[0] && holder_dying(line) && dying_waits++ < 1000) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
         }
         close(fd);
         lua_pushnil(L);
