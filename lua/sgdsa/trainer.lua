@@ -1075,7 +1075,7 @@ function M.train(exp, overrides)
     local stopped_early = false
     for x, y, total in iter do
       if cfg.device ~= "cpu" then x, y = x:to(cfg.device), y:to(cfg.device) end
-      if nranks > 1 then shard.offset, shard.total = dist.shard(total) end
+      if nranks > 1 then shard.offset, shard.total = (dist.shard(total)), total end
       local rec, err = S:step(x, y)
       if not rec then
         flush_logs()
