@@ -9,7 +9,7 @@
 -- the decisions are tested both ways.
 --
 -- Float32 training of a BatchNorm network is chaotic (docs/ARCHITECTURE.md,
--- "Parity"): a difference in the last bit (here: the order in which the
+-- parity paragraph): a difference in the last bit (here: the order in which the
 -- ranks' gradients are summed) flips a ReLU or a max-pool choice somewhere
 -- and grows. Measured on this experiment over seeds 3-7, 1 rank against 2:
 -- with eta = 0.005 and 0.002 the weights ended 1e-7 to 2e-4 apart; with
