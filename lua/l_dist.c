@@ -13,8 +13,13 @@
  *                                  bits on every rank)
  *   allsum_tensor(t)               -> t: a contiguous float32 tensor summed
  *                                  over the ranks in place; cpu: MPI (comm.h),
- *                                  cuda: NCCL when built with it, else through
- *                                  a host copy and MPI
+ *                                  cuda: NCCL when built with it (and
+ *                                  SGDSA_NCCL is not "0"), else through a host
+ *                                  copy and MPI
+ *   nccl_check(t)                  -> t: a cuda tensor summed by NCCL over a
+ *                                  communicator of this process alone (a
+ *                                  check of the NCCL path on one GPU; runs
+ *                                  use the job's communicator)
  *   bcast(s)                       -> rank 0's string s, on every rank
  *   barrier()
  * Every rank must make the same calls in the same order (they are
@@ -35,13 +40,21 @@ static int l_local_rank(lua_State *L) { lua_pushinteger(L, sg_comm_local_rank())
 static int l_built(lua_State *L) { lua_pushboolean(L, sg_comm_built()); return 1; }
 static int l_library(lua_State *L) { lua_pushstring(L, sg_comm_library()); return 1; }
 
-static int l_nccl(lua_State *L)
+/* NCCL sums CUDA tensors: built with it, and not turned off by SGDSA_NCCL=0
+ * (two ranks on one GPU, which NCCL refuses, or a broken NCCL). */
+static int use_nccl(void)
 {
 #ifdef SG_HAVE_CUDA
-    lua_pushboolean(L, sg_nccl_built());
+    const char *e = getenv("SGDSA_NCCL");
+    return sg_nccl_built() && !(e && strcmp(e, "0") == 0);
 #else
-    lua_pushboolean(L, 0);
+    return 0;
 #endif
+}
+
+static int l_nccl(lua_State *L)
+{
+    lua_pushboolean(L, use_nccl());
     return 1;
 }
 
@@ -130,8 +143,8 @@ static int l_allsum_tensor(lua_State *L)
         return 1;
     }
 #ifdef SG_HAVE_CUDA
-    int rc = sg_nccl_built() ? (nccl_ready() != 0 || sg_nccl_allsum_f32(sg_f32(t), n) != 0)
-                             : host_sum(sg_f32(t), n) != 0;
+    int rc = use_nccl() ? (nccl_ready() != 0 || sg_nccl_allsum_f32(sg_f32(t), n) != 0)
+                        : host_sum(sg_f32(t), n) != 0;
     if (rc) {
         sg_adderr("dist.allsum_tensor: %lld floats on rank %d of %d", (long long)n,
                   sg_comm_rank(), sg_comm_size());
@@ -141,6 +154,30 @@ static int l_allsum_tensor(lua_State *L)
 #else
     return luaL_error(L, "dist.allsum_tensor: a %s tensor in a build without CUDA",
                       sg_device_name(t->storage->device));
+#endif
+}
+
+static int l_nccl_check(lua_State *L)
+{
+    sg_tensor *t = sgl_checktensor(L, 1);
+    lua_settop(L, 1);
+#ifdef SG_HAVE_CUDA
+    if (t->dtype != SG_F32 || !sg_tensor_is_contiguous(t) || t->storage->device != SG_CUDA)
+        return luaL_error(L, "dist.nccl_check: expected a contiguous float32 cuda tensor");
+    if (sg_comm_size() > 1)
+        return luaL_error(L, "dist.nccl_check: for one process (this is rank %d of %d)",
+                          sg_comm_rank(), sg_comm_size());
+    unsigned char id[SG_NCCL_ID_BYTES];
+    if (sg_nccl_unique_id(id) != 0 || sg_nccl_init(id, 0, 1) != 0 ||
+        sg_nccl_allsum_f32(sg_f32(t), sg_tensor_numel(t)) != 0 || sg_cuda_synchronize() != 0) {
+        sg_adderr("dist.nccl_check");
+        return sgl_error(L);
+    }
+    sg_nccl_finalize();
+    return 1;
+#else
+    (void)t;
+    return luaL_error(L, "dist.nccl_check: sgdsa was built without CUDA");
 #endif
 }
 
@@ -179,7 +216,8 @@ void sgl_open_dist(lua_State *L)
     static const luaL_Reg fns[] = {
         {"rank", l_rank}, {"size", l_size}, {"local_rank", l_local_rank}, {"built", l_built},
         {"nccl", l_nccl}, {"library", l_library}, {"allsum", l_allsum},
-        {"allsum_tensor", l_allsum_tensor}, {"bcast", l_bcast}, {"barrier", l_barrier},
+        {"allsum_tensor", l_allsum_tensor}, {"nccl_check", l_nccl_check}, {"bcast", l_bcast},
+        {"barrier", l_barrier},
         {NULL, NULL}};
     lua_newtable(L);
     luaL_setfuncs(L, fns, 0);

@@ -17,7 +17,8 @@
 --   dist.any(flag) -> boolean                   -- true on every rank if on one
 --   dist.bcast(s) -> rank 0's string
 --   dist.shard(n) -> offset, count              -- this rank's slice of n items
---   dist.built(), dist.nccl(), dist.library()   -- what sgdsa was built with
+--   dist.built(), dist.nccl(), dist.library()   -- MPI built in; CUDA tensors summed by NCCL
+--                                               (built with it, SGDSA_NCCL not "0"); MPI version
 --
 -- Every function but rank/size/active/shard/built/nccl/library is a
 -- collective: every rank must call it, in the same order.
