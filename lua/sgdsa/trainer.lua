@@ -25,6 +25,15 @@
 -- has no duplicate or missing rows. A resume of a run that died before its
 -- first checkpoint starts it again from epoch 1 in its folder. The run
 -- folder is locked for the life of the run (M.claim_folder).
+--
+-- Data-parallel (`mpirun -np N sgdsa run SCRIPT`; sgdsa.dist): every rank
+-- builds the same model and data from the same seed, its loaders make its
+-- slice of every minibatch, and the search loop sums what decides a step
+-- over the ranks, so all ranks hold the same state. Rank 0 claims, checks
+-- and writes the run folder and prints; the others read the checkpoint to
+-- resume and print only errors. Hooks run on every rank (ctx.rank,
+-- ctx.ranks). `sync_bn` chooses the BatchNorm statistics; `ranks` checks
+-- the launch; a resume may change the rank count (log.h5's rank_changes).
 local sg = require "sgdsa"
 local core = require "sgdsa.core"
 local optim = require "sgdsa.optim"
@@ -68,7 +77,7 @@ M.FIELDS = {
   threads = "CPU threads (default: as set)",
   name = "run folder name under `out`: one plain folder name, no '/' (default: script name and time)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
-  hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
+  hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=} (on every rank of a data-parallel run: ctx.rank, ctx.ranks)",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
   resume = "a run folder to continue from its last.h5 (without one: to start again from epoch 1 in it), with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
