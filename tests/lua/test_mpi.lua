@@ -223,6 +223,10 @@ T.test("a 2-rank run killed and resumed on 1 rank (sync_bn): its twin's decision
   T.eq(f:attr("ranks"), 2, "log.h5 ranks (at the start)")
   local c <close> = h5.open(dir .. "/last.h5", "r")
   T.eq(c:attr("ranks"), 1, "last.h5 ranks")
+  local ci, ti = T.sgdsa({"inspect", dir})
+  T.eq(ci, 0, "inspect:\n" .. ti)
+  T.check(ti:find("data-parallel: started on 2 ranks; rank changes on resume: step 30: 2 -> 1 ranks", 1, true),
+          "inspect shows the ranks:\n" .. ti)
 end)
 
 T.test("Dropout: each rank draws its slice of the whole minibatch's mask", function()
