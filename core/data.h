@@ -151,10 +151,12 @@ typedef struct sg_batch {
                              source). Output (oy, ox) of image i reads source row
                              oy + dy[i] - pad, column (flip[i] ? wo-1-ox : ox) + dx[i] - pad */
     size_t aug_bytes;     /* of aug and the table together (one copy to the GPU) */
-    int64_t n;            /* images in this batch (the last may be short) */
+    int64_t n;            /* images in this batch (the last may be short); of a
+                             sharded loader, this rank's share of them */
+    int64_t total;        /* images of the whole batch (all shards; = n unsharded) */
     int64_t epoch;
     int64_t index;        /* batch number within the epoch */
-    int64_t first;        /* position of its first image within the epoch */
+    int64_t first;        /* position of the whole batch's first image within the epoch */
 } sg_batch;
 
 /* The loader retains `d` and copies the generators (which are not advanced).
@@ -170,13 +172,23 @@ int64_t sg_loader_batch(const sg_loader *l);
 void sg_loader_shape(const sg_loader *l, int *c, int *h, int *w); /* of one output image */
 const sg_dataset *sg_loader_dataset(const sg_loader *l);
 
+/* Data-parallel runs: shard `rank` of `count` (0 <= rank < count). Every
+ * batch of n images (positions [first, first+n) of the epoch's order, as
+ * unsharded) is cut into `count` contiguous slices, slice r being positions
+ * [first + n*r/count, first + n*(r+1)/count), and this loader makes only
+ * slice `rank` (sg_batch.n; .total = n). Ranks with the same generators
+ * walk the same order and together make every batch exactly once. Epoch
+ * size, batch numbering, positions and the state stay those of the whole
+ * batches, so a checkpoint's position holds for any rank count. The loader
+ * stays where it is; batches made ahead are made again. count = 1: unsharded. */
+int sg_loader_set_shard(sg_loader *l, int rank, int count);
 /* Go to the start of epoch `epoch` (>= 0). */
 int sg_loader_start_epoch(sg_loader *l, int64_t epoch);
 /* Next batch of the current epoch: 1 and *b filled (buffers valid until the
  * next call on this loader), 0 at the end of the epoch, -1 on error. */
 int sg_loader_next(sg_loader *l, sg_batch *b);
 /* Same, copying into caller buffers (x: batch*c*ho*wo floats, y: batch; a raw
- * loader's batch is expanded). */
+ * loader's batch is expanded); *n as sg_batch.n. */
 int sg_loader_next_into(sg_loader *l, float *x, int32_t *y, int64_t *n);
 /* Raw loaders (opts.raw on a uint8 dataset): 1, else 0. The geometry of the
  * transform: channels, source height and width, padding. */

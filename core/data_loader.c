@@ -48,6 +48,7 @@ struct sg_loader {
     int64_t nb;               /* batches from pos0 to the end of the epoch */
     int held;                 /* consumer holds batch next-1 */
     int64_t *perm;            /* order of the current epoch (d->n entries) */
+    int shard, nshards;       /* this loader makes slice `shard` of `nshards` of each batch */
 
     int raw;                  /* slots hold uint8 images and shifts (sg_batch.u8, .aug) */
     int nslots;
@@ -202,20 +203,32 @@ static size_t raw_aug_bytes(const sg_loader *l)
     return (size_t)l->o.batch * 3 * sizeof(int32_t) + (size_t)l->c * 256 * sizeof(float);
 }
 
-/* Slot s's batch of positions [first, first+count). */
+/* This loader's slice of a batch of `count` images: offset *lo, *n images. */
+static void shard_range(const sg_loader *l, int64_t count, int64_t *lo, int64_t *n)
+{
+    *lo = count * l->shard / l->nshards;
+    *n = count * (l->shard + 1) / l->nshards - *lo;
+}
+
+/* Slot s's batch of positions [first, first+count) (this loader's slice of it). */
 static void make_slot(const sg_loader *l, int s, int64_t epoch, int64_t first, int64_t count)
 {
-    make_batch(l, epoch, l->perm, first, count, l->sx[s], l->su8[s], l->saug[s], l->sy[s]);
+    int64_t lo, n;
+    shard_range(l, count, &lo, &n);
+    make_batch(l, epoch, l->perm, first + lo, n, l->sx[s], l->su8[s], l->saug[s], l->sy[s]);
 }
 
 static void fill_batch(const sg_loader *l, int s, int64_t first, int64_t count, sg_batch *b)
 {
+    int64_t lo, n;
+    shard_range(l, count, &lo, &n);
     b->x = l->raw ? NULL : l->sx[s];
     b->y = l->sy[s];
     b->u8 = l->raw ? l->su8[s] : NULL;
     b->aug = l->raw ? l->saug[s] : NULL;
     b->aug_bytes = l->raw ? raw_aug_bytes(l) : 0;
-    b->n = count;
+    b->n = n;
+    b->total = count;
     b->epoch = l->epoch;
     b->index = first / l->o.batch;
     b->first = first;
@@ -404,6 +417,8 @@ sg_loader *sg_loader_new(sg_dataset *d, const sg_loader_opts *o, const sg_rng *s
     l->perm = sg_malloc((size_t)d->n * sizeof *l->perm, "data loader permutation");
     if (!l->perm)
         goto fail;
+    l->shard = 0;
+    l->nshards = 1;
     l->raw = o->raw && d->dtype == SG_DATA_U8;
     l->nslots = o->prefetch + 1;
     for (int s = 0; s < l->nslots; s++) {
@@ -485,6 +500,37 @@ void sg_loader_shape(const sg_loader *l, int *c, int *h, int *w)
     *c = l->c;
     *h = l->ho;
     *w = l->wo;
+}
+
+/* Images of the epoch delivered (the batch handed out last counted; a dropped
+ * tail counts as delivered). Called with the lock held, or without a worker. */
+static int64_t delivered(const sg_loader *l)
+{
+    int64_t idx = l->pos0 + l->next * l->o.batch;
+    if (idx > l->size || l->next >= l->nb)
+        idx = l->size;
+    return idx;
+}
+
+int sg_loader_set_shard(sg_loader *l, int rank, int count)
+{
+    if (count < 1 || rank < 0 || rank >= count)
+        return sg_seterr("data loader %s: shard %d of %d: need 0 <= shard < count (cpu)",
+                         l->d->name, rank, count);
+    if (l->threaded) {
+        pthread_mutex_lock(&l->mu);
+        l->gen++;
+        while (l->busy)
+            pthread_cond_wait(&l->cv, &l->mu);
+    }
+    l->shard = rank;
+    l->nshards = count;
+    int64_t idx = delivered(l);
+    if (l->threaded)
+        pthread_mutex_unlock(&l->mu);
+    /* batches made for the old slices are dropped and made again */
+    reposition(l, l->epoch, idx, NULL, 0, NULL, NULL);
+    return 0;
 }
 
 /* --- iteration --------------------------------------------------------------------------- */
@@ -594,10 +640,7 @@ int sg_loader_get_state(const sg_loader *l, int64_t *epoch, int64_t *index, int6
     if (l->threaded)
         pthread_mutex_lock(&m->mu);
     *epoch = l->epoch;
-    int64_t idx = l->pos0 + l->next * l->o.batch;
-    *index = idx < l->size ? idx : l->size;
-    if (l->next >= l->nb)
-        *index = l->size; /* a dropped tail counts as consumed */
+    *index = delivered(l);
     if (perm)
         memcpy(perm, l->perm, (size_t)l->d->n * sizeof *perm);
     if (l->threaded)

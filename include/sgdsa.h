@@ -127,6 +127,27 @@ SGDSA_API void sgdsa_clear_interrupt(sgdsa_state *S);
 SGDSA_API int sgdsa_blas_core_setenv(void);
 SGDSA_API const char *sgdsa_cpu_summary(void);
 
+/*
+ * Data-parallel runs (`mpirun -np N sgdsa run ...`; docs/ARCHITECTURE.md,
+ * "Data-parallel runs"). sgdsa_dist_init() joins the job when a launcher
+ * started this process as one of several ranks (MPI_Init) and returns the
+ * rank count (1 when not launched so: nothing is touched); -1 with the
+ * message in sgdsa_errmsg(NULL) when it cannot (a build without MPI
+ * launched as several ranks, a failed MPI_Init). Call it once, before
+ * sgdsa_open(); with several ranks it also points each rank at its own GPU
+ * (SGDSA_CUDA_DEVICE = the rank's index on its host, unless set, or unless
+ * CUDA_VISIBLE_DEVICES names a single device). sgdsa_dist_finalize() leaves
+ * the job (after the last state is closed). sgdsa_dist_abort(code) ends
+ * every rank of the job at once (MPI_Abort): what a host does when one rank
+ * fails, since the others would wait for it forever; it returns only when
+ * there is no job of several ranks.
+ */
+SGDSA_API int sgdsa_dist_init(void);
+SGDSA_API void sgdsa_dist_finalize(void);
+SGDSA_API int sgdsa_dist_rank(void);
+SGDSA_API int sgdsa_dist_size(void);
+SGDSA_API void sgdsa_dist_abort(int code);
+
 #ifdef __cplusplus
 }
 #endif

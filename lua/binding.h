@@ -52,6 +52,7 @@ void sgl_open_sys(lua_State *L);
 void sgl_open_data(lua_State *L);     /* lua/l_data.c: core.data, datasets and loaders */
 void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer kernels (cpu and cuda) */
 void sgl_open_cuda(lua_State *L);     /* lua/l_cuda.c: core.cuda, the GPU's settings and copies */
+void sgl_open_dist(lua_State *L);     /* lua/l_dist.c: core.dist, the ranks of a data-parallel run */
 
 /* Tensor arguments of the kernel bindings (lua/l_nn.c; also core.cuda's
  * pad2d/crop2d). A call runs on one device; the checks raise a Lua error

@@ -11,11 +11,13 @@
  *   split(n, gen) -> Dataset, stats() -> {mean...}, {std...},
  *   check_shape(pad, {c,h,w} [, who]), images() -> tensor, labels() -> tensor.
  * Loader: next() -> x (float32 n x c x h x w), y (int32 n) | nil at the end;
- *   next_into(x, y [, slot]) -> n, first (position of its first image) | nil
+ *   next_into(x, y [, slot]) -> n, first (position of the batch's first image),
+ *   total (images of the whole batch; n is this shard's) | nil
  *   (cuda x, y: slot = an asynchronous copy, see core.cuda.input_ready);
  *   start_epoch(e) (0-based); position() -> epoch, index;
  *   size(), nbatches(), batch(), shape(); state() -> {epoch, index, perm (int32
  *   tensor, 0-based), shuffle={4}, augment={4}}; set_state(t); peek(e, first, n);
+ *   shard(rank, count): make only that slice of every batch (data-parallel runs);
  *   free() (also __gc and __close).
  * Epochs are 0-based here; lua/sgdsa/data.lua presents them 1-based.
  * Userdata are created empty before the C object exists, so an error never leaks.
@@ -456,7 +458,18 @@ static int ld_next_into(lua_State *L)
     }
     lua_pushinteger(L, b.n);
     lua_pushinteger(L, b.first);
-    return 2;
+    lua_pushinteger(L, b.total);
+    return 3;
+}
+
+static int ld_shard(lua_State *L)
+{
+    sg_loader *l = checkld(L, 1);
+    lua_Integer r = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3);
+    if (n < 1 || n > INT_MAX || r < 0 || r >= n)
+        return luaL_error(L, "loader:shard: shard %I of %I (need 0 <= shard < count)", r, n);
+    SGL_CHECK(L, sg_loader_set_shard(l, (int)r, (int)n));
+    return 0;
 }
 
 static int ld_start_epoch(lua_State *L)
@@ -655,7 +668,7 @@ void sgl_open_data(lua_State *L)
         {"next", ld_next}, {"next_into", ld_next_into}, {"start_epoch", ld_start_epoch},
         {"position", ld_position}, {"size", ld_size}, {"nbatches", ld_nbatches},
         {"batch", ld_batch}, {"shape", ld_shape}, {"state", ld_state},
-        {"set_state", ld_set_state}, {"peek", ld_peek}, {NULL, NULL}};
+        {"set_state", ld_set_state}, {"peek", ld_peek}, {"shard", ld_shard}, {NULL, NULL}};
     new_type(L, DATASET_MT, dm, ds_gc, ds_tostring);
     new_type(L, LOADER_MT, lm, ld_gc, ld_tostring);
     static const luaL_Reg fns[] = {

@@ -40,14 +40,17 @@
  *   linear_backward_params(x, dy, dw, db)    dw += dy^T x, db += sum dy
  *   batchnorm_forward_train(x, y, gamma, beta, save_mean, save_invstd,
  *                           running_mean, running_var, eps=1e-5,
- *                           momentum=0.1, update_running=true)  -> y
+ *                           momentum=0.1, update_running=true, sync=false)  -> y
  *       x NxC or NxCx... (per channel over N and the rest); gamma/beta C or
  *       nil; save_* := C. update_running=false is the SA trial forward:
- *       batch statistics, running statistics untouched.
+ *       batch statistics, running statistics untouched. sync=true (cpu):
+ *       the statistics of the whole batch of a data-parallel run, summed
+ *       over the ranks (sync_bn; x may then have N = 0).
  *   batchnorm_forward_eval(x, y, gamma, beta, save_mean, save_invstd,
  *                          running_mean, running_var, eps=1e-5) -> y
  *   batchnorm_backward_data(x, dy, dx, gamma, save_mean, save_invstd,
- *                           training)                          -> dx
+ *                           training, sync=false)              -> dx
+ *       sync=true (cpu, training): the sums of dy and dy*xhat over the ranks
  *   batchnorm_backward_params(x, dy, dgamma, dbeta, save_mean, save_invstd)
  *   batchnorm_apply(x, y, gamma, beta, save_mean, save_invstd) -> y
  *       a forward's output made again from its saved statistics (cpu only)
@@ -76,6 +79,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "comm.h"
 #include "nn.h"
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
@@ -504,6 +508,24 @@ static sg_tensor *nc_input(const sgl_args *a, int64_t *n, int64_t *c, int64_t *h
     return x;
 }
 
+/* sync_bn: the sums over the ranks of a data-parallel run (core/comm.h); on
+ * one process nothing is summed and the sync kernels compute what the plain
+ * ones do. There are no CUDA kernels for it. */
+static int sum_over_ranks(double *v, int64_t n, void *ctx)
+{
+    (void)ctx;
+    return sg_comm_allsum_f64(v, n);
+}
+
+static sg_allsum ranks_sum(const sgl_args *a)
+{
+    if (a->dev != SG_CPU)
+        fail(a, "synchronized statistics (sync_bn) run on the cpu only; on cuda use "
+                "per-rank statistics (sync_bn = false)");
+    sg_allsum s = { sg_comm_size() > 1 ? sum_over_ranks : NULL, NULL };
+    return s;
+}
+
 static int bn_forward(lua_State *L, int training)
 {
     sgl_args a = sgl_args_of(L, training ? "batchnorm_forward_train" : "batchnorm_forward_eval");
@@ -525,7 +547,12 @@ static int bn_forward(lua_State *L, int training)
     sg_tensor *sm = sgl_arg_out(&a, 5, "save_mean", SG_F32, 1, &c);
     sg_tensor *si = sgl_arg_out(&a, 6, "save_invstd", SG_F32, 1, &c);
     sg_tensor *y = out_like(&a, 2, "y", x);
-    if (training)
+    if (training && lua_toboolean(L, 12)) {
+        sg_allsum sum = ranks_sum(&a);
+        SGL_CHECK(L, sg_cpu_batchnorm_forward_train_sync(F(x), F(y), F(gamma), F(beta), F(sm),
+                                                         F(si), F(rm), F(rv), n, c, hw, eps,
+                                                         momentum, update, &sum));
+    } else if (training)
         SGL_CHECK(L, KERNEL(&a, batchnorm_forward_train)(F(x), F(y), F(gamma), F(beta), F(sm),
                                                          F(si), F(rm), F(rv), n, c, hw, eps,
                                                          momentum, update));
@@ -556,8 +583,13 @@ static int batchnorm_backward_data(lua_State *L)
     luaL_checkany(L, 7);
     int training = lua_toboolean(L, 7);
     sg_tensor *dx = out_like(&a, 3, "dx", x);
-    SGL_CHECK(L, KERNEL(&a, batchnorm_backward_data)(F(x), F(dy), F(dx), F(gamma), F(sm),
-                                                     F(si), n, c, hw, training));
+    if (training && lua_toboolean(L, 8)) {
+        sg_allsum sum = ranks_sum(&a);
+        SGL_CHECK(L, sg_cpu_batchnorm_backward_data_sync(F(x), F(dy), F(dx), F(gamma), F(sm),
+                                                         F(si), n, c, hw, &sum));
+    } else
+        SGL_CHECK(L, KERNEL(&a, batchnorm_backward_data)(F(x), F(dy), F(dx), F(gamma), F(sm),
+                                                         F(si), n, c, hw, training));
     return ret(L, 3);
 }
 

@@ -6,7 +6,9 @@
  * that name, created from the seed on first use; sgdsa.manual_seed(n)
  * re-seeds every existing stream, so all draws restart from the new seed.
  * A generator's state is four integers ({seed, stream, counter, pos}) that
- * g:state() returns and g:set_state() restores exactly (for checkpoints).
+ * g:state() returns and g:set_state() restores exactly (for checkpoints);
+ * g:skip(n) moves past n words (a data-parallel rank's dropout mask is its
+ * slice of the whole batch's).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +210,19 @@ static int g_set_state(lua_State *L)
     return 0;
 }
 
+/* g:skip(n): move past n 32-bit words, as n single-word draws would (a
+ * dropout mask of n values, a uniform float each). */
+static int g_skip(lua_State *L)
+{
+    sg_rng *r = sgl_checkrng(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    if (n < 0)
+        return luaL_error(L, "skip: negative count %I", n);
+    sg_rng_skip(r, (uint64_t)n);
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int g_clone(lua_State *L)
 {
     sg_rng *r = sgl_checkrng(L, 1);
@@ -233,7 +248,7 @@ void sgl_open_rng(lua_State *L)
     static const luaL_Reg gm[] = {
         {"uniform", g_uniform}, {"normal", g_normal}, {"random", g_random},
         {"permutation", g_permutation}, {"state", g_state}, {"set_state", g_set_state},
-        {"clone", g_clone}, {NULL, NULL}};
+        {"clone", g_clone}, {"skip", g_skip}, {NULL, NULL}};
     luaL_newmetatable(L, SGL_RNG_MT);
     lua_newtable(L);
     luaL_setfuncs(L, gm, 0);

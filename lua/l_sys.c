@@ -59,6 +59,7 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "comm.h"
 #include "cpu_info.h"
 #include "nn.h"
 #include "runtime.h"
@@ -93,7 +94,9 @@ void sgl_interrupt(lua_State *L)
         return;
     if (signal_mode == 2 || n >= 2) {
         set_abort_hook(L);
-    } else if (signal_mode == 1) {
+    } else if (signal_mode == 1 && sg_comm_size() <= 1) {
+        /* (not on the ranks of a data-parallel run: they get a signal from
+         * mpirun when it ends the job, also when another rank failed) */
         ssize_t w = write(STDERR_FILENO, note, sizeof note - 1);
         (void)w;
     }

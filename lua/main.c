@@ -1,7 +1,8 @@
 /*
  * main.c - the `sgdsa` executable: subcommands, and the interactive REPL.
  *
- *   sgdsa run SCRIPT [key=value ...]   run a script (experiments go to sgdsa.trainer)
+ *   sgdsa run SCRIPT [key=value ...]   run a script (experiments go to sgdsa.trainer);
+ *                                      under `mpirun -np N`, one rank of a data-parallel run
  *   sgdsa [repl]                       interactive REPL
  *   sgdsa -e CODE [-i]                 run code (then the REPL with -i)
  *   sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -77,7 +79,13 @@ static const command commands[] = {
      "An error is shown as its message (with the script's file:line when it\n"
      "is in the script); an error the Lua VM raised (a bug, in the script or\n"
      "in sgdsa) also with its stack traceback. --traceback (or the environment\n"
-     "variable SGDSA_TRACEBACK=1) shows the traceback of every error.\n"},
+     "variable SGDSA_TRACEBACK=1) shows the traceback of every error.\n"
+     "\n"
+     "Data-parallel: `mpirun -np N sgdsa run SCRIPT ...` runs the experiment on\n"
+     "N ranks (one per GPU with device=cuda), each on its slice of every\n"
+     "minibatch, all taking the same decisions; rank 0 prints and writes the\n"
+     "run folder, the others print only errors, and an error on any rank stops\n"
+     "them all. sync_bn=true: BatchNorm statistics of the whole minibatch.\n"},
     {"resume", "continue a run from its folder: sgdsa resume runs/NAME [key=value ...]",
      "usage: sgdsa resume RUN_FOLDER [key=value ...]\n"
      "       sgdsa run resume=RUN_FOLDER [key=value ...]\n"
@@ -174,11 +182,57 @@ static sgdsa_state *open_state(void)
     return S;
 }
 
+/* An error on one rank of a data-parallel run ends the job: the other ranks
+ * would wait for this one in their next sum forever. Its message first (with
+ * the rank), then a moment for ranks failing at about the same time to print
+ * theirs, then MPI_Abort, which takes every rank down. */
+static void abort_job(int rc)
+{
+    if (sgdsa_dist_size() <= 1)
+        return;
+    fprintf(stderr, "sgdsa: rank %d of %d failed: stopping every rank of the run (its run "
+                    "folder keeps the last checkpoint)\n", sgdsa_dist_rank(), sgdsa_dist_size());
+    fflush(stderr);
+    struct timespec t = {0, 500000000};
+    nanosleep(&t, NULL);
+    sgdsa_dist_abort(rc);
+}
+
 static int report(sgdsa_state *S)
 {
-    fprintf(stderr, "sgdsa: %s\n", sgdsa_errmsg(S));
+    if (sgdsa_dist_size() > 1)
+        fprintf(stderr, "sgdsa: rank %d of %d: %s\n", sgdsa_dist_rank(), sgdsa_dist_size(),
+                sgdsa_errmsg(S));
+    else
+        fprintf(stderr, "sgdsa: %s\n", sgdsa_errmsg(S));
     fflush(stderr);
-    return sgdsa_interrupted() ? EXIT_INTERRUPTED : EXIT_ERR;
+    int rc = sgdsa_interrupted() ? EXIT_INTERRUPTED : EXIT_ERR;
+    abort_job(rc);
+    return rc;
+}
+
+/* Join a data-parallel job when mpirun started this process as one of several
+ * ranks (sgdsa_dist_init); every rank but 0 prints nothing but errors (its
+ * standard output goes to /dev/null). -1 when it cannot join (printed). */
+static int join_job(int then_repl)
+{
+    int n = sgdsa_dist_init();
+    if (n < 0) {
+        fprintf(stderr, "sgdsa run: %s\n", sgdsa_errmsg(NULL));
+        return -1;
+    }
+    if (n > 1 && then_repl) {
+        fprintf(stderr, "sgdsa: -i (a REPL after the script) is not available on %d ranks\n", n);
+        abort_job(EXIT_USAGE);
+        return -1;
+    }
+    if (n > 1 && sgdsa_dist_rank() > 0) {
+        fflush(stdout);
+        if (!freopen("/dev/null", "w", stdout))
+            fprintf(stderr, "sgdsa: rank %d: cannot send its output to /dev/null\n",
+                    sgdsa_dist_rank());
+    }
+    return n;
 }
 
 /* Run SCRIPT ARGS with `sgdsa run` semantics; the status to exit with. */
@@ -1024,18 +1078,25 @@ static int cmd_run(int argc, char **argv, int then_repl)
     if (i >= argc)
         return usage_error("%s: missing SCRIPT", then_repl ? "-i" : "run");
     /* sgdsa run resume=DIR [key=value ...]: the run folder's own script */
-    if (!then_repl && strncmp(argv[i], "resume=", 7) == 0 && access(argv[i], F_OK) != 0) {
-        if (argv[i][7] == '\0')
-            return usage_error("run: %s needs a run folder (resume=runs/NAME)", argv[i]);
-        return resume_folder(argv[i] + 7, argc - i - 1, argv + i + 1);
-    }
-    sgdsa_state *S = open_state();
-    if (S == NULL)
+    const int resume_dir = !then_repl && strncmp(argv[i], "resume=", 7) == 0 && access(argv[i], F_OK) != 0;
+    if (resume_dir && argv[i][7] == '\0')
+        return usage_error("run: %s needs a run folder (resume=runs/NAME)", argv[i]);
+    if (join_job(then_repl) < 0)
         return EXIT_ERR;
+    if (resume_dir)
+        return resume_folder(argv[i] + 7, argc - i - 1, argv + i + 1);
+    sgdsa_state *S = open_state();
+    if (S == NULL) {
+        abort_job(EXIT_ERR);
+        return EXIT_ERR;
+    }
     int rc = run_script(S, argv[i], argc - i - 1, argv + i + 1);
+    if (rc == EXIT_USAGE)
+        abort_job(rc);
     if (then_repl && rc != EXIT_USAGE)
         rc = repl(S);
     sgdsa_close(S);
+    sgdsa_dist_finalize();
     return rc;
 }
 

@@ -13,6 +13,7 @@ static const sgl_part parts[] = {
     sgl_open_data,
     sgl_open_nn,
     sgl_open_cuda,
+    sgl_open_dist,
 };
 
 int sgl_open(lua_State *L)

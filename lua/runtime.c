@@ -24,9 +24,13 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "comm.h"
 #include "cpu_info.h"
 #include "runtime.h"
 #include "sgdsa.h"
+#ifdef SG_HAVE_CUDA
+#include "nn_cuda.h"
+#endif
 
 #ifndef SGDSA_VERSION
 #define SGDSA_VERSION "0.0.0"
@@ -48,6 +52,41 @@ static _Thread_local char open_err[2048];
 const char *sgdsa_version(void) { return SGDSA_VERSION; }
 
 int sgdsa_blas_core_setenv(void) { return sg_blas_core_setenv(); }
+
+/* ---- data-parallel runs (core/comm.h) ----------------------------------------- */
+
+int sgdsa_dist_init(void)
+{
+    open_err[0] = '\0';
+    int n = sg_comm_init();
+    if (n < 0) {
+        snprintf(open_err, sizeof open_err, "%s", sg_geterr());
+        return -1;
+    }
+    if (n > 1 && !getenv("SGDSA_CUDA_DEVICE")) {
+        /* one GPU per rank: the rank's index on its host, unless the
+         * launcher already gave each rank a single device */
+        const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        if (!vis || strchr(vis, ',')) {
+            char dev[16];
+            snprintf(dev, sizeof dev, "%d", sg_comm_local_rank());
+            setenv("SGDSA_CUDA_DEVICE", dev, 1);
+        }
+    }
+    return n;
+}
+
+void sgdsa_dist_finalize(void)
+{
+#ifdef SG_HAVE_CUDA
+    sg_nccl_finalize();
+#endif
+    sg_comm_finalize();
+}
+
+int sgdsa_dist_rank(void) { return sg_comm_rank(); }
+int sgdsa_dist_size(void) { return sg_comm_size(); }
+void sgdsa_dist_abort(int code) { sg_comm_abort(code); }
 
 const char *sgdsa_cpu_summary(void)
 {

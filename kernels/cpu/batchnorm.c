@@ -10,6 +10,7 @@
  * across threads, so results do not depend on the thread count).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
 #include "error.h"
@@ -193,5 +194,140 @@ int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dga
         if (dbeta)
             dbeta[ch] += (float)sdy;
     }
+    return 0;
+}
+
+/* ---- synchronized statistics (data-parallel sync_bn) ------------------------------ */
+
+static int allsum(const sg_allsum *sum, double *v, int64_t n, const char *op)
+{
+    if (!sum || !sum->fn)
+        return 0;
+    if (sum->fn(v, n, sum->ctx) != 0)
+        return sg_adderr("%s: summing the statistics over the ranks", op);
+    return 0;
+}
+
+/* A rank's shard may be empty (n = 0): it still takes part in the sums. */
+static int check_sync_sizes(const char *op, int64_t n, int64_t c, int64_t hw)
+{
+    if (n < 0 || c <= 0 || hw <= 0)
+        return sg_seterr("%s: invalid sizes N=%lld C=%lld HW=%lld (cpu)", op, (long long)n,
+                         (long long)c, (long long)hw);
+    return 0;
+}
+
+int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *gamma,
+                                        const float *beta, float *save_mean, float *save_invstd,
+                                        float *running_mean, float *running_var,
+                                        int64_t n, int64_t c, int64_t hw, double eps,
+                                        double momentum, int update_running,
+                                        const sg_allsum *sum)
+{
+    const char *op = "batchnorm_forward_train (sync_bn)";
+    if (check_sync_sizes(op, n, c, hw))
+        return -1;
+    if (update_running && (!running_mean || !running_var))
+        return sg_seterr("%s: update_running without running_mean/running_var buffers "
+                         "(C=%lld) (cpu)", op, (long long)c);
+    double *v = sg_malloc((size_t)(2 * c + 1) * sizeof *v, "batchnorm sync_bn sums");
+    if (!v)
+        return -1;
+    double *s = v, *ss = v + c + 1;
+    /* pass 1: per-channel sums and the count, over every rank */
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double a = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                a += p[j];
+        }
+        s[ch] = a;
+    }
+    s[c] = (double)(n * hw);
+    if (allsum(sum, s, c + 1, op)) {
+        free(v);
+        return -1;
+    }
+    const double m = s[c];
+    if (m < 1 || (update_running && m < 2)) {
+        free(v);
+        return sg_seterr("%s: need more than 1 value per channel over all ranks, got %.0f "
+                         "(C=%lld) (cpu)", op, m, (long long)c);
+    }
+    /* pass 2: centered sums of squares around the global mean */
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mean = s[ch] / m;
+        double a = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++) {
+                const double d = p[j] - mean;
+                a += d * d;
+            }
+        }
+        ss[ch] = a;
+    }
+    if (allsum(sum, ss, c, op)) {
+        free(v);
+        return -1;
+    }
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mean = s[ch] / m;
+        const double invstd = 1.0 / sqrt(ss[ch] / m + eps);
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)invstd;
+        if (update_running) {
+            running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            running_var[ch] = (float)((1.0 - momentum) * running_var[ch] +
+                                      momentum * ss[ch] / (m - 1));
+        }
+        apply_channel(x, y, gamma, beta, save_mean[ch], save_invstd[ch], n, c, hw, ch);
+    }
+    free(v);
+    return 0;
+}
+
+int sg_cpu_batchnorm_backward_data_sync(const float *x, const float *dy, float *dx,
+                                        const float *gamma, const float *save_mean,
+                                        const float *save_invstd, int64_t n, int64_t c,
+                                        int64_t hw, const sg_allsum *sum)
+{
+    const char *op = "batchnorm_backward_data (sync_bn)";
+    if (check_sync_sizes(op, n, c, hw))
+        return -1;
+    double *v = sg_malloc((size_t)(2 * c + 1) * sizeof *v, "batchnorm sync_bn sums");
+    if (!v)
+        return -1;
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++)
+        dy_sums(x, dy, n, c, hw, ch, save_mean[ch], save_invstd[ch], &v[2 * ch], &v[2 * ch + 1]);
+    v[2 * c] = (double)(n * hw);
+    if (allsum(sum, v, 2 * c + 1, op)) {
+        free(v);
+        return -1;
+    }
+    const double m = v[2 * c];
+#pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double invstd = save_invstd[ch];
+        const double g = gamma ? gamma[ch] : 1.0;
+        /* dx = g*invstd * (dy - mean(dy) - xhat*mean(dy*xhat)), means over every rank */
+        const float k = (float)(g * invstd);
+        const float mdy = (float)(v[2 * ch] / m);
+        const float kx = (float)(v[2 * ch + 1] / m * invstd);
+        const float fm = save_mean[ch];
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + (i * c + ch) * hw;
+            const float *d = dy + (i * c + ch) * hw;
+            float *q = dx + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                q[j] = k * (d[j] - mdy - (p[j] - fm) * kx);
+        }
+    }
+    free(v);
     return 0;
 }

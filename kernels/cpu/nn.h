@@ -166,6 +166,33 @@ int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dga
                                      const float *save_invstd, int64_t n, int64_t c,
                                      int64_t hw);
 
+/* Synchronized batch normalization (a data-parallel run's sync_bn): the
+ * statistics of the whole batch, held in shards by the ranks. `sum` adds a
+ * vector over every rank in place and gives every rank the same bits
+ * (core/comm.h's sg_comm_allsum_f64 behind it); with sum->fn == NULL (one
+ * process) these compute exactly what the kernels above do. The forward
+ * reduces the per-channel sums and count (mean), then the centered sums of
+ * squares around the global mean (variance): the same two passes in double
+ * as above, over the union of the shards; running statistics and M are the
+ * global batch's. The backward (training) reduces the per-channel sums of
+ * dy and dy*xhat. Parameter gradients stay per shard
+ * (sg_cpu_batchnorm_backward_params): the gradient reduction adds them.
+ * Each call allocates 2C+1 doubles. */
+typedef struct sg_allsum {
+    int (*fn)(double *v, int64_t n, void *ctx);
+    void *ctx;
+} sg_allsum;
+int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *gamma,
+                                        const float *beta, float *save_mean, float *save_invstd,
+                                        float *running_mean, float *running_var,
+                                        int64_t n, int64_t c, int64_t hw, double eps,
+                                        double momentum, int update_running,
+                                        const sg_allsum *sum);
+int sg_cpu_batchnorm_backward_data_sync(const float *x, const float *dy, float *dx,
+                                        const float *gamma, const float *save_mean,
+                                        const float *save_invstd, int64_t n, int64_t c,
+                                        int64_t hw, const sg_allsum *sum);
+
 /* ---- elementwise ----------------------------------------------------------- */
 /* y = max(x, 0); y may alias x. */
 int sg_cpu_relu_forward(const float *x, float *y, int64_t n);

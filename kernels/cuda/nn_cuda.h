@@ -119,6 +119,25 @@ int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes);
 int sg_cuda_input_ready(int slot);
 int sg_cuda_input_wait(int slot);
 
+/* ---- sums over the ranks of a data-parallel run (NCCL; kernels/cuda/nccl.c) -----
+ * Built with NCCL when CMake finds it beside the CUDA toolkit (SG_HAVE_NCCL);
+ * otherwise sg_nccl_built() is 0 and the others fail with that message (the
+ * caller sums through the host and MPI instead). The communicator is made
+ * once from an id that rank 0 draws (sg_nccl_unique_id) and every rank
+ * receives (the caller broadcasts it, through MPI). sg_nccl_allsum_f32 sums
+ * a device vector over the ranks in place with ncclAllReduce on the compute
+ * stream, queued after the work before it; NCCL's ring and tree algorithms
+ * reduce each element once and hand the result to every rank, so the ranks
+ * get the same bits, and a run repeats for a fixed NCCL version, rank count
+ * and topology. */
+#define SG_NCCL_ID_BYTES 128
+int sg_nccl_built(void);
+int sg_nccl_unique_id(unsigned char id[SG_NCCL_ID_BYTES]);
+int sg_nccl_init(const unsigned char id[SG_NCCL_ID_BYTES], int rank, int size);
+int sg_nccl_ready(void);
+int sg_nccl_allsum_f32(float *v, int64_t n);
+void sg_nccl_finalize(void);
+
 /* ---- tensor math on contiguous float32 device arrays (core/tensor.c) ------- */
 int sg_cuda_binary(float *out, const float *a, const float *b, int64_t n, sg_binop op);
 int sg_cuda_binary_scalar(float *out, const float *a, float s, int64_t n, sg_binop op,

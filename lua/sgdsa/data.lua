@@ -141,6 +141,17 @@ local function settle(self, rewind)
   end
 end
 
+--- Data-parallel runs: this loader makes only slice `rank` (0-based) of
+--- `count` of every batch (core/data.h, sg_loader_set_shard): contiguous,
+--- n*rank//count to n*(rank+1)//count of a batch of n. Sizes, positions and
+--- the state stay the whole batches'. Iterators hand out (x, y, total):
+--- total is the whole batch's image count.
+function Loader:shard(rank, count)
+  settle(self, true)
+  self.c:shard(rank, count)
+  self.shards = count > 1 and {rank = rank, count = count} or nil
+end
+
 function Loader:size() return self.c:size() end
 function Loader:nbatches() return self.c:nbatches() end
 function Loader:batch_size() return self.c:batch() end
@@ -202,11 +213,13 @@ local function iterator(self, o)
     local x, y = xs[1], ys[1]
     return function()
       settle(self, true)
-      if c:next_into(x, y) then return x, y end
+      local n, _, total = c:next_into(x, y)
+      if n then return x, y, total end
     end
   end
-  -- this iterator's record of the batch it took ahead (one table, reused)
-  local mine, done = {cuda = cuda}, false
+  -- this iterator's record of the batch it took ahead (one table, reused),
+  -- and the whole batch's size in each slot
+  local mine, done, totals = {cuda = cuda}, false, {0, 0}
   return function()
     if done then return nil end
     local s = 0
@@ -215,10 +228,12 @@ local function iterator(self, o)
       self.pending = nil
     else
       settle(self, true)
-      if not c:next_into(xs[1], ys[1], cuda and 0 or nil) then
+      local n, _, total = c:next_into(xs[1], ys[1], cuda and 0 or nil)
+      if not n then
         done = true
         return nil
       end
+      totals[1] = total
     end
     -- batch k is in slot s: the loader may reuse its buffer once the copy is
     -- done, and the compute queued from now on reads it
@@ -229,14 +244,15 @@ local function iterator(self, o)
     -- take batch k+1 into the other slot: the copy starts after the compute
     -- queued so far (step k-1, the last reader of that slot)
     local s2 = 1 - s
-    local n, first = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
+    local n, first, total = c:next_into(xs[s2 + 1], ys[s2 + 1], cuda and s2 or nil)
     if n then
       mine.slot, mine.first = s2, first
+      totals[s2 + 1] = total
       self.pending = mine
     else
       done = true
     end
-    return xs[s + 1], ys[s + 1]
+    return xs[s + 1], ys[s + 1], totals[s + 1]
   end
 end
 

@@ -139,6 +139,10 @@ local function summarize_log(out, f, name)
     fmt(a.device) .. (a.device_name and (" (" .. fmt(a.device_name) .. ")") or ""), fmt(a.threads), fmt(a.host), fmt(a.start_time),
     (a.resumed and a.resumed > 0) and string.format(", resumed %d time(s)", a.resumed) or "")
   if a.device_changes and a.device_changes ~= "" then out[#out + 1] = "  device changes on resume: " .. fmt(a.device_changes) end
+  if (a.ranks and a.ranks > 1) or (a.rank_changes and a.rank_changes ~= "") then
+    out[#out + 1] = string.format("  data-parallel: started on %s ranks%s", fmt(a.ranks or 1),
+      (a.rank_changes and a.rank_changes ~= "") and ("; rank changes on resume: " .. fmt(a.rank_changes)) or "")
+  end
   if a.score then
     out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
   end

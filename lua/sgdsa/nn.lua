@@ -357,11 +357,11 @@ function BatchNorm:forward(x, mode)
     self.num_batches_tracked:add_(1)
     return K.batchnorm_forward_train(x, self:outbuf(mode), self.weight, self.bias, self._sm,
                                      self._si, self.running_mean, self.running_var, self.eps,
-                                     self.momentum, true)
+                                     self.momentum, true, self.sync)
   elseif mode == "trial" then
     return K.batchnorm_forward_train(x, self:outbuf(mode), self.weight, self.bias, self._sm_t,
                                      self._si_t, self.running_mean, self.running_var, self.eps,
-                                     self.momentum, false)
+                                     self.momentum, false, self.sync)
   else
     self.last_mode = "eval"
     return K.batchnorm_forward_eval(x, self:outbuf(mode), self.weight, self.bias, self._sm,
@@ -373,7 +373,7 @@ function BatchNorm:backward(x, dy, target)
   K.batchnorm_backward_params(x, dy, self.grad_weight, self.grad_bias, self._sm, self._si)
   if self.need_dx then
     return K.batchnorm_backward_data(x, dy, target or self:buf("_gin"), self.weight, self._sm,
-                                     self._si, self.last_mode == "train")
+                                     self._si, self.last_mode == "train", self.sync)
   end
 end
 
@@ -551,7 +551,9 @@ end
 -- ---- Dropout -------------------------------------------------------------------------------
 
 -- Dropout(p): the mask is drawn from the "dropout" stream in "train" mode and
--- reused by "trial" forwards; "eval" and "infer" are the identity.
+-- reused by "trial" forwards; "eval" and "infer" are the identity. On a rank
+-- of a data-parallel run (model:data_parallel) the mask is that rank's slice
+-- of the mask a single process draws for the whole batch.
 nn.Dropout = nn.class("Dropout")
 
 function nn.Dropout:__init(p)
@@ -570,7 +572,17 @@ function nn.Dropout:forward(x, mode)
   end
   if mode == "train" then
     self.last_mode = "train"
-    K.dropout_mask(core.stream("dropout"), self:buf("_mask"), x, self.p)
+    local gen, sh = core.stream("dropout"), self.shard
+    if sh and self.p > 0 then
+      -- one rank of a data-parallel run: its slice of the whole batch's mask
+      -- (one word per value), the stream left where the whole mask leaves it
+      local per = x:numel() // x:size(1)
+      gen:skip(sh.offset * per)
+      K.dropout_mask(gen, self:buf("_mask"), x, self.p)
+      gen:skip((sh.total - sh.offset - x:size(1)) * per)
+    else
+      K.dropout_mask(gen, self:buf("_mask"), x, self.p)
+    end
   elseif self._mask == nil then
     error("Dropout: a \"trial\" forward needs a \"train\" forward first (its mask is reused)", 2)
   end
@@ -1133,6 +1145,23 @@ end
 function Model:grad_pool(on)
   self.grad_pool_on = on and true or false
   plan_grads(self)
+  return self
+end
+
+-- model:data_parallel{sync_bn = bool, shard = {offset =, total =}} -> model:
+-- this model is one rank's replica in a data-parallel run (sgdsa.dist), and
+-- each forward sees that rank's slice of the batch. sync_bn: BatchNorm's
+-- training and trial forwards (and their backward) use the statistics of
+-- the whole batch, summed over the ranks (CPU only); otherwise each rank's
+-- own. shard: a table the caller keeps up to date, before each training
+-- forward, with the slice's first image in the whole batch and the whole
+-- batch's size: Dropout draws that slice of the whole batch's mask.
+function Model:data_parallel(opts)
+  opts = check_opts(opts, {sync_bn = true, shard = true}, "model:data_parallel")
+  walk(self.root, "", 0, function(m)
+    if is_bn(m) then m.sync = opts.sync_bn and true or nil end
+    if getmetatable(m) == nn.Dropout then m.shard = opts.shard end
+  end)
   return self
 end
 

@@ -25,13 +25,24 @@
 --      than "train" (none for a derivative-free neighborhood, which runs no
 --      training forward at all).
 --
+-- Data-parallel runs (`dist`: sgdsa.dist in a job of several ranks; each rank
+-- steps on its slice of the minibatch): every objective is that of the whole
+-- minibatch, from the sums over the ranks of loss * n, ncorrect and n (a
+-- function objective: the mean of its per-slice values weighted by n); the
+-- loss gradient of a slice is scaled by n / N (N: the whole minibatch) so
+-- that the gradients summed over the ranks are the whole minibatch's, and
+-- so are BatchNorm's synchronized sums in backward; without sync_bn the
+-- BatchNorm buffers (running statistics) are averaged over the ranks after
+-- each training forward. Every rank then holds the same numbers, draws the
+-- same eta and u from its `search` stream, and takes the same decision.
+--
 -- Nothing is allocated per step: ctx and the step record are reused, the trial
 -- buffer and any scratch buffer are allocated once. A trial with a NaN or
 -- infinite objective is always rejected and counted; a non-finite objective
 -- at the current point makes step() return nil and a message (the trainer
 -- stops without overwriting the last good checkpoint).
 --
---   local S = search.new{model=, criterion=, optim=sgdsa.optim.sgdsa{...}}
+--   local S = search.new{model=, criterion=, optim=sgdsa.optim.sgdsa{...} [, dist=, sync_bn=]}
 --   local rec = S:step(x, y)        -- or nil, message
 --   S:epoch_start(e); S:epoch_end(e)
 --   S:state() / S:set_state(st)     -- everything the search remembers
@@ -93,12 +104,16 @@ function Ctx:buffer(name)
   return b
 end
 
---- search.new{model=, criterion=, optim=, objective=, score=} -> a Search.
+--- search.new{model=, criterion=, optim=, objective=, score=, dist=, sync_bn=} -> a Search.
 -- optim: an optimizer from sgdsa.optim (neighborhood + acceptance), or a table
 -- {neighborhood=, acceptance=} whose parts may be user tables or functions.
 -- objective and score default to the optimizer's (else "loss" and "train").
+-- dist: sgdsa.dist when this is one rank of a data-parallel run (ignored on
+-- one rank); sync_bn: the model's BatchNorm statistics are synchronized
+-- (model:data_parallel), so its buffers need no averaging.
 function M.new(cfg)
-  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "score", "rng"}, "search.new")
+  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "score", "rng", "dist", "sync_bn"},
+                   "search.new")
   local model = assert(cfg.model, "search.new: model is required")
   if not (model.params and model.grads and model.forward and model.backward) then
     error("search.new: model does not follow the model contract (needs params, grads, forward, backward; see docs/ARCHITECTURE.md)", 2)
@@ -133,6 +148,9 @@ function M.new(cfg)
     epoch = 1,      -- current epoch (1-based)
     iter = 0,       -- steps done in total (the paper's i)
     _trial_forwards = 0,
+    dist = cfg.dist and cfg.dist.active() and cfg.dist or nil,
+    _sync_bn = cfg.sync_bn and true or false,
+    _sums = {0, 0, 0, 0},
   }, Search)
   s.ctx = setmetatable({search = s, model = model, w = model.params, g = model.grads,
                         trial = s.trial, rng = s.rng, epoch = 1, step = 0}, Ctx)
@@ -190,7 +208,20 @@ function Search:_score(mode, keep)
   -- only the "train" forward needs the loss gradient (the criterion skips it otherwise)
   local loss, ncorrect = self.criterion:forward(out, ctx.y, mode)
   ncorrect = ncorrect or 0
-  local f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
+  local f
+  if self.dist then
+    -- the whole minibatch's: sums over the ranks (rank order, same bits everywhere)
+    local n, s = ctx.n_local, self._sums
+    local custom = self.objective_name == "custom"
+    s[1], s[2], s[3] = loss * n, ncorrect, n
+    s[4] = custom and self._objfn(loss, ncorrect, n, out, ctx.y) * n or 0
+    self.dist.allsum(s)
+    ctx.n = s[3]
+    loss, ncorrect = s[1] / s[3], s[2]
+    f = custom and s[4] / s[3] or self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
+  else
+    f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
+  end
   if type(f) ~= "number" then
     error(string.format("search: the objective function returned %s, expected a number", shown(f)), 0)
   end
@@ -233,6 +264,7 @@ end
 function Search:step(x, y)
   local ctx, model, nb, ac = self.ctx, self.model, self.neighborhood, self.acceptance
   ctx.x, ctx.y, ctx.n = x, y, batch_size(y)
+  ctx.n_local = ctx.n         -- this rank's slice; ctx.n becomes the whole minibatch's
   ctx.step = self.iter + 1
   local needs_grad = nb.needs_grad ~= false
 
@@ -252,7 +284,23 @@ function Search:step(x, y)
       "objective (%s) at the current point is %s (score %s) at epoch %d, step %d: the weights have diverged",
       self.objective_name, tostring(fw), self.score, self.epoch, ctx.step)
   end
-  if needs_grad then model:backward(x, self.criterion:backward()) end
+  if needs_grad then
+    local dy = self.criterion:backward()
+    local d = self.dist
+    if d then
+      -- this slice's share of the whole minibatch's mean loss
+      if ctx.n_local ~= ctx.n then dy:mul_(ctx.n_local / ctx.n) end
+      model:backward(x, dy)
+      d.allsum_tensor(model.grads)
+    else
+      model:backward(x, dy)
+    end
+  end
+  if self.dist and not self._sync_bn and (needs_grad or self.score ~= "inference")
+     and model.buffers:numel() > 0 then
+    -- the running statistics the training forward updated, per rank: averaged
+    self.dist.allmean_tensor(model.buffers)
+  end
   ctx.f = fw
 
   local move, ft = nb:propose(ctx)

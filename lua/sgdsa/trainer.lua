@@ -27,6 +27,15 @@
 -- has no duplicate or missing rows. A resume of a run that died before its
 -- first checkpoint starts it again from epoch 1 in its folder. The run
 -- folder is locked for the life of the run (M.claim_folder).
+--
+-- Data-parallel (`mpirun -np N sgdsa run SCRIPT`; sgdsa.dist): every rank
+-- builds the same model and data from the same seed, its loaders make its
+-- slice of every minibatch, and the search loop sums what decides a step
+-- over the ranks, so all ranks hold the same state. Rank 0 claims, checks
+-- and writes the run folder and prints; the others read the checkpoint to
+-- resume and print only errors. Hooks run on every rank (ctx.rank,
+-- ctx.ranks). `sync_bn` chooses the BatchNorm statistics; `ranks` checks
+-- the launch; a resume may change the rank count (log.h5's rank_changes).
 local sg = require "sgdsa"
 local core = require "sgdsa.core"
 local optim = require "sgdsa.optim"
@@ -35,6 +44,7 @@ local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 local progress = require "sgdsa.progress"
 local options = require "sgdsa.options"
+local dist = require "sgdsa.dist"
 
 local M = {}
 
@@ -70,13 +80,15 @@ M.FIELDS = {
   name = "run folder name under `out`: one plain folder name, no '/' (default: the label or the script's name, and the time)",
   label = "what the experiment is, in `sgdsa table`, `sgdsa plot` and `sgdsa inspect` (default: the paper's name of a built-in optimizer, else the script's name)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
-  hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
+  hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=} (on every rank of a data-parallel run: ctx.rank, ctx.ranks)",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
   resume = "a run folder to continue from its last.h5 (without one: to start again from epoch 1 in it), with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
   args = "the script's own keys: {name = default, ...} or {name = {default =, type =, help =}}; typed and checked like the trainer's (an integer default takes integers; write 1.0 for a number), listed by `sgdsa run SCRIPT --help`, recorded in the configuration; the script reads them from `...` (sgdsa.args)",
+  sync_bn = "data-parallel runs (mpirun -np N): BatchNorm statistics of the whole minibatch, summed over the ranks (true; CPU only), or each rank's own (false, the default)",
+  ranks = "the number of ranks the run must be launched with (mpirun -np N); an error otherwise (default: any)",
 }
 M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
 M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
@@ -370,6 +382,12 @@ function M.configure(exp, overrides)
   if cfg.max_steps ~= nil and (math.type(cfg.max_steps) ~= "integer" or cfg.max_steps < 1) then
     fail("max_steps must be a positive integer, got %s", tostring(cfg.max_steps))
   end
+  if cfg.sync_bn ~= nil and type(cfg.sync_bn) ~= "boolean" then
+    fail("sync_bn must be true or false, got %s", tostring(cfg.sync_bn))
+  end
+  if cfg.ranks ~= nil and (math.type(cfg.ranks) ~= "integer" or cfg.ranks < 1) then
+    fail("ranks must be a positive integer, got %s", tostring(cfg.ranks))
+  end
   local ck = copy(cfg.checkpoint or {})
   optim.check_keys(ck, M.CHECKPOINT_KEYS, "trainer: checkpoint")
   ck.every = ck.every or 1
@@ -447,7 +465,7 @@ end
 
 -- Keys whose change does not break a resume.
 local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
-                     out = true, checkpoint = true, threads = true, label = true}
+                     out = true, checkpoint = true, threads = true, label = true, ranks = true}
 
 -- Keys that choose the arithmetic: a resume may change them (a GPU run
 -- finished on the CPU, say). The steps after the change are no longer
@@ -560,6 +578,7 @@ local function create_log(dir, cfg, cfgtext, S)
       f:attr("device", cfg.device)
     end
     f:attr("threads", core.get_num_threads())
+    f:attr("ranks", dist.size())
     -- the CPU and the kernels its libraries run (docs/FORMAT.md)
     local ci = core.cpu_info()
     f:attr("cpu", string.format("%s (family %d, model %d): %s", ci.cpu, ci.family, ci.model,
@@ -814,17 +833,50 @@ local function loader_opts(device)
   return {device = device, lookahead = true}
 end
 
+-- The loss and accuracy over the loader's images; on the ranks of a
+-- data-parallel run each one scores its slice of every batch (the loader is
+-- sharded) and the sums are taken over the ranks.
 local function validate(model, crit, loader, device)
   if not loader then return 0 / 0, 0 / 0 end
   local loss_sum, correct, n = 0, 0, 0
   for x, y in loader:epoch(1, loader_opts(device)) do
-    if device ~= "cpu" then x, y = x:to(device), y:to(device) end
-    local loss, nc = crit:forward(model:forward(x, "infer"), y, "infer")
     local b = y:size(1)
-    loss_sum, correct, n = loss_sum + loss * b, correct + nc, n + b
+    if b > 0 then   -- (a rank's slice of a short last batch may be empty)
+      if device ~= "cpu" then x, y = x:to(device), y:to(device) end
+      local loss, nc = crit:forward(model:forward(x, "infer"), y, "infer")
+      loss_sum, correct, n = loss_sum + loss * b, correct + nc, n + b
+    end
+  end
+  if dist.active() then
+    local s = {loss_sum, correct, n}
+    dist.allsum(s)
+    loss_sum, correct, n = s[1], s[2], s[3]
   end
   if n == 0 then return 0 / 0, 0 / 0 end
   return loss_sum / n, correct / n
+end
+
+-- A data-parallel run: every loader cut into one slice per rank, and the
+-- training batches checked (every rank needs images in every batch).
+local function shard_data(train, val, ranks)
+  for _, l in ipairs{train, val} do
+    if type(l.shard) ~= "function" then
+      fail("a data-parallel run (%d ranks) needs loaders that can be sharded (sgdsa.data's); " ..
+           "this data's loaders have no shard method", ranks)
+    end
+    l:shard(dist.rank(), ranks)
+  end
+  local batch, size = train:batch_size(), train:size()
+  if batch < ranks then
+    fail("the minibatch of %d images is smaller than the %d ranks: every rank needs images " ..
+         "(data.batch >= %d)", batch, ranks, ranks)
+  end
+  local last = size % batch
+  if last > 0 and last < ranks then
+    fail("the last training minibatch of every epoch has %d image(s) (%d = %d x %d + %d), fewer " ..
+         "than the %d ranks: set data.drop_last=true or a data.limit that is a multiple of %d",
+         last, size, size // batch, batch, last, ranks, batch)
+  end
 end
 
 -- ---- the loop ---------------------------------------------------------------------
@@ -836,6 +888,22 @@ function M.train(exp, overrides)
   local cfgtext = M.config_text(cfg)
   if cfg.threads then core.set_num_threads(cfg.threads) end
   sg.manual_seed(cfg.seed)
+  -- the ranks of a data-parallel run: rank 0 writes the run folder and prints
+  local nranks = dist.size()
+  local writer = dist.rank() == 0
+  if cfg.ranks and cfg.ranks ~= nranks then
+    if not dist.built() then
+      fail("ranks = %d: this sgdsa was built without MPI, so a run has one rank; install MPI " ..
+           "(tools/install-deps --test, or apt-get install openmpi-bin libopenmpi-dev), build " ..
+           "again and launch the run with `mpirun -np %d sgdsa run ...`", cfg.ranks, cfg.ranks)
+    end
+    fail("ranks = %d, but the run was launched with %d rank%s: launch it with `mpirun -np %d sgdsa run ...`",
+         cfg.ranks, nranks, nranks == 1 and "" or "s", cfg.ranks)
+  end
+  if cfg.sync_bn and cfg.device == "cuda" and nranks > 1 then
+    fail("sync_bn = true runs on the CPU only; on the GPU the ranks use their own BatchNorm " ..
+         "statistics (sync_bn = false)")
+  end
 
   if cfg.device == "cuda" then
     local ok, why = core.cuda.available()
@@ -883,22 +951,33 @@ function M.train(exp, overrides)
     if not ok then fail("%s", tostring(err):gsub("^[^:]*:%d+: ", "")) end
   end
   local train, val = data.train, data.val or data.test
+  -- this rank's slice of each minibatch within the whole one (Dropout's mask)
+  local shard = {offset = 0, total = 0}
+  if nranks > 1 then
+    shard_data(train, val, nranks)
+    model:data_parallel{sync_bn = cfg.sync_bn, shard = shard}
+  end
   local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
   local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
-  local S = search.new{model = model, criterion = crit, optim = opt}
+  local S = search.new{model = model, criterion = crit, optim = opt, dist = dist, sync_bn = cfg.sync_bn}
   local warning = M.last_batch_warning(model, train)
-  if warning then io.stderr:write(warning) end
+  if warning and writer then io.stderr:write(warning) end
 
-  -- the run folder, locked until train() returns (or the process ends)
-  local lock <close>, dir, start = M.claim_folder(cfg)
+  -- the run folder, locked until train() returns (or the process ends), by
+  -- rank 0, which checks it and tells the other ranks where it is
+  local claimed, dir, start
+  if writer then claimed, dir, start = M.claim_folder(cfg) end
+  local lock <close> = claimed
   local arith_was, arith_now, old_changes, record_resume, best_verdict, rebuild_best
-  if start == "resume" or start == "restart" then
+  if writer and (start == "resume" or start == "restart") then
     check_writable(dir, "resume=" .. cfg.resume)
   end
-  if start == "resume" then
+  if writer and start == "resume" then
     best_verdict = verify_run_files(dir, "resume=" .. cfg.resume)
   end
-  if start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
+  if not writer then
+    -- (the configuration check below is rank 0's)
+  elseif start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
     old_changes = old:attr("device_changes")
@@ -932,6 +1011,11 @@ function M.train(exp, overrides)
   elseif start == "fresh" then
     create_log(dir, cfg, cfgtext, S)
   end
+  if nranks > 1 then
+    local msg = dist.bcast(writer and ((start or "") .. "\n" .. (dir or "")) or "")
+    start, dir = msg:match("^(.-)\n(.*)$")
+    if start == "" then start, dir = nil, nil end
+  end
   if start == "restart" then
     io.write(string.format("resume=%s: the run stopped before its first checkpoint (no last.h5); " ..
                            "starting it again from epoch 1 in %s\n", cfg.resume, dir))
@@ -939,7 +1023,7 @@ function M.train(exp, overrides)
   end
 
   local steplog, epochlog
-  if dir then
+  if dir and writer then
     if cfg.log_steps then steplog = h5.log(dir .. "/log.h5", "steps", M.STEP_FIELDS) end
     epochlog = h5.log(dir .. "/log.h5", "epochs", M.EPOCH_FIELDS)
   end
@@ -955,13 +1039,13 @@ function M.train(exp, overrides)
     -- a restart (no checkpoint) begins at step 0 as a run left alone does:
     -- the steps its dead attempt logged are dropped, and with them every
     -- device change recorded so far
-    local step, ck_arith = 0, nil
+    local step, ck_arith, ck_ranks = 0, nil, nranks
     if start == "resume" then
       local state = checkpoint.load(dir .. "/last.h5", model)
       local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
       for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
       tr.epoch = state.epoch + 1
-      rebuild_best = repair_best(dir, cfg, best_verdict, tr, state.epoch)
+      if writer then rebuild_best = repair_best(dir, cfg, best_verdict, tr, state.epoch) end
       set_rng_states(state.rng)
       local d = state.data
       if d then
@@ -974,6 +1058,7 @@ function M.train(exp, overrides)
       step = state.step
       local ck = h5.open(dir .. "/last.h5", "r")
       local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
+      ck_ranks = math.tointeger(ck:attr("ranks")) or 1
       ck:close()
       ck_arith = cktext and arithmetic(config_lines(cktext))
     end
@@ -982,45 +1067,77 @@ function M.train(exp, overrides)
     -- (as it does the log rows past it), unless that resume wrote the
     -- checkpoint: the arithmetic the checkpoint's state comes from is that of
     -- the configuration saved with it.
-    local history = {}
-    for entry in (old_changes or ""):gmatch("[^;]+") do
-      entry = entry:match("^%s*(.-)%s*$")
-      local s, to = entry:match("^step (%d+): .- %-> (.*)$")
-      if not s or tonumber(s) < step then
-        history[#history + 1] = entry
-        if to then arith_was = to end
+    -- (rank 0's: it compared the configurations and writes the record)
+    local change, changes
+    if writer then
+      local history = {}
+      for entry in (old_changes or ""):gmatch("[^;]+") do
+        entry = entry:match("^%s*(.-)%s*$")
+        local s, to = entry:match("^step (%d+): .- %-> (.*)$")
+        if not s or tonumber(s) < step then
+          history[#history + 1] = entry
+          if to then arith_was = to end
+        end
       end
+      ck_arith = ck_arith or arith_was
+      if ck_arith ~= arith_was then
+        history[#history + 1] = string.format("step %d: %s -> %s", step, arith_was, ck_arith)
+        arith_was = ck_arith
+      end
+      change = arith_now ~= arith_was and
+               string.format("step %d: %s -> %s", step, arith_was, arith_now) or nil
+      if change then history[#history + 1] = change end
+      changes = table.concat(history, "; ")
+      if changes == (old_changes or "") then changes = nil end
     end
-    ck_arith = ck_arith or arith_was
-    if ck_arith ~= arith_was then
-      history[#history + 1] = string.format("step %d: %s -> %s", step, arith_was, ck_arith)
-      arith_was = ck_arith
+    -- the rank counts, as the arithmetic: the checkpoint's (its `ranks`
+    -- attribute), this resume's, and the changes recorded before the
+    -- checkpoint's step
+    local rank_history, old_rank_changes = {}, nil
+    if writer then
+      local lf <close> = h5.open(dir .. "/log.h5", "r")
+      old_rank_changes = lf:attr("rank_changes")
     end
-    local change = arith_now ~= arith_was and
-                   string.format("step %d: %s -> %s", step, arith_was, arith_now) or nil
-    if change then history[#history + 1] = change end
-    local changes = table.concat(history, "; ")
-    if changes == (old_changes or "") then changes = nil end
+    for entry in (old_rank_changes or ""):gmatch("[^;]+") do
+      entry = entry:match("^%s*(.-)%s*$")
+      local s = entry:match("^step (%d+):")
+      if not s or tonumber(s) < step then rank_history[#rank_history + 1] = entry end
+    end
+    local rank_change = ck_ranks ~= nranks and
+                        string.format("step %d: %d -> %d ranks", step, ck_ranks, nranks) or nil
+    if rank_change then rank_history[#rank_history + 1] = rank_change end
+    local rank_changes = table.concat(rank_history, "; ")
+    if rank_changes == (old_rank_changes or "") then rank_changes = nil end
+    if rank_change and writer then
+      io.write(string.format("resume=%s: %d -> %d ranks after step %d: %s\n", cfg.resume, ck_ranks,
+                             nranks, step, cfg.sync_bn and
+                             "BatchNorm statistics are the whole minibatch's (sync_bn), so the steps " ..
+                             "from here on differ from a run left alone only in the order of sums" or
+                             "the minibatches are sliced differently and the BatchNorm statistics " ..
+                             "are per rank, so the steps from here on are not those of a run left alone"))
+      io.stdout:flush()
+    end
     -- log.h5's attributes record the resume (and a change of arithmetic) with
     -- the first log flush after it: a resume that fails before it has made
     -- anything to keep (out of memory on the new device, say) leaves them as
     -- they were
-    if change then
+    if change and writer then
       io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
                              "arithmetic (not bit-identical to a run left alone on %s)\n",
                              cfg.resume, arith_was, arith_now, step, arith_now, arith_was))
       io.stdout:flush()
     end
-    record_resume = function()
+    record_resume = writer and function()
       local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
       lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
       if changes then lf:attr("device_changes", changes) end
+      if rank_changes then lf:attr("rank_changes", rank_changes) end
       lf:close()
-    end
+    end or nil
     if steplog then steplog:truncate(tr.step_rows) end
     if epochlog then epochlog:truncate(tr.epoch_rows) end
     -- the history so far, for hooks
-    if steplog and tr.step_rows > 0 then
+    if cfg.log_steps and tr.step_rows > 0 then
       local old = h5.read_log(dir .. "/log.h5", "steps")
       for k, col in pairs(old.data) do logs.steps[k] = col end
     end
@@ -1081,14 +1198,14 @@ function M.train(exp, overrides)
       rule = ss.acceptance, optim = ss.neighborhood, trainer = t,
     }
     local a = {epoch = tr.epoch - 1, step = S.iter, sgdsa_version = sg.version,
-               created = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+               created = os.date("!%Y-%m-%dT%H:%M:%SZ"), ranks = nranks}
     for k, v in pairs(attrs or {}) do a[k] = v end
     checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
     if path:match("/last%.h5$") then saved_step = S.iter end
   end
 
   local function save_checkpoint(path, mid_epoch, attrs)
-    if not dir then return end
+    if not dir or not writer then return end
     flush_logs()
     write_checkpoint(path, mid_epoch, attrs)
   end
@@ -1101,7 +1218,7 @@ function M.train(exp, overrides)
   end
 
   local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,
-               trainer = tr}
+               trainer = tr, rank = dist.rank(), ranks = nranks}
   local hooks = cfg.hooks
   local prog = progress.new(cfg.progress, cfg.epochs, train.nbatches and train:nbatches() or nil)
   local last_ck_time = core.time()
@@ -1145,8 +1262,9 @@ function M.train(exp, overrides)
     if hooks.on_epoch_start then hooks.on_epoch_start(ctx, epoch) end
     prog:epoch_start(epoch, S.stats.steps)
     local stopped_early = false
-    for x, y in iter do
+    for x, y, total in iter do
       if cfg.device ~= "cpu" then x, y = x:to(cfg.device), y:to(cfg.device) end
+      if nranks > 1 then shard.offset, shard.total = (dist.shard(total)), total end
       local rec, err = S:step(x, y)
       if not rec then
         flush_logs()
@@ -1160,7 +1278,11 @@ function M.train(exp, overrides)
       if hooks.on_step then hooks.on_step(ctx, rec) end
       tr.epoch_elapsed = base_elapsed + (core.time() - t0)
       prog:step(S, rec)
-      if core.interrupted() then interrupted = true; break end
+      -- (an interrupt seen by any rank stops every rank after the same step)
+      if nranks > 1 and dist.any(core.interrupted()) or nranks == 1 and core.interrupted() then
+        interrupted = true
+        break
+      end
       if cfg.max_steps and S.stats.steps >= cfg.max_steps then stopped_early = true; break end
       if cfg.checkpoint.minutes and dir and core.time() - last_ck_time >= cfg.checkpoint.minutes * 60 then
         save_checkpoint(dir .. "/last.h5", true)
