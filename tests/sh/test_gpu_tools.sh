@@ -1,7 +1,9 @@
 #!/bin/sh
 # test_gpu_tools.sh - the GPU acceptance tools keep working where they are
 # written (they run unattended, once, on a lent GPU machine): the bash tools
-# parse, gpu-check.lua's stages exit 77 with a RESULT line when there is no
+# parse, gpu-check's plan keeps the agreement and benchmark stages whatever
+# fails (a dry run), an unsupported compute-sanitizer is a skip, the CUDA
+# build has -lineinfo and no duplicated PTX, gpu-check.lua's stages exit 77 with a RESULT line when there is no
 # GPU, and every mode runs on the CPU (device=cpu): the profile reports each
 # layer kind's share of an SGD-SA step, agree compares two CPU runs, bench
 # and the epoch (through the loader, from a synthetic file) give their figures.
@@ -20,6 +22,68 @@ for t in gpu-check gpu-sanitize gpu-unbundle gpu-tests gpu-bundle; do
     bash -n "tools/$t" || fail "tools/$t does not parse"
     [ -x "tools/$t" ] || fail "tools/$t is not executable"
 done
+
+# gpu-check's plan (a dry run: every stage takes its whole limit, the worst
+# case): whatever fails or hangs, the agreement and resnet34 benchmark stages
+# run with their full limits, the resume test has its own stage, the
+# sanitizer comes last, and the whole run fits one 10-minute call
+for mode in pass fail; do
+    for bundle in "" .gpu-bundle/none.tar.xz; do
+        d=$TMP/plan-$mode${bundle:+-bundle}
+        SGDSA_GPU_CHECK_DRY=$mode SGDSA_GPU_BUNDLE=$bundle tools/gpu-check "$d" >"$TMP/plan" 2>&1
+        what="gpu-check plan ($mode${bundle:+, bundle})"
+        grep -q '^stage ' "$d/results.txt" || { fail "$what: no stages"; cat "$TMP/plan"; continue; }
+        for s in agree-resnet34:60 agree-vgg16:60 bench-resnet34-tf32:50 bench-resnet34-fp32:60; do
+            grep -q "^stage ${s%%:*}: DRY (limit ${s#*:}s," "$d/results.txt" ||
+                { fail "$what: ${s%%:*} does not run with its full ${s#*:}s"; cat "$d/results.txt"; }
+        done
+        last=$(grep '^stage ' "$d/results.txt" | tail -1 | cut -d: -f1)
+        [ "$last" = "stage sanitize" ] || fail "$what: the last stage is '$last', not the sanitizer"
+        grep -q '^stage ctest-gpu-resume:' "$d/results.txt" || fail "$what: no ctest-gpu-resume stage"
+        grep -q "cuda_resume" "$d/ctest-gpu.log" && ! grep -q -- "-E cuda_resume" "$d/ctest-gpu.log" &&
+            fail "$what: ctest-gpu runs the resume test: $(cat "$d/ctest-gpu.log")"
+        # the essential stages come before every optional one after the GPU tests
+        order=$(grep '^stage ' "$d/results.txt" | cut -d: -f1 | sed 's/^stage //' | tr '\n' ' ')
+        case "$order" in
+            *agree-resnet34\ agree-vgg16\ bench-resnet34-tf32\ bench-resnet34-fp32\ ctest-gpu-resume\ *) ;;
+            *) fail "$what: stage order $order" ;;
+        esac
+        total=$(sed -n 's/^total: \([0-9]*\)s (worst case).*/\1/p' "$d/results.txt")
+        [ -n "$total" ] && [ "$total" -le 570 ] || fail "$what: worst case ${total:-?}s is over 570s"
+        if [ $mode = fail ]; then
+            grep -q '^stage ctest-gpu-blocking: ' "$d/results.txt" ||
+                fail "$what: no blocking rerun after a failed GPU test"
+            [ -n "$bundle" ] && ! grep -q '^stage sanitize: DRY' "$d/results.txt" &&
+                fail "$what: no time left for the sanitizer after a failed GPU test"
+        fi
+    done
+done
+
+# compute-sanitizer that does not support the device ("Device not supported"):
+# a visible skip (exit 77, SKIP lines saying why), not a failure
+mkdir -p "$TMP/fakecs"
+cat > "$TMP/fakecs/compute-sanitizer" <<'EOF'
+#!/bin/sh
+[ "$1" = --version ] && { echo "NVIDIA (R) Compute Sanitizer"; echo "Version 2099.1.0"; exit 0; }
+echo "========= COMPUTE-SANITIZER"
+echo "========= Error: Device not supported. Please refer to the \"Supported Devices\" section of the sanitizer documentation"
+exit 1
+EOF
+chmod +x "$TMP/fakecs/compute-sanitizer"
+if [ -n "${SGDSA_BUILD:-}" ] && [ -d "$SGDSA_BUILD" ]; then
+    PATH=$TMP/fakecs:$PATH tools/gpu-sanitize "$SGDSA_BUILD" 30 >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 77 ] && [ "$(grep -c '^RESULT sanitize_.* SKIP (compute-sanitizer unsupported here: Error: Device not supported' "$TMP/out")" -eq 4 ] &&
+        ! grep -q 'ERRORS\|failed' "$TMP/out" ||
+        { fail "gpu-sanitize with an unsupported device: exit $st"; cat "$TMP/out"; }
+    # the CUDA build passes -lineinfo (sanitizer reports name the .cu line)
+    f=$SGDSA_BUILD/CMakeFiles/sgdsa.dir/flags.make
+    if grep -q '^CUDA_FLAGS' "$f" 2>/dev/null; then
+        grep '^CUDA_FLAGS' "$f" | grep -q -- '-lineinfo' || fail "CUDA_FLAGS without -lineinfo: $(grep '^CUDA_FLAGS' "$f")"
+        [ "$(grep '^CUDA_FLAGS' "$f" | grep -o 'arch=compute_[0-9a-z]*,code=[^ ]*compute_' | wc -l)" -le "$(grep '^CUDA_FLAGS' "$f" | grep -o 'arch=compute_[0-9a-z]*' | sort -u | wc -l)" ] ||
+            fail "CUDA_FLAGS asks for the same PTX twice: $(grep '^CUDA_FLAGS' "$f")"
+    fi
+fi
 
 # profile on the CPU: vgg16 at batch 2, one step
 "$BIN" run tools/gpu-check.lua mode=profile device=cpu model=vgg16 batch=2 steps=1 >"$TMP/prof" 2>&1
