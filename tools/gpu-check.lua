@@ -112,6 +112,20 @@ if mode == "bench" then
   result(string.format("%s_%s_ssa_over_sgd_step_time", model_name, prec),
          string.format("%.3f", res.ssa / res.sgd))
   if gpu then
+    -- the cuDNN algorithms the steps chose (timed as each pass runs, or the
+    -- heuristics' in deterministic mode), one line each in the log
+    local algos, timed, chosen = core.cuda.conv_algorithms(), 0, 0
+    for _, a in ipairs(algos) do
+      if a.tf32 == tf32 and a.deterministic == det then
+        chosen = chosen + 1
+        print(string.format("conv %s w %s s %s p %s %-15s algo %d math %d workspace %d %s",
+                            a.input, a.weight, a.stride, a.pad, a.pass, a.algo, a.math,
+                            a.workspace, a.ms and string.format("%.3f ms", a.ms) or "(heuristics)"))
+        if a.ms then timed = timed + 1 end
+      end
+    end
+    result(string.format("%s_%s_conv_algorithms", model_name, prec),
+           string.format("%d chosen, %d timed", chosen, timed))
     local st = core.cuda.memory_stats()
     result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))
     -- steady state: no device allocation across further steps (counted after

@@ -1,9 +1,11 @@
 /*
  * batchnorm.c - batch normalization on the GPU: cuDNN (spatial mode) for the
- * forward passes and the training backward to the input; custom kernels for
- * the evaluation-mode backward (dx = dy*gamma*invstd) and for the parameter
- * gradients, which accumulate (dgamma += ..., dbeta += ...) as the API
- * requires, something cuDNN's fused backward cannot do separately.
+ * forward passes and the training backward. The modules' backward
+ * (sg_cuda_batchnorm_backward) is one cuDNN call in training mode: dx, and
+ * the parameter gradients accumulated by cuDNN itself (betaParamDiff = 1:
+ * dgamma += ..., dbeta += ..., as the API requires). Custom kernels serve the
+ * evaluation-mode backward (dx = dy*gamma*invstd) and the parameter gradients
+ * asked for alone (backward_params, or a backward without dx).
  *
  * x is N x C x HW (BatchNorm1d: HW = 1), described to cuDNN as N x C x HW x 1.
  * Running statistics follow PyTorch (as cuDNN does): momentum-weighted,
@@ -116,6 +118,41 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, g_xd, x, g_xd, dy,
         g_xd, dx, g_pd, g, tmp, tmp + c, 1e-5, save_mean, save_invstd));
+    return 0;
+}
+
+int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
+                               float *dgamma, float *dbeta, const float *save_mean,
+                               const float *save_invstd, int64_t n, int64_t c, int64_t hw,
+                               int training)
+{
+    if (!training || !dx) {
+        if (sg_cuda_batchnorm_backward_params(x, dy, dgamma, dbeta, save_mean, save_invstd, n,
+                                              c, hw) != 0)
+            return -1;
+        return dx ? sg_cuda_batchnorm_backward_data(x, dy, dx, gamma, save_mean, save_invstd, n,
+                                                    c, hw, training)
+                  : 0;
+    }
+    if (descs(n, c, hw, "batchnorm_backward") != 0)
+        return -1;
+    const float *g = gamma ? gamma : sg_cuda_ones(c);
+    /* a gradient not asked for goes to scratch (accumulated there, unread) */
+    float *tmp = NULL;
+    if (!dgamma || !dbeta) {
+        tmp = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)c * 2 * sizeof(float));
+        if (!tmp)
+            return -1;
+    }
+    if (!g)
+        return -1;
+    /* alpha/beta for dx: 1, 0 (overwrite); for the parameter gradients 1, 1
+     * (accumulate). The eps argument is unused with saved statistics. */
+    const float one = 1.0f, zero = 0.0f;
+    SG_CUDNN(cudnnBatchNormalizationBackward(
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, g_xd, x, g_xd, dy,
+        g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp + c, 1e-5, save_mean,
+        save_invstd));
     return 0;
 }
 

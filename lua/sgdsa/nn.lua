@@ -363,12 +363,12 @@ function BatchNorm:forward(x, mode)
   end
 end
 
+-- Both passes in one call (on the GPU one cuDNN call that accumulates the
+-- parameter gradients itself): dgamma, dbeta += ..., then dx when needed.
 function BatchNorm:backward(x, dy, target)
-  K.batchnorm_backward_params(x, dy, self.grad_weight, self.grad_bias, self._sm, self._si)
-  if self.need_dx then
-    return K.batchnorm_backward_data(x, dy, target or self:buf("_gin"), self.weight, self._sm,
-                                     self._si, self.last_mode == "train")
-  end
+  return K.batchnorm_backward(x, dy, self.need_dx and (target or self:buf("_gin")), self.weight,
+                              self.grad_weight, self.grad_bias, self._sm, self._si,
+                              self.last_mode == "train")
 end
 
 nn.BatchNorm2d = nn.class("BatchNorm2d", BatchNorm)
