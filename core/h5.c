@@ -7,6 +7,13 @@
  * operation, the file and the object, followed by libhdf5's innermost
  * diagnostic (e.g. "incorrect metadata checksum after all read attempts").
  * libhdf5's own printing of error stacks is switched off once, at first use.
+ *
+ * A file whose metadata libhdf5 failed to load (a bad checksum, an
+ * undecodable object header) is "broken" from then on: libhdf5 1.10 keeps the
+ * part of an object header it could read in its cache, and later calls see
+ * that part as the whole (an object with fewer links or attributes, and no
+ * error). So every call on a broken handle fails with the first failure's
+ * message; only close and discard still work.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +32,22 @@
 #include "error.h"
 #include "h5.h"
 
+/* The memory of a file open for writing (see make_write_fapl). */
+struct sg_h5image {
+    unsigned char *buf;   /* libhdf5's core driver's buffer */
+    size_t size;          /* its bytes */
+    int owned;            /* the file closed and gave the buffer to the handle */
+};
+
 struct sg_h5file {
     hid_t fid;
     char *path;     /* target path */
     char *tmp;      /* atomic: the temporary file being written; else NULL */
+    int fd;         /* writable: the file the image is written to (tmp or path); else -1 */
+    struct sg_h5image img;
     int writable;
     int strict;     /* refuse unchecksummed structures (see dense_refused) */
+    char *broken;   /* the failure that broke the file's metadata, or NULL */
 };
 
 struct sg_h5log {
@@ -87,28 +104,53 @@ static int h5_init(void)
     return 0;
 }
 
+/* The file the current public call works on (set by usable()): the one a
+ * metadata failure breaks. */
+static sg_h5file *g_cur;
+
+struct walk {
+    char detail[256];   /* the innermost diagnostic */
+    int metadata;       /* some metadata could not be loaded */
+};
+
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *ud)
 {
-    char *buf = ud;
-    if (n == 0 && e && e->desc)
-        snprintf(buf, 256, "%s", e->desc);
+    struct walk *w = ud;
+    if (!e)
+        return 0;
+    if (n == 0 && e->desc)
+        snprintf(w->detail, sizeof w->detail, "%s", e->desc);
+    if (e->maj_num == H5E_CACHE || e->min_num == H5E_CANTLOAD || e->min_num == H5E_CANTPROTECT ||
+        e->min_num == H5E_CANTDECODE)
+        w->metadata = 1;
     return 0;
 }
 
-/* Record "<message>: <libhdf5 innermost diagnostic>" and clear the stack. */
+/* Record "<message>: <libhdf5 innermost diagnostic>" and clear the stack; a
+ * failure to load metadata breaks the file being worked on (see the top). */
 static int h5_fail(const char *fmt, ...) SG_PRINTF(1, 2);
 static int h5_fail(const char *fmt, ...)
 {
-    char msg[768], detail[256] = "";
+    char msg[768];
+    struct walk w = { "", 0 };
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, detail);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
-    if (detail[0])
-        return sg_seterr("%s (libhdf5: %s)", msg, detail);
-    return sg_seterr("%s", msg);
+    if (w.detail[0])
+        sg_seterr("%s (libhdf5: %s)", msg, w.detail);
+    else
+        sg_seterr("%s", msg);
+    if (w.metadata && g_cur && !g_cur->broken) {
+        const char *e = sg_geterr();
+        size_t n = strlen(e) + 1;
+        g_cur->broken = malloc(n);
+        if (g_cur->broken)
+            memcpy(g_cur->broken, e, n);
+    }
+    return -1;
 }
 
 static char *dupstr(const char *s, const char *what)
@@ -316,12 +358,45 @@ static int check_name(const char *op, const sg_h5file *f, const char *name)
 
 static const char *objname(const char *obj) { return (obj == NULL || obj[0] == '\0') ? "/" : obj; }
 
-/* Strict files must keep a group's links in its (checksummed) object header:
- * "dense" storage puts them in a fractal heap whose blocks carry no checksum
- * by default, and libhdf5 1.10.8 frees garbage pointers when such a block is
- * corrupt. sgdsa never writes dense groups; h5py does for > 8 links. */
+/* "the root group '/'" or "'name'" (relative to the root), for messages. */
+static void objdesc(const char *path, char *buf, size_t n)
+{
+    if (strcmp(objname(path), "/") == 0)
+        snprintf(buf, n, "the root group '/'");
+    else
+        snprintf(buf, n, "'%s'", path[0] == '/' ? path + 1 : path);
+}
+
+/* Load the object header of `name` (at loc) through H5Oget_info: 1 if it
+ * loads, else 0 with the error set (and the file broken). The first load of
+ * a header decides what libhdf5 caches: H5Oget_info fails when a chunk of it
+ * is damaged, while some other calls (H5Gget_info, H5Lexists through the
+ * group) succeed on the chunks that did load and hide the rest for good. So
+ * every group is loaded this way before anything else looks into it. */
+static int header_ok(sg_h5file *f, hid_t loc, const char *name, const char *op)
+{
+    H5O_info_t oi;
+    if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, g_lapl) < 0) {
+        char d[1100];
+        objdesc(name, d, sizeof d);
+        h5_fail("%s: cannot read the object header of %s in '%s'", op, d, fname(f));
+        return 0;
+    }
+    return 1;
+}
+
+/* Before anything looks into a group: its object header is loaded
+ * (header_ok), and in strict files it must keep the group's links in that
+ * (checksummed) header: "dense" storage puts them in a fractal heap whose
+ * blocks carry no checksum by default, and libhdf5 1.10.8 frees garbage
+ * pointers when such a block is corrupt. sgdsa never writes dense groups;
+ * h5py does for > 8 links. */
 static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
+    if (!header_ok(f, loc, group, op))
+        return -1;
     if (!f->strict)
         return 0;
     H5G_info_t gi;
@@ -337,6 +412,8 @@ static int dense_refused(sg_h5file *f, hid_t loc, const char *group, const char 
 /* 1 / 0 / -1: does the link `name` resolve (every prefix exists)? */
 static int link_exists(sg_h5file *f, const char *name, const char *op)
 {
+    if (f->fid < 0)
+        return sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
     char buf[1024];
     size_t n = strlen(name);
     if (n >= sizeof buf)
@@ -429,12 +506,138 @@ static hid_t make_fapl(void)
     return fapl;
 }
 
+/* Files open for writing live in memory. libhdf5's core driver holds the
+ * whole file in one buffer (no backing store), so libhdf5 never writes to
+ * disk: no full disk or I/O error can make H5Dwrite, H5Fflush or H5Fclose
+ * fail. (libhdf5 1.10 keeps a file whose H5Fclose failed half-destroyed in
+ * its ID table and crashes at exit closing it again.) sgdsa writes the image
+ * itself, with checked write()s, on sg_h5_flush and sg_h5_close. The image
+ * callbacks below let the handle own the buffer the driver hands back when
+ * the file closes: the bytes of the closed file, written out without a copy. */
+static void *img_malloc(size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    void *p = malloc(size ? size : 1);
+    if (p && op == H5FD_FILE_IMAGE_OP_FILE_OPEN) {
+        im->buf = p;
+        im->size = size;
+    }
+    return p;
+}
+
+static void *img_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    return memcpy(dst, src, size);
+}
+
+static void *img_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && (ptr == NULL || ptr == im->buf)) {
+        im->buf = p;
+        im->size = size;
+    }
+    return p;
+}
+
+static herr_t img_free(void *ptr, H5FD_file_image_op_t op, void *ud)
+{
+    struct sg_h5image *im = ud;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && ptr != NULL && ptr == im->buf) {
+        im->owned = 1;    /* the closed file's bytes: sg_h5_close writes them */
+        return 0;
+    }
+    if (ptr == im->buf)
+        im->buf = NULL;
+    free(ptr);
+    return 0;
+}
+
+static void *img_udata_copy(void *ud) { return ud; }
+static herr_t img_udata_free(void *ud) { return 0; }
+
+/* File access for a file held in memory, its image tracked in *im. No HDF5
+ * file locking: the file on disk is never written through libhdf5. */
+static hid_t make_write_fapl(struct sg_h5image *im)
+{
+    hid_t fapl = make_fapl();
+    if (fapl < 0)
+        return fapl;
+    H5FD_file_image_callbacks_t cb = { img_malloc, img_memcpy, img_realloc, img_free,
+                                       img_udata_copy, img_udata_free, im };
+    if (H5Pset_file_locking(fapl, 0, 1) < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &cb) < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+static uint64_t le_uint(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* The length of the HDF5 file in a closed file's image: the "end of file
+ * address" in its superblock (HDF5 file format specification, the superblock,
+ * versions 0-3), the image beyond it being the driver's unused allocation.
+ * -1 if the image does not start with a superblock that says so. */
+static int64_t image_length(const unsigned char *b, size_t n)
+{
+    static const unsigned char sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
+    if (n < 16 || memcmp(b, sig, 8) != 0)
+        return -1;
+    size_t osize, base_at;
+    switch (b[8]) {
+    case 0: osize = b[13]; base_at = 24; break;
+    case 1: osize = b[13]; base_at = 28; break;
+    case 2: case 3: osize = b[9]; base_at = 12; break;
+    default: return -1;
+    }
+    if (osize != 2 && osize != 4 && osize != 8)
+        return -1;
+    size_t eoa_at = base_at + 2 * osize;
+    if (n < eoa_at + osize)
+        return -1;
+    uint64_t base = le_uint(b + base_at, osize), eoa = le_uint(b + eoa_at, osize);
+    if (base != 0 || eoa > n || eoa < eoa_at + osize)
+        return -1;
+    return (int64_t)eoa;
+}
+
+/* Write n bytes of an image over the file open at f->fd (from offset 0,
+ * cutting whatever followed). */
+static int write_image(sg_h5file *f, const unsigned char *b, size_t n, const char *op)
+{
+    const char *target = f->tmp ? f->tmp : f->path;
+    size_t done = 0;
+    while (done < n) {
+        size_t k = n - done > ((size_t)1 << 30) ? ((size_t)1 << 30) : n - done;
+        ssize_t w = pwrite(f->fd, b + done, k, (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return sg_seterr("%s: writing '%s' failed after %zu of %zu bytes: %s", op, target,
+                             done, n, strerror(errno));
+        done += (size_t)w;
+    }
+    if (ftruncate(f->fd, (off_t)n) < 0)
+        return sg_seterr("%s: setting the size of '%s' to %zu bytes failed: %s", op, target, n,
+                         strerror(errno));
+    return 0;
+}
+
 static sg_h5file *new_handle(const char *path)
 {
     sg_h5file *f = sg_calloc(1, sizeof *f, "h5 file handle");
     if (!f)
         return NULL;
     f->fid = H5I_INVALID_HID;
+    f->fd = -1;
     f->path = dupstr(path, "h5 file path");
     if (!f->path) {
         free(f);
@@ -443,15 +646,57 @@ static sg_h5file *new_handle(const char *path)
     return f;
 }
 
+/* Close what the handle holds on disk and free it. The image buffer is freed
+ * only once the driver has given it up (a failed H5Fclose may still own it). */
 static void free_handle(sg_h5file *f)
 {
+    if (g_cur == f)
+        g_cur = NULL;
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->img.owned)
+        free(f->img.buf);
     free(f->path);
     free(f->tmp);
+    free(f->broken);
     free(f);
+}
+
+/* Open (mode "w", "a") or create the in-memory file of handle f, whose image
+ * goes to `out` (created or truncated now when `truncate`, so a folder that
+ * cannot take it is an error at once). `src`: the existing file the image
+ * starts from, or NULL for an empty one. */
+static int open_in_memory(sg_h5file *f, const char *src, const char *out, int truncate,
+                          const char *op)
+{
+    f->fd = open(out, O_WRONLY | O_CLOEXEC | (truncate ? O_CREAT | O_TRUNC : 0), 0666);
+    if (f->fd < 0)
+        return sg_seterr("%s: cannot %s '%s': %s", op, truncate ? "create" : "open for writing",
+                         out, strerror(errno));
+    hid_t fapl = make_write_fapl(&f->img);
+    if (fapl < 0)
+        return h5_fail("%s: cannot make a file access property list for '%s'", op, out);
+    f->fid = src ? H5Fopen(src, H5F_ACC_RDWR, fapl) : H5Fcreate(out, H5F_ACC_TRUNC, g_fcpl, fapl);
+    H5Pclose(fapl);
+    if (f->fid < 0)
+        return h5_fail("%s: cannot %s '%s'", op, src ? "open" : "create", src ? src : out);
+    f->writable = 1;
+    return 0;
+}
+
+/* Start of a public call on f: f becomes the file a metadata failure breaks;
+ * a broken file refuses the call. */
+static int usable(sg_h5file *f, const char *op)
+{
+    g_cur = f;
+    if (f->broken)
+        return sg_seterr("%s: '%s' is damaged and no longer read: %s", op, f->path, f->broken);
+    return 0;
 }
 
 sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
 {
+    g_cur = NULL;
     if (h5_init() < 0)
         return NULL;
     if (!mode || (strcmp(mode, "r") && strcmp(mode, "w") && strcmp(mode, "a"))) {
@@ -465,75 +710,41 @@ sg_h5file *sg_h5_open(const char *path, const char *mode, int flags)
     sg_h5file *f = new_handle(path);
     if (!f)
         return NULL;
+    f->strict = !(flags & SG_H5_LEGACY);
+    if (mode[0] != 'r') {
+        int update = mode[0] == 'a' && exists;
+        if (open_in_memory(f, update ? path : NULL, path, !update, "h5 open") < 0 ||
+            (update && !header_ok(f, f->fid, "/", "h5 open"))) {
+            sg_h5_discard(f);
+            return NULL;
+        }
+        return f;
+    }
     hid_t fapl = make_fapl();
     if (fapl < 0) {
         h5_fail("h5 open: cannot make a file access property list for '%s'", path);
         free_handle(f);
         return NULL;
     }
-    if (mode[0] == 'r')
-        f->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    else if (mode[0] == 'a' && exists)
-        f->fid = H5Fopen(path, H5F_ACC_RDWR, fapl);
-    else
-        f->fid = H5Fcreate(path, H5F_ACC_TRUNC, g_fcpl, fapl);
+    f->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
     if (f->fid < 0) {
-        h5_fail("h5 open: cannot %s '%s' (mode \"%s\")",
-                mode[0] == 'w' || !exists ? "create" : "open", path, mode);
-        H5Pclose(fapl);
+        h5_fail("h5 open: cannot open '%s' (mode \"r\")", path);
         free_handle(f);
         return NULL;
     }
-    H5Pclose(fapl);
-    f->writable = mode[0] != 'r';
-    f->strict = !(flags & SG_H5_LEGACY);
+    if (!header_ok(f, f->fid, "/", "h5 open")) {
+        H5Fclose(f->fid);
+        H5Eclear2(H5E_DEFAULT);
+        free_handle(f);
+        return NULL;
+    }
     return f;
-}
-
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return sg_seterr("h5 atomic update: cannot read '%s': %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (out < 0) {
-        int e = errno;
-        close(in);
-        return sg_seterr("h5 atomic update: cannot create '%s': %s", dst, strerror(e));
-    }
-    char buf[1 << 16];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = sg_seterr("h5 atomic update: reading '%s': %s", src, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = sg_seterr("h5 atomic update: writing '%s': %s", dst, strerror(errno));
-                break;
-            }
-            off += w;
-        }
-        if (rc)
-            break;
-    }
-    close(in);
-    if (close(out) < 0 && rc == 0)
-        rc = sg_seterr("h5 atomic update: closing '%s': %s", dst, strerror(errno));
-    return rc;
 }
 
 sg_h5file *sg_h5_open_atomic(const char *path, int keep)
 {
+    g_cur = NULL;
     if (h5_init() < 0)
         return NULL;
     int exists = access(path, F_OK) == 0;
@@ -542,6 +753,7 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
     sg_h5file *f = new_handle(path);
     if (!f)
         return NULL;
+    f->strict = 1;
     size_t n = strlen(path) + 32;
     f->tmp = sg_malloc(n, "h5 temporary path");
     if (!f->tmp) {
@@ -549,50 +761,24 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
         return NULL;
     }
     snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    if (keep && exists && copy_file(path, f->tmp) < 0) {
-        unlink(f->tmp);
-        free_handle(f);
+    if (open_in_memory(f, keep && exists ? path : NULL, f->tmp, 1, "h5 atomic write") < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sg_geterr());
+        sg_h5_discard(f);
+        sg_seterr("%s (for '%s')", msg, path);
         return NULL;
     }
-    hid_t fapl = make_fapl();
-    if (fapl >= 0)
-        f->fid = (keep && exists) ? H5Fopen(f->tmp, H5F_ACC_RDWR, fapl)
-                                  : H5Fcreate(f->tmp, H5F_ACC_TRUNC, g_fcpl, fapl);
-    if (fapl < 0 || f->fid < 0) {
-        h5_fail("h5 atomic write: cannot %s temporary file '%s' for '%s'",
-                keep && exists ? "open" : "create", f->tmp, path);
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        unlink(f->tmp);
-        free_handle(f);
+    if (keep && exists && !header_ok(f, f->fid, "/", "h5 atomic update")) {
+        sg_h5_discard(f);
         return NULL;
     }
-    H5Pclose(fapl);
-    f->writable = 1;
-    f->strict = 1;
     return f;
 }
 
-static int fsync_path(const char *path, int dir, const char *op)
+/* fsync the folder holding path (so a rename in it is durable). */
+static int fsync_dir_of(const char *path, const char *op)
 {
-    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sg_seterr("%s: cannot open '%s' to sync it: %s", op, path, strerror(errno));
-    int rc = 0;
-    if (fsync(fd) < 0 && !(dir && (errno == EINVAL || errno == EROFS)))
-        rc = sg_seterr("%s: fsync '%s' failed: %s", op, path, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-static int commit_atomic(sg_h5file *f)
-{
-    const char *op = "h5 atomic write";
-    if (fsync_path(f->tmp, 0, op) < 0)
-        return -1;
-    if (rename(f->tmp, f->path) < 0)
-        return sg_seterr("%s: rename '%s' -> '%s' failed: %s", op, f->tmp, f->path, strerror(errno));
-    char *dir = dupstr(f->path, "h5 directory path");
+    char *dir = dupstr(path, "h5 directory path");
     if (!dir)
         return -1;
     char *slash = strrchr(dir, '/');
@@ -603,8 +789,33 @@ static int commit_atomic(sg_h5file *f)
         *slash = '\0';
         d = dir;
     }
-    int rc = fsync_path(d, 1, op);
+    int rc = 0;
+    int fd = open(d, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        rc = sg_seterr("%s: cannot open folder '%s' to sync it: %s", op, d, strerror(errno));
+    else if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
+        rc = sg_seterr("%s: fsync of folder '%s' failed: %s", op, d, strerror(errno));
+    if (fd >= 0)
+        close(fd);
     free(dir);
+    return rc;
+}
+
+/* Close the in-memory file f->fid and write the closed file's bytes to f->fd. */
+static int write_closed(sg_h5file *f, const char *op)
+{
+    const char *target = f->tmp ? f->tmp : f->path;
+    herr_t e = H5Fclose(f->fid);
+    f->fid = H5I_INVALID_HID;
+    if (e < 0)
+        return h5_fail("%s: closing '%s' failed", op, target);
+    int64_t len = f->img.owned ? image_length(f->img.buf, f->img.size) : -1;
+    if (len < 0)
+        return sg_seterr("%s: the image of '%s' has no valid HDF5 superblock (%zu bytes)", op,
+                         target, f->img.owned ? f->img.size : (size_t)0);
+    int rc = write_image(f, f->img.buf, (size_t)len, op);
+    free(f->img.buf);
+    memset(&f->img, 0, sizeof f->img);
     return rc;
 }
 
@@ -612,17 +823,29 @@ int sg_h5_close(sg_h5file *f)
 {
     if (!f)
         return 0;
+    g_cur = NULL;
+    const char *op = f->tmp ? "h5 atomic write" : "h5 close";
+    const char *target = f->tmp ? f->tmp : f->path;
     int rc = 0;
-    if (f->fid >= 0) {
-        if (f->writable && H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
-            rc = h5_fail("h5 close: flushing '%s' failed", f->tmp ? f->tmp : f->path);
-        if (H5Fclose(f->fid) < 0 && rc == 0)
-            rc = h5_fail("h5 close: closing '%s' failed", f->tmp ? f->tmp : f->path);
-        f->fid = H5I_INVALID_HID;
+    if (f->fid >= 0 && f->writable)
+        rc = write_closed(f, op);
+    else if (f->fid >= 0 && H5Fclose(f->fid) < 0)
+        rc = h5_fail("%s: closing '%s' failed", op, target);
+    else if (f->fid < 0 && f->writable)
+        rc = sg_seterr("%s: '%s' was not written: a flush of it failed", op, target);
+    f->fid = H5I_INVALID_HID;
+    if (f->fd >= 0) {
+        if (rc == 0 && f->tmp && fsync(f->fd) < 0)
+            rc = sg_seterr("%s: fsync '%s' failed: %s", op, target, strerror(errno));
+        if (close(f->fd) < 0 && rc == 0)
+            rc = sg_seterr("%s: closing '%s' failed: %s", op, target, strerror(errno));
+        f->fd = -1;
     }
     if (f->tmp) {
-        if (rc == 0)
-            rc = commit_atomic(f);
+        if (rc == 0 && rename(f->tmp, f->path) < 0)
+            rc = sg_seterr("%s: rename '%s' -> '%s' failed: %s", op, f->tmp, f->path, strerror(errno));
+        else if (rc == 0)
+            rc = fsync_dir_of(f->path, op);
         if (rc != 0)
             unlink(f->tmp);
     }
@@ -637,25 +860,57 @@ void sg_h5_discard(sg_h5file *f)
     if (f->fid >= 0)
         H5Fclose(f->fid);
     H5Eclear2(H5E_DEFAULT);
-    if (f->tmp)
+    if (f->tmp) {
+        if (f->fd >= 0) {
+            close(f->fd);
+            f->fd = -1;
+        }
         unlink(f->tmp);
+    }
     free_handle(f);
 }
 
 int sg_h5_flush(sg_h5file *f)
 {
-    if (f->writable && H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
-        return h5_fail("h5 flush: '%s' failed", f->path);
+    if (usable(f, "h5 flush") < 0)
+        return -1;
+    if (!f->writable)
+        return 0;
+    if (f->fid < 0)
+        return sg_seterr("h5 flush: '%s' was not written: an earlier flush of it failed", f->path);
+    if (f->tmp) {   /* an atomic file reaches the disk only when committed */
+        if (H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0)
+            return h5_fail("h5 flush: '%s' failed", f->tmp);
+        return 0;
+    }
+    /* A plain file: closed, written and opened again, so that the file on
+     * disk is a closed file (libhdf5 1.10.8's H5Fget_file_image leaves a
+     * stale superblock checksum). sgdsa keeps no object open between calls,
+     * so nothing else sees the new file id. */
+    if (write_closed(f, "h5 flush") < 0)
+        return -1;
+    hid_t fapl = make_write_fapl(&f->img);
+    if (fapl < 0)
+        return h5_fail("h5 flush: cannot make a file access property list for '%s'", f->path);
+    f->fid = H5Fopen(f->path, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    if (f->fid < 0)
+        return h5_fail("h5 flush: cannot open '%s' again after writing it", f->path);
     return 0;
 }
 
 const char *sg_h5_path(const sg_h5file *f) { return f->path; }
 int sg_h5_writable(const sg_h5file *f) { return f->writable; }
 
-static int need_writable(const sg_h5file *f, const char *op, const char *name)
+static int need_writable(sg_h5file *f, const char *op, const char *name)
 {
+    if (usable(f, op) < 0)
+        return -1;
     if (!f->writable)
         return sg_seterr("%s '%s': file '%s' is open read-only", op, name, f->path);
+    if (f->fid < 0)
+        return sg_seterr("%s '%s': file '%s' was not written: a flush of it failed (close it)", op,
+                         name, f->path);
     return 0;
 }
 
@@ -751,6 +1006,8 @@ static hid_t open_ds(sg_h5file *f, const char *name, const char *op)
 
 int sg_h5_exists(sg_h5file *f, const char *name)
 {
+    if (usable(f, "h5 exists") < 0)
+        return -1;
     if (name[0] == '\0' || strcmp(name, "/") == 0)
         return 1;
     if (check_name("h5 exists", f, name) < 0)
@@ -762,6 +1019,8 @@ int sg_h5_stat(sg_h5file *f, const char *name, sg_h5_info *info)
 {
     const char *op = "h5 stat";
     memset(info, 0, sizeof *info);
+    if (usable(f, op) < 0)
+        return -1;
     if (name[0] == '\0' || strcmp(name, "/") == 0) {
         info->is_group = 1;
         return 0;
@@ -847,6 +1106,8 @@ int sg_h5_list(sg_h5file *f, const char *group, sg_h5_visit_fn fn, void *ud)
 {
     const char *op = "h5 list";
     const char *g = objname(group);
+    if (usable(f, op) < 0)
+        return -1;
     if (strcmp(g, "/") != 0) {
         sg_h5_info info;
         if (sg_h5_stat(f, g, &info) < 0)
@@ -1127,10 +1388,67 @@ typedef struct {
     size_t bytes;
 } rd_t;
 
+/* The storage of dataset did (`bytes` bytes of data when read; ndim, size and
+ * tname for the message): no external raw data, no virtual dataset, known
+ * filters only, and no more bytes declared than the file can back. */
+static int check_storage(sg_h5file *f, hid_t did, const char *name, int ndim, const int64_t *size,
+                         const char *tname, size_t bytes, const char *op)
+{
+    hid_t dcpl = H5Dget_create_plist(did);
+    if (dcpl < 0)
+        return h5_fail("%s '%s' in '%s': cannot read the storage properties", op, name, fname(f));
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    int next = H5Pget_external_count(dcpl);
+    int nfilt = H5Pget_nfilters(dcpl);
+    int deflated = 0, badfilter = -1;
+    for (int i = 0; i < nfilt; i++) {
+        unsigned fl, cd[8];
+        size_t ncd = 8;
+        char fn[64];
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &fl, &ncd, cd, sizeof fn, fn, NULL);
+        if (id == H5Z_FILTER_DEFLATE)
+            deflated = 1;
+        else if (id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
+            badfilter = (int)id;
+    }
+    H5Pclose(dcpl);
+    if (lay < 0 || next < 0 || nfilt < 0)
+        return h5_fail("%s '%s' in '%s': cannot read the storage properties", op, name, fname(f));
+    if (lay == H5D_VIRTUAL || next > 0)
+        return sg_seterr("%s '%s' in '%s': data stored outside the file (%s) is refused", op, name,
+                         fname(f), lay == H5D_VIRTUAL ? "virtual dataset" : "external raw-data files");
+    if (badfilter >= 0)
+        return sg_seterr("%s '%s' in '%s': uses HDF5 filter %d (sgdsa reads deflate, shuffle and "
+                         "fletcher32 only)", op, name, fname(f), badfilter);
+    /* A corrupt or hostile header can declare terabytes backed by nothing. */
+    if (bytes > SG_H5_SPARSE_SLACK) {
+        hsize_t fsize = 0;
+        hsize_t stored = H5Dget_storage_size(did);
+        H5Fget_filesize(f->fid, &fsize);
+        H5Eclear2(H5E_DEFAULT);
+        double backing = (double)stored * (deflated ? 1100.0 : 1.0);
+        if (stored > fsize || (double)bytes > backing) {
+            char s1[160];
+            if (ndim >= 0)
+                shape_str(ndim, size, s1, sizeof s1);
+            else
+                snprintf(s1, sizeof s1, "rank > %d", SG_MAXDIM);
+            return sg_seterr("%s '%s' in '%s': declares %s %s (%zu bytes) but the file stores %llu "
+                             "bytes for it (file size %llu): corrupt or sparse dataset refused", op,
+                             name, fname(f), s1, tname, bytes, (unsigned long long)stored,
+                             (unsigned long long)fsize);
+        }
+    }
+    return 0;
+}
+
 /* Open `name` and check everything before a byte is allocated. */
 static int rd_open(sg_h5file *f, const char *name, const sg_h5_expect *exp, int tensor,
                    rd_t *r, const char *op)
 {
+    r->did = H5I_INVALID_HID;
+    if (usable(f, op) < 0)
+        return -1;
     r->did = open_ds(f, name, op);
     if (r->did < 0)
         return -1;
@@ -1181,57 +1499,9 @@ static int rd_open(sg_h5file *f, const char *name, const sg_h5_expect *exp, int 
                   r->bytes, exp->max_bytes);
         goto fail;
     }
-    /* Layout: no external raw data, no virtual datasets, known filters only. */
-    hid_t dcpl = H5Dget_create_plist(r->did);
-    if (dcpl < 0) {
-        h5_fail("%s '%s' in '%s': cannot read the storage properties", op, name, fname(f));
+    if (check_storage(f, r->did, name, in->ndim, in->size, sg_h5_type_name(in->type), r->bytes,
+                      op) < 0)
         goto fail;
-    }
-    H5D_layout_t lay = H5Pget_layout(dcpl);
-    int next = H5Pget_external_count(dcpl);
-    int nfilt = H5Pget_nfilters(dcpl);
-    int deflated = 0, badfilter = -1;
-    for (int i = 0; i < nfilt; i++) {
-        unsigned fl, cd[8];
-        size_t ncd = 8;
-        char fn[64];
-        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &fl, &ncd, cd, sizeof fn, fn, NULL);
-        if (id == H5Z_FILTER_DEFLATE)
-            deflated = 1;
-        else if (id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
-            badfilter = (int)id;
-    }
-    H5Pclose(dcpl);
-    if (lay < 0 || next < 0 || nfilt < 0) {
-        h5_fail("%s '%s' in '%s': cannot read the storage properties", op, name, fname(f));
-        goto fail;
-    }
-    if (lay == H5D_VIRTUAL || next > 0) {
-        sg_seterr("%s '%s' in '%s': data stored outside the file (%s) is refused", op, name,
-                  fname(f), lay == H5D_VIRTUAL ? "virtual dataset" : "external raw-data files");
-        goto fail;
-    }
-    if (badfilter >= 0) {
-        sg_seterr("%s '%s' in '%s': uses HDF5 filter %d (sgdsa reads deflate, shuffle and "
-                  "fletcher32 only)", op, name, fname(f), badfilter);
-        goto fail;
-    }
-    /* A corrupt or hostile header can declare terabytes backed by nothing. */
-    if (r->bytes > SG_H5_SPARSE_SLACK) {
-        hsize_t fsize = 0;
-        hsize_t stored = H5Dget_storage_size(r->did);
-        H5Fget_filesize(f->fid, &fsize);
-        H5Eclear2(H5E_DEFAULT);
-        double backing = (double)stored * (deflated ? 1100.0 : 1.0);
-        if (stored > fsize || (double)r->bytes > backing) {
-            shape_str(in->ndim, in->size, s1, sizeof s1);
-            sg_seterr("%s '%s' in '%s': declares %s %s (%zu bytes) but the file stores %llu "
-                      "bytes for it (file size %llu): corrupt or sparse dataset refused", op, name,
-                      fname(f), s1, sg_h5_type_name(in->type), r->bytes,
-                      (unsigned long long)stored, (unsigned long long)fsize);
-            goto fail;
-        }
-    }
     return 0;
 fail:
     H5Dclose(r->did);
@@ -1395,6 +1665,8 @@ static herr_t aread_all(hid_t aid, hid_t mt, void *buf) { return H5Aread(aid, mt
 char *sg_h5_read_text(sg_h5file *f, const char *name, size_t *len)
 {
     const char *op = "h5 read_text";
+    if (usable(f, op) < 0)
+        return NULL;
     hid_t did = open_ds(f, name, op);
     if (did < 0)
         return NULL;
@@ -1435,11 +1707,310 @@ done:
 }
 
 /* ------------------------------------------------------------------------- */
+/* verification                                                              */
+
+#define SG_H5_VERIFY_SLAB ((size_t)16 << 20)   /* bytes of data read at a time */
+
+typedef struct {
+    sg_h5file *f;
+    haddr_t *seen;       /* object headers visited (hard links may repeat or loop) */
+    size_t nseen, cap;
+} vctx;
+
+static const char *const vop = "h5 verify";
+
+/* Variable-length parts of a value of type tid need freeing after a read
+ * (a compound or array may hold variable-length strings, which the API
+ * counts as strings: freeing one without any is harmless). */
+static int has_vlen(hid_t tid)
+{
+    H5T_class_t k = H5Tget_class(tid);
+    return H5Tis_variable_str(tid) > 0 || H5Tdetect_class(tid, H5T_VLEN) > 0 ||
+           ((k == H5T_COMPOUND || k == H5T_ARRAY) && H5Tdetect_class(tid, H5T_STRING) > 0);
+}
+
+struct vattr {
+    vctx *c;
+    const char *obj;
+    int failed;
+};
+
+static herr_t vattr_cb(hid_t loc, const char *name, const H5A_info_t *ai, void *ud)
+{
+    struct vattr *a = ud;
+    sg_h5file *f = a->c->f;
+    char d[1100];
+    objdesc(a->obj, d, sizeof d);
+    hid_t aid = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t tid = aid >= 0 ? H5Aget_type(aid) : H5I_INVALID_HID;
+    hid_t sid = aid >= 0 ? H5Aget_space(aid) : H5I_INVALID_HID;
+    hssize_t np = sid >= 0 ? H5Sget_simple_extent_npoints(sid) : -1;
+    size_t sz = tid >= 0 ? H5Tget_size(tid) : 0;
+    int rc = 0;
+    if (aid < 0 || tid < 0 || sid < 0 || np < 0 || sz == 0) {
+        rc = h5_fail("%s: cannot open attribute '%s' of %s in '%s'", vop, name, d, fname(f));
+    } else if ((size_t)np > SG_H5_MAX_TEXT / sz) {
+        rc = sg_seterr("%s: attribute '%s' of %s in '%s' declares %lld values of %zu bytes: "
+                       "corrupt or too large", vop, name, d, fname(f), (long long)np, sz);
+    } else {
+        void *buf = sg_calloc((size_t)np > 0 ? (size_t)np : 1, sz, "h5 verify attribute");
+        if (!buf)
+            rc = -1;
+        else if (np > 0 && H5Aread(aid, tid, buf) < 0)
+            rc = h5_fail("%s: cannot read attribute '%s' of %s in '%s'", vop, name, d, fname(f));
+        else if (np > 0 && has_vlen(tid))
+            H5Dvlen_reclaim(tid, sid, H5P_DEFAULT, buf);
+        free(buf);
+    }
+    if (sid >= 0)
+        H5Sclose(sid);
+    if (tid >= 0)
+        H5Tclose(tid);
+    if (aid >= 0)
+        H5Aclose(aid);
+    if (rc < 0)
+        a->failed = 1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Read every element of dataset did (slabs along the first dimension),
+ * through its filters (Fletcher-32), and compare its crc32 attribute. */
+static int verify_data(vctx *c, hid_t did, const char *path)
+{
+    sg_h5file *f = c->f;
+    const char *name = path[0] == '/' ? path + 1 : path;
+    hid_t tid = H5Dget_type(did);
+    hid_t sid = H5Dget_space(did);
+    hid_t fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
+    void *buf = NULL;
+    int rc = 0;
+    if (tid < 0 || sid < 0) {
+        rc = h5_fail("%s: cannot read the datatype or dataspace of '%s' in '%s'", vop, name, fname(f));
+        goto done;
+    }
+    H5S_class_t sc = H5Sget_simple_extent_type(sid);
+    if (sc == H5S_NULL)
+        goto done;
+    sg_h5_type t = classify(tid);
+    int numeric = t != SG_H5_TEXT && t != SG_H5_OTHER;
+    hid_t mt = numeric ? mem_type(t) : tid;
+    size_t esize = numeric ? sg_h5_type_size(t) : H5Tget_size(tid);
+    int nd = sc == H5S_SCALAR ? 0 : H5Sget_simple_extent_ndims(sid);
+    hsize_t dims[H5S_MAX_RANK];
+    if (esize == 0 || nd < 0 || nd > H5S_MAX_RANK || (nd > 0 && H5Sget_simple_extent_dims(sid, dims, NULL) < 0)) {
+        rc = h5_fail("%s: cannot read the shape of '%s' in '%s'", vop, name, fname(f));
+        goto done;
+    }
+    /* elements in one row (all dimensions but the first) and in all */
+    hsize_t row = 1, total = 1;
+    int64_t size[SG_MAXDIM];
+    for (int i = 0; i < nd; i++) {
+        if (i < SG_MAXDIM)
+            size[i] = dims[i] > (hsize_t)INT64_MAX ? INT64_MAX : (int64_t)dims[i];
+        if (dims[i] > 0 && total > (hsize_t)SIZE_MAX / esize / dims[i]) {
+            rc = sg_seterr("%s: '%s' in '%s' declares more data than memory can address: "
+                           "corrupt dataset", vop, name, fname(f));
+            goto done;
+        }
+        total *= dims[i];
+        if (i > 0)
+            row *= dims[i];
+    }
+    size_t bytes = (size_t)total * esize;
+    if (check_storage(f, did, name, nd <= SG_MAXDIM ? nd : -1, size,
+                      numeric ? sg_h5_type_name(t) : "elements", bytes, vop) < 0) {
+        rc = -1;
+        goto done;
+    }
+    if (total == 0)
+        goto done;
+    int vlen = !numeric && has_vlen(tid);
+    hsize_t rows_per = nd == 0 ? 1 : SG_H5_VERIFY_SLAB / esize / (row ? row : 1);
+    if (rows_per == 0)
+        rows_per = 1;
+    hsize_t nrows = nd == 0 ? 1 : dims[0];
+    if (rows_per > nrows)
+        rows_per = nrows;
+    buf = sg_malloc((size_t)(rows_per * (nd == 0 ? 1 : row)) * esize, "h5 verify buffer");
+    if (!buf) {
+        rc = -1;
+        goto done;
+    }
+    uint32_t crc = 0;
+    size_t text_len = 0;
+    for (hsize_t r0 = 0; r0 < nrows && rc == 0; r0 += rows_per) {
+        hsize_t nr = nrows - r0 < rows_per ? nrows - r0 : rows_per;
+        herr_t e;
+        if (nd == 0) {
+            e = H5Dread(did, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        } else {
+            hsize_t start[H5S_MAX_RANK] = { 0 }, count[H5S_MAX_RANK];
+            start[0] = r0;
+            count[0] = nr;
+            for (int i = 1; i < nd; i++)
+                count[i] = dims[i];
+            fs = H5Scopy(sid);
+            ms = H5Screate_simple(nd, count, NULL);
+            e = (fs < 0 || ms < 0 ||
+                 H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0)
+                    ? -1 : H5Dread(did, mt, ms, fs, H5P_DEFAULT, buf);
+        }
+        size_t got = (size_t)(nr * (nd == 0 ? 1 : row)) * esize;
+        if (e < 0)
+            rc = h5_fail("%s: cannot read the data of '%s' in '%s' (rows %llu..%llu)", vop, name,
+                         fname(f), (unsigned long long)r0, (unsigned long long)(r0 + nr - 1));
+        else if (vlen)
+            H5Dvlen_reclaim(mt, nd == 0 ? sid : ms, H5P_DEFAULT, buf);
+        else if (t == SG_H5_TEXT)
+            text_len = strnlen(buf, esize);
+        else
+            crc = crc_of(crc, buf, got);
+        if (fs >= 0)
+            H5Sclose(fs);
+        if (ms >= 0)
+            H5Sclose(ms);
+        fs = ms = H5I_INVALID_HID;
+    }
+    if (rc == 0 && !vlen && (numeric || (t == SG_H5_TEXT && total == 1))) {
+        uint32_t want;
+        int have = crc_get(did, &want);
+        if (t == SG_H5_TEXT)
+            crc = crc_of(0, buf, text_len);
+        if (have < 0)
+            rc = h5_fail("%s: '%s' in '%s': cannot read its crc32 attribute", vop, name, fname(f));
+        else if (have && crc != want)
+            rc = sg_seterr("%s: '%s' in '%s': data checksum mismatch (crc32 stored %08x, computed "
+                           "%08x): the file is corrupt", vop, name, fname(f), (unsigned)want,
+                           (unsigned)crc);
+    }
+done:
+    free(buf);
+    if (sid >= 0)
+        H5Sclose(sid);
+    if (tid >= 0)
+        H5Tclose(tid);
+    return rc;
+}
+
+struct vlinks {
+    char **names;
+    size_t n, cap;
+    int failed;
+};
+
+static herr_t vlink_cb(hid_t g, const char *name, const H5L_info_t *li, void *ud)
+{
+    struct vlinks *l = ud;
+    if (li->type != H5L_TYPE_HARD)
+        return 0;   /* soft and external links are never followed */
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = realloc(l->names, cap * sizeof *p);
+        if (!p) {
+            sg_seterr("h5 verify: out of memory listing links");
+            l->failed = 1;
+            return -1;
+        }
+        l->names = p;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = dupstr(name, "h5 verify link name"))) {
+        l->failed = 1;
+        return -1;
+    }
+    l->n++;
+    return 0;
+}
+
+static int verify_object(vctx *c, const char *path, int depth)
+{
+    sg_h5file *f = c->f;
+    char d[1100];
+    objdesc(path, d, sizeof d);
+    if (depth > SG_H5_MAX_DEPTH)
+        return sg_seterr("%s: %s in '%s' nests more than %d groups deep (a corrupt file?)", vop, d,
+                         fname(f), SG_H5_MAX_DEPTH);
+    /* the object header: every chunk is loaded, so every checksum is checked */
+    H5O_info_t oi;
+    if (H5Oget_info_by_name2(f->fid, path, &oi, H5O_INFO_ALL, g_lapl) < 0)
+        return h5_fail("%s: cannot read the object header of %s in '%s'", vop, d, fname(f));
+    for (size_t i = 0; i < c->nseen; i++)
+        if (c->seen[i] == oi.addr)
+            return 0;
+    if (c->nseen == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        haddr_t *p = realloc(c->seen, cap * sizeof *p);
+        if (!p)
+            return sg_seterr("%s: out of memory (%zu objects)", vop, cap);
+        c->seen = p;
+        c->cap = cap;
+    }
+    c->seen[c->nseen++] = oi.addr;
+    hid_t oid = H5Oopen(f->fid, path, g_lapl);
+    if (oid < 0)
+        return h5_fail("%s: cannot open %s in '%s'", vop, d, fname(f));
+    int rc = 0;
+    struct vattr a = { c, path, 0 };
+    hsize_t idx = 0;
+    if (H5Aiterate2(oid, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, vattr_cb, &a) < 0) {
+        if (a.failed)
+            H5Eclear2(H5E_DEFAULT);
+        else
+            h5_fail("%s: cannot list the attributes of %s in '%s'", vop, d, fname(f));
+        rc = -1;
+    }
+    if (rc == 0 && oi.type == H5O_TYPE_DATASET) {
+        rc = verify_data(c, oid, path);
+    } else if (rc == 0 && oi.type == H5O_TYPE_GROUP) {
+        struct vlinks l = { NULL, 0, 0, 0 };
+        hsize_t li = 0;
+        if (dense_refused(f, f->fid, path, vop) < 0) {
+            rc = -1;
+        } else if (H5Literate(oid, H5_INDEX_NAME, H5_ITER_NATIVE, &li, vlink_cb, &l) < 0) {
+            if (l.failed)
+                H5Eclear2(H5E_DEFAULT);
+            rc = l.failed ? -1 : h5_fail("%s: cannot list the links of %s in '%s'", vop, d, fname(f));
+        }
+        for (size_t i = 0; i < l.n; i++) {
+            if (rc == 0) {
+                size_t n = strlen(path) + strlen(l.names[i]) + 2;
+                char *child = sg_malloc(n, "h5 verify path");
+                if (!child) {
+                    rc = -1;
+                } else {
+                    snprintf(child, n, "%s%s%s", path, strcmp(path, "/") ? "/" : "", l.names[i]);
+                    rc = verify_object(c, child, depth + 1);
+                    free(child);
+                }
+            }
+            free(l.names[i]);
+        }
+        free(l.names);
+    }
+    H5Oclose(oid);
+    return rc;
+}
+
+int sg_h5_verify(sg_h5file *f)
+{
+    if (usable(f, vop) < 0)
+        return -1;
+    vctx c = { f, NULL, 0, 0 };
+    int rc = verify_object(&c, "/", 0);
+    free(c.seen);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
 /* attributes                                                                */
 
 static hid_t open_obj(sg_h5file *f, const char *obj, const char *op)
 {
     const char *o = objname(obj);
+    if (f->fid < 0) {
+        sg_seterr("%s: '%s' is unusable: a flush of it failed (close it)", op, fname(f));
+        return H5I_INVALID_HID;
+    }
     if (strcmp(o, "/") != 0) {
         if (check_name(op, f, o) < 0)
             return H5I_INVALID_HID;
@@ -1522,6 +2093,8 @@ int sg_h5_attr_get(sg_h5file *f, const char *obj, const char *name, sg_h5_attrva
 {
     const char *op = "h5 attr";
     memset(v, 0, sizeof *v);
+    if (usable(f, op) < 0)
+        return -1;
     hid_t oid = open_obj(f, obj, op);
     if (oid < 0)
         return -1;
@@ -1611,6 +2184,8 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *ai, void *u
 
 int sg_h5_attr_list(sg_h5file *f, const char *obj, int (*fn)(void *ud, const char *name), void *ud)
 {
+    if (usable(f, "h5 attr list") < 0)
+        return -1;
     hid_t oid = open_obj(f, obj, "h5 attr list");
     if (oid < 0)
         return -1;
@@ -1801,6 +2376,8 @@ fail:
 
 int64_t sg_h5log_rows(sg_h5file *f, const char *group)
 {
+    if (usable(f, "h5 log rows") < 0)
+        return -1;
     return log_rows(f, group, NULL, "h5 log rows");
 }
 

@@ -63,23 +63,50 @@ enum {
 };
 
 /* mode: "r" read-only; "w" create or truncate; "a" read-write, created if
- * missing. Writes go straight to `path` (use sg_h5_open_atomic for files
- * that must survive a crash). */
+ * missing. A file open for writing is held in memory (libhdf5's core
+ * driver: an "a" file is read whole at open) and written to `path` by
+ * sg_h5_flush and sg_h5_close with sgdsa's own checked write()s; libhdf5
+ * itself never writes, so a full disk or an I/O error is an error of the
+ * flush or close that names the file and errno, never a failed H5Fclose
+ * (after which libhdf5 1.10 crashes at exit). "w" creates or truncates
+ * `path` at once. Use sg_h5_open_atomic for files that must survive a crash. */
 sg_h5file *sg_h5_open(const char *path, const char *mode, int flags);
-/* Crash-safe write: the file is built in "<path>.tmp.<pid>"; sg_h5_close
- * flushes it, fsyncs it, renames it over `path` and fsyncs the directory, so
- * `path` is always either the old or the new complete file. keep != 0 starts
- * from a copy of the existing `path` (an atomic update; a missing file starts
- * empty). sg_h5_discard drops the temporary file instead. */
+/* Crash-safe write: the file is built in memory (as above) and written to
+ * "<path>.tmp.<pid>" (created at open); sg_h5_close writes it, fsyncs it,
+ * renames it over `path` and fsyncs the directory, so `path` is always either
+ * the old or the new complete file. keep != 0 starts from the existing
+ * `path` (an atomic update; a missing file starts empty). sg_h5_discard drops
+ * the temporary file instead. */
 sg_h5file *sg_h5_open_atomic(const char *path, int keep);
-/* Close (and commit an atomic file). Returns -1 if anything failed; the
- * handle is freed in every case, and a failed atomic commit leaves `path`
- * untouched. NULL is a no-op. */
+/* Close (and commit an atomic file). Returns -1 if anything failed (e.g.
+ * "h5 atomic write: writing 'x.h5.tmp.7' failed after 8108 of 16216 bytes:
+ * No space left on device"); the handle is freed in every case, and a failed
+ * atomic commit leaves `path` untouched and no temporary file. NULL is a
+ * no-op. */
 int sg_h5_close(sg_h5file *f);
+/* Drop the changes: an atomic file's target stays as it was; a plain file
+ * stays as it was last written (by its last flush, or empty after "w"). */
 void sg_h5_discard(sg_h5file *f);
+/* A plain file: written to `path` now (the file is closed and opened again
+ * in memory; sgdsa keeps no HDF5 object open between calls). After a failed
+ * flush every call on the handle is refused ("a flush of it failed") and
+ * sg_h5_close returns -1. An atomic file: nothing reaches the disk before
+ * its commit. */
 int sg_h5_flush(sg_h5file *f);
 const char *sg_h5_path(const sg_h5file *f);  /* the target path */
 int sg_h5_writable(const sg_h5file *f);
+
+/* Read everything in f as a check: every object header (so every metadata
+ * checksum), every attribute, every dataset's data in full (through the
+ * Fletcher-32 filter) and its crc32 attribute, with the storage checks of a
+ * read. 0 if all is intact; -1 with a message naming the file, the object and
+ * the failure (libhdf5's diagnostic appended) at the first that is not.
+ *
+ * A file whose metadata libhdf5 failed to load, in any call, is broken from
+ * then on: every further call on it fails with that first failure (libhdf5
+ * 1.10 would otherwise show what it could read of an object as the whole).
+ * Only sg_h5_close and sg_h5_discard still work. */
+int sg_h5_verify(sg_h5file *f);
 
 /* --- objects --------------------------------------------------------------- */
 typedef struct {

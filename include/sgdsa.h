@@ -15,8 +15,13 @@
  *     sgdsa_close(S);
  *
  * Errors: functions returning int give 0 on success and -1 on error; the
- * message (with file:line and a Lua traceback for script errors) is then
- * available from sgdsa_errmsg(S) until the next call on S. A failed
+ * message is then available from sgdsa_errmsg(S) until the next call on S.
+ * An error raised on purpose (error(), assert(), a check of the sgdsa
+ * binding: a mistake such as a bad argument or a missing file) is its
+ * message, with the positions inside sgdsa's own Lua files removed (a
+ * script's file:line stays); any other error (one the Lua VM raised: a bug)
+ * carries a Lua traceback, as every error does when the environment variable
+ * SGDSA_TRACEBACK is set to something other than "" or "0". A failed
  * sgdsa_open() leaves its message in sgdsa_errmsg(NULL). Library code never
  * exits or aborts (a script may still call os.exit).
  *
@@ -60,8 +65,9 @@ SGDSA_API const char *sgdsa_errmsg(const sgdsa_state *S);
 
 /*
  * Call the function on top of S's Lua stack below its nargs arguments, as
- * lua_pcall does, with a message handler that adds a traceback. On error
- * nothing is left on the stack and the message is in sgdsa_errmsg(S).
+ * lua_pcall does, with the message handler described under "Errors" above.
+ * On error nothing is left on the stack and the message is in
+ * sgdsa_errmsg(S).
  */
 SGDSA_API int sgdsa_pcall(sgdsa_state *S, int nargs, int nresults);
 /* Run a chunk of Lua code; chunkname as in lua_load ("=name" or "@file"), NULL = "=sgdsa". */
@@ -103,6 +109,23 @@ SGDSA_API int sgdsa_catch_signals(sgdsa_state *S, int mode);
 SGDSA_API void sgdsa_interrupt(sgdsa_state *S);
 SGDSA_API int sgdsa_interrupted(void);
 SGDSA_API void sgdsa_clear_interrupt(sgdsa_state *S);
+
+/*
+ * The CPU's kernels. OpenBLAS picks its kernels (its "core") when it is
+ * loaded; a release older than the CPU falls back to an old core (Debian
+ * 12's OpenBLAS runs its SSE "Prescott" kernels on new Xeons: matrix
+ * products several times slower) and reads OPENBLAS_CORETYPE only at load.
+ * sgdsa_blas_core_setenv() sets OPENBLAS_CORETYPE (and a note that sgdsa set
+ * it) to the core for this CPU when that happened and the environment names
+ * no core, for a program about to execute itself or another that loads
+ * sgdsa (the sgdsa executable does so); it returns 1 when it set it, 0 when
+ * nothing needed setting (a value the user set is kept), -1 on failure.
+ * Without it, opening a state warns once on stderr, naming the fix.
+ * sgdsa_cpu_summary() describes the CPU, the BLAS core in use and who chose
+ * it, and oneDNN's instruction set, in three lines (a static buffer).
+ */
+SGDSA_API int sgdsa_blas_core_setenv(void);
+SGDSA_API const char *sgdsa_cpu_summary(void);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
  *   write_text(n, s)  read_text(n)
  *   attr(name [, value])  attr_of(obj, name [, value])  attrs([obj])
  *   log_rows(g)  log_truncate(g, rows)
+ *   verify()   read everything as a check (h5.h: sg_h5_verify); true or an error
  * Log methods: append(values_in_column_order) pending() write(file) columns()
  *
  * A File userdata is created empty before the file is opened, so an error
@@ -228,6 +229,13 @@ static int l_list(lua_State *L)
     struct lctx c = { L, 0 };
     if (sg_h5_list(f, g, list_cb, &c) < 0)
         return sgl_error(L);
+    return 1;
+}
+
+static int l_verify(lua_State *L)
+{
+    SGL_CHECK(L, sg_h5_verify(checkfile(L, 1)));
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -680,7 +688,7 @@ void sgl_open_h5(lua_State *L)
         {"read_into", l_read_into}, {"write_array", l_write_array}, {"read_array", l_read_array},
         {"write_text", l_write_text}, {"read_text", l_read_text}, {"attr", l_attr},
         {"attr_of", l_attr_of}, {"attrs", l_attrs}, {"log_rows", l_log_rows},
-        {"log_truncate", l_log_truncate}, {NULL, NULL}};
+        {"log_truncate", l_log_truncate}, {"verify", l_verify}, {NULL, NULL}};
     luaL_newmetatable(L, FILE_MT);
     lua_newtable(L);
     luaL_setfuncs(L, file_methods, 0);

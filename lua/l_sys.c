@@ -12,6 +12,13 @@
  *   core.mkdir_p(path)          create a folder and its parents
  *   core.exists(path)           boolean, "file" | "directory" | "other"
  *   core.listdir(path)          sorted names (no . and ..)
+ *   core.lock(path)             an exclusive advisory lock (flock) on the file
+ *                               `path` (created if missing), held until
+ *                               lock:unlock(), its collection or the process's
+ *                               end; the file then says "pid <n> host <h>
+ *                               since <time>". Held elsewhere: nil, message,
+ *                               the holder's line ("" if it wrote none yet);
+ *                               another failure: nil, message, errno
  *   core.set_num_threads(n), core.get_num_threads()
  *   core.conv_impl([name])      the CPU convolutions' implementation in force,
  *                               "auto" | "im2col" | "dnnl" (sets it when given;
@@ -19,6 +26,17 @@
  *   core.sleep(s)               returns early when an interrupt arrives
  *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
  *   core.root()                 where the Lua library, models/ and experiments/ live
+ *   core.cpu_info()             the CPU and its kernels: {cpu, family, model,
+ *                               features = {"avx2", "avx512", "amx", "amd"...},
+ *                               blas, blas_config, blas_core, blas_core_origin
+ *                               ("openblas" | "sgdsa" | "user"),
+ *                               blas_core_detected, blas_core_advice,
+ *                               dnnl_version, dnnl_isa, summary}
+ *                               (kernels/cpu/cpu_info.h)
+ *   core.blas_core_for(core, features)  the rule alone (a pure function): the
+ *                               core to run instead of `core` on a CPU with
+ *                               `features` (names as above), or nil
+ *   core.sgemm_gflops(n [, reps=3])  best GFLOP/s of n^3 sgemm calls
  *
  * Failures a caller can expect (a missing folder, a full disk) return
  * nil, message as Lua's io library does; misuse raises an error.
@@ -31,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -39,6 +58,7 @@
 #include <lualib.h>
 
 #include "binding.h"
+#include "cpu_info.h"
 #include "nn.h"
 #include "runtime.h"
 
@@ -272,6 +292,91 @@ static int l_root(lua_State *L)
     return 1;
 }
 
+/* ---- the CPU and its kernels ------------------------------------------------- */
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_cpu_info(lua_State *L)
+{
+    int fam, mod;
+    char summary[512];
+    sg_cpu_family_model(&fam, &mod);
+    lua_createtable(L, 0, 14);
+    set_str(L, "cpu", sg_cpu_brand());
+    lua_pushinteger(L, fam);
+    lua_setfield(L, -2, "family");
+    lua_pushinteger(L, mod);
+    lua_setfield(L, -2, "model");
+    const unsigned f = sg_cpu_features();
+    lua_newtable(L);
+    int n = 0;
+    for (unsigned bit = 1; sg_cpu_feature_name(bit); bit <<= 1)
+        if (f & bit) {
+            lua_pushstring(L, sg_cpu_feature_name(bit));
+            lua_rawseti(L, -2, ++n);
+        }
+    lua_setfield(L, -2, "features");
+    const char *cfg = sg_blas_config(), *sp = strchr(cfg, ' ');
+    sp = sp ? strchr(sp + 1, ' ') : NULL;
+    lua_pushlstring(L, cfg, sp ? (size_t)(sp - cfg) : strlen(cfg));
+    lua_setfield(L, -2, "blas");
+    set_str(L, "blas_config", cfg);
+    set_str(L, "blas_core", sg_blas_core());
+    set_str(L, "blas_core_origin", sg_blas_core_origin());
+    set_str(L, "blas_core_detected", sg_blas_core_detected());
+    set_str(L, "blas_core_advice", sg_blas_core_advice());
+    set_str(L, "dnnl_version", sg_dnnl_version());
+    set_str(L, "dnnl_isa", sg_dnnl_isa());
+    sg_cpu_summary(summary, sizeof summary);
+    set_str(L, "summary", summary);
+    return 1;
+}
+
+static int l_blas_core_for(lua_State *L)
+{
+    const char *core = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    unsigned f = 0;
+    const lua_Integer n = luaL_len(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        const char *name = lua_tostring(L, -1);
+        unsigned bit = 1;
+        while (sg_cpu_feature_name(bit) && !(name && !strcmp(name, sg_cpu_feature_name(bit))))
+            bit <<= 1;
+        if (sg_cpu_feature_name(bit) == NULL)
+            return luaL_error(L, "blas_core_for: unknown CPU feature %s at %d (avx2, avx512, amx, "
+                                 "amd)", name ? name : luaL_typename(L, -1), (int)i);
+        f |= bit;
+        lua_pop(L, 1);
+    }
+    const char *want = sg_blas_core_for(core, f);
+    if (want)
+        lua_pushstring(L, want);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_sgemm_gflops(lua_State *L)
+{
+    const lua_Integer n = luaL_checkinteger(L, 1), reps = luaL_optinteger(L, 2, 3);
+    if (n < 1 || n > 8192 || reps < 1 || reps > 100)
+        return luaL_error(L, "sgemm_gflops: n must be in [1, 8192] and reps in [1, 100], got "
+                             "%I and %I", n, reps);
+    const double g = sg_cpu_sgemm_gflops((int)n, (int)reps);
+    if (g < 0)
+        return sgl_error(L);
+    lua_pushnumber(L, g);
+    return 1;
+}
+
 /* ---- files ------------------------------------------------------------------ */
 
 static int fail(lua_State *L, const char *op, const char *path, int err)
@@ -411,6 +516,136 @@ static int l_listdir(lua_State *L)
     return 1;
 }
 
+/* ---- locks ------------------------------------------------------------------ */
+
+#define LOCK_MT "sgdsa.Lock"
+#define LOCK_RECORD 200   /* bytes of the holder's line, padded with spaces */
+
+typedef struct {
+    int fd;   /* the locked file, or -1 once released */
+} lockbox;
+
+/* The holder's line in a lock file: "pid <n> host <h> since <time>", or ""
+ * when the file holds none yet. */
+static void read_holder(int fd, char *buf, size_t n)
+{
+    ssize_t got = pread(fd, buf, n - 1, 0);
+    buf[got > 0 ? got : 0] = '\0';
+    size_t len = strlen(buf);
+    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\n'))
+        buf[--len] = '\0';
+}
+
+/* A holder line that names a process known to be gone: this host, and no
+ * such pid. (The lock is held, so its line is stale: the new holder has not
+ * written its own yet.) */
+static int holder_gone(const char *line)
+{
+    long pid = 0;
+    char host[256], me[256];
+    if (sscanf(line, "pid %ld host %255s", &pid, host) != 2 || pid <= 0)
+        return 0;
+    if (gethostname(me, sizeof me) != 0)
+        return 0;
+    me[sizeof me - 1] = '\0';
+    return strcmp(host, me) == 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static int l_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lockbox *u = (lockbox *)lua_newuserdatauv(L, sizeof *u, 0);
+    u->fd = -1;
+    luaL_setmetatable(L, LOCK_MT);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return fail(L, "lock", path, errno);
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            return fail(L, "lock", path, e);
+        }
+        /* held: the holder writes its line just after locking; wait up to a
+         * second for a line that is there and not a former holder's */
+        char line[LOCK_RECORD + 1];
+        for (int i = 0; i < 100; i++) {
+            read_holder(fd, line, sizeof line);
+            if (line[0] && !holder_gone(line))
+                break;
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        close(fd);
+        lua_pushnil(L);
+        if (line[0])
+            lua_pushfstring(L, "lock: %s: held by %s", path, line);
+        else
+            lua_pushfstring(L, "lock: %s: held by another process", path);
+        lua_pushstring(L, line);
+        return 3;
+    }
+    u->fd = fd;
+    /* the holder's line, one fixed-size write (best effort: the lock holds
+     * without it, e.g. on a full disk) */
+    char host[256], when[32], rec[LOCK_RECORD + 1];
+    if (gethostname(host, sizeof host) != 0)
+        strcpy(host, "?");
+    host[sizeof host - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        strcpy(when, "?");
+    int k = snprintf(rec, sizeof rec, "pid %ld host %s since %s", (long)getpid(), host, when);
+    if (k < 0 || k >= LOCK_RECORD)
+        k = LOCK_RECORD - 1;
+    memset(rec + k, ' ', (size_t)(LOCK_RECORD - 1 - k));
+    rec[LOCK_RECORD - 1] = '\n';
+    ssize_t w = pwrite(fd, rec, LOCK_RECORD, 0);
+    (void)w;
+    return 1;
+}
+
+/* lock:unlock(), __gc and __close: release (idempotent). */
+static int l_unlock(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    if (u->fd >= 0) {
+        close(u->fd);   /* closing the only descriptor releases the flock */
+        u->fd = -1;
+    }
+    return 0;
+}
+
+static int l_lock_held(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushboolean(L, u->fd >= 0);
+    return 1;
+}
+
+static int l_lock_tostring(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushstring(L, u->fd >= 0 ? "[sgdsa.Lock (held)]" : "[sgdsa.Lock (released)]");
+    return 1;
+}
+
+static void open_lock_mt(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"unlock", l_unlock}, {"held", l_lock_held}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", l_unlock}, {"__close", l_unlock}, {"__tostring", l_lock_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, LOCK_MT);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 void sgl_open_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -427,11 +662,16 @@ void sgl_open_sys(lua_State *L)
         {"conv_impl", l_conv_impl},
         {"get_num_threads", l_get_num_threads},
         {"root", l_root},
+        {"cpu_info", l_cpu_info},
+        {"blas_core_for", l_blas_core_for},
+        {"sgemm_gflops", l_sgemm_gflops},
         {"fsync_rename", l_fsync_rename},
         {"mkdir_p", l_mkdir_p},
         {"exists", l_exists},
         {"listdir", l_listdir},
+        {"lock", l_lock},
         {NULL, NULL},
     };
+    open_lock_mt(L);
     sgl_setfuncs(L, fns);
 }

@@ -8,8 +8,12 @@
  *   sgdsa inspect|sweep|table|plot|bench ARGS   -> require("sgdsa.<cmd>").main(args)
  *   sgdsa --version | --help | help CMD
  *
- * Exit status: 0 success, 1 script or runtime error (file:line and a
- * traceback on stderr; 130 when it was an interrupt), 2 usage error.
+ * Exit status: 0 success, 1 script or runtime error (130 when it was an
+ * interrupt), 2 usage error. An error is printed as lua/runtime.c formats
+ * it: a mistake (a bad override, an unknown key, a missing file, a script
+ * that does not load) as its message, with the script's file:line when it is
+ * in the script; a bug with its traceback; every error with its traceback
+ * under `sgdsa run --traceback` or SGDSA_TRACEBACK=1.
  *
  * The REPL: readline line editing and history (~/.sgdsa_history or
  * $SGDSA_HISTORY), completion of globals and of fields/methods after `.`/`:`
@@ -49,7 +53,7 @@ typedef struct {
 
 static const command commands[] = {
     {"run", "run a Lua script or experiment",
-     "usage: sgdsa run SCRIPT [key=value ...] [ARG ...]\n"
+     "usage: sgdsa run [--traceback] SCRIPT [key=value ...] [ARG ...]\n"
      "\n"
      "Run a Lua script. Each key=value argument is an override, typed as a\n"
      "number, a boolean (true/false) or else a string; other arguments are\n"
@@ -60,7 +64,12 @@ static const command commands[] = {
      "\n"
      "The first Ctrl-C (or SIGTERM) sets sgdsa.core.interrupted(), so a trainer\n"
      "stops cleanly after the current step; a second one aborts the script.\n"
-     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
+     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"
+     "\n"
+     "An error is shown as its message (with the script's file:line when it\n"
+     "is in the script); an error the Lua VM raised (a bug, in the script or\n"
+     "in sgdsa) also with its stack traceback. --traceback (or the environment\n"
+     "variable SGDSA_TRACEBACK=1) shows the traceback of every error.\n"},
     {"repl", "interactive REPL (the default without arguments)",
      "usage: sgdsa repl\n"
      "\n"
@@ -97,7 +106,10 @@ static void print_main_help(FILE *f)
     fprintf(f, "  help CMD  help on a command (also: sgdsa CMD --help)\n"
                "\n"
                "Environment: SGDSA_ROOT (where lua/sgdsa, models/, experiments/ live),\n"
-               "SGDSA_HISTORY (REPL history file).\n");
+               "SGDSA_HISTORY (REPL history file), SGDSA_TRACEBACK=1 (a stack traceback\n"
+               "with every error, not only with bugs), OPENBLAS_CORETYPE (OpenBLAS's\n"
+               "kernels: when unset and OpenBLAS falls back to a core older than the CPU,\n"
+               "sgdsa sets it and restarts itself; --version says which core runs).\n");
 }
 
 static const command *find_command(const char *name)
@@ -814,6 +826,10 @@ static int cmd_run(int argc, char **argv, int then_repl)
             i++;
             break;
         }
+        if (strcmp(argv[i], "--traceback") == 0) {
+            setenv("SGDSA_TRACEBACK", "1", 1);   /* read by the runtime's message handler */
+            continue;
+        }
         return usage_error("run: unknown option %s", argv[i]);
     }
     if (i >= argc)
@@ -896,33 +912,45 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /*
+ * Settings that libraries read when they are loaded, before main(): when one
+ * needs setting, we set it and re-execute ourselves once (the new image sees
+ * them set, so it does not loop). A value the user set always wins.
+ *
  * OpenMP's default barrier wait spins for a long time (libgomp: 300,000
  * iterations). When the cores are shared with other work, a spinning thread
  * keeps its peer off the core and every parallel region waits a whole time
  * slice: measured here, an mlp training step ran 4.5x slower next to two busy
  * loops (606 vs 2,747 img/s), while a short spin costs nothing on an idle
- * machine. libgomp reads its settings when it is loaded, before main(), so
- * when the user has chosen none we set a short spin and re-execute ourselves
- * once. OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment wins.
+ * machine. So GOMP_SPINCOUNT=10000 unless OMP_WAIT_POLICY or GOMP_SPINCOUNT
+ * is set.
+ *
+ * OpenBLAS falls back to old kernels on a CPU newer than its release
+ * (Debian 12's on new Xeons: SSE "Prescott" kernels, sgemm 6x slower than
+ * SkylakeX): sgdsa_blas_core_setenv() sets OPENBLAS_CORETYPE to the core for
+ * this CPU's ISA (cpuid, at run time) unless OPENBLAS_CORETYPE is set.
  */
-static void short_openmp_spin(char **argv)
+static void exec_with_load_settings(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): go on with the default spin */
+    int again = 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") &&
+        setenv("GOMP_SPINCOUNT", "10000", 1) == 0)
+        again = 1;
+    if (sgdsa_blas_core_setenv() > 0)
+        again = 1;
+    if (again)
+        execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): go on as we are (opening the state warns
+     * about the BLAS core) */
 }
 
 int main(int argc, char **argv)
 {
-    short_openmp_spin(argv);
+    exec_with_load_settings(argv);
     if (argc < 2)
         return cmd_repl(0, NULL);
     const char *a = argv[1];
     if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
-        printf("sgdsa %s (%s)\n", sgdsa_version(), LUA_RELEASE);
+        printf("sgdsa %s (%s)\n%s\n", sgdsa_version(), LUA_RELEASE, sgdsa_cpu_summary());
         return EXIT_OK;
     }
     if (is_help(a)) {

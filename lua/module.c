@@ -1,5 +1,6 @@
 /* module.c - assembles the `sgdsa.core` table from the binding parts. */
 #include "binding.h"
+#include "cpu_info.h"
 
 typedef void (*sgl_part)(lua_State *L);
 
@@ -16,6 +17,7 @@ static const sgl_part parts[] = {
 
 int sgl_open(lua_State *L)
 {
+    sg_blas_warn_once(); /* a slow BLAS core is worth one line, once per process */
     lua_newtable(L);
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         parts[i](L);

@@ -4,10 +4,11 @@
  * path pointed at the project's Lua library, models/ and experiments/, and
  * the `sgdsa` library required into the global `sgdsa`.
  *
- * Every call into Lua goes through one message handler that appends a
- * traceback, so script errors read "file:line: message" plus the stack. The
- * `sgdsa run` semantics (typed key=value overrides, experiment tables handed
- * to sgdsa.trainer) live here too, so that hosts get them without main.c.
+ * Every call into Lua goes through one message handler, which tells a message
+ * for the user (a deliberate error) from a bug and formats each (see "error
+ * messages" below). The `sgdsa run` semantics (typed key=value overrides,
+ * experiment tables handed to sgdsa.trainer) live here too, so that hosts get
+ * them without main.c.
  */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
@@ -16,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "binding.h"
+#include "cpu_info.h"
 #include "runtime.h"
 #include "sgdsa.h"
 
@@ -43,6 +46,15 @@ struct sgdsa_state {
 static _Thread_local char open_err[2048];
 
 const char *sgdsa_version(void) { return SGDSA_VERSION; }
+
+int sgdsa_blas_core_setenv(void) { return sg_blas_core_setenv(); }
+
+const char *sgdsa_cpu_summary(void)
+{
+    static _Thread_local char buf[512];
+    sg_cpu_summary(buf, sizeof buf);
+    return buf;
+}
 
 /* ---- where the Lua library lives ------------------------------------------ */
 
@@ -94,7 +106,134 @@ const char *sgl_root(char *buf, size_t n)
     return buf;
 }
 
-/* ---- calls with a traceback ------------------------------------------------- */
+/* ---- error messages ------------------------------------------------------------
+ *
+ * An error is either a message for the user or a bug. A message is raised on
+ * purpose: by error() or assert() (in a script or in sgdsa's Lua library), by
+ * a C function of this library (the binding's checks, a file that cannot be
+ * read, a script that does not load), or while an interrupt is pending. Any
+ * other error is a bug, in a script or in sgdsa: one the Lua VM raises while
+ * running Lua code (indexing a nil value, calling a nil value, ...), or a
+ * standard library function's argument check.
+ *
+ * A message is shown without a traceback, and with the "file:line:" positions
+ * that point into sgdsa's own Lua files (<root>/lua, <root>/models) taken
+ * out; a message that began with one begins instead with the position of the
+ * innermost call outside those files, if any: the line of the user's script
+ * that led to the error. A bug is shown with its traceback. SGDSA_TRACEBACK=1
+ * (`sgdsa run --traceback`) shows every error as a bug is shown.
+ */
+
+static lua_CFunction base_error, base_assert;   /* the base library's error and assert */
+
+/* Was the C function fn compiled into this library (the binding, the runtime)? */
+static int in_this_library(lua_CFunction fn)
+{
+    Dl_info a, b;
+    return fn != NULL && dladdr((void *)fn, &a) != 0 && dladdr((void *)sgdsa_version, &b) != 0 &&
+           a.dli_fbase == b.dli_fbase;
+}
+
+/* Was the error being handled raised on purpose (see above)? */
+static int deliberate(lua_State *L)
+{
+    if (sgl_interrupted() > 0)
+        return 1;
+    lua_Debug ar;
+    if (!lua_getstack(L, 1, &ar))
+        return 1;   /* raised by the host before any function ran */
+    if (!lua_getinfo(L, "Sf", &ar))
+        return 0;
+    int user = 0;
+    if (strcmp(ar.what, "C") == 0) {
+        lua_CFunction fn = lua_tocfunction(L, -1);
+        user = fn == base_error || fn == base_assert || in_this_library(fn);
+    }
+    lua_pop(L, 1);
+    return user;
+}
+
+/* Is `file` (a chunk name as Lua prints it: the path, or "..." and the path's
+ * end when it is long) one of sgdsa's own Lua files, under <root>/lua/ or
+ * <root>/models/? */
+static int library_file(const char *file, size_t n, const char *root)
+{
+    char pre[PATH_MAX];
+    for (int k = 0; k < 2; k++) {
+        int pn = snprintf(pre, sizeof pre, "%s/%s/", root, k == 0 ? "lua" : "models");
+        if (pn <= 0 || (size_t)pn >= sizeof pre)
+            continue;
+        size_t plen = (size_t)pn;
+        if (n < 3 || memcmp(file, "...", 3) != 0) {
+            if (n > plen && memcmp(file, pre, plen) == 0)
+                return 1;
+            continue;
+        }
+        /* "..." + the end of prefix + relative path: find how much of the
+         * prefix's end the tail begins with, and see whether that file exists */
+        const char *tail = file + 3;
+        size_t tn = n - 3;
+        for (size_t o = plen < tn ? plen : tn; o > 0; o--) {
+            if (memcmp(pre + plen - o, tail, o) != 0)
+                continue;
+            char full[PATH_MAX];
+            int fn = snprintf(full, sizeof full, "%s%.*s", pre, (int)(tn - o), tail + o);
+            if (fn > 0 && (size_t)fn < sizeof full && access(full, F_OK) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Push msg without the "file:line: " positions that point into sgdsa's own
+ * Lua files; 1 if msg began with one. */
+static int push_without_library_positions(lua_State *L, const char *msg, const char *root)
+{
+    int leading = 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *p = msg;
+    while (*p) {
+        int at_start = p == msg || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '\t';
+        if (at_start) {
+            /* FILE.lua:DIGITS: followed by a space */
+            const char *q = p;
+            while (*q && *q != ':' && *q != '\n')
+                q++;
+            size_t fn = (size_t)(q - p);
+            if (*q == ':' && fn > 4 && memcmp(q - 4, ".lua", 4) == 0) {
+                const char *d = q + 1;
+                while (*d >= '0' && *d <= '9')
+                    d++;
+                if (d > q + 1 && d[0] == ':' && d[1] == ' ' && library_file(p, fn, root)) {
+                    leading |= p == msg;
+                    p = d + 2;
+                    continue;
+                }
+            }
+        }
+        luaL_addchar(&b, *p);
+        p++;
+    }
+    luaL_pushresult(&b);
+    return leading;
+}
+
+/* Push "file:line: " of the innermost Lua function on the stack that is not
+ * in sgdsa's own Lua files (a user's script); 0 (nothing pushed) if none. */
+static int push_user_position(lua_State *L, const char *root)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || strcmp(ar.what, "C") == 0 || ar.currentline <= 0)
+            continue;
+        if (ar.source[0] == '@' && library_file(ar.source + 1, strlen(ar.source + 1), root))
+            continue;
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return 1;
+    }
+    return 0;
+}
 
 static int msghandler(lua_State *L)
 {
@@ -104,6 +243,17 @@ static int msghandler(lua_State *L)
             msg = lua_tostring(L, -1);
         else
             msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    const char *tb = getenv("SGDSA_TRACEBACK");
+    int always = tb != NULL && tb[0] != '\0' && strcmp(tb, "0") != 0;
+    if (!always && deliberate(L)) {
+        char root[PATH_MAX];
+        sgl_root(root, sizeof root);
+        if (push_without_library_positions(L, msg, root) && push_user_position(L, root)) {
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return 1;
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
@@ -158,6 +308,11 @@ static int init_state(lua_State *L)
     char root[PATH_MAX];
     luaL_openlibs(L);
     sgl_root(root, sizeof root);
+    lua_getglobal(L, "error");
+    base_error = lua_tocfunction(L, -1);
+    lua_getglobal(L, "assert");
+    base_assert = lua_tocfunction(L, -1);
+    lua_pop(L, 2);
 
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");

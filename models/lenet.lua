@@ -5,9 +5,10 @@
 -- original LeNet-5 on 32x32.
 --   require("models.lenet"){channels = 1, size = 28, classes = 10, width = 1}
 local nn = require "sgdsa.nn"
+local options = require "sgdsa.options"
 
 return function(opts)
-  opts = opts or {}
+  opts = options.check(opts, {channels = true, size = true, classes = true, width = true, input_grad = true}, "models.lenet")
   local c, s, classes = opts.channels or 1, opts.size or 28, opts.classes or 10
   local w = opts.width or 1
   local function ch(n) return math.max(1, math.floor(n * w)) end

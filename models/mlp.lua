@@ -3,9 +3,11 @@
 --   require("models.mlp"){channels = 1, size = 28, classes = 10, hidden = {512, 256}, width = 1}
 -- returns a built model (sgdsa.nn.model) with input channels x size x size.
 local nn = require "sgdsa.nn"
+local options = require "sgdsa.options"
 
 return function(opts)
-  opts = opts or {}
+  opts = options.check(opts, {channels = true, size = true, classes = true, width = true, hidden = true,
+                              input_grad = true}, "models.mlp")
   local c, s, classes = opts.channels or 1, opts.size or 28, opts.classes or 10
   local width = opts.width or 1
   local hidden = opts.hidden or {512, 256}

@@ -6,6 +6,7 @@
 -- the shortcut a 1x1 conv + BN (shortcut.0, shortcut.1) when the shape changes.
 --   require("models.resnet")(blocks, name){channels=, size=, classes=, width=}
 local nn = require "sgdsa.nn"
+local options = require "sgdsa.options"
 
 local function basic_block(cin, planes, stride)
   local body = nn.Sequential{
@@ -27,7 +28,8 @@ end
 
 return function(blocks, name)
   return function(opts)
-    opts = opts or {}
+    opts = options.check(opts, {channels = true, size = true, classes = true, width = true,
+                                input_grad = true}, "models." .. name)
     local c, s, classes = opts.channels or 3, opts.size or 32, opts.classes or 10
     local w = opts.width or 1
     local function ch(n) return math.max(1, math.floor(n * w)) end

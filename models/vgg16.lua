@@ -7,11 +7,12 @@
 -- 32x32 (Fashion-MNIST 28x28) are zero-padded to 32 first.
 --   require("models.vgg16"){channels = 3, size = 32, classes = 10, width = 1}
 local nn = require "sgdsa.nn"
+local options = require "sgdsa.options"
 
 local cfg = {64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"}
 
 return function(opts)
-  opts = opts or {}
+  opts = options.check(opts, {channels = true, size = true, classes = true, width = true, input_grad = true}, "models.vgg16")
   local c, s, classes = opts.channels or 3, opts.size or 32, opts.classes or 10
   local w = opts.width or 1
   local net = nn.Sequential()

@@ -26,8 +26,9 @@
 -- (sanitizer builds); see tests/lua/test_api_robust.lua.
 -- Excluded (they would make the driver the cause of a failure): sleep
 -- (a long sleep is a hang by request), catch_signals (it would stop the
--- runner's timeout from killing the process) and set_num_threads (thousands
--- of OpenMP threads are allowed and slow).
+-- runner's timeout from killing the process), set_num_threads (thousands
+-- of OpenMP threads are allowed and slow) and sgemm_gflops (minutes of
+-- sgemm calls are allowed too).
 local sg = sgdsa or require "sgdsa"
 local core = sg.core
 local args = ... or sgdsa.args or {}
@@ -367,7 +368,7 @@ fixed = npool
 
 -- ---- targets ---------------------------------------------------------------------------
 local targets = {}   -- {name =, fn =, self = kind or nil}
-local EXCLUDE = { sleep = true, catch_signals = true, set_num_threads = true }
+local EXCLUDE = { sleep = true, catch_signals = true, set_num_threads = true, sgemm_gflops = true }
 
 local function add_funcs(prefix, t)
   local keys = {}

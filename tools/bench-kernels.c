@@ -9,8 +9,9 @@
  * and oneDNN for every pass, alternating, so all three see the same load;
  * the totals add "best/pass", the fastest of the three for each pass.
  *
- * Not a test; built and run by hand (unset the OpenBLAS variables that this
- * environment sets, they halve its speed):
+ * Not a test; built and run by hand (it prints the BLAS core and warns, with
+ * the fix, when OpenBLAS fell back to one older than the CPU: it does not
+ * re-execute itself as sgdsa does):
  *
  *   gcc -O3 -march=x86-64-v2 -fopenmp -std=c11 -D_DEFAULT_SOURCE -include stddef.h \
  *       -DSG_HAVE_DNNL -Icore -Ikernels/cpu -I/usr/include/x86_64-linux-gnu/openblas-openmp \
@@ -41,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu_info.h"
 #include "error.h"
 #include "nn.h"
 
@@ -108,6 +110,10 @@ int main(int argc, char **argv)
     const int nimpl = sg_cpu_conv2d_have_dnnl() ? NIMPL : 1;
     printf("conv2d CPU kernels, batch %d, %d threads, best of %d%s\n", n, omp_get_max_threads(),
            reps, shared ? " (forced shared mode)" : force_block ? " (forced block)" : "");
+    char kernels[512];
+    sg_cpu_summary(kernels, sizeof kernels);
+    printf("%s\n", kernels);
+    sg_blas_warn_once(); /* no re-exec here: set OPENBLAS_CORETYPE as it says */
     printf("GFLOP/s per pass; 'all' = 3 x flop / (fwd + bwd-d + bwd-w time); mode: im2col's\n"
            "images per block, T per thread / S shared; auto: the passes the rule gives oneDNN\n");
     printf("%-26s %-10s %6s %7s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "impl", "mode", "fwd",

@@ -4,18 +4,30 @@
 --
 --   sgdsa bench --model resnet34 [--batch 128] [--threads 2] [--kind sgd]
 --               [--time 5] [--warmup 2] [--max-steps 200] [--classes 10]
+--               [--sgemm 2048]
+--   sgdsa bench --ceiling [--sgemm 2048] [--threads 2]
 --
 -- Prints one line a script can parse:
 --   bench impl=sgdsa model=resnet34 kind=sgd batch=128 threads=2 steps=7
 --         images_per_s=123.4 ms_per_step=1037.2 peak_mib=812.3
+--         gflop_per_step=1780.9 gflops=172.1 sgemm_gflops=215.0 of_sgemm=0.80
+--         blas_core=SkylakeX dnnl_isa=avx512_core_amx
 -- peak_mib is the process's peak resident memory (VmHWM), so run one model
--- per process.
+-- per process. gflop_per_step counts the convolutions' and linear layers'
+-- FLOPs from the model's geometry (model:flops(); M.forwards[kind] forwards
+-- and one backward per step); gflops is that over the step time. The
+-- ceiling is the best of 3 sgemm calls of N x N matrices on the same
+-- threads, measured after the steps (--sgemm 0: not measured);
+-- `--ceiling` measures it alone:
+--   ceiling impl=sgdsa threads=2 sgemm_n=2048 sgemm_gflops=215.0
+--           blas_core=SkylakeX dnnl_isa=avx512_core_amx
 --
 -- Step kinds live in M.steps: kind(ctx) runs one step on ctx.model (a built
 -- model), ctx.crit (CrossEntropy), ctx.x, ctx.labels, ctx.lr. A new kind (an
 -- SGD-SA step, say) is one more entry: M.steps.sa = function(ctx) ... end,
 -- with anything it needs set up once in ctx by an optional
--- M.setup[kind](ctx).
+-- M.setup[kind](ctx), and M.forwards[kind] = the forward passes it runs
+-- (beside one backward) for its FLOP count.
 local core = require "sgdsa.core"
 local nn = require "sgdsa.nn"
 
@@ -31,6 +43,9 @@ M.models = {
 }
 
 M.setup = {}
+
+-- Forward passes per step of each kind (each step also runs one backward).
+M.forwards = {sgd = 1}
 
 M.steps = {
   -- plain SGD: forward, loss, backward, w -= lr * g
@@ -58,12 +73,22 @@ M.peak_mib = peak_mib
 local usage = [[
 usage: sgdsa bench --model NAME [--batch 128] [--threads 2] [--kind sgd]
                    [--time 5] [--warmup 2] [--max-steps 200] [--classes 10]
+                   [--sgemm 2048]
+       sgdsa bench --ceiling [--sgemm 2048] [--threads 2]
   NAME: mlp, lenet (1x28x28), vgg16, resnet18, resnet34 (3x32x32)
-  kind: a key of sgdsa.bench.steps]]
+  kind: a key of sgdsa.bench.steps
+  --sgemm N: the ceiling, best GFLOP/s of 3 N x N sgemm calls (0: skip)
+  --ceiling: measure only the ceiling]]
+
+-- The CPU's kernels, for the output lines.
+local function kernels()
+  local i = core.cpu_info()
+  return string.format("blas_core=%s dnnl_isa=%s", i.blas_core, i.dnnl_isa or "none")
+end
 
 local function parse(args)
   local o = {batch = 128, threads = 2, kind = "sgd", time = 5, warmup = 2, ["max-steps"] = 200,
-             classes = 10}
+             classes = 10, sgemm = 2048}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -71,19 +96,30 @@ local function parse(args)
       print(usage)
       os.exit(0)
     end
-    local k, v = a:match("^%-%-([%w-]+)=(.*)$")
-    if not k then
-      k = a:match("^%-%-([%w-]+)$")
-      v = args[i + 1]
-      i = i + 1
+    if a == "--ceiling" then
+      o.ceiling = true
+    else
+      local k, v = a:match("^%-%-([%w-]+)=(.*)$")
+      if not k then
+        k = a:match("^%-%-([%w-]+)$")
+        v = args[i + 1]
+        i = i + 1
+      end
+      if not k or v == nil then error("sgdsa bench: bad argument '" .. tostring(a) .. "'\n" .. usage, 0) end
+      if o[k] == nil and k ~= "model" then
+        error("sgdsa bench: unknown option --" .. k .. "\n" .. usage, 0)
+      end
+      o[k] = (k == "model" or k == "kind") and v or tonumber(v)
+      if o[k] == nil then error("sgdsa bench: --" .. k .. " needs a number, got " .. v, 0) end
     end
-    if not k or v == nil then error("sgdsa bench: bad argument '" .. tostring(a) .. "'\n" .. usage, 0) end
-    if o[k] == nil and k ~= "model" then
-      error("sgdsa bench: unknown option --" .. k .. "\n" .. usage, 0)
-    end
-    o[k] = (k == "model" or k == "kind") and v or tonumber(v)
-    if o[k] == nil then error("sgdsa bench: --" .. k .. " needs a number, got " .. v, 0) end
     i = i + 1
+  end
+  if o.sgemm ~= 0 and (math.type(o.sgemm) ~= "integer" or o.sgemm < 16 or o.sgemm > 8192) then
+    error("sgdsa bench: --sgemm must be 0 or an integer in [16, 8192], got " .. o.sgemm, 0)
+  end
+  if o.ceiling then
+    if o.sgemm == 0 then error("sgdsa bench: --ceiling needs --sgemm N > 0", 0) end
+    return o
   end
   if not o.model or not M.models[o.model] then
     error("sgdsa bench: --model must be one of mlp, lenet, vgg16, resnet18, resnet34\n" .. usage, 0)
@@ -121,19 +157,47 @@ function M.run(o)
     n = n + 1
   until core.time() - t0 >= o.time or n >= o["max-steps"]
   local dt = core.time() - t0
-  return {impl = "sgdsa", model = o.model, kind = o.kind, batch = o.batch, threads = o.threads,
-          steps = n, images_per_s = n * o.batch / dt, ms_per_step = 1000 * dt / n,
-          peak_mib = peak_mib()}
+  local r = {impl = "sgdsa", model = o.model, kind = o.kind, batch = o.batch, threads = o.threads,
+             steps = n, images_per_s = n * o.batch / dt, ms_per_step = 1000 * dt / n,
+             peak_mib = peak_mib(), kernels = kernels()}
+  local nf = M.forwards[o.kind]
+  if nf then
+    local fwd, bwd = model:flops()
+    r.gflop_per_step = o.batch * (nf * fwd + bwd) / 1e9
+    r.gflops = r.gflop_per_step * n / dt
+  end
+  if o.sgemm > 0 then r.sgemm_gflops = M.ceiling(o) end
+  return r
+end
+
+-- The best GFLOP/s of 3 o.sgemm^3 sgemm calls on o.threads threads.
+function M.ceiling(o)
+  core.set_num_threads(o.threads)
+  return core.sgemm_gflops(o.sgemm, 3)
 end
 
 function M.format(r)
-  return string.format("bench impl=%s model=%s kind=%s batch=%d threads=%d steps=%d " ..
-                       "images_per_s=%.1f ms_per_step=%.1f peak_mib=%.1f", r.impl, r.model, r.kind,
-                       r.batch, r.threads, r.steps, r.images_per_s, r.ms_per_step, r.peak_mib)
+  local s = string.format("bench impl=%s model=%s kind=%s batch=%d threads=%d steps=%d " ..
+                          "images_per_s=%.1f ms_per_step=%.1f peak_mib=%.1f", r.impl, r.model,
+                          r.kind, r.batch, r.threads, r.steps, r.images_per_s, r.ms_per_step,
+                          r.peak_mib)
+  if r.gflops then
+    s = s .. string.format(" gflop_per_step=%.3f gflops=%.1f", r.gflop_per_step, r.gflops)
+  end
+  if r.sgemm_gflops then
+    s = s .. string.format(" sgemm_gflops=%.1f", r.sgemm_gflops)
+    if r.gflops then s = s .. string.format(" of_sgemm=%.2f", r.gflops / r.sgemm_gflops) end
+  end
+  return s .. " " .. r.kernels
 end
 
 function M.main(args)
   local o = parse(args or {})
+  if o.ceiling then
+    print(string.format("ceiling impl=sgdsa threads=%d sgemm_n=%d sgemm_gflops=%.1f %s", o.threads,
+                        o.sgemm, M.ceiling(o), kernels()))
+    return 0
+  end
   print(M.format(M.run(o)))
   return 0
 end

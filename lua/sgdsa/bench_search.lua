@@ -41,5 +41,8 @@ return function(B)
     ctx.search:epoch_start(1)
   end
   B.steps.sgd_loop = step_of
+  -- forward passes per step (FLOP counts): the trial forward, and for
+  -- sa_inf the inference forward at w as well
+  B.forwards.sa, B.forwards.sa_inf, B.forwards.sgd_loop = 2, 3, 1
   return B
 end

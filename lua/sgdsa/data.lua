@@ -11,7 +11,9 @@
 --   data.test, data.val (with validation = N), data.info (shape, classes, mean, std)
 --
 -- Options (an unknown key is an error listing these):
---   dir        directory of the files; else $SGDSA_DATA/<subdir>; else the default
+--   dir        directory of the files; else $SGDSA_DATA/<subdir> or $SGDSA_DATA
+--              (SGDSA_DATA set and not empty must name an existing directory);
+--              else the default
 --   batch      images per training batch (128); test_batch (default: batch)
 --   shuffle    reshuffle the training set every epoch (true)
 --   drop_last  drop the last partial training batch (false)
@@ -68,11 +70,20 @@ local function exists(path)
 end
 
 -- Candidate directories: the dir option, else $SGDSA_DATA/<sub>, else defaults.
-local function candidates(opts, sub, defaults)
+-- An SGDSA_DATA that is set (not empty) but not a directory is an error: a
+-- typo there must not quietly fall back to the defaults.
+local function candidates(kind, opts, sub, defaults)
   if opts.dir then return { opts.dir } end
   local list = {}
   local env = os.getenv("SGDSA_DATA")
   if env and env ~= "" then
+    local _, what = core.exists(env)
+    if what ~= "directory" then
+      error(string.format("sgdsa.data.%s: SGDSA_DATA=%s is not %s; set it to the directory holding "
+                          .. "the data sets (or unset it for the defaults: %s)", kind, env,
+                          what and "a directory" or "an existing directory",
+                          table.concat(defaults, ", ")), 0)
+    end
     list[#list + 1] = env .. "/" .. sub
     list[#list + 1] = env
   end
@@ -315,6 +326,12 @@ local function positive_int(opts, k, kind)
   return v
 end
 
+-- An unknown key k of the table option `opt` (normalize, augment).
+local function sub_option_error(kind, opt, k, allowed)
+  error(string.format("sgdsa.data.%s: unknown option '%s.%s' (allowed: %s)%s", kind, opt, tostring(k),
+                      table.concat(allowed, ", "), options.did_you_mean(k, allowed)), 0)
+end
+
 local function build(kind, opts, train, test)
   for _, k in ipairs { "batch", "test_batch", "pad", "validation", "limit", "test_limit", "prefetch", "workers" } do
     positive_int(opts, k, kind)
@@ -344,12 +361,10 @@ local function build(kind, opts, train, test)
     mean, std = train:stats()
     for i = 1, c do if std[i] <= 0 then std[i] = 1 end end -- constant channel
   elseif type(norm) == "table" then
-    mean, std = per_channel(norm.mean, c, "mean"), per_channel(norm.std, c, "std")
     for k in pairs(norm) do
-      if k ~= "mean" and k ~= "std" then
-        error(string.format("sgdsa.data.%s: unknown key normalize.%s (allowed: mean, std)", kind, tostring(k)), 0)
-      end
+      if k ~= "mean" and k ~= "std" then sub_option_error(kind, "normalize", k, { "mean", "std" }) end
     end
+    mean, std = per_channel(norm.mean, c, "mean"), per_channel(norm.std, c, "std")
   elseif norm ~= false then
     error(string.format("sgdsa.data.%s: normalize must be true, false or {mean=, std=}", kind), 0)
   end
@@ -361,9 +376,7 @@ local function build(kind, opts, train, test)
       error(string.format("sgdsa.data.%s: augment must be false or {crop = N, flip = true}", kind), 0)
     end
     for k in pairs(aug) do
-      if k ~= "crop" and k ~= "flip" then
-        error(string.format("sgdsa.data.%s: unknown key augment.%s (allowed: crop, flip)", kind, tostring(k)), 0)
-      end
+      if k ~= "crop" and k ~= "flip" then sub_option_error(kind, "augment", k, { "crop", "flip" }) end
     end
     crop, flip = aug.crop or 0, aug.flip and true or false
   end
@@ -413,7 +426,7 @@ local IDX_FILES = {
 }
 
 local function idx_set(kind, opts, sub, defaults, hint)
-  local f = find_dir(kind, candidates(opts, sub, defaults), IDX_FILES, hint)
+  local f = find_dir(kind, candidates(kind, opts, sub, defaults), IDX_FILES, hint)
   local train = D.idx(f[1], f[2], 10, kind .. " train")
   local test = D.idx(f[3], f[4], 10, kind .. " test")
   return build(kind, opts, train, test)
@@ -444,7 +457,7 @@ function M.cifar10(opts)
   local files = {}
   for i = 1, 5 do files[i] = { "data_batch_" .. i .. ".bin" } end
   files[6] = { "test_batch.bin" }
-  local f = find_dir("cifar10", candidates(opts, "cifar-10-batches-bin", { "data/cifar-10-batches-bin" }),
+  local f = find_dir("cifar10", candidates("cifar10", opts, "cifar-10-batches-bin", { "data/cifar-10-batches-bin" }),
                      files, CIFAR10_HINT)
   local train = D.cifar({ f[1], f[2], f[3], f[4], f[5] }, "cifar10", false, "cifar10 train")
   local test = D.cifar({ f[6] }, "cifar10", false, "cifar10 test")
@@ -458,7 +471,7 @@ function M.cifar100(opts)
     error("sgdsa.data.cifar100: label must be \"fine\" (100 classes) or \"coarse\" (20), got "
           .. tostring(label), 2)
   end
-  local f = find_dir("cifar100", candidates(opts, "cifar-100-binary", { "data/cifar-100-binary" }),
+  local f = find_dir("cifar100", candidates("cifar100", opts, "cifar-100-binary", { "data/cifar-100-binary" }),
     { { "train.bin" }, { "test.bin" } },
     "Download the CIFAR-100 binary version cifar-100-binary.tar.gz from "
     .. "https://www.cs.toronto.edu/~kriz/cifar.html, unpack it and pass dir=.../cifar-100-binary "

@@ -10,6 +10,9 @@
 --   h5.save(path, {name = value, ...} [, attrs])      atomic; values: tensors,
 --                                                      strings (text), numbers, arrays
 --   h5.load(path [, {group=, legacy=}])  -> {name = tensor | string | number | array}
+--   h5.verify(path [, {legacy=}])        read every object and all data as a check:
+--                                        true, or nil and a message naming the
+--                                        file, the damaged object and the failure
 --   h5.log(file_or_path, group, fields [, {every=n}]) -> log writer:
 --        log:append{field = value, ...}  log:flush()  log:rows()  log:truncate(n)
 --   h5.read_log(file_or_path, group)     -> {columns = {...}, rows = n, data = {field = {...}}}
@@ -103,6 +106,20 @@ function M.load(path, opts)
     out[e.name] = M.get(f, prefix .. e.name)
   end
   return out
+end
+
+--- Read every object header, attribute and dataset of a file as a check
+--- (metadata checksums, Fletcher-32, crc32; docs/FORMAT.md section 6): true,
+--- or nil and a message naming the file and the damaged object (a missing
+--- or empty file, or one that is not HDF5, is such a failure too).
+function M.verify(path, opts)
+  opts = check_opts(opts, { legacy = true }, "h5.verify")
+  local ok, err = pcall(function()
+    local f <close> = C.open(path, "r", opts.legacy)
+    f:verify()
+  end)
+  if ok then return true end
+  return nil, (tostring(err):gsub("^[^:\n]*%.lua:%d+: ", ""))
 end
 
 -- ---------------------------------------------------------------------------

@@ -8,8 +8,15 @@
 --                                    for any other file its datasets, shapes
 --                                    and dtypes, attributes and log tables
 --
+-- Every file is verified before it is summarized (sgdsa.h5.verify: every
+-- object header, attribute and dataset read, every checksum checked): a
+-- damaged file is an error naming it and the damaged object, never a
+-- summary of the part that could be read.
+--
 -- Lua: require("sgdsa.inspect").inspect(path [, {all=, legacy=}]) returns the
--- text; .main(args) is the `sgdsa inspect` entry (prints, returns exit code).
+-- text, or raises naming every damaged file; .main(args) is the `sgdsa
+-- inspect` entry (prints what is intact, names what is not, returns the exit
+-- code).
 local h5 = require "sgdsa.h5"
 
 local M = {}
@@ -62,7 +69,11 @@ local function excerpt(text, max, indent)
   return table.concat(out, "\n")
 end
 
-local function root_attrs(f)
+-- The root attributes. A file of another program may hold attributes that
+-- are not single texts or numbers: then none are shown (the file was verified
+-- first, so this hides no damage).
+local function root_attrs(f, sgdsa_file)
+  if sgdsa_file then return f:attrs("/") end
   local ok, a = pcall(f.attrs, f, "/")
   return ok and a or {}
 end
@@ -86,8 +97,8 @@ end
 
 local function read_scalar(f, name)
   if not f:exists(name) then return nil end
-  local ok, v = pcall(f.read_array, f, name)
-  if ok and type(v) == "number" then return v end
+  local v = f:read_array(name)
+  if type(v) == "number" then return v end
   return nil
 end
 
@@ -120,13 +131,16 @@ end
 
 -- Summary lines of a run log (an open file).
 local function summarize_log(out, f, name)
-  local a = root_attrs(f)
+  local a = root_attrs(f, true)
   out[#out + 1] = string.format("run log %s", name)
   out[#out + 1] = string.format("  format version %s, sgdsa %s", fmt(a.format_version), fmt(a.sgdsa_version))
   out[#out + 1] = string.format("  seed %s, device %s, threads %s, host %s, started %s%s", fmt(a.seed),
     fmt(a.device) .. (a.device_name and (" (" .. fmt(a.device_name) .. ")") or ""), fmt(a.threads), fmt(a.host), fmt(a.start_time),
     (a.resumed and a.resumed > 0) and string.format(", resumed %d time(s)", a.resumed) or "")
   if a.device_changes and a.device_changes ~= "" then out[#out + 1] = "  device changes on resume: " .. fmt(a.device_changes) end
+  if a.score then
+    out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
+  end
   if f:exists("script_path") then out[#out + 1] = "  script: " .. f:read_text("script_path") end
   if f:exists("config") then
     out[#out + 1] = "  config:"
@@ -163,7 +177,7 @@ end
 
 -- Summary lines of a checkpoint (an open file).
 local function summarize_checkpoint(out, f, name, all)
-  local a = root_attrs(f)
+  local a = root_attrs(f, true)
   local list = f:list("/")
   local c = count_checkpoint(list)
   out[#out + 1] = string.format("checkpoint %s", name)
@@ -188,9 +202,14 @@ local function summarize_checkpoint(out, f, name, all)
   end
 end
 
+-- Append the summary of one file to out; nil and the reason when the file
+-- does not verify.
 local function summarize_file(out, path, opts)
+  local ok, why = h5.verify(path, { legacy = opts.legacy })
+  if not ok then return nil, why end
   local f <close> = h5.open(path, "r", { legacy = opts.legacy })
-  local a = root_attrs(f)
+  local _, kind = pcall(f.attr, f, "kind")
+  local a = root_attrs(f, kind == "run-log" or kind == "checkpoint")
   if a.kind == "run-log" then
     summarize_log(out, f, path)
     if opts.all then out[#out + 1] = "  datasets:" list_datasets(out, f) end
@@ -203,22 +222,30 @@ local function summarize_file(out, path, opts)
     out[#out + 1] = "  datasets:"
     list_datasets(out, f)
   end
+  return true
 end
 
---- The summary text of a run folder or an HDF5 file.
---- opts.all lists every dataset; opts.legacy reads legacy-format files.
-function M.inspect(path, opts)
-  opts = opts or {}
-  local out = {}
+-- The summaries of the intact files of a run folder or of one file, and the
+-- list of what did not verify (each message names the file and the object).
+local function report(path, opts)
+  local out, damaged = {}, {}
+  local function one(p)
+    local mark = #out
+    if mark > 0 then out[#out + 1] = "" end
+    local ok, why = summarize_file(out, p, opts)
+    if not ok then
+      for i = #out, mark + 1, -1 do out[i] = nil end
+      damaged[#damaged + 1] = why
+    end
+  end
   if is_dir(path) then
     local dir = path:gsub("/+$", "")
     local found = false
     for _, fname in ipairs { "log.h5", "last.h5", "best.h5" } do
       local p = dir .. "/" .. fname
       if file_exists(p) then
-        if found then out[#out + 1] = "" end
         found = true
-        summarize_file(out, p, opts)
+        one(p)
       end
     end
     if not found then
@@ -226,9 +253,18 @@ function M.inspect(path, opts)
     end
   else
     if not file_exists(path) then error(string.format("inspect: no such file or folder '%s'", path), 0) end
-    summarize_file(out, path, opts)
+    one(path)
   end
-  return table.concat(out, "\n")
+  return table.concat(out, "\n"), damaged
+end
+
+--- The summary text of a run folder or an HDF5 file; an error naming every
+--- file that does not verify. opts.all lists every dataset; opts.legacy
+--- reads legacy-format files.
+function M.inspect(path, opts)
+  local text, damaged = report(path, opts or {})
+  if #damaged > 0 then error("inspect: " .. table.concat(damaged, "\ninspect: "), 0) end
+  return text
 end
 
 local USAGE = [[
@@ -267,16 +303,21 @@ function M.main(args)
     return 2
   end
   local rc = 0
+  local function complain(msg)
+    msg = tostring(msg):gsub("^[^:\n]*%.lua:%d+: ", "")
+    if msg:find("legacy HDF5 format", 1, true) then msg = msg .. " [inspect: add --legacy]" end
+    io.stderr:write("sgdsa inspect: " .. msg .. "\n")
+    rc = 1
+  end
   for i, p in ipairs(paths) do
     if i > 1 then print("") end
-    local ok, text = pcall(M.inspect, p, opts)
-    if ok then
-      print(text)
+    local ok, text, damaged = pcall(report, p, opts)
+    if not ok then
+      complain(text)
     else
-      local msg = tostring(text):gsub("^[^:\n]*%.lua:%d+: ", "")
-      if msg:find("legacy HDF5 format", 1, true) then msg = msg .. " [inspect: add --legacy]" end
-      io.stderr:write("sgdsa inspect: " .. msg .. "\n")
-      rc = 1
+      if text ~= "" then print(text) end
+      io.stdout:flush()
+      for _, why in ipairs(damaged) do complain(why) end
     end
   end
   return rc

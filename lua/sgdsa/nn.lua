@@ -42,7 +42,8 @@
 --     gradients into self.grad_*; returns the input gradient, written into
 --     `target` when given (a tensor to resize and overwrite) or into a
 --     tensor of its own. It must not modify dy. When self.need_dx is false
---     (the model's first layer) it may skip dx and return nil.
+--     (the model's first layers, up to the first with parameters) it may skip
+--     dx and return nil.
 --   * Containers list their children in self.children as {name=, module=}
 --     (name "" hoists the child's names into the parent's namespace) and
 --     override set_need_dx(flag).
@@ -610,9 +611,24 @@ function Sequential:infer(s)
   return s
 end
 
+local function has_params(m)
+  if m.param_specs[1] then return true end
+  for _, c in ipairs(m.children) do
+    if has_params(c.module) then return true end
+  end
+  return false
+end
+
+-- A child's input gradient is needed when the container's is, or when a
+-- child before it has parameters (their gradients come from it): a leading
+-- Flatten does not make the first Linear compute one.
 function Sequential:set_need_dx(flag)
   self.need_dx = flag
-  for i, c in ipairs(self.children) do c.module:set_need_dx(i == 1 and flag or true) end
+  local need = flag
+  for _, c in ipairs(self.children) do
+    c.module:set_need_dx(need)
+    need = need or has_params(c.module)
+  end
 end
 
 function Sequential:forward(x, mode)
@@ -1150,6 +1166,29 @@ function Model:zero_grad()
 end
 
 function Model:num_params() return self.nparams end
+
+-- model:flops() -> forward, backward: floating-point operations per sample
+-- of the convolutions and linear layers, from their geometry (2 per
+-- multiply-add). The backward counts each layer's weight gradient and,
+-- where one is computed, its input gradient (not the first layer's), each
+-- costing a forward. The other layers are memory-bound and not counted.
+function Model:flops()
+  local fwd, bwd = 0, 0
+  walk(self.root, "", 0, function(m)
+    local macs
+    if m.kind == "Conv2d" then
+      local o = m.out_shape
+      macs = o[1] * o[2] * o[3] * m.cin * m.kh * m.kw
+    elseif m.kind == "Linear" then
+      macs = m.nin * m.nout
+    end
+    if macs then
+      fwd = fwd + 2 * macs
+      bwd = bwd + 2 * macs * (m.need_dx and 2 or 1)
+    end
+  end)
+  return fwd, bwd
+end
 
 -- Ordered list of {name=, tensor=, kind="param"|"buffer", grad=} (state-dict order).
 function Model:named_tensors()

@@ -151,8 +151,9 @@ function M.folder_state(dir, epochs)
 end
 
 -- A folder with a log but no checkpoint (killed during its first epoch, or
--- failed before one) cannot be resumed, and the trainer will not start a
--- fresh run over its log: the partial log goes, so the seed starts afresh.
+-- failed before one) holds nothing to resume from, and the trainer will not
+-- start a fresh run over its log: the partial log goes, so the seed starts
+-- afresh (as the trainer's resume= of such a folder would).
 local function clear_partial(dir)
   local names = core.listdir(dir)
   if not names then return end

@@ -22,7 +22,9 @@
 -- checkpoints follow docs/FORMAT.md. The logs are flushed BEFORE each
 -- checkpoint, so the log always holds at least the checkpoint's steps; a
 -- resume truncates it to the checkpoint and continues, so the finished log
--- has no duplicate or missing rows.
+-- has no duplicate or missing rows. A resume of a run that died before its
+-- first checkpoint starts it again from epoch 1 in its folder. The run
+-- folder is locked for the life of the run (M.claim_folder).
 local sg = require "sgdsa"
 local core = require "sgdsa.core"
 local optim = require "sgdsa.optim"
@@ -30,6 +32,7 @@ local search = require "sgdsa.search"
 local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 local progress = require "sgdsa.progress"
+local options = require "sgdsa.options"
 
 local M = {}
 
@@ -57,16 +60,16 @@ M.FIELDS = {
   optim = "an optimizer from sgdsa.optim (default: sgdsa.optim.sgdsa with the paper's H)",
   criterion = "the loss module (default sgdsa.nn.CrossEntropy())",
   epochs = "number of epochs (default 10)",
-  seed = "the run's seed (default 0)",
+  seed = "the run's seed, an integer >= 0 (default 0)",
   device = "\"cpu\" (default) or \"cuda\"",
   tf32 = "device = \"cuda\": TF32 tensor cores in convolutions and GEMMs (default false: fp32 as on the CPU)",
   deterministic = "device = \"cuda\": cuDNN algorithms that are deterministic and chosen the same way in every process, so a run and its resumes repeat bit for bit (default true); false: the fastest ones, timed by cuDNN",
   threads = "CPU threads (default: as set)",
-  name = "run folder name under `out` (default: script name and time)",
+  name = "run folder name under `out`: one plain folder name, no '/' (default: script name and time)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
-  resume = "a run folder to continue from its last.h5, with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
+  resume = "a run folder to continue from its last.h5 (without one: to start again from epoch 1 in it), with the run's script and overrides (device, tf32 and deterministic may change: recorded in log.h5's device_changes)",
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
@@ -97,6 +100,21 @@ local function allowed_list()
   return table.concat(sorted_keys(M.FIELDS), ", ")
 end
 
+-- "; did you mean 'epochs'?" for an unknown experiment field or override
+local function field_hint(k)
+  return options.did_you_mean(k, sorted_keys(M.FIELDS))
+end
+
+-- A run name is one plain folder name: not empty, no '/', not "." or "..".
+local function check_name(name)
+  if math.type(name) == "integer" then name = tostring(name) end
+  if type(name) ~= "string" then fail("name must be a folder name (a string), got %s", tostring(name)) end
+  if name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("%c") then
+    fail("name must be a plain folder name (not empty, no '/', not '.' or '..', no control characters), got %q", name)
+  end
+  return name
+end
+
 -- ---- configuration --------------------------------------------------------------
 
 local function copy(t)
@@ -112,7 +130,7 @@ function M.configure(exp, overrides)
   local cfg = {}
   for k, v in pairs(exp) do
     if M.FIELDS[k] == nil then
-      fail("unknown experiment field %q (allowed: %s)", tostring(k), allowed_list())
+      fail("unknown experiment field %q (allowed: %s)%s", tostring(k), allowed_list(), field_hint(k))
     end
     cfg[k] = v
   end
@@ -127,7 +145,7 @@ function M.configure(exp, overrides)
   end
   table.sort(plain); table.sort(dotted)
   for _, k in ipairs(plain) do
-    if M.FIELDS[k] == nil then fail("unknown override %q (allowed: %s)", k, allowed_list()) end
+    if M.FIELDS[k] == nil then fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(k)) end
     if k == "model" or k == "data" then
       cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
     elseif k == "optim" then
@@ -158,7 +176,7 @@ function M.configure(exp, overrides)
       spec[rest] = v
       cfg[head] = spec
     elseif M.FIELDS[head] == nil then
-      fail("unknown override %q (allowed: %s)", k, allowed_list())
+      fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(head))
     else
       fail("override %q: %s has no options", k, head)
     end
@@ -169,7 +187,10 @@ function M.configure(exp, overrides)
     fail("epochs must be a positive integer, got %s", tostring(cfg.epochs))
   end
   cfg.seed = cfg.seed or 0
-  if math.type(cfg.seed) ~= "integer" then fail("seed must be an integer, got %s", tostring(cfg.seed)) end
+  if math.type(cfg.seed) ~= "integer" or cfg.seed < 0 then
+    fail("seed must be a non-negative integer, got %s", tostring(cfg.seed))
+  end
+  if cfg.name ~= nil then cfg.name = check_name(cfg.name) end
   cfg.device = cfg.device or "cpu"
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     fail("device must be \"cpu\" or \"cuda\", got %s", tostring(cfg.device))
@@ -195,6 +216,7 @@ function M.configure(exp, overrides)
   if cfg.out == nil then cfg.out = "runs" end
   if cfg.out ~= false and type(cfg.out) ~= "string" then fail("out must be a folder name or false") end
   if cfg.log_steps == nil then cfg.log_steps = true end
+  if type(cfg.log_steps) ~= "boolean" then fail("log_steps must be true or false, got %s", tostring(cfg.log_steps)) end
   if cfg.max_steps ~= nil and (math.type(cfg.max_steps) ~= "integer" or cfg.max_steps < 1) then
     fail("max_steps must be a positive integer, got %s", tostring(cfg.max_steps))
   end
@@ -208,6 +230,7 @@ function M.configure(exp, overrides)
     fail("checkpoint.minutes must be a positive number, got %s", tostring(ck.minutes))
   end
   if ck.best == nil then ck.best = true end
+  if type(ck.best) ~= "boolean" then fail("checkpoint.best must be true or false, got %s", tostring(ck.best)) end
   cfg.checkpoint = ck
   local hooks = cfg.hooks or {}
   optim.check_keys(hooks, {"on_start", "on_epoch_start", "on_step", "on_epoch_end", "on_end"}, "trainer: hooks")
@@ -305,6 +328,12 @@ local function build_model(spec)
   if type(spec) == "table" and type(spec[1]) == "string" then
     local opts = copy(spec)
     local name = table.remove(opts, 1)
+    if not package.searchpath("models." .. name, package.path) then
+      local names = {}
+      local ok, files = pcall(core.listdir, core.root() .. "/models")
+      for _, f in ipairs(ok and files or {}) do names[#names + 1] = f:match("^(.+)%.lua$") end
+      fail("unknown model %q (models/: %s)%s", name, table.concat(names, ", "), options.did_you_mean(name, names))
+    end
     local ok, ctor = pcall(require, "models." .. name)
     if not ok then fail("model %q: cannot load models/%s.lua: %s", name, name, tostring(ctor)) end
     return ctor(opts)
@@ -322,7 +351,8 @@ local function build_data(spec)
       local names = {}
       for k, v in pairs(sg.data) do if type(v) == "function" then names[#names + 1] = k end end
       table.sort(names)
-      fail("unknown data set %q (sgdsa.data has: %s)", name, table.concat(names, ", "))
+      fail("unknown data set %q (sgdsa.data has: %s)%s", name, table.concat(names, ", "),
+           options.did_you_mean(name, names))
     end
     return ctor(opts)
   end
@@ -378,6 +408,14 @@ local function create_log(dir, cfg, cfgtext, S)
       f:attr("device", cfg.device)
     end
     f:attr("threads", core.get_num_threads())
+    -- the CPU and the kernels its libraries run (docs/FORMAT.md)
+    local ci = core.cpu_info()
+    f:attr("cpu", string.format("%s (family %d, model %d): %s", ci.cpu, ci.family, ci.model,
+                                #ci.features > 0 and table.concat(ci.features, " ") or "no AVX2"))
+    f:attr("blas", ci.blas)
+    f:attr("blas_core", ci.blas_core)
+    f:attr("blas_core_origin", ci.blas_core_origin)
+    f:attr("dnnl_isa", ci.dnnl_isa or "")
     f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     f:attr("host", core.hostname())
     f:attr("epochs", cfg.epochs)
@@ -386,6 +424,197 @@ local function create_log(dir, cfg, cfgtext, S)
   end)
   if not ok then f:discard(); error(err, 0) end
   f:close()
+end
+
+-- The lock file of a run folder (core.lock: an flock held for the life of the
+-- run; docs/FORMAT.md, "The run folder").
+M.LOCK = ".lock"
+
+-- Names in a folder that no run has written to yet: the lock, and the
+-- temporary files of killed writers (never read).
+local function holds_nothing(dir)
+  for _, n in ipairs(core.listdir(dir) or {}) do
+    if n ~= M.LOCK and not n:match("%.tmp%.%d+$") then return false end
+  end
+  return true
+end
+
+-- ---- checking a run folder before a resume --------------------------------------
+
+-- A resume must be able to write the folder: a probe file is made and removed
+-- (this also catches a read-only file system, and permissions that only a
+-- write shows), so a resume into a folder it cannot write fails at once.
+local function check_writable(dir, what)
+  local probe = string.format("%s/.sgdsa-write-probe.%d", dir, core.getpid())
+  local fh, err = io.open(probe, "wb")
+  if not fh then
+    fail("%s: the run folder %s is not writable (%s); a resume writes log.h5, last.h5 and best.h5 there",
+         what, dir, (tostring(err):gsub("^[^:]*: ", "")))
+  end
+  fh:close()
+  os.remove(probe)
+end
+
+-- "epoch 2, step 8" (and the validation accuracy of a best.h5) from a
+-- checkpoint that verified.
+local function describe_checkpoint(path)
+  local f <close> = h5.open(path, "r")
+  local a = f:attrs()
+  local s = string.format("epoch %s, step %s", tostring(a.epoch), tostring(a.step))
+  if a.best_val_acc then s = s .. string.format(", validation accuracy %.2f%%", 100 * a.best_val_acc) end
+  return s
+end
+
+-- Does log.h5 (intact) hold the rows a checkpoint (intact) was written after?
+local function log_covers(dir, ckpath)
+  local ck <close> = h5.open(ckpath, "r")
+  local lg <close> = h5.open(dir .. "/log.h5", "r")
+  for _, name in ipairs{"step_rows", "epoch_rows"} do
+    local key = checkpoint.STATE .. "/trainer/" .. name
+    local n = ck:exists(key) and ck:read_array(key) or 0
+    local group = name == "step_rows" and "steps" or "epochs"
+    local have = lg:exists(group) and lg:log_rows(group) or 0
+    if n > have then return false end
+  end
+  return true
+end
+
+--- Claim the run folder of a configuration for this process. Returns the
+--- lock (DIR/.lock, released by lock:unlock(), by the collector or when the
+--- process ends), the folder and how the run starts in it:
+---   "fresh"    out= and name=: the folder, created if need be, holds no run
+---   "resume"   resume=DIR, DIR/last.h5 exists: continue from it
+---   "restart"  resume=DIR of a run that died before its first checkpoint
+---              (log.h5 but no last.h5, or nothing at all): start it again
+---              from epoch 1 in DIR
+--- Nothing with out=false. The folder's state is judged under the lock, so
+--- of two processes started together on one folder exactly one proceeds; the
+--- other is refused with the pid and host of the one holding it.
+function M.claim_folder(cfg)
+  local dir
+  if cfg.resume then
+    dir = cfg.resume:gsub("(.)/+$", "%1")
+    if select(2, core.exists(dir)) ~= "directory" then
+      fail("resume=%s: no run folder %s", cfg.resume, dir)
+    end
+    if not core.exists(dir .. "/last.h5") and not core.exists(dir .. "/log.h5") and not holds_nothing(dir) then
+      fail("resume=%s: %s is not a run folder (no last.h5 or log.h5, and it holds other files)", cfg.resume, dir)
+    end
+  elseif cfg.out then
+    dir = cfg.out .. "/" .. (cfg.name or default_name())
+    local ok, err = core.mkdir_p(dir)
+    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
+  else
+    return nil
+  end
+  local lock, err, holder = core.lock(dir .. "/" .. M.LOCK)
+  if not lock then
+    -- held by another process: its line; any other failure: an errno
+    if type(holder) ~= "string" and cfg.resume then check_writable(dir, "resume=" .. cfg.resume) end
+    if type(holder) == "string" then
+      fail("run folder %s is in use by another process (%s); wait for it to end, or stop it", dir,
+           holder ~= "" and holder or "it has not said which")
+    end
+    fail("cannot lock the run folder %s: %s", dir, tostring(err))
+  end
+  local ok, start = pcall(function()
+    local has_last, has_log = core.exists(dir .. "/last.h5"), core.exists(dir .. "/log.h5")
+    if cfg.resume then return has_last and "resume" or "restart" end
+    if has_last then
+      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
+    end
+    if has_log then
+      fail("run folder %s already exists but holds no checkpoint (its run stopped before the first " ..
+           "one): resume=%s starts that run again from epoch 1 in the folder; or choose another name=",
+           dir, dir)
+    end
+    return "fresh"
+  end)
+  if not ok then
+    lock:unlock()
+    error(start, 0)
+  end
+  return lock, dir, start
+end
+
+-- Verify log.h5, last.h5 and best.h5 (sgdsa.h5.verify: every object and all
+-- data read, every checksum checked) before a resume reads or changes any of
+-- them. A damaged log.h5 or last.h5 stops the resume with a message naming
+-- the damage and the checkpoints that are still intact; the verdict on
+-- best.h5 is returned ("ok", nil when there is none, else the message) for
+-- the resume to act on once the run's state is known.
+local function verify_run_files(dir, what)
+  local status = {}
+  for _, name in ipairs{"log.h5", "last.h5", "best.h5"} do
+    local p = dir .. "/" .. name
+    if name ~= "best.h5" or core.exists(p) then
+      local ok, why = h5.verify(p)
+      status[name] = ok and "ok" or why
+    end
+  end
+  local function intact(name)
+    return status[name] == "ok" and string.format("%s/%s (%s)", dir, name, describe_checkpoint(dir .. "/" .. name))
+  end
+  if status["log.h5"] ~= "ok" then
+    local good = {}
+    for _, name in ipairs{"last.h5", "best.h5"} do good[#good + 1] = intact(name) or nil end
+    fail("%s: %s; the run cannot go on without its log.h5 (its configuration and logs). %s", what,
+         status["log.h5"], #good > 0 and ("Intact checkpoints (model:load(path) reads their weights): "
+         .. table.concat(good, "; ") .. ".") or "No checkpoint of the run is intact either.")
+  end
+  if status["last.h5"] ~= "ok" then
+    local advice
+    if status["best.h5"] == "ok" and log_covers(dir, dir .. "/best.h5") then
+      advice = string.format("%s is intact: to go on from it, copy it over last.h5 (cp %s/best.h5 %s/last.h5) " ..
+                             "and resume again.", intact("best.h5"), dir, dir)
+    elseif status["best.h5"] == "ok" then
+      advice = string.format("%s is intact (model:load(path) reads its weights), but log.h5 no longer " ..
+                             "holds all the rows it was written after, so the run cannot go on from it.",
+                             intact("best.h5"))
+    else
+      advice = "No checkpoint of the run is intact" ..
+               (status["best.h5"] and (" (best.h5: " .. status["best.h5"] .. ").") or " (there is no best.h5).")
+    end
+    fail("%s: %s; the run cannot go on from it. %s", what, status["last.h5"], advice)
+  end
+  return status["best.h5"]
+end
+
+-- What a resume does with best.h5 (verdict: verify_run_files's), once the
+-- checkpoint's trainer state tr (best_acc, best_epoch, mid_epoch) and its
+-- epoch are known. An intact best.h5 stays. A damaged or missing one whose
+-- weights are last.h5's (the best epoch is the checkpoint's, at an epoch's
+-- end) is rebuilt: returns true, and the trainer writes it from the restored
+-- state. Otherwise the best weights are lost: a damaged file is kept aside as
+-- best.h5.damaged and the run says that it has no best weights until
+-- validation accuracy beats the recorded best again.
+local function repair_best(dir, cfg, verdict, tr, epoch)
+  if verdict == "ok" then return false end
+  local what = "resume=" .. cfg.resume
+  local path = dir .. "/best.h5"
+  if verdict == nil and not (cfg.checkpoint.best and tr.best_epoch > 0) then return false end
+  local problem = verdict and ("best.h5 is damaged (" .. verdict .. ")") or "best.h5 is missing"
+  if cfg.checkpoint.best and tr.best_epoch > 0 and tr.best_epoch == epoch and not tr.mid_epoch then
+    io.stderr:write(string.format("%s: %s; writing it again from last.h5, which holds the best epoch (%d)\n",
+                                  what, problem, tr.best_epoch))
+    return true
+  end
+  if verdict then
+    local ok, err = os.rename(path, path .. ".damaged")
+    if not ok then fail("%s: %s, and moving it aside failed: %s", what, problem, tostring(err)) end
+  end
+  if cfg.checkpoint.best and tr.best_epoch > 0 then
+    io.stderr:write(string.format("%s: %s%s; the weights of the best epoch (%d, validation accuracy %.2f%%) " ..
+                                  "are not in last.h5 (epoch %d%s), so the run has no best weights until " ..
+                                  "validation accuracy beats %.2f%% again\n", what, problem,
+                                  verdict and " (kept as best.h5.damaged)" or "", tr.best_epoch,
+                                  100 * tr.best_acc, epoch, tr.mid_epoch and ", mid-epoch" or "",
+                                  100 * tr.best_acc))
+  else
+    io.stderr:write(string.format("%s: %s (kept as best.h5.damaged); the run has no best weights yet\n",
+                                  what, problem))
+  end
+  return false
 end
 
 -- ---- the state saved in checkpoints -------------------------------------------
@@ -493,13 +722,16 @@ function M.train(exp, overrides)
   local warning = M.last_batch_warning(model, train)
   if warning then io.stderr:write(warning) end
 
-  -- the run folder
-  local dir, arith_was, arith_now, old_changes, record_resume
-  if cfg.resume then
-    dir = cfg.resume:gsub("/+$", "")
-    if not core.exists(dir .. "/last.h5") then
-      fail("resume=%s: no checkpoint %s/last.h5 (is it a run folder?)", cfg.resume, dir)
-    end
+  -- the run folder, locked until train() returns (or the process ends)
+  local lock <close>, dir, start = M.claim_folder(cfg)
+  local arith_was, arith_now, old_changes, record_resume, best_verdict, rebuild_best
+  if start == "resume" or start == "restart" then
+    check_writable(dir, "resume=" .. cfg.resume)
+  end
+  if start == "resume" then
+    best_verdict = verify_run_files(dir, "resume=" .. cfg.resume)
+  end
+  if start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
     local old = h5.open(dir .. "/log.h5", "r")
     local oldtext = old:read_text("config")
     old_changes = old:attr("device_changes")
@@ -523,14 +755,20 @@ function M.train(exp, overrides)
     end
     -- the arithmetic the run began with, and this resume's
     arith_was, arith_now = arithmetic(a), arithmetic(b)
-  elseif cfg.out then
-    dir = cfg.out .. "/" .. (cfg.name or default_name())
-    if core.exists(dir .. "/log.h5") then
-      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
-    end
-    local ok, err = core.mkdir_p(dir)
-    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
+  elseif start == "restart" then
+    -- nothing of the run but its folder: log.h5 as a fresh run's
+    local fresh = copy(cfg)
+    fresh.resume, fresh.out, fresh.name = nil, dir:match("^(.*)/[^/]*$") or ".", dir:match("([^/]+)$")
+    create_log(dir, fresh, M.config_text(fresh), S)
+    arith_was = arithmetic(config_lines(cfgtext))
+    arith_now = arith_was
+  elseif start == "fresh" then
     create_log(dir, cfg, cfgtext, S)
+  end
+  if start == "restart" then
+    io.write(string.format("resume=%s: the run stopped before its first checkpoint (no last.h5); " ..
+                           "starting it again from epoch 1 in %s\n", cfg.resume, dir))
+    io.stdout:flush()
   end
 
   local steplog, epochlog
@@ -546,20 +784,32 @@ function M.train(exp, overrides)
   local tr = {epoch = 1, mid_epoch = false, best_acc = -1, best_epoch = 0, best_loss = 0 / 0,
               step_rows = 0, epoch_rows = 0, elapsed = 0}
 
-  if cfg.resume then
-    local state = checkpoint.load(dir .. "/last.h5", model)
-    local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
-    for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
-    tr.epoch = state.epoch + 1
-    set_rng_states(state.rng)
-    local d = state.data
-    if d then
-      train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
-                      shuffle = d.shuffle, augment = d.augment}
+  if start == "resume" or start == "restart" then
+    -- a restart (no checkpoint) begins at step 0 as a run left alone does:
+    -- the steps its dead attempt logged are dropped, and with them every
+    -- device change recorded so far
+    local step, ck_arith = 0, nil
+    if start == "resume" then
+      local state = checkpoint.load(dir .. "/last.h5", model)
+      local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
+      for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
+      tr.epoch = state.epoch + 1
+      rebuild_best = repair_best(dir, cfg, best_verdict, tr, state.epoch)
+      set_rng_states(state.rng)
+      local d = state.data
+      if d then
+        train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
+                        shuffle = d.shuffle, augment = d.augment}
+      end
+      S:epoch_start(tr.epoch)
+      S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
+                  neighborhood = state.optim or {}, acceptance = state.rule or {}}
+      step = state.step
+      local ck = h5.open(dir .. "/last.h5", "r")
+      local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
+      ck:close()
+      ck_arith = cktext and arithmetic(config_lines(cktext))
     end
-    S:epoch_start(tr.epoch)
-    S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
-                neighborhood = state.optim or {}, acceptance = state.rule or {}}
     -- The changes before the checkpoint's step stand; one recorded at its
     -- step or later came from a resume whose steps the checkpoint throws away
     -- (as it does the log rows past it), unless that resume wrote the
@@ -569,21 +819,18 @@ function M.train(exp, overrides)
     for entry in (old_changes or ""):gmatch("[^;]+") do
       entry = entry:match("^%s*(.-)%s*$")
       local s, to = entry:match("^step (%d+): .- %-> (.*)$")
-      if not s or tonumber(s) < state.step then
+      if not s or tonumber(s) < step then
         history[#history + 1] = entry
         if to then arith_was = to end
       end
     end
-    local ck = h5.open(dir .. "/last.h5", "r")
-    local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
-    ck:close()
-    local ck_arith = cktext and arithmetic(config_lines(cktext)) or arith_was
+    ck_arith = ck_arith or arith_was
     if ck_arith ~= arith_was then
-      history[#history + 1] = string.format("step %d: %s -> %s", state.step, arith_was, ck_arith)
+      history[#history + 1] = string.format("step %d: %s -> %s", step, arith_was, ck_arith)
       arith_was = ck_arith
     end
     local change = arith_now ~= arith_was and
-                   string.format("step %d: %s -> %s", state.step, arith_was, arith_now) or nil
+                   string.format("step %d: %s -> %s", step, arith_was, arith_now) or nil
     if change then history[#history + 1] = change end
     local changes = table.concat(history, "; ")
     if changes == (old_changes or "") then changes = nil end
@@ -594,7 +841,7 @@ function M.train(exp, overrides)
     if change then
       io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
                              "arithmetic (not bit-identical to a run left alone on %s)\n",
-                             cfg.resume, arith_was, arith_now, state.step, arith_now, arith_was))
+                             cfg.resume, arith_was, arith_now, step, arith_now, arith_was))
       io.stdout:flush()
     end
     record_resume = function()
@@ -618,7 +865,7 @@ function M.train(exp, overrides)
         logs.epochs[i] = r
       end
     end
-    crash_point("resumed", state.step)
+    crash_point("resumed", step)
   end
 
   local nsteps_log = #logs.steps.step
@@ -647,9 +894,8 @@ function M.train(exp, overrides)
     end
   end
 
-  local function save_checkpoint(path, mid_epoch, attrs)
-    if not dir then return end
-    flush_logs()
+  -- the checkpoint of the state as it is now (save_checkpoint flushes the logs first)
+  local function write_checkpoint(path, mid_epoch, attrs)
     tr.mid_epoch = mid_epoch
     tr.step_rows = steplog and steplog:rows() or 0
     tr.epoch_rows = epochlog and epochlog:rows() or 0
@@ -670,6 +916,19 @@ function M.train(exp, overrides)
                created = os.date("!%Y-%m-%dT%H:%M:%SZ")}
     for k, v in pairs(attrs or {}) do a[k] = v end
     checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
+  end
+
+  local function save_checkpoint(path, mid_epoch, attrs)
+    if not dir then return end
+    flush_logs()
+    write_checkpoint(path, mid_epoch, attrs)
+  end
+
+  -- best.h5 of a resumed run whose last.h5 holds the best epoch: written again
+  -- from the restored state, which is the state it was written from
+  if rebuild_best then
+    write_checkpoint(dir .. "/best.h5", false,
+                     {best_val_acc = tr.best_acc, val_loss = tr.best_loss, best_epoch = tr.best_epoch})
   end
 
   local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,

@@ -6,6 +6,8 @@
  * random offsets, and loads every dataset and attribute of each through the
  * checked API. Each load must fail with a non-empty message naming the file,
  * or return exactly the original content (the mutation hit unused bytes).
+ * sg_h5_verify must agree: it passes exactly on the mutants that load the
+ * original content, and otherwise fails with a message naming the file.
  * Run it under the sanitizer build too. Set SGDSA_H5_MUTATE_VERBOSE=1 to print
  * each mutation before its load (to find one that crashes libhdf5). */
 #include <stdio.h>
@@ -108,7 +110,27 @@ int main(void)
             fflush(stdout);
         }
         sg_clearerr();
+        int verified = -1;
+        sg_h5file *vf = sg_h5_open(mut, "r", 0);
+        if (vf) {
+            verified = sg_h5_verify(vf) == 0;
+            sg_h5_close(vf);
+        }
+        if (verified != 1 && strstr(sg_geterr(), "h5mut-") == NULL) {
+            fails++;
+            printf("FAIL: mutant %d (%s): verify failed without naming the file: '%s'\n", t, what,
+                   sg_geterr());
+        }
+        sg_clearerr();
         uint64_t got = 0;
+        int loaded = h5t_load_all(mut, 0, &got, NULL) == 0 && got == want;
+        if (loaded != (verified == 1)) {
+            fails++;
+            printf("FAIL: mutant %d (%s): verify %s but the load %s\n", t, what,
+                   verified == 1 ? "passed" : "failed", loaded ? "gave the original data" : "did not");
+        }
+        sg_clearerr();
+        got = 0;
         if (h5t_load_all(mut, 0, &got, NULL) < 0) {
             const char *e = sg_geterr();
             if (e[0] == '\0' || strstr(e, "h5mut-") == NULL) {

@@ -34,6 +34,9 @@ int main(int argc, char **argv)
         return 2;
     }
     CHECK(strlen(sgdsa_version()) >= 5, "version '%s'", sgdsa_version());
+    /* the CPU's kernels: three lines, the BLAS core among them */
+    CHECK(strstr(sgdsa_cpu_summary(), "\nBLAS: ") && strstr(sgdsa_cpu_summary(), ", core "),
+          "cpu summary '%s'", sgdsa_cpu_summary());
 
     sgdsa_state *S = sgdsa_open();
     if (S == NULL) {

@@ -194,6 +194,11 @@ T.test("trainer: log.h5 records score and objective; inference objectives differ
     T.near(L.data.trial_loss[i], L.data.trial_objective[i] * 32, 1e-9, "trial_loss on the loss scale")
   end
   T.eq(differ, L.rows, "inference objectives equal to the training loss / batch")
+  if os.getenv("SGDSA_BIN") then
+    local code, out = T.sgdsa({"inspect", dir .. "/run"})
+    T.eq(code, 0, "inspect exit")
+    T.check(out:find("search scoring: inference, objective loss/batch", 1, true), out)
+  end
 end)
 
 T.test("trainer: a last batch under a quarter of the batch with BatchNorm is warned about", function()

@@ -85,7 +85,7 @@ T.test("metropolis: cooling per epoch, per step, reheating", function()
 end)
 
 T.test("config errors name the key and the allowed ones", function()
-  local e = T.raises(function() optim.sgdsa{H = {0.1}, T00 = 1} end, 'unknown option "T00"')
+  local e = T.raises(function() optim.sgdsa{H = {0.1}, T00 = 1} end, "unknown option 'T00'")
   T.check(e:find("alpha, cooling, H, objective, reheat, T0", 1, true) or e:find("allowed:", 1, true),
           "allowed keys listed: " .. e)
   T.raises(function() optim.sgd{lr = 0.1, schedule = {{1, 0.1}}} end, "exactly one of lr")

@@ -61,16 +61,27 @@ T.test("rerun skips finished seeds; more epochs resume them", function()
   T.eq(code, 0, "rerun exit (" .. out .. ")")
   T.check(out:find("0 to run (2 finished before)", 1, true), "nothing to run: " .. out)
   T.check(core.time() - t0 < 5, "a rerun of finished seeds starts nothing")
-  local dir = runs .. "/fashion_lenet_sgd/seed-0"
+  -- more epochs of the same experiment: a constant learning rate (the
+  -- shipped baseline compresses its schedule into the run's epochs, so more
+  -- epochs make another experiment, which a resume refuses)
+  local script = tmp .. "/constant_sgd.lua"
+  T.write_file(script, [[
+local e = dofile("experiments/fashion_lenet_sgd.lua")
+e.optim = require("sgdsa").optim.sgd{lr = 0.05}
+return e
+]])
+  code, out = sweep(script, "0", 2)
+  T.eq(code, 0, "constant_sgd exit (" .. out .. ")")
+  local dir = runs .. "/constant_sgd/seed-0"
   local before = epochs_of(dir)
-  code, out = sweep("experiments/fashion_lenet_sgd.lua", "0", 3)
+  code, out = sweep(script, "0", 3)
   T.eq(code, 0, "epochs=3 exit (" .. out .. ")")
   T.check(out:find("seed 0: resuming", 1, true), "resumed: " .. out)
   local after = epochs_of(dir)
   T.eq(after.rows, 3, "three epochs")
   for i = 1, 3 do T.eq(after.data.epoch[i], i, "epoch column") end
   T.eq(after.data.val_loss[2], before.data.val_loss[2], "epoch 2 kept as it was")
-  T.check(read(runs .. "/fashion_lenet_sgd/seed-0.out"):find("resume=", 1, true), "child got resume=")
+  T.check(read(runs .. "/constant_sgd/seed-0.out"):find("resume=", 1, true), "child got resume=")
 end)
 
 T.test("an interrupted sweep stops its runs cleanly and resumes", function()
@@ -216,7 +227,8 @@ T.test("plot writes a PNG and an SVG with one curve per run and panel", function
   T.eq(string.unpack(">I4", data, 21), 900, "height")
   T.check(#data > 20000, "non-trivial PNG: " .. #data .. " bytes")
   local svg = tmp .. "/fig.svg"
-  code, out = sgdsa({"plot", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd", "-o", svg})
+  code, out = sgdsa({"plot", runs .. "/fashion_lenet_sa", runs .. "/fashion_lenet_sgd",
+                     runs .. "/constant_sgd", "-o", svg})
   T.eq(code, 0, "svg exit (" .. out .. ")")
   local s = assert(read(svg))
   local ids = {}
@@ -224,9 +236,9 @@ T.test("plot writes a PNG and an SVG with one curve per run and panel", function
   for id in s:gmatch('<g id="(gnuplot_plot_%d+%a*)"') do
     if not ids[id] then ids[id] = true; n = n + 1 end
   end
-  -- 3a: the 2 SGD-SA runs; 3b, 4a, 4b: all 4 runs.
-  T.eq(n, 2 + 3 * 4, "curves")
-  -- The seed-0 SGD run has 3 epochs (resumed above): its curves have 3 points.
+  -- 3a: the 2 SGD-SA runs; 3b, 4a, 4b: all 5 runs.
+  T.eq(n, 2 + 3 * 5, "curves")
+  -- The constant_sgd run has 3 epochs (resumed above): its curves have 3 points.
   local long = 0
   for d in s:gmatch("<path stroke='rgb%([%d, ]+%)'[^>]-d='([^']*)'") do
     local _, pts = d:gsub("[ML]", "")

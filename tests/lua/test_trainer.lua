@@ -37,12 +37,12 @@ T.test("config: unknown fields and overrides name the key and list the allowed o
   local e = T.raises(function() trainer.configure(exp{epoch = 3}) end, 'unknown experiment field "epoch"')
   T.check(e:find("allowed: checkpoint, criterion, data, deterministic, device, epochs", 1, true), e)
   T.raises(function() trainer.configure(exp(), {lr = 0.1}) end, 'unknown override "lr"')
-  T.raises(function() trainer.configure(exp(), {["optim.T00"] = 1}) end, 'unknown option "T00"')
+  T.raises(function() trainer.configure(exp(), {["optim.T00"] = 1}) end, "unknown option 'T00'")
   T.raises(function() trainer.configure(exp(), {"extra"}) end, 'positional argument "extra"')
-  T.raises(function() trainer.configure(exp(), {["checkpoint.evry"] = 2}) end, 'unknown option "evry"')
+  T.raises(function() trainer.configure(exp(), {["checkpoint.evry"] = 2}) end, "unknown option 'evry'")
   T.raises(function() trainer.configure(exp(), {epochs = 0}) end, "epochs must be a positive integer")
   T.raises(function() trainer.configure(exp(), {["model.width"] = 2}) end, "model is not a spec table")
-  T.raises(function() trainer.configure(exp{hooks = {on_stepp = print}}) end, 'unknown option "on_stepp"')
+  T.raises(function() trainer.configure(exp{hooks = {on_stepp = print}}) end, "unknown option 'on_stepp'")
   -- dotted overrides rebuild the optimizer / the spec
   local c = trainer.configure(exp{optim = sg.optim.sgdsa{H = {0.1}, T0 = 1}}, {["optim.T0"] = 0.25, seed = 3,
                               ["data.batch"] = 16})
@@ -67,6 +67,11 @@ T.test("a run writes log.h5, last.h5, best.h5 with the documented contents", fun
   T.eq(f:attr("seed"), 7); T.eq(f:attr("device"), "cpu"); T.eq(f:attr("kind"), "run-log"); T.eq(f:attr("name"), "ref"); T.eq(f:attr("resumed"), 0)
   T.eq(f:attr("format_version"), h5.format_version)
   T.check(type(f:attr("host")) == "string" and type(f:attr("start_time")) == "string", "metadata")
+  local ci = sg.core.cpu_info()
+  T.eq(f:attr("blas_core"), ci.blas_core, "blas_core"); T.eq(f:attr("blas"), ci.blas, "blas")
+  T.eq(f:attr("blas_core_origin"), ci.blas_core_origin, "blas_core_origin")
+  T.eq(f:attr("dnnl_isa"), ci.dnnl_isa or "", "dnnl_isa")
+  T.check(f:attr("cpu"):find(ci.cpu, 1, true), "cpu attribute: " .. f:attr("cpu"))
   local steps = h5.read_log(f, "steps")
   T.eq(steps.rows, nsteps, "one step row per step")
   T.eq(nsteps, 4 * 20, "640 images / 32 per batch x 4 epochs")
@@ -139,7 +144,7 @@ T.test("resume at an epoch boundary continues bit-identically", function()
   -- a changed configuration is refused
   T.raises(function() trainer.train(exp{epochs = 4, seed = 9}, {resume = out .. "/half"}) end,
            "the configuration differs from the run's (seed)")
-  T.raises(function() trainer.train(exp(), {resume = out .. "/nothing"}) end, "no checkpoint")
+  T.raises(function() trainer.train(exp(), {resume = out .. "/nothing"}) end, "no run folder")
 end)
 
 T.test("hooks are called; on_epoch_end returning false stops the run", function()

@@ -6,7 +6,8 @@
 --   F.data_file(dir) -> path;  F.experiment(path, opts) -> experiment table
 -- As a script (`sgdsa run tests/lua/trainer_fixture.lua key=value`) it
 -- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child;
--- $SGDSA_FIXTURE_KILL_AT=n makes it SIGKILL itself after step n).
+-- $SGDSA_FIXTURE_KILL_AT=n makes it SIGKILL itself after step n,
+-- $SGDSA_FIXTURE_HOLD=s makes it wait s seconds before its first step).
 local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
 
@@ -74,6 +75,14 @@ if arg and arg[0] and arg[0]:match("trainer_fixture%.lua$") then
     e.hooks = {on_step = function(_, rec)
       if rec.step == kill_at then os.execute("kill -9 " .. sg.core.getpid()) end
     end}
+  end
+  -- SGDSA_FIXTURE_HOLD=s: the run waits s seconds before its first step,
+  -- holding its run folder (two processes started together then overlap
+  -- even on a loaded machine)
+  local hold = tonumber(os.getenv("SGDSA_FIXTURE_HOLD") or "")
+  if hold then
+    e.hooks = e.hooks or {}
+    e.hooks.on_start = function() sg.core.sleep(hold) end
   end
   return e
 end

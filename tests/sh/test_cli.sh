@@ -2,7 +2,8 @@
 # test_cli.sh - the `sgdsa` command line: exit codes (0 ok, 1 error, 2 usage),
 # --help of every subcommand, --version, typed key=value overrides reaching the
 # script as `...`, sgdsa.args and `arg`, experiment tables handed to
-# sgdsa.trainer, error messages with file:line and a traceback, and SIGINT:
+# sgdsa.trainer, error messages with file:line (a traceback for an error the
+# Lua VM raised; tests/sh/test_user_errors.sh has the rest), and SIGINT:
 # the first one sets sgdsa.core.interrupted(), the second aborts the script.
 # Env: SGDSA_BIN (the executable), SGDSA_TEST_TMP (scratch), SGDSA_SRC (source tree).
 set -u
@@ -31,8 +32,8 @@ expect() {
 expect 0 '^sgdsa [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4' "$BIN" --version
 expect 0 'usage: sgdsa' "$BIN" --help
 expect 0 'usage: sgdsa' "$BIN" help
-expect 0 'usage: sgdsa run SCRIPT' "$BIN" run --help
-expect 0 'usage: sgdsa run SCRIPT' "$BIN" help run
+expect 0 'usage: sgdsa run \[--traceback\] SCRIPT' "$BIN" run --help
+expect 0 'usage: sgdsa run \[--traceback\] SCRIPT' "$BIN" help run
 expect 0 'usage: sgdsa repl' "$BIN" repl --help
 for cmd in inspect sweep table plot bench; do
     if [ -f "$SRC/lua/sgdsa/$cmd.lua" ] || [ -f "$SRC/lua/sgdsa/$cmd/init.lua" ]; then
@@ -87,7 +88,7 @@ EOF
 expect 0 '^TRAIN mlp seed=4$' "$BIN" run "$TMP/exp.lua" seed=4 status=0
 expect 7 '^TRAIN mlp seed=nil$' "$BIN" run "$TMP/exp.lua" status=7
 
-# --- errors: exit 1 with file:line and a traceback --------------------------------
+# --- errors: exit 1 with file:line; a traceback for an error the VM raised ---------
 cat >"$TMP/err.lua" <<'EOF'
 local function inner()
   local t = nil
@@ -105,7 +106,7 @@ expect 3 '' "$BIN" run "$TMP/exit3.lua"
 expect 0 '^6$' "$BIN" -e 'print(2 * 3)'
 expect 0 '^a$' "$BIN" -e 'x = "a"' -e 'print(x)'
 expect 1 '\(command line\):1: boom' "$BIN" -e 'error("boom")'
-expect 1 'stack traceback' "$BIN" -e 'error("boom")'
+expect 1 'stack traceback' env SGDSA_TRACEBACK=1 "$BIN" -e 'error("boom")'
 
 # a runtime that cannot find its Lua library says so (SGDSA_ROOT points elsewhere)
 mkdir -p "$TMP/emptyroot"

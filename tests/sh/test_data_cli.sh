@@ -5,7 +5,7 @@
 set -u
 BIN=${SGDSA_BIN:?SGDSA_BIN not set}
 TMP=${SGDSA_TEST_TMP:-/tmp}/data-cli
-rm -rf "$TMP" && mkdir -p "$TMP/store/mnist"
+rm -rf "$TMP" && mkdir -p "$TMP/store/mnist" "$TMP/none"
 fail=0
 
 out=$(SGDSA_DATA="$TMP/none" "$BIN" -e 'local sg = require "sgdsa"; sg.data.cifar10{}' 2>&1)

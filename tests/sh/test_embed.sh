@@ -83,7 +83,7 @@ echo "$OUT"
 [ "$(echo "$OUT" | head -n 1)" = "$P/share/sgdsa" ] || die "installed sgdsa uses root $OUT"
 echo "$OUT" | tail -n 1 | grep -q "^$P/share/sgdsa/lua/sgdsa/init.lua$" ||
     die "installed sgdsa loads the library from elsewhere"
-[ "$("$P/bin/sgdsa" --version | cut -d' ' -f2)" = "$VERSION" ] || die "--version differs from the .pc"
+[ "$("$P/bin/sgdsa" --version | head -n 1 | cut -d' ' -f2)" = "$VERSION" ] || die "--version differs from the .pc"
 # ... and finds libsgdsa by itself (RPATH $ORIGIN/../lib), as does core.so from a stock lua5.4.
 env -u LD_LIBRARY_PATH "$P/bin/sgdsa" -e 'assert(sgdsa.ones(2):sum() == 2)' ||
     die "installed sgdsa does not run without LD_LIBRARY_PATH (needs INSTALL_RPATH)"

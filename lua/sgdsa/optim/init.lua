@@ -35,24 +35,19 @@
 -- Each returns {neighborhood=, acceptance=, objective=, score=, kind=, args=} with
 -- opt:with{key=value} giving a copy built with changed arguments (the
 -- trainer's `optim.T0=0.5` overrides).
+local options = require "sgdsa.options"
+
 local M = {}
 
---- Error naming an unknown key of `t` and listing the allowed ones.
+--- Error naming an unknown key of `t`, listing the allowed ones (a list of
+--- names) and suggesting the closest (sgdsa.options).
 function M.check_keys(t, allowed, who, level)
+  local set = {}
+  for _, k in ipairs(allowed) do set[k] = true end
   if type(t) ~= "table" then
     error(string.format("%s: expected a table of options, got %s", who, type(t)), (level or 1) + 2)
   end
-  local ok = {}
-  for _, k in ipairs(allowed) do ok[k] = true end
-  for k in pairs(t) do
-    if not ok[k] then
-      local names = {}
-      for _, a in ipairs(allowed) do names[#names + 1] = a end
-      table.sort(names)
-      error(string.format("%s: unknown option %q (allowed: %s)", who, tostring(k),
-                          table.concat(names, ", ")), (level or 1) + 2)
-    end
-  end
+  options.check(t, set, who, (level or 1) + 1)   -- (not a tail call: the level counts this frame)
   return t
 end
 
