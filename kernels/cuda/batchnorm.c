@@ -19,6 +19,17 @@
 
 #include "cuda_impl.h"
 
+/* Scratch for a pair of per-channel gradients nobody reads: two halves,
+ * each starting 256-byte aligned (cuDNN's pointers must be 16-byte
+ * aligned). *second: the second half. */
+static float *scratch_pair(int64_t c, float **second)
+{
+    const int64_t half = (c + 63) / 64 * 64;
+    float *t = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)half * 2 * sizeof(float));
+    *second = t ? t + half : NULL;
+    return t;
+}
+
 /* Descriptors are reused across calls (set per call: cheap host work). */
 static cudnnTensorDescriptor_t g_xd, g_pd;
 
@@ -108,7 +119,7 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     if (!training)
         return sg_cuda_k_bn_backward_eval(dy, dx, gamma, save_invstd, n, c, hw);
     const float *g = gamma ? gamma : sg_cuda_ones(c);
-    float *tmp = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)c * 2 * sizeof(float));
+    float *tmp2 = NULL, *tmp = scratch_pair(c, &tmp2);
     if (!g || !tmp)
         return -1;
     /* cuDNN computes dgamma/dbeta as well: into scratch, discarded (the
@@ -117,7 +128,7 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     const float one = 1.0f, zero = 0.0f;
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, g_xd, x, g_xd, dy,
-        g_xd, dx, g_pd, g, tmp, tmp + c, 1e-5, save_mean, save_invstd));
+        g_xd, dx, g_pd, g, tmp, tmp2, 1e-5, save_mean, save_invstd));
     return 0;
 }
 
@@ -138,9 +149,9 @@ int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const
         return -1;
     const float *g = gamma ? gamma : sg_cuda_ones(c);
     /* a gradient not asked for goes to scratch (accumulated there, unread) */
-    float *tmp = NULL;
+    float *tmp = NULL, *tmp2 = NULL;
     if (!dgamma || !dbeta) {
-        tmp = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)c * 2 * sizeof(float));
+        tmp = scratch_pair(c, &tmp2);
         if (!tmp)
             return -1;
     }
@@ -151,7 +162,7 @@ int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const
     const float one = 1.0f, zero = 0.0f;
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, g_xd, x, g_xd, dy,
-        g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp + c, 1e-5, save_mean,
+        g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp2, 1e-5, save_mean,
         save_invstd));
     return 0;
 }

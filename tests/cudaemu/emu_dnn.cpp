@@ -8,8 +8,12 @@
  * Strict by design, to catch misuse: every handle and descriptor must be live
  * and set; shapes must agree exactly as cuDNN requires; every data pointer,
  * and the workspace an algorithm needs, must lie in device memory of the
- * size its descriptor implies; outputs must not overlap inputs or the
- * workspace (which each algorithm overwrites with garbage, as a GPU's would).
+ * size its descriptor implies and be 16-byte aligned (cuDNN's vectorized
+ * kernels load 16 bytes at a time; a view 4 bytes off works on its
+ * heuristics' test buffers and faults or is refused on ours:
+ * CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER); outputs must not overlap
+ * inputs or the workspace (which each algorithm overwrites with garbage, as
+ * a GPU's would).
  * Violations are reported through emu::complain and answered with
  * CUDNN_STATUS_BAD_PARAM. What the emulator does not implement (other
  * formats, types, CUDNN_CONVOLUTION mode, other batch-norm modes) answers
@@ -134,19 +138,32 @@ std::string dims(int a, int b, int c, int d)
 std::string dims(const cudnnTensorStruct *t) { return dims(t->n, t->c, t->h, t->w); }
 std::string dims(const cudnnFilterStruct *f) { return dims(f->k, f->c, f->r, f->s); }
 
-/* Each pointer must cover its bytes of one device allocation. */
+/* Each pointer must cover its bytes of one device allocation, 16-byte aligned. */
 struct Buf { const char *name; const void *p; size_t bytes; };
+
+bool g_misaligned;  /* the last on_device failure was an alignment (status to return) */
 
 bool on_device(const char *fn, std::initializer_list<Buf> bufs)
 {
-    for (const Buf &b : bufs)
+    g_misaligned = false;
+    for (const Buf &b : bufs) {
         if (!b.p || !emu::is_device(b.p, b.bytes)) {
             emu::complain("%s: %s %p is not device memory of %zu bytes", fn, b.name, b.p,
                           b.bytes);
             return false;
         }
+        if ((uintptr_t)b.p % 16 != 0) {
+            emu::complain("%s: %s %p is not 16-byte aligned (%zu bytes past a 16-byte boundary)",
+                          fn, b.name, b.p, (size_t)((uintptr_t)b.p % 16));
+            g_misaligned = true;
+            return false;
+        }
+    }
     return true;
 }
+
+/* The status of a failed check: misaligned pointers have their own. */
+cudnnStatus_t bad() { return g_misaligned ? CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER : BAD; }
 
 /* Written buffer `out` must not overlap any of `ins`. */
 bool disjoint(const char *fn, const Buf &out, std::initializer_list<Buf> ins)
@@ -434,7 +451,7 @@ cudnnStatus_t conv_call(const char *fn, Pass p, cudnnHandle_t h, const void *alp
         return BAD;
     }
     if (c->ws && !on_device(fn, {{"workSpace", ws, c->ws}}))
-        return BAD;
+        return bad();
     c->alpha = *(const float *)alpha;
     c->beta = *(const float *)beta;
     c->cost = run_ms(p, c->g, algo, c->beta);
@@ -476,7 +493,7 @@ cudnnStatus_t queue(const char *fn, cudnnHandle_t h, const Call &c, void *ws, Bu
     const Buf bws{"workSpace", ws, c.ws};
     if (!on_device(fn, {a, b, out}) || !disjoint(fn, out, {a, b, bws}) ||
         !disjoint(fn, bws, {a, b}))
-        return BAD;
+        return bad();
     float *dst = (float *)out.p;
     size_t count = out.bytes / 4;
     emu::enqueue(h->stream, [c, ws, dst, count, accumulate]() {
@@ -947,7 +964,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
                                      {"resultRunningVariance", run_var, b.pbytes()}})) ||
         (save_mean && !on_device(fn, {{"resultSaveMean", save_mean, b.pbytes()},
                                       {"resultSaveInvVariance", save_invvar, b.pbytes()}})))
-        return BAD;
+        return bad();
     const float a = *(const float *)alpha, be = *(const float *)beta;
     const float *xp = (const float *)x, *sc = (const float *)scale, *bi = (const float *)bias;
     float *yp = (float *)y, *rm = (float *)run_mean, *rv = (float *)run_var,
@@ -990,7 +1007,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
         !on_device(fn, {{"x", x, b.xbytes()}, {"y", y, b.xbytes()}, {"bnScale", scale, b.pbytes()},
                         {"bnBias", bias, b.pbytes()}, {"estimatedMean", est_mean, b.pbytes()},
                         {"estimatedVariance", est_var, b.pbytes()}}))
-        return BAD;
+        return bad();
     const float a = *(const float *)alpha, be = *(const float *)beta;
     const float *xp = (const float *)x, *sc = (const float *)scale, *bi = (const float *)bias,
                 *em = (const float *)est_mean, *ev = (const float *)est_var;
@@ -1029,7 +1046,7 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
         (saved_mean && !on_device(fn, {{"savedMean", saved_mean, b.pbytes()},
                                        {"savedInvVariance", saved_invvar, b.pbytes()}})) ||
         !disjoint(fn, bds, {bdb, bdx}) || !disjoint(fn, bdb, {bdx}))
-        return BAD;
+        return bad();
     const float ad = *(const float *)alpha_data, bd = *(const float *)beta_data,
                 ap = *(const float *)alpha_param, bp = *(const float *)beta_param;
     const float *xp = (const float *)x, *dyp = (const float *)dy, *sc = (const float *)scale,
