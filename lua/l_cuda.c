@@ -14,9 +14,11 @@
  *                          default); an error when cuBLAS refuses the math mode
  *   set_deterministic(bool)-> previous; deterministic cuDNN algorithms only
  *   memory_stats()         -> {in_use=, cached=, peak_in_use=, device_allocs=,
- *                              device_frees=, pool_hits=, caching=, host_waits=}
+ *                              device_frees=, pool_hits=, caching=, host_waits=,
+ *                              launches=}
  *                          | nil, reason (caching false under SGDSA_CUDA_NO_CACHE=1;
- *                          host_waits: times the host has waited for the device)
+ *                          host_waits: times the host has waited for the device;
+ *                          launches: kernels and cuDNN/cuBLAS calls queued)
  *   empty_cache()          gives the pool's free blocks back to the driver
  *   conv_algorithms()      -> list of the cuDNN algorithms chosen so far, one
  *                          {input="NxCxHxW", weight="KxCxKHxKW", stride="SHxSW",
@@ -150,6 +152,7 @@ static int l_memory_stats(lua_State *L)
     lua_pushinteger(L, (lua_Integer)s.pool_hits); lua_setfield(L, -2, "pool_hits");
     lua_pushboolean(L, s.caching); lua_setfield(L, -2, "caching");
     lua_pushinteger(L, (lua_Integer)sg_cuda_host_waits()); lua_setfield(L, -2, "host_waits");
+    lua_pushinteger(L, (lua_Integer)sg_cuda_launches()); lua_setfield(L, -2, "launches");
     return 1;
 }
 

@@ -81,6 +81,7 @@ int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma
     if (!g || !b)
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardTraining(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
         update_running ? momentum : 0.0, update_running ? running_mean : NULL,
@@ -103,6 +104,7 @@ int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
     if (!g || !b)
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardInference(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
         running_mean, running_var, eps));
@@ -126,6 +128,7 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
      * accumulating parameter gradients are backward_params' job). The eps
      * argument is unused when saved statistics are given; pass a legal one. */
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, g_xd, x, g_xd, dy,
         g_xd, dx, g_pd, g, tmp, tmp2, 1e-5, save_mean, save_invstd));
@@ -160,6 +163,7 @@ int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const
     /* alpha/beta for dx: 1, 0 (overwrite); for the parameter gradients 1, 1
      * (accumulate). The eps argument is unused with saved statistics. */
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, g_xd, x, g_xd, dy,
         g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp2, 1e-5, save_mean,

@@ -504,6 +504,7 @@ int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
     if (!wsp && p->ws[FWD])
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnConvolutionForward(sg_cuda_cudnn(), &one, p->xd, x, p->wd, w, p->cd[FWD],
                                      (cudnnConvolutionFwdAlgo_t)p->algo[FWD], wsp, p->ws[FWD],
                                      &zero, p->yd, y));
@@ -523,6 +524,7 @@ int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const fl
     if (!wsp && p->ws[BWD_DATA])
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnConvolutionBackwardData(sg_cuda_cudnn(), &one, p->wd, w, p->yd, dy,
                                           p->cd[BWD_DATA],
                                           (cudnnConvolutionBwdDataAlgo_t)p->algo[BWD_DATA], wsp,
@@ -542,6 +544,7 @@ int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, f
         if (!wsp && p->ws[BWD_FILTER])
             return -1;
         const float one = 1.0f;
+        sg_cuda_count_launch();
         SG_CUDNN(cudnnConvolutionBackwardFilter(
             sg_cuda_cudnn(), &one, p->xd, x, p->yd, dy, p->cd[BWD_FILTER],
             (cudnnConvolutionBwdFilterAlgo_t)p->algo[BWD_FILTER], wsp, p->ws[BWD_FILTER], &one,

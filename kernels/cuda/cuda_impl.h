@@ -83,6 +83,9 @@ const float *sg_cuda_zeros(int64_t n);
  * left behind (cuDNN's algorithm search records its failed allocations), so
  * the check reports this launch's error only. */
 int sg_cuda_check_launch(const char *what, const char *file, int line);
+/* Count a cuDNN/cuBLAS compute call (sg_cuda_launches; kernels are counted
+ * by sg_cuda_check_launch). */
+void sg_cuda_count_launch(void);
 #define SG_LAUNCHED(what) sg_cuda_check_launch(what, __FILE__, __LINE__)
 
 /* A loop nvcc must not unroll (the emulator's g++ build has no such pragma). */

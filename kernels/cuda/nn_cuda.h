@@ -104,6 +104,9 @@ sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
  * input slots). A steady-state training step waits once per objective it
  * reads back (tests/lua/test_cuda_model.lua counts them). */
 int64_t sg_cuda_host_waits(void);
+/* Work items queued on the compute stream so far: custom kernel launches
+ * and cuDNN/cuBLAS compute calls (not copies or memsets). */
+int64_t sg_cuda_launches(void);
 
 /* Pinned host memory, with the signatures of the data loader's allocation
  * hooks (sg_host_alloc_fn / sg_host_free_fn in core/data.h; ud unused). */

@@ -58,8 +58,14 @@ int sg_cuda_fail_dnn(const char *stmt, cudnnStatus_t s, const char *file, int li
                      (int)s, file, line);
 }
 
+static int64_t g_launches;        /* sg_cuda_launches */
+
+void sg_cuda_count_launch(void) { __atomic_fetch_add(&g_launches, 1, __ATOMIC_RELAXED); }
+int64_t sg_cuda_launches(void) { return __atomic_load_n(&g_launches, __ATOMIC_RELAXED); }
+
 int sg_cuda_check_launch(const char *what, const char *file, int line)
 {
+    sg_cuda_count_launch();
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return sg_seterr("cuda: launch of kernel %s failed: %s (%s) at %s:%d", what,

@@ -284,8 +284,17 @@ T.test("host waits: one per objective read back in a steady-state step (sgd 1, s
     S:epoch_start(1)
     for _ = 1, 2 do assert(S:step(x, y)) end
     local a = core.cuda.memory_stats().host_waits
-    for _ = 1, 4 do assert(S:step(x, y)) end
+    local l0 = core.cuda.memory_stats().launches
+    assert(S:step(x, y))
+    local l1 = core.cuda.memory_stats().launches
+    for _ = 1, 3 do assert(S:step(x, y)) end
     T.eq(core.cuda.memory_stats().host_waits - a, 4 * want, kind .. ": host waits in 4 steps")
+    -- the launch count (kernels and cuDNN/cuBLAS calls) of a steady step,
+    -- the same at every step
+    local per = l1 - l0
+    T.check(per > 20, kind .. ": " .. per .. " launches per step")
+    T.eq(core.cuda.memory_stats().launches - l1, 3 * per, kind .. ": launches in 3 more steps")
+    print(string.format("  %s: %d host waits and %d launches per step", kind, want, per))
   end
 end)
 

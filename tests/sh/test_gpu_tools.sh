@@ -112,6 +112,12 @@ st=$?
     grep -Eq '^RESULT vgg16_fp32_sgdsa_images_per_s [0-9]+$' "$TMP/out" &&
     grep -Eq '^RESULT vgg16_fp32_ssa_over_sgd_step_time [0-9.]+$' "$TMP/out" ||
     { fail "bench device=cpu: exit $st"; cat "$TMP/out"; }
+# overlap on the CPU: both feeds are host batches, so the same bits
+TMPDIR=$TMP "$BIN" run tools/gpu-check.lua mode=overlap device=cpu model=resnet18 width=0.125 \
+    batch=4 steps=3 >"$TMP/out" 2>&1
+st=$?
+[ $st -eq 0 ] && grep -q '^RESULT overlap_resnet18_fp32 PASS (3 steps' "$TMP/out" ||
+    { fail "overlap device=cpu: exit $st"; cat "$TMP/out"; }
 TMPDIR=$TMP "$BIN" run tools/gpu-check.lua mode=epoch device=cpu model=vgg16 batch=16 images=40 \
     data=synthetic >"$TMP/out" 2>&1
 st=$?
@@ -135,7 +141,7 @@ fi
 # without a GPU the GPU stages skip (77) and say why in a RESULT line
 if ! "$BIN" -e 'local ok = require("sgdsa").core.cuda.available(); os.exit(ok and 0 or 1)' \
      >/dev/null 2>&1; then
-    for mode in bench agree epoch; do
+    for mode in bench agree epoch overlap; do
         "$BIN" run tools/gpu-check.lua mode=$mode model=vgg16 >"$TMP/out" 2>&1
         st=$?
         [ $st -eq 77 ] && grep -q '^RESULT error no CUDA device' "$TMP/out" ||
@@ -158,6 +164,13 @@ assert(d < 1e-6, "global average pooling on the gpu differs by " .. d)' >"$TMP/o
     st=$?
     [ $st -eq 0 ] && grep -q '^RESULT agree_vgg16 PASS' "$TMP/out" ||
         { fail "agree on the GPU: exit $st"; cat "$TMP/out"; }
+    # steps fed through the loader's overlapped copies = steps fed from
+    # batches already on the device
+    TMPDIR=$TMP "$BIN" run tools/gpu-check.lua mode=overlap model=resnet18 width=0.125 batch=4 \
+        steps=3 >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 0 ] && grep -q '^RESULT overlap_resnet18_fp32 PASS (3 steps' "$TMP/out" ||
+        { fail "overlap on the GPU: exit $st"; cat "$TMP/out"; }
 fi
 
 if [ $fails -ne 0 ]; then
