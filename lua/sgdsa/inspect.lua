@@ -138,6 +138,10 @@ local function summarize_log(out, f, name)
     fmt(a.device) .. (a.device_name and (" (" .. fmt(a.device_name) .. ")") or ""), fmt(a.threads), fmt(a.host), fmt(a.start_time),
     (a.resumed and a.resumed > 0) and string.format(", resumed %d time(s)", a.resumed) or "")
   if a.device_changes and a.device_changes ~= "" then out[#out + 1] = "  device changes on resume: " .. fmt(a.device_changes) end
+  if type(a.cuda_conv_algorithms) == "string" and a.cuda_conv_algorithms ~= "" then
+    local n = select(2, a.cuda_conv_algorithms:gsub("\n", "")) + 1
+    out[#out + 1] = string.format("  cuDNN algorithms: %d (convolution pass and shape; attribute cuda_conv_algorithms)", n)
+  end
   if a.score then
     out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
   end
