@@ -32,11 +32,12 @@ local function record_to_record(D0, alpha)
   return ac
 end
 
-local args = ... or {}
-local deviation = args.deviation or 0.5
-args.deviation = nil   -- ours, not the trainer's
+-- The script's own key: declared in `args` (default and type), so that
+-- `deviation=0.3` is checked, recorded with the run and listed by --help.
+local deviation = (... or {}).deviation or 0.5
 
 return {
+  args = {deviation = {default = 0.5, help = "the deviation D allowed above the record, at the start"}},
   model = {"lenet", classes = 10},
   data = {"fashion_mnist", batch = 128, limit = 10000},
   optim = sg.optim.optimizer{

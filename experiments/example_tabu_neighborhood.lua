@@ -41,11 +41,13 @@ local function tabu_lr_set(H, tenure)
   return nb
 end
 
-local args = ... or {}
-local tenure = args.tenure or 5
-args.tenure = nil   -- ours, not the trainer's
+-- The script's own key: declared in `args` (default and type), so that
+-- `tenure=3` is checked, recorded with the run and listed by
+-- `sgdsa run experiments/example_tabu_neighborhood.lua --help`.
+local tenure = (... or {}).tenure or 5
 
 return {
+  args = {tenure = {default = 5, help = "steps a rejected learning rate stays tabu"}},
   model = {"lenet", classes = 10},
   data = {"fashion_mnist", batch = 128, limit = 10000},
   optim = sg.optim.optimizer{

@@ -122,16 +122,32 @@ static int g_normal(lua_State *L)
     return 1;
 }
 
+/*
+ * As math.random: g:random() -> a float uniform in [0, 1); g:random(n) -> an
+ * integer uniform in 1..n; g:random(m, n) -> m..n; g:random(0) -> an integer
+ * with all 64 bits random.
+ */
 static int g_random(lua_State *L)
 {
-    /* g:random(n) -> uniform integer in 1..n ; g:random(a, b) -> a..b */
     sg_rng *r = sgl_checkrng(L, 1);
     lua_Integer a = 1, b;
-    if (lua_isnoneornil(L, 3)) {
+    switch (lua_gettop(L)) {
+    case 1:
+        lua_pushnumber(L, sg_rng_uniform(r));
+        return 1;
+    case 2:
         b = luaL_checkinteger(L, 2);
-    } else {
+        if (b == 0) {
+            lua_pushinteger(L, (lua_Integer)sg_rng_u64(r));
+            return 1;
+        }
+        break;
+    case 3:
         a = luaL_checkinteger(L, 2);
         b = luaL_checkinteger(L, 3);
+        break;
+    default:
+        return luaL_error(L, "random: wrong number of arguments (random(), random(n) or random(m, n))");
     }
     if (b < a)
         return luaL_error(L, "random: empty interval [%I, %I]", a, b);

@@ -26,6 +26,7 @@
  *   core.sleep(s)               returns early when an interrupt arrives
  *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
  *   core.root()                 where the Lua library, models/ and experiments/ live
+ *   core.overrides(args)        the typed overrides table of `sgdsa run SCRIPT args...`
  *   core.cpu_info()             the CPU and its kernels: {cpu, family, model,
  *                               features = {"avx2", "avx512", "amx", "amd"...},
  *                               blas, blas_config, blas_core, blas_core_origin
@@ -289,6 +290,26 @@ static int l_root(lua_State *L)
 {
     char buf[PATH_MAX];
     lua_pushstring(L, sgl_root(buf, sizeof buf));
+    return 1;
+}
+
+/* core.overrides({"seed=3", "optim.T0=0.5", ...}) -> the overrides table
+ * `sgdsa run SCRIPT ARGS` makes of those arguments (typed the same way). */
+static int l_overrides(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (n < 0 || n > 100000)
+        return luaL_error(L, "overrides: %I arguments (at most 100000)", n);
+    const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "overrides: argument %I is a %s, not a string", i, luaL_typename(L, -1));
+        argv[i - 1] = lua_tostring(L, -1); /* kept alive by the table at 1 */
+        lua_pop(L, 1);
+    }
+    sgl_push_overrides(L, (int)n, argv);
     return 1;
 }
 
@@ -661,7 +682,7 @@ void sgl_open_sys(lua_State *L)
         {"set_num_threads", l_set_num_threads},
         {"conv_impl", l_conv_impl},
         {"get_num_threads", l_get_num_threads},
-        {"root", l_root},
+        {"root", l_root}, {"overrides", l_overrides},
         {"cpu_info", l_cpu_info},
         {"blas_core_for", l_blas_core_for},
         {"sgemm_gflops", l_sgemm_gflops},

@@ -414,7 +414,10 @@ static int l_transpose(lua_State *L)
     if (lua_isnoneornil(L, 2)) {
         if (t->ndim != 2) {
             char b[128];
-            return luaL_error(L, "t(): expected a 2-d tensor, got %s", sg_shape_str(t, b, sizeof b));
+            return luaL_error(L, "t(): transposes a matrix (2-d tensor); this tensor is %d-d, of size %s"
+                                 "%s", t->ndim, sg_shape_str(t, b, sizeof b),
+                              t->ndim == 1 ? " (t:view(1, n) is a row, t:view(n, 1) a column)"
+                                           : " (t:transpose(d0, d1) swaps two dimensions)");
         }
         d0 = 0; d1 = 1;
     } else {

@@ -6,6 +6,8 @@
  *   sgdsa -e CODE [-i]                 run code (then the REPL with -i)
  *   sgdsa -i SCRIPT [key=value ...]    run a script, then the REPL
  *   sgdsa inspect|sweep|table|plot|bench ARGS   -> require("sgdsa.<cmd>").main(args)
+ *   sgdsa resume DIR [key=value ...]   continue a run from its folder (log.h5's script)
+ *   sgdsa env                          LUA_PATH and LUA_CPATH for a stock lua5.4
  *   sgdsa --version | --help | help CMD
  *
  * Exit status: 0 success, 1 script or runtime error (130 when it was an
@@ -17,13 +19,17 @@
  *
  * The REPL: readline line editing and history (~/.sgdsa_history or
  * $SGDSA_HISTORY), completion of globals and of fields/methods after `.`/`:`
- * (walking tables and metatables' __index tables, never calling code), the
+ * (walking tables and metatables' __index tables, and the names a lazy
+ * namespace lists in its metatable's __complete, never calling code), help(x)
+ * (lua/sgdsa/help.lua), the
  * values of an expression printed without `=`, multi-line statements, Ctrl-C
  * aborting the running chunk (a Lua hook) or clearing the line at the prompt.
  * Readline runs in callback mode under select(), so a signal at the prompt is
  * seen as EINTR and handled outside the signal handler. When stdin is not a
  * terminal, lines are read plainly with no prompt, for piped input.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -63,24 +69,52 @@ static const command commands[] = {
      "require('sgdsa.trainer').run(experiment, overrides).\n"
      "\n"
      "The first Ctrl-C (or SIGTERM) sets sgdsa.core.interrupted(), so a trainer\n"
-     "stops cleanly after the current step; a second one aborts the script.\n"
+     "stops cleanly after the current step (and checkpoints there); a second one\n"
+     "aborts the script. `sgdsa run resume=runs/NAME` without a script is\n"
+     "`sgdsa resume runs/NAME` (continue a run from its folder).\n"
      "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"
      "\n"
      "An error is shown as its message (with the script's file:line when it\n"
      "is in the script); an error the Lua VM raised (a bug, in the script or\n"
      "in sgdsa) also with its stack traceback. --traceback (or the environment\n"
      "variable SGDSA_TRACEBACK=1) shows the traceback of every error.\n"},
+    {"resume", "continue a run from its folder: sgdsa resume runs/NAME [key=value ...]",
+     "usage: sgdsa resume RUN_FOLDER [key=value ...]\n"
+     "       sgdsa run resume=RUN_FOLDER [key=value ...]\n"
+     "\n"
+     "Continue a run where it stopped (Ctrl-C, a kill, a crash), from its last\n"
+     "checkpoint: the script and the overrides it was started with are read\n"
+     "from RUN_FOLDER/log.h5 and run again (the recorded text of the script, so\n"
+     "an edited or moved file does not change the run), with resume=RUN_FOLDER.\n"
+     "key=value arguments given here replace the recorded ones; as with\n"
+     "`sgdsa run SCRIPT resume=...`, only keys that do not change the run's\n"
+     "results may differ (epochs, threads, progress, checkpoint, device, ...).\n"
+     "The first Ctrl-C stops after the current step and checkpoints there.\n"
+     "Errors as for sgdsa run (SGDSA_TRACEBACK=1 for every traceback).\n"
+     "Exit status: 0 ok, 1 error (130 after an interrupt), 2 usage error.\n"},
     {"repl", "interactive REPL (the default without arguments)",
      "usage: sgdsa repl\n"
      "\n"
      "Interactive Lua 5.4 with the sgdsa library loaded as the global `sgdsa`.\n"
      "An expression's value is printed (no `=` needed); incomplete statements\n"
      "continue on the next line; TAB completes globals and fields/methods after\n"
-     "`.` and `:`; Ctrl-C aborts the running chunk or clears the line; Ctrl-D\n"
+     "`.` and `:`; help(x) prints the documentation of x, help() an index;\n"
+     "Ctrl-C aborts the running chunk or clears the line; Ctrl-D\n"
      "exits. History is kept in ~/.sgdsa_history (or $SGDSA_HISTORY; empty to\n"
      "disable). The result of the last expression is kept in `_`.\n"
      "With stdin not a terminal, lines are read without prompts; the exit status\n"
      "is then 1 if any chunk failed.\n"},
+    {"env", "print LUA_PATH and LUA_CPATH for a stock lua5.4 (eval \"$(sgdsa env)\")",
+     "usage: sgdsa env\n"
+     "\n"
+     "Print the shell lines that let a stock lua5.4 (or any Lua 5.4 host) load this\n"
+     "sgdsa: `require \"sgdsa\"` finds the Lua library, the networks (sgdsa.models)\n"
+     "and the sgdsa.core module this executable uses:\n"
+     "\n"
+     "  eval \"$(sgdsa env)\"; lua5.4 -e 'print(require(\"sgdsa\").ones(2))'\n"
+     "\n"
+     "The paths end in ;; (Lua's default path after them). An installed sgdsa also\n"
+     "records them in sgdsa.pc: pkg-config --variable=lua_path sgdsa (and lua_cpath).\n"},
     {"inspect", "show the contents of an HDF5 run file or checkpoint", NULL},
     {"sweep", "run an experiment over a grid of overrides or seeds", NULL},
     {"table", "tabulate results of runs", NULL},
@@ -164,6 +198,57 @@ static int run_script(sgdsa_state *S, const char *path, int argc, char **argv)
     return rc;
 }
 
+/* Continue the run in folder `dir`: require("sgdsa.trainer").resume_folder(dir, args). */
+static int resume_folder(const char *dir, int argc, char **argv)
+{
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    lua_State *L = sgdsa_lua(S);
+    int rc = EXIT_ERR;
+    sgdsa_clear_interrupt(S);
+    if (sgdsa_catch_signals(S, SGDSA_SIGNALS_STOP) != 0) {
+        rc = report(S);
+        goto done;
+    }
+    static const char code[] =
+        "local dir, args = ...\n"
+        "return require('sgdsa.trainer').resume_folder(dir, args)\n";
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=sgdsa resume") != LUA_OK) {
+        fprintf(stderr, "sgdsa resume: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_pushstring(L, dir);
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (sgdsa_pcall(S, 2, 1) != 0) {
+        rc = report(S);
+    } else {
+        rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : EXIT_OK;
+        lua_pop(L, 1);
+    }
+    sgdsa_catch_signals(S, SGDSA_SIGNALS_DEFAULT);
+done:
+    sgdsa_close(S);
+    return rc;
+}
+
+static int cmd_resume(int argc, char **argv)
+{
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(find_command("resume")->usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc == 0)
+        return usage_error("%s: missing RUN_FOLDER (sgdsa resume runs/NAME)", "resume");
+    if (argv[0][0] == '-')
+        return usage_error("resume: unknown option %s", argv[0]);
+    return resume_folder(argv[0], argc - 1, argv + 1);
+}
+
 /* require("sgdsa.<name>").main(args) for the Lua-implemented subcommands. */
 static int lua_command(const command *c, int argc, char **argv)
 {
@@ -226,6 +311,85 @@ static int lua_command(const command *c, int argc, char **argv)
     else
         rc = EXIT_ERR;
 done:
+    sgdsa_close(S);
+    return rc;
+}
+
+/* ---- sgdsa env ---------------------------------------------------------------------- */
+
+/* Is there a file at dir/rel? */
+static int file_at(const char *dir, const char *rel)
+{
+    char p[PATH_MAX];
+    int n = snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return n > 0 && (size_t)n < sizeof p && access(p, R_OK) == 0;
+}
+
+/* Quote s for a POSIX shell ('...', with ' as '\''). */
+static void print_quoted(const char *s)
+{
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+/*
+ * LUA_PATH: the Lua library of this executable's runtime (sgdsa.core.root());
+ * LUA_CPATH: the sgdsa.core module beside the libsgdsa it runs, installed
+ * (<libdir>/lua/5.4/sgdsa/core.so) or in a build tree (<build>/lib/sgdsa/core.so).
+ */
+static int cmd_env(int argc, char **argv)
+{
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(find_command("env")->usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc > 0)
+        return usage_error("env: unexpected argument %s", argv[0]);
+    Dl_info info;
+    char lib[PATH_MAX];
+    if (dladdr((void *)sgdsa_version, &info) == 0 || info.dli_fname == NULL ||
+        realpath(info.dli_fname, lib) == NULL) {
+        fprintf(stderr, "sgdsa env: cannot tell where libsgdsa is loaded from\n");
+        return EXIT_ERR;
+    }
+    char *slash = strrchr(lib, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    const char *cpath = NULL;
+    if (file_at(lib, "lua/5.4/sgdsa/core.so"))
+        cpath = "lua/5.4/?.so";
+    else if (file_at(lib, "lib/sgdsa/core.so"))
+        cpath = "lib/?.so";
+    if (cpath == NULL) {
+        fprintf(stderr, "sgdsa env: no sgdsa/core.so beside %s (under lua/5.4/ or lib/)\n", lib);
+        return EXIT_ERR;
+    }
+    sgdsa_state *S = open_state();
+    if (S == NULL)
+        return EXIT_ERR;
+    int rc = EXIT_OK;
+    if (sgdsa_dostring(S, "env_root = sgdsa.core.root()", "=env") != 0) {
+        rc = report(S);
+    } else {
+        lua_State *L = sgdsa_lua(S);
+        lua_getglobal(L, "env_root");
+        const char *root = lua_tostring(L, -1);
+        char buf[3 * PATH_MAX];
+        snprintf(buf, sizeof buf, "%s/lua/?.lua;%s/lua/?/init.lua;;", root, root);
+        fputs("export LUA_PATH=", stdout);
+        print_quoted(buf);
+        snprintf(buf, sizeof buf, "%s/%s;;", lib, cpath);
+        fputs("\nexport LUA_CPATH=", stdout);
+        print_quoted(buf);
+        putchar('\n');
+        lua_pop(L, 1);
+    }
     sgdsa_close(S);
     return rc;
 }
@@ -410,7 +574,12 @@ static void add_keys(lua_State *L, const char *prefix, const char *part, int met
     }
 }
 
-/* Candidates from the value on top: its own keys, then its __index chain (pops it). */
+/*
+ * Candidates from the value on top: its own keys, the names its metatable
+ * lists in __complete (the keys of a table: what a lazy namespace such as
+ * sgdsa.optim or sgdsa.models loads on first use), then its __index chain
+ * (pops it).
+ */
 static void add_candidates(lua_State *L, const char *prefix, const char *part, int methods_only)
 {
     for (int depth = 0; depth < 16; depth++) {
@@ -418,6 +587,23 @@ static void add_candidates(lua_State *L, const char *prefix, const char *part, i
             add_keys(L, prefix, part, methods_only);
         if (!lua_getmetatable(L, -1))
             break;
+        lua_pushliteral(L, "__complete");
+        if (lua_rawget(L, -2) == LUA_TTABLE && !methods_only) {
+            size_t plen = strlen(part);
+            char buf[512];
+            lua_pushnil(L);
+            while (lua_next(L, -2) != 0) {
+                lua_pop(L, 1);
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    const char *k = lua_tostring(L, -1);
+                    if (strncmp(k, part, plen) == 0 && is_identifier(k)) {
+                        snprintf(buf, sizeof buf, "%s%s", prefix, k);
+                        add_match(buf);
+                    }
+                }
+            }
+        }
+        lua_pop(L, 1);
         lua_pushliteral(L, "__index");
         lua_rawget(L, -2);
         if (lua_istable(L, -1)) {
@@ -724,7 +910,7 @@ static int repl(sgdsa_state *S)
         if (hist != NULL)
             read_history(hist);
         if (isatty(STDOUT_FILENO))
-            printf("sgdsa %s  (%s)  TAB completes, Ctrl-C interrupts, Ctrl-D exits\n",
+            printf("sgdsa %s  (%s)  help() for help, TAB completes, Ctrl-C interrupts, Ctrl-D exits\n",
                    sgdsa_version(), LUA_RELEASE);
     }
     if (sgdsa_catch_signals(S, SGDSA_SIGNALS_INTERRUPT) != 0) {
@@ -732,6 +918,9 @@ static int repl(sgdsa_state *S)
         free(hist);
         return EXIT_ERR;
     }
+    /* help(x): the documentation of x (lua/sgdsa/help.lua); `help` alone prints the index */
+    if (sgdsa_dostring(S, "if help == nil then help = sgdsa.help end", "=repl") != 0)
+        fprintf(stderr, "sgdsa repl: no help: %s\n", sgdsa_errmsg(S));
 
     char *chunk = NULL; /* the statement being assembled over several lines */
     size_t chunk_len = 0;
@@ -834,6 +1023,12 @@ static int cmd_run(int argc, char **argv, int then_repl)
     }
     if (i >= argc)
         return usage_error("%s: missing SCRIPT", then_repl ? "-i" : "run");
+    /* sgdsa run resume=DIR [key=value ...]: the run folder's own script */
+    if (!then_repl && strncmp(argv[i], "resume=", 7) == 0 && access(argv[i], F_OK) != 0) {
+        if (argv[i][7] == '\0')
+            return usage_error("run: %s needs a run folder (resume=runs/NAME)", argv[i]);
+        return resume_folder(argv[i] + 7, argc - i - 1, argv + i + 1);
+    }
     sgdsa_state *S = open_state();
     if (S == NULL)
         return EXIT_ERR;
@@ -983,6 +1178,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2, 0);
     if (strcmp(a, "repl") == 0)
         return cmd_repl(argc - 2, argv + 2);
+    if (strcmp(a, "env") == 0)
+        return cmd_env(argc - 2, argv + 2);
+    if (strcmp(a, "resume") == 0)
+        return cmd_resume(argc - 2, argv + 2);
     const command *c = find_command(a);
     if (c != NULL)
         return lua_command(c, argc - 2, argv + 2);

@@ -492,19 +492,13 @@ static int module_exists(lua_State *L, const char *name)
     return found;
 }
 
-static int run_main(lua_State *L)
+void sgl_push_overrides(lua_State *L, int argc, const char *const *argv)
 {
-    run_args *ra = (run_args *)lua_touserdata(L, 1);
-    load_file(L, ra->path);
-    int chunk = lua_gettop(L);
-    set_arg(L, ra->path, ra->argc, ra->argv);
-
-    /* The overrides: named keys and positional values, all typed. */
-    lua_createtable(L, 0, ra->argc);
+    lua_createtable(L, 0, argc);
     int args = lua_gettop(L);
     lua_Integer npos = 0;
-    for (int i = 0; i < ra->argc; i++) {
-        const char *a = ra->argv[i];
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
         size_t k = key_length(a);
         if (k > 0) {
             lua_pushlstring(L, a, k);
@@ -515,6 +509,18 @@ static int run_main(lua_State *L)
             lua_rawseti(L, args, ++npos);
         }
     }
+}
+
+static int run_main(lua_State *L)
+{
+    run_args *ra = (run_args *)lua_touserdata(L, 1);
+    load_file(L, ra->path);
+    int chunk = lua_gettop(L);
+    set_arg(L, ra->path, ra->argc, ra->argv);
+
+    /* The overrides: named keys and positional values, all typed. */
+    sgl_push_overrides(L, ra->argc, ra->argv);
+    int args = lua_gettop(L);
     if (lua_getglobal(L, "sgdsa") == LUA_TTABLE) {
         lua_pushvalue(L, args);
         lua_setfield(L, -2, "args");

@@ -20,6 +20,11 @@ void sgl_interrupt(lua_State *L);          /* async-signal-safe */
 int sgl_interrupted(void);
 void sgl_clear_interrupt(lua_State *L);
 
+/* Push the overrides table of `sgdsa run SCRIPT ARGS`: key=value arguments
+ * as keys, the others as positional values, each typed (integer, float,
+ * true/false, else string). */
+void sgl_push_overrides(lua_State *L, int argc, const char *const *argv);
+
 /* The directory holding lua/sgdsa, models/ and experiments/ (see sgdsa.h). */
 const char *sgl_root(char *buf, size_t n);
 

@@ -1,3 +1,2 @@
--- models/resnet18.lua - CIFAR ResNet-18: BasicBlocks [2, 2, 2, 2] (see models/resnet.lua).
---   require("models.resnet18"){channels = 3, size = 32, classes = 10, width = 1}
-return require("models.resnet")({2, 2, 2, 2}, "resnet18")
+-- models/resnet18.lua - the name scripts and tools require ("models.resnet18"): sgdsa.models.resnet18.
+return require "sgdsa.models.resnet18"

@@ -54,35 +54,73 @@ local function key_part(k)
   return k
 end
 
+-- How put_tree stores the value v at `path`: "tensor", "string", "boolean",
+-- "integer", "float", "u64", "ints", "floats" or "tree" (a nested table).
+local function kind_of(v, path)
+  if is_tensor(v) then return "tensor" end
+  if type(v) == "string" then return "string" end
+  if type(v) == "boolean" then return "boolean" end
+  if math.type(v) == "integer" then return "integer" end
+  if type(v) == "number" then return "float" end
+  if type(v) == "table" then
+    if getmetatable(v) == U64 then return "u64" end
+    return number_list(v) or "tree"
+  end
+  error(string.format("checkpoint: cannot store a %s at state path '%s'", type(v), path), 0)
+end
+
 -- Write the tree `t` under `prefix` in the open file f.
 local function put_tree(f, prefix, t)
   for k, v in pairs(t) do
     local path = prefix .. "/" .. key_part(k)
-    local kind
-    if is_tensor(v) then
-      f:write(path, v:contiguous()); kind = "tensor"
-    elseif type(v) == "string" then
-      f:write_text(path, v); kind = "string"
-    elseif type(v) == "boolean" then
-      f:write_array(path, v and 1 or 0, "int64"); kind = "boolean"
-    elseif math.type(v) == "integer" then
-      f:write_array(path, v, "int64"); kind = "integer"
-    elseif type(v) == "number" then
-      f:write_array(path, v, "float64"); kind = "float"
-    elseif type(v) == "table" then
-      local list = number_list(v)
-      if getmetatable(v) == U64 then
-        f:write_array(path, v, "uint64"); kind = "ints"
-      elseif list then
-        f:write_array(path, v, list == "ints" and "int64" or "float64"); kind = list
-      else
-        put_tree(f, path, v)
-      end
+    local kind = kind_of(v, path)
+    if kind == "tensor" then
+      f:write(path, v:contiguous())
+    elseif kind == "string" then
+      f:write_text(path, v)
+    elseif kind == "boolean" then
+      f:write_array(path, v and 1 or 0, "int64")
+    elseif kind == "integer" then
+      f:write_array(path, v, "int64")
+    elseif kind == "float" then
+      f:write_array(path, v, "float64")
+    elseif kind == "u64" then
+      f:write_array(path, v, "uint64"); kind = "ints"
+    elseif kind == "ints" or kind == "floats" then
+      f:write_array(path, v, kind == "ints" and "int64" or "float64")
     else
-      error(string.format("checkpoint: cannot store a %s at state path '%s'", type(v), path), 0)
+      put_tree(f, path, v)
+      kind = nil
     end
     if kind then f:attr_of(path, "lua", kind) end
   end
+end
+
+--- The tree `t` as a checkpoint would give it back (checkpoint.save, then
+--- checkpoint.load): tensors copied, number lists of mixed integers and
+--- floats as floats, empty tables left out; the error save would raise for
+--- what cannot be stored, naming its path under `prefix`.
+function M.roundtrip(t, prefix)
+  local out = {}
+  for k, v in pairs(t) do
+    local path = (prefix or M.STATE) .. "/" .. key_part(k)
+    local kind = kind_of(v, path)
+    if kind == "tensor" then
+      out[k] = v:contiguous():clone()
+    elseif kind == "ints" or kind == "floats" or kind == "u64" then
+      local list = {}
+      for i, x in ipairs(v) do list[i] = kind == "floats" and x + 0.0 or x end
+      out[k] = list
+    elseif kind == "float" then
+      out[k] = v + 0.0
+    elseif kind == "tree" then
+      local sub = M.roundtrip(v, path)
+      if next(sub) ~= nil then out[k] = sub end
+    else
+      out[k] = v
+    end
+  end
+  return out
 end
 
 local function get_leaf(f, path)

@@ -326,6 +326,27 @@ local function positive_int(opts, k, kind)
   return v
 end
 
+-- A data set prints as a summary: the images, the classes, each split with
+-- its batches, the normalization and the augmentation.
+local DataSet = {__name = "sgdsa.data set"}
+function DataSet.__tostring(d)
+  local i = d.info
+  local lines = {string.format("sgdsa.data.%s: %d classes, images %s%s", i.name, i.classes,
+                               table.concat(i.shape, "x"),
+                               i.pad > 0 and string.format(" (%s padded by %d)",
+                                                           table.concat(i.source_shape, "x"), i.pad) or "")}
+  for _, split in ipairs{"train", "val", "test"} do
+    local l = d[split]
+    if l then
+      lines[#lines + 1] = string.format("  %-5s %6d images, batch %d, %d batches per epoch", split,
+                                        l:size(), l:batch_size(), l:nbatches())
+    end
+  end
+  local aug = i.augment and string.format("crop %d, flip %s", i.augment.crop, tostring(i.augment.flip)) or "none"
+  lines[#lines + 1] = string.format("  normalized %s, augmentation %s", i.mean and "per channel" or "no", aug)
+  return table.concat(lines, "\n")
+end
+
 -- An unknown key k of the table option `opt` (normalize, augment).
 local function sub_option_error(kind, opt, k, allowed)
   error(string.format("sgdsa.data.%s: unknown option '%s.%s' (allowed: %s)%s", kind, opt, tostring(k),
@@ -397,7 +418,7 @@ local function build(kind, opts, train, test)
     return o
   end
   local shuffle = opts.shuffle ~= false
-  local result = { info = info, datasets = { train = train, test = test, val = val } }
+  local result = setmetatable({ info = info, datasets = { train = train, test = test, val = val } }, DataSet)
   result.train = new_loader(train, with { batch = batch, shuffle = shuffle,
                                           drop_last = opts.drop_last and true or false,
                                           crop = crop, flip = flip },

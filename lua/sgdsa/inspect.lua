@@ -18,6 +18,7 @@
 -- inspect` entry (prints what is intact, names what is not, returns the exit
 -- code).
 local h5 = require "sgdsa.h5"
+local results = require "sgdsa.results"
 
 local M = {}
 
@@ -145,7 +146,13 @@ local function summarize_log(out, f, name)
   if a.score then
     out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
   end
-  if f:exists("script_path") then out[#out + 1] = "  script: " .. f:read_text("script_path") end
+  local script = f:exists("script_path") and f:read_text("script_path") or nil
+  local config = f:exists("config") and results.parse_config(f:read_text("config")) or {}
+  local method = results.method_label(config, script and script:match("([^/]+)%.lua$")
+                                             or name:match("([^/]+)/[^/]+$"))
+  out[#out + 1] = string.format("  method: %s%s", method,
+                                config.label and " (its label=)" or " (in sgdsa table and sgdsa plot)")
+  if script then out[#out + 1] = "  script: " .. script end
   if f:exists("config") then
     out[#out + 1] = "  config:"
     out[#out + 1] = excerpt(f:read_text("config"), 30, "    ")

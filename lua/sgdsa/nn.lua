@@ -231,6 +231,7 @@ function Module:describe() return "" end
 
 -- ---- Linear --------------------------------------------------------------------------
 
+-- Linear(in, out, {bias = true}): y = x W^T + b, W out x in (PyTorch's layout).
 local Linear = nn.class("Linear")
 nn.Linear = Linear
 
@@ -316,6 +317,10 @@ end
 
 -- ---- BatchNorm ------------------------------------------------------------------------
 
+-- BatchNorm2d(c, {eps = 1e-5, momentum = 0.1, affine = true}) (N x C x H x W)
+-- and BatchNorm1d(c, ...) (N x C): batch statistics in "train" and "trial"
+-- (running statistics updated in "train" only), running statistics in
+-- "eval" and "infer".
 local BatchNorm = nn.class("BatchNorm")
 
 function BatchNorm:__init(c, opts)
@@ -1035,11 +1040,22 @@ end
 -- gradient of the input (off by default: training does not need it).
 -- keep_bn_outputs = true and grad_pool = false turn the CPU's memory savings
 -- off (model:keep_bn_outputs, model:grad_pool).
+-- nn.model{"lenet", classes = 10} and nn.model("lenet", {classes = 10})
+-- build a network of sgdsa.models by name instead.
 function nn.model(root, opts)
+  if type(root) == "string" or (type(root) == "table" and type(root[1]) == "string"
+                                and root.forward == nil) then
+    local models = require "sgdsa.models"
+    local ok, m = pcall(models.build, root, opts)
+    if not ok then error((tostring(m):gsub("^sgdsa%.models[.%w]*: ", "nn.model: ")), 2) end
+    return m
+  end
   opts = check_opts(opts, {input = true, input_grad = true, name = true,
                              keep_bn_outputs = true, grad_pool = true}, "nn.model")
   if type(root) ~= "table" or type(root.forward) ~= "function" then
-    error("nn.model: the first argument must be a module", 2)
+    error(string.format("nn.model: the first argument must be a module (nn.Sequential{...}) or " ..
+                        "a model name or spec ({\"lenet\", classes = 10}; sgdsa.models), got %s",
+                        type(root)), 2)
   end
   if type(opts.input) ~= "table" then
     error("nn.model: give the per-sample input shape, e.g. {input = {3, 32, 32}}", 2)

@@ -76,4 +76,27 @@ function M.check(opts, allowed, what, level)
   return opts
 end
 
+--- The names among `candidates` (a list, or a set {name = true}) close to
+-- `name`, nearest first, {} when none is: at most `max_distance` edits away
+-- (default: one per three characters, at least one), letter case ignored.
+function M.similar(name, candidates, max_distance)
+  name = tostring(name)
+  local list = {}
+  if candidates[1] ~= nil or next(candidates) == nil then
+    for _, c in ipairs(candidates) do list[#list + 1] = tostring(c) end
+  else
+    for c in pairs(candidates) do list[#list + 1] = tostring(c) end
+  end
+  local limit = max_distance or math.max(1, #name // 3)
+  local scored = {}
+  for _, c in ipairs(list) do
+    local d = distance(name:lower(), c:lower())
+    if d <= limit and c ~= name then scored[#scored + 1] = {c, d} end
+  end
+  table.sort(scored, function(x, y) return x[2] < y[2] or (x[2] == y[2] and x[1] < y[1]) end)
+  local out = {}
+  for i, e in ipairs(scored) do out[i] = e[1] end
+  return out
+end
+
 return M

@@ -18,6 +18,7 @@ local M = {}
 
 local HELP = [[
 usage: sgdsa plot RUN_FOLDERS... -o FILE.png|FILE.svg [--figure 1|2|3|4|all] [--title TEXT]
+                  [--label TEXT ...]
 
 Plot the paper's figures from the per-epoch logs of run folders (a run holds
 log.h5; a sweep folder holds seed-<n>/ runs):
@@ -30,12 +31,18 @@ log.h5; a sweep folder holds seed-<n>/ runs):
             (clipped to 1; plain SGD runs, which accept every move, are left out),
             (b) training accuracy per epoch;
   Figure 4: (a) validation loss, (b) validation accuracy per epoch.
-Each run (seed) is a thin line; runs of one method share a colour.
+Each run (seed) is a thin line; runs of one method share a colour. The
+method is the experiment's label= when it has one, the paper's name of a
+built-in optimizer (SGD-SA, Scheduled-SGD, SSA), else the experiment's
+script name; two experiments of one method with the same model and seed
+show as "method [experiment]".
 
   -o FILE        output file; .png or .svg chooses the format
   --figure F     1, 2, 3, 4 or all (default: all, Figures 3 and 4 in a 2x2 grid)
-  --title TEXT   a title over the panels (default: the experiments' names)
+  --title TEXT   a title over the panels (default: the experiments' script names)
   --size WxH     picture size in pixels (default 1200x450, 1200x900 for all)
+  --label TEXT   the method of the runs of a folder (the legend): one --label
+                 per folder, in the order of the folders
 
 Needs gnuplot (Debian package gnuplot-nox; $SGDSA_GNUPLOT overrides the path).
 Exit status: 0 ok, 1 failure (no gnuplot, no logged epochs), 2 usage error.
@@ -231,7 +238,7 @@ local function copy_file(src, dst)
 end
 
 local function parse_args(args)
-  local o = {folders = {}, figure = "all"}
+  local o = {folders = {}, labels = {}, figure = "all"}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -262,6 +269,10 @@ local function parse_args(args)
         return nil, string.format("--size %s: use WxH in pixels, e.g. 1200x900", v)
       end
       o.w, o.h = w, h
+    elseif a:match("^%-%-label=?") then
+      local v = value()
+      if not v or v == "" then return nil, "--label needs a text" end
+      o.labels[#o.labels + 1] = v
     elseif a:sub(1, 1) == "-" then
       return nil, string.format("unknown option %q", a)
     else
@@ -294,7 +305,11 @@ function M.main(args)
     return 1
   end
 
-  local runs, lerr = results.load_all(o.folders)
+  if #o.labels > 0 and #o.labels ~= #o.folders then
+    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
+                               #o.labels, #o.folders))
+  end
+  local runs, lerr = results.load_all(o.folders, o.labels)
   if not runs then
     io.stderr:write("sgdsa plot: ", lerr, "\n")
     return 1
@@ -311,6 +326,8 @@ function M.main(args)
     io.stderr:write("sgdsa plot: warning: ", d, " has no epoch logged yet; left out\n")
   end
 
+  local label_of = results.labels(kept)
+  for _, r in ipairs(kept) do r.method = label_of(r) end
   local method_index, method_count, methods, exps, seen_exp = {}, {}, {}, {}, {}
   for _, r in ipairs(kept) do
     if not method_index[r.method] then
@@ -318,7 +335,8 @@ function M.main(args)
       method_index[r.method] = #methods
     end
     method_count[r.method] = (method_count[r.method] or 0) + 1
-    if not seen_exp[r.experiment] then seen_exp[r.experiment] = true; exps[#exps + 1] = r.experiment end
+    local exp = r.script or r.experiment
+    if not seen_exp[exp] then seen_exp[exp] = true; exps[#exps + 1] = exp end
   end
 
   local tmp = os.tmpname()

@@ -7,11 +7,22 @@
 --   results.load_all(paths)   -> list of run records, or nil, message
 --   results.run_state(dir)    -> {finished=, resumable=, epochs=, epochs_total=}
 --   results.brief(dir)        -> one line ("2/2 epochs, val loss .., val acc ..%")
---   results.method_label(cfg) -> "SGD-SA", "Scheduled-SGD", "SGD", "SSA", ...
+--   results.method_label(cfg[, experiment]) -> "SGD-SA", "Scheduled-SGD", "SGD",
+--                                "SSA", the label= given, else the experiment
+--   results.labels(runs)      -> function(run) -> the run's label in tables
+--                                and figures (below)
 --   results.trainer_args(...) -> the `sgdsa run` overrides that put a run
 --                                in a given folder (used by sgdsa.sweep)
 --
--- A run record: {dir=, experiment=, method=, model=, seed=, batch=, always_accepts=,
+-- A run's method (what tables and figures group it by): the experiment's
+-- `label=` when it has one; else the paper's name of a built-in optimizer
+-- (sgdsa{} SGD-SA, sgd{} Scheduled-SGD or SGD, ssa{} SSA); else (a custom
+-- optimizer{}) the experiment: the script's name, or the run folder's. Two
+-- experiments of one method that give the same model and seed are told
+-- apart as "method [experiment]" (results.labels); `--label` on `sgdsa
+-- table` and `sgdsa plot` sets the method of each folder given.
+--
+-- A run record: {dir=, experiment=, script=, label=, method=, model=, seed=, batch=, always_accepts=,
 --   epochs_total=, n= (epochs logged), config= (the stored configuration),
 --   cols = {epoch=, train_loss=, train_acc=, val_loss=, val_acc=,
 --           accept_prob=, accept_rate=, temperature=}}: arrays of n numbers,
@@ -125,15 +136,33 @@ function M.parse_config(text)
   return cfg
 end
 
---- The method's name as the paper writes it, from the stored configuration.
-function M.method_label(cfg)
+--- The run's method: its label= (cfg.label), the paper's name of a
+--- built-in optimizer, else `experiment` (the script's name) for a custom one.
+function M.method_label(cfg, experiment)
+  if type(cfg.label) == "string" and cfg.label ~= "" then return cfg.label end
   local o = tostring(cfg.optim or cfg.method or "")
   local kind = o:match("^%s*([%w_]+)")
   if kind == "sgdsa" then return "SGD-SA" end
   if kind == "sgd" then return o:find("schedule", 1, true) and "Scheduled-SGD" or "SGD" end
   if kind == "ssa" then return "SSA" end
+  if experiment and experiment ~= "" then return experiment end
   if kind and kind ~= "" then return kind end
   return "unknown"
+end
+
+--- Labels for a list of run records: function(run) -> its method, or
+--- "method [experiment]" where runs of two experiments share the method,
+--- the model and a seed (and would be taken for seeds of one experiment).
+function M.labels(runs)
+  local seen, clash = {}, {}
+  for _, r in ipairs(runs) do
+    local key = r.method .. "\0" .. r.model .. "\0" .. tostring(r.seed)
+    if seen[key] and seen[key] ~= r.experiment then clash[r.method] = true end
+    seen[key] = seen[key] or r.experiment
+  end
+  return function(r)
+    return clash[r.method] and string.format("%s [%s]", r.method, r.experiment) or r.method
+  end
 end
 
 --- True when the run's optimizer accepts every move (sgd{}: the `always`
@@ -176,7 +205,8 @@ function M.load(dir)
     local text = f:exists(M.CONFIG) and f:read_text(M.CONFIG) or ""
     local cfg = M.parse_config(text)
     local log = read_epochs(f)
-    return {cfg = cfg, log = log, seed = f:attr("seed")}
+    local script = f:exists("script_path") and f:read_text("script_path") or ""
+    return {cfg = cfg, log = log, seed = f:attr("seed"), script = script:match("([^/]+)%.lua$")}
   end)
   if not ok then return nil, string.format("%s: %s", path, tostring(res)) end
   local cfg, log = res.cfg, res.log
@@ -193,8 +223,9 @@ function M.load(dir)
   if base:match("^seed%-%d+$") and parent ~= "" then experiment = parent:match("([^/]+)$") or parent end
   local seed = math.tointeger(tonumber(cfg.seed) or tonumber(res.seed) or tonumber(base:match("^seed%-(%d+)$")))
   return {
-    dir = dir, experiment = experiment, config = cfg,
-    method = M.method_label(cfg), model = spec_name(cfg.model) or "model",
+    dir = dir, experiment = experiment, config = cfg, script = res.script,
+    label = type(cfg.label) == "string" and cfg.label or nil,
+    method = M.method_label(cfg, res.script or experiment), model = spec_name(cfg.model) or "model",
     always_accepts = M.always_accepts(cfg),
     seed = seed or -1, batch = spec_number(cfg.data, "batch"),
     epochs_total = math.tointeger(tonumber(cfg.epochs)),
@@ -202,15 +233,21 @@ function M.load(dir)
   }
 end
 
---- Load every run under `paths` (run or sweep folders).
-function M.load_all(paths)
-  local dirs, err = M.find(paths)
-  if not dirs then return nil, err end
+--- Load every run under `paths` (run or sweep folders); `labels` (a list,
+--- optional) sets the method of the runs under each path, in order.
+function M.load_all(paths, labels)
   local runs = {}
-  for _, d in ipairs(dirs) do
-    local r, rerr = M.load(d)
-    if not r then return nil, rerr end
-    runs[#runs + 1] = r
+  for i, p in ipairs(paths) do
+    local dirs, err = M.find({p})
+    if not dirs then return nil, err end
+    for _, d in ipairs(dirs) do
+      local r, rerr = M.load(d)
+      if not r then return nil, rerr end
+      if labels and labels[i] then r.method, r.label = labels[i], labels[i] end
+      local dup = false
+      for _, q in ipairs(runs) do if q.dir == r.dir then dup = true end end
+      if not dup then runs[#runs + 1] = r end
+    end
   end
   return runs
 end

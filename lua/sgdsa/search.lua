@@ -121,8 +121,8 @@ function M.new(cfg)
   local s = setmetatable({
     model = model,
     criterion = crit,
-    neighborhood = optim.as_neighborhood(o.neighborhood),
-    acceptance = optim.as_acceptance(o.acceptance),
+    neighborhood = optim.as_neighborhood(o.neighborhood, "search.new"),
+    acceptance = optim.as_acceptance(o.acceptance, "search.new"),
     objective_name = type(objective) == "string" and objective or "custom",
     _objfn = objfn,
     score = score,
@@ -138,7 +138,47 @@ function M.new(cfg)
                         trial = s.trial, rng = s.rng, epoch = 1, step = 0}, Ctx)
   s.rec = {}
   s:reset_stats()
+  s._nb_label = optim.piece_label(s.neighborhood, "neighborhood")
+  s._ac_label = optim.piece_label(s.acceptance, "acceptance")
+  s:check_state()
   return s
+end
+
+--- Each piece's state() through what a checkpoint stores and back to its
+-- set_state(): what cannot be stored (a function, a userdata) is an error
+-- naming the piece and the path now, before the first step, not at the
+-- first checkpoint.
+function Search:check_state()
+  local checkpoint = require "sgdsa.checkpoint"
+  local ctx = self.ctx
+  for _, part in ipairs{{self.neighborhood, self._nb_label}, {self.acceptance, self._ac_label}} do
+    local p, label = part[1], part[2]
+    if p.state then
+      local ok, st = pcall(p.state, p, ctx)
+      if not ok then error(string.format("search: %s: state() failed: %s", label, tostring(st)), 0) end
+      if type(st) ~= "table" then
+        error(string.format("search: %s: state() returned %s, expected a table", label, type(st)), 0)
+      end
+      local ok2, back = pcall(checkpoint.roundtrip, st, "state()")
+      if not ok2 then
+        error(string.format("search: %s: %s (a state holds numbers, strings, booleans, tensors and tables of them)",
+                            label, tostring(back):gsub("^checkpoint: ", "")), 0)
+      end
+      if p.set_state then
+        local ok3, err = pcall(p.set_state, p, back, ctx)
+        if not ok3 then
+          error(string.format("search: %s: set_state() of its own state() failed: %s", label, tostring(err)), 0)
+        end
+      end
+    end
+  end
+end
+
+-- What a piece's method returned, for an error.
+local function shown(v)
+  if type(v) == "string" then return string.format("the string %q", v) end
+  if v == nil then return "nothing" end
+  return "a " .. type(v) .. " (" .. tostring(v) .. ")"
 end
 
 -- Forward at the current params in `mode` and the objective; with `keep`
@@ -151,6 +191,9 @@ function Search:_score(mode, keep)
   local loss, ncorrect = self.criterion:forward(out, ctx.y, mode)
   ncorrect = ncorrect or 0
   local f = self._objfn(loss, ncorrect, ctx.n, out, ctx.y)
+  if type(f) ~= "number" then
+    error(string.format("search: the objective function returned %s, expected a number", shown(f)), 0)
+  end
   if keep then
     ctx.loss, ctx.ncorrect = loss, ncorrect
   end
@@ -213,6 +256,11 @@ function Search:step(x, y)
   ctx.f = fw
 
   local move, ft = nb:propose(ctx)
+  if type(move) ~= "number" or (ft ~= nil and type(ft) ~= "number") then
+    error(string.format("search: %s: propose(self, ctx) returned %s%s; it must return a number " ..
+                        "describing the move (eta for lr_set) [, the trial's objective if it scored it]",
+                        self._nb_label, shown(move), ft ~= nil and (" and " .. shown(ft)) or ""), 0)
+  end
   local evaluate = ac.evaluate ~= false
   local w, trial = ctx.w, ctx.trial
   local swapped = false
@@ -228,7 +276,11 @@ function Search:step(x, y)
     accepted, prob, nonfinite = false, 0, true
   else
     accepted, prob = ac:decide(ctx, fw, ft or (0 / 0))
-    accepted = accepted and true or false
+    if type(accepted) ~= "boolean" or (prob ~= nil and type(prob) ~= "number") then
+      error(string.format("search: %s: decide(self, ctx, f_w, f_trial) returned %s%s; it must return " ..
+                          "true or false [, the acceptance probability]", self._ac_label,
+                          shown(accepted), prob ~= nil and (" and " .. shown(prob)) or ""), 0)
+    end
     prob = prob or (accepted and 1 or 0)
     nonfinite = false
   end
@@ -254,7 +306,7 @@ function Search:step(x, y)
   st.seen = st.seen + ctx.n
 
   local rec = self.rec
-  rec.step, rec.epoch, rec.move = ctx.step, self.epoch, tonumber(move) or (0 / 0)
+  rec.step, rec.epoch, rec.move = ctx.step, self.epoch, move
   rec.f_w, rec.f_trial = fw, ft or (0 / 0)
   rec.worsening = (ft or (0 / 0)) - fw
   rec.prob = prob > 1 and 1 or prob
@@ -290,6 +342,19 @@ function Search:set_state(st)
   if nb.set_state then nb:set_state(st.neighborhood or {}, self.ctx) end
   if ac.set_state then ac:set_state(st.acceptance or {}) end
 end
+
+-- The summary the REPL prints: where the search is, its pieces and this
+-- epoch's counts.
+function Search:__tostring()
+  local st = self.stats
+  local T = self:temperature()
+  return string.format("sgdsa.search: epoch %d, step %d%s\n  %s, %s\n  objective %s, score %s\n" ..
+                       "  this epoch: %d steps, %d accepted, %d non-finite trials",
+                       self.epoch, self.iter, T == T and (", T = " .. optim.format(T)) or "",
+                       self._nb_label, self._ac_label, self.objective_name, self.score,
+                       st.steps, st.accepted, st.nonfinite)
+end
+Search.__name = "sgdsa.search"
 
 --- Number of trial forwards run so far (cost accounting in tests/benchmarks).
 function Search:trial_forwards() return self._trial_forwards end

@@ -1,17 +1,22 @@
 -- sgdsa.sweep: `sgdsa sweep SCRIPT seeds=0-9 [jobs=N] [key=value ...]` runs
 -- one training run per seed, each as a child `sgdsa run` process, `jobs` of
--- them at a time, into runs/<experiment>/seed-<n>/.
+-- them at a time, into runs/<experiment>/seed-<n>/; with --slurm it submits
+-- the same runs to Slurm as a job array instead (sgdsa.slurm); with --status
+-- it says how each seed of a sweep stands (sgdsa.sweep_status).
 --
 -- Each child gets `seed=<n>`, the run folder, `threads=` its share of the
 -- cores (unless threads= is given) and every other key=value unchanged;
 -- with gpus=LIST, SGDSA_CUDA_DEVICE set to the listed GPU running the fewest
 -- of the sweep's runs at its start. Its
--- stdout and stderr go to runs/<experiment>/seed-<n>.out (appended, one
--- header line per attempt). Running the same sweep again skips the seeds
+-- stdout and stderr go to runs/<experiment>/seed-<n>.out (appended: a header
+-- line per attempt, "==== sgdsa sweep: ...", and a footer with its exit
+-- status, "==== exit status N on DATE"). Running the same sweep again skips the seeds
 -- whose run finished, resumes (through the trainer's resume=) those that
 -- were interrupted, and starts the others afresh. A seed that fails is
 -- reported with its output file and does not stop the others; the exit code
--- is 0 when every seed finished, 1 otherwise, 2 on a usage error.
+-- is 0 when every seed finished, 1 otherwise, 2 on a usage error. The sweep
+-- writes what it was asked (script, seeds, epochs, scheduler, Slurm job) to
+-- runs/<experiment>/sweep.txt, for --status.
 --
 -- Children run in their own session (setsid), so a Ctrl-C at the terminal
 -- reaches the sweep only; the sweep then forwards one SIGINT to each running
@@ -19,11 +24,16 @@
 -- waits for them: the next `sgdsa sweep` resumes them.
 local core = require "sgdsa.core"
 local results = require "sgdsa.results"
+local slurm = require "sgdsa.slurm"
 
 local M = {}
 
 local HELP = [[
 usage: sgdsa sweep SCRIPT seeds=SPEC [jobs=N] [key=value ...]
+       sgdsa sweep SCRIPT seeds=SPEC [key=value ...] --slurm [--partition P]
+                   [--gpus-per-run N] [--cpus-per-run N] [--time T] [--account A]
+                   [--max-running N] [--sbatch OPTION]... [--dry-run]
+       sgdsa sweep --status SWEEP_FOLDER
 
 Train experiment SCRIPT once per seed, each run in its own child process
 (`sgdsa run SCRIPT seed=<n> ...`), into runs/<experiment>/seed-<n>/.
@@ -47,8 +57,38 @@ with the file holding its output (runs/<experiment>/seed-<n>.out) and does
 not stop the others. Ctrl-C stops every run cleanly after its current step.
 Only one sweep at a time runs in an experiment folder (sweep.pid there).
 The binary used for the runs is $SGDSA_BIN, else this very executable.
-Exit status: 0 all seeds finished, 1 some failed or were interrupted,
-2 usage error.
+
+On a Slurm cluster (--slurm): writes runs/<experiment>/sweep.sbatch, a job
+array with one task per seed that is not finished nor already in the queue
+(the task id is the seed), and submits it with sbatch. Each task runs the
+`sgdsa run` a local sweep would, in the same folders and seed-<n>.out; it is
+requeueable, stops with a checkpoint on SIGTERM (scancel, scontrol requeue,
+preemption) and before its time limit, requeues itself when it was stopped
+while still running, and resumes when it starts again. The script's comments
+say the details; it can be submitted again by hand (sbatch PATH).
+  --partition P      #SBATCH --partition=P
+  --account A        #SBATCH --account=A
+  --time T           #SBATCH --time=T (e.g. 2:00:00 or 1-00:00:00); the run
+                     gets SIGTERM 120 s before it
+  --gpus-per-run N   #SBATCH --gres=gpu:N (a run trains on one GPU, the first
+                     of them; give device=cuda unless the script sets it)
+  --cpus-per-run N   #SBATCH --cpus-per-task=N and threads=N (default:
+                     threads= if given, else 1)
+  --max-running N    at most N tasks at a time (--array=...%N)
+  --sbatch OPTION    one more #SBATCH line, e.g. --sbatch --mem=8G
+  --dry-run          print the script; write and submit nothing
+
+--status SWEEP_FOLDER (runs/<experiment>): each seed queued, running (epoch
+k of E, last validation accuracy), done, interrupted, failed (with the last
+lines of its seed-<n>.out) or not started, from the run folders, the
+seed-<n>.out files and, for a sweep submitted to Slurm, squeue and scontrol.
+
+--folder-state RUN_FOLDER [epochs=E]: prints what a sweep does with that
+seed's folder: done, resume (from last.h5), restart (a log without a
+checkpoint: from epoch 1 in the folder) or fresh (the job script asks this).
+
+Exit status: 0 all seeds finished (--slurm: submitted; --status: read),
+1 some failed or were interrupted (--slurm: sbatch failed), 2 usage error.
 ]]
 
 local function usage(msg)
@@ -163,6 +203,53 @@ local function clear_partial(dir)
 end
 
 -- ---------------------------------------------------------------------------
+-- the sweep folder: sweep.txt (what was asked), sweep.sbatch (Slurm)
+
+M.RECORD = "sweep.txt"
+M.SBATCH = "sweep.sbatch"
+local RECORD_KEYS = {"scheduler", "command", "script", "seeds", "epochs", "started", "pid",
+                     "slurm_script", "slurm_job"}
+
+--- Write runs/<experiment>/sweep.txt: one "key value" line per field of rec
+--- (scheduler = "local" | "slurm", command, script, seeds, epochs, pid,
+--- slurm_script, slurm_job); started is added.
+function M.write_record(expdir, rec)
+  local lines = {"# sgdsa sweep: the sweep last started in this folder (sgdsa sweep --status reads it)"}
+  rec.started = rec.started or os.date("%Y-%m-%d %H:%M:%S")
+  for _, k in ipairs(RECORD_KEYS) do
+    if rec[k] ~= nil then lines[#lines + 1] = k .. " " .. tostring(rec[k]):gsub("\n", " ") end
+  end
+  local path = expdir .. "/" .. M.RECORD
+  local f = io.open(path .. ".tmp", "w")
+  if not f then return nil, "cannot write " .. path end
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  return os.rename(path .. ".tmp", path)
+end
+
+--- Read sweep.txt: {key = value} (strings), or nil when there is none.
+function M.read_record(expdir)
+  local text = read_file(expdir .. "/" .. M.RECORD)
+  if not text then return nil end
+  local rec = {}
+  for line in text:gmatch("[^\n]+") do
+    local k, v = line:match("^(%w[%w_]*) (.*)$")
+    if k then rec[k] = v end
+  end
+  return rec
+end
+
+-- "sgdsa sweep ARGS", each argument quoted where the shell needs it; without
+-- --dry-run (the command that writes and submits what a dry run shows)
+local function command_line(args)
+  local words = {"sgdsa", "sweep"}
+  for _, a in ipairs(args) do
+    if a ~= "--dry-run" then words[#words + 1] = a:find("[^%w%./_%-=:,@%+%%]") and q(a) or a end
+  end
+  return table.concat(words, " ")
+end
+
+-- ---------------------------------------------------------------------------
 -- child processes
 
 local Job = {}
@@ -201,8 +288,9 @@ local function start_job(ctx, seed, action, gpu)
   local inner = string.format("%ssh -c %s sgdsa-sweep %s", ctx.setsid and "setsid " or "",
                               q('echo $$ > "$1"; shift; exec "$@"'),
                               q(job.pidfile) .. " " .. job.command)
-  local sh = string.format("( %s >> %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s ) &",
-                           inner, q(job.out), q(job.statusfile), q(job.statusfile), q(job.statusfile))
+  local sh = string.format("( %s >> %s 2>&1 < /dev/null; rc=$?; echo \"==== exit status $rc on $(date '+%%Y-%%m-%%d %%H:%%M:%%S')\" >> %s; "
+                           .. "echo $rc > %s.tmp; mv %s.tmp %s ) &",
+                           inner, q(job.out), q(job.out), q(job.statusfile), q(job.statusfile), q(job.statusfile))
   local ok = os.execute(sh)
   if not ok then return nil, "cannot start a shell for seed " .. seed end
   return job
@@ -238,12 +326,49 @@ end
 -- ---------------------------------------------------------------------------
 -- the command
 
+-- Options of --slurm and --status that take a value: the field each sets,
+-- and how the value is checked.
+local function positive(v) local n = math.tointeger(tonumber(v)); return n and n >= 1 and n or nil end
+local function non_negative(v) local n = math.tointeger(tonumber(v)); return n and n >= 0 and n or nil end
+local function text(v) return v ~= "" and not v:find("[%c]") and v or nil end
+local function slurm_time(v) return v:match("^[%d:%-]+$") and v or nil end
+local VALUE_OPTIONS = {
+  ["--partition"] = {"partition", text, "a partition name"},
+  ["--account"] = {"account", text, "an account name"},
+  ["--time"] = {"time", slurm_time, "a Slurm time such as 2:00:00 or 1-00:00:00"},
+  ["--gpus-per-run"] = {"gpus_per_run", non_negative, "a number of GPUs (0 or more)"},
+  ["--cpus-per-run"] = {"cpus_per_run", positive, "a positive integer"},
+  ["--max-running"] = {"max_running", positive, "a positive integer"},
+  ["--sbatch"] = {"sbatch", text, "an sbatch option such as --mem=8G"},
+  ["--status"] = {"status", text, "a sweep folder"},
+  ["--folder-state"] = {"folder_state", text, "a run folder"},
+}
+
 local function parse_args(args)
-  local o = {extra = {}, seeds = "0-9", jobs = 1, runs = "runs"}
-  for i = 1, #args do
+  local o = {extra = {}, seeds = "0-9", jobs = 1, runs = "runs", sbatch = {}}
+  local i = 0
+  while i < #args do
+    i = i + 1
     local a = args[i]
+    local opt, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+    opt = opt or a
     if a == "--help" or a == "-h" then
       o.help = true
+    elseif a == "--slurm" then
+      o.slurm = true
+    elseif a == "--dry-run" then
+      o.dry_run = true
+    elseif VALUE_OPTIONS[opt] then
+      local field, check, what = table.unpack(VALUE_OPTIONS[opt])
+      local v = inline
+      if not v then
+        i = i + 1
+        v = args[i]
+        if v == nil then return nil, string.format("%s needs a value (%s)", opt, what) end
+      end
+      local val = check(v)
+      if val == nil then return nil, string.format("%s %s: need %s", opt, v, what) end
+      if field == "sbatch" then o.sbatch[#o.sbatch + 1] = val else o[field] = val end
     elseif a:sub(1, 1) == "-" then
       return nil, string.format("unknown option %q", a)
     else
@@ -280,13 +405,121 @@ local function parse_args(args)
       end
     end
   end
+  local slurm_only = o.partition or o.account or o.time or o.gpus_per_run or o.cpus_per_run
+                     or o.max_running or o.dry_run or #o.sbatch > 0
+  if slurm_only and not o.slurm then
+    return nil, "--partition, --account, --time, --gpus-per-run, --cpus-per-run, --max-running, "
+                .. "--sbatch and --dry-run go with --slurm"
+  end
+  if o.slurm and (o.gpus or o.jobs ~= 1) then
+    return nil, "jobs= and gpus= are for a local sweep; with --slurm use --max-running and --gpus-per-run"
+  end
   return o
+end
+
+-- ---------------------------------------------------------------------------
+-- --slurm: the job array
+
+-- The folder this process runs in.
+local function current_dir()
+  local d = (shell_output("pwd") or ""):gsub("%s+$", "")
+  return d ~= "" and d or (os.getenv("PWD") or ".")
+end
+
+local function slurm_sweep(o, ctx, seeds)
+  local cwd = current_dir()
+  local function absolute(p) return p:sub(1, 1) == "/" and p or (cwd .. "/" .. p) end
+  local expdir = absolute(ctx.expdir)
+  local path = expdir .. "/" .. M.SBATCH
+  local have = slurm.available()
+  if not have and not o.dry_run then
+    io.stderr:write("sgdsa sweep: --slurm: sbatch and squeue are not on PATH (is this a Slurm login node?); "
+                    .. "--dry-run prints the job script without them\n")
+    return 1
+  end
+  -- Plan: the seeds neither finished nor in the queue already.
+  local queued = {}
+  if have then
+    local tasks, qerr = slurm.queue(ctx.name, path)
+    if not tasks and not o.dry_run then
+      io.stderr:write("sgdsa sweep: ", qerr, "\n")
+      return 1
+    end
+    queued = tasks or {}
+  end
+  local todo, finished, inqueue = {}, {}, {}
+  for _, s in ipairs(seeds) do
+    if M.folder_state(ctx.folder_of(s), o.epochs) == "done" then
+      finished[#finished + 1] = s
+    elseif queued[s] then
+      inqueue[#inqueue + 1] = string.format("%d (%s, %s)", s, queued[s].id, queued[s].state)
+    else
+      todo[#todo + 1] = s
+    end
+  end
+  local plan = io.stdout
+  if o.dry_run then plan = io.stderr end
+  plan:write(string.format("sgdsa sweep: %s, seeds %s: %d to submit (%d finished before%s)\n", ctx.name, o.seeds,
+                           #todo, #finished, #inqueue > 0 and (", in the queue: " .. table.concat(inqueue, ", ")) or ""))
+  if #todo == 0 then
+    plan:write("  nothing to submit\n")
+    return 0
+  end
+  local cpus = o.cpus_per_run or o.threads or 1
+  local overrides = {"threads=" .. (o.threads or cpus)}
+  for _, a in ipairs(ctx.extra) do overrides[#overrides + 1] = a end
+  local bin = ctx.bin:find("/", 1, true) and absolute(ctx.bin) or ctx.bin
+  local text = slurm.script{
+    name = ctx.name, script = ctx.script, seeds = todo, seeds_spec = o.seeds, command = ctx.command,
+    cwd = cwd, path = path, expdir = expdir, rundir = ctx.expdir, bin = bin, overrides = overrides,
+    cpus = cpus, gpus = o.gpus_per_run, partition = o.partition, account = o.account, time = o.time,
+    max_running = o.max_running, sbatch = o.sbatch,
+  }
+  if o.dry_run then
+    io.write(text)
+    return 0
+  end
+  local ok, merr = core.mkdir_p(ctx.expdir)
+  if not ok then
+    io.stderr:write("sgdsa sweep: cannot create ", ctx.expdir, ": ", tostring(merr), "\n")
+    return 1
+  end
+  local f = io.open(path .. ".tmp", "w")
+  if not f then
+    io.stderr:write("sgdsa sweep: cannot write ", path, "\n")
+    return 1
+  end
+  f:write(text)
+  f:close()
+  assert(os.rename(path .. ".tmp", path))
+  local rec = {scheduler = "slurm", command = ctx.command, script = ctx.script, seeds = o.seeds,
+               epochs = o.epochs, slurm_script = path}
+  M.write_record(ctx.expdir, rec)
+  local id, serr = slurm.submit(path)
+  if not id then
+    io.stderr:write("sgdsa sweep: sbatch ", path, ": ", serr, "\n")
+    return 1
+  end
+  rec.slurm_job = id
+  M.write_record(ctx.expdir, rec)
+  io.write(string.format("  job script: %s/%s\n  submitted: Slurm job %s, array %s, output in %s/seed-<n>.out\n"
+                         .. "  progress: sgdsa sweep --status %s\n", ctx.expdir, M.SBATCH, id,
+                         slurm.array_spec(todo, o.max_running), ctx.expdir, ctx.expdir))
+  return 0
 end
 
 function M.main(args)
   local o, err = parse_args(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
+  if o.status then return require("sgdsa.sweep_status").main(o.status) end
+  if o.folder_state then
+    -- for a Slurm task (sweep.sbatch): what to do with its run folder
+    local st = M.folder_state(o.folder_state, o.epochs)
+    if st == "fresh" and core.exists(o.folder_state .. "/" .. results.LOG) then st = "restart" end
+    io.write(st, "\n")
+    return 0
+  end
   if not o.script then return usage("missing SCRIPT") end
   if select(2, core.exists(o.script)) ~= "file" then return usage("cannot open script " .. o.script) end
   local seeds, serr = M.parse_seeds(o.seeds)
@@ -299,6 +532,8 @@ function M.main(args)
   }
   ctx.expdir = ctx.runs .. "/" .. ctx.name
   ctx.folder_of = function(seed) return string.format("%s/seed-%d", ctx.expdir, seed) end
+  ctx.command = command_line(args)
+  if o.slurm then return slurm_sweep(o, ctx, seeds) end
   local jobs = math.min(o.jobs, #seeds)
   ctx.threads = o.threads or math.max(1, M.cores() // jobs)
   local ok, merr = core.mkdir_p(ctx.expdir)
@@ -316,6 +551,8 @@ function M.main(args)
   end
   local lf = io.open(lock, "w")
   if lf then lf:write(core.getpid(), "\n"); lf:close() end
+  M.write_record(ctx.expdir, {scheduler = "local", command = ctx.command, script = o.script,
+                              seeds = o.seeds, epochs = o.epochs, pid = core.getpid()})
   ctx.tmp = os.tmpname()
   os.remove(ctx.tmp)
   assert(core.mkdir_p(ctx.tmp))

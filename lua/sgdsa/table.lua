@@ -22,7 +22,7 @@ local M = {}
 
 local HELP = [[
 usage: sgdsa table RUN_FOLDERS... [--format text|markdown|csv] [-o FILE]
-                   [--at best|last|best-each] [--loss example|batch]
+                   [--at best|last|best-each] [--loss example|batch] [--label TEXT ...]
 
 The paper's Table 1 (best validation accuracy and loss, seed by seed) from run
 folders: per method and seed the epoch, validation loss and validation
@@ -32,7 +32,10 @@ mean ± sample standard deviation per method.
 
 A folder is a run (it holds log.h5) or a sweep (it holds seed-<n>/ runs).
 Method, model, seed and minibatch size are read from each run's stored
-configuration.
+configuration. The method is the experiment's label= when it has one, the
+paper's name of a built-in optimizer (SGD-SA, Scheduled-SGD, SSA), else the
+experiment's script name; two experiments of one method with the same
+model and seed show as "method [experiment]".
 
   --format F        text (default), markdown or csv
   -o FILE           write to FILE instead of standard output
@@ -48,6 +51,8 @@ configuration.
                     example (default; header "loss/example")
   --loss batch      that divided by each run's minibatch size, the scale of
                     the paper's Table 1 (512 there; header "loss/batch")
+  --label TEXT      the method of the runs of a folder: one --label per
+                    folder, in the order of the folders
 
 Accuracy is in percent. A note under the table states the epoch rule and the
 loss scale. Runs that did not finish are marked with *.
@@ -127,20 +132,6 @@ local function scaled_loss(run, loss, scale)
   return loss / run.batch
 end
 
--- Method labels: the method name, plus the experiment name where two
--- experiments of one method and model would otherwise share seeds.
-local function method_labels(runs)
-  local seen, clash = {}, {}
-  for _, r in ipairs(runs) do
-    local key = r.method .. "\0" .. r.model .. "\0" .. tostring(r.seed)
-    if seen[key] and seen[key] ~= r.experiment then clash[r.method] = true end
-    seen[key] = seen[key] or r.experiment
-  end
-  return function(r)
-    return clash[r.method] and string.format("%s [%s]", r.method, r.experiment) or r.method
-  end
-end
-
 -- Best (lowest loss, highest accuracy), mean and sd of each model's column
 -- over a method's seed rows.
 local function summarize(m, models)
@@ -170,7 +161,7 @@ function M.build(runs, opts)
   local at = M.AT[opts.at or "best"] or error("unknown epoch rule " .. tostring(opts.at), 0)
   local scale = opts.loss or "example"
   if not M.LOSS[scale] then error("unknown loss scale " .. tostring(scale), 0) end
-  local label_of = method_labels(runs)
+  local label_of = results.labels(runs)
   local models, model_set = {}, {}
   local methods, by_label = {}, {}
   local batches = {}
@@ -437,7 +428,7 @@ end
 local function is_opt(a, name) return a == name or a:sub(1, #name + 1) == name .. "=" end
 
 local function parse_args(args)
-  local o = {folders = {}, format = "text", at = "best", loss = "example"}
+  local o = {folders = {}, labels = {}, format = "text", at = "best", loss = "example"}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -467,6 +458,10 @@ local function parse_args(args)
       if not M.LOSS[o.loss or ""] then
         return nil, string.format("--loss %s: use example or batch", tostring(o.loss))
       end
+    elseif is_opt(a, "--label") then
+      local v = value()
+      if not v or v == "" then return nil, "--label needs a text" end
+      o.labels[#o.labels + 1] = v
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return nil, string.format("unknown option %q", a)
     else
@@ -482,7 +477,11 @@ function M.main(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
   if #o.folders == 0 then return usage("no run folders given") end
-  local runs, lerr = results.load_all(o.folders)
+  if #o.labels > 0 and #o.labels ~= #o.folders then
+    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
+                               #o.labels, #o.folders))
+  end
+  local runs, lerr = results.load_all(o.folders, o.labels)
   if not runs then
     io.stderr:write("sgdsa table: ", lerr, "\n")
     return 1

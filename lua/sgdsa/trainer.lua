@@ -2,15 +2,17 @@
 -- run folder, resumes bit-identically.
 --
 --   return {                                   -- an experiment script
---     model  = {"lenet", classes = 10},        -- models/<name>.lua + options,
+--     model  = {"lenet", classes = 10},        -- sgdsa.models.<name> + options,
 --                                              -- or a function() -> model
 --     data   = {"fashion_mnist", batch = 128}, -- sgdsa.data.<name> + options,
 --                                              -- or a function() -> data, or a data object
 --     optim  = sgdsa.optim.sgdsa{H = {...}, T0 = 1, alpha = 0.8},
 --     epochs = 10, seed = 0,
+--     args   = {margin = 0.3},                 -- the script's own keys (optional)
 --   }
---   sgdsa run SCRIPT seed=3 epochs=5 optim.T0=0.5 data.limit=2000 name=try1
---   sgdsa run SCRIPT resume=runs/try1
+--   sgdsa run SCRIPT seed=3 epochs=5 optim.T0=0.5 data.limit=2000 name=try1 margin=0.5
+--   sgdsa run SCRIPT --help                    -- the script's keys and the trainer's
+--   sgdsa resume runs/try1                     -- = sgdsa run SCRIPT resume=runs/try1 ...
 --
 -- trainer.train(exp, overrides) -> result table; trainer.run(exp, overrides)
 -- -> exit status (0, or 130 when stopped by Ctrl-C/SIGTERM), for `sgdsa run`.
@@ -55,7 +57,7 @@ end
 
 -- The experiment's fields, with what each one is (for the error on an unknown key).
 M.FIELDS = {
-  model = "spec {\"name\", opts...} (models/<name>.lua), function() -> model, or a model",
+  model = "spec {\"name\", opts...} (sgdsa.models.<name>), function() -> model, or a model",
   data = "spec {\"name\", opts...} (sgdsa.data.<name>), function() -> data, or a data object",
   optim = "an optimizer from sgdsa.optim (default: sgdsa.optim.sgdsa with the paper's H)",
   criterion = "the loss module (default sgdsa.nn.CrossEntropy())",
@@ -65,7 +67,8 @@ M.FIELDS = {
   tf32 = "device = \"cuda\": TF32 tensor cores in convolutions and GEMMs (default false: fp32 as on the CPU)",
   deterministic = "device = \"cuda\": cuDNN algorithms that are deterministic and chosen the same way in every process, so a run and its resumes repeat bit for bit (default true); false: the fastest ones, timed by cuDNN",
   threads = "CPU threads (default: as set)",
-  name = "run folder name under `out`: one plain folder name, no '/' (default: script name and time)",
+  name = "run folder name under `out`: one plain folder name, no '/' (default: the label or the script's name, and the time)",
+  label = "what the experiment is, in `sgdsa table`, `sgdsa plot` and `sgdsa inspect` (default: the paper's name of a built-in optimizer, else the script's name)",
   out = "folder of run folders (default \"runs\"); false: write nothing",
   hooks = "{on_start=, on_epoch_start=, on_step=, on_epoch_end=, on_end=}",
   checkpoint = "{every = epochs (1), minutes = m (off), best = true}",
@@ -73,6 +76,7 @@ M.FIELDS = {
   progress = "\"auto\" (bar on a terminal, lines otherwise), \"bar\", \"lines\" or \"off\"",
   log_steps = "write the per-step log to log.h5 (default true)",
   max_steps = "stop each epoch after this many steps (quick tests)",
+  args = "the script's own keys: {name = default, ...} or {name = {default =, type =, help =}}; typed and checked like the trainer's (an integer default takes integers; write 1.0 for a number), listed by `sgdsa run SCRIPT --help`, recorded in the configuration; the script reads them from `...` (sgdsa.args)",
 }
 M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
 M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
@@ -123,8 +127,139 @@ local function copy(t)
   return c
 end
 
+-- ---- the script's own keys (the experiment's args) ------------------------
+
+local ARG_TYPES = {number = true, integer = true, string = true, boolean = true}
+
+local function arg_type_ok(v, ty)
+  if ty == "integer" then return math.type(v) == "integer" end
+  return type(v) == ty
+end
+
+--- The script's declared keys: name -> {type=, default=, help=}, from the
+--- experiment's `args` table ({name = default} or {name = {default =,
+--- type =, help =}}); an error for a bad declaration.
+function M.declared_args(decl)
+  if decl == nil then return {} end
+  if type(decl) ~= "table" then fail("args must be a table {name = default, ...}, got %s", type(decl)) end
+  local out = {}
+  for k, d in pairs(decl) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      fail("args: %s is not a plain name (letters, digits, _)", tostring(k))
+    end
+    if M.FIELDS[k] then fail("args.%s: %s is the trainer's own key (%s)", k, k, M.FIELDS[k]) end
+    local a
+    if type(d) == "table" then
+      optim.check_keys(d, {"default", "type", "help"}, "trainer: args." .. k)
+      a = {default = d.default, type = d.type, help = d.help}
+    else
+      a = {default = d}
+    end
+    if a.type == nil then
+      if a.default == nil then fail("args.%s: give a default or a type", k) end
+      a.type = math.type(a.default) == "integer" and "integer" or type(a.default)
+    end
+    if not ARG_TYPES[a.type] then
+      fail("args.%s: the type must be number, integer, string or boolean, got %s", k, tostring(a.type))
+    end
+    if a.default ~= nil and not arg_type_ok(a.default, a.type) then
+      fail("args.%s: the default %s is not of its type (%s)", k, tostring(a.default), a.type)
+    end
+    out[k] = a
+  end
+  return out
+end
+
+-- The value of the script's key `k` given on the command line, typed as
+-- declared (a number is the text of a string key), or an error.
+local function arg_value(k, a, v)
+  if a.type == "string" and type(v) == "number" then v = tostring(v) end
+  if a.type == "number" and math.type(v) == "integer" then v = v + 0.0 end
+  if not arg_type_ok(v, a.type) then
+    fail("%s=%s: %s is a%s %s (the script's args%s)", k, tostring(v), k,
+         a.type == "integer" and "n" or "", a.type,
+         a.default ~= nil and (", default " .. optim.format(a.default)) or "")
+  end
+  return v
+end
+
+-- ---- nested overrides -----------------------------------------------------
+
+local function is_optimizer(v)
+  return type(v) == "table" and type(v.with) == "function" and type(v.args) == "table" and v.kind ~= nil
+end
+
+local function is_builtin_piece(v)
+  return type(v) == "table" and rawget(v, "kind") ~= nil and rawget(v, "options") ~= nil
+         and optim.pieces[rawget(v, "kind")] ~= nil
+end
+
+-- value with the key path parts[i..] set to v, for the override `key`: an
+-- optimizer or a built-in piece is built again with the changed option, a
+-- spec or an options table is copied with it, a user-written piece gets the
+-- field (one it has, of the same type) set in place.
+local function with_path(value, parts, i, v, key)
+  local k = parts[i]
+  local last = i == #parts
+  local where = table.concat(parts, ".", 1, i - 1)
+  if is_optimizer(value) then
+    if value.kind == "optimizer" and last and k ~= "objective" and k ~= "score" then
+      local owner
+      for _, role in ipairs{"acceptance", "neighborhood"} do
+        local p = value.args[role]
+        local opts = type(p) == "table" and (rawget(p, "options") or p)
+        if type(opts) == "table" and opts[k] ~= nil and type(opts[k]) ~= "function" then owner = owner or role end
+      end
+      fail("override %s: %s; the options of its pieces are %s.neighborhood.<key> and %s.acceptance.<key>%s",
+           key, options.unknown("optim.optimizer", k, {"acceptance", "neighborhood", "objective", "score"}),
+           where, where, owner and string.format(" (%s.%s.%s=)", where, owner, k) or "")
+    end
+    local sub = last and v or with_path(value.args[k], parts, i + 1, v, key)
+    local ok, o = pcall(value.with, value, {[k] = sub})
+    if not ok then fail("override %s: %s", key, tostring(o):gsub("^[^:]*:%d+: ", "")) end
+    return o
+  end
+  if is_builtin_piece(value) then
+    local opts = copy(value.options)
+    opts = with_path(opts, parts, i, v, key)
+    local ok, p = pcall(optim[rawget(value, "kind")], opts)
+    if not ok then fail("override %s: %s", key, tostring(p):gsub("^[^:]*:%d+: ", "")) end
+    return p
+  end
+  if type(value) == "table" and (type(value.propose) == "function" or type(value.decide) == "function") then
+    -- a user-written piece: one of its fields, as it is (its memory, its parameters)
+    local cur = rawget(value, k)
+    if cur == nil or type(cur) == "function" then
+      local fields = {}
+      for f, x in pairs(value) do
+        if type(f) == "string" and type(x) ~= "function" and not f:match("^_") and f ~= "name" then fields[#fields + 1] = f end
+      end
+      table.sort(fields)
+      fail("override %s: %s (written in the script) has no field %q to set (its fields: %s)%s", key, where, k,
+           #fields > 0 and table.concat(fields, ", ") or "none", options.did_you_mean(k, fields))
+    end
+    if last then
+      if type(cur) ~= type(v) then
+        fail("override %s: %s.%s is a %s, got %s", key, where, k, type(cur), tostring(v))
+      end
+      value[k] = v
+    else
+      value[k] = with_path(cur, parts, i + 1, v, key)
+    end
+    return value
+  end
+  if value == nil or type(value) == "table" then
+    local t = copy(value or {})
+    t[k] = last and v or with_path(t[k], parts, i + 1, v, key)
+    return t
+  end
+  fail("override %s: %s is a %s, not a table with options", key, where, type(value))
+end
+
 --- Merge the experiment table and the overrides (key=value; dotted keys for
---- nested fields) into a checked configuration.
+--- nested fields at any depth: optim.T0=, optim.acceptance.T0=,
+--- data.augment.crop=) into a checked configuration. The script's own keys
+--- (exp.args) are typed and checked, and recorded as cfg.args.
 function M.configure(exp, overrides)
   if type(exp) ~= "table" then fail("the experiment must be a table, got %s", type(exp)) end
   local cfg = {}
@@ -144,9 +279,22 @@ function M.configure(exp, overrides)
     if k:find(".", 1, true) then dotted[#dotted + 1] = k else plain[#plain + 1] = k end
   end
   table.sort(plain); table.sort(dotted)
+  local declared = M.declared_args(cfg.args)
+  local values = {}
+  for k, a in pairs(declared) do values[k] = a.default end
   for _, k in ipairs(plain) do
-    if M.FIELDS[k] == nil then fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(k)) end
-    if k == "model" or k == "data" then
+    if declared[k] then
+      values[k] = arg_value(k, declared[k], overrides[k])
+    elseif M.FIELDS[k] == nil or k == "args" then
+      local names = {}
+      for n in pairs(declared) do names[#names + 1] = n end
+      table.sort(names)
+      local all = sorted_keys(M.FIELDS)
+      for _, n in ipairs(names) do all[#all + 1] = n end
+      fail("unknown override %q (allowed: %s%s)%s", k, allowed_list(),
+           #names > 0 and ("; the script's: " .. table.concat(names, ", ")) or "; the script declares none: " ..
+           "return args = {" .. k .. " = <default>} in its experiment to add it", options.did_you_mean(k, all))
+    elseif k == "model" or k == "data" then
       cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
     elseif k == "optim" then
       fail("optim cannot be set from the command line; override its options instead (optim.T0=0.5)")
@@ -155,32 +303,34 @@ function M.configure(exp, overrides)
     end
   end
   for _, k in ipairs(dotted) do
-    local head, rest = k:match("^([^.]+)%.(.+)$")
+    local head = k:match("^([^.]+)%.")
     local v = overrides[k]
-    if rest:find(".", 1, true) then fail("override %q: only one level of nesting is supported", k) end
+    local parts = {}
+    for p in k:gmatch("[^.]+") do parts[#parts + 1] = p end
+    if #parts < 2 or k:find("..", 1, true) or k:sub(-1) == "." then fail("override %q: an empty key between the dots", k) end
     if head == "optim" then
       local o = cfg.optim or M.default_optim()
-      if type(o) ~= "table" or type(o.with) ~= "function" then
+      if not is_optimizer(o) then
         fail("override %q: this optim was not built by an sgdsa.optim constructor, so it has no options to change", k)
       end
-      cfg.optim = o:with{[rest] = v}
+      cfg.optim = with_path(o, parts, 2, v, k)
     elseif head == "checkpoint" then
+      if #parts > 2 then fail("override %q: checkpoint's options are one level deep (checkpoint.every=)", k) end
       cfg.checkpoint = copy(cfg.checkpoint or {})
-      cfg.checkpoint[rest] = v
+      cfg.checkpoint[parts[2]] = v
     elseif head == "model" or head == "data" then
       local spec = cfg[head]
       if type(spec) ~= "table" or type(spec[1]) ~= "string" then
         fail("override %q: %s is not a spec table {\"name\", key = value...}, so its options cannot be overridden", k, head)
       end
-      spec = copy(spec)
-      spec[rest] = v
-      cfg[head] = spec
+      cfg[head] = with_path(spec, parts, 2, v, k)
     elseif M.FIELDS[head] == nil then
       fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(head))
     else
       fail("override %q: %s has no options", k, head)
     end
   end
+  cfg.args = next(values) and values or nil
   -- defaults and checks
   cfg.epochs = cfg.epochs or 10
   if math.type(cfg.epochs) ~= "integer" or cfg.epochs < 1 then
@@ -238,6 +388,9 @@ function M.configure(exp, overrides)
     if type(f) ~= "function" then fail("hooks.%s must be a function, got %s", k, type(f)) end
   end
   cfg.hooks = hooks
+  if cfg.label ~= nil and (type(cfg.label) ~= "string" or cfg.label == "") then
+    fail("label must be a text, got %s", tostring(cfg.label))
+  end
   if cfg.resume ~= nil and type(cfg.resume) ~= "string" then
     fail("resume must be a run folder (runs/<name>), got %s", tostring(cfg.resume))
   end
@@ -294,7 +447,7 @@ end
 
 -- Keys whose change does not break a resume.
 local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
-                     out = true, checkpoint = true, threads = true}
+                     out = true, checkpoint = true, threads = true, label = true}
 
 -- Keys that choose the arithmetic: a resume may change them (a GPU run
 -- finished on the CPU, say). The steps after the change are no longer
@@ -326,16 +479,10 @@ end
 local function build_model(spec)
   if type(spec) == "function" then return spec() end
   if type(spec) == "table" and type(spec[1]) == "string" then
+    local ctor, err = sg.models.find(spec[1])
+    if not ctor then fail("%s", (err:gsub("^sgdsa%.models: no model", "unknown model"))) end
     local opts = copy(spec)
-    local name = table.remove(opts, 1)
-    if not package.searchpath("models." .. name, package.path) then
-      local names = {}
-      local ok, files = pcall(core.listdir, core.root() .. "/models")
-      for _, f in ipairs(ok and files or {}) do names[#names + 1] = f:match("^(.+)%.lua$") end
-      fail("unknown model %q (models/: %s)%s", name, table.concat(names, ", "), options.did_you_mean(name, names))
-    end
-    local ok, ctor = pcall(require, "models." .. name)
-    if not ok then fail("model %q: cannot load models/%s.lua: %s", name, name, tostring(ctor)) end
+    table.remove(opts, 1)
     return ctor(opts)
   end
   return spec
@@ -367,8 +514,12 @@ end
 
 -- ---- the run folder ---------------------------------------------------------------
 
+-- The script that runs (arg[0]) and its text: the text recorded in the run
+-- folder when it was resumed by folder (M.resume_folder), else the file's.
+local recorded_script
 local function script_text()
   local path = arg and arg[0]
+  if recorded_script and recorded_script.path == path then return path, recorded_script.text end
   if type(path) ~= "string" then return "", "" end
   local f = io.open(path, "rb")
   if not f then return path, "" end
@@ -377,9 +528,10 @@ local function script_text()
   return path, s
 end
 
-local function default_name()
+local function default_name(label)
   local path = arg and arg[0]
-  local base = type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
+  local base = label and label:gsub("[^%w_.-]+", "_")
+               or type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
   return base .. "-" .. os.date("%Y%m%d-%H%M%S")
 end
 
@@ -501,7 +653,7 @@ function M.claim_folder(cfg)
       fail("resume=%s: %s is not a run folder (no last.h5 or log.h5, and it holds other files)", cfg.resume, dir)
     end
   elseif cfg.out then
-    dir = cfg.out .. "/" .. (cfg.name or default_name())
+    dir = cfg.out .. "/" .. (cfg.name or default_name(cfg.label))
     local ok, err = core.mkdir_p(dir)
     if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
   else
@@ -693,10 +845,20 @@ function M.train(exp, overrides)
     core.cuda.set_tf32(cfg.tf32)
     core.cuda.set_deterministic(cfg.deterministic)
   end
+  -- the run folder's name now (not in the configuration's text): said
+  -- before the data load, claimed after it
+  if not cfg.resume and cfg.out and not cfg.name then cfg.name = default_name(cfg.label) end
+  if cfg.resume or cfg.out then
+    progress.note(cfg.progress, string.format("run folder %s%s", cfg.resume and cfg.resume:gsub("(.)/+$", "%1")
+                                              or (cfg.out .. "/" .. cfg.name), cfg.resume and " (resuming it)" or ""))
+  end
   local model = build_model(cfg.model)
   check_model(model)
   if cfg.device ~= "cpu" then model:to(cfg.device) end
   local data
+  local data_t0 = core.time()
+  progress.note(cfg.progress, string.format("loading data %s ... ", type(cfg.data) == "table"
+                and type(cfg.data[1]) == "string" and cfg.data[1] or "(the experiment's)"), true)
   if cfg.device == "cuda" then
     -- loaders made now hand out batches in pinned memory (asynchronous copies)
     local prev = core.cuda.use_pinned_loader_memory(true)
@@ -708,8 +870,13 @@ function M.train(exp, overrides)
     data = build_data(cfg.data)
   end
   if type(data) ~= "table" or not data.train then
+    progress.note(cfg.progress, "")
     fail("data must give a table with a train loader (and test or val), got %s", type(data))
   end
+  local function count(l) return l and l.size and l:size() or nil end
+  local ntrain, nval = count(data.train), count(data.val or data.test)
+  progress.note(cfg.progress, string.format("%s%s(%.1f s)", ntrain and (ntrain .. " training images, ") or "",
+                                            nval and (nval .. " for validation ") or "", core.time() - data_t0))
   if data.check_input and model.input_shape then
     -- images of the wrong size for the model: an error naming both shapes
     local ok, err = pcall(data.check_input, model.input_shape, model.name or "model")
@@ -916,6 +1083,7 @@ function M.train(exp, overrides)
     record_algorithms()
   end
 
+  local saved_step      -- the step of the last last.h5 this process wrote
   -- the checkpoint of the state as it is now (save_checkpoint flushes the logs first)
   local function write_checkpoint(path, mid_epoch, attrs)
     tr.mid_epoch = mid_epoch
@@ -938,6 +1106,7 @@ function M.train(exp, overrides)
                created = os.date("!%Y-%m-%dT%H:%M:%SZ")}
     for k, v in pairs(attrs or {}) do a[k] = v end
     checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
+    if path:match("/last%.h5$") then saved_step = S.iter end
   end
 
   local function save_checkpoint(path, mid_epoch, attrs)
@@ -961,8 +1130,19 @@ function M.train(exp, overrides)
   local interrupted = false
   if hooks.on_start then hooks.on_start(ctx) end
 
-  local epoch = tr.epoch
+  -- An interrupt (Ctrl-C, SIGTERM) stops the run at the step it lands in,
+  -- which then checkpoints: polled after every step, after the epoch's
+  -- validation (before its checkpoint), and before an epoch starts.
+  local epoch, first_step = tr.epoch, S.iter
   while epoch <= cfg.epochs and not interrupted do
+    if core.interrupted() then
+      interrupted = true
+      -- landed after an epoch's end: its checkpoint, if that epoch wrote none
+      if dir and S.iter ~= first_step and saved_step ~= S.iter then
+        save_checkpoint(dir .. "/last.h5", false)
+      end
+      break
+    end
     local resumed_mid = tr.mid_epoch
     tr.epoch, ctx.epoch = epoch, epoch
     local t0 = core.time()
@@ -1049,6 +1229,7 @@ function M.train(exp, overrides)
         crash_point("best", epoch)
       end
       local every = cfg.checkpoint.every
+      if core.interrupted() then interrupted = true end
       if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then
         save_checkpoint(dir .. "/last.h5", false, {val_acc = vacc, val_loss = vloss})
         last_ck_time = core.time()
@@ -1069,8 +1250,55 @@ function M.train(exp, overrides)
   return result
 end
 
+--- The text `sgdsa run SCRIPT --help` prints: the script's opening comment,
+--- its own keys (exp.args) with their types, defaults and help, the
+--- trainer's keys, and what the experiment holds.
+function M.help_text(exp, script)
+  local out = {string.format("usage: sgdsa run %s [key=value ...]", script or "SCRIPT"), ""}
+  local f = script and io.open(script, "r")
+  if f then
+    local head = {}
+    for line in f:lines() do
+      if not line:match("^%-%-") then break end
+      head[#head + 1] = (line:gsub("^%-%-%s?", ""))
+    end
+    f:close()
+    if #head > 0 then out[#out + 1] = table.concat(head, "\n"); out[#out + 1] = "" end
+  end
+  local declared = M.declared_args(exp.args)
+  local names = sorted_keys(declared)
+  if #names > 0 then
+    out[#out + 1] = "The script's keys:"
+    for _, k in ipairs(names) do
+      local a = declared[k]
+      out[#out + 1] = string.format("  %-22s %s%s", k .. "=" .. a.type:upper(),
+                                    a.default ~= nil and ("default " .. show(a.default)) or "required",
+                                    a.help and ("  " .. a.help) or "")
+    end
+  else
+    out[#out + 1] = "The script declares no keys of its own (return args = {name = default, ...} to add some)."
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "The trainer's keys (nested options with dots, at any depth: optim.T0=, optim.acceptance.T0=, data.limit=):"
+  for _, k in ipairs(sorted_keys(M.FIELDS)) do
+    if k ~= "args" then out[#out + 1] = string.format("  %-14s %s", k .. "=", M.FIELDS[k]) end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "This experiment:"
+  for _, k in ipairs{"model", "data", "optim", "epochs", "seed"} do
+    if exp[k] ~= nil then out[#out + 1] = string.format("  %-7s %s", k, show(exp[k])) end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 --- For `sgdsa run`: train, print where the run went, return the exit status.
+--- `sgdsa run SCRIPT --help` (a positional --help or -h) prints
+--- M.help_text instead.
 function M.run(exp, overrides)
+  if overrides and (overrides[1] == "--help" or overrides[1] == "-h") then
+    io.write(M.help_text(exp, arg and arg[0]))
+    return 0
+  end
   local r = M.train(exp, overrides)
   local where = r.dir and (" run folder " .. r.dir) or ""
   if r.best_epoch > 0 then
@@ -1078,11 +1306,78 @@ function M.run(exp, overrides)
                            r.best_epoch, where))
   end
   if r.interrupted then
-    io.write(string.format("stopped by an interrupt after epoch %d, step %d; continue with resume=%s\n",
-                           r.epochs_done, r.search.iter, r.dir or "(no run folder)"))
+    io.write(string.format("stopped by an interrupt after epoch %d, step %d; %s\n",
+                           r.epochs_done, r.search.iter,
+                           r.dir and ("continue with: sgdsa resume " .. r.dir) or "(no run folder)"))
     return 130
   end
   return 0
+end
+
+--- What a run folder records of the command that started it, from its
+--- log.h5: {script_path=, script= (the text that ran), args = {"k=v", ...}}
+--- (the arguments after the script), or an error saying why there is none.
+function M.recorded_command(dir)
+  dir = dir:gsub("(.)/+$", "%1")
+  if not core.exists(dir .. "/log.h5") then
+    fail("resume %s: no run folder there (no %s/log.h5)", dir, dir)
+  end
+  local f = h5.open(dir .. "/log.h5", "r")
+  local ok, rec = pcall(function()
+    local function text(name) return f:exists(name) and f:read_text(name) or "" end
+    local argv = {}
+    for line in (text("argv") .. "\n"):gmatch("([^\n]*)\n") do argv[#argv + 1] = line end
+    while #argv > 0 and argv[#argv] == "" do argv[#argv] = nil end
+    return {script_path = text("script_path"), script = text("script"), args = {table.unpack(argv, 2)}}
+  end)
+  f:close()
+  if not ok then error(rec, 0) end
+  if rec.script_path == "" or rec.script == "" then
+    fail("resume %s: the run was not started by `sgdsa run SCRIPT` (log.h5 records no script); " ..
+         "continue it with `sgdsa run SCRIPT resume=%s` and the run's overrides", dir, dir)
+  end
+  return rec
+end
+
+--- `sgdsa resume DIR [key=value ...]` (and `sgdsa run resume=DIR ...`):
+--- the script recorded in DIR/log.h5 (its text, under its path) runs again
+--- with the recorded arguments, those given here replacing the ones of the
+--- same key, and resume=DIR; the resume checks the configuration against
+--- the run's as `sgdsa run SCRIPT resume=DIR` does. Returns the exit status.
+function M.resume_folder(dir, args)
+  dir = dir:gsub("(.)/+$", "%1")
+  local rec = M.recorded_command(dir)
+  local merged, at = {}, {}
+  local function add(a)
+    local key = a:match("^([%a_][%w_.]*)=")
+    if key and at[key] then
+      merged[at[key]] = a
+    else
+      merged[#merged + 1] = a
+      if key then at[key] = #merged end
+    end
+  end
+  for _, a in ipairs(rec.args) do add(a) end
+  for _, a in ipairs(args or {}) do add(a) end
+  add("resume=" .. dir)
+  local f = io.open(rec.script_path, "rb")
+  local now = f and f:read("a")
+  if f then f:close() end
+  if now ~= rec.script then
+    io.write(string.format("resume %s: %s %s since the run began; running the script recorded in %s/log.h5\n",
+                           dir, rec.script_path, now and "has changed" or "is gone", dir))
+  end
+  io.write(string.format("resume %s: sgdsa run %s %s\n", dir, rec.script_path, table.concat(merged, " ")))
+  io.stdout:flush()
+  local chunk, err = load(rec.script, "@" .. rec.script_path, "t")
+  if not chunk then fail("resume %s: the recorded script does not compile: %s", dir, err) end
+  local overrides = core.overrides(merged)
+  arg = {[0] = rec.script_path, table.unpack(merged)}
+  sg.args = overrides
+  recorded_script = {path = rec.script_path, text = rec.script}
+  local exp = chunk(overrides)
+  if type(exp) ~= "table" then return 0 end
+  return M.run(exp, overrides)
 end
 
 return M

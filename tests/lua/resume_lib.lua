@@ -5,6 +5,7 @@
 --   local R = dofile("tests/lua/resume_lib.lua").new(T, {tmp = DIR, device = "cuda"})
 --   R.reference()                   -- the run left alone (R.refdir, R.ref_time)
 --   R.spawn(args, logfile[, kill_at[, crash[, env]]]) -> pid
+--   R.spawn_cmd({"resume", dir}, logfile[, env]) -> pid   (sgdsa CMD..., the fixture's data set)
 --   R.args(s)                       -- s plus the device override, if any
 --   R.wait_dead(pid, seconds), R.alive(pid), R.finished(dir), R.weights(path)
 --   R.compare_logs(dir), R.same_as_reference(dir), R.crash_run(name, crashes, checks)
@@ -42,6 +43,22 @@ function M.new(T, opts)
                               sh(R.data), kill_at or "", sh(crash or ""), env or "", sh(bin), args,
                               sh(logfile), sh(pidfile))
     assert(os.execute(cmd))
+    local f = assert(io.open(pidfile))
+    local pid = assert(tonumber(f:read("l")))
+    f:close()
+    return pid
+  end
+
+  -- Start `sgdsa CMD...` (the words of the list cmd, e.g. {"resume", dir})
+  -- in the background, the fixture's data set in its environment, plus
+  -- `env` (shell assignments); returns its pid.
+  function R.spawn_cmd(cmd, logfile, env)
+    local words = {}
+    for i, w in ipairs(cmd) do words[i] = sh(w) end
+    local pidfile = R.tmp .. "/pid"
+    assert(os.execute(string.format("(exec env SGDSA_FIXTURE_DATA=%s %s %s %s >>%s 2>&1) & echo $! > %s",
+                                    sh(R.data), env or "", sh(bin), table.concat(words, " "),
+                                    sh(logfile), sh(pidfile))))
     local f = assert(io.open(pidfile))
     local pid = assert(tonumber(f:read("l")))
     f:close()

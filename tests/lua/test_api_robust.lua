@@ -35,6 +35,37 @@ T.test("generator: random over the whole integer range", function()
   T.raises(function() return g:random(1, 0) end, "random: empty interval [1, 0]")
 end)
 
+T.test("generator: random() as math.random (ctx.rng of plug-ins)", function()
+  local g = sg.Generator(3, "search")
+  local lo, hi, n = 1, 0, 2000
+  for _ = 1, n do
+    local u = g:random()
+    T.eq(math.type(u), "float", "random() is a float")
+    T.check(u >= 0 and u < 1, "random() in [0, 1): " .. u)
+    lo, hi = math.min(lo, u), math.max(hi, u)
+  end
+  T.check(lo < 0.01 and hi > 0.99, "random() covers [0, 1)")
+  local seen = {}
+  for _ = 1, 200 do
+    local k = g:random(4)
+    T.eq(math.type(k), "integer", "random(n) is an integer")
+    T.check(k >= 1 and k <= 4, "random(4) in 1..4")
+    seen[k] = true
+    local j = g:random(-2, 2)
+    T.check(j >= -2 and j <= 2, "random(-2, 2) in -2..2")
+  end
+  T.eq(#seen, 4, "random(4) gives every value")
+  T.eq(math.type(g:random(0)), "integer", "random(0): an integer with all bits random")
+  T.eq(g:random(3.0, 3), 3, "integral floats are integers")
+  T.raises(function() return g:random(0.5) end, "number has no integer representation")
+  T.raises(function() return g:random(1, 2, 3) end, "random: wrong number of arguments")
+  T.raises(function() return g:random(-1) end, "random: empty interval [1, -1]")
+  -- the same draws again from the same state
+  local a, b = sg.Generator(9), sg.Generator(9)
+  T.eq(a:random(), b:random(), "repeatable")
+  T.eq(a:random(10), b:random(10), "repeatable")
+end)
+
 T.test("generator: permutation lengths", function()
   local g = sg.Generator(1)
   -- 2^31 overflowed int32 (values 1..n) and asked for 24 GB (an int64 scratch copy)

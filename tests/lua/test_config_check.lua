@@ -46,7 +46,7 @@ T.test("the model spec's options are checked", function()
   T.raises(function() return require("models.vgg16"){widht = 1} end, "did you mean 'width'?")
   T.raises(function() return require("models.resnet18"){chanels = 3} end,
            "models.resnet18: unknown option 'chanels'")
-  e = T.raises(function() trainer.train(exp{model = {"lenett"}}) end, "unknown model \"lenett\" (models/: ")
+  e = T.raises(function() trainer.train(exp{model = {"lenett"}}) end, "unknown model \"lenett\" (built in: lenet, mlp, ")
   T.check(e:find("did you mean 'lenet'?", 1, true), e)
 end)
 

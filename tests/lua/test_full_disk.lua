@@ -22,10 +22,17 @@ local out = R.out
 assert(sg.core.mkdir_p(out))
 R.reference()
 
--- The shell assignments that fill the disk under `dir` at its nth write.
+-- The shell assignments that fill the disk under `dir` at its nth write. In
+-- the sanitizer build the ASan runtime must come first in the preload list.
+local preload = shim
+if os.getenv("SGDSA_SANITIZED") then
+  local p = io.popen("cc -print-file-name=libasan.so")
+  preload = p:read("l") .. " " .. shim
+  p:close()
+end
 local function full_at(dir, n, log)
   return string.format("SGDSA_FIXTURE_DATA=%s LD_PRELOAD=%s SGDSA_ENOSPC_DIR=%s SGDSA_ENOSPC_AT=%d SGDSA_ENOSPC_LOG=%s",
-                       sh(R.data), sh(shim), sh(dir), n, sh(log or "/dev/null"))
+                       sh(R.data), sh(preload), sh(dir), n, sh(log or "/dev/null"))
 end
 
 local function leftovers(dir)

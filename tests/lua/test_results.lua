@@ -19,6 +19,8 @@ os.execute("rm -rf '" .. tmp .. "'")
 assert(core.mkdir_p(tmp))
 
 local sgdsa, read = T.sgdsa, T.read_file
+local have_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
+local function have_gnuplot_now() return have_gnuplot end
 
 -- A synthetic run as the trainer writes it (its config text and its epoch
 -- log columns): epochs rows of (loss, acc) given by functions of the epoch.
@@ -28,9 +30,11 @@ local function make_run(dir, o)
   local f <close> = h5.open(dir .. "/" .. results.LOG, "w")
   f:write_text(results.CONFIG, trainer.config_text{
     model = {o.model, classes = 10}, data = {"fashion_mnist", batch = o.batch or 128, limit = 1000},
-    optim = o.optim, seed = o.seed, epochs = o.epochs_total or EPOCHS, hooks = {},
+    optim = o.optim, seed = o.seed, epochs = o.epochs_total or EPOCHS, hooks = {}, label = o.label,
   })
+  if o.script then f:write_text("script_path", o.script) end
   f:attr("seed", o.seed)
+  f:attr("kind", "run-log")
   local log = h5.log(f, results.EPOCH_GROUP, trainer.EPOCH_FIELDS)
   for e = 1, (o.epochs or EPOCHS) do
     local values = {epoch = e, step = 10 * e, steps = 10 * e, epoch_steps = 10, train_loss = 2 / e,
@@ -94,6 +98,25 @@ make_run(tmp .. "/ties", {model = "lenet", optim = SA, seed = 5, batch = 64,
   epochs = #TIES_LOSS, epochs_total = #TIES_LOSS,
   loss = function(e) return TIES_LOSS[e] end, acc = function(e) return TIES_ACC[e] end,
   tacc = function() return 0.7 end, prob = function() return 0.9 end})
+
+-- Runs labelled by what they are: two scripts with custom optimizers (one
+-- seed each), one with a label=, and a second SGD-SA experiment sharing
+-- exp_sa's model and seeds.
+local CUSTOM = sg.optim.optimizer{neighborhood = sg.optim.lr_set{H = {0.1}}, acceptance = sg.optim.greedy{}}
+local function flat(v) return function() return v end end
+make_run(tmp .. "/tabu-20260101-120000", {model = "lenet", optim = CUSTOM, seed = 0,
+  script = "experiments/example_tabu_neighborhood.lua", loss = flat(0.5), acc = flat(0.8),
+  tacc = flat(0.8), prob = flat(0.7)})
+make_run(tmp .. "/rtr-20260101-130000", {model = "lenet", optim = CUSTOM, seed = 0,
+  script = "/home/me/example_record_to_record.lua", loss = flat(0.6), acc = flat(0.7),
+  tacc = flat(0.7), prob = flat(0.6)})
+make_run(tmp .. "/labelled", {model = "lenet", optim = CUSTOM, seed = 0, label = "my rule",
+  script = "experiments/example_tabu_neighborhood.lua", loss = flat(0.4), acc = flat(0.9),
+  tacc = flat(0.9), prob = flat(0.5)})
+for s = 0, 1 do
+  make_run(string.format("%s/exp_sa_bigH/seed-%d", tmp, s), {model = "lenet", optim = SA, seed = s,
+    loss = flat(0.45), acc = flat(0.85), tacc = flat(0.85), prob = flat(0.5)})
+end
 
 local function mean_sd(v)
   local m = 0
@@ -232,7 +255,60 @@ T.test("--loss batch: each run divided by its own minibatch size", function()
   T.raises(function() tbl.build(runs, {loss = "epoch"}) end, "unknown loss scale", "bad scale")
 end)
 
+T.test("runs labelled by what they are: the script, label=, clashes", function()
+  local tabu = assert(results.load(tmp .. "/tabu-20260101-120000"))
+  T.eq(tabu.script, "example_tabu_neighborhood", "the script's name")
+  T.eq(tabu.method, "example_tabu_neighborhood", "a custom optimizer: the script's name")
+  T.eq(assert(results.load(tmp .. "/rtr-20260101-130000")).method, "example_record_to_record", "the other script")
+  T.eq(assert(results.load(tmp .. "/labelled")).method, "my rule", "label= wins")
+  local runs = assert(results.load_all({tmp .. "/tabu-20260101-120000", tmp .. "/rtr-20260101-130000"}))
+  local t = tbl.build(runs)
+  T.eq(#t.methods, 2, "two scripts with custom optimizers: two methods")
+  runs = assert(results.load_all({tmp .. "/exp_sa", tmp .. "/exp_sa_bigH"}))
+  local label = results.labels(runs)
+  T.eq(label(runs[1]), "SGD-SA [exp_sa]", "two SGD-SA experiments with the same seeds")
+  T.eq(label(runs[4]), "SGD-SA [exp_sa_bigH]", "... told apart")
+  t = tbl.build(runs)
+  T.eq(#t.methods, 2, "two SGD-SA experiments: two methods")
+  runs = assert(results.load_all({tmp .. "/exp_sa", tmp .. "/exp_sa_bigH"}, {"SA small H", "SA big H"}))
+  T.eq(runs[1].method, "SA small H", "--label of the first folder")
+  T.eq(runs[5].method, "SA big H", "--label of the second folder")
+end)
+
 if not BIN or BIN == "" then T.skip("SGDSA_BIN not set: the command tests need the sgdsa binary") end
+
+T.test("sgdsa table/plot --label, sgdsa inspect's method", function()
+  local code, out = sgdsa({"table", tmp .. "/tabu-20260101-120000", tmp .. "/rtr-20260101-130000",
+                           "--format", "csv"})
+  T.eq(code, 0, "exit (" .. out .. ")")
+  T.check(out:find("\nexample_tabu_neighborhood,0,", 1, true) and out:find("\nexample_record_to_record,0,", 1, true),
+          "the scripts name the methods: " .. out)
+  code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--label", "annealed",
+                     "--label=plain", "--format", "csv"})
+  T.eq(code, 0, "exit (" .. out .. ")")
+  T.check(out:find("\nannealed,0,", 1, true) and out:find("\nplain,best,", 1, true), "--label: " .. out)
+  code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--label", "annealed"})
+  T.eq(code, 2, "one --label for two folders")
+  T.check(out:find("1 --label for 2 folders", 1, true), out)
+  code, out = sgdsa({"inspect", tmp .. "/tabu-20260101-120000"})
+  T.check(out:find("method: example_tabu_neighborhood (in sgdsa table and sgdsa plot)", 1, true), out)
+  code, out = sgdsa({"inspect", tmp .. "/labelled"})
+  T.check(out:find("method: my rule (its label=)", 1, true), out)
+  if not have_gnuplot_now() then return end
+  local svg = tmp .. "/labels.svg"
+  code, out = sgdsa({"plot", tmp .. "/tabu-20260101-120000", tmp .. "/rtr-20260101-130000", "-o", svg})
+  T.eq(code, 0, "plot exit (" .. out .. ")")
+  T.check(out:find("2 runs of 2 methods", 1, true), "two methods, not one: " .. out)
+  local s = assert(read(svg))
+  T.check(s:find("example_tabu_neighborhood", 1, true) and s:find("example_record_to_record", 1, true),
+          "legend names the scripts")
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", tmp .. "/exp_sa_bigH", "-o", svg, "--figure", "4"})
+  T.check(code == 0 and out:find("5 runs of 2 methods", 1, true), "SGD-SA twice, told apart: " .. out)
+  T.check(assert(read(svg)):find("SGD-SA [exp_sa_bigH] (2 seeds)", 1, true), "legend")
+  code, out = sgdsa({"plot", tmp .. "/exp_sa", tmp .. "/exp_sa_bigH", "-o", svg, "--label", "A",
+                     "--label", "B"})
+  T.check(code == 0 and assert(read(svg)):find("B (2 seeds)", 1, true), "--label in the legend: " .. out)
+end)
 
 T.test("sgdsa table: csv numbers match the logs", function()
   local code, out = sgdsa({"table", tmp .. "/exp_sa", tmp .. "/exp_sgd", "--format", "csv"})
@@ -348,7 +424,6 @@ local function png_size(data)
   return string.unpack(">I4", data, 17), string.unpack(">I4", data, 21)
 end
 
-local have_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
 
 T.test("sgdsa plot: svg curves and png", function()
   if not have_gnuplot then io.write("  (gnuplot not installed: skipped)\n"); return end

@@ -6,7 +6,9 @@
 -- during and after mid-epoch checkpoints and log flushes; the trainer's
 -- SGDSA_TRAINER_CRASH points kill it exactly in the windows between those
 -- writes. The child is the `sgdsa` binary ($SGDSA_BIN) running
--- tests/lua/trainer_fixture.lua.
+-- tests/lua/trainer_fixture.lua. A SIGINT (Ctrl-C) stops a run at the step it
+-- lands in, and `sgdsa resume DIR` / `sgdsa run resume=DIR` (no script: the
+-- run folder's own) continue it bit-identically.
 local T = dofile("tests/lua/testlib.lua")
 local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
@@ -86,9 +88,11 @@ T.test("SIGKILL during a resume (logs truncated, before the first step), resumed
   })
 end)
 
+-- 12 trials (3 under the sanitizers, whose runs are several times slower);
+-- tools/soak-kills runs as many as asked
 local gen = sg.Generator(2718, "resume-test")
 local kills_landed, mid_epoch_resumes = 0, 0
-for trial = 1, 3 do
+for trial = 1, os.getenv("SGDSA_SANITIZED") and 3 or 12 do
   T.test("SIGKILL at random points, resume, bit-identical (trial " .. trial .. ")", function()
     local _, kills, mids = R.random_kills("trial" .. trial, gen)
     kills_landed, mid_epoch_resumes = kills_landed + kills, mid_epoch_resumes + mids
@@ -115,13 +119,77 @@ T.test("SIGTERM: the run checkpoints after the current step, says so, and resume
     if not finished(dir) then break end
     io.write(string.format("     SIGTERM after %.0f%% of the reference time came too late; retrying earlier\n", 100 * frac))
   end
-  T.check(text:find("stopped by an interrupt", 1, true) and text:find("resume=" .. dir, 1, true), text)
+  T.check(text:find("stopped by an interrupt", 1, true) and text:find("continue with: sgdsa resume " .. dir, 1, true), text)
   T.check(sg.core.exists(dir .. "/last.h5"), "no checkpoint after SIGTERM")
   T.check(not finished(dir), "SIGTERM did not stop the run early")
   local p2 = spawn(string.format("resume=%s", sh(dir)), logfile)
   wait_dead(p2, 120)
   T.check(finished(dir), "the resumed run did not finish")
   same_as_reference(dir)
+end)
+
+-- A run paused by the fixture at `pause` (step:n or epoch_end:n) gets a
+-- SIGINT there, as from Ctrl-C; returns its output.
+local function interrupted_run(name, pause, extra)
+  local dir, logfile = out .. "/" .. name, tmp .. "/" .. name .. ".out"
+  local pausefile = tmp .. "/" .. name .. ".paused"
+  os.remove(pausefile)
+  local p = spawn(string.format("out=%s name=%s %s", sh(out), name, extra or ""), logfile, nil, nil,
+                  string.format("SGDSA_FIXTURE_PAUSE_AT=%s SGDSA_FIXTURE_PAUSE_FILE=%s", pause, sh(pausefile)))
+  local t0 = sg.core.time()
+  while not sg.core.exists(pausefile) do
+    if not alive(p) or sg.core.time() - t0 > 60 then error("the run did not reach " .. pause .. " (see " .. logfile .. ")") end
+    sg.core.sleep(0.01)
+  end
+  os.execute("kill -INT " .. p)
+  wait_dead(p, 60)
+  return dir, T.read_file(logfile) or ""
+end
+
+T.test("Ctrl-C mid-epoch checkpoints at that step; `sgdsa resume DIR` (no script) continues bit-identically", function()
+  local dir, text = interrupted_run("sigint_mid", "step:13")
+  local st = checkpoint.load(dir .. "/last.h5", F.model())
+  T.eq(st.step, 13, "the checkpoint is at the step the interrupt landed in")
+  T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
+  T.eq(h5.read_log(dir .. "/log.h5", "steps").rows, 13, "13 steps logged")
+  T.check(text:find("stopped by an interrupt after epoch 0, step 13; continue with: sgdsa resume " .. dir, 1, true), text)
+  local logfile = tmp .. "/sigint_mid.resume.out"
+  local p = R.spawn_cmd({"resume", dir}, logfile)
+  wait_dead(p, 120)
+  local rtext = T.read_file(logfile) or ""
+  T.check(finished(dir), "`sgdsa resume` did not finish the run:\n" .. rtext)
+  T.check(rtext:find("resume " .. dir .. ": sgdsa run tests/lua/trainer_fixture.lua out=", 1, true), rtext)
+  same_as_reference(dir)
+end)
+
+T.test("Ctrl-C at an epoch's end runs no step of the next epoch; `sgdsa run resume=DIR` continues bit-identically", function()
+  -- checkpoint.every=2: epoch 1 writes no last.h5 of its own, so the one
+  -- written on the interrupt is the only one
+  local dir, text = interrupted_run("sigint_end", "epoch_end:1", "checkpoint.every=2")
+  local st = checkpoint.load(dir .. "/last.h5", F.model())
+  T.eq(st.step, 20, "the checkpoint is at epoch 1's last step")
+  T.eq(st.epoch, 1, "epoch 1 done")
+  T.eq(st.trainer.mid_epoch, false, "an end-of-epoch checkpoint")
+  T.eq(h5.read_log(dir .. "/log.h5", "steps").rows, 20, "no step of epoch 2 logged")
+  T.check(text:find("stopped by an interrupt after epoch 1, step 20", 1, true), text)
+  local code, rtext = T.sgdsa({"run", "resume=" .. dir, "threads=1"}, "SGDSA_FIXTURE_DATA=" .. sh(R.data))
+  T.eq(code, 0, "sgdsa run resume=DIR: " .. rtext)
+  T.check(finished(dir), "the run did not finish: " .. rtext)
+  same_as_reference(dir)
+end)
+
+T.test("sgdsa resume: what it refuses", function()
+  local code, text = T.sgdsa({"resume", tmp .. "/nowhere"})
+  T.eq(code, 1, "no folder")
+  T.check(text:find("no run folder there", 1, true), text)
+  code, text = T.sgdsa({"resume"})
+  T.eq(code, 2, "no folder given")
+  code, text = T.sgdsa({"resume", out .. "/ref", "seed=8"}, "SGDSA_FIXTURE_DATA=" .. sh(R.data))
+  T.eq(code, 1, "a changed seed")
+  T.check(text:find("the configuration differs from the run's (seed)", 1, true), text)
+  code, text = T.sgdsa({"resume", "--help"})
+  T.eq(code, 0, "help")
+  T.check(text:find("usage: sgdsa resume RUN_FOLDER", 1, true), text)
 end)
 
 T.test("the kills landed while the runs were running", function()

@@ -99,6 +99,10 @@ T.test("an interrupted sweep stops its runs cleanly and resumes", function()
   -- Wait for the first epoch to be logged, then interrupt the sweep only.
   while core.time() - t0 < 60 and not (read(out) or ""):find("epoch 1/3", 1, true) do core.sleep(0.1) end
   T.check((read(out) or ""):find("epoch 1/3", 1, true), "first epoch done")
+  local _, st = sgdsa({"sweep", "--status", tmp .. "/int/fashion_lenet_sa"})
+  T.check(st:find("local sweep, running (pid " .. pid .. ")", 1, true), "status: the sweep runs: " .. st)
+  T.check(st:find("seed 5%s+running%s+epoch %d of 3, last val acc [%d.]+%%; pid %d+")
+          or st:find("seed 5%s+done"), "status: seed 5 runs: " .. st)
   os.execute("kill -INT " .. pid)
   while core.time() - t0 < 90 and os.execute("kill -0 " .. pid .. " 2>/dev/null") do core.sleep(0.1) end
   local text = read(log)
@@ -111,6 +115,11 @@ T.test("an interrupted sweep stops its runs cleanly and resumes", function()
   T.check(text:find("0 finished, 0 failed, 1 interrupted", 1, true), "summary: " .. text)
   local dir = tmp .. "/int/fashion_lenet_sa/seed-5"
   T.check(core.exists(dir .. "/last.h5"), "checkpoint written on the interrupt")
+  local _, st = sgdsa({"sweep", "--status", tmp .. "/int/fashion_lenet_sa"})
+  T.check(st:find("local sweep, not running", 1, true), "status: the sweep ended: " .. st)
+  T.check(st:find("seed 5%s+interrupted%s+%d/3 epochs[^\n]*checkpoint in last.h5: resumes when the sweep runs again"),
+          "status: seed 5 interrupted: " .. st)
+  T.check(read(out):find("==== exit status 130 on ", 1, true), "the footer of the attempt: " .. read(out))
   local code, rout = sgdsa({"sweep", script, "seeds=5", "jobs=1", "threads=1", "epochs=3",
                             "runs=" .. tmp .. "/int", "data.limit=1024", "data.test_limit=256"})
   T.eq(code, 0, "resumed sweep exit (" .. rout .. ")")
@@ -138,6 +147,51 @@ return dofile("experiments/fashion_lenet_sgd.lua")
   T.check(out:find("1 finished, 1 failed", 1, true), "summary: " .. out)
   T.check(read(outfile):find("deliberate failure", 1, true), "the log holds the error")
   T.eq(epochs_of(runs .. "/fail_on_1/seed-0").rows, 1, "seed 0 ran")
+  local c2, st = sgdsa({"sweep", "--status", runs .. "/fail_on_1"})
+  T.eq(c2, 0, "status exit")
+  T.check(st:find("seed 0%s+done%s+1/1 epochs, last val acc"), "status: seed 0 done: " .. st)
+  T.check(st:find("seed 1%s+failed%s+exit status 1 after 0/%S+ epochs; " .. runs:gsub("%p", "%%%0")
+                  .. "/fail_on_1/seed%-1%.out ends:\n%s+| [^\n]*deliberate failure for seed 1"),
+          "status: seed 1 failed, with the end of its output: " .. st)
+  T.check(st:find("1 done, 1 failed", 1, true), "status: counts: " .. st)
+end)
+
+T.test("--slurm --dry-run prints the job array script; options go with --slurm", function()
+  local code, out = sgdsa({"sweep", "experiments/fashion_lenet_sa.lua", "seeds=0-2,5", "epochs=2", "runs=" .. runs,
+                           "name=dry", "data.limit=256", "--slurm", "--dry-run", "--partition", "gpu",
+                           "--account=lab", "--time", "1-00:00:00", "--gpus-per-run", "1", "--cpus-per-run", "4",
+                           "--max-running", "2", "--sbatch", "--mem=8G", "device=cuda"}, "PATH=/usr/bin:/bin")
+  T.eq(code, 0, "dry run (" .. out .. ")")
+  for _, line in ipairs{"#!/bin/bash", "#SBATCH --array=0-2,5%2", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@120",
+                        "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=1-00:00:00",
+                        "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
+                        "#SBATCH --job-name=sgdsa-dry", "OVERRIDES=(threads=4 epochs=2 data.limit=256 device=cuda)",
+                        "export SGDSA_CUDA_DEVICE=0", "sweep --folder-state \"$RUN\"", "scontrol requeue \"$TASK\""} do
+    T.check(out:find(line, 1, true), "the script has " .. line .. ":\n" .. out)
+  end
+  T.check(out:find("\n#SBATCH %-%-output=/[^\n]*/dry/seed%-%%a%.out\n"), "absolute output path: " .. out)
+  T.check(not core.exists(runs .. "/dry"), "a dry run writes nothing")
+  -- the script is valid bash
+  T.write_file(tmp .. "/dry.sbatch", out:match("#!/bin/bash.*$"))
+  T.eq(os.execute("bash -n " .. q(tmp .. "/dry.sbatch")), true, "bash -n")
+  local bad = {
+    {{"--partition", "p"}, "go with --slurm"},
+    {{"--dry-run"}, "go with --slurm"},
+    {{"--slurm", "jobs=2"}, "jobs= and gpus= are for a local sweep"},
+    {{"--slurm", "--time", "two hours"}, "need a Slurm time"},
+    {{"--slurm", "--max-running", "0"}, "--max-running 0: need a positive integer"},
+    {{"--slurm", "--partition"}, "--partition needs a value"},
+  }
+  for _, b in ipairs(bad) do
+    local args = {"sweep", "experiments/fashion_lenet_sa.lua"}
+    for _, a in ipairs(b[1]) do args[#args + 1] = a end
+    local c, o = sgdsa(args)
+    T.eq(c, 2, table.concat(b[1], " ") .. " is a usage error (" .. o .. ")")
+    T.check(o:find(b[2], 1, true), table.concat(b[1], " ") .. ": " .. o)
+  end
+  local c, o = sgdsa({"sweep", "--status", tmp})
+  T.eq(c, 1, "status of a folder that is no sweep (" .. o .. ")")
+  T.check(o:find("not a sweep folder", 1, true), o)
 end)
 
 T.test("gpus=: each run gets SGDSA_CUDA_DEVICE, the GPUs shared out by load", function()

@@ -35,7 +35,7 @@ local function max_diff(a, b) return (a - b):abs():max() end
 
 T.test("config: unknown fields and overrides name the key and list the allowed ones", function()
   local e = T.raises(function() trainer.configure(exp{epoch = 3}) end, 'unknown experiment field "epoch"')
-  T.check(e:find("allowed: checkpoint, criterion, data, deterministic, device, epochs", 1, true), e)
+  T.check(e:find("allowed: args, checkpoint, criterion, data, deterministic, device, epochs", 1, true), e)
   T.raises(function() trainer.configure(exp(), {lr = 0.1}) end, 'unknown override "lr"')
   T.raises(function() trainer.configure(exp(), {["optim.T00"] = 1}) end, "unknown option 'T00'")
   T.raises(function() trainer.configure(exp(), {"extra"}) end, 'positional argument "extra"')

@@ -7,7 +7,8 @@
 -- As a script (`sgdsa run tests/lua/trainer_fixture.lua key=value`) it
 -- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child;
 -- $SGDSA_FIXTURE_KILL_AT=n makes it SIGKILL itself after step n,
--- $SGDSA_FIXTURE_HOLD=s makes it wait s seconds before its first step).
+-- $SGDSA_FIXTURE_HOLD=s makes it wait s seconds before its first step,
+-- $SGDSA_FIXTURE_PAUSE_AT waits for an interrupt at a step or an epoch's end).
 local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
 
@@ -83,6 +84,29 @@ if arg and arg[0] and arg[0]:match("trainer_fixture%.lua$") then
   if hold then
     e.hooks = e.hooks or {}
     e.hooks.on_start = function() sg.core.sleep(hold) end
+  end
+  -- SGDSA_FIXTURE_PAUSE_AT=step:n or epoch_end:n: at that point the run
+  -- writes the file $SGDSA_FIXTURE_PAUSE_FILE and waits for an interrupt
+  -- (the test sends SIGINT), as a Ctrl-C landing there would
+  local kind, at = (os.getenv("SGDSA_FIXTURE_PAUSE_AT") or ""):match("^([%w_]+):(%d+)$")
+  if kind then
+    at = tonumber(at)
+    local function pause()
+      local f = assert(io.open(assert(os.getenv("SGDSA_FIXTURE_PAUSE_FILE")), "w"))
+      f:write(sg.core.getpid(), "\n")
+      f:close()
+      local t0 = sg.core.time()
+      while not sg.core.interrupted() do
+        if sg.core.time() - t0 > 60 then error("trainer_fixture: no interrupt came in 60 s") end
+        sg.core.sleep(0.01)
+      end
+    end
+    e.hooks = e.hooks or {}
+    if kind == "step" then
+      e.hooks.on_step = function(_, rec) if rec.step == at then pause() end end
+    else
+      e.hooks.on_epoch_end = function(_, rec) if rec.epoch == at then pause() end end
+    end
   end
   return e
 end

@@ -3,7 +3,9 @@
 
 Through a pty (readline active): TAB completion of `sgdsa.ze` -> `sgdsa.zeros`,
 of a method after `:` on a string, on a table whose metatable's __index is a
-table, and on a tensor; expression values printed without `=`; a multi-line
+table, and on a tensor, of the lazily loaded `sgdsa.optim.` pieces and
+`sgdsa.models.` names; help() and help(x); an optimizer printed as a summary
+and the size error of `sgdsa.randn(3):t()`; expression values printed without `=`; a multi-line
 `for` loop with the continuation prompt; an error followed by a valid
 expression; Ctrl-C during `while true do end` returning to the prompt; Ctrl-C
 at the prompt discarding the line; history written to $SGDSA_HISTORY.
@@ -127,6 +129,48 @@ def pty_tests():
         r.send("()\n")
         r.expect(r"\n4\r?\n> ")
 
+    def complete_lazy_optim():
+        # sgdsa.optim's pieces load on first use: completion lists them unloaded
+        r.send("sgdsa.optim.metro\t")
+        r.expect(r"sgdsa\.optim\.metropolis")
+        r.send("{T0 = 2}:temperature()\n")
+        r.expect(r"\n2\r?\n> ")
+
+    def complete_lazy_models():
+        r.send("sgdsa.models.len\t")
+        r.expect(r"sgdsa\.models\.lenet")
+        r.send("{classes = 10}:num_params()\n")
+        r.expect(r"\n62158\r?\n> ")
+        r.send("sgdsa.models.\t\t")
+        r.expect(r"resnet18.*resnet34.*vgg16")
+        r.send("\x03")
+        r.expect(PROMPT)
+
+    def help_index_and_doc():
+        r.send("help()\n")
+        r.expect(r"help\(x\): the documentation of x")
+        r.expect(r"sgdsa\.models\s+lenet, mlp")
+        r.expect(PROMPT)
+        r.send("help\n")
+        r.expect(r"sgdsa\.optim\s+optimizers sgdsa, sgd, ssa, optimizer")
+        r.expect(PROMPT)
+        r.send("help(sgdsa.optim.sgdsa)\n")
+        r.expect(r"function M\.sgdsa\(o\).*The paper's SGD-SA \(Algorithm 2\)")
+        r.expect(PROMPT)
+        r.send('help "sgdsa.optim.metropolis"\n')
+        r.expect(r"the simulated-annealing acceptance test")
+        r.expect(PROMPT)
+
+    def summaries_print():
+        r.send("sgdsa.optim.sgdsa{H = {0.5, 0.1}}\n")
+        r.expect(r"sgdsa\.optim\.sgdsa\{H=\{0\.5, 0\.1\}\}\r?\n\s+neighborhood\s+lr_set")
+        r.expect(PROMPT)
+        r.send("sgdsa.randn(3):t()\n")
+        r.expect(r"t\(\): transposes a matrix \(2-d tensor\); this tensor is 1-d, of size 3")
+        r.expect(PROMPT)
+        r.send("1 + 2\n")
+        r.expect(r"\n3\r?\n> ")
+
     def expression_and_table():
         r.send("1 + 1\n")
         r.expect(r"\n2\r?\n> ")
@@ -181,6 +225,10 @@ def pty_tests():
                      ("complete string method after :", complete_string_method),
                      ("complete __index-table method", complete_metatable_method),
                      ("complete tensor method", complete_tensor_method),
+                     ("complete sgdsa.optim.<lazy piece>", complete_lazy_optim),
+                     ("complete sgdsa.models.<name>", complete_lazy_models),
+                     ("help() and help(x)", help_index_and_doc),
+                     ("summaries and a clear size error", summaries_print),
                      ("expression printed", expression_and_table),
                      ("multi-line for", multiline_for),
                      ("error recovery", error_recovery),

@@ -131,6 +131,11 @@ print("user wins")'
 
     # --- (5) the embedded library: no re-exec, one warning --------------------------------------
     if command -v lua5.4 >/dev/null; then
+        # the sanitizer build's module needs the ASan runtime first in a stock lua5.4
+        if [ "${SGDSA_SANITIZED:-0}" = 1 ]; then
+            LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+            export LD_PRELOAD
+        fi
         code="package.cpath = '$BUILD/lib/?.so;' .. package.cpath
 package.path = '$SRC/lua/?.lua;$SRC/lua/?/init.lua;' .. package.path
 local sg = require 'sgdsa'

@@ -2,9 +2,13 @@
 # test_embed.sh - the installed runtime works on its own: `cmake --install` to a
 # temporary prefix, then (1) a C host program (tests/embed/embed.c) compiled
 # with `pkg-config --cflags --libs sgdsa` from the installed .pc runs code and a
-# script through include/sgdsa.h; (2) a stock lua5.4 does `require "sgdsa"`
-# from the installed tree; (3) the installed `sgdsa` finds its Lua library
-# under <prefix>/share/sgdsa, not in the source tree.
+# script through include/sgdsa.h, without LD_LIBRARY_PATH (the .pc's rpath);
+# (2) a stock lua5.4 does `require "sgdsa"` from the installed tree, its paths
+# set by hand, by `eval "$(sgdsa env)"` and by the .pc's lua_path/lua_cpath,
+# and builds a network by name (sgdsa.models); (3) the installed `sgdsa` finds
+# its Lua library under <prefix>/share/sgdsa, not in the source tree; (4) the
+# library, the module and the executable carry relative rpaths ($ORIGIN), and
+# the whole prefix moved elsewhere still runs.
 # Env: SGDSA_BUILD (build dir), SGDSA_SRC (source tree), SGDSA_TEST_TMP (scratch).
 set -u
 BUILD=${SGDSA_BUILD:?SGDSA_BUILD must name the build directory}
@@ -53,12 +57,13 @@ fi
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Wextra -Werror $SANFLAGS -o "$TMP/embed" "$SRC/tests/embed/embed.c" $FLAGS ||
     die "compiling embed.c against the installed sgdsa failed"
-export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-ldd "$TMP/embed" | grep -q "$LIBDIR/libsgdsa.so" || die "embed does not link the installed libsgdsa"
-"$TMP/embed" "$SRC/tests/embed/script.lua" >"$TMP/embed.out" 2>&1
+env -u LD_LIBRARY_PATH ldd "$TMP/embed" | grep -q "$LIBDIR/libsgdsa.so" ||
+    die "embed does not find the installed libsgdsa by itself (sgdsa.pc's Libs: -Wl,-rpath)"
+env -u LD_LIBRARY_PATH "$TMP/embed" "$SRC/tests/embed/script.lua" >"$TMP/embed.out" 2>&1
 st=$?
 cat "$TMP/embed.out"
 [ $st -eq 0 ] && grep -q '^EMBED OK$' "$TMP/embed.out" || die "embed exited $st"
+export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # --- (2) require "sgdsa" from a stock lua5.4 ----------------------------------------------
 [ -n "${LD_PRELOAD:-}" ] && export LD_PRELOAD
@@ -76,6 +81,20 @@ st=$?
 cat "$TMP/lua.out"
 [ $st -eq 0 ] && grep -q '^LUA OK' "$TMP/lua.out" || die "stock lua5.4 could not use the installed module"
 
+# ... with the paths from `sgdsa env` and from sgdsa.pc, and a network by name
+MODELS='local sg = require "sgdsa"
+assert(sg.models.lenet{classes = 10}:num_params() == 62158, "lenet")
+assert(sg.nn.model{"mlp", size = 8, hidden = {4}}:num_params() == 64 * 4 + 4 + 4 * 10 + 10, "mlp")
+print("MODELS OK")'
+ENVOUT=$("$P/bin/sgdsa" env) || die "sgdsa env failed"
+echo "$ENVOUT"
+(unset LUA_PATH LUA_CPATH; eval "$ENVOUT"; cd "$TMP" && lua5.4 -e "$MODELS") | grep -q '^MODELS OK$' ||
+    die "stock lua5.4 after eval \"\$(sgdsa env)\" cannot build sgdsa.models.lenet"
+LP=$($PKG --variable=lua_path sgdsa) && LCP=$($PKG --variable=lua_cpath sgdsa) ||
+    die "sgdsa.pc has no lua_path/lua_cpath"
+(cd "$TMP" && LUA_PATH="$LP" LUA_CPATH="$LCP" lua5.4 -e "$MODELS") | grep -q '^MODELS OK$' ||
+    die "stock lua5.4 with sgdsa.pc's lua_path ($LP) and lua_cpath ($LCP) cannot use sgdsa"
+
 # --- (3) the installed executable uses the installed library ---------------------------------
 OUT=$("$P/bin/sgdsa" -e 'print(sgdsa.core.root()); print(package.searchpath("sgdsa", package.path))') ||
     die "installed sgdsa failed"
@@ -91,4 +110,19 @@ env -u LD_LIBRARY_PATH lua5.4 -e "package.cpath = '$LIBDIR/lua/5.4/?.so;' .. pac
 package.path = '$P/share/lua/5.4/?.lua;$P/share/lua/5.4/?/init.lua;' .. package.path
 assert(require('sgdsa').ones(2):sum() == 2)" ||
     die "installed core.so does not load without LD_LIBRARY_PATH (needs INSTALL_RPATH)"
+
+# --- (4) relative rpaths: the prefix moved elsewhere ----------------------------------------
+if command -v readelf >/dev/null; then
+    for f in "$LIBDIR/libsgdsa.so" "$LIBDIR/lua/5.4/sgdsa/core.so" "$P/bin/sgdsa"; do
+        readelf -d "$f" | grep -E 'R(UN)?PATH' | grep -q '\$ORIGIN' || die "$f has no \$ORIGIN rpath"
+    done
+fi
+mv "$P" "$TMP/moved"
+M=$TMP/moved
+env -u LD_LIBRARY_PATH "$M/bin/sgdsa" -e 'assert(sgdsa.core.root():find("/moved/", 1, true)); assert(sgdsa.models.lenet{}:num_params() == 62158)' ||
+    die "the installed sgdsa does not run from a moved prefix"
+ENVOUT=$(env -u LD_LIBRARY_PATH "$M/bin/sgdsa" env) || die "sgdsa env in the moved prefix failed"
+case "$ENVOUT" in *"$M/"*) ;; *) die "sgdsa env in the moved prefix names other paths: $ENVOUT" ;; esac
+(unset LUA_PATH LUA_CPATH LD_LIBRARY_PATH; eval "$ENVOUT"; cd "$TMP" && lua5.4 -e "$MODELS") | grep -q '^MODELS OK$' ||
+    die "stock lua5.4 cannot use the moved prefix"
 echo "test_embed: all passed"

@@ -62,7 +62,7 @@ printf 'local x = 1\nlocal t = sgdsa.h5.load("%s/missing.h5")\n' "$TMP" >"$TMP/l
 mistake 1 "load\.lua:2: .*cannot open '$TMP/missing.h5'" "$BIN" run "$TMP/load.lua"
 # a library check blames the script's line that called it
 printf '\n\nlocal m = require("models.lenet"){clases = 5}\n' >"$TMP/ctor.lua"
-mistake 1 "ctor\.lua:3: models.lenet: unknown option 'clases'" "$BIN" run "$TMP/ctor.lua"
+mistake 1 "ctor\.lua:3: sgdsa.models.lenet: unknown option 'clases'" "$BIN" run "$TMP/ctor.lua"
 # a script that does not load, and the script's own error()
 printf 'local x = = 1\n' >"$TMP/syntax.lua"
 mistake 1 'syntax\.lua:1: unexpected symbol' "$BIN" run "$TMP/syntax.lua"

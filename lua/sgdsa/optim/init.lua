@@ -12,20 +12,46 @@
 --   epoch_start(self, epoch), epoch_end(self, epoch),
 --   state(self, ctx) -> table, set_state(self, st, ctx).
 -- An acceptance rule is a table with
---   decide(self, ctx, f_w, f_trial) -> accepted, prob   (prob in [0, 1] for
---       the log; f_trial is never NaN/inf here: those are rejected before);
+--   decide(self, ctx, f_w, f_trial) -> accepted, prob   (accepted true or
+--       false; prob in [0, 1] for the log, or nil; f_trial is never NaN/inf
+--       here: those are rejected before);
 --   optional: evaluate = false (no trial forward needed: plain SGD),
 --   temperature(self), epoch_start/epoch_end(self, epoch),
 --   step_end(self, ctx, accepted), state(self) -> table, set_state(self, st).
+-- A `name` field names the piece in logs and errors. Other functions (helpers
+-- of its own) and fields (its memory) are the piece's business.
 -- A plain function is accepted for either: function(ctx) -> move [, f_trial]
 -- for a neighborhood, function(ctx, f_w, f_trial) -> accepted, prob for an
 -- acceptance rule; ctx.state is then a table the function owns (kept in
 -- checkpoints when it holds numbers, strings, booleans and tensors).
 --
+-- Pieces are checked when the optimizer is built (optimizer{}, and again
+-- by sgdsa.search.new): the required method, hooks that are not functions,
+-- flags that are not booleans, and functions whose name is near a hook's
+-- (`epoch_ned`: did you mean epoch_end?) are errors naming the piece. The
+-- search loop checks what they return at every step (a move that is not a
+-- number, an `accepted` that is not a boolean, an objective function that
+-- returns no number: an error naming the piece and the method), and before
+-- the first step runs each piece's state() through what a checkpoint stores
+-- and gives it back to set_state() (a function or a userdata in the state is
+-- an error then, not after the first epoch).
+--
 -- The context (ctx): model, w (= model.params), g (= model.grads), trial
--- (the trial buffer), rng (the `search` stream), epoch, step, x, y, n, f
--- (objective at w), f_trial (the decided trial's objective, set before
--- outcome), loss, and ctx:evaluate(t), ctx:buffer(name).
+-- (the trial buffer), rng, epoch, step, x, y, n, f (objective at w), f_trial
+-- (the decided trial's objective, set before outcome), loss, and
+-- ctx:evaluate(t), ctx:buffer(name).
+--
+-- ctx.rng is the run's `search` stream (an sgdsa.Generator: seeded by the
+-- run's seed, saved in checkpoints, so a resumed run draws the same numbers).
+-- Draw every random choice of a piece from it:
+--   ctx.rng:random()          a float uniform in [0, 1)      (as math.random)
+--   ctx.rng:random(n)         an integer uniform in 1..n
+--   ctx.rng:random(m, n)      an integer uniform in m..n
+--   ctx.rng:uniform([a, b])   a float uniform in [a, b) (default [0, 1))
+--   ctx.rng:normal([m, s])    a normal draw (default mean 0, sd 1)
+--   t:uniform_(a, b, ctx.rng), t:normal_(m, s, ctx.rng)   fill a tensor
+-- (math.random is not saved in checkpoints: a piece drawing from it does not
+-- resume bit-identically.)
 --
 -- Optimizers: sgdsa{H=, T0=, alpha=} (the paper's SGD-SA), sgd{lr= | schedule=}
 -- (Scheduled-SGD), ssa{eps=, T0=, alpha=} (section 2.1), and
@@ -34,7 +60,7 @@
 -- score ("train" or "inference") are the search loop's (lua/sgdsa/search.lua).
 -- Each returns {neighborhood=, acceptance=, objective=, score=, kind=, args=} with
 -- opt:with{key=value} giving a copy built with changed arguments (the
--- trainer's `optim.T0=0.5` overrides).
+-- trainer's `optim.T0=0.5` overrides); tostring(opt) is a summary.
 local options = require "sgdsa.options"
 
 local M = {}
@@ -86,16 +112,23 @@ local pieces = {
 }
 M.pieces = pieces
 
+-- A piece's text: its constructor and options (metropolis{T0=1, alpha=0.8}).
+local PIECE = {__name = "sgdsa.optim piece"}
+function PIECE.__tostring(p) return M.format(p) end
+
 -- Built-in pieces load on first use. Each piece they build remembers how
--- (piece.rebuild()), so that an optimizer can be rebuilt with fresh state.
-setmetatable(M, {__index = function(t, k)
+-- (piece.rebuild(), piece.kind, piece.options), so that an optimizer can be
+-- rebuilt with fresh state or changed options.
+setmetatable(M, {__complete = pieces, __index = function(t, k)
   local mod = pieces[k]
   if mod then
     local ctor = require(mod)
     local v = function(o)
       local piece = ctor(o)
       piece.rebuild = function() return ctor(o) end
+      piece.kind = k
       piece.options = o
+      if getmetatable(piece) == nil then setmetatable(piece, PIECE) end
       return piece
     end
     rawset(t, k, v)
@@ -103,11 +136,86 @@ setmetatable(M, {__index = function(t, k)
   end
 end})
 
+-- ---- checking pieces --------------------------------------------------------------
+
+local HOOKS = {
+  neighborhood = {required = "propose", signature = "propose(self, ctx)",
+                  hooks = {"propose", "accepted", "outcome", "epoch_start", "epoch_end", "state",
+                           "set_state"},
+                  flags = {needs_grad = true}},
+  acceptance = {required = "decide", signature = "decide(self, ctx, f_w, f_trial)",
+                hooks = {"decide", "temperature", "epoch_start", "epoch_end", "step_end", "state",
+                         "set_state"},
+                flags = {evaluate = true}},
+}
+local OTHER = {neighborhood = "acceptance", acceptance = "neighborhood"}
+local ARTICLE = {neighborhood = "a neighborhood", acceptance = "an acceptance rule"}
+
+--- How a piece is named in errors: "neighborhood 'tabu_lr_set'", or where
+-- its function is defined ("acceptance function (script.lua:12)").
+function M.piece_label(p, role)
+  local name = type(p) == "table" and rawget(p, "name")
+  local fn = type(p) == "table" and (rawget(p, "fn") or rawget(p, HOOKS[role].required))
+  if type(name) == "string" and name ~= "function" then
+    return string.format("%s '%s'", role, name)
+  end
+  if type(fn) == "function" then
+    local info = debug.getinfo(fn, "S")
+    return string.format("%s %s (%s:%d)", role, name == "function" and "function" or "(no name)",
+                         info.short_src, info.linedefined)
+  end
+  return role
+end
+
+-- Error unless table p is a well-formed piece of `role` ("neighborhood" or
+-- "acceptance"); `who` names the caller, `level` is error()'s.
+local function check_piece(p, role, who, level)
+  local spec = HOOKS[role]
+  local is_hook, all = {}, {}
+  for _, h in ipairs(spec.hooks) do is_hook[h] = true; all[#all + 1] = h end
+  for f in pairs(spec.flags) do all[#all + 1] = f end
+  local label = M.piece_label(p, role)
+  local function fail(fmt, ...)
+    error(string.format("%s: %s: " .. fmt, who, label, ...), level + 1)
+  end
+  if type(p[spec.required]) ~= "function" then
+    local keys = {}
+    for k in pairs(p) do if type(k) == "string" then keys[#keys + 1] = k end end
+    local near = options.similar(spec.required, keys)
+    fail("%s has no %s method%s", ARTICLE[role], spec.signature,
+         #near > 0 and string.format(" (it has %s: a misspelt %s?)", near[1], spec.required) or "")
+  end
+  for k, v in pairs(p) do
+    if type(k) == "string" then
+      if is_hook[k] and type(v) ~= "function" then
+        fail("%s must be a function (self, ...), got %s", k, type(v))
+      elseif spec.flags[k] and type(v) ~= "boolean" then
+        fail("%s must be true or false, got %s", k, tostring(v))
+      elseif type(v) == "function" and not is_hook[k] and k ~= "rebuild" then
+        local other = HOOKS[OTHER[role]]
+        local theirs = false
+        for _, h in ipairs(other.hooks) do if h == k then theirs = true end end
+        if theirs then
+          fail("%s is a method of %s, not of %s (the %s hooks: %s)", k, ARTICLE[OTHER[role]],
+               ARTICLE[role], role, table.concat(spec.hooks, ", "))
+        end
+        local far = math.max(1, #k // 4)
+        if #options.similar(k, all, far) > 0 then
+          fail("unknown hook %q (the %s hooks: %s)%s", k, role, table.concat(spec.hooks, ", "),
+               options.did_you_mean(k, all))
+        end
+      end
+    end
+  end
+end
+M.check_piece = check_piece
+
 -- Wrap a plain function as a piece; its private state is ctx.state.
-function M.as_neighborhood(nb)
+function M.as_neighborhood(nb, who)
+  who = who or "optim"
   if type(nb) == "function" then
     local fn = nb
-    nb = {name = "function", _state = {}}
+    nb = {name = "function", fn = fn, _state = {}}
     function nb.propose(self, ctx)
       local saved = ctx.state
       ctx.state = self._state
@@ -118,17 +226,19 @@ function M.as_neighborhood(nb)
     function nb.state(self) return self._state end
     function nb.set_state(self, st) self._state = st end
   end
-  if type(nb) ~= "table" or type(nb.propose) ~= "function" then
-    error("optim: a neighborhood must be a function(ctx) or a table with propose(self, ctx), got "
-          .. type(nb), 3)
+  if type(nb) ~= "table" then
+    error(string.format("%s: a neighborhood must be a function(ctx) or a table with propose(self, ctx), got %s",
+                        who, type(nb)), 3)
   end
+  check_piece(nb, "neighborhood", who, 3)
   return nb
 end
 
-function M.as_acceptance(ac)
+function M.as_acceptance(ac, who)
+  who = who or "optim"
   if type(ac) == "function" then
     local fn = ac
-    ac = {name = "function", _state = {}}
+    ac = {name = "function", fn = fn, _state = {}}
     function ac.decide(self, ctx, fw, ft)
       local saved = ctx.state
       ctx.state = self._state
@@ -139,10 +249,11 @@ function M.as_acceptance(ac)
     function ac.state(self) return self._state end
     function ac.set_state(self, st) self._state = st end
   end
-  if type(ac) ~= "table" or type(ac.decide) ~= "function" then
-    error("optim: an acceptance rule must be a function(ctx, f_w, f_trial) or a table with decide(self, ctx, f_w, f_trial), got "
-          .. type(ac), 3)
+  if type(ac) ~= "table" then
+    error(string.format("%s: an acceptance rule must be a function(ctx, f_w, f_trial) or a table with decide(self, ctx, f_w, f_trial), got %s",
+                        who, type(ac)), 3)
   end
+  check_piece(ac, "acceptance", who, 3)
   return ac
 end
 
@@ -192,6 +303,26 @@ M.format = fmt
 function Optimizer:describe()
   return self.kind .. fmt(self.args)
 end
+
+-- A piece as the summary shows it: its constructor and options, or where
+-- its function is defined.
+local function piece_text(p, role)
+  if rawget(p, "fn") then return (M.piece_label(p, role):gsub("^%S+ ", "")) end
+  return fmt(p)
+end
+
+-- The summary the REPL prints: what it was built from, its two pieces, the
+-- temperature when the rule has one, the objective and the scoring.
+function Optimizer:__tostring()
+  local ac = self.acceptance
+  local T = type(ac.temperature) == "function" and ac:temperature() or nil
+  local obj = type(self.objective) == "function" and "a function" or tostring(self.objective)
+  return string.format("sgdsa.optim.%s\n  neighborhood  %s\n  acceptance    %s%s\n  objective %s, score %s",
+                       self:describe(), piece_text(self.neighborhood, "neighborhood"),
+                       piece_text(ac, "acceptance"),
+                       type(T) == "number" and ("  (T = " .. fmt(T) .. ")") or "", obj, self.score)
+end
+Optimizer.__name = "sgdsa.optim optimizer"
 
 local scores = {train = true, inference = true}
 
@@ -243,8 +374,20 @@ end
 --- Any combination: optimizer{neighborhood=, acceptance=, objective=, score=}.
 function M.optimizer(o)
   M.check_keys(o, {"neighborhood", "acceptance", "objective", "score"}, "optim.optimizer")
-  return make("optimizer", o, M.as_neighborhood(o.neighborhood), M.as_acceptance(o.acceptance),
-              o.objective, o.score)
+  if o.neighborhood == nil then
+    error("optim.optimizer: no neighborhood (give neighborhood = optim.lr_set{H = {...}}, " ..
+          "a table with propose(self, ctx) or a function(ctx))", 2)
+  end
+  if o.acceptance == nil then
+    error("optim.optimizer: no acceptance rule (give acceptance = optim.metropolis{...}, " ..
+          "a table with decide(self, ctx, f_w, f_trial) or a function(ctx, f_w, f_trial))", 2)
+  end
+  if o.objective ~= nil and type(o.objective) ~= "function" and type(o.objective) ~= "string" then
+    error("optim.optimizer: objective must be \"loss\", \"loss/batch\", \"error\" or a function, got "
+          .. type(o.objective), 2)
+  end
+  return make("optimizer", o, M.as_neighborhood(o.neighborhood, "optim.optimizer"),
+              M.as_acceptance(o.acceptance, "optim.optimizer"), o.objective, o.score)
 end
 
 return M
