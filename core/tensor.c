@@ -952,8 +952,40 @@ static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
     if (!gemm_layout(b, &tb, &ldb))
         return sg_seterr("matmul: cuda operand %s has a layout cuBLAS cannot read (use "
                          ":contiguous())", sg_shape_str(b, y, sizeof y));
-    return sg_cuda_gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, sg_f32(a), lda, sg_f32(b), ldb,
-                        sg_f32(out), n);
+    /* cuBLAS gets 16-byte aligned matrices (its vectorized kernels want
+     * them; the CUDA emulator insists): a view that starts elsewhere is
+     * copied first, an output view computed into a copy */
+    sg_tensor *ca = NULL, *cb = NULL, *co = NULL;
+    int rc = 0;
+    if ((uintptr_t)sg_f32(a) % 16 != 0) {
+        if (!(ca = sg_tensor_clone(a)) || !gemm_layout(ca, &ta, &lda))
+            rc = -1;
+        a = ca;
+    }
+    if (rc == 0 && (uintptr_t)sg_f32(b) % 16 != 0) {
+        if (!(cb = sg_tensor_clone(b)) || !gemm_layout(cb, &tb, &ldb))
+            rc = -1;
+        b = cb;
+    }
+    sg_tensor *o = out;
+    if (rc == 0 && (uintptr_t)sg_f32(out) % 16 != 0) {
+        const int64_t size[2] = {m, n};
+        if (!(co = sg_tensor_new(SG_F32, SG_CUDA, 2, size)))
+            rc = -1;
+        o = co;
+    }
+    if (rc == 0)
+        rc = sg_cuda_gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, sg_f32(a), lda, sg_f32(b),
+                          ldb, sg_f32(o), n);
+    if (rc == 0 && co)
+        rc = sg_copy(out, co);
+    if (rc != 0)
+        sg_adderr("matmul %lldx%lld @ %lldx%lld (cuda)", (long long)m, (long long)k,
+                  (long long)k, (long long)n);
+    sg_tensor_release(ca);
+    sg_tensor_release(cb);
+    sg_tensor_release(co);
+    return rc;
 }
 #endif /* SG_HAVE_CUDA */
 

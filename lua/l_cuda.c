@@ -14,10 +14,19 @@
  *                          default); an error when cuBLAS refuses the math mode
  *   set_deterministic(bool)-> previous; deterministic cuDNN algorithms only
  *   memory_stats()         -> {in_use=, cached=, peak_in_use=, device_allocs=,
- *                              device_frees=, pool_hits=, caching=, host_waits=}
+ *                              device_frees=, pool_hits=, caching=, host_waits=,
+ *                              launches=}
  *                          | nil, reason (caching false under SGDSA_CUDA_NO_CACHE=1;
- *                          host_waits: times the host has waited for the device)
+ *                          host_waits: times the host has waited for the device;
+ *                          launches: kernels and cuDNN/cuBLAS calls queued)
  *   empty_cache()          gives the pool's free blocks back to the driver
+ *   conv_algorithms()      -> list of the cuDNN algorithms chosen so far, one
+ *                          {input="NxCxHxW", weight="KxCxKHxKW", stride="SHxSW",
+ *                          pad="PHxPW", tf32=, deterministic=, pass="forward" |
+ *                          "backward-data" | "backward-filter", algo=, math=
+ *                          (cuDNN's enum values), workspace= (bytes), ms= (the
+ *                          timed time per call; nil: the heuristics' choice)}
+ *                          per geometry, settings and pass (empty without CUDA)
  *   input_copy(dst, src [, slot])  copies a cpu tensor into a cuda tensor of
  *                          the same size on the copy stream, after the compute
  *                          queued so far. Without a slot, compute queued next
@@ -143,6 +152,47 @@ static int l_memory_stats(lua_State *L)
     lua_pushinteger(L, (lua_Integer)s.pool_hits); lua_setfield(L, -2, "pool_hits");
     lua_pushboolean(L, s.caching); lua_setfield(L, -2, "caching");
     lua_pushinteger(L, (lua_Integer)sg_cuda_host_waits()); lua_setfield(L, -2, "host_waits");
+    lua_pushinteger(L, (lua_Integer)sg_cuda_launches()); lua_setfield(L, -2, "launches");
+    return 1;
+}
+
+static int l_conv_algorithms(lua_State *L)
+{
+    int n = sg_cuda_conv2d_choices(NULL, 0);
+    sg_cuda_conv_choice *c = n > 0 ? malloc((size_t)n * sizeof *c) : NULL;
+    if (n > 0 && !c)
+        return luaL_error(L, "conv_algorithms: out of memory (%d entries)", n);
+    if (c) {
+        const int m = sg_cuda_conv2d_choices(c, n);  /* no more than n: plans are only added */
+        n = m < n ? m : n;
+    }
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const int64_t *k = c[i].key;
+        lua_createtable(L, 0, 11);
+        lua_pushfstring(L, "%Ix%Ix%Ix%I", (lua_Integer)k[0], (lua_Integer)k[1], (lua_Integer)k[2],
+                        (lua_Integer)k[3]);
+        lua_setfield(L, -2, "input");
+        lua_pushfstring(L, "%Ix%Ix%Ix%I", (lua_Integer)k[4], (lua_Integer)k[1], (lua_Integer)k[5],
+                        (lua_Integer)k[6]);
+        lua_setfield(L, -2, "weight");
+        lua_pushfstring(L, "%Ix%I", (lua_Integer)k[7], (lua_Integer)k[8]);
+        lua_setfield(L, -2, "stride");
+        lua_pushfstring(L, "%Ix%I", (lua_Integer)k[9], (lua_Integer)k[10]);
+        lua_setfield(L, -2, "pad");
+        lua_pushboolean(L, c[i].tf32); lua_setfield(L, -2, "tf32");
+        lua_pushboolean(L, c[i].deterministic); lua_setfield(L, -2, "deterministic");
+        lua_pushstring(L, c[i].pass); lua_setfield(L, -2, "pass");
+        lua_pushinteger(L, c[i].algo); lua_setfield(L, -2, "algo");
+        lua_pushinteger(L, c[i].math); lua_setfield(L, -2, "math");
+        lua_pushinteger(L, (lua_Integer)c[i].workspace); lua_setfield(L, -2, "workspace");
+        if (c[i].ms >= 0) {
+            lua_pushnumber(L, c[i].ms);
+            lua_setfield(L, -2, "ms");
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    free(c);
     return 1;
 }
 
@@ -265,6 +315,13 @@ static int l_nothing(lua_State *L)
 #define l_input_wait l_nothing
 #define l_input_ready l_nothing
 
+/* conv_algorithms: none chosen. */
+static int l_conv_algorithms(lua_State *L)
+{
+    lua_newtable(L);
+    return 1;
+}
+
 /* set_tf32, set_deterministic: accepted, always off. */
 static int l_flag_off(lua_State *L)
 {
@@ -309,6 +366,7 @@ void sgl_open_cuda(lua_State *L)
         {"device_name", l_device_name}, {"synchronize", l_synchronize},
         {"set_tf32", l_set_tf32}, {"set_deterministic", l_set_deterministic},
         {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache},
+        {"conv_algorithms", l_conv_algorithms},
         {"input_copy", l_input_copy}, {"input_ready", l_input_ready},
         {"input_wait", l_input_wait},
         {"pad2d", l_pad2d}, {"crop2d", l_crop2d},

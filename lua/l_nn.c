@@ -52,6 +52,10 @@
  *                           training, sync=false)              -> dx
  *       sync=true (cpu, training): the sums of dy and dy*xhat over the ranks
  *   batchnorm_backward_params(x, dy, dgamma, dbeta, save_mean, save_invstd)
+ *   batchnorm_backward(x, dy, dx, gamma, dgamma, dbeta, save_mean, save_invstd,
+ *                      training)                               -> dx
+ *       both (dgamma += ..., dbeta += ..., dx := shape of x); dx = false: no
+ *       dx (returns nothing); on the GPU one cuDNN call in training mode
  *   batchnorm_apply(x, y, gamma, beta, save_mean, save_invstd) -> y
  *       a forward's output made again from its saved statistics (cpu only)
  *   relu_forward(x, y)                    y := shape of x (y may be x)
@@ -607,6 +611,26 @@ static int batchnorm_backward_params(lua_State *L)
     return 0;
 }
 
+static int batchnorm_backward(lua_State *L)
+{
+    sgl_args a = sgl_args_of(L, "batchnorm_backward");
+    int64_t n, c, hw;
+    sg_tensor *x = nc_input(&a, &n, &c, &hw);
+    sg_tensor *dy = same_as(&a, 2, "dy", x, "input");
+    sg_tensor *gamma = shaped(&a, 4, "weight", 1, &c, 1);
+    sg_tensor *dg = shaped(&a, 5, "dweight", 1, &c, 1);
+    sg_tensor *db = shaped(&a, 6, "dbias", 1, &c, 1);
+    sg_tensor *sm = shaped(&a, 7, "save_mean", 1, &c, 0);
+    sg_tensor *si = shaped(&a, 8, "save_invstd", 1, &c, 0);
+    luaL_checkany(L, 9);
+    int training = lua_toboolean(L, 9);
+    const int want_dx = !(lua_isboolean(L, 3) && !lua_toboolean(L, 3));
+    sg_tensor *dx = want_dx ? out_like(&a, 3, "dx", x) : NULL;
+    SGL_CHECK(L, KERNEL(&a, batchnorm_backward)(F(x), F(dy), F(dx), F(gamma), F(dg), F(db),
+                                                F(sm), F(si), n, c, hw, training));
+    return want_dx ? ret(L, 3) : 0;
+}
+
 /* A forward's output made again from its saved statistics, bit-identical
  * (CPU models recompute the BatchNorm outputs they do not keep; GPU models
  * keep them, and there is no CUDA kernel). */
@@ -890,6 +914,7 @@ static const luaL_Reg nn_funcs[] = {
     { "batchnorm_apply", batchnorm_apply },
     { "batchnorm_backward_data", batchnorm_backward_data },
     { "batchnorm_backward_params", batchnorm_backward_params },
+    { "batchnorm_backward", batchnorm_backward },
     { "relu_forward", relu_forward },
     { "relu_backward_data", relu_backward_data },
     { "dropout_mask", dropout_mask },

@@ -550,6 +550,7 @@ do
   seed(P .. "batchnorm_forward_eval", "", function() return { xb, e(), g3, be3, sm, si, rm, rv, 1e-5 } end)
   seed(P .. "batchnorm_backward_data", "", function() return { xb, xb, e(), g3, sm, si, true } end)
   seed(P .. "batchnorm_backward_params", "", function() return { xb, xb, sg.zeros(3), sg.zeros(3), sm, si } end)
+  seed(P .. "batchnorm_backward", "", function() return { xb, xb, e(), g3, sg.zeros(3), sg.zeros(3), sm, si, true } end)
   seed(P .. "batchnorm_apply", "", function() return { xb, e(), g3, be3, sm, si } end)
   seed(P .. "relu_forward", "", function() return { xb, e() } end)
   seed(P .. "relu_backward_data", "", function() return { xb, xb, e() } end)

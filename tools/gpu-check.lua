@@ -16,6 +16,15 @@
 --       written first (random pixels and labels; the same loader path); only
 --       when that fails, synthetic batches already on the GPU (the output says
 --       which)
+--   mode=overlap [model=resnet34 width=1 batch=256 steps=20 tf32=true]
+--       the same SGD-SA steps fed two ways from one loader configuration
+--       (a synthetic CIFAR-sized uint8 file, crop and flip augmentation, its
+--       own seed): as the trainer feeds them (pinned raw batches copied on
+--       the input stream while the step before computes, the transform on
+--       the GPU) and from batches already on the GPU (made on the host and
+--       copied before the first step); deterministic algorithms: every
+--       step's f(w), f(w') and decision must be the same bits, so a
+--       difference is a copy/compute race
 --   mode=profile model=vgg16|resnet34 [batch=512 steps=5 tf32=false device=cuda]
 --       each layer's forward (train and trial) and backward time in SGD-SA
 --       steps, synchronized around each call (device=cpu runs it here)
@@ -40,7 +49,30 @@ local model_name = args.model or "resnet34"
 local C = dofile("tests/lua/cuda_compare.lua")
 
 local function build(width)
-  return require("models." .. model_name){channels = 3, size = 32, classes = 10, width = width or 1}
+  return require("models." .. model_name){channels = 3, size = 32, classes = 10,
+                                          width = width or tonumber(args.width) or 1}
+end
+
+-- A CIFAR-sized uint8 HDF5 file of `images` random images and labels (the
+-- GPU machines have no data sets): its path.
+local function synthetic_file(images)
+  local h5 = require "sgdsa.h5"
+  local path = (os.getenv("TMPDIR") or "/tmp") .. "/sgdsa-gpu-check-cifar.h5"
+  local g = sg.Generator(11, "synthetic")
+  local x = sg.zeros(images, 3, 32, 32, "uint8")
+  local chunk = 5000
+  for i = 1, images, chunk do
+    local k = math.min(chunk, images - i + 1)
+    x:narrow(1, i, k):copy(sg.zeros(k, 3, 32, 32):uniform_(0, 255, g))
+  end
+  local y = sg.zeros(images, "int32")
+  for i = 1, images do y[i] = g:random(10) - 1 end
+  local f = h5.open(path, "w", {atomic = true})
+  f:write("train/images", x); f:write("train/labels", y)
+  local nt = math.min(1000, images)
+  f:write("test/images", x:narrow(1, 1, nt)); f:write("test/labels", y:narrow(1, 1, nt))
+  f:close()
+  return path
 end
 
 local function result(k, v) print(string.format("RESULT %s %s", k, tostring(v))) end
@@ -101,8 +133,19 @@ if mode == "bench" then
   for _, kind in ipairs{"sgd", "sgdsa", "ssa"} do
     m.params:copy(p0)
     local S = search.new{model = m, optim = C.optim(kind, 0.01), rng = sg.Generator(3, "search")}
-    local t = time_steps(S, bs, 3, steps)
+    time_steps(S, bs, 3, 0)
+    local s0 = gpu and core.cuda.memory_stats()
+    local t = time_steps(S, bs, 0, steps)
     res[kind] = t / steps
+    if gpu then
+      -- per timed step: kernels and cuDNN/cuBLAS calls queued, host waits
+      -- (less time_steps' two synchronize() calls, two waits each)
+      local s1 = core.cuda.memory_stats()
+      result(string.format("%s_%s_%s_launches_per_step", model_name, prec, kind),
+             string.format("%.0f", (s1.launches - s0.launches) / steps))
+      result(string.format("%s_%s_%s_host_waits_per_step", model_name, prec, kind),
+             string.format("%.1f", (s1.host_waits - s0.host_waits - 4) / steps))
+    end
     result(string.format("%s_%s_%s_step_ms", model_name, prec, kind), string.format("%.2f", 1000 * t / steps))
     result(string.format("%s_%s_%s_images_per_s", model_name, prec, kind),
            string.format("%.0f", steps * batch / t))
@@ -112,6 +155,20 @@ if mode == "bench" then
   result(string.format("%s_%s_ssa_over_sgd_step_time", model_name, prec),
          string.format("%.3f", res.ssa / res.sgd))
   if gpu then
+    -- the cuDNN algorithms the steps chose (timed as each pass runs, or the
+    -- heuristics' in deterministic mode), one line each in the log
+    local algos, timed, chosen = core.cuda.conv_algorithms(), 0, 0
+    for _, a in ipairs(algos) do
+      if a.tf32 == tf32 and a.deterministic == det then
+        chosen = chosen + 1
+        print(string.format("conv %s w %s s %s p %s %-15s algo %d math %d workspace %d %s",
+                            a.input, a.weight, a.stride, a.pad, a.pass, a.algo, a.math,
+                            a.workspace, a.ms and string.format("%.3f ms", a.ms) or "(heuristics)"))
+        if a.ms then timed = timed + 1 end
+      end
+    end
+    result(string.format("%s_%s_conv_algorithms", model_name, prec),
+           string.format("%d chosen, %d timed", chosen, timed))
     local st = core.cuda.memory_stats()
     result(string.format("%s_%s_peak_gpu_mib", model_name, prec), string.format("%.0f", st.peak_in_use / 2^20))
     -- steady state: no device allocation across further steps (counted after
@@ -143,23 +200,7 @@ if mode == "epoch" then
     -- and types in an HDF5 file of our own, through the same loader path
     local why_not = tostring(data):gsub("\n", " ")
     okd, data = pcall(function()
-      local h5 = require "sgdsa.h5"
-      local path = (os.getenv("TMPDIR") or "/tmp") .. "/sgdsa-gpu-check-cifar.h5"
-      local g = sg.Generator(11, "synthetic")
-      local x = sg.zeros(images, 3, 32, 32, "uint8")
-      local chunk = 5000
-      for i = 1, images, chunk do
-        local k = math.min(chunk, images - i + 1)
-        x:narrow(1, i, k):copy(sg.zeros(k, 3, 32, 32):uniform_(0, 255, g))
-      end
-      local y = sg.zeros(images, "int32")
-      for i = 1, images do y[i] = g:random(10) - 1 end
-      local f = h5.open(path, "w", {atomic = true})
-      f:write("train/images", x); f:write("train/labels", y)
-      local nt = math.min(1000, images)
-      f:write("test/images", x:narrow(1, 1, nt)); f:write("test/labels", y:narrow(1, 1, nt))
-      f:close()
-      return sg.data.hdf5{file = path, batch = batch, workers = 4}
+      return sg.data.hdf5{file = synthetic_file(images), batch = batch, workers = 4}
     end)
     what = "synthetic CIFAR-sized uint8 HDF5 file (CIFAR-10 not found: " .. why_not .. ")"
   end
@@ -198,6 +239,69 @@ if mode == "epoch" then
   result(string.format("%s_%s_sgdsa_epoch_s", model_name, prec), string.format("%.3f", t))
   result(string.format("%s_%s_sgdsa_epoch_images", model_name, prec), n)
   os.exit(0)
+end
+
+if mode == "overlap" then
+  local steps = tonumber(args.steps) or 20
+  if gpu then core.cuda.set_deterministic(true) end
+  local m = build():to(device)
+  local p0, b0 = m.params:clone(), m.buffers:clone()
+  local path = synthetic_file(steps * batch)
+  local ds = sg.stream("dropout"):state()
+  -- a loader of the same order and augmentation each time (its own seed);
+  -- `pinned`: the trainer's GPU path (raw batches, transform on the GPU)
+  local function loader(pinned)
+    local prev = gpu and core.cuda.use_pinned_loader_memory(pinned)
+    local d = sg.data.hdf5{file = path, batch = batch, workers = 2, seed = 9,
+                           augment = {crop = 4, flip = true}}
+    if gpu then core.cuda.use_pinned_loader_memory(prev) end
+    return d.train
+  end
+  local function run(batches)
+    m.params:copy(p0); m.buffers:copy(b0)
+    sg.stream("dropout"):set_state(ds)
+    local S = search.new{model = m, optim = C.optim("sgdsa"), rng = sg.Generator(3, "search")}
+    local recs = {}
+    for x, y in batches do
+      local r, err = S:step(x, y)
+      if not r then error(err, 0) end
+      recs[#recs + 1] = {f_w = r.f_w, f_trial = r.f_trial, accepted = r.accepted, move = r.move}
+      if #recs == steps then break end
+    end
+    return recs
+  end
+  -- fed as the trainer feeds them
+  local fed = run(loader(true):batches{device = device})
+  -- the same batches, made on the host and on the device before the first step
+  local resident, it = {}, loader(false):batches{device = "cpu"}
+  for x, y in it do
+    resident[#resident + 1] = {x:clone():to(device), y:clone():to(device)}
+    if #resident == steps then break end
+  end
+  sync()
+  local i = 0
+  local ref = run(function() i = i + 1; if resident[i] then return resident[i][1], resident[i][2] end end)
+  local bad = 0
+  for k = 1, math.min(#fed, #ref) do
+    local a, b = fed[k], ref[k]
+    local same = a.f_w == b.f_w and (a.f_trial == b.f_trial or (a.f_trial ~= a.f_trial and b.f_trial ~= b.f_trial))
+                 and a.accepted == b.accepted and a.move == b.move
+    if not same then
+      bad = bad + 1
+      if bad <= 5 then
+        print(string.format("MISMATCH step %d: fed from the host f(w) %.9g f(w') %.9g %s, from the device f(w) %.9g f(w') %.9g %s",
+                            k, a.f_w, a.f_trial, tostring(a.accepted), b.f_w, b.f_trial, tostring(b.accepted)))
+      end
+    end
+  end
+  if #fed ~= steps or #ref ~= steps then
+    bad = bad + 1
+    print(string.format("MISMATCH %d steps fed from the host, %d from the device, %d asked", #fed, #ref, steps))
+  end
+  result(string.format("overlap_%s_%s", model_name, prec),
+         bad == 0 and string.format("PASS (%d steps, host-fed = device-fed bit for bit)", steps)
+                  or string.format("FAIL (%d of %d steps differ)", bad, steps))
+  os.exit(bad == 0 and 0 or 1)
 end
 
 if mode == "profile" then
@@ -286,4 +390,4 @@ if mode == "profile" then
   os.exit(0)
 end
 
-error("tools/gpu-check.lua: unknown mode " .. tostring(mode) .. " (agree, bench, epoch, profile)")
+error("tools/gpu-check.lua: unknown mode " .. tostring(mode) .. " (agree, bench, epoch, overlap, profile)")

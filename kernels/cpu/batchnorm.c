@@ -331,3 +331,17 @@ int sg_cpu_batchnorm_backward_data_sync(const float *x, const float *dy, float *
     free(v);
     return 0;
 }
+
+int sg_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
+                              float *dgamma, float *dbeta, const float *save_mean,
+                              const float *save_invstd, int64_t n, int64_t c, int64_t hw,
+                              int training)
+{
+    if (sg_cpu_batchnorm_backward_params(x, dy, dgamma, dbeta, save_mean, save_invstd, n, c,
+                                         hw) != 0)
+        return -1;
+    if (!dx)
+        return 0;
+    return sg_cpu_batchnorm_backward_data(x, dy, dx, gamma, save_mean, save_invstd, n, c, hw,
+                                          training);
+}

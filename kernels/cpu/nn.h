@@ -165,6 +165,13 @@ int sg_cpu_batchnorm_backward_params(const float *x, const float *dy, float *dga
                                      float *dbeta, const float *save_mean,
                                      const float *save_invstd, int64_t n, int64_t c,
                                      int64_t hw);
+/* Both: backward_params (dgamma, dbeta: either or both may be NULL) then
+ * backward_data (dx may be NULL: not computed). What a BatchNorm module's
+ * backward calls; on the GPU one cuDNN call in training mode. */
+int sg_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
+                              float *dgamma, float *dbeta, const float *save_mean,
+                              const float *save_invstd, int64_t n, int64_t c, int64_t hw,
+                              int training);
 
 /* Synchronized batch normalization (a data-parallel run's sync_bn): the
  * statistics of the whole batch, held in shards by the ranks. `sum` adds a

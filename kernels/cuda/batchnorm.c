@@ -1,9 +1,11 @@
 /*
  * batchnorm.c - batch normalization on the GPU: cuDNN (spatial mode) for the
- * forward passes and the training backward to the input; custom kernels for
- * the evaluation-mode backward (dx = dy*gamma*invstd) and for the parameter
- * gradients, which accumulate (dgamma += ..., dbeta += ...) as the API
- * requires, something cuDNN's fused backward cannot do separately.
+ * forward passes and the training backward. The modules' backward
+ * (sg_cuda_batchnorm_backward) is one cuDNN call in training mode: dx, and
+ * the parameter gradients accumulated by cuDNN itself (betaParamDiff = 1:
+ * dgamma += ..., dbeta += ..., as the API requires). Custom kernels serve the
+ * evaluation-mode backward (dx = dy*gamma*invstd) and the parameter gradients
+ * asked for alone (backward_params, or a backward without dx).
  *
  * x is N x C x HW (BatchNorm1d: HW = 1), described to cuDNN as N x C x HW x 1.
  * Running statistics follow PyTorch (as cuDNN does): momentum-weighted,
@@ -16,6 +18,17 @@
 #include <string.h>
 
 #include "cuda_impl.h"
+
+/* Scratch for a pair of per-channel gradients nobody reads: two halves,
+ * each starting 256-byte aligned (cuDNN's pointers must be 16-byte
+ * aligned). *second: the second half. */
+static float *scratch_pair(int64_t c, float **second)
+{
+    const int64_t half = (c + 63) / 64 * 64;
+    float *t = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)half * 2 * sizeof(float));
+    *second = t ? t + half : NULL;
+    return t;
+}
 
 /* Descriptors are reused across calls (set per call: cheap host work). */
 static cudnnTensorDescriptor_t g_xd, g_pd;
@@ -68,6 +81,7 @@ int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma
     if (!g || !b)
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardTraining(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
         update_running ? momentum : 0.0, update_running ? running_mean : NULL,
@@ -90,6 +104,7 @@ int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
     if (!g || !b)
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardInference(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
         running_mean, running_var, eps));
@@ -106,16 +121,53 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     if (!training)
         return sg_cuda_k_bn_backward_eval(dy, dx, gamma, save_invstd, n, c, hw);
     const float *g = gamma ? gamma : sg_cuda_ones(c);
-    float *tmp = sg_cuda_scratch(SG_SCRATCH_BN, (size_t)c * 2 * sizeof(float));
+    float *tmp2 = NULL, *tmp = scratch_pair(c, &tmp2);
     if (!g || !tmp)
         return -1;
     /* cuDNN computes dgamma/dbeta as well: into scratch, discarded (the
      * accumulating parameter gradients are backward_params' job). The eps
      * argument is unused when saved statistics are given; pass a legal one. */
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationBackward(
         sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, g_xd, x, g_xd, dy,
-        g_xd, dx, g_pd, g, tmp, tmp + c, 1e-5, save_mean, save_invstd));
+        g_xd, dx, g_pd, g, tmp, tmp2, 1e-5, save_mean, save_invstd));
+    return 0;
+}
+
+int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
+                               float *dgamma, float *dbeta, const float *save_mean,
+                               const float *save_invstd, int64_t n, int64_t c, int64_t hw,
+                               int training)
+{
+    if (!training || !dx) {
+        if (sg_cuda_batchnorm_backward_params(x, dy, dgamma, dbeta, save_mean, save_invstd, n,
+                                              c, hw) != 0)
+            return -1;
+        return dx ? sg_cuda_batchnorm_backward_data(x, dy, dx, gamma, save_mean, save_invstd, n,
+                                                    c, hw, training)
+                  : 0;
+    }
+    if (descs(n, c, hw, "batchnorm_backward") != 0)
+        return -1;
+    const float *g = gamma ? gamma : sg_cuda_ones(c);
+    /* a gradient not asked for goes to scratch (accumulated there, unread) */
+    float *tmp = NULL, *tmp2 = NULL;
+    if (!dgamma || !dbeta) {
+        tmp = scratch_pair(c, &tmp2);
+        if (!tmp)
+            return -1;
+    }
+    if (!g)
+        return -1;
+    /* alpha/beta for dx: 1, 0 (overwrite); for the parameter gradients 1, 1
+     * (accumulate). The eps argument is unused with saved statistics. */
+    const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
+    SG_CUDNN(cudnnBatchNormalizationBackward(
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, g_xd, x, g_xd, dy,
+        g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp2, 1e-5, save_mean,
+        save_invstd));
     return 0;
 }
 

@@ -5,21 +5,30 @@
  * per deterministic setting) holds the cuDNN descriptors and the algorithm
  * chosen for each of the three passes. A pass's algorithm is chosen the
  * first time that pass runs on the geometry (an eval-only batch size never
- * pays for the backward searches):
- * - by default with cudnnFind*, which times every candidate (the fastest
- *   acceptable one wins; the choice may differ between processes, and
- *   cuDNN's fastest backward algorithms may use atomics);
+ * pays for the backward searches), among the candidates cuDNN's heuristics
+ * list (cudnnGet*_v7):
+ * - by default by timing each acceptable one as the pass runs (ours, not
+ *   cudnnFind*): on the call's own tensors (the backward-filter pass on a
+ *   scratch gradient, with beta = 1: it accumulates, and some algorithms pay
+ *   for that), in the math type it reports, with a workspace from the
+ *   caching pool (so that blocks the pool holds do not starve the
+ *   large-workspace algorithms, as cudnnFind's own cudaMalloc would be);
+ *   the fastest wins. The choice may differ between processes, and cuDNN's
+ *   fastest backward algorithms may use atomics;
  * - in deterministic mode (core.cuda.set_deterministic), or with
- *   SGDSA_CUDNN_HEURISTIC=1, with cuDNN's heuristics (cudnnGet*_v7), which
- *   rank the candidates without running them: the same choice in every
- *   process, so a run, or a run resumed from a checkpoint in a new process,
- *   repeats bit for bit. Deterministic mode also takes only candidates
- *   cuDNN marks CUDNN_DETERMINISTIC.
- * A failed Find, or one offering nothing acceptable, falls back to the
- * heuristics. In fp32 mode only candidates whose math type is
- * CUDNN_FMA_MATH are taken (CUDNN_DEFAULT_MATH permits TF32 on Ampere and
- * later). Candidates needing more workspace than SGDSA_CUDNN_WS_MB (default
- * 2048 MiB) are skipped.
+ *   SGDSA_CUDNN_HEURISTIC=1, the heuristics' first acceptable candidate,
+ *   without running any: the same choice in every process, so a run, or a
+ *   run resumed from a checkpoint in a new process, repeats bit for bit.
+ *   Deterministic mode also takes only candidates cuDNN marks
+ *   CUDNN_DETERMINISTIC.
+ * A search in which no candidate runs falls back to the heuristics. Math
+ * types as PyTorch sets them: the descriptor says CUDNN_FMA_MATH in fp32
+ * mode (only FMA candidates are taken: CUDNN_DEFAULT_MATH permits TF32 on
+ * Ampere and later) and CUDNN_DEFAULT_MATH in TF32 mode (TF32 allowed, any
+ * candidate but the FP16-converting CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+ * the chosen candidate's math type is set on the pass's descriptor.
+ * Candidates needing more workspace than SGDSA_CUDNN_WS_MB (default 2048
+ * MiB) are skipped. sg_cuda_conv2d_choices lists what was chosen.
  *
  * The bias is added by a custom kernel and its gradient is a deterministic
  * per-channel reduction (reduce.cu). backward_params accumulates: cuDNN's
@@ -41,10 +50,19 @@ typedef struct conv_plan {
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd[NPASS];
     int algo[NPASS];       /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int math[NPASS];       /* its cudnnMathType_t */
     size_t ws[NPASS];      /* its workspace bytes */
+    float ms[NPASS];       /* its timed milliseconds per call; -1: from the heuristics */
     int chosen[NPASS];     /* algo[i] and ws[i] are set */
     struct conv_plan *next;
 } conv_plan;
+
+/* The tensors of the pass being chosen (timed runs write y or dx: the call
+ * that follows overwrites them). */
+typedef struct {
+    const float *x, *w, *dy;
+    float *y, *dx;
+} conv_io;
 
 static conv_plan *g_plans;
 static pthread_mutex_t g_plan_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,35 +98,37 @@ typedef struct {
         (out)[j_] = (cand){ (int)(perf)[j_].algo, (perf)[j_].status, (perf)[j_].memory, \
                             (perf)[j_].determinism, (perf)[j_].mathType }
 
-/* The candidates of pass `pass`, fastest first: timed by cudnnFind* when
- * `find`, else ranked by the heuristics. Returns cuDNN's status. */
-static cudnnStatus_t candidates(const conv_plan *p, int pass, int find, cand *out, int *got)
+/* The math type a pass's descriptor is set to before the candidates are
+ * listed: as PyTorch, FMA in fp32 mode, DEFAULT (TF32 permitted) in TF32 mode. */
+static cudnnMathType_t base_math(const conv_plan *p)
+{
+    return p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
+
+/* The candidates of pass `pass` in the heuristics' order (cudnnGet*_v7,
+ * with the descriptor at its base math type). Returns cuDNN's status. */
+static cudnnStatus_t candidates(const conv_plan *p, int pass, cand *out, int *got)
 {
     cudnnHandle_t h = sg_cuda_cudnn();
     cudnnStatus_t s;
     *got = 0;
+    s = cudnnSetConvolutionMathType(p->cd[pass], base_math(p));
+    if (s != CUDNN_STATUS_SUCCESS)
+        return s;
     if (pass == FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[NALGO];
-        s = find ? cudnnFindConvolutionForwardAlgorithm(h, p->xd, p->wd, p->cd[FWD], p->yd,
-                                                        NALGO, got, perf)
-                 : cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd[FWD], p->yd,
-                                                          NALGO, got, perf);
+        s = cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd[FWD], p->yd, NALGO,
+                                                   got, perf);
         TO_CANDS(perf, *got, out);
     } else if (pass == BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[NALGO];
-        s = find ? cudnnFindConvolutionBackwardDataAlgorithm(h, p->wd, p->yd, p->cd[BWD_DATA],
-                                                             p->xd, NALGO, got, perf)
-                 : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd[BWD_DATA],
-                                                               p->xd, NALGO, got, perf);
+        s = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd[BWD_DATA], p->xd,
+                                                        NALGO, got, perf);
         TO_CANDS(perf, *got, out);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[NALGO];
-        s = find ? cudnnFindConvolutionBackwardFilterAlgorithm(h, p->xd, p->yd,
-                                                               p->cd[BWD_FILTER], p->wd, NALGO,
-                                                               got, perf)
-                 : cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd,
-                                                                 p->cd[BWD_FILTER], p->wd,
-                                                                 NALGO, got, perf);
+        s = cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, p->cd[BWD_FILTER],
+                                                          p->wd, NALGO, got, perf);
         TO_CANDS(perf, *got, out);
     }
     if (s != CUDNN_STATUS_SUCCESS)
@@ -133,37 +153,147 @@ static cudnnStatus_t ws_bytes(const conv_plan *p, int pass, int algo, size_t *ou
         h, p->xd, p->yd, p->cd[BWD_FILTER], p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, out);
 }
 
-/* The first (fastest) candidate that ran, fits the workspace limit, is
- * deterministic when asked, and in fp32 mode uses plain FMA math. In fp32
- * mode nothing else is acceptable: CUDNN_DEFAULT_MATH and the tensor-op math
- * types permit TF32 on Ampere and later, so a candidate labelled with one of
- * them is skipped (the descriptor was set to CUDNN_FMA_MATH, so cuDNN offers
- * FMA candidates; when it offers none, the heuristics are asked). */
-static int pick(const cand *c, int n, int want_det, int tf32, size_t limit)
+/* Whether candidate c may be taken: cuDNN supports it, its workspace fits
+ * the limit, it is deterministic when asked, and its math type is allowed:
+ * in fp32 mode only CUDNN_FMA_MATH (CUDNN_DEFAULT_MATH and the tensor-op
+ * types permit TF32 on Ampere and later); in TF32 mode anything but
+ * CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION (down-conversion to FP16). */
+static int acceptable(const cand *c, int want_det, int tf32, size_t limit)
 {
-    for (int i = 0; i < n; i++)
-        if (c[i].status == CUDNN_STATUS_SUCCESS && c[i].memory <= limit &&
-            (!want_det || c[i].det == CUDNN_DETERMINISTIC) && (tf32 || c[i].math == CUDNN_FMA_MATH))
-            return i;
-    return -1;
+    return c->status == CUDNN_STATUS_SUCCESS && c->memory <= limit &&
+           (!want_det || c->det == CUDNN_DETERMINISTIC) &&
+           (tf32 ? c->math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION : c->math == CUDNN_FMA_MATH);
 }
 
-/* Choose pass `pass`'s algorithm for p (called with g_plan_lock held). */
-static int choose(conv_plan *p, const sg_conv2d_geom *g, int pass)
+/* One run of candidate `algo` of pass `pass` on io's tensors (the
+ * backward-filter pass into dw, accumulating as it runs). */
+static cudnnStatus_t run_pass(const conv_plan *p, int pass, int algo, const conv_io *io,
+                              float *dw, void *ws, size_t ws_bytes)
+{
+    cudnnHandle_t h = sg_cuda_cudnn();
+    const float one = 1.0f, zero = 0.0f;
+    if (pass == FWD)
+        return cudnnConvolutionForward(h, &one, p->xd, io->x, p->wd, io->w, p->cd[FWD],
+                                       (cudnnConvolutionFwdAlgo_t)algo, ws, ws_bytes, &zero,
+                                       p->yd, io->y);
+    if (pass == BWD_DATA)
+        return cudnnConvolutionBackwardData(h, &one, p->wd, io->w, p->yd, io->dy, p->cd[BWD_DATA],
+                                            (cudnnConvolutionBwdDataAlgo_t)algo, ws, ws_bytes,
+                                            &zero, p->xd, io->dx);
+    return cudnnConvolutionBackwardFilter(h, &one, p->xd, io->x, p->yd, io->dy, p->cd[BWD_FILTER],
+                                          (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes,
+                                          &one, p->wd, dw);
+}
+
+/* Time the acceptable candidates of c[0..n) as the pass runs; the index of
+ * the fastest (its time in *best_ms), or -1 when none ran (nothing is
+ * reported: the caller falls back to the heuristics). The workspace comes
+ * from the caching pool: the largest any candidate needs, or, when that
+ * cannot be had even after the pool gave its cached blocks back, the
+ * largest that can (the candidates needing more are skipped). */
+static int time_candidates(conv_plan *p, const sg_conv2d_geom *g, int pass, const cand *c,
+                           int n, size_t limit, const conv_io *io, float *best_ms)
+{
+    size_t need[NALGO] = {0};
+    int nn = 0;
+    for (int i = 0; i < n; i++)
+        if (acceptable(&c[i], 0, p->tf32, limit)) {
+            size_t b = 0;
+            if (cudnnSetConvolutionMathType(p->cd[pass], c[i].math) != CUDNN_STATUS_SUCCESS ||
+                ws_bytes(p, pass, c[i].algo, &b) != CUDNN_STATUS_SUCCESS)
+                b = c[i].memory;
+            need[i] = b > c[i].memory ? b : c[i].memory;
+            if (need[i] <= limit)
+                nn++;
+        }
+    if (nn == 0)
+        return -1;
+    /* the workspace: the largest need that the pool can serve */
+    void *ws = NULL;
+    size_t have = 0;
+    for (;;) {
+        size_t want = 0;
+        for (int i = 0; i < n; i++)
+            if (acceptable(&c[i], 0, p->tf32, limit) && need[i] <= limit && need[i] > want &&
+                (have == 0 || need[i] < have))
+                want = need[i];
+        if (want == 0)
+            break;
+        ws = sg_cuda_malloc(want);
+        if (ws) {
+            have = want;
+            break;
+        }
+        have = want;  /* too big: try the next smaller need */
+    }
+    if (!ws)
+        have = 0;
+    float *dw = NULL;
+    if (pass == BWD_FILTER) {
+        const size_t wb = (size_t)g->k * g->c * g->kh * g->kw * sizeof(float);
+        dw = sg_cuda_malloc(wb);
+        if (!dw || cudaMemsetAsync(dw, 0, wb, sg_cuda_stream()) != cudaSuccess) {
+            sg_cuda_free(dw);
+            sg_cuda_free(ws);
+            (void)cudaGetLastError();
+            return -1;
+        }
+    }
+    /* each candidate runs twice, each run timed: the faster counts (the
+     * first may pay for loading its kernels); a candidate whose run fails
+     * is out */
+    cudaEvent_t e[3] = {NULL, NULL, NULL};
+    int nev = 0;
+    while (nev < 3 && cudaEventCreate(&e[nev]) == cudaSuccess)
+        nev++;
+    int best = -1;
+    for (int i = 0; nev == 3 && i < n; i++) {
+        if (!acceptable(&c[i], 0, p->tf32, limit) || need[i] > have)
+            continue;
+        if (cudnnSetConvolutionMathType(p->cd[pass], c[i].math) != CUDNN_STATUS_SUCCESS)
+            continue;
+        cudaStream_t st = sg_cuda_stream();
+        int ok = cudaEventRecord(e[0], st) == cudaSuccess &&
+                 run_pass(p, pass, c[i].algo, io, dw, ws, need[i]) == CUDNN_STATUS_SUCCESS &&
+                 cudaEventRecord(e[1], st) == cudaSuccess &&
+                 run_pass(p, pass, c[i].algo, io, dw, ws, need[i]) == CUDNN_STATUS_SUCCESS &&
+                 cudaEventRecord(e[2], st) == cudaSuccess && sg_cuda_wait_event(e[2]) == cudaSuccess;
+        float t1 = 0.0f, t2 = 0.0f;
+        ok = ok && cudaEventElapsedTime(&t1, e[0], e[1]) == cudaSuccess &&
+             cudaEventElapsedTime(&t2, e[1], e[2]) == cudaSuccess;
+        if (!ok)
+            continue;
+        const float ms = t1 < t2 ? t1 : t2;
+        if (best < 0 || ms < *best_ms) {
+            best = i;
+            *best_ms = ms;
+        }
+    }
+    /* a failed candidate's error is not the next launch's */
+    (void)cudaGetLastError();
+    for (int k = 0; k < nev; k++)
+        cudaEventDestroy(e[k]);
+    sg_cuda_free(dw);
+    sg_cuda_free(ws);
+    return best;
+}
+
+/* Choose pass `pass`'s algorithm for p (called with g_plan_lock held); io:
+ * the call's tensors, for the timed search (NULL: heuristics only). */
+static int choose(conv_plan *p, const sg_conv2d_geom *g, int pass, const conv_io *io)
 {
     const size_t limit = ws_limit();
     cand c[NALGO];
     int got = 0, i = -1;
-    if (!p->det && !heuristic_only()) {
-        (void)candidates(p, pass, 1, c, &got);
-        /* cudnnFind* tries allocations that may fail: do not leave their
-         * error as the runtime's last error for the next launch check */
-        (void)cudaGetLastError();
-        i = pick(c, got, p->det, p->tf32, limit);
-    }
+    float ms = -1.0f;
+    SG_CUDNN(candidates(p, pass, c, &got));
+    if (io && !p->det && !heuristic_only())
+        i = time_candidates(p, g, pass, c, got, limit, io, &ms);
     if (i < 0) {
-        SG_CUDNN(candidates(p, pass, 0, c, &got));
-        i = pick(c, got, p->det, p->tf32, limit);
+        ms = -1.0f;
+        for (int j = 0; j < got && i < 0; j++)
+            if (acceptable(&c[j], p->det, p->tf32, limit))
+                i = j;
     }
     if (i < 0)
         return sg_seterr("conv2d: cuDNN offers no %s%s%s algorithm within %zu MiB of "
@@ -176,9 +306,27 @@ static int choose(conv_plan *p, const sg_conv2d_geom *g, int pass)
     size_t bytes = 0;
     SG_CUDNN(ws_bytes(p, pass, c[i].algo, &bytes));
     p->algo[pass] = c[i].algo;
+    p->math[pass] = (int)c[i].math;
     p->ws[pass] = bytes > c[i].memory ? bytes : c[i].memory;
+    p->ms[pass] = ms;
     p->chosen[pass] = 1;
     return 0;
+}
+
+/* The largest workspace an acceptable candidate of a pass not chosen yet
+ * may need (called with g_plan_lock held). */
+static size_t max_workspace(conv_plan *p, int pass)
+{
+    cand c[NALGO];
+    int got = 0;
+    size_t m = 0;
+    const size_t limit = ws_limit();
+    if (candidates(p, pass, c, &got) != CUDNN_STATUS_SUCCESS)
+        return 0;
+    for (int i = 0; i < got; i++)
+        if (acceptable(&c[i], p->det, p->tf32, limit) && c[i].memory > m)
+            m = c[i].memory;
+    return m;
 }
 
 static void plan_free(conv_plan *p)
@@ -210,8 +358,7 @@ static int plan_init(conv_plan *p, const sg_conv2d_geom *g)
         SG_CUDNN(cudnnSetConvolution2dDescriptor(p->cd[i], (int)g->ph, (int)g->pw, (int)g->sh,
                                                  (int)g->sw, 1, 1, CUDNN_CROSS_CORRELATION,
                                                  CUDNN_DATA_FLOAT));
-        SG_CUDNN(cudnnSetConvolutionMathType(p->cd[i], p->tf32 ? CUDNN_TENSOR_OP_MATH
-                                                               : CUDNN_FMA_MATH));
+        SG_CUDNN(cudnnSetConvolutionMathType(p->cd[i], base_math(p)));
     }
     int on, ok, oh, ow;
     SG_CUDNN(cudnnGetConvolution2dForwardOutputDim(p->cd[FWD], p->xd, p->wd, &on, &ok, &oh, &ow));
@@ -225,8 +372,9 @@ static int plan_init(conv_plan *p, const sg_conv2d_geom *g)
 }
 
 /* The plan of g under the current settings, with the algorithms of the
- * passes in `passes` (bit 1 << pass) chosen. */
-static conv_plan *get_plan(const sg_conv2d_geom *g, unsigned passes)
+ * passes in `passes` (bit 1 << pass) chosen (timed on io's tensors, or by
+ * the heuristics when io is NULL). */
+static conv_plan *get_plan(const sg_conv2d_geom *g, unsigned passes, const conv_io *io)
 {
     if (sg_cuda_init() != 0)
         return NULL;
@@ -254,7 +402,7 @@ static conv_plan *get_plan(const sg_conv2d_geom *g, unsigned passes)
         g_plans = p;
     }
     for (int i = 0; i < NPASS; i++)
-        if ((passes & (1u << i)) && !p->chosen[i] && choose(p, g, i) != 0) {
+        if ((passes & (1u << i)) && !p->chosen[i] && choose(p, g, i, io) != 0) {
             pthread_mutex_unlock(&g_plan_lock);
             return NULL;
         }
@@ -264,14 +412,73 @@ static conv_plan *get_plan(const sg_conv2d_geom *g, unsigned passes)
 
 size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g)
 {
-    conv_plan *p = get_plan(g, (1u << NPASS) - 1);
+    conv_plan *p = get_plan(g, 0, NULL);
     if (!p)
         return 0;
     size_t m = 0;
-    for (int i = 0; i < NPASS; i++)
-        if (p->ws[i] > m)
-            m = p->ws[i];
+    pthread_mutex_lock(&g_plan_lock);
+    for (int i = 0; i < NPASS; i++) {
+        size_t b = p->chosen[i] ? p->ws[i] : max_workspace(p, i);
+        if (b > m)
+            m = b;
+    }
+    pthread_mutex_unlock(&g_plan_lock);
     return (m + sizeof(float) - 1) / sizeof(float);
+}
+
+int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap)
+{
+    int n = 0;
+    pthread_mutex_lock(&g_plan_lock);
+    for (conv_plan *p = g_plans; p; p = p->next)
+        for (int i = 0; i < NPASS; i++) {
+            if (!p->chosen[i])
+                continue;
+            if (n < cap) {
+                sg_cuda_conv_choice *c = &out[n];
+                memset(c, 0, sizeof *c);
+                for (int k = 0; k < 11; k++)
+                    c->key[k] = p->key[k];
+                c->tf32 = p->tf32;
+                c->deterministic = p->det;
+                c->pass = pass_name[i];
+                c->algo = p->algo[i];
+                c->math = p->math[i];
+                c->workspace = p->ws[i];
+                c->ms = p->ms[i];
+            }
+            n++;
+        }
+    pthread_mutex_unlock(&g_plan_lock);
+    return n;
+}
+
+int sg_cuda_conv2d_chosen(const sg_conv2d_geom *g, int pass, sg_cuda_conv_choice *out)
+{
+    if (pass < 0 || pass >= NPASS)
+        return sg_seterr("conv2d_chosen: pass %d is not 0 (forward), 1 (backward-data) or 2 "
+                         "(backward-filter)", pass);
+    const int64_t key[11] = {g->n, g->c, g->h, g->w, g->k, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
+    const int tf32 = sg_cuda_get_tf32(), det = sg_cuda_get_deterministic();
+    int rc = 1;
+    pthread_mutex_lock(&g_plan_lock);
+    for (conv_plan *p = g_plans; p; p = p->next)
+        if (p->tf32 == tf32 && p->det == det && !memcmp(p->key, key, sizeof key) &&
+            p->chosen[pass]) {
+            memset(out, 0, sizeof *out);
+            memcpy(out->key, key, sizeof key);
+            out->tf32 = tf32;
+            out->deterministic = det;
+            out->pass = pass_name[pass];
+            out->algo = p->algo[pass];
+            out->math = p->math[pass];
+            out->workspace = p->ws[pass];
+            out->ms = p->ms[pass];
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&g_plan_lock);
+    return rc;
 }
 
 /* The workspace for pass i: the backend's scratch buffer, sized for the
@@ -289,13 +496,15 @@ static void *workspace(const conv_plan *p, int i, float *ws)
 int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
                            const float *b, const sg_conv2d_geom *g)
 {
-    conv_plan *p = get_plan(g, 1u << FWD);
+    const conv_io io = {x, w, NULL, y, NULL};
+    conv_plan *p = get_plan(g, 1u << FWD, &io);
     if (!p)
         return sg_adderr("conv2d_forward");
     void *wsp = workspace(p, FWD, ws);
     if (!wsp && p->ws[FWD])
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnConvolutionForward(sg_cuda_cudnn(), &one, p->xd, x, p->wd, w, p->cd[FWD],
                                      (cudnnConvolutionFwdAlgo_t)p->algo[FWD], wsp, p->ws[FWD],
                                      &zero, p->yd, y));
@@ -307,13 +516,15 @@ int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
 int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
                                  const sg_conv2d_geom *g)
 {
-    conv_plan *p = get_plan(g, 1u << BWD_DATA);
+    const conv_io io = {NULL, w, dy, NULL, dx};
+    conv_plan *p = get_plan(g, 1u << BWD_DATA, &io);
     if (!p)
         return sg_adderr("conv2d_backward_data");
     void *wsp = workspace(p, BWD_DATA, ws);
     if (!wsp && p->ws[BWD_DATA])
         return -1;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUDNN(cudnnConvolutionBackwardData(sg_cuda_cudnn(), &one, p->wd, w, p->yd, dy,
                                           p->cd[BWD_DATA],
                                           (cudnnConvolutionBwdDataAlgo_t)p->algo[BWD_DATA], wsp,
@@ -325,13 +536,15 @@ int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, f
                                    float *db, const sg_conv2d_geom *g)
 {
     if (dw) {
-        conv_plan *p = get_plan(g, 1u << BWD_FILTER);
+        const conv_io io = {x, NULL, dy, NULL, NULL};
+        conv_plan *p = get_plan(g, 1u << BWD_FILTER, &io);
         if (!p)
             return sg_adderr("conv2d_backward_params");
         void *wsp = workspace(p, BWD_FILTER, ws);
         if (!wsp && p->ws[BWD_FILTER])
             return -1;
         const float one = 1.0f;
+        sg_cuda_count_launch();
         SG_CUDNN(cudnnConvolutionBackwardFilter(
             sg_cuda_cudnn(), &one, p->xd, x, p->yd, dy, p->cd[BWD_FILTER],
             (cudnnConvolutionBwdFilterAlgo_t)p->algo[BWD_FILTER], wsp, p->ws[BWD_FILTER], &one,

@@ -55,6 +55,12 @@ cudaError_t sg_cuda_wait_event(cudaEvent_t e);
  * device can be used. Every entry point calls it (cheap after the first). */
 int sg_cuda_init(void);
 cudaStream_t sg_cuda_stream(void);      /* the compute stream */
+/* The device's multiprocessor count (asked once, at initialisation). */
+int sg_cuda_sm_count(void);
+/* Whether the kernels may use int32 index arithmetic for a launch whose
+ * indices (one past the largest included) go up to n: n fits and the int64
+ * kernels are not forced (sg_cuda_set_index64). */
+int sg_cuda_index32_ok(int64_t n);
 cublasHandle_t sg_cuda_cublas(void);
 cudnnHandle_t sg_cuda_cudnn(void);
 
@@ -77,7 +83,17 @@ const float *sg_cuda_zeros(int64_t n);
  * left behind (cuDNN's algorithm search records its failed allocations), so
  * the check reports this launch's error only. */
 int sg_cuda_check_launch(const char *what, const char *file, int line);
+/* Count a cuDNN/cuBLAS compute call (sg_cuda_launches; kernels are counted
+ * by sg_cuda_check_launch). */
+void sg_cuda_count_launch(void);
 #define SG_LAUNCHED(what) sg_cuda_check_launch(what, __FILE__, __LINE__)
+
+/* A loop nvcc must not unroll (the emulator's g++ build has no such pragma). */
+#ifdef __CUDACC__
+#define SG_NO_UNROLL _Pragma("unroll 1")
+#else
+#define SG_NO_UNROLL
+#endif
 #define SG_PRELAUNCH() ((void)cudaGetLastError())
 
 /* ---- custom kernel launchers (elementwise.cu; the sums in reduce.cu) ---------- */

@@ -7,6 +7,14 @@
  * All are grid-stride loops over int64 indices on the compute stream; the
  * exported functions are extern "C", check the launch and report errors with
  * sg_seterr (never a Lua error: this file is C++).
+ *
+ * Index arithmetic: a kernel that divides an index (to find a channel, a
+ * row, a pixel) is a template on the index type I and is launched with
+ * I = int32_t whenever every index it forms fits (fits32): a 32-bit division
+ * by a run-time value is a short inline sequence on the GPU, a 64-bit one a
+ * call to a software routine. The int64_t instantiation is kept for larger
+ * tensors. tools/check-index-math checks that no 32-bit instantiation, and
+ * no kernel that is not a template on I, divides in 64 bits.
  */
 #include "cuda_impl.h"
 #include "rng_draw.h"
@@ -25,9 +33,16 @@ inline unsigned blocks_for(int64_t n)
     return (unsigned)(b < 1 ? 1 : b);
 }
 
+/* A grid-stride loop; not unrolled: the launches give most threads one
+ * element, and unrolling makes the compiler divide the (64-bit) trip count. */
 #define GRID_LOOP(i, n) \
+    SG_NO_UNROLL \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (int64_t)blockDim.x * gridDim.x)
+
+/* Every index of a launch in [0, n] fits a 32-bit signed int (and the int64
+ * kernels are not forced for testing). */
+inline bool fits32(int64_t n) { return sg_cuda_index32_ok(n) != 0; }
 
 template <typename T>
 __global__ void k_fill(T *p, int64_t n, T v)
@@ -112,39 +127,54 @@ struct view_desc {
     int64_t stride[SG_MAXDIM];
 };
 
-/* Element offset of the i-th element (row-major order) of a view. */
-__device__ __forceinline__ int64_t view_offset(const view_desc &v, int64_t i)
+/* Element offset of the i-th element (row-major order) of a view, in I. */
+template <typename I>
+__device__ __forceinline__ I view_offset(const view_desc &v, I i)
 {
-    int64_t off = 0;
+    I off = 0;
     for (int k = v.ndim - 1; k >= 0; k--) {
-        const int64_t sz = v.size[k];
-        off += (i % sz) * v.stride[k];
+        const I sz = (I)v.size[k];
+        off += (i % sz) * (I)v.stride[k];
         i /= sz;
     }
     return off;
 }
 
-template <typename T>
-__global__ void k_copy_strided(T *dst, view_desc dv, const T *src, view_desc sv, int64_t n)
+/* The largest element offset of a view of n elements (n > 0), or -1 when a
+ * stride is negative (then the 64-bit kernels are used). */
+inline int64_t view_extent(const view_desc &v)
 {
-    GRID_LOOP(i, n) dst[view_offset(dv, i)] = src[view_offset(sv, i)];
+    int64_t e = 0;
+    for (int k = 0; k < v.ndim; k++) {
+        if (v.stride[k] < 0)
+            return -1;
+        e += (v.size[k] - 1) * v.stride[k];
+    }
+    return e;
 }
 
-template <typename T>
+template <typename T, typename I>
+__global__ void k_copy_strided(T *dst, view_desc dv, const T *src, view_desc sv, int64_t n)
+{
+    GRID_LOOP(i, n) dst[view_offset<I>(dv, (I)i)] = src[view_offset<I>(sv, (I)i)];
+}
+
+template <typename T, typename I>
 __global__ void k_fill_strided(T *p, view_desc v, int64_t n, T val)
 {
-    GRID_LOOP(i, n) p[view_offset(v, i)] = val;
+    GRID_LOOP(i, n) p[view_offset<I>(v, (I)i)] = val;
 }
 
 /* Random fill of a strided view: element i (row-major) takes the draw at
  * word w0 + i (uniform) or w0 + 4i (normal) of the stream: what the host's
  * sequential fill gives it (core/rng_draw.h). */
+template <typename I>
 __global__ void k_fill_random(float *p, view_desc v, int64_t n, uint64_t seed, uint64_t stream,
                               uint64_t b0, unsigned w0, double a, double b, int normal)
 {
     GRID_LOOP(i, n) {
         const uint64_t k = (uint64_t)i;
-        p[view_offset(v, i)] = normal ? sg_rng_normal_fill_at(seed, stream, b0, w0 + 4 * k, a, b)
+        p[view_offset<I>(v, (I)i)] = normal ? sg_rng_normal_fill_at(seed, stream, b0, w0 + 4 * k, a, b)
                                       : sg_rng_uniform_fill_at(seed, stream, b0, w0 + k, a, b);
     }
 }
@@ -174,9 +204,10 @@ __global__ void k_mul(const float *x, const float *m, float *y, int64_t n)
     GRID_LOOP(i, n) y[i] = x[i] * m[i];
 }
 
-__global__ void k_bias_add(float *y, const float *b, int64_t total, int64_t c, int64_t inner)
+template <typename I>
+__global__ void k_bias_add(float *y, const float *b, int64_t total, I c, I inner)
 {
-    GRID_LOOP(i, total) y[i] += b[(i / inner) % c];
+    GRID_LOOP(i, total) y[i] += b[((I)i / inner) % c];
 }
 
 __global__ void k_bn_eval_stats(const float *rm, const float *rv, float *sm, float *si,
@@ -188,11 +219,12 @@ __global__ void k_bn_eval_stats(const float *rm, const float *rv, float *sm, flo
     }
 }
 
+template <typename I>
 __global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
-                              const float *invstd, int64_t total, int64_t c, int64_t hw)
+                              const float *invstd, int64_t total, I c, I hw)
 {
     GRID_LOOP(i, total) {
-        int64_t ch = (i / hw) % c;
+        const I ch = ((I)i / hw) % c;
         float a = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
         dx[i] = dy[i] * a;
     }
@@ -200,45 +232,50 @@ __global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
 
 /* The loader's image transform (core/data_loader.c make_image) with its
  * lookup table: bit-identical to the host's batches. */
+template <typename I>
 __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
                                   const int32_t *dx, const int32_t *flip, int64_t total,
                                   int c, int h, int w, int pad, const float *lut)
 {
-    const int Ho = h + 2 * pad, Wo = w + 2 * pad;
-    GRID_LOOP(t, total) {
-        int ox = (int)(t % Wo);
-        int oy = (int)((t / Wo) % Ho);
-        int ch = (int)((t / ((int64_t)Wo * Ho)) % c);
-        int64_t img = t / ((int64_t)Wo * Ho * c);
-        int sy = oy + (dy ? dy[img] : 0) - pad;
-        int sx = ((flip && flip[img]) ? Wo - 1 - ox : ox) + (dx ? dx[img] : 0) - pad;
+    const I Ho = h + 2 * pad, Wo = w + 2 * pad;
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / Wo, ox = t - row * Wo;
+        const I plane = row / Ho, oy = row - plane * Ho;
+        const I img = plane / c, ch = plane - img * c;
+        int sy = (int)oy + (dy ? dy[img] : 0) - pad;
+        int sx = (int)((flip && flip[img]) ? Wo - 1 - ox : ox) + (dx ? dx[img] : 0) - pad;
         int v = 0;
         if (sy >= 0 && sy < h && sx >= 0 && sx < w)
-            v = x[((img * c + ch) * h + sy) * (int64_t)w + sx];
-        y[t] = lut[ch * 256 + v];
+            v = x[(plane * h + sy) * (I)w + sx];
+        y[i] = lut[ch * 256 + v];
     }
 }
 
 /* Zero padding of the two spatial dimensions: y is planes x (h+2p) x (w+2p). */
-__global__ void k_pad2d(const float *x, float *y, int64_t total, int64_t h, int64_t w,
-                        int64_t p)
+template <typename I>
+__global__ void k_pad2d(const float *x, float *y, int64_t total, I h, I w, I p)
 {
-    const int64_t Ho = h + 2 * p, Wo = w + 2 * p;
-    GRID_LOOP(t, total) {
-        int64_t ox = t % Wo, oy = (t / Wo) % Ho, plane = t / (Wo * Ho);
-        int64_t sy = oy - p, sx = ox - p;
-        y[t] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(plane * h + sy) * w + sx] : 0.0f;
+    const I Ho = h + 2 * p, Wo = w + 2 * p;
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / Wo, ox = t - row * Wo;
+        const I plane = row / Ho, oy = row - plane * Ho;
+        const I sy = oy - p, sx = ox - p;
+        y[i] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(plane * h + sy) * w + sx] : 0.0f;
     }
 }
 
 /* The inverse: dx (planes x h x w) is the interior of dy (planes x (h+2p) x (w+2p)). */
-__global__ void k_crop2d(const float *dy, float *dx, int64_t total, int64_t h, int64_t w,
-                         int64_t p)
+template <typename I>
+__global__ void k_crop2d(const float *dy, float *dx, int64_t total, I h, I w, I p)
 {
-    const int64_t Ho = h + 2 * p, Wo = w + 2 * p;
-    GRID_LOOP(t, total) {
-        int64_t ix = t % w, iy = (t / w) % h, plane = t / (w * h);
-        dx[t] = dy[(plane * Ho + iy + p) * Wo + ix + p];
+    const I Ho = h + 2 * p, Wo = w + 2 * p;
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / w, ix = t - row * w;
+        const I plane = row / h, iy = row - plane * h;
+        dx[i] = dy[(plane * Ho + iy + p) * Wo + ix + p];
     }
 }
 
@@ -300,9 +337,21 @@ int sg_cuda_copy_strided(void *dst, int dndim, const int64_t *dsize, const int64
     if (make_view(&dv, dndim, dsize, dstride, "copy") != 0 ||
         make_view(&sv, sndim, ssize, sstride, "copy") != 0)
         return -1;
+    const int64_t de = view_extent(dv), se = view_extent(sv);
+    const bool narrow = fits32(n) && de >= 0 && fits32(de) && se >= 0 && fits32(se);
     switch (elsize) {
-    case 1: LAUNCH(k_copy_strided<uint8_t>, n, (uint8_t *)dst, dv, (const uint8_t *)src, sv, n); break;
-    case 4: LAUNCH(k_copy_strided<uint32_t>, n, (uint32_t *)dst, dv, (const uint32_t *)src, sv, n); break;
+    case 1: {
+        void (*k)(uint8_t *, view_desc, const uint8_t *, view_desc, int64_t) =
+            narrow ? k_copy_strided<uint8_t, int32_t> : k_copy_strided<uint8_t, int64_t>;
+        LAUNCH(k, n, (uint8_t *)dst, dv, (const uint8_t *)src, sv, n);
+        break;
+    }
+    case 4: {
+        void (*k)(uint32_t *, view_desc, const uint32_t *, view_desc, int64_t) =
+            narrow ? k_copy_strided<uint32_t, int32_t> : k_copy_strided<uint32_t, int64_t>;
+        LAUNCH(k, n, (uint32_t *)dst, dv, (const uint32_t *)src, sv, n);
+        break;
+    }
     default: return sg_seterr("copy: element size %zu not supported (cuda)", elsize);
     }
     return 0;
@@ -316,11 +365,17 @@ int sg_cuda_fill_strided(void *p, int ndim, const int64_t *size, const int64_t *
     view_desc vd;
     if (make_view(&vd, ndim, size, stride, "fill") != 0)
         return -1;
+    const int64_t e = view_extent(vd);
+    const bool narrow = fits32(n) && e >= 0 && fits32(e);
+#define FILL_S(T) do { void (*k)(T *, view_desc, int64_t, T) = narrow ? k_fill_strided<T, int32_t> \
+                                                                   : k_fill_strided<T, int64_t>; \
+                       LAUNCH(k, n, (T *)p, vd, n, (T)v); } while (0)
     switch (dt) {
-    case SG_F32: LAUNCH(k_fill_strided<float>, n, (float *)p, vd, n, (float)v); break;
-    case SG_I32: LAUNCH(k_fill_strided<int32_t>, n, (int32_t *)p, vd, n, (int32_t)v); break;
-    case SG_U8: LAUNCH(k_fill_strided<uint8_t>, n, (uint8_t *)p, vd, n, (uint8_t)v); break;
+    case SG_F32: FILL_S(float); break;
+    case SG_I32: FILL_S(int32_t); break;
+    case SG_U8: FILL_S(uint8_t); break;
     }
+#undef FILL_S
     return 0;
 }
 
@@ -333,7 +388,11 @@ int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *
     view_desc vd;
     if (make_view(&vd, ndim, size, stride, normal ? "normal" : "uniform") != 0)
         return -1;
-    LAUNCH(k_fill_random, n, p, vd, n, seed, stream, block, off, a, b, normal);
+    const int64_t e = view_extent(vd);
+    if (fits32(n) && e >= 0 && fits32(e))
+        LAUNCH(k_fill_random<int32_t>, n, p, vd, n, seed, stream, block, off, a, b, normal);
+    else
+        LAUNCH(k_fill_random<int64_t>, n, p, vd, n, seed, stream, block, off, a, b, normal);
     return 0;
 }
 
@@ -452,7 +511,10 @@ int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask,
 int sg_cuda_k_bias_add(float *y, const float *b, int64_t n, int64_t c, int64_t inner)
 {
     int64_t total = n * c * inner;
-    LAUNCH(k_bias_add, total, y, b, total, c, inner);
+    if (fits32(total))
+        LAUNCH(k_bias_add<int32_t>, total, y, b, total, (int32_t)c, (int32_t)inner);
+    else
+        LAUNCH(k_bias_add<int64_t>, total, y, b, total, c, inner);
     return 0;
 }
 
@@ -467,7 +529,10 @@ int sg_cuda_k_bn_backward_eval(const float *dy, float *dx, const float *gamma,
                                const float *invstd, int64_t n, int64_t c, int64_t hw)
 {
     int64_t total = n * c * hw;
-    LAUNCH(k_bn_bwd_eval, total, dy, dx, gamma, invstd, total, c, hw);
+    if (fits32(total))
+        LAUNCH(k_bn_bwd_eval<int32_t>, total, dy, dx, gamma, invstd, total, (int32_t)c, (int32_t)hw);
+    else
+        LAUNCH(k_bn_bwd_eval<int64_t>, total, dy, dx, gamma, invstd, total, c, hw);
     return 0;
 }
 
@@ -480,8 +545,13 @@ int sg_cuda_k_input_transform(cudaStream_t stream, const uint8_t *x, float *y,
                          "lookup table (cuda)", (long long)n, c, h, w, pad);
     int64_t total = n * c * (int64_t)(h + 2 * pad) * (w + 2 * pad);
     SG_PRELAUNCH();
-    k_input_transform<<<blocks_for(total), kThreads, 0, stream>>>(x, y, dy, dx, flip, total, c,
-                                                                  h, w, pad, lut);
+    /* the source images are no larger than the output (pad >= 0) */
+    if (fits32(total))
+        k_input_transform<int32_t><<<blocks_for(total), kThreads, 0, stream>>>(
+            x, y, dy, dx, flip, total, c, h, w, pad, lut);
+    else
+        k_input_transform<int64_t><<<blocks_for(total), kThreads, 0, stream>>>(
+            x, y, dy, dx, flip, total, c, h, w, pad, lut);
     return SG_LAUNCHED("k_input_transform") != 0 ? -1 : 0;
 }
 
@@ -502,7 +572,10 @@ int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w
         return sg_seterr("pad2d: invalid sizes planes=%lld H=%lld W=%lld pad=%lld (cuda)",
                          (long long)planes, (long long)h, (long long)w, (long long)p);
     int64_t total = planes * (h + 2 * p) * (w + 2 * p);
-    LAUNCH(k_pad2d, total, x, y, total, h, w, p);
+    if (fits32(total))  /* the input is no larger than the output */
+        LAUNCH(k_pad2d<int32_t>, total, x, y, total, (int32_t)h, (int32_t)w, (int32_t)p);
+    else
+        LAUNCH(k_pad2d<int64_t>, total, x, y, total, h, w, p);
     return 0;
 }
 
@@ -514,7 +587,10 @@ int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_
         return sg_seterr("crop2d: invalid sizes planes=%lld H=%lld W=%lld pad=%lld (cuda)",
                          (long long)planes, (long long)h, (long long)w, (long long)p);
     int64_t total = planes * h * w;
-    LAUNCH(k_crop2d, total, dy, dx, total, h, w, p);
+    if (fits32(planes * (h + 2 * p) * (w + 2 * p)))  /* every index into dy too */
+        LAUNCH(k_crop2d<int32_t>, total, dy, dx, total, (int32_t)h, (int32_t)w, (int32_t)p);
+    else
+        LAUNCH(k_crop2d<int64_t>, total, dy, dx, total, h, w, p);
     return 0;
 }
 

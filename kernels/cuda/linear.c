@@ -29,6 +29,7 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
     if (m == 0 || n == 0)
         return 0;
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, b,
                           (int)ldb, a, (int)lda, &zero, c, (int)ldc));
@@ -42,6 +43,7 @@ int sg_cuda_linear_forward(const float *x, float *y, const float *w, const float
         return -1;
     /* y (n x out) = x (n x in) w^T, w is out x in */
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in,
                           &one, w, (int)in, x, (int)in, &zero, y, (int)out));
     if (b)
@@ -56,6 +58,7 @@ int sg_cuda_linear_backward_data(const float *dy, float *dx, const float *w,
         return -1;
     /* dx (n x in) = dy (n x out) w (out x in) */
     const float one = 1.0f, zero = 0.0f;
+    sg_cuda_count_launch();
     SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, (int)in, (int)n, (int)out,
                           &one, w, (int)in, dy, (int)out, &zero, dx, (int)in));
     return 0;
@@ -69,6 +72,7 @@ int sg_cuda_linear_backward_params(const float *x, const float *dy, float *dw, f
     /* dw (out x in) += dy^T (out x n) x (n x in) */
     if (dw) {
         const float one = 1.0f;
+        sg_cuda_count_launch();
         SG_CUBLAS(cublasSgemm(sg_cuda_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out,
                               (int)n, &one, x, (int)in, dy, (int)out, &one, dw, (int)in));
     }

@@ -56,6 +56,10 @@ int sg_cuda_get_tf32(void);
  * (chosen again per shape when the mode changes). Off by default. */
 void sg_cuda_set_deterministic(int on);
 int sg_cuda_get_deterministic(void);
+/* Testing: the kernels' int64 index arithmetic for every size (on), instead
+ * of int32 wherever the sizes allow (off, the default), so that tests reach
+ * the paths of tensors above 2^31 elements on small ones. */
+void sg_cuda_set_index64(int on);
 
 /* ---- memory ----------------------------------------------------------------- */
 void *sg_cuda_malloc(size_t nbytes);
@@ -100,6 +104,9 @@ sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
  * input slots). A steady-state training step waits once per objective it
  * reads back (tests/lua/test_cuda_model.lua counts them). */
 int64_t sg_cuda_host_waits(void);
+/* Work items queued on the compute stream so far: custom kernel launches
+ * and cuDNN/cuBLAS compute calls (not copies or memsets). */
+int64_t sg_cuda_launches(void);
 
 /* Pinned host memory, with the signatures of the data loader's allocation
  * hooks (sg_host_alloc_fn / sg_host_free_fn in core/data.h; ud unused). */
@@ -157,12 +164,34 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
 
 /* ---- conv2d (cuDNN) ------------------------------------------------------------
  * The algorithms for a geometry are chosen once per pass, on its first call
- * (cudnnFind*, timing each candidate; in deterministic mode cuDNN's
- * heuristics among deterministic ones) and cached with the descriptors.
+ * (each candidate of cuDNN's heuristics timed as the pass runs, with a
+ * workspace from the caching pool; in deterministic mode the heuristics'
+ * first deterministic one) and cached with the descriptors (conv.c).
  * ws is not used (the CPU's signature): the backend's scratch buffer, sized
  * for the chosen algorithm, is; sg_cuda_conv2d_workspace_size(g) says how
- * many floats the three passes need at most. */
+ * many floats the three passes need at most (for a pass not chosen yet, the
+ * most any acceptable candidate needs). */
 size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
+/* A chosen algorithm: the geometry (n, c, h, w, k, kh, kw, sh, sw, ph, pw),
+ * the settings it was chosen under, the pass ("forward", "backward-data",
+ * "backward-filter"), cuDNN's algorithm and math type (enum values), its
+ * workspace bytes and its timed milliseconds per call (-1: chosen by the
+ * heuristics, untimed). */
+typedef struct {
+    int64_t key[11];
+    int tf32, deterministic;
+    const char *pass;
+    int algo, math;
+    size_t workspace;
+    float ms;
+} sg_cuda_conv_choice;
+/* Every algorithm chosen so far in this process: fills out[0..cap) and
+ * returns how many there are (call again with a larger array when more). */
+int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap);
+/* The algorithm chosen for pass (0 forward, 1 backward-data, 2
+ * backward-filter) of g under the current settings: 0 and *out, 1 when
+ * none is chosen yet, -1 for a bad pass. */
+int sg_cuda_conv2d_chosen(const sg_conv2d_geom *g, int pass, sg_cuda_conv_choice *out);
 int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
                            const float *b, const sg_conv2d_geom *g);
 int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
@@ -198,6 +227,14 @@ int sg_cuda_batchnorm_backward_params(const float *x, const float *dy, float *dg
                                       float *dbeta, const float *save_mean,
                                       const float *save_invstd, int64_t n, int64_t c,
                                       int64_t hw);
+/* Both passes (dx, dgamma, dbeta may each be NULL). In training mode with a
+ * dx: one cudnnBatchNormalizationBackward that accumulates the parameter
+ * gradients itself (betaParamDiff = 1): three passes over the activations
+ * instead of five. */
+int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
+                               float *dgamma, float *dbeta, const float *save_mean,
+                               const float *save_invstd, int64_t n, int64_t c, int64_t hw,
+                               int training);
 
 /* ---- elementwise ------------------------------------------------------------------ */
 int sg_cuda_relu_forward(const float *x, float *y, int64_t n);

@@ -10,6 +10,9 @@
  *
  * Backward passes are gathers (one thread per input element sums the outputs
  * whose windows cover it, in a fixed order): no atomics, deterministic.
+ *
+ * Index arithmetic in 32 bits when the input and the output fit (the
+ * kernels are templates on the index type I; see elementwise.cu).
  */
 #include "cuda_impl.h"
 
@@ -28,33 +31,50 @@ inline unsigned blocks_for(int64_t n)
     return (unsigned)(b < 1 ? 1 : b);
 }
 
+/* not unrolled: unrolling divides the 64-bit trip count (elementwise.cu) */
 #define GRID_LOOP(i, n) \
+    SG_NO_UNROLL \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (int64_t)blockDim.x * gridDim.x)
 
+template <typename I>
 struct geom {
-    int64_t h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+    I h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 };
 
-inline geom to_geom(const sg_pool2d_geom *g)
+template <typename I>
+inline geom<I> to_geom(const sg_pool2d_geom *g)
 {
-    geom r = {g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->oh, g->ow};
+    geom<I> r = {(I)g->h, (I)g->w, (I)g->kh, (I)g->kw, (I)g->sh, (I)g->sw, (I)g->ph, (I)g->pw,
+                 (I)g->oh, (I)g->ow};
     return r;
 }
 
-__global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t total, geom g)
+/* Every index of a pooling launch (input and output, window corners
+ * included) fits 32 bits. */
+inline bool pool_fits32(const sg_pool2d_geom *g)
 {
-    GRID_LOOP(t, total) {
-        int64_t ow = t % g.ow, oh = (t / g.ow) % g.oh, pl = t / (g.ow * g.oh);
+    const int64_t in = g->n * g->c * g->h * g->w, out = g->n * g->c * g->oh * g->ow;
+    const int64_t pad = (g->h + g->ph + g->kh) * (g->w + g->pw + g->kw);
+    return sg_cuda_index32_ok(in) && sg_cuda_index32_ok(out) && sg_cuda_index32_ok(pad);
+}
+
+template <typename I>
+__global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t total, geom<I> g)
+{
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / g.ow, ow = t - row * g.ow;
+        const I pl = row / g.oh, oh = row - pl * g.oh;
         const float *in = x + pl * g.h * g.w;
-        int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
-        int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        I h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+        I hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
+        I ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
         float best = -INFINITY;
-        int64_t bi = hs * g.w + ws;
+        I bi = hs * g.w + ws;
         bool done = false;
-        for (int64_t ih = hs; ih < he && !done; ih++)
-            for (int64_t iw = ws; iw < we; iw++) {
+        for (I ih = hs; ih < he && !done; ih++)
+            for (I iw = ws; iw < we; iw++) {
                 float v = in[ih * g.w + iw];
                 if (v > best || isnan(v)) {
                     best = v;
@@ -62,79 +82,88 @@ __global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t to
                     if (isnan(v)) { done = true; break; }
                 }
             }
-        y[t] = best;
+        y[i] = best;
         if (idx)
-            idx[t] = (int32_t)bi;
+            idx[i] = (int32_t)bi;
     }
 }
 
 /* Output range whose windows contain input coordinate i (one axis). */
-__device__ __forceinline__ void out_range(int64_t i, int64_t k, int64_t s, int64_t p,
-                                          int64_t on, int64_t *lo, int64_t *hi)
+template <typename I>
+__device__ __forceinline__ void out_range(I i, I k, I s, I p, I on, I *lo, I *hi)
 {
     /* o*s - p <= i < o*s - p + k  <=>  (i + p - k)/s < o <= (i + p)/s */
-    int64_t a = i + p - k + 1;
+    I a = i + p - k + 1;
     *lo = a <= 0 ? 0 : (a + s - 1) / s;
-    int64_t b = (i + p) / s;
+    I b = (i + p) / s;
     *hi = b >= on ? on - 1 : b;
 }
 
+template <typename I>
 __global__ void k_maxpool_bwd(const float *dy, float *dx, const int32_t *idx, int64_t total,
-                              geom g, int *bad)
+                              geom<I> g, int *bad)
 {
-    GRID_LOOP(t, total) {
-        int64_t iw = t % g.w, ih = (t / g.w) % g.h, pl = t / (g.w * g.h);
-        int64_t ohl, ohh, owl, owh;
-        out_range(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
-        out_range(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / g.w, iw = t - row * g.w;
+        const I pl = row / g.h, ih = row - pl * g.h;
+        I ohl, ohh, owl, owh;
+        out_range<I>(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
+        out_range<I>(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
         const int32_t me = (int32_t)(ih * g.w + iw);
         const float *d = dy + pl * g.oh * g.ow;
         const int32_t *ix = idx + pl * g.oh * g.ow;
         float s = 0.0f;
-        for (int64_t oh = ohl; oh <= ohh; oh++)
-            for (int64_t ow = owl; ow <= owh; ow++)
+        for (I oh = ohl; oh <= ohh; oh++)
+            for (I ow = owl; ow <= owh; ow++)
                 if (ix[oh * g.ow + ow] == me)
                     s += d[oh * g.ow + ow];
-        dx[t] = s;
+        dx[i] = s;
         /* validate each output's index once: the thread of the window's first cell */
         if (bad && ih == 0 && iw == 0) {
-            for (int64_t o = 0; o < g.oh * g.ow; o++)
+            for (I o = 0; o < g.oh * g.ow; o++)
                 if (ix[o] < 0 || ix[o] >= g.h * g.w)
                     *bad = 1;
         }
     }
 }
 
-__global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom g)
+template <typename I>
+__global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom<I> g)
 {
-    GRID_LOOP(t, total) {
-        int64_t ow = t % g.ow, oh = (t / g.ow) % g.oh, pl = t / (g.ow * g.oh);
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / g.ow, ow = t - row * g.ow;
+        const I pl = row / g.oh, oh = row - pl * g.oh;
         const float *in = x + pl * g.h * g.w;
-        int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
-        int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        I h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+        I hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
+        I ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
         float s = 0.0f;
-        for (int64_t ih = hs; ih < he; ih++)
-            for (int64_t iw = ws; iw < we; iw++)
+        for (I ih = hs; ih < he; ih++)
+            for (I iw = ws; iw < we; iw++)
                 s += in[ih * g.w + iw];
-        y[t] = s / (float)(g.kh * g.kw);
+        y[i] = s / (float)(g.kh * g.kw);
     }
 }
 
-__global__ void k_avgpool_bwd(const float *dy, float *dx, int64_t total, geom g)
+template <typename I>
+__global__ void k_avgpool_bwd(const float *dy, float *dx, int64_t total, geom<I> g)
 {
-    GRID_LOOP(t, total) {
-        int64_t iw = t % g.w, ih = (t / g.w) % g.h, pl = t / (g.w * g.h);
-        int64_t ohl, ohh, owl, owh;
-        out_range(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
-        out_range(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+    GRID_LOOP(i, total) {
+        const I t = (I)i;
+        const I row = t / g.w, iw = t - row * g.w;
+        const I pl = row / g.h, ih = row - pl * g.h;
+        I ohl, ohh, owl, owh;
+        out_range<I>(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
+        out_range<I>(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
         const float *d = dy + pl * g.oh * g.ow;
         const float div = (float)(g.kh * g.kw);
         float s = 0.0f;
-        for (int64_t oh = ohl; oh <= ohh; oh++)
-            for (int64_t ow = owl; ow <= owh; ow++)
+        for (I oh = ohl; oh <= ohh; oh++)
+            for (I ow = owl; ow <= owh; ow++)
                 s += d[oh * g.ow + ow] / div;
-        dx[t] = s;
+        dx[i] = s;
     }
 }
 
@@ -155,9 +184,10 @@ __global__ void k_gap_fwd(const float *x, float *y, int64_t planes, int64_t hw)
         y[pl] = (float)(s / (double)hw);
 }
 
-__global__ void k_gap_bwd(const float *dy, float *dx, int64_t total, int64_t hw, float inv)
+template <typename I>
+__global__ void k_gap_bwd(const float *dy, float *dx, int64_t total, I hw, float inv)
 {
-    GRID_LOOP(t, total) dx[t] = dy[t / hw] * inv;
+    GRID_LOOP(i, total) dx[i] = dy[(I)i / hw] * inv;
 }
 
 }  // namespace
@@ -170,8 +200,12 @@ int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_p
         return -1;
     int64_t total = g->n * g->c * g->oh * g->ow;
     SG_PRELAUNCH();
-    k_maxpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, idx, total,
-                                                                        to_geom(g));
+    if (pool_fits32(g))
+        k_maxpool_fwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            x, y, idx, total, to_geom<int32_t>(g));
+    else
+        k_maxpool_fwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            x, y, idx, total, to_geom<int64_t>(g));
     return SG_LAUNCHED("k_maxpool_fwd");
 }
 
@@ -193,7 +227,12 @@ int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *i
     }
     int64_t total = g->n * g->c * g->h * g->w;
     SG_PRELAUNCH();
-    k_maxpool_bwd<<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total, to_geom(g), bad);
+    if (pool_fits32(g))
+        k_maxpool_bwd<int32_t><<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total,
+                                                                        to_geom<int32_t>(g), bad);
+    else
+        k_maxpool_bwd<int64_t><<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total,
+                                                                        to_geom<int64_t>(g), bad);
     if (SG_LAUNCHED("k_maxpool_bwd") != 0)
         return -1;
     if (check) {
@@ -213,7 +252,12 @@ int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
         return -1;
     int64_t total = g->n * g->c * g->oh * g->ow;
     SG_PRELAUNCH();
-    k_avgpool_fwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, total, to_geom(g));
+    if (pool_fits32(g))
+        k_avgpool_fwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            x, y, total, to_geom<int32_t>(g));
+    else
+        k_avgpool_fwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            x, y, total, to_geom<int64_t>(g));
     return SG_LAUNCHED("k_avgpool_fwd");
 }
 
@@ -223,8 +267,12 @@ int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_
         return -1;
     int64_t total = g->n * g->c * g->h * g->w;
     SG_PRELAUNCH();
-    k_avgpool_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total,
-                                                                        to_geom(g));
+    if (pool_fits32(g))
+        k_avgpool_bwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            dy, dx, total, to_geom<int32_t>(g));
+    else
+        k_avgpool_bwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            dy, dx, total, to_geom<int64_t>(g));
     return SG_LAUNCHED("k_avgpool_bwd");
 }
 
@@ -252,8 +300,12 @@ int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, 
                          "(cuda)", (long long)n, (long long)c, (long long)hw);
     int64_t total = n * c * hw;
     SG_PRELAUNCH();
-    k_gap_bwd<<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total, hw,
-                                                                    1.0f / (float)hw);
+    if (sg_cuda_index32_ok(total))
+        k_gap_bwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            dy, dx, total, (int32_t)hw, 1.0f / (float)hw);
+    else
+        k_gap_bwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
+            dy, dx, total, hw, 1.0f / (float)hw);
     return SG_LAUNCHED("k_gap_bwd");
 }
 

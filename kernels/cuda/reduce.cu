@@ -8,6 +8,12 @@
  * fixed tree; stage 2: one block reduces the partials in order), so results do
  * not depend on timing. Arg-reductions keep the CPU's rule: the first
  * maximum (minimum) wins, and a NaN beats any number (the first NaN).
+ *
+ * Index arithmetic in 32 bits when the sizes allow: the loops of stage 1 are
+ * templates on the index type I (int32_t when every index, one stride past
+ * the end included, fits; see elementwise.cu), so that neither their
+ * per-element division nor the trip count the compiler computes to unroll
+ * them is a 64-bit division.
  */
 #include "cuda_impl.h"
 
@@ -18,6 +24,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 1024;
+
+/* A grid-stride loop over [0, n) with nb blocks of kThreads stays in 32 bits. */
+inline bool loop_fits32(int64_t n, int64_t nb) { return sg_cuda_index32_ok(n + nb * kThreads) != 0; }
 
 /* ---- sum-like: partial[b] = sum over block b's grid-stride share of f(i) ---- */
 enum { R_SUM = 0, R_DOT, R_ABS, R_SQ, R_POW, R_NONFINITE };
@@ -50,13 +59,14 @@ __device__ double block_sum(double v, double *sh)
     return r;
 }
 
-__global__ void k_sum_stage1(const float *a, const float *b, int64_t n, int kind, double p,
+template <typename I>
+__global__ void k_sum_stage1(const float *a, const float *b, I n, int kind, double p,
                              double *part)
 {
     __shared__ double sh[kThreads];
     double acc = 0.0;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)blockDim.x * gridDim.x)
+    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
+         i += (I)blockDim.x * (I)gridDim.x)
         acc += term(a, b, i, kind, p);
     double s = block_sum(acc, sh);
     if (threadIdx.x == 0)
@@ -89,12 +99,13 @@ __device__ double block_max(double v, double *sh)
     return r;
 }
 
-__global__ void k_absmax_stage1(const float *a, int64_t n, double *part)
+template <typename I>
+__global__ void k_absmax_stage1(const float *a, I n, double *part)
 {
     __shared__ double sh[kThreads];
     double acc = 0.0;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)blockDim.x * gridDim.x)
+    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
+         i += (I)blockDim.x * (I)gridDim.x)
         acc = fmax(acc, fabs((double)a[i]));
     double s = block_max(acc, sh);
     if (threadIdx.x == 0)
@@ -144,13 +155,14 @@ __device__ vi block_best(vi v, vi *sh, bool want_max)
     return r;
 }
 
-__global__ void k_best_stage1(const float *a, int64_t n, int want_max, vi *part)
+template <typename I>
+__global__ void k_best_stage1(const float *a, I n, int want_max, vi *part)
 {
     __shared__ vi sh[kThreads];
     vi best = {0.0f, -1};
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)blockDim.x * gridDim.x) {
-        vi c = {a[i], i};
+    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
+         i += (I)blockDim.x * (I)gridDim.x) {
+        vi c = {a[i], (int64_t)i};
         if (better(c, best, want_max != 0))
             best = c;
     }
@@ -174,18 +186,18 @@ __global__ void k_best_stage2(const vi *part, int nb, int want_max, vi *out)
 /* ---- per-channel sums over N x C x inner --------------------------------------------
  * grid (chunks, c): block (k, ch) sums its slice of channel ch's M = n*inner
  * values into part[ch*chunks + k] (two sums: s0 = dy, s1 = dy*(x-mean)). */
-__global__ void k_chan_stage1(const float *x, const float *dy, const float *mean, int64_t n,
-                              int64_t c, int64_t inner, int chunks, double *part)
+template <typename I>
+__global__ void k_chan_stage1(const float *x, const float *dy, const float *mean, I n,
+                              I c, I inner, I per, double *part)
 {
     __shared__ double sh[kThreads];
-    const int64_t ch = blockIdx.y, m = n * inner;
-    const int64_t per = (m + chunks - 1) / chunks;
-    const int64_t lo = per * blockIdx.x, hi = lo + per < m ? lo + per : m;
+    const I ch = (I)blockIdx.y, m = n * inner, chunks = (I)gridDim.x;
+    const I lo = per * (I)blockIdx.x, hi = lo + per < m ? lo + per : m;
     const double mu = x ? (double)mean[ch] : 0.0;
     double s0 = 0.0, s1 = 0.0;
-    for (int64_t t = lo + threadIdx.x; t < hi; t += blockDim.x) {
-        int64_t i = t / inner, j = t - i * inner;
-        int64_t off = (i * c + ch) * inner + j;
+    for (I t = lo + (I)threadIdx.x; t < hi; t += (I)blockDim.x) {
+        const I i = t / inner, j = t - i * inner;
+        const I off = (i * c + ch) * inner + j;
         double d = dy[off];
         s0 += d;
         if (x)
@@ -199,12 +211,12 @@ __global__ void k_chan_stage1(const float *x, const float *dy, const float *mean
     }
 }
 
-/* one thread per channel: add the partials in order */
-__global__ void k_chan_stage2(const double *part, int64_t c, int chunks, const float *invstd,
+/* one thread per channel (c <= 65535, the grid's y limit): add the partials in order */
+__global__ void k_chan_stage2(const double *part, int c, int chunks, const float *invstd,
                               float *d0, float *d1)
 {
-    for (int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ch < c;
-         ch += (int64_t)blockDim.x * gridDim.x) {
+    const int ch = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (ch < c) {
         double s0 = 0.0, s1 = 0.0;
         for (int k = 0; k < chunks; k++) {
             s0 += part[(ch * chunks + k) * 2];
@@ -318,7 +330,10 @@ int sum_like(const float *a, const float *b, int64_t n, int kind, double p, doub
         return -1;
     cudaStream_t st = sg_cuda_stream();
     SG_PRELAUNCH();
-    k_sum_stage1<<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
+    if (loop_fits32(n, nb))
+        k_sum_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, b, (int32_t)n, kind, p, part);
+    else
+        k_sum_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
     if (SG_LAUNCHED("k_sum_stage1") != 0)
         return -1;
     k_sum_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
@@ -345,7 +360,10 @@ int absmax(const float *a, int64_t n, double *out)
         return -1;
     cudaStream_t st = sg_cuda_stream();
     SG_PRELAUNCH();
-    k_absmax_stage1<<<nb, kThreads, 0, st>>>(a, n, part);
+    if (loop_fits32(n, nb))
+        k_absmax_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, (int32_t)n, part);
+    else
+        k_absmax_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, n, part);
     if (SG_LAUNCHED("k_absmax_stage1") != 0)
         return -1;
     k_absmax_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
@@ -368,7 +386,10 @@ int best_of(const float *a, int64_t n, int want_max, vi *out)
         return -1;
     cudaStream_t st = sg_cuda_stream();
     SG_PRELAUNCH();
-    k_best_stage1<<<nb, kThreads, 0, st>>>(a, n, want_max, part);
+    if (loop_fits32(n, nb))
+        k_best_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, (int32_t)n, want_max, part);
+    else
+        k_best_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, n, want_max, part);
     if (SG_LAUNCHED("k_best_stage1") != 0)
         return -1;
     k_best_stage2<<<1, kThreads, 0, st>>>(part, nb, want_max, part + nb);
@@ -386,7 +407,8 @@ int chan_sums(const float *x, const float *dy, const float *mean, const float *i
     if (sg_cuda_init() != 0)
         return -1;
     const int64_t m = n * inner;
-    int64_t want = (4 * 132 + c - 1) / c;  /* about four blocks per SM in all */
+    const int64_t sms = sg_cuda_sm_count();
+    int64_t want = (4 * sms + c - 1) / c;  /* about four blocks per SM in all */
     int64_t maxc = (m + kThreads - 1) / kThreads;
     if (want > maxc) want = maxc;
     if (want > 256) want = 256;
@@ -399,12 +421,17 @@ int chan_sums(const float *x, const float *dy, const float *mean, const float *i
         return -1;
     cudaStream_t st = sg_cuda_stream();
     dim3 grid((unsigned)chunks, (unsigned)c);
+    const int64_t per = (m + chunks - 1) / chunks;
     SG_PRELAUNCH();
-    k_chan_stage1<<<grid, kThreads, 0, st>>>(x, dy, mean, n, c, inner, chunks, part);
+    if (loop_fits32(n * c * inner, 1))
+        k_chan_stage1<int32_t><<<grid, kThreads, 0, st>>>(x, dy, mean, (int32_t)n, (int32_t)c,
+                                                          (int32_t)inner, (int32_t)per, part);
+    else
+        k_chan_stage1<int64_t><<<grid, kThreads, 0, st>>>(x, dy, mean, n, c, inner, per, part);
     if (SG_LAUNCHED("k_chan_stage1") != 0)
         return -1;
     k_chan_stage2<<<(unsigned)((c + kThreads - 1) / kThreads), kThreads, 0, st>>>(
-        part, c, chunks, invstd, d0, d1);
+        part, (int)c, chunks, invstd, d0, d1);
     return SG_LAUNCHED("k_chan_stage2");
 }
 

@@ -58,8 +58,14 @@ int sg_cuda_fail_dnn(const char *stmt, cudnnStatus_t s, const char *file, int li
                      (int)s, file, line);
 }
 
+static int64_t g_launches;        /* sg_cuda_launches */
+
+void sg_cuda_count_launch(void) { __atomic_fetch_add(&g_launches, 1, __ATOMIC_RELAXED); }
+int64_t sg_cuda_launches(void) { return __atomic_load_n(&g_launches, __ATOMIC_RELAXED); }
+
 int sg_cuda_check_launch(const char *what, const char *file, int line)
 {
+    sg_cuda_count_launch();
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return sg_seterr("cuda: launch of kernel %s failed: %s (%s) at %s:%d", what,
@@ -82,6 +88,8 @@ static cudnnHandle_t g_cudnn;
 static int g_tf32;
 static int g_nocache;             /* SGDSA_CUDA_NO_CACHE: no caching pool (sanitizer runs) */
 static int g_deterministic;
+static int g_sm_count = 1;        /* multiprocessors of g_dev */
+static int g_index64;             /* sg_cuda_set_index64: int64 index math forced */
 
 static int64_t g_host_waits;      /* sg_cuda_wait_stream/_event calls */
 
@@ -141,6 +149,9 @@ static int init_locked(void)
     }
     SG_CU(cudaSetDevice(dev));
     g_dev = dev;
+    SG_CU(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, dev));
+    if (g_sm_count < 1)
+        g_sm_count = 1;
     const char *nc = getenv("SGDSA_CUDA_NO_CACHE");
     g_nocache = nc && *nc && strcmp(nc, "0") != 0;
     SG_CU(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
@@ -184,6 +195,13 @@ int sg_cuda_init(void)
 }
 
 cudaStream_t sg_cuda_stream(void) { return g_stream; }
+int sg_cuda_sm_count(void) { return g_sm_count; }
+void sg_cuda_set_index64(int on) { __atomic_store_n(&g_index64, on != 0, __ATOMIC_RELAXED); }
+
+int sg_cuda_index32_ok(int64_t n)
+{
+    return n >= 0 && n <= INT32_MAX && !__atomic_load_n(&g_index64, __ATOMIC_RELAXED);
+}
 cublasHandle_t sg_cuda_cublas(void) { return g_cublas; }
 cudnnHandle_t sg_cuda_cudnn(void) { return g_cudnn; }
 
@@ -467,10 +485,26 @@ void *sg_cuda_malloc(size_t nbytes)
     return p;
 }
 
+/* The device selected on the calling thread, for the paths that do not go
+ * through sg_cuda_init (frees, which may come from any thread: without it a
+ * thread works on device 0). Only after initialisation (nothing to free
+ * before). */
+static void select_device(void)
+{
+    if (!t_dev_set && __atomic_load_n(&g_ready, __ATOMIC_ACQUIRE)) {
+        cudaError_t e = cudaSetDevice(g_dev);
+        if (e == cudaSuccess)
+            t_dev_set = 1;
+        else
+            sg_cuda_fail_rt("cudaSetDevice(g_dev)", e, __FILE__, __LINE__);
+    }
+}
+
 void sg_cuda_free(void *p)
 {
     if (!p)
         return;
+    select_device();
     pthread_mutex_lock(&g_lock);
     size_t size = 0;
     if (live_take(p, &size) != 0) {
@@ -714,6 +748,7 @@ void sg_cuda_host_free(void *p, void *ud)
     (void)ud;
     if (!p)
         return;
+    select_device();
     /* an input copy may still read it (a loader freed with a batch on the way) */
     if (__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE))
         (void)sg_cuda_wait_stream(g_copy_stream);

@@ -143,6 +143,10 @@ local function summarize_log(out, f, name)
     out[#out + 1] = string.format("  data-parallel: started on %s ranks%s", fmt(a.ranks or 1),
       (a.rank_changes and a.rank_changes ~= "") and ("; rank changes on resume: " .. fmt(a.rank_changes)) or "")
   end
+  if type(a.cuda_conv_algorithms) == "string" and a.cuda_conv_algorithms ~= "" then
+    local n = select(2, a.cuda_conv_algorithms:gsub("\n", "")) + 1
+    out[#out + 1] = string.format("  cuDNN algorithms: %d (convolution pass and shape; attribute cuda_conv_algorithms)", n)
+  end
   if a.score then
     out[#out + 1] = string.format("  search scoring: %s, objective %s", fmt(a.score), fmt(a.objective))
   end

@@ -73,6 +73,17 @@ local empty = core.empty
 
 local nn = {}
 
+-- The flat tensors' layout: every parameter (and its gradient) and every
+-- buffer starts at an offset that is a multiple of ALIGN floats (256 bytes,
+-- the alignment of a device allocation), on every device alike, so that
+-- the views handed to cuDNN and cuBLAS are as aligned as their own buffers
+-- (their vectorized kernels need 16 bytes; a dense packing gave views
+-- aligned to 4) and a checkpoint resumes on either device. The gaps are
+-- zero (see nn.model); model:num_params() counts the parameters only,
+-- model.params:numel() the gaps too.
+local ALIGN = 64
+nn.ALIGN = ALIGN
+
 -- ---- helpers ------------------------------------------------------------------------
 
 local function shape_str(s)
@@ -369,12 +380,20 @@ function BatchNorm:forward(x, mode)
   end
 end
 
+-- Both passes in one call (on the GPU one cuDNN call that accumulates the
+-- parameter gradients itself): dgamma, dbeta += ..., then dx when needed.
 function BatchNorm:backward(x, dy, target)
-  K.batchnorm_backward_params(x, dy, self.grad_weight, self.grad_bias, self._sm, self._si)
-  if self.need_dx then
-    return K.batchnorm_backward_data(x, dy, target or self:buf("_gin"), self.weight, self._sm,
-                                     self._si, self.last_mode == "train", self.sync)
+  if self.sync then   -- sync_bn: the whole minibatch's sums, over the ranks
+    K.batchnorm_backward_params(x, dy, self.grad_weight, self.grad_bias, self._sm, self._si)
+    if self.need_dx then
+      return K.batchnorm_backward_data(x, dy, target or self:buf("_gin"), self.weight, self._sm,
+                                       self._si, self.last_mode == "train", self.sync)
+    end
+    return nil
   end
+  return K.batchnorm_backward(x, dy, self.need_dx and (target or self:buf("_gin")), self.weight,
+                              self.grad_weight, self.grad_bias, self._sm, self._si,
+                              self.last_mode == "train")
 end
 
 nn.BatchNorm2d = nn.class("BatchNorm2d", BatchNorm)
@@ -1067,17 +1086,22 @@ function nn.model(root, opts)
   if not ok then error("nn.model: " .. tostring(err), 2) end
   self.output_shape = root.out_shape
 
-  -- collect declarations in state-dict order (params and buffers interleaved per module)
-  local entries, np, nb, seen = {}, 0, 0, {}
+  -- collect declarations in state-dict order (params and buffers interleaved
+  -- per module); each tensor's offset in its flat tensor is rounded up to a
+  -- multiple of nn.ALIGN floats (see nn.ALIGN)
+  local entries, np, nb, nreal, seen = {}, 0, 0, 0, {}
+  local function up(o) return (o + ALIGN - 1) // ALIGN * ALIGN end
   walk(root, "", 0, function(m, path)
     for _, spec in ipairs(m.param_specs) do
       local n = numel(spec.shape)
+      np = up(np)
       entries[#entries + 1] = {name = join(path, spec.name), kind = "param", spec = spec,
                                module = m, offset = np, n = n}
-      np = np + n
+      np, nreal = np + n, nreal + n
     end
     for _, spec in ipairs(m.buffer_specs) do
       local n = numel(spec.shape)
+      nb = up(nb)
       entries[#entries + 1] = {name = join(path, spec.name), kind = "buffer", spec = spec,
                                module = m, offset = nb, n = n}
       nb = nb + n
@@ -1088,11 +1112,18 @@ function nn.model(root, opts)
     seen[e.name] = true
   end
 
+  -- zeros: the gaps between tensors stay zero in grads and buffers (nothing
+  -- writes them); in params only a move over the whole flat vector (SSA's
+  -- random direction) puts values there, which nothing reads
   self.params = core.zeros(math.max(np, 1))
   self.grads = core.zeros(math.max(np, 1))
   self.buffers = core.zeros(math.max(nb, 1))
   if np == 0 then self.params = self.params:narrow(1, 1, 0); self.grads = self.grads:narrow(1, 1, 0) end
-  self.nparams, self.nbuffers = np, nb
+  -- parameter count (without the gaps) and the buffers' values
+  self.nparams, self.nbuffers = nreal, 0
+  for _, e in ipairs(entries) do
+    if e.kind == "buffer" then self.nbuffers = self.nbuffers + e.n end
+  end
   local gen = core.stream("init")
   self.entries = entries
   for _, e in ipairs(entries) do
@@ -1210,7 +1241,48 @@ function Model:zero_grad()
   self.grads:zero()
 end
 
+-- The number of trainable parameters (model.params is longer: the gaps
+-- that align each tensor, see nn.ALIGN).
 function Model:num_params() return self.nparams end
+
+-- model:pack(flat) -> a new CPU float32 tensor of num_params() values: a
+-- tensor laid out like model.params (its values, a gradient, an optimizer's
+-- velocity) without the alignment gaps, parameters in state-dict order (the
+-- checkpoints' layout of optimizer buffers). model:unpack(dense, flat)
+-- copies such a tensor back into the parameters' places of `flat` (laid out
+-- like model.params; its gaps untouched) and returns flat.
+function Model:pack(flat)
+  if flat:numel() ~= self.params:numel() then
+    error(string.format("model:pack: a tensor of %d values, model.params has %d", flat:numel(),
+                        self.params:numel()), 2)
+  end
+  local src = flat:device() == "cpu" and flat:contiguous() or flat:cpu()
+  local out, at = core.zeros(math.max(self.nparams, 1)):narrow(1, 1, self.nparams), 0
+  for _, e in ipairs(self.entries) do
+    if e.kind == "param" then
+      out:narrow(1, at + 1, e.n):copy(src:narrow(1, e.offset + 1, e.n))
+      at = at + e.n
+    end
+  end
+  return out
+end
+
+function Model:unpack(dense, flat)
+  if dense:numel() ~= self.nparams or flat:numel() ~= self.params:numel() then
+    error(string.format("model:unpack: %d values into a tensor of %d, the model has %d " ..
+                        "parameters in %d places", dense:numel(), flat:numel(), self.nparams,
+                        self.params:numel()), 2)
+  end
+  local src = dense:device() == flat:device() and dense or dense:to(flat:device())
+  local at = 0
+  for _, e in ipairs(self.entries) do
+    if e.kind == "param" then
+      flat:narrow(1, e.offset + 1, e.n):copy(src:narrow(1, at + 1, e.n))
+      at = at + e.n
+    end
+  end
+  return flat
+end
 
 -- model:flops() -> forward, backward: floating-point operations per sample
 -- of the convolutions and linear layers, from their geometry (2 per

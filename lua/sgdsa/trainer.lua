@@ -1169,6 +1169,27 @@ function M.train(exp, overrides)
     if steplog then steplog:append(row) end
   end
 
+  -- GPU runs: the cuDNN algorithms the convolutions chose (each pass of each
+  -- shape, at its first step), as log.h5's cuda_conv_algorithms, rewritten
+  -- with a log flush when there are new ones (docs/FORMAT.md)
+  local algos_recorded = 0
+  local function record_algorithms()
+    if not dir or cfg.device ~= "cuda" then return end
+    local list = core.cuda.conv_algorithms()
+    if #list == algos_recorded then return end
+    local lines = {}
+    for i, a in ipairs(list) do
+      lines[i] = string.format("%s %s w %s s %s p %s%s%s: algo %d math %d workspace %d %s",
+                               a.pass, a.input, a.weight, a.stride, a.pad, a.tf32 and " tf32" or "",
+                               a.deterministic and " deterministic" or "", a.algo, a.math,
+                               a.workspace, a.ms and string.format("timed %.4f ms", a.ms) or "heuristics")
+    end
+    local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
+    lf:attr("cuda_conv_algorithms", table.concat(lines, "\n"))
+    lf:close()
+    algos_recorded = #list
+  end
+
   local function flush_logs()
     if steplog then steplog:flush() end
     if epochlog then epochlog:flush() end
@@ -1176,6 +1197,7 @@ function M.train(exp, overrides)
       record_resume()
       record_resume = nil
     end
+    record_algorithms()
   end
 
   local saved_step      -- the step of the last last.h5 this process wrote

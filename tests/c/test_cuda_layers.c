@@ -107,7 +107,9 @@ static void test_bn(int64_t n, int64_t c, int64_t hw, int affine)
     float *rm = rnd(c, -0.5f, 0.5f), *rv = rnd(c, 0.5f, 2.0f);
     float *dy = rnd(nx, -1, 1), *dg = rnd(c, -1, 1), *dbt = rnd(c, -1, 1);
     float *y = hbuf(nx), *sm = hbuf(c), *si = hbuf(c), *dx = hbuf(nx);
-    float *rm_c = hbuf(c), *rv_c = hbuf(c);
+    float *rm_c = hbuf(c), *rv_c = hbuf(c), *dg0 = hbuf(c), *db0 = hbuf(c);
+    memcpy(dg0, dg, (size_t)c * 4);
+    memcpy(db0, dbt, (size_t)c * 4);
     memcpy(rm_c, rm, (size_t)c * 4);
     memcpy(rv_c, rv, (size_t)c * 4);
     const float *G = affine ? g : NULL, *B = affine ? b : NULL;
@@ -161,6 +163,40 @@ static void test_bn(int64_t n, int64_t c, int64_t hw, int affine)
     snprintf(t, sizeof t, "%s bwd-params dbeta (+=)", tag);
     cmp_dev(t, d_db, dbt, c, 5e-4);
 
+    /* the modules' backward: one cuDNN call that accumulates dgamma and dbeta
+     * itself (betaParamDiff = 1), against the two passes above (dx, and the
+     * separate parameter-gradient reduction) and the CPU */
+    {
+        float *tdx = down_f(d_dx, nx), *tdg = down_f(d_dg, c), *tdb = down_f(d_db, c);
+        float *d_dg2 = dup_f(dg0, c), *d_db2 = dup_f(db0, c), *d_dx2 = dalloc((size_t)nx * 4);
+        OK(sg_cuda_fill(d_dx2, SG_F32, nx, 9.0));
+        OK(sg_cuda_batchnorm_backward(d_x, d_dy, d_dx2, DG, affine ? d_dg2 : NULL,
+                                      affine ? d_db2 : NULL, d_sm, d_si, n, c, hw, 1));
+        snprintf(t, sizeof t, "%s backward dx = bwd-data", tag);
+        cmp_dev(t, d_dx2, tdx, nx, 1e-6);
+        snprintf(t, sizeof t, "%s backward dx (cpu)", tag);
+        cmp_dev(t, d_dx2, dx, nx, 5e-4);
+        if (affine) {
+            snprintf(t, sizeof t, "%s backward dgamma (+=) = bwd-params", tag);
+            cmp_dev(t, d_dg2, tdg, c, 1e-6);
+            snprintf(t, sizeof t, "%s backward dbeta (+=) = bwd-params", tag);
+            cmp_dev(t, d_db2, tdb, c, 1e-6);
+            /* without dx: the parameter gradients alone, added again */
+            OK(sg_cuda_batchnorm_backward(d_x, d_dy, NULL, DG, d_dg2, d_db2, d_sm, d_si, n, c,
+                                          hw, 1));
+            for (int64_t i = 0; i < c; i++) {
+                tdg[i] = dg0[i] + 2 * (tdg[i] - dg0[i]);
+                tdb[i] = db0[i] + 2 * (tdb[i] - db0[i]);
+            }
+            snprintf(t, sizeof t, "%s backward without dx: dgamma (+= again)", tag);
+            cmp_dev(t, d_dg2, tdg, c, 1e-5);
+            snprintf(t, sizeof t, "%s backward without dx: dbeta (+= again)", tag);
+            cmp_dev(t, d_db2, tdb, c, 1e-5);
+        }
+        sg_cuda_free(d_dg2); sg_cuda_free(d_db2); sg_cuda_free(d_dx2);
+        free(tdx); free(tdg); free(tdb);
+    }
+
     /* evaluation forward and its backward */
     OK(sg_cpu_batchnorm_forward_eval(x, y, G, B, sm, si, rm_c, rv_c, n, c, hw, 1e-5));
     OK(sg_cuda_batchnorm_forward_eval(d_x, d_y, DG, DB, d_sm, d_si, d_rm, d_rv, n, c, hw, 1e-5));
@@ -177,7 +213,7 @@ static void test_bn(int64_t n, int64_t c, int64_t hw, int affine)
     sg_cuda_free(d_rv); sg_cuda_free(d_dy); sg_cuda_free(d_dg); sg_cuda_free(d_db);
     sg_cuda_free(d_y); sg_cuda_free(d_sm); sg_cuda_free(d_si); sg_cuda_free(d_dx);
     free(x); free(g); free(b); free(rm); free(rv); free(dy); free(dg); free(dbt); free(y);
-    free(sm); free(si); free(dx); free(rm_c); free(rv_c);
+    free(sm); free(si); free(dx); free(rm_c); free(rv_c); free(dg0); free(db0);
 }
 
 /* ---- pooling ---------------------------------------------------------------------------- */
@@ -400,6 +436,18 @@ int main(void)
     test_pool(1, 4, 7, 7, 3, 1, 1);
     test_global_pool(8, 16, 16);
     test_global_pool(3, 5, 1);
+
+    /* the layers whose kernels divide indices, again with the int64 index
+     * arithmetic of tensors above 2^31 elements */
+    sg_cuda_set_index64(1);
+    printf("index arithmetic: int64 (forced)\n");
+    test_conv(2, 5, 11, 13, 4, 5, 3, 2, 2, 1);     /* the bias */
+    test_linear(7, 13, 5);
+    test_bn(8, 16, 25, 1);
+    test_pool(2, 3, 9, 11, 3, 2, 1);
+    test_pool(1, 4, 7, 7, 3, 1, 1);
+    test_global_pool(3, 5, 7);
+    sg_cuda_set_index64(0);
 
     test_relu_dropout();
     test_xent(37, 10);

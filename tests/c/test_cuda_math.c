@@ -398,6 +398,35 @@ static void test_random_fills(void)
 /* The loader's pixel rule (core/data.h) on the CPU, as the reference: the
  * lookup table as core/data_loader.c builds it, indexed by the source pixel
  * (0 outside the source). */
+/* pad2d / crop2d against the obvious loops (exact). */
+static void test_pad_crop(int64_t planes, int64_t h, int64_t w, int64_t p)
+{
+    const int64_t Ho = h + 2 * p, Wo = w + 2 * p, nx = planes * h * w, ny = planes * Ho * Wo;
+    float *x = rnd(nx, -1, 1), *y = hbuf(ny), *dy = rnd(ny, -1, 1), *dx = hbuf(nx);
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t i = 0; i < Ho; i++)
+            for (int64_t j = 0; j < Wo; j++) {
+                const int64_t si = i - p, sj = j - p;
+                y[(pl * Ho + i) * Wo + j] = si >= 0 && si < h && sj >= 0 && sj < w
+                    ? x[(pl * h + si) * w + sj] : 0.0f;
+            }
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t i = 0; i < h; i++)
+            for (int64_t j = 0; j < w; j++)
+                dx[(pl * h + i) * w + j] = dy[(pl * Ho + i + p) * Wo + j + p];
+    float *d_x = dup_f(x, nx), *d_dy = dup_f(dy, ny);
+    float *d_y = dalloc((size_t)ny * 4), *d_dx = dalloc((size_t)nx * 4);
+    OK(sg_cuda_pad2d(d_x, d_y, planes, h, w, p));
+    OK(sg_cuda_crop2d(d_dy, d_dx, planes, h, w, p));
+    float *gy = hbuf(ny), *gdx = hbuf(nx);
+    OK(sg_cuda_memcpy(gy, d_y, (size_t)ny * 4, 0, 1));
+    OK(sg_cuda_memcpy(gdx, d_dx, (size_t)nx * 4, 0, 1));
+    same_host("pad2d", gy, y, ny);
+    same_host("crop2d", gdx, dx, nx);
+    sg_cuda_free(d_x); sg_cuda_free(d_dy); sg_cuda_free(d_y); sg_cuda_free(d_dx);
+    free(x); free(y); free(dy); free(dx); free(gy); free(gdx);
+}
+
 static void make_lut(float *lut, int c, const double *mean, const double *std)
 {
     for (int ch = 0; ch < c; ch++)
@@ -494,11 +523,20 @@ int main(void)
     sg_rng_init(&g_rng, 99, sg_rng_hash("test_cuda_math"));
     test_pool_and_copies();
     test_sa_move();
-    test_reductions();
     test_tensor_dispatch();
-    test_strided_copies();
-    test_random_fills();
-    test_input_transform();
+    /* the kernels that divide indices, with int32 index arithmetic (what
+     * these sizes get) and with the int64 kernels of larger tensors */
+    for (int wide = 0; wide <= 1; wide++) {
+        sg_cuda_set_index64(wide);
+        printf("index arithmetic: %s\n", wide ? "int64 (forced)" : "int32");
+        test_reductions();
+        test_strided_copies();
+        test_random_fills();
+        test_input_transform();
+        test_pad_crop(6, 7, 5, 2);
+        test_pad_crop(1, 3, 3, 0);
+    }
+    sg_cuda_set_index64(0);
     OK(sg_cuda_synchronize());
     if (g_fail) {
         fprintf(stderr, "%d CUDA math check(s) failed\n", g_fail);

@@ -6,8 +6,10 @@
  *
  * Strict by design, to catch misuse: the handle must be live; arguments are
  * checked as cuBLAS documents (CUBLAS_STATUS_INVALID_VALUE); every matrix
- * cuBLAS would touch must lie in device memory over its exact extent, and C
- * must share no element with A or B. Alpha and beta are host pointers (the
+ * cuBLAS would touch must lie in device memory over its exact extent and
+ * start 16-byte aligned (what its vectorized and tensor-core kernels load;
+ * the backend hands it nothing less), and C must share no element with A
+ * or B. Alpha and beta are host pointers (the
  * default pointer mode); as in cuBLAS, A and B are not read when k == 0 or
  * alpha == 0, and C is not read when beta == 0.
  */
@@ -145,6 +147,11 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
                       "device memory (m %d n %d k %d, lda %d ldb %d ldc %d)", fn,
                       (const void *)A, ea, (const void *)B, eb, (const void *)C, ec, m, n, k,
                       lda, ldb, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if ((uintptr_t)C % 16 != 0 || (reads_ab && ((uintptr_t)A % 16 != 0 || (uintptr_t)B % 16 != 0))) {
+        emu::complain("%s: A %p, B %p or C %p is not 16-byte aligned", fn, (const void *)A,
+                      (const void *)B, (const void *)C);
         return CUBLAS_STATUS_INVALID_VALUE;
     }
     if (reads_ab &&

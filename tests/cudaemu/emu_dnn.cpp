@@ -8,8 +8,12 @@
  * Strict by design, to catch misuse: every handle and descriptor must be live
  * and set; shapes must agree exactly as cuDNN requires; every data pointer,
  * and the workspace an algorithm needs, must lie in device memory of the
- * size its descriptor implies; outputs must not overlap inputs or the
- * workspace (which each algorithm overwrites with garbage, as a GPU's would).
+ * size its descriptor implies and be 16-byte aligned (cuDNN's vectorized
+ * kernels load 16 bytes at a time; a view 4 bytes off works on its
+ * heuristics' test buffers and faults or is refused on ours:
+ * CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER); outputs must not overlap
+ * inputs or the workspace (which each algorithm overwrites with garbage, as
+ * a GPU's would).
  * Violations are reported through emu::complain and answered with
  * CUDNN_STATUS_BAD_PARAM. What the emulator does not implement (other
  * formats, types, CUDNN_CONVOLUTION mode, other batch-norm modes) answers
@@ -28,7 +32,20 @@
  * math type; Find* also lists each with CUDNN_DEFAULT_MATH (cuDNN tries both
  * when they differ), sorted by a fake time in which non-deterministic
  * algorithms and, under an FMA descriptor, CUDNN_DEFAULT_MATH are faster.
- * Both end with an FFT entry whose status is CUDNN_STATUS_NOT_SUPPORTED.
+ * Under a descriptor that permits tensor cores (DEFAULT, TENSOR_OP) both
+ * also offer, first, the first algorithm with
+ * CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION (FP16 down-conversion: the fastest,
+ * never right for float32 training). Find* allocates each candidate's
+ * workspace itself, as cuDNN does: a candidate needing more than the free
+ * device memory is reported CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED
+ * (so memory a caching allocator holds starves it). Both end with an FFT
+ * entry whose status is CUDNN_STATUS_NOT_SUPPORTED.
+ *
+ * Running a convolution advances its stream's fake clock (timing events
+ * read it) by a cost that follows the same speeds: tensor-core math types
+ * are faster, and backward-filter ALGO_0, the fastest when it overwrites,
+ * is slow when it accumulates (beta != 0), as a real algorithm that needs
+ * an extra pass for it would be.
  */
 #include <cudnn.h>
 
@@ -121,19 +138,32 @@ std::string dims(int a, int b, int c, int d)
 std::string dims(const cudnnTensorStruct *t) { return dims(t->n, t->c, t->h, t->w); }
 std::string dims(const cudnnFilterStruct *f) { return dims(f->k, f->c, f->r, f->s); }
 
-/* Each pointer must cover its bytes of one device allocation. */
+/* Each pointer must cover its bytes of one device allocation, 16-byte aligned. */
 struct Buf { const char *name; const void *p; size_t bytes; };
+
+bool g_misaligned;  /* the last on_device failure was an alignment (status to return) */
 
 bool on_device(const char *fn, std::initializer_list<Buf> bufs)
 {
-    for (const Buf &b : bufs)
+    g_misaligned = false;
+    for (const Buf &b : bufs) {
         if (!b.p || !emu::is_device(b.p, b.bytes)) {
             emu::complain("%s: %s %p is not device memory of %zu bytes", fn, b.name, b.p,
                           b.bytes);
             return false;
         }
+        if ((uintptr_t)b.p % 16 != 0) {
+            emu::complain("%s: %s %p is not 16-byte aligned (%zu bytes past a 16-byte boundary)",
+                          fn, b.name, b.p, (size_t)((uintptr_t)b.p % 16));
+            g_misaligned = true;
+            return false;
+        }
+    }
     return true;
 }
+
+/* The status of a failed check: misaligned pointers have their own. */
+cudnnStatus_t bad() { return g_misaligned ? CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER : BAD; }
 
 /* Written buffer `out` must not overlap any of `ins`. */
 bool disjoint(const char *fn, const Buf &out, std::initializer_list<Buf> ins)
@@ -290,6 +320,31 @@ struct Entry {
     cudnnMathType_t math;
 };
 
+/* The fake base time of a pass: fixed cost plus its multiply-adds. */
+double base_ms(const Geo &g)
+{
+    return 1e-3 + 2e-10 * g.n * g.k * g.oh * g.ow * (double)g.c * g.r * g.s;
+}
+
+/* Relative speed of a math type (tensor cores are faster). */
+double math_speed(cudnnMathType_t m)
+{
+    return m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? 0.4 : m == CUDNN_FMA_MATH ? 1.0 : 0.5;
+}
+
+/* The fake cost of running algo for pass p with the descriptor's math type
+ * and blending factor beta. */
+double run_ms(Pass p, const Geo &g, int algo, float beta)
+{
+    double speed = 1.0;
+    for (const Algo &a : algos(p, g))
+        if (a.algo == algo)
+            speed = a.speed;
+    if (p == BWD_FILTER && algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 && beta != 0.0f)
+        speed *= 1.6;
+    return base_ms(g) * speed * math_speed(g.math);
+}
+
 /* Get*_v7 and Find*: check, rank, and fill the perf array (of any pass's
  * perf struct: they share their fields). */
 template <class Perf>
@@ -311,8 +366,14 @@ cudnnStatus_t report(const char *fn, Pass p, bool find, cudnnHandle_t h,
     /* Find runs every candidate (on buffers of its own) and blocks the host */
     if (find && cudaStreamSynchronize(h->stream) != cudaSuccess)
         return CUDNN_STATUS_EXECUTION_FAILED_CUDART;
-    const double base = 1e-3 + 2e-10 * g.n * g.k * g.oh * g.ow * (double)g.c * g.r * g.s;
+    const double base = base_ms(g);
     std::vector<Entry> e;
+    const bool tensor_ops = g.math == CUDNN_DEFAULT_MATH || g.math == CUDNN_TENSOR_OP_MATH;
+    if (tensor_ops) {
+        const Algo a = algos(p, g)[0];
+        e.push_back({a.algo, OK, find ? (float)(base * a.speed * 0.4) : -1.0f, a.ws, a.det,
+                     CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION});
+    }
     for (const Algo &a : algos(p, g)) {
         e.push_back({a.algo, OK, find ? (float)(base * a.speed) : -1.0f, a.ws, a.det, g.math});
         if (find && g.math != CUDNN_DEFAULT_MATH)
@@ -320,9 +381,20 @@ cudnnStatus_t report(const char *fn, Pass p, bool find, cudnnHandle_t h,
                          (float)(base * a.speed * (g.math == CUDNN_FMA_MATH ? 0.9 : 1.1)), a.ws,
                          a.det, CUDNN_DEFAULT_MATH});
     }
-    if (find)
-        std::stable_sort(e.begin(), e.end(),
-                         [](const Entry &a, const Entry &b) { return a.time < b.time; });
+    if (find) {
+        /* Find allocates each candidate's workspace itself */
+        const size_t avail = emu::free_bytes();
+        for (Entry &x : e)
+            if (x.memory > avail) {
+                x.status = CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+                x.time = -1.0f;
+            }
+        std::stable_sort(e.begin(), e.end(), [](const Entry &a, const Entry &b) {
+            if ((a.status == OK) != (b.status == OK))
+                return a.status == OK;
+            return a.time < b.time;
+        });
+    }
     e.push_back({fft_algo[p], UNSUPPORTED, -1.0f, 0, CUDNN_NON_DETERMINISTIC, g.math});
     const int n = std::min(req, (int)e.size());
     for (int i = 0; i < n; i++) {
@@ -356,8 +428,8 @@ cudnnStatus_t workspace_query(const char *fn, Pass p, cudnnHandle_t h,
     return ws_size(fn, p, g, algo, out);
 }
 
-/* What a convolution call checked and captured. */
-struct Call { Geo g; float alpha, beta; size_t ws; };
+/* What a convolution call checked and captured (cost: its fake time). */
+struct Call { Geo g; float alpha, beta; size_t ws; double cost; };
 
 cudnnStatus_t conv_call(const char *fn, Pass p, cudnnHandle_t h, const void *alpha,
                         const void *beta, cudnnTensorDescriptor_t xd,
@@ -379,9 +451,10 @@ cudnnStatus_t conv_call(const char *fn, Pass p, cudnnHandle_t h, const void *alp
         return BAD;
     }
     if (c->ws && !on_device(fn, {{"workSpace", ws, c->ws}}))
-        return BAD;
+        return bad();
     c->alpha = *(const float *)alpha;
     c->beta = *(const float *)beta;
+    c->cost = run_ms(p, c->g, algo, c->beta);
     return OK;
 }
 
@@ -420,7 +493,7 @@ cudnnStatus_t queue(const char *fn, cudnnHandle_t h, const Call &c, void *ws, Bu
     const Buf bws{"workSpace", ws, c.ws};
     if (!on_device(fn, {a, b, out}) || !disjoint(fn, out, {a, b, bws}) ||
         !disjoint(fn, bws, {a, b}))
-        return BAD;
+        return bad();
     float *dst = (float *)out.p;
     size_t count = out.bytes / 4;
     emu::enqueue(h->stream, [c, ws, dst, count, accumulate]() {
@@ -430,7 +503,7 @@ cudnnStatus_t queue(const char *fn, cudnnHandle_t h, const Call &c, void *ws, Bu
         accumulate(acc.data());
         for (size_t i = 0; i < count; i++)
             put(dst + i, acc[i], c.alpha, c.beta);
-    });
+    }, c.cost);
     return OK;
 }
 
@@ -891,7 +964,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
                                      {"resultRunningVariance", run_var, b.pbytes()}})) ||
         (save_mean && !on_device(fn, {{"resultSaveMean", save_mean, b.pbytes()},
                                       {"resultSaveInvVariance", save_invvar, b.pbytes()}})))
-        return BAD;
+        return bad();
     const float a = *(const float *)alpha, be = *(const float *)beta;
     const float *xp = (const float *)x, *sc = (const float *)scale, *bi = (const float *)bias;
     float *yp = (float *)y, *rm = (float *)run_mean, *rv = (float *)run_var,
@@ -934,7 +1007,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
         !on_device(fn, {{"x", x, b.xbytes()}, {"y", y, b.xbytes()}, {"bnScale", scale, b.pbytes()},
                         {"bnBias", bias, b.pbytes()}, {"estimatedMean", est_mean, b.pbytes()},
                         {"estimatedVariance", est_var, b.pbytes()}}))
-        return BAD;
+        return bad();
     const float a = *(const float *)alpha, be = *(const float *)beta;
     const float *xp = (const float *)x, *sc = (const float *)scale, *bi = (const float *)bias,
                 *em = (const float *)est_mean, *ev = (const float *)est_var;
@@ -973,7 +1046,7 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
         (saved_mean && !on_device(fn, {{"savedMean", saved_mean, b.pbytes()},
                                        {"savedInvVariance", saved_invvar, b.pbytes()}})) ||
         !disjoint(fn, bds, {bdb, bdx}) || !disjoint(fn, bdb, {bdx}))
-        return BAD;
+        return bad();
     const float ad = *(const float *)alpha_data, bd = *(const float *)beta_data,
                 ap = *(const float *)alpha_param, bp = *(const float *)beta_param;
     const float *xp = (const float *)x, *dyp = (const float *)dy, *sc = (const float *)scale,

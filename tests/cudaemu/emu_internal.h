@@ -23,8 +23,14 @@ namespace emu {
 /* Queue fn on stream s (NULL: the legacy default stream). It runs, in
  * order with the stream's other work, when the host waits for the stream
  * or for work that depends on it. Thread-safe; fn must not call the
- * emulated APIs. */
-void enqueue(cudaStream_t s, std::function<void()> fn);
+ * emulated APIs. cost_ms: the time it takes on the stream's fake clock,
+ * which timing events read (cudaEventElapsedTime): the emulated libraries
+ * give their algorithms plausible, different costs, so that code timing
+ * them has something to choose from; kernels cost nothing. */
+void enqueue(cudaStream_t s, std::function<void()> fn, double cost_ms = 0.0);
+
+/* Free device memory (the SGDSA_EMU_MEMORY cap minus live allocations). */
+size_t free_bytes();
 
 /* True when [p, p + bytes) lies inside one live cudaMalloc allocation. */
 bool is_device(const void *p, size_t bytes);

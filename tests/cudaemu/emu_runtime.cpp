@@ -17,9 +17,16 @@
  *   wait at different barriers is a deadlock; both are illegal-address
  *   faults (sticky, as on a GPU).
  *
+ * - devices: SGDSA_EMU_DEVICES (default 1) of them, one memory shared; the
+ *   current device is per host thread (0 until cudaSetDevice), and
+ *   cudaMalloc and cudaFree must run with the allocation's device current
+ *   (on a GPU, a thread that never selected the device works on device 0:
+ *   it creates a context there and cannot free another device's memory).
+ *
  * Environment: SGDSA_EMU_MEMORY (device bytes, default 4 GiB),
  * SGDSA_EMU_NO_DEVICE=1 (report no device), SGDSA_EMU_SEED (the barrier
- * order's seed, default 1; 0 runs threads in index order).
+ * order's seed, default 1; 0 runs threads in index order), SGDSA_EMU_SMS
+ * (the multiprocessor count reported, default 132).
  */
 #include "emu_device.h"
 #include "emu_internal.h"
@@ -47,10 +54,15 @@
 struct CUstream_st {
     std::deque<std::function<void()>> q;
     uint64_t queued = 0, ran = 0;
+    double clock = 0.0;  /* fake milliseconds of the work run (emu::enqueue's costs) */
 };
 struct CUevent_st {
     cudaStream_t s = nullptr;
     uint64_t at = 0;
+    bool timing = true;  /* created without cudaEventDisableTiming */
+    bool stamped = false;
+    double t = 0.0;      /* its stream's clock when it completed */
+    uint64_t gen = 0;    /* records so far: a stale stamp is ignored */
 };
 
 namespace emu {
@@ -67,6 +79,10 @@ std::set<cudaStream_t> g_streams;
 size_t g_used, g_limit;
 cudaError_t g_last = cudaSuccess, g_sticky = cudaSuccess;
 unsigned g_seed = 1;
+int g_sms = 132;
+int g_ndev = 1;
+thread_local int t_cur;  /* the host thread's current device */
+std::map<uintptr_t, int> g_owner;  /* live device allocations: start -> device */
 bool g_env_read;
 
 void read_env()
@@ -78,6 +94,10 @@ void read_env()
     g_limit = m ? (size_t)strtoull(m, nullptr, 10) : ((size_t)4 << 30);
     const char *s = getenv("SGDSA_EMU_SEED");
     g_seed = s ? (unsigned)strtoul(s, nullptr, 10) : 1u;
+    const char *sm = getenv("SGDSA_EMU_SMS");
+    g_sms = sm && atoi(sm) > 0 ? atoi(sm) : 132;
+    const char *nd = getenv("SGDSA_EMU_DEVICES");
+    g_ndev = nd && atoi(nd) > 0 ? atoi(nd) : 1;
 }
 
 void vsay(const char *kind, const char *fmt, va_list ap)
@@ -460,10 +480,23 @@ void submit(const launch_cfg &c, std::function<void()> body, std::vector<const v
     });
 }
 
-void enqueue(cudaStream_t s, std::function<void()> fn)
+void enqueue(cudaStream_t s, std::function<void()> fn, double cost_ms)
 {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
-    push(s, std::move(fn));
+    if (cost_ms > 0 && s && s != cudaStreamLegacy && s != cudaStreamPerThread)
+        push(s, [fn, s, cost_ms]() {
+            fn();
+            s->clock += cost_ms;
+        });
+    else
+        push(s, std::move(fn));
+}
+
+size_t free_bytes()
+{
+    std::lock_guard<std::recursive_mutex> lk(g_mu);
+    read_env();
+    return g_limit - g_used;
 }
 
 bool is_device(const void *p, size_t bytes)
@@ -553,34 +586,37 @@ cudaError_t cudaGetDeviceCount(int *n)
         *n = 0;
         return fail(cudaErrorNoDevice);
     }
-    *n = 1;
+    *n = g_ndev;
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int d)
 {
     EMU_ENTER();
-    return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
+    if (d < 0 || d >= g_ndev)
+        return fail(cudaErrorInvalidDevice);
+    t_cur = d;
+    return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int *d)
 {
     EMU_ENTER();
-    *d = 0;
+    *d = t_cur;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d)
 {
     EMU_ENTER();
-    if (d != 0)
+    if (d < 0 || d >= g_ndev)
         return fail(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "sgdsa CUDA emulator (CPU)");
     p->totalGlobalMem = g_limit;
     p->major = 9;
     p->minor = 0;
-    p->multiProcessorCount = 132;
+    p->multiProcessorCount = g_sms;
     p->warpSize = 32;
     p->maxThreadsPerBlock = 1024;
     p->maxThreadsDim[0] = 1024;
@@ -591,6 +627,25 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d)
     p->maxGridSize[2] = 65535;
     p->sharedMemPerBlock = 48 * 1024;
     return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int d)
+{
+    EMU_ENTER();
+    if (d < 0 || d >= g_ndev)
+        return fail(cudaErrorInvalidDevice);
+    if (!v)
+        return fail(cudaErrorInvalidValue);
+    switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *v = g_sms; return cudaSuccess;
+    case cudaDevAttrWarpSize: *v = 32; return cudaSuccess;
+    case cudaDevAttrMaxThreadsPerBlock: *v = 1024; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
+    default:
+        complain("cudaDeviceGetAttribute: attribute %d not emulated", (int)attr);
+        return fail(cudaErrorInvalidValue);
+    }
 }
 
 cudaError_t cudaDeviceSynchronize(void)
@@ -622,6 +677,7 @@ cudaError_t cudaMalloc(void **p, size_t n)
         return fail(cudaErrorMemoryAllocation);
     memset(m, 0xff, n);
     g_dev[(uintptr_t)m] = n;
+    g_owner[(uintptr_t)m] = t_cur;
     g_used += n;
     *p = m;
     return cudaSuccess;
@@ -638,6 +694,13 @@ cudaError_t cudaFree(void *p)
         complain("cudaFree(%p): not the start of a live device allocation", p);
         return fail(cudaErrorInvalidValue);
     }
+    const int owner = g_owner[(uintptr_t)p];
+    if (owner != t_cur) {
+        complain("cudaFree(%p): allocated on device %d, but this thread's current device is %d "
+                 "(cudaSetDevice first)", p, owner, t_cur);
+        return fail(cudaErrorInvalidValue);
+    }
+    g_owner.erase((uintptr_t)p);
     g_used -= it->second;
     g_dev.erase(it);
     free(p);
@@ -783,8 +846,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags)
 {
     EMU_ENTER();
-    (void)flags;
     *e = new CUevent_st();
+    (*e)->timing = !(flags & cudaEventDisableTiming);
     return cudaSuccess;
 }
 
@@ -793,6 +856,9 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e,
 cudaError_t cudaEventDestroy(cudaEvent_t e)
 {
     EMU_ENTER();
+    /* a timing event's stamp is queued on its stream: run up to it first */
+    if (e->timing && e->s && g_streams.count(e->s))
+        drain(e->s, e->at);
     delete e;
     return cudaSuccess;
 }
@@ -804,8 +870,33 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
         s = nullptr;
     if (s && !g_streams.count(s))
         return fail(cudaErrorInvalidResourceHandle);
+    e->stamped = false;
+    e->gen++;
+    if (e->timing) {
+        /* the stream's clock when the work queued before it has run */
+        const uint64_t gen = e->gen;
+        push(s, [e, s, gen]() {
+            if (e->gen == gen) {
+                e->t = s ? s->clock : 0.0;
+                e->stamped = true;
+            }
+        });
+    }
     e->s = s;
     e->at = s ? s->queued : 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    EMU_ENTER();
+    if (!ms || !start || !end)
+        return fail(cudaErrorInvalidValue);
+    if (!start->timing || !end->timing)
+        return fail(cudaErrorInvalidResourceHandle);
+    if (!start->stamped || !end->stamped)
+        return fail(cudaErrorNotReady);
+    *ms = (float)(end->t - start->t);
     return cudaSuccess;
 }
 

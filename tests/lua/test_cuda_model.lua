@@ -42,6 +42,25 @@ check("lenet: 1 SGD step cpu == gpu", function()
 check("lenet: 2 SSA steps (random directions drawn on each device from one stream) cpu == gpu", function()
   return require("models.lenet"){channels = 1, size = 28, classes = 10} end,
   {batch = 16, steps = 2, optim = "ssa"})
+-- parameter sizes that are not multiples of 4 (135 floats for the first
+-- weight, 5 and 7 channels): packed densely, the views handed to cuDNN and
+-- cuBLAS were 4-byte aligned (the emulator refuses them, as cuDNN's
+-- vectorized kernels would); nn.model aligns every tensor to 64 floats
+local function odd_net()
+  local nn = require "sgdsa.nn"
+  local m = nn.model(nn.Sequential{
+    nn.Conv2d(3, 5, 3, {padding = 1, bias = false}), nn.BatchNorm2d(5), nn.ReLU(true),
+    nn.Conv2d(5, 7, 3, {padding = 1}), nn.BatchNorm2d(7), nn.ReLU(true),
+    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(7 * 3 * 3, 5), nn.BatchNorm1d(5), nn.ReLU(true),
+    nn.Linear(5, 3)}, {input = {3, 6, 6}, name = "odd"})
+  for _, e in ipairs(m.entries) do
+    assert(e.offset % nn.ALIGN == 0, e.name .. " not aligned")
+  end
+  return m
+end
+check("odd sizes (a 3x5x3x3 weight, 5 and 7 channels): aligned views, 2 SGD-SA steps cpu == gpu",
+  odd_net, {batch = 6, steps = 2, optim = "sgdsa"})
+check("odd sizes: 2 SSA steps cpu == gpu", odd_net, {batch = 6, steps = 2, optim = "ssa"})
 check("resnet18 (width 1/8): 2 SGD-SA steps cpu == gpu", function()
   return require("models.resnet18"){channels = 3, size = 32, classes = 10, width = 0.125} end,
   {batch = 8, steps = 2, optim = "sgdsa"})
@@ -265,8 +284,17 @@ T.test("host waits: one per objective read back in a steady-state step (sgd 1, s
     S:epoch_start(1)
     for _ = 1, 2 do assert(S:step(x, y)) end
     local a = core.cuda.memory_stats().host_waits
-    for _ = 1, 4 do assert(S:step(x, y)) end
+    local l0 = core.cuda.memory_stats().launches
+    assert(S:step(x, y))
+    local l1 = core.cuda.memory_stats().launches
+    for _ = 1, 3 do assert(S:step(x, y)) end
     T.eq(core.cuda.memory_stats().host_waits - a, 4 * want, kind .. ": host waits in 4 steps")
+    -- the launch count (kernels and cuDNN/cuBLAS calls) of a steady step,
+    -- the same at every step
+    local per = l1 - l0
+    T.check(per > 20, kind .. ": " .. per .. " launches per step")
+    T.eq(core.cuda.memory_stats().launches - l1, 3 * per, kind .. ": launches in 3 more steps")
+    print(string.format("  %s: %d host waits and %d launches per step", kind, want, per))
   end
 end)
 

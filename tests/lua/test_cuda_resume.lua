@@ -113,15 +113,30 @@ end)
 
 T.test("a diverging GPU run stops with a clear error and keeps its last good checkpoint", function()
   local trainer = require "sgdsa.trainer"
-  local e = F.experiment(R.data, {name = "diverge", out = R.out, device = "cuda",
+  -- a convolution first (its cuDNN algorithms go to log.h5)
+  local function conv_model()
+    local nn = require "sgdsa.nn"
+    return nn.model(nn.Sequential{nn.Conv2d(1, 4, 3, {padding = 1}), nn.BatchNorm2d(4),
+                                  nn.ReLU(true), nn.Conv2d(4, 4, 3, {padding = 1}), nn.Flatten(),
+                                  nn.Linear(4 * 8 * 8, 10)}, {input = {1, 8, 8}})
+  end
+  local e = F.experiment(R.data, {name = "diverge", out = R.out, device = "cuda", model = conv_model,
                                   optim = sg.optim.sgd{schedule = {{1, 0.05}, {1, 1e30}}}})
   local err = T.raises(function() trainer.train(e) end, "at the current point is")
   T.check(err:find("the last good checkpoint is " .. R.out .. "/diverge/last.h5", 1, true), err)
-  local m = F.model()
+  local m = conv_model()
   local st = checkpoint.load(R.out .. "/diverge/last.h5", m)
   T.eq(st.epoch, 1, "the checkpoint is the one after epoch 1")
   T.check(m.params:isfinite(), "checkpointed weights are finite")
   T.check(h5.read_log(R.out .. "/diverge/log.h5", "steps").rows > 20, "the steps before the divergence were logged")
+  -- the cuDNN algorithms the run chose, in log.h5 (deterministic: the heuristics')
+  local f = h5.open(R.out .. "/diverge/log.h5", "r")
+  local algos = f:attr("cuda_conv_algorithms")
+  f:close()
+  T.check(type(algos) == "string" and
+          algos:find("forward %d+x%d+x%d+x%d+ w %d+x%d+x%d+x%d+ s 1x1 p %dx%d deterministic: algo %d+ math %d+ workspace %d+ heuristics") and
+          algos:find("backward%-filter ") and algos:find("backward%-data "),
+          "log.h5's cuda_conv_algorithms: " .. tostring(algos))
 end)
 
 -- A change recorded at the resume's first log flush, the run then killed

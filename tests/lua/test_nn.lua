@@ -159,7 +159,7 @@ T.test("trial mode: running stats untouched, dropout mask reused, nothing saved"
   -- trial forwards at the same point and at a swapped-in point
   local same = m:forward(x, "trial")
   T.tensor_near(same, y2, 0, "trial forward at the same point: same masks, same batch stats")
-  local trial = m.params:clone():add_(sg.randn(m:num_params()):mul(0.1))
+  local trial = m.params:clone():add_(sg.randn(m.params:numel()):mul(0.1))
   m.params:swap_storage(trial)
   local yt = m:forward(x, "trial")
   local closs = crit:forward(yt, labels, "trial")
@@ -187,7 +187,7 @@ T.test("swap_storage: the model computes with the swapped parameters", function(
   local a, b = build(), build()
   local x = sg.randn(2, 2, 9, 9)
   for _ = 1, 2 do a:forward(x, "train") end
-  local w = sg.randn(a:num_params()):mul(0.2)
+  local w = sg.randn(a.params:numel()):mul(0.2)
   b.params:copy(w); b.buffers:copy(a.buffers)
   a.params:swap_storage(w)
   T.tensor_near(a:forward(x, "eval"), b:forward(x, "eval"), 0, "eval with swapped = eval with copied")
@@ -207,7 +207,47 @@ T.test("flat parameters: views, names, layout, init", function()
       T.check(e.tensor:shares_storage(m.buffers), e.name .. " views model.buffers")
     end
   end
-  T.eq(total, m:num_params(), "parameter views cover model.params")
+  T.eq(total, m:num_params(), "num_params counts the parameter views")
+  -- the layout: every tensor at a multiple of nn.ALIGN floats in its flat
+  -- tensor, in state-dict order, without overlap; the gaps are zero
+  T.eq(nn.ALIGN, 64, "nn.ALIGN")
+  local ends = {param = 0, buffer = 0}
+  local cover = {param = {}, buffer = {}}
+  for _, e in ipairs(m.entries) do
+    T.eq(e.offset % nn.ALIGN, 0, e.name .. " offset " .. e.offset .. " aligned")
+    T.check(e.offset >= ends[e.kind], e.name .. " after the tensor before it")
+    ends[e.kind] = e.offset + e.n
+    for i = e.offset + 1, e.offset + e.n do cover[e.kind][i] = true end
+  end
+  T.eq(m.params:numel(), ends.param, "model.params ends with the last parameter")
+  T.eq(m.buffers:numel(), ends.buffer, "model.buffers ends with the last buffer")
+  T.check(m.params:numel() > m:num_params(), "conv_net's sizes leave gaps")
+  local p, g, b = m.params:totable(), m.grads:totable(), m.buffers:totable()
+  local gaps = 0
+  for i = 1, #p do
+    if not cover.param[i] then
+      gaps = gaps + 1
+      T.eq(p[i], 0, "params gap " .. i); T.eq(g[i], 0, "grads gap " .. i)
+    end
+  end
+  for i = 1, #b do if not cover.buffer[i] then T.eq(b[i], 0, "buffers gap " .. i) end end
+  T.eq(gaps, m.params:numel() - m:num_params(), "gaps")
+  -- pack/unpack: the parameters in state-dict order without the gaps (the
+  -- checkpoints' layout of optimizer buffers)
+  local dense = m:pack(m.params)
+  T.eq(dense:numel(), m:num_params(), "pack: num_params values")
+  local at = 0
+  for _, e in ipairs(m:named_tensors()) do
+    if e.kind == "param" then
+      T.tensor_near(dense:narrow(1, at + 1, e.tensor:numel()), e.tensor:contiguous():view(-1), 0,
+                    "pack: " .. e.name)
+      at = at + e.tensor:numel()
+    end
+  end
+  local back = m:unpack(dense, sg.zeros(m.params:numel()))
+  T.tensor_near(back, m.params, 0, "unpack(pack(params)) = params")
+  T.raises(function() m:pack(sg.zeros(3)) end, "model:pack: a tensor of 3 values")
+  T.raises(function() m:unpack(sg.zeros(3), sg.zeros(m.params:numel())) end, "model:unpack")
   local s = m:state()
   T.eq(table.concat(s["0.weight"]:size(), "x"), "4x2x3x3", "conv weight OIHW")
   T.eq(table.concat(s["3.conv2.weight"]:size(), "x"), "6x6x3x1", "residual body names hoisted")

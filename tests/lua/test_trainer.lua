@@ -98,6 +98,11 @@ T.test("a run writes log.h5, last.h5, best.h5 with the documented contents", fun
   T.eq(st.temperature, st.rule.T, "search/temperature")
   T.eq(st.step, 80)
   T.check(sg.is_tensor(st.optim.velocity), "momentum velocity saved (search/optim/velocity)")
+  -- one value per parameter (model:pack), not the aligned flat layout
+  T.eq(st.optim.velocity:numel(), m:num_params(), "search/optim/velocity: num_params values")
+  T.check(m.params:numel() > m:num_params(), "the fixture's model has alignment gaps")
+  local v = m:unpack(st.optim.velocity, sg.zeros(m.params:numel()))
+  T.check(v:abs():max() > 0, "the velocity is not zero")
   T.eq(#st.rng.search, 4, "search stream state")
   T.eq(#st.data.order, 640, "data order"); T.eq(st.data.position, 640, "data position")
   T.eq(st.data.epoch, 4); T.eq(st.trainer.best_epoch, r.best_epoch)

@@ -3,7 +3,9 @@
 -- kept only when the move is accepted (v := v', a storage swap), so a
 -- rejected move leaves no trace. The logged move is eta.
 --   optim.momentum{H = {{0.1, 0.9}, {0.05, 0.9}, {0.1, 0}}}
--- The velocity is part of the search state (saved in checkpoints).
+-- The velocity is part of the search state (saved in checkpoints: one value
+-- per parameter, the model's alignment gaps left out by model:pack, so that
+-- the file does not depend on the layout).
 local optim = require "sgdsa.optim"
 
 local M = {}
@@ -40,9 +42,18 @@ function M.make(name, o, fill)
   function nb.accepted(_, ctx)
     ctx:buffer("velocity"):swap_storage(ctx:buffer("velocity_new"))
   end
-  function nb.state(_, ctx) return {velocity = ctx:buffer("velocity")} end
+  function nb.state(_, ctx)
+    local v, m = ctx:buffer("velocity"), ctx.model
+    return {velocity = m.pack and m:pack(v) or v}
+  end
   function nb.set_state(_, st, ctx)
-    if st.velocity then ctx:buffer("velocity"):copy(st.velocity) end
+    local v, m, s = ctx:buffer("velocity"), ctx.model, st.velocity
+    if not s then return end
+    if m.unpack and s:numel() ~= v:numel() then
+      m:unpack(s, v)
+    else
+      v:copy(s)
+    end
   end
   return nb
 end
