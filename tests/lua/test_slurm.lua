@@ -39,13 +39,15 @@ end
 local tmp = T.tmpdir() .. "/slurm-" .. core.getpid()
 os.execute("rm -rf " .. q(tmp))
 assert(core.mkdir_p(tmp))
--- the experiment: the fixture on its data, 3 epochs, 0.1 s a step
+-- the experiment: the fixture on its data, 3 epochs, 0.25 s a step (5 s an
+-- epoch: a run is still going when the test acts on it, on a loaded machine
+-- too)
 local data = F.data_file(tmp)
 local script = tmp .. "/slow.lua"
 T.write_file(script, string.format([[
 local F = dofile(%q)
 local e = F.experiment(%q, {epochs = 3, progress = "lines"})
-e.hooks = {on_step = function() sgdsa.core.sleep(0.1) end}
+e.hooks = {on_step = function() sgdsa.core.sleep(0.25) end}
 return e
 ]], core.root() .. "/tests/lua/trainer_fixture.lua", data))
 local runs = tmp .. "/runs"
@@ -138,9 +140,11 @@ T.test("a 4-seed sweep submitted as a job array", function()
     T.check(text:find(line, 1, true), "the script has " .. line)
   end
   T.check(read(sweepdir .. "/sweep.txt"):find("slurm_job " .. job, 1, true), "sweep.txt records the job")
-  -- seeds 0 and 1 run (2 at most), 2 and 3 wait; seed 1 gets past its
-  -- first epoch (read here directly: status takes longer)
-  wait_for("seed 1 past its first epoch", 60, function() return epochs_logged(sweepdir .. "/seed-1") >= 1 end)
+  -- seeds 0 and 1 run (2 at most), 2 and 3 wait; both get past their first
+  -- epoch (read here directly: status takes longer) and have two to go
+  wait_for("seeds 0 and 1 past their first epoch", 60, function()
+    return epochs_logged(sweepdir .. "/seed-0") >= 1 and epochs_logged(sweepdir .. "/seed-1") >= 1
+  end)
   local _, st = status()
   T.check(st:find("seed 1%s+running%s+epoch [23] of 3, last val acc"), "seed 1 runs: " .. st)
   T.check(st:find("seed 0%s+running"), "seed 0 runs: " .. st)
@@ -175,7 +179,7 @@ T.test("requeue and time-limit signal: both tasks stop with a checkpoint and res
   -- their uninterrupted twins, meanwhile: a local sweep of the same seeds
   local c2, lo = sgdsa({"sweep", script, "seeds=0-1", "jobs=2", "threads=1", "runs=" .. tmp .. "/local"})
   T.eq(c2, 0, "local sweep (" .. lo .. ")")
-  local st = wait_for("all four seeds done", 120, function()
+  local st = wait_for("all four seeds done", 300, function()
     local _, s = status()
     return s:find("4 done", 1, true) and s
   end)
@@ -186,12 +190,15 @@ T.test("requeue and time-limit signal: both tasks stop with a checkpoint and res
   end
   local out0, out1 = read(sweepdir .. "/seed-0.out"), read(sweepdir .. "/seed-1.out")
   for s, text in pairs{[0] = out0, [1] = out1} do
-    T.eq(count(text, "==== sgdsa sweep: slow seed " .. s), 2, "seed " .. s .. ": two attempts:\n" .. text)
+    -- two attempts, or more: scancel --signal may deliver the time-limit
+    -- signal again to the requeued task (it retries while the array's task
+    -- is completing), which then stops and resumes once more
+    T.check(count(text, "==== sgdsa sweep: slow seed " .. s) >= 2, "seed " .. s .. ": two attempts:\n" .. text)
     T.check(text:find("==== exit status 130", 1, true), "seed " .. s .. " stopped with 130:\n" .. text)
     T.check(text:find("seed " .. s .. " %(resume%)[^\n]*restart 1"), "seed " .. s .. " resumed:\n" .. text)
     T.check(text:find("==== exit status 0", 1, true), "seed " .. s .. " finished:\n" .. text)
     local f <close> = h5.open(string.format("%s/seed-%d/log.h5", sweepdir, s), "r")
-    T.eq(f:attr("resumed"), 1, "seed " .. s .. " resumed once")
+    T.check(f:attr("resumed") >= 1, "seed " .. s .. " resumed")
   end
   T.check(out0:find("back to the queue (scontrol requeue " .. job .. "_0)", 1, true),
           "the time-limit signal: the task requeued itself:\n" .. out0)
