@@ -168,13 +168,19 @@ T.test("temperature floor T_min: sgdsa 1e-14, ssa 1e-10 by default", function()
   T.raises(function() optim.metropolis{T0 = 1, T_min = 2} end, "T_min")
 end)
 
-T.test("trainer: log.h5 records score and objective; inference objectives differ from the loss", function()
+-- The trainer fixture (tests/lua/trainer_fixture.lua) and its data set in
+-- an empty folder `name` of the test's temporary folder: F, folder, data file.
+local function fixture(name)
   local F = dofile("tests/lua/trainer_fixture.lua")
+  local dir = T.tmpdir() .. "/" .. name
+  os.execute("rm -rf '" .. dir .. "'; mkdir -p '" .. dir .. "'")
+  return F, dir, F.data_file(dir)
+end
+
+T.test("trainer: log.h5 records score and objective; inference objectives differ from the loss", function()
   local h5 = require "sgdsa.h5"
   local trainer = require "sgdsa.trainer"
-  local dir = T.tmpdir() .. "/scoring"
-  os.execute("rm -rf '" .. dir .. "'; mkdir -p '" .. dir .. "'")
-  local path = F.data_file(dir)
+  local F, dir, path = fixture("scoring")
   local e = F.experiment(path, {
     optim = sg.optim.sgdsa{H = {0.3, 0.1}, T0 = 1e-3, score = "inference", objective = "loss/batch"},
     epochs = 1, out = dir, name = "run"})
@@ -202,12 +208,9 @@ T.test("trainer: log.h5 records score and objective; inference objectives differ
 end)
 
 T.test("trainer: a last batch under a quarter of the batch with BatchNorm is warned about", function()
-  local F = dofile("tests/lua/trainer_fixture.lua")
   local trainer = require "sgdsa.trainer"
   local data = require "sgdsa.data"
-  local dir = T.tmpdir() .. "/scoring_lastbatch"
-  os.execute("rm -rf '" .. dir .. "'; mkdir -p '" .. dir .. "'")
-  local path = F.data_file(dir)
+  local F, _, path = fixture("scoring_lastbatch")
   local m = F.model()
   local function loader(o)
     o.file = path
