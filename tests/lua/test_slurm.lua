@@ -39,15 +39,16 @@ end
 local tmp = T.tmpdir() .. "/slurm-" .. core.getpid()
 os.execute("rm -rf " .. q(tmp))
 assert(core.mkdir_p(tmp))
--- the experiment: the fixture on its data, 3 epochs, 0.25 s a step (5 s an
+-- the experiment: the fixture on its data, 3 epochs, 0.5 s a step (10 s an
 -- epoch: a run is still going when the test acts on it, on a loaded machine
--- too)
+-- too, where slurmd may start the array's second task seconds after the
+-- first)
 local data = F.data_file(tmp)
 local script = tmp .. "/slow.lua"
 T.write_file(script, string.format([[
 local F = dofile(%q)
 local e = F.experiment(%q, {epochs = 3, progress = "lines"})
-e.hooks = {on_step = function() sgdsa.core.sleep(0.25) end}
+e.hooks = {on_step = function() sgdsa.core.sleep(0.5) end}
 return e
 ]], core.root() .. "/tests/lua/trainer_fixture.lua", data))
 local runs = tmp .. "/runs"
@@ -142,7 +143,7 @@ T.test("a 4-seed sweep submitted as a job array", function()
   T.check(read(sweepdir .. "/sweep.txt"):find("slurm_job " .. job, 1, true), "sweep.txt records the job")
   -- seeds 0 and 1 run (2 at most), 2 and 3 wait; both get past their first
   -- epoch (read here directly: status takes longer) and have two to go
-  wait_for("seeds 0 and 1 past their first epoch", 60, function()
+  wait_for("seeds 0 and 1 past their first epoch", 120, function()
     return epochs_logged(sweepdir .. "/seed-0") >= 1 and epochs_logged(sweepdir .. "/seed-1") >= 1
   end)
   local _, st = status()
