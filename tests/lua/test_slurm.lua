@@ -39,16 +39,15 @@ end
 local tmp = T.tmpdir() .. "/slurm-" .. core.getpid()
 os.execute("rm -rf " .. q(tmp))
 assert(core.mkdir_p(tmp))
--- the experiment: the fixture on its data, 3 epochs, 0.5 s a step (10 s an
--- epoch: a run is still going when the test acts on it, on a loaded machine
--- too, where slurmd may start the array's second task seconds after the
--- first)
+-- the experiment: the fixture on its data, 3 epochs, 1 s a step (20 s an
+-- epoch: a run is still going when the test acts on it, also where Slurm
+-- starts the array's second task up to 20 s after the first, as seen in CI)
 local data = F.data_file(tmp)
 local script = tmp .. "/slow.lua"
 T.write_file(script, string.format([[
 local F = dofile(%q)
 local e = F.experiment(%q, {epochs = 3, progress = "lines"})
-e.hooks = {on_step = function() sgdsa.core.sleep(0.5) end}
+e.hooks = {on_step = function() sgdsa.core.sleep(1) end}
 return e
 ]], core.root() .. "/tests/lua/trainer_fixture.lua", data))
 local runs = tmp .. "/runs"
@@ -143,7 +142,7 @@ T.test("a 4-seed sweep submitted as a job array", function()
   T.check(read(sweepdir .. "/sweep.txt"):find("slurm_job " .. job, 1, true), "sweep.txt records the job")
   -- seeds 0 and 1 run (2 at most), 2 and 3 wait; both get past their first
   -- epoch (read here directly: status takes longer) and have two to go
-  wait_for("seeds 0 and 1 past their first epoch", 120, function()
+  wait_for("seeds 0 and 1 past their first epoch", 180, function()
     return epochs_logged(sweepdir .. "/seed-0") >= 1 and epochs_logged(sweepdir .. "/seed-1") >= 1
   end)
   local _, st = status()
@@ -180,7 +179,7 @@ T.test("requeue and time-limit signal: both tasks stop with a checkpoint and res
   -- their uninterrupted twins, meanwhile: a local sweep of the same seeds
   local c2, lo = sgdsa({"sweep", script, "seeds=0-1", "jobs=2", "threads=1", "runs=" .. tmp .. "/local"})
   T.eq(c2, 0, "local sweep (" .. lo .. ")")
-  local st = wait_for("all four seeds done", 300, function()
+  local st = wait_for("all four seeds done", 900, function()
     local _, s = status()
     return s:find("4 done", 1, true) and s
   end)
@@ -238,7 +237,7 @@ T.test("a cancelled task stops with a checkpoint and is not requeued", function(
   T.eq(c, 0, "submission (" .. o .. ")")
   local id = o:match("Slurm job (%d+)")
   local dir = runs .. "/cancelled"
-  wait_for("seed 5 past its first epoch", 60, function() return epochs_logged(dir .. "/seed-5") >= 1 end)
+  wait_for("seed 5 past its first epoch", 180, function() return epochs_logged(dir .. "/seed-5") >= 1 end)
   local so, sc = slurm_cmd("scancel " .. id)
   T.eq(sc, 0, "scancel (" .. so .. ")")
   wait_for("the cancelled task gone", 30, function()
