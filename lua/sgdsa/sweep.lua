@@ -133,6 +133,7 @@ local function read_file(path)
   f:close()
   return s
 end
+M.read_file = read_file
 
 local function shell_output(cmd)
   local p = io.popen(cmd, "r")
@@ -447,21 +448,21 @@ local function slurm_sweep(o, ctx, seeds)
     end
     queued = tasks or {}
   end
-  local todo, finished, inqueue = {}, {}, {}
+  local to_submit, finished, inqueue = {}, {}, {}
   for _, s in ipairs(seeds) do
     if M.folder_state(ctx.folder_of(s), o.epochs) == "done" then
       finished[#finished + 1] = s
     elseif queued[s] then
       inqueue[#inqueue + 1] = string.format("%d (%s, %s)", s, queued[s].id, queued[s].state)
     else
-      todo[#todo + 1] = s
+      to_submit[#to_submit + 1] = s
     end
   end
   local plan = io.stdout
   if o.dry_run then plan = io.stderr end
   plan:write(string.format("sgdsa sweep: %s, seeds %s: %d to submit (%d finished before%s)\n", ctx.name, o.seeds,
-                           #todo, #finished, #inqueue > 0 and (", in the queue: " .. table.concat(inqueue, ", ")) or ""))
-  if #todo == 0 then
+                           #to_submit, #finished, #inqueue > 0 and (", in the queue: " .. table.concat(inqueue, ", ")) or ""))
+  if #to_submit == 0 then
     plan:write("  nothing to submit\n")
     return 0
   end
@@ -470,7 +471,7 @@ local function slurm_sweep(o, ctx, seeds)
   for _, a in ipairs(ctx.extra) do overrides[#overrides + 1] = a end
   local bin = ctx.bin:find("/", 1, true) and absolute(ctx.bin) or ctx.bin
   local text = slurm.script{
-    name = ctx.name, script = ctx.script, seeds = todo, seeds_spec = o.seeds, command = ctx.command,
+    name = ctx.name, script = ctx.script, seeds = to_submit, seeds_spec = o.seeds, command = ctx.command,
     cwd = cwd, path = path, expdir = expdir, rundir = ctx.expdir, bin = bin, overrides = overrides,
     cpus = cpus, gpus = o.gpus_per_run, partition = o.partition, account = o.account, time = o.time,
     max_running = o.max_running, sbatch = o.sbatch,
@@ -504,7 +505,7 @@ local function slurm_sweep(o, ctx, seeds)
   M.write_record(ctx.expdir, rec)
   io.write(string.format("  job script: %s/%s\n  submitted: Slurm job %s, array %s, output in %s/seed-<n>.out\n"
                          .. "  progress: sgdsa sweep --status %s\n", ctx.expdir, M.SBATCH, id,
-                         slurm.array_spec(todo, o.max_running), ctx.expdir, ctx.expdir))
+                         slurm.array_spec(to_submit, o.max_running), ctx.expdir, ctx.expdir))
   return 0
 end
 

@@ -24,13 +24,9 @@ local slurm = require "sgdsa.slurm"
 
 local M = {}
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- sgdsa.sweep's: the file's contents, or nil (loaded on first use: sweep
+-- loads this module too)
+local function read_file(path) return require("sgdsa.sweep").read_file(path) end
 
 local function alive(pid)
   return pid ~= nil and core.exists("/proc/" .. pid) == true
