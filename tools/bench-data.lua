@@ -13,7 +13,7 @@ local opts = ... or {}
 local secs = tonumber(opts.seconds) or 2
 local workers = tonumber(opts.workers) or 4
 
-local wall = sg.time -- monotonic seconds
+local wall = sg.core.time -- monotonic seconds
 
 local function bench(make, batch, augment, prefetch, reuse, workers)
   local d = make{ batch = batch, augment = augment and { crop = 4, flip = true } or false,

@@ -47,33 +47,74 @@ function M.did_you_mean(word, candidates)
   return s and string.format("; did you mean '%s'?", s) or ""
 end
 
---- The message for an unknown key k of a table checked by `what`:
---- "<what>: unknown option 'k' (allowed: a, b, ...); did you mean 'x'?".
-function M.unknown(what, k, allowed_list)
+-- The names of `allowed`, a list ({"a", "b"}) or a set ({a = true}), as
+-- strings, sorted.
+local function names_of(allowed)
   local names = {}
-  for _, a in ipairs(allowed_list) do names[#names + 1] = tostring(a) end
+  if allowed[1] ~= nil or next(allowed) == nil then
+    for _, a in ipairs(allowed) do names[#names + 1] = tostring(a) end
+  else
+    for a in pairs(allowed) do names[#names + 1] = tostring(a) end
+  end
   table.sort(names)
-  return string.format("%s: unknown option '%s' (allowed: %s)%s", what, tostring(k),
-                       #names > 0 and table.concat(names, ", ") or "none",
-                       M.did_you_mean(k, names))
+  return names
+end
+M.names = names_of
+
+--- The message for an unknown key k of a table checked by `what`, allowed
+--- (a list or a set) naming the keys it takes:
+---   "<what>: unknown option 'k' (allowed: a, b, ...); did you mean 'x'?".
+--- how (optional) words it for other tables: noun ("option"), quote = "%q"
+--- (k as Lua text: "k"), more (text added inside the parentheses),
+--- candidates (the names the did-you-mean picks from; default the allowed)
+--- and near (the word it looks for; default k).
+function M.unknown(what, k, allowed, how)
+  how = how or {}
+  local names = names_of(allowed)
+  local key = how.quote == "%q" and string.format("%q", tostring(k)) or ("'" .. tostring(k) .. "'")
+  return string.format("%s: unknown %s %s (allowed: %s%s)%s", what, how.noun or "option", key,
+                       #names > 0 and table.concat(names, ", ") or "none", how.more or "",
+                       M.did_you_mean(how.near or k, how.candidates or names))
 end
 
---- opts with every key in the set `allowed` ({name = true, ...}); nil gives
--- {}. Errors "<what>: unknown option '<key>' (allowed: a, b, ...)" (with a
--- did-you-mean) and "<what>: options must be a table" blame the caller of the
--- function that called check, or `level` (default 1) functions further up.
-function M.check(opts, allowed, what, level)
-  level = (level or 1) + 2
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(what .. ": options must be a table, got " .. type(opts), level) end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for a in pairs(allowed) do names[#names + 1] = a end
-      error(M.unknown(what, k, names), level)
-    end
+--- A key of the table t that `allowed` (a list or a set) does not hold, or nil.
+function M.unknown_key(t, allowed)
+  local set = allowed
+  if allowed[1] ~= nil then
+    set = {}
+    for _, a in ipairs(allowed) do set[a] = true end
   end
+  for k in pairs(t) do
+    if not set[k] then return k end
+  end
+  return nil
+end
+
+-- The checks of check and check_table; level counts from their caller.
+local function check(opts, allowed, what, level, required)
+  if opts == nil and not required then return {} end
+  if type(opts) ~= "table" then
+    error(required and string.format("%s: expected a table of options, got %s", what, type(opts))
+          or (what .. ": options must be a table, got " .. type(opts)), level + 1)
+  end
+  local k = M.unknown_key(opts, allowed)
+  if k ~= nil then error(M.unknown(what, k, allowed), level + 1) end
   return opts
+end
+
+--- opts with every key in `allowed` (a set {name = true, ...} or a list of
+-- names); nil gives {}. Errors "<what>: unknown option '<key>' (allowed: a,
+-- b, ...)" (with a did-you-mean) and "<what>: options must be a table" blame
+-- the caller of the function that called check, or `level` (default 1)
+-- functions further up.
+function M.check(opts, allowed, what, level)
+  return check(opts, allowed, what, (level or 1) + 1, false)
+end
+
+--- As check, for a table that must be given: nil (or any other non-table) is
+--- the error "<what>: expected a table of options, got nil".
+function M.check_table(opts, allowed, what, level)
+  return check(opts, allowed, what, (level or 1) + 1, true)
 end
 
 --- The names among `candidates` (a list, or a set {name = true}) close to
@@ -81,12 +122,7 @@ end
 -- (default: one per three characters, at least one), letter case ignored.
 function M.similar(name, candidates, max_distance)
   name = tostring(name)
-  local list = {}
-  if candidates[1] ~= nil or next(candidates) == nil then
-    for _, c in ipairs(candidates) do list[#list + 1] = tostring(c) end
-  else
-    for c in pairs(candidates) do list[#list + 1] = tostring(c) end
-  end
+  local list = names_of(candidates)
   local limit = max_distance or math.max(1, #name // 3)
   local scored = {}
   for _, c in ipairs(list) do

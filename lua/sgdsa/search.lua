@@ -112,7 +112,7 @@ end
 -- one rank); sync_bn: the model's BatchNorm statistics are synchronized
 -- (model:data_parallel), so its buffers need no averaging.
 function M.new(cfg)
-  optim.check_keys(cfg, {"model", "criterion", "optim", "objective", "score", "rng", "dist", "sync_bn"},
+  require("sgdsa.options").check_table(cfg, {"model", "criterion", "optim", "objective", "score", "rng", "dist", "sync_bn"},
                    "search.new")
   local model = assert(cfg.model, "search.new: model is required")
   if not (model.params and model.grads and model.forward and model.backward) then

@@ -113,12 +113,14 @@ end
 local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) end
 
 local function allowed_list()
-  return table.concat(sorted_keys(M.FIELDS), ", ")
+  return table.concat(options.names(M.FIELDS), ", ")
 end
 
--- "; did you mean 'epochs'?" for an unknown experiment field or override
-local function field_hint(k)
-  return options.did_you_mean(k, sorted_keys(M.FIELDS))
+-- The error for an unknown experiment field or override k (how: sgdsa.options.unknown's)
+local function unknown_field(k, noun, how)
+  how = how or {}
+  how.noun, how.quote = noun, "%q"
+  error(options.unknown("trainer", k, M.FIELDS, how), 0)
 end
 
 -- A run name is one plain folder name: not empty, no '/', not "." or "..".
@@ -162,7 +164,7 @@ function M.declared_args(decl)
     if M.FIELDS[k] then fail("args.%s: %s is the trainer's own key (%s)", k, k, M.FIELDS[k]) end
     local a
     if type(d) == "table" then
-      optim.check_keys(d, {"default", "type", "help"}, "trainer: args." .. k)
+      options.check_table(d, {"default", "type", "help"}, "trainer: args." .. k)
       a = {default = d.default, type = d.type, help = d.help}
     else
       a = {default = d}
@@ -274,13 +276,9 @@ end
 --- (exp.args) are typed and checked, and recorded as cfg.args.
 function M.configure(exp, overrides)
   if type(exp) ~= "table" then fail("the experiment must be a table, got %s", type(exp)) end
-  local cfg = {}
-  for k, v in pairs(exp) do
-    if M.FIELDS[k] == nil then
-      fail("unknown experiment field %q (allowed: %s)%s", tostring(k), allowed_list(), field_hint(k))
-    end
-    cfg[k] = v
-  end
+  local bad = options.unknown_key(exp, M.FIELDS)
+  if bad ~= nil then unknown_field(bad, "experiment field") end
+  local cfg = copy(exp)
   -- plain keys first, then dotted ones (so optim= then optim.T0= compose)
   local plain, dotted = {}, {}
   for k, v in pairs(overrides or {}) do
@@ -298,14 +296,12 @@ function M.configure(exp, overrides)
     if declared[k] then
       values[k] = arg_value(k, declared[k], overrides[k])
     elseif M.FIELDS[k] == nil or k == "args" then
-      local names = {}
-      for n in pairs(declared) do names[#names + 1] = n end
-      table.sort(names)
-      local all = sorted_keys(M.FIELDS)
+      local names = options.names(declared)
+      local all = options.names(M.FIELDS)
       for _, n in ipairs(names) do all[#all + 1] = n end
-      fail("unknown override %q (allowed: %s%s)%s", k, allowed_list(),
-           #names > 0 and ("; the script's: " .. table.concat(names, ", ")) or "; the script declares none: " ..
-           "return args = {" .. k .. " = <default>} in its experiment to add it", options.did_you_mean(k, all))
+      unknown_field(k, "override", {candidates = all,
+        more = #names > 0 and ("; the script's: " .. table.concat(names, ", ")) or "; the script declares none: " ..
+               "return args = {" .. k .. " = <default>} in its experiment to add it"})
     elseif k == "model" or k == "data" then
       cfg[k] = {overrides[k]}       -- model=lenet: the spec {"lenet"}
     elseif k == "optim" then
@@ -337,7 +333,7 @@ function M.configure(exp, overrides)
       end
       cfg[head] = with_path(spec, parts, 2, v, k)
     elseif M.FIELDS[head] == nil then
-      fail("unknown override %q (allowed: %s)%s", k, allowed_list(), field_hint(head))
+      unknown_field(k, "override", {near = head})
     else
       fail("override %q: %s has no options", k, head)
     end
@@ -389,7 +385,7 @@ function M.configure(exp, overrides)
     fail("ranks must be a positive integer, got %s", tostring(cfg.ranks))
   end
   local ck = copy(cfg.checkpoint or {})
-  optim.check_keys(ck, M.CHECKPOINT_KEYS, "trainer: checkpoint")
+  options.check_table(ck, M.CHECKPOINT_KEYS, "trainer: checkpoint")
   ck.every = ck.every or 1
   if math.type(ck.every) ~= "integer" or ck.every < 0 then
     fail("checkpoint.every must be an integer >= 0 (epochs; 0 = only at the end), got %s", tostring(ck.every))
@@ -401,7 +397,7 @@ function M.configure(exp, overrides)
   if type(ck.best) ~= "boolean" then fail("checkpoint.best must be true or false, got %s", tostring(ck.best)) end
   cfg.checkpoint = ck
   local hooks = cfg.hooks or {}
-  optim.check_keys(hooks, {"on_start", "on_epoch_start", "on_step", "on_epoch_end", "on_end"}, "trainer: hooks")
+  options.check_table(hooks, {"on_start", "on_epoch_start", "on_step", "on_epoch_end", "on_end"}, "trainer: hooks")
   for k, f in pairs(hooks) do
     if type(f) ~= "function" then fail("hooks.%s must be a function, got %s", k, type(f)) end
   end

@@ -7,9 +7,9 @@ local sg = require "sgdsa"
 local h5 = sg.h5
 
 local tmp = os.getenv("SGDSA_TEST_TMP") or "/tmp"
-sg.mkdir_p(tmp)
-local dir = string.format("%s/h5lua-%d", tmp, sg.getpid())
-sg.mkdir_p(dir)
+sg.core.mkdir_p(tmp)
+local dir = string.format("%s/h5lua-%d", tmp, sg.core.getpid())
+sg.core.mkdir_p(dir)
 local function P(name) return dir .. "/" .. name end
 
 local fails = 0
@@ -144,7 +144,7 @@ do
 end
 local l2 = h5.load(P("ck.h5"))
 check(l2["search/T"] == 0.25 and same(l2["conv1.weight"], w), "atomic update commits and keeps")
-for _, name in ipairs(sg.listdir(dir)) do
+for _, name in ipairs(sg.core.listdir(dir)) do
   check(not name:find(".tmp.", 1, true), "temporary file left: " .. name)
 end
 

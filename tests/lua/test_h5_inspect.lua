@@ -7,8 +7,8 @@ local h5 = sg.h5
 local inspect = require "sgdsa.inspect"
 
 local tmp = os.getenv("SGDSA_TEST_TMP") or "/tmp"
-local run = string.format("%s/h5inspect-%d/runs/demo", tmp, sg.getpid())
-sg.mkdir_p(run)
+local run = string.format("%s/h5inspect-%d/runs/demo", tmp, sg.core.getpid())
+sg.core.mkdir_p(run)
 
 local fails = 0
 local function check(cond, msg)
@@ -112,7 +112,7 @@ has(t3, "log: 1 rows x {x}", "log table summary")
 local ok, err = pcall(inspect.inspect, run .. "/nope.h5")
 check(not ok and tostring(err):find("no such file", 1, true), "missing file: " .. tostring(err))
 local empty = run .. "/../empty"
-sg.mkdir_p(empty)
+sg.core.mkdir_p(empty)
 ok, err = pcall(inspect.inspect, empty)
 check(not ok and tostring(err):find("not a run folder", 1, true), "not a run folder: " .. tostring(err))
 
@@ -131,6 +131,6 @@ if bin then
   check(not okm, "sgdsa inspect on a missing file fails")
 end
 
-os.execute(string.format("rm -rf '%s/h5inspect-%d'", tmp, sg.getpid()))
+os.execute(string.format("rm -rf '%s/h5inspect-%d'", tmp, sg.core.getpid()))
 if fails > 0 then error(fails .. " failure(s)") end
 print("test_h5_inspect.lua: all passed")

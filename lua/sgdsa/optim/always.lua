@@ -1,10 +1,10 @@
 -- always: accept every move (plain SGD when the neighborhood is lr_schedule).
 -- No trial forward is run: the move is taken as in a plain SGD loop.
 --   optim.always{}
-local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o or {}, {}, "optim.always")
+  options.check_table(o or {}, {}, "optim.always")
   return {
     name = "always",
     evaluate = false,

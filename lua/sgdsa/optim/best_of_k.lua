@@ -6,9 +6,10 @@
 -- The inner neighborhood must keep no memory of accepted moves (no
 -- `accepted` hook: momentum would not know which draw was kept).
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o, {"k", "H", "neighborhood"}, "optim.best_of_k")
+  options.check_table(o, {"k", "H", "neighborhood"}, "optim.best_of_k")
   local who = "optim.best_of_k"
   local k = o.k
   if math.type(k) ~= "integer" or k < 1 then

@@ -1,10 +1,10 @@
 -- greedy: accept a move iff it does not worsen the objective on the
 -- minibatch (f(trial) <= f(w)): the zero-temperature limit of Metropolis.
 --   optim.greedy{}
-local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o or {}, {}, "optim.greedy")
+  options.check_table(o or {}, {}, "optim.greedy")
   return {
     name = "greedy",
     decide = function(_, _, fw, ft)

@@ -65,18 +65,6 @@ local options = require "sgdsa.options"
 
 local M = {}
 
---- Error naming an unknown key of `t`, listing the allowed ones (a list of
---- names) and suggesting the closest (sgdsa.options).
-function M.check_keys(t, allowed, who, level)
-  local set = {}
-  for _, k in ipairs(allowed) do set[k] = true end
-  if type(t) ~= "table" then
-    error(string.format("%s: expected a table of options, got %s", who, type(t)), (level or 1) + 2)
-  end
-  options.check(t, set, who, (level or 1) + 1)   -- (not a tail call: the level counts this frame)
-  return t
-end
-
 --- A positive number option, with a clear error.
 function M.positive(v, name, who)
   if type(v) ~= "number" or not (v > 0) or v == math.huge then
@@ -340,7 +328,7 @@ end
 -- alpha (0.8), T_min (1e-14, the authors' floor), cooling ("epoch" |
 -- "step"), reheat (epochs, optional), objective, score.
 function M.sgdsa(o)
-  M.check_keys(o, {"H", "T0", "alpha", "T_min", "cooling", "reheat", "objective", "score"},
+  options.check_table(o, {"H", "T0", "alpha", "T_min", "cooling", "reheat", "objective", "score"},
                "optim.sgdsa")
   return make("sgdsa", o, M.lr_set{H = o.H},
               M.metropolis{T0 = o.T0 or 1, alpha = o.alpha or 0.8, T_min = o.T_min or 1e-14,
@@ -351,7 +339,7 @@ end
 --- Scheduled-SGD: w - lr(epoch)*g, always accepted, no trial forward.
 -- Options: lr (a constant) or schedule ({{epochs, lr}, ...} or function(epoch)).
 function M.sgd(o)
-  M.check_keys(o, {"lr", "schedule"}, "optim.sgd")
+  options.check_table(o, {"lr", "schedule"}, "optim.sgd")
   return make("sgd", o, M.lr_schedule{lr = o.lr, schedule = o.schedule}, M.always{})
 end
 
@@ -362,7 +350,7 @@ end
 -- given), T0 (1), alpha (0.97), T_min (1e-10, the authors' floor), cooling
 -- ("epoch" | "step"; the paper cools per epoch here too), objective, score.
 function M.ssa(o)
-  M.check_keys(o, {"eps", "eps_bound", "eps_divisor", "T0", "alpha", "T_min", "cooling",
+  options.check_table(o, {"eps", "eps_bound", "eps_divisor", "T0", "alpha", "T_min", "cooling",
                    "reheat", "objective", "score"}, "optim.ssa")
   return make("ssa", o, M.random_direction{eps = o.eps, eps_bound = o.eps_bound,
                                            eps_divisor = o.eps_divisor},
@@ -373,7 +361,7 @@ end
 
 --- Any combination: optimizer{neighborhood=, acceptance=, objective=, score=}.
 function M.optimizer(o)
-  M.check_keys(o, {"neighborhood", "acceptance", "objective", "score"}, "optim.optimizer")
+  options.check_table(o, {"neighborhood", "acceptance", "objective", "score"}, "optim.optimizer")
   if o.neighborhood == nil then
     error("optim.optimizer: no neighborhood (give neighborhood = optim.lr_set{H = {...}}, " ..
           "a table with propose(self, ctx) or a function(ctx))", 2)

@@ -4,10 +4,10 @@
 -- The history starts filled with the first objective seen.
 --   optim.late_acceptance{L = 50}
 -- The history and its position are part of the search state.
-local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o, {"L"}, "optim.late_acceptance")
+  options.check_table(o, {"L"}, "optim.late_acceptance")
   local L = o.L
   if math.type(L) ~= "integer" or L < 1 then
     error("optim.late_acceptance: L must be a positive integer, got " .. tostring(L), 2)

@@ -6,6 +6,7 @@
 --   optim.lr_schedule{schedule = function(epoch) return 0.1 * 0.5 ^ (epoch // 10) end}
 -- After the last piece of a list the last learning rate stays in force.
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 local function lookup(pieces, epoch)
   local upto = 0
@@ -17,7 +18,7 @@ local function lookup(pieces, epoch)
 end
 
 return function(o)
-  optim.check_keys(o, {"lr", "schedule"}, "optim.lr_schedule")
+  options.check_table(o, {"lr", "schedule"}, "optim.lr_schedule")
   local who = "optim.lr_schedule"
   local sched = o.schedule
   if (o.lr == nil) == (sched == nil) then

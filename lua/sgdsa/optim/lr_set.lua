@@ -3,9 +3,10 @@
 -- trial = w - eta * g. The logged move is eta.
 --   optim.lr_set{H = {0.9, 0.5, 0.1}}
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o, {"H"}, "optim.lr_set")
+  options.check_table(o, {"H"}, "optim.lr_set")
   local H = o.H
   if type(H) ~= "table" or #H == 0 then
     error("optim.lr_set: H must be a non-empty list of learning rates, got " .. tostring(H), 2)

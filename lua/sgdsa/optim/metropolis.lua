@@ -10,11 +10,12 @@
 -- defaults); with reheat = R the temperature goes back to T0 every R epochs.
 --   optim.metropolis{T0 = 1, alpha = 0.8, T_min = 1e-14}
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 local exp = math.exp
 
 return function(o)
-  optim.check_keys(o, {"T0", "alpha", "T_min", "cooling", "reheat"}, "optim.metropolis")
+  options.check_table(o, {"T0", "alpha", "T_min", "cooling", "reheat"}, "optim.metropolis")
   local who = "optim.metropolis"
   local T0 = optim.positive(o.T0 or 1, "T0", who)
   local T_min = o.T_min or 0

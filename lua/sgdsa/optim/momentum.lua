@@ -7,6 +7,7 @@
 -- per parameter, the model's alignment gaps left out by model:pack, so that
 -- the file does not depend on the layout).
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 local M = {}
 
@@ -27,7 +28,7 @@ end
 -- Shared by momentum and nesterov: `fill(ctx, eta, mu, v, vnew)` writes
 -- ctx.trial from the new velocity.
 function M.make(name, o, fill)
-  optim.check_keys(o, {"H"}, "optim." .. name)
+  options.check_table(o, {"H"}, "optim." .. name)
   local H = M.check_pairs(o.H, "optim." .. name)
   local n = #H
   local nb = {name = name, H = H}

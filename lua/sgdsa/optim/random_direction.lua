@@ -11,9 +11,10 @@
 -- (default 10). eps, and the epoch's counts, are part of the search state.
 --   optim.random_direction{eps = 0.01, eps_bound = 0.6, eps_divisor = 10}
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o, {"eps", "eps_bound", "eps_divisor"}, "optim.random_direction")
+  options.check_table(o, {"eps", "eps_bound", "eps_divisor"}, "optim.random_direction")
   local who = "optim.random_direction"
   local eps0 = optim.positive(o.eps, "eps", who)
   local bound = o.eps_bound

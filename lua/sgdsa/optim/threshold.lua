@@ -4,9 +4,10 @@
 -- (cooling = "epoch") or per step (cooling = "step").
 --   optim.threshold{tau0 = 0.1, alpha = 0.8}
 local optim = require "sgdsa.optim"
+local options = require "sgdsa.options"
 
 return function(o)
-  optim.check_keys(o, {"tau0", "alpha", "cooling"}, "optim.threshold")
+  options.check_table(o, {"tau0", "alpha", "cooling"}, "optim.threshold")
   local who = "optim.threshold"
   local tau0 = optim.positive(o.tau0, "tau0", who)
   local alpha, cooling = optim.cooling(o, who)
