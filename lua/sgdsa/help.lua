@@ -197,7 +197,7 @@ end
 -- The comment above `nn.class("Kind"` for an nn class.
 local function class_doc(cls, name)
   local init = rawget(cls, "__init")
-  local path = init and source_file(init) or module_file("sgdsa.nn")
+  local path = init and source_file(init) or module_file("sgdsa.nn.layers")
   local lines = path and lines_of(path)
   local text = ""
   local c = cls
