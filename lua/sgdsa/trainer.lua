@@ -41,7 +41,8 @@ local core = require "sgdsa.core"
 local optim = require "sgdsa.optim"
 local search = require "sgdsa.search"
 local h5 = require "sgdsa.h5"
-local checkpoint = require "sgdsa.checkpoint"
+local folder = require "sgdsa.trainer.folder"
+local state = require "sgdsa.trainer.state"
 local progress = require "sgdsa.progress"
 local options = require "sgdsa.options"
 local dist = require "sgdsa.dist"
@@ -91,7 +92,10 @@ M.FIELDS = {
   ranks = "the number of ranks the run must be launched with (mpirun -np N); an error otherwise (default: any)",
 }
 M.CHECKPOINT_KEYS = {"every", "minutes", "best"}
-M.STREAMS = {"init", "shuffle", "augment", "search", "dropout", "validation", "default"}
+M.STREAMS = state.STREAMS
+-- The run folder's lock file and its claim (sgdsa.trainer.folder).
+M.LOCK = folder.LOCK
+M.claim_folder = folder.claim
 
 -- Log columns: docs/FORMAT.md's, then ours (objective: what the acceptance
 -- test compares, = the loss unless objective = "error"; prob: acceptance
@@ -459,35 +463,6 @@ function M.config_text(cfg)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- Keys whose change does not break a resume.
-local RESUME_FREE = {resume = true, progress = true, epochs = true, hooks = true, name = true,
-                     out = true, checkpoint = true, threads = true, label = true, ranks = true}
-
--- Keys that choose the arithmetic: a resume may change them (a GPU run
--- finished on the CPU, say). The steps after the change are no longer
--- bit-identical to a run left alone, so the trainer says so and records the
--- change in log.h5's `device_changes`.
-local ARITHMETIC = {device = true, tf32 = true, deterministic = true}
-
--- "cpu", "cuda", "cuda tf32", "cuda tf32 nondeterministic", ... from a
--- configuration's lines (config_lines)
-local function arithmetic(lines)
-  local function value(k) return lines[k] and lines[k]:match("^%S+ = (.-),?$") end
-  local dev = (value("device") or "\"cpu\""):match('^"(.*)"$') or "cpu"
-  if dev ~= "cuda" then return dev end
-  return dev .. (value("tf32") == "true" and " tf32" or "")
-             .. (value("deterministic") == "false" and " nondeterministic" or "")
-end
-
-local function config_lines(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do
-    local k = line:match("^(%S+) = ")
-    if k then t[k] = line end
-  end
-  return t
-end
-
 -- ---- building the parts ---------------------------------------------------------
 
 local function build_model(spec)
@@ -524,276 +499,6 @@ local function check_model(m)
   if type(m) ~= "table" or not (m.params and m.grads and m.forward and m.backward and m.named_tensors) then
     fail("the model does not follow the model contract (params, grads, forward, backward, named_tensors; docs/ARCHITECTURE.md)")
   end
-end
-
--- ---- the run folder ---------------------------------------------------------------
-
--- The script that runs (arg[0]) and its text: the text recorded in the run
--- folder when it was resumed by folder (M.resume_folder), else the file's.
-local recorded_script
-local function script_text()
-  local path = arg and arg[0]
-  if recorded_script and recorded_script.path == path then return path, recorded_script.text end
-  if type(path) ~= "string" then return "", "" end
-  local f = io.open(path, "rb")
-  if not f then return path, "" end
-  local s = f:read("a")
-  f:close()
-  return path, s
-end
-
-local function default_name(label)
-  local path = arg and arg[0]
-  local base = label and label:gsub("[^%w_.-]+", "_")
-               or type(path) == "string" and path:match("([^/]+)%.lua$") or "run"
-  return base .. "-" .. os.date("%Y%m%d-%H%M%S")
-end
-
--- Create log.h5 for a fresh run: script, config, metadata.
-local function create_log(dir, cfg, cfgtext, S)
-  local spath, stext = script_text()
-  local f = h5.open(dir .. "/log.h5", "w", {atomic = true})
-  local ok, err = pcall(function()
-    f:write_text("script", stext)
-    f:write_text("script_path", spath)
-    f:write_text("config", cfgtext)
-    local argv = {}
-    for i = 0, #(arg or {}) do argv[#argv + 1] = tostring(arg[i]) end
-    f:write_text("argv", table.concat(argv, "\n"))
-    f:attr("format_version", h5.format_version)
-    f:attr("kind", "run-log")
-    f:attr("name", dir:match("([^/]+)$"))
-    f:attr("resumed", 0)
-    f:attr("sgdsa_version", sg.version)
-    f:attr("seed", cfg.seed)
-    if cfg.device == "cuda" then
-      -- the index this process sees (SGDSA_CUDA_DEVICE, e.g. from sweep's gpus=) and the GPU's name
-      f:attr("device", "cuda:" .. (math.tointeger(tonumber(os.getenv("SGDSA_CUDA_DEVICE") or "")) or 0))
-      f:attr("device_name", tostring(core.cuda.device_name()))
-    else
-      f:attr("device", cfg.device)
-    end
-    f:attr("threads", core.get_num_threads())
-    f:attr("ranks", dist.size())
-    -- the CPU and the kernels its libraries run (docs/FORMAT.md)
-    local ci = core.cpu_info()
-    f:attr("cpu", string.format("%s (family %d, model %d): %s", ci.cpu, ci.family, ci.model,
-                                #ci.features > 0 and table.concat(ci.features, " ") or "no AVX2"))
-    f:attr("blas", ci.blas)
-    f:attr("blas_core", ci.blas_core)
-    f:attr("blas_core_origin", ci.blas_core_origin)
-    f:attr("dnnl_isa", ci.dnnl_isa or "")
-    f:attr("start_time", os.date("!%Y-%m-%dT%H:%M:%SZ"))
-    f:attr("host", core.hostname())
-    f:attr("epochs", cfg.epochs)
-    f:attr("score", S.score)
-    f:attr("objective", S.objective_name)
-  end)
-  if not ok then f:discard(); error(err, 0) end
-  f:close()
-end
-
--- The lock file of a run folder (core.lock: an flock held for the life of the
--- run; docs/FORMAT.md, "The run folder").
-M.LOCK = ".lock"
-
--- Names in a folder that no run has written to yet: the lock, and the
--- temporary files of killed writers (never read).
-local function holds_nothing(dir)
-  for _, n in ipairs(core.listdir(dir) or {}) do
-    if n ~= M.LOCK and not n:match("%.tmp%.%d+$") then return false end
-  end
-  return true
-end
-
--- ---- checking a run folder before a resume --------------------------------------
-
--- A resume must be able to write the folder: a probe file is made and removed
--- (this also catches a read-only file system, and permissions that only a
--- write shows), so a resume into a folder it cannot write fails at once.
-local function check_writable(dir, what)
-  local probe = string.format("%s/.sgdsa-write-probe.%d", dir, core.getpid())
-  local fh, err = io.open(probe, "wb")
-  if not fh then
-    fail("%s: the run folder %s is not writable (%s); a resume writes log.h5, last.h5 and best.h5 there",
-         what, dir, (tostring(err):gsub("^[^:]*: ", "")))
-  end
-  fh:close()
-  os.remove(probe)
-end
-
--- "epoch 2, step 8" (and the validation accuracy of a best.h5) from a
--- checkpoint that verified.
-local function describe_checkpoint(path)
-  local f <close> = h5.open(path, "r")
-  local a = f:attrs()
-  local s = string.format("epoch %s, step %s", tostring(a.epoch), tostring(a.step))
-  if a.best_val_acc then s = s .. string.format(", validation accuracy %.2f%%", 100 * a.best_val_acc) end
-  return s
-end
-
--- Does log.h5 (intact) hold the rows a checkpoint (intact) was written after?
-local function log_covers(dir, ckpath)
-  local ck <close> = h5.open(ckpath, "r")
-  local lg <close> = h5.open(dir .. "/log.h5", "r")
-  for _, name in ipairs{"step_rows", "epoch_rows"} do
-    local key = checkpoint.STATE .. "/trainer/" .. name
-    local n = ck:exists(key) and ck:read_array(key) or 0
-    local group = name == "step_rows" and "steps" or "epochs"
-    local have = lg:exists(group) and lg:log_rows(group) or 0
-    if n > have then return false end
-  end
-  return true
-end
-
---- Claim the run folder of a configuration for this process. Returns the
---- lock (DIR/.lock, released by lock:unlock(), by the collector or when the
---- process ends), the folder and how the run starts in it:
----   "fresh"    out= and name=: the folder, created if need be, holds no run
----   "resume"   resume=DIR, DIR/last.h5 exists: continue from it
----   "restart"  resume=DIR of a run that died before its first checkpoint
----              (log.h5 but no last.h5, or nothing at all): start it again
----              from epoch 1 in DIR
---- Nothing with out=false. The folder's state is judged under the lock, so
---- of two processes started together on one folder exactly one proceeds; the
---- other is refused with the pid and host of the one holding it.
-function M.claim_folder(cfg)
-  local dir
-  if cfg.resume then
-    dir = cfg.resume:gsub("(.)/+$", "%1")
-    if select(2, core.exists(dir)) ~= "directory" then
-      fail("resume=%s: no run folder %s", cfg.resume, dir)
-    end
-    if not core.exists(dir .. "/last.h5") and not core.exists(dir .. "/log.h5") and not holds_nothing(dir) then
-      fail("resume=%s: %s is not a run folder (no last.h5 or log.h5, and it holds other files)", cfg.resume, dir)
-    end
-  elseif cfg.out then
-    dir = cfg.out .. "/" .. (cfg.name or default_name(cfg.label))
-    local ok, err = core.mkdir_p(dir)
-    if not ok then fail("cannot create the run folder %s: %s", dir, tostring(err)) end
-  else
-    return nil
-  end
-  local lock, err, holder = core.lock(dir .. "/" .. M.LOCK)
-  if not lock then
-    -- held by another process: its line; any other failure: an errno
-    if type(holder) ~= "string" and cfg.resume then check_writable(dir, "resume=" .. cfg.resume) end
-    if type(holder) == "string" then
-      fail("run folder %s is in use by another process (%s); wait for it to end, or stop it", dir,
-           holder ~= "" and holder or "it has not said which")
-    end
-    fail("cannot lock the run folder %s: %s", dir, tostring(err))
-  end
-  local ok, start = pcall(function()
-    local has_last, has_log = core.exists(dir .. "/last.h5"), core.exists(dir .. "/log.h5")
-    if cfg.resume then return has_last and "resume" or "restart" end
-    if has_last then
-      fail("run folder %s already exists; continue it with resume=%s or choose another name=", dir, dir)
-    end
-    if has_log then
-      fail("run folder %s already exists but holds no checkpoint (its run stopped before the first " ..
-           "one): resume=%s starts that run again from epoch 1 in the folder; or choose another name=",
-           dir, dir)
-    end
-    return "fresh"
-  end)
-  if not ok then
-    lock:unlock()
-    error(start, 0)
-  end
-  return lock, dir, start
-end
-
--- Verify log.h5, last.h5 and best.h5 (sgdsa.h5.verify: every object and all
--- data read, every checksum checked) before a resume reads or changes any of
--- them. A damaged log.h5 or last.h5 stops the resume with a message naming
--- the damage and the checkpoints that are still intact; the verdict on
--- best.h5 is returned ("ok", nil when there is none, else the message) for
--- the resume to act on once the run's state is known.
-local function verify_run_files(dir, what)
-  local status = {}
-  for _, name in ipairs{"log.h5", "last.h5", "best.h5"} do
-    local p = dir .. "/" .. name
-    if name ~= "best.h5" or core.exists(p) then
-      local ok, why = h5.verify(p)
-      status[name] = ok and "ok" or why
-    end
-  end
-  local function intact(name)
-    return status[name] == "ok" and string.format("%s/%s (%s)", dir, name, describe_checkpoint(dir .. "/" .. name))
-  end
-  if status["log.h5"] ~= "ok" then
-    local good = {}
-    for _, name in ipairs{"last.h5", "best.h5"} do good[#good + 1] = intact(name) or nil end
-    fail("%s: %s; the run cannot go on without its log.h5 (its configuration and logs). %s", what,
-         status["log.h5"], #good > 0 and ("Intact checkpoints (model:load(path) reads their weights): "
-         .. table.concat(good, "; ") .. ".") or "No checkpoint of the run is intact either.")
-  end
-  if status["last.h5"] ~= "ok" then
-    local advice
-    if status["best.h5"] == "ok" and log_covers(dir, dir .. "/best.h5") then
-      advice = string.format("%s is intact: to go on from it, copy it over last.h5 (cp %s/best.h5 %s/last.h5) " ..
-                             "and resume again.", intact("best.h5"), dir, dir)
-    elseif status["best.h5"] == "ok" then
-      advice = string.format("%s is intact (model:load(path) reads its weights), but log.h5 no longer " ..
-                             "holds all the rows it was written after, so the run cannot go on from it.",
-                             intact("best.h5"))
-    else
-      advice = "No checkpoint of the run is intact" ..
-               (status["best.h5"] and (" (best.h5: " .. status["best.h5"] .. ").") or " (there is no best.h5).")
-    end
-    fail("%s: %s; the run cannot go on from it. %s", what, status["last.h5"], advice)
-  end
-  return status["best.h5"]
-end
-
--- What a resume does with best.h5 (verdict: verify_run_files's), once the
--- checkpoint's trainer state tr (best_acc, best_epoch, mid_epoch) and its
--- epoch are known. An intact best.h5 stays. A damaged or missing one whose
--- weights are last.h5's (the best epoch is the checkpoint's, at an epoch's
--- end) is rebuilt: returns true, and the trainer writes it from the restored
--- state. Otherwise the best weights are lost: a damaged file is kept aside as
--- best.h5.damaged and the run says that it has no best weights until
--- validation accuracy beats the recorded best again.
-local function repair_best(dir, cfg, verdict, tr, epoch)
-  if verdict == "ok" then return false end
-  local what = "resume=" .. cfg.resume
-  local path = dir .. "/best.h5"
-  if verdict == nil and not (cfg.checkpoint.best and tr.best_epoch > 0) then return false end
-  local problem = verdict and ("best.h5 is damaged (" .. verdict .. ")") or "best.h5 is missing"
-  if cfg.checkpoint.best and tr.best_epoch > 0 and tr.best_epoch == epoch and not tr.mid_epoch then
-    io.stderr:write(string.format("%s: %s; writing it again from last.h5, which holds the best epoch (%d)\n",
-                                  what, problem, tr.best_epoch))
-    return true
-  end
-  if verdict then
-    local ok, err = os.rename(path, path .. ".damaged")
-    if not ok then fail("%s: %s, and moving it aside failed: %s", what, problem, tostring(err)) end
-  end
-  if cfg.checkpoint.best and tr.best_epoch > 0 then
-    io.stderr:write(string.format("%s: %s%s; the weights of the best epoch (%d, validation accuracy %.2f%%) " ..
-                                  "are not in last.h5 (epoch %d%s), so the run has no best weights until " ..
-                                  "validation accuracy beats %.2f%% again\n", what, problem,
-                                  verdict and " (kept as best.h5.damaged)" or "", tr.best_epoch,
-                                  100 * tr.best_acc, epoch, tr.mid_epoch and ", mid-epoch" or "",
-                                  100 * tr.best_acc))
-  else
-    io.stderr:write(string.format("%s: %s (kept as best.h5.damaged); the run has no best weights yet\n",
-                                  what, problem))
-  end
-  return false
-end
-
--- ---- the state saved in checkpoints -------------------------------------------
-
-local function rng_states()
-  local t = {}
-  for _, name in ipairs(M.STREAMS) do t[name] = checkpoint.u64(sg.stream(name):state()) end
-  return t
-end
-
-local function set_rng_states(t)
-  for name, st in pairs(t or {}) do sg.stream(name):set_state(st) end
 end
 
 -- A BatchNorm network trained on a last batch far smaller than the others
@@ -875,18 +580,10 @@ local function shard_data(train, val, ranks)
   end
 end
 
--- ---- the loop ---------------------------------------------------------------------
+-- ---- setting a run up ---------------------------------------------------------------
 
---- Train. Returns {dir=, epochs_done=, best_acc=, best_epoch=, interrupted=,
---- logs = {steps = {field = {...}}, epochs = {record...}}, model=, search=}.
-function M.train(exp, overrides)
-  local cfg = M.configure(exp, overrides)
-  local cfgtext = M.config_text(cfg)
-  if cfg.threads then core.set_num_threads(cfg.threads) end
-  sg.manual_seed(cfg.seed)
-  -- the ranks of a data-parallel run: rank 0 writes the run folder and prints
-  local nranks = dist.size()
-  local writer = dist.rank() == 0
+-- The device of cfg made ready (CUDA's settings), or an error naming what is missing.
+local function setup_device(cfg, nranks)
   if cfg.ranks and cfg.ranks ~= nranks then
     if not dist.built() then
       fail("ranks = %d: this sgdsa was built without MPI, so a run has one rank; install MPI " ..
@@ -900,7 +597,6 @@ function M.train(exp, overrides)
     fail("sync_bn = true runs on the CPU only; on the GPU the ranks use their own BatchNorm " ..
          "statistics (sync_bn = false)")
   end
-
   if cfg.device == "cuda" then
     local ok, why = core.cuda.available()
     if not ok then
@@ -909,22 +605,16 @@ function M.train(exp, overrides)
     core.cuda.set_tf32(cfg.tf32)
     core.cuda.set_deterministic(cfg.deterministic)
   end
-  -- the run folder's name now (not in the configuration's text): said
-  -- before the data load, claimed after it
-  if not cfg.resume and cfg.out and not cfg.name then cfg.name = default_name(cfg.label) end
-  if cfg.resume or cfg.out then
-    progress.note(cfg.progress, string.format("run folder %s%s", cfg.resume and cfg.resume:gsub("(.)/+$", "%1")
-                                              or (cfg.out .. "/" .. cfg.name), cfg.resume and " (resuming it)" or ""))
-  end
-  local model = build_model(cfg.model)
-  check_model(model)
-  if cfg.device ~= "cpu" then model:to(cfg.device) end
+end
+
+-- The experiment's data (on the GPU, its loaders hand out batches in pinned
+-- memory for asynchronous copies), checked, with its sizes said.
+local function load_data(cfg, model)
   local data
   local data_t0 = core.time()
   progress.note(cfg.progress, string.format("loading data %s ... ", type(cfg.data) == "table"
                 and type(cfg.data[1]) == "string" and cfg.data[1] or "(the experiment's)"), true)
   if cfg.device == "cuda" then
-    -- loaders made now hand out batches in pinned memory (asynchronous copies)
     local prev = core.cuda.use_pinned_loader_memory(true)
     local ok, d = pcall(build_data, cfg.data)
     core.cuda.use_pinned_loader_memory(prev)
@@ -946,425 +636,303 @@ function M.train(exp, overrides)
     local ok, err = pcall(data.check_input, model.input_shape, model.name or "model")
     if not ok then fail("%s", tostring(err):gsub("^[^:]*:%d+: ", "")) end
   end
-  local train, val = data.train, data.val or data.test
+  return data
+end
+
+-- The run of a configuration: its model, data, search and ranks, built in
+-- this order after the seed is set (the seed decides the initial weights
+-- and the data order).
+local function prepare(cfg)
+  if cfg.threads then core.set_num_threads(cfg.threads) end
+  sg.manual_seed(cfg.seed)
+  local run = {cfg = cfg, cfgtext = M.config_text(cfg), nranks = dist.size(), writer = dist.rank() == 0}
+  setup_device(cfg, run.nranks)
+  -- the run folder's name now (not in the configuration's text): said
+  -- before the data load, claimed after it
+  if not cfg.resume and cfg.out and not cfg.name then cfg.name = folder.default_name(cfg.label) end
+  if cfg.resume or cfg.out then
+    progress.note(cfg.progress, string.format("run folder %s%s", cfg.resume and cfg.resume:gsub("(.)/+$", "%1")
+                                              or (cfg.out .. "/" .. cfg.name), cfg.resume and " (resuming it)" or ""))
+  end
+  local model = build_model(cfg.model)
+  check_model(model)
+  if cfg.device ~= "cpu" then model:to(cfg.device) end
+  local data = load_data(cfg, model)
+  run.model, run.data, run.train, run.val = model, data, data.train, data.val or data.test
   -- this rank's slice of each minibatch within the whole one (Dropout's mask)
-  local shard = {offset = 0, total = 0}
-  if nranks > 1 then
-    shard_data(train, val, nranks)
-    model:data_parallel{sync_bn = cfg.sync_bn, shard = shard}
+  run.shard = {offset = 0, total = 0}
+  if run.nranks > 1 then
+    shard_data(run.train, run.val, run.nranks)
+    model:data_parallel{sync_bn = cfg.sync_bn, shard = run.shard}
   end
-  local crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
+  run.crit = cfg.criterion or require("sgdsa.nn").CrossEntropy()
   local opt = cfg.optim:with{}          -- fresh pieces: no state shared between runs
-  local S = search.new{model = model, criterion = crit, optim = opt, dist = dist, sync_bn = cfg.sync_bn}
-  local warning = M.last_batch_warning(model, train)
-  if warning and writer then io.stderr:write(warning) end
-
-  -- the run folder, locked until train() returns (or the process ends), by
-  -- rank 0, which checks it and tells the other ranks where it is
-  local claimed, dir, start
-  if writer then claimed, dir, start = M.claim_folder(cfg) end
-  local lock <close> = claimed
-  local arith_was, arith_now, old_changes, record_resume, best_verdict, rebuild_best
-  if writer and (start == "resume" or start == "restart") then
-    check_writable(dir, "resume=" .. cfg.resume)
-  end
-  if writer and start == "resume" then
-    best_verdict = verify_run_files(dir, "resume=" .. cfg.resume)
-  end
-  if not writer then
-    -- (the configuration check below is rank 0's)
-  elseif start == "resume" or (start == "restart" and core.exists(dir .. "/log.h5")) then
-    local old = h5.open(dir .. "/log.h5", "r")
-    local oldtext = old:read_text("config")
-    old_changes = old:attr("device_changes")
-    old:close()
-    local a, b = config_lines(oldtext), config_lines(cfgtext)
-    local diffs = {}
-    for k in pairs(a) do
-      if not RESUME_FREE[k] and not ARITHMETIC[k] and a[k] ~= b[k] then diffs[#diffs + 1] = k end
-    end
-    for k in pairs(b) do
-      if not RESUME_FREE[k] and not ARITHMETIC[k] and a[k] == nil then diffs[#diffs + 1] = k end
-    end
-    table.sort(diffs)
-    if #diffs > 0 then
-      local lines = {}
-      for _, k in ipairs(diffs) do
-        lines[#lines + 1] = string.format("  run: %s\n  now: %s", a[k] or (k .. " unset"), b[k] or (k .. " unset"))
-      end
-      fail("resume=%s: the configuration differs from the run's (%s); give the same script and overrides:\n%s",
-           cfg.resume, table.concat(diffs, ", "), table.concat(lines, "\n"))
-    end
-    -- the arithmetic the run began with, and this resume's
-    arith_was, arith_now = arithmetic(a), arithmetic(b)
-  elseif start == "restart" then
-    -- nothing of the run but its folder: log.h5 as a fresh run's
-    local fresh = copy(cfg)
-    fresh.resume, fresh.out, fresh.name = nil, dir:match("^(.*)/[^/]*$") or ".", dir:match("([^/]+)$")
-    create_log(dir, fresh, M.config_text(fresh), S)
-    arith_was = arithmetic(config_lines(cfgtext))
-    arith_now = arith_was
-  elseif start == "fresh" then
-    create_log(dir, cfg, cfgtext, S)
-  end
-  if nranks > 1 then
-    local msg = dist.bcast(writer and ((start or "") .. "\n" .. (dir or "")) or "")
-    start, dir = msg:match("^(.-)\n(.*)$")
-    if start == "" then start, dir = nil, nil end
-  end
-  if start == "restart" then
-    io.write(string.format("resume=%s: the run stopped before its first checkpoint (no last.h5); " ..
-                           "starting it again from epoch 1 in %s\n", cfg.resume, dir))
-    io.stdout:flush()
-  end
-
-  local steplog, epochlog
-  if dir and writer then
-    if cfg.log_steps then steplog = h5.log(dir .. "/log.h5", "steps", M.STEP_FIELDS) end
-    epochlog = h5.log(dir .. "/log.h5", "epochs", M.EPOCH_FIELDS)
-  end
-
+  run.S = search.new{model = model, criterion = run.crit, optim = opt, dist = dist, sync_bn = cfg.sync_bn}
+  local warning = M.last_batch_warning(model, run.train)
+  if warning and run.writer then io.stderr:write(warning) end
+  run.tr = {epoch = 1, mid_epoch = false, best_acc = -1, best_epoch = 0, best_loss = 0 / 0,
+            step_rows = 0, epoch_rows = 0, elapsed = 0}
   -- in-memory logs for hooks
-  local logs = {steps = {}, epochs = {}}
-  for _, fd in ipairs(M.STEP_FIELDS) do logs.steps[type(fd) == "table" and fd[1] or fd] = {} end
+  run.logs = {steps = {}, epochs = {}}
+  for _, fd in ipairs(M.STEP_FIELDS) do run.logs.steps[type(fd) == "table" and fd[1] or fd] = {} end
+  return run
+end
 
-  local tr = {epoch = 1, mid_epoch = false, best_acc = -1, best_epoch = 0, best_loss = 0 / 0,
-              step_rows = 0, epoch_rows = 0, elapsed = 0}
-
-  if start == "resume" or start == "restart" then
-    -- a restart (no checkpoint) begins at step 0 as a run left alone does:
-    -- the steps its dead attempt logged are dropped, and with them every
-    -- device change recorded so far
-    local step, ck_arith, ck_ranks = 0, nil, nranks
-    if start == "resume" then
-      local state = checkpoint.load(dir .. "/last.h5", model)
-      local t = state.trainer or fail("resume: %s/last.h5 has no search/trainer state", dir)
-      for k, v in pairs(t) do if k ~= "stats" then tr[k] = v end end
-      tr.epoch = state.epoch + 1
-      if writer then rebuild_best = repair_best(dir, cfg, best_verdict, tr, state.epoch) end
-      set_rng_states(state.rng)
-      local d = state.data
-      if d then
-        train:set_state{epoch = d.epoch, index = d.position, perm = sg.tensor(d.order):int(),
-                        shuffle = d.shuffle, augment = d.augment}
-      end
-      S:epoch_start(tr.epoch)
-      S:set_state{epoch = tr.epoch, step = state.step, stats = t.stats,
-                  neighborhood = state.optim or {}, acceptance = state.rule or {}}
-      step = state.step
-      local ck = h5.open(dir .. "/last.h5", "r")
-      local cktext = ck:exists("extra/config") and ck:read_text("extra/config") or nil
-      ck_ranks = math.tointeger(ck:attr("ranks")) or 1
-      ck:close()
-      ck_arith = cktext and arithmetic(config_lines(cktext))
-    end
-    -- The changes before the checkpoint's step stand; one recorded at its
-    -- step or later came from a resume whose steps the checkpoint throws away
-    -- (as it does the log rows past it), unless that resume wrote the
-    -- checkpoint: the arithmetic the checkpoint's state comes from is that of
-    -- the configuration saved with it.
-    -- (rank 0's: it compared the configurations and writes the record)
-    local change, changes
-    if writer then
-      local history = {}
-      for entry in (old_changes or ""):gmatch("[^;]+") do
-        entry = entry:match("^%s*(.-)%s*$")
-        local s, to = entry:match("^step (%d+): .- %-> (.*)$")
-        if not s or tonumber(s) < step then
-          history[#history + 1] = entry
-          if to then arith_was = to end
-        end
-      end
-      ck_arith = ck_arith or arith_was
-      if ck_arith ~= arith_was then
-        history[#history + 1] = string.format("step %d: %s -> %s", step, arith_was, ck_arith)
-        arith_was = ck_arith
-      end
-      change = arith_now ~= arith_was and
-               string.format("step %d: %s -> %s", step, arith_was, arith_now) or nil
-      if change then history[#history + 1] = change end
-      changes = table.concat(history, "; ")
-      if changes == (old_changes or "") then changes = nil end
-    end
-    -- the rank counts, as the arithmetic: the checkpoint's (its `ranks`
-    -- attribute), this resume's, and the changes recorded before the
-    -- checkpoint's step
-    local rank_history, old_rank_changes = {}, nil
-    if writer then
-      local lf <close> = h5.open(dir .. "/log.h5", "r")
-      old_rank_changes = lf:attr("rank_changes")
-    end
-    for entry in (old_rank_changes or ""):gmatch("[^;]+") do
-      entry = entry:match("^%s*(.-)%s*$")
-      local s = entry:match("^step (%d+):")
-      if not s or tonumber(s) < step then rank_history[#rank_history + 1] = entry end
-    end
-    local rank_change = ck_ranks ~= nranks and
-                        string.format("step %d: %d -> %d ranks", step, ck_ranks, nranks) or nil
-    if rank_change then rank_history[#rank_history + 1] = rank_change end
-    local rank_changes = table.concat(rank_history, "; ")
-    if rank_changes == (old_rank_changes or "") then rank_changes = nil end
-    if rank_change and writer then
-      io.write(string.format("resume=%s: %d -> %d ranks after step %d: %s\n", cfg.resume, ck_ranks,
-                             nranks, step, cfg.sync_bn and
-                             "BatchNorm statistics are the whole minibatch's (sync_bn), so the steps " ..
-                             "from here on differ from a run left alone only in the order of sums" or
-                             "the minibatches are sliced differently and the BatchNorm statistics " ..
-                             "are per rank, so the steps from here on are not those of a run left alone"))
-      io.stdout:flush()
-    end
-    -- log.h5's attributes record the resume (and a change of arithmetic) with
-    -- the first log flush after it: a resume that fails before it has made
-    -- anything to keep (out of memory on the new device, say) leaves them as
-    -- they were
-    if change and writer then
-      io.write(string.format("resume=%s: device %s -> %s after step %d: the steps from here on use %s's " ..
-                             "arithmetic (not bit-identical to a run left alone on %s)\n",
-                             cfg.resume, arith_was, arith_now, step, arith_now, arith_was))
-      io.stdout:flush()
-    end
-    record_resume = writer and function()
-      local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
-      lf:attr("resumed", (lf:attr("resumed") or 0) + 1)
-      if changes then lf:attr("device_changes", changes) end
-      if rank_changes then lf:attr("rank_changes", rank_changes) end
-      lf:close()
-    end or nil
-    if steplog then steplog:truncate(tr.step_rows) end
-    if epochlog then epochlog:truncate(tr.epoch_rows) end
-    -- the history so far, for hooks
-    if cfg.log_steps and tr.step_rows > 0 then
-      local old = h5.read_log(dir .. "/log.h5", "steps")
-      for k, col in pairs(old.data) do logs.steps[k] = col end
-    end
-    if tr.epoch_rows > 0 then
-      local old = h5.read_log(dir .. "/log.h5", "epochs")
-      for i = 1, old.rows do
-        local r = {}
-        for _, c in ipairs(old.columns) do r[c] = old.data[c][i] end
-        logs.epochs[i] = r
-      end
-    end
-    crash_point("resumed", step)
+-- The logs of the run folder (rank 0's), appended to as the run goes.
+local function open_logs(run)
+  if run.dir and run.writer then
+    if run.cfg.log_steps then run.steplog = h5.log(run.dir .. "/log.h5", "steps", M.STEP_FIELDS) end
+    run.epochlog = h5.log(run.dir .. "/log.h5", "epochs", M.EPOCH_FIELDS)
   end
+end
 
-  local nsteps_log = #logs.steps.step
-  -- trial_loss: the trial's loss, from its objective when that is a loss
+-- A resume (or a restart, which begins at step 0 as a run left alone does:
+-- the steps its dead attempt logged are dropped, and with them every device
+-- change recorded so far): the checkpoint's state put back, what changed
+-- recorded, the logs cut to the checkpoint and read back for hooks.
+-- Returns whether best.h5 is to be written again from the restored state.
+local function resume(run, f)
+  local cfg, dir, tr, rebuild_best = run.cfg, run.dir, run.tr, false
+  local step, ck_arith, ck_ranks = 0, nil, run.nranks
+  if f.start == "resume" then
+    local epoch
+    epoch, step, ck_arith, ck_ranks = state.restore(run)
+    if run.writer then rebuild_best = folder.repair_best(dir, cfg, f.best_verdict, tr, epoch) end
+  end
+  run.record_resume = folder.record_resume(f, cfg, step, ck_arith, ck_ranks, run.nranks)
+  if run.steplog then run.steplog:truncate(tr.step_rows) end
+  if run.epochlog then run.epochlog:truncate(tr.epoch_rows) end
+  if cfg.log_steps and tr.step_rows > 0 then
+    local old = h5.read_log(dir .. "/log.h5", "steps")
+    for k, col in pairs(old.data) do run.logs.steps[k] = col end
+  end
+  if tr.epoch_rows > 0 then
+    local old = h5.read_log(dir .. "/log.h5", "epochs")
+    for i = 1, old.rows do
+      local r = {}
+      for _, c in ipairs(old.columns) do r[c] = old.data[c][i] end
+      run.logs.epochs[i] = r
+    end
+  end
+  crash_point("resumed", step)
+  return rebuild_best
+end
+
+-- ---- what the loop writes -----------------------------------------------------------
+
+-- One step's row of the step log (in memory for hooks, and log.h5's);
+-- trial_loss: the trial's loss, from its objective when that is a loss.
+local function log_step(run, rec)
+  local S, L = run.S, run.logs.steps
   local per_batch = S.objective_name == "loss/batch"
   local is_loss = per_batch or S.objective_name == "loss"
-  local row = {}
-  local function log_step(rec)
-    nsteps_log = nsteps_log + 1
-    row.epoch, row.step, row.eta, row.T = rec.epoch, rec.step, rec.move, rec.temperature
-    row.loss = rec.loss
-    row.trial_loss = is_loss and (per_batch and rec.f_trial * rec.n or rec.f_trial) or (0 / 0)
-    row.accepted, row.objective, row.trial_objective = rec.accepted and 1 or 0, rec.f_w, rec.f_trial
-    row.worsening, row.prob, row.nonfinite = rec.worsening, rec.prob, rec.nonfinite and 1 or 0
-    local L = logs.steps
-    for k, v in pairs(row) do L[k][nsteps_log] = v end
-    if steplog then steplog:append(row) end
-  end
+  local row = run.row or {}
+  run.row = row
+  row.epoch, row.step, row.eta, row.T = rec.epoch, rec.step, rec.move, rec.temperature
+  row.loss = rec.loss
+  row.trial_loss = is_loss and (per_batch and rec.f_trial * rec.n or rec.f_trial) or (0 / 0)
+  row.accepted, row.objective, row.trial_objective = rec.accepted and 1 or 0, rec.f_w, rec.f_trial
+  row.worsening, row.prob, row.nonfinite = rec.worsening, rec.prob, rec.nonfinite and 1 or 0
+  local n = #L.step + 1
+  for k, v in pairs(row) do L[k][n] = v end
+  if run.steplog then run.steplog:append(row) end
+end
 
-  -- GPU runs: the cuDNN algorithms the convolutions chose (each pass of each
-  -- shape, at its first step), as log.h5's cuda_conv_algorithms, rewritten
-  -- with a log flush when there are new ones (docs/FORMAT.md)
-  local algos_recorded = 0
-  local function record_algorithms()
-    if not dir or cfg.device ~= "cuda" then return end
-    local list = core.cuda.conv_algorithms()
-    if #list == algos_recorded then return end
-    local lines = {}
-    for i, a in ipairs(list) do
-      lines[i] = string.format("%s %s w %s s %s p %s%s%s: algo %d math %d workspace %d %s",
-                               a.pass, a.input, a.weight, a.stride, a.pad, a.tf32 and " tf32" or "",
-                               a.deterministic and " deterministic" or "", a.algo, a.math,
-                               a.workspace, a.ms and string.format("timed %.4f ms", a.ms) or "heuristics")
+-- GPU runs: the cuDNN algorithms the convolutions chose (each pass of each
+-- shape, at its first step), as log.h5's cuda_conv_algorithms, rewritten
+-- with a log flush when there are new ones (docs/FORMAT.md)
+local function record_algorithms(run)
+  if not run.dir or run.cfg.device ~= "cuda" then return end
+  local list = core.cuda.conv_algorithms()
+  if #list == (run.algos_recorded or 0) then return end
+  local lines = {}
+  for i, a in ipairs(list) do
+    lines[i] = string.format("%s %s w %s s %s p %s%s%s: algo %d math %d workspace %d %s",
+                             a.pass, a.input, a.weight, a.stride, a.pad, a.tf32 and " tf32" or "",
+                             a.deterministic and " deterministic" or "", a.algo, a.math,
+                             a.workspace, a.ms and string.format("timed %.4f ms", a.ms) or "heuristics")
+  end
+  local lf = h5.open(run.dir .. "/log.h5", "a", {atomic = true})
+  lf:attr("cuda_conv_algorithms", table.concat(lines, "\n"))
+  lf:close()
+  run.algos_recorded = #list
+end
+
+local function flush_logs(run)
+  if run.steplog then run.steplog:flush() end
+  if run.epochlog then run.epochlog:flush() end
+  if run.record_resume then
+    run.record_resume()
+    run.record_resume = nil
+  end
+  record_algorithms(run)
+end
+
+-- A checkpoint of the state as it is now (the logs flushed first, so that
+-- they hold at least the checkpoint's steps): rank 0's, into the run folder.
+local function save_checkpoint(run, name, mid_epoch, attrs)
+  if not run.dir or not run.writer then return end
+  flush_logs(run)
+  state.capture(run, run.dir .. "/" .. name, mid_epoch, attrs)
+end
+
+-- The end of an epoch: validation, the epoch log, best.h5 and last.h5.
+-- Returns the epoch's record.
+local function end_epoch(run, epoch, t0, base_elapsed)
+  local cfg, S, tr = run.cfg, run.S, run.tr
+  local T_epoch = S:temperature()   -- in force during the epoch (cooled below)
+  S:epoch_end(epoch)
+  local train_time = base_elapsed + (core.time() - t0)
+  local vloss, vacc = validate(run.model, run.crit, run.val, cfg.device)
+  local st = S.stats
+  local erec = {
+    epoch = epoch, step = S.iter, epoch_steps = st.steps,
+    train_loss = st.seen > 0 and st.loss_sum / st.seen or 0 / 0,
+    train_acc = st.seen > 0 and st.correct / st.seen or 0 / 0,
+    val_loss = vloss, val_acc = vacc, T = T_epoch,
+    accept_rate = st.steps > 0 and st.accepted / st.steps or 0 / 0,
+    mean_prob = st.steps > 0 and st.prob_sum / st.steps or 0 / 0,
+    nonfinite = st.nonfinite, seconds = train_time,
+    images_per_s = train_time > 0 and st.seen / train_time or 0 / 0,
+  }
+  run.logs.epochs[#run.logs.epochs + 1] = erec
+  if run.epochlog then run.epochlog:append(erec) end
+  run.prog:epoch_end(erec)
+  tr.epoch = epoch + 1
+  local improved = vacc == vacc and vacc > tr.best_acc
+  if improved then tr.best_acc, tr.best_epoch, tr.best_loss = vacc, epoch, vloss end
+  if run.dir then
+    flush_logs(run)
+    crash_point("epoch_logs", epoch)
+    if improved and cfg.checkpoint.best then
+      save_checkpoint(run, "best.h5", false, {best_val_acc = vacc, val_loss = vloss, best_epoch = epoch})
+      crash_point("best", epoch)
     end
-    local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
-    lf:attr("cuda_conv_algorithms", table.concat(lines, "\n"))
-    lf:close()
-    algos_recorded = #list
-  end
-
-  local function flush_logs()
-    if steplog then steplog:flush() end
-    if epochlog then epochlog:flush() end
-    if record_resume then
-      record_resume()
-      record_resume = nil
+    local every = cfg.checkpoint.every
+    if core.interrupted() then run.interrupted = true end
+    if run.interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then
+      save_checkpoint(run, "last.h5", false, {val_acc = vacc, val_loss = vloss})
+      run.last_ck_time = core.time()
     end
-    record_algorithms()
   end
+  return erec
+end
 
-  local saved_step      -- the step of the last last.h5 this process wrote
-  -- the checkpoint of the state as it is now (save_checkpoint flushes the logs first)
-  local function write_checkpoint(path, mid_epoch, attrs)
-    tr.mid_epoch = mid_epoch
-    tr.step_rows = steplog and steplog:rows() or 0
-    tr.epoch_rows = epochlog and epochlog:rows() or 0
-    local ss = S:state()
-    local ls = train:state()
-    local order = ls.perm and ls.perm:totable() or {}
-    local t = {stats = ss.stats}
-    for k, v in pairs(tr) do if k ~= "epoch" then t[k] = v end end
-    local state = {
-      epoch = tr.epoch - 1, step = S.iter, temperature = S:temperature(),
-      rng = rng_states(),
-      data = {order = order, position = ls.index, epoch = ls.epoch,
-              shuffle = ls.shuffle and checkpoint.u64(ls.shuffle) or nil,
-              augment = ls.augment and checkpoint.u64(ls.augment) or nil},
-      rule = ss.acceptance, optim = ss.neighborhood, trainer = t,
-    }
-    local a = {epoch = tr.epoch - 1, step = S.iter, sgdsa_version = sg.version,
-               created = os.date("!%Y-%m-%dT%H:%M:%SZ"), ranks = nranks}
-    for k, v in pairs(attrs or {}) do a[k] = v end
-    checkpoint.save(path, model, state, a, {config = cfgtext, script = select(2, script_text())})
-    if path:match("/last%.h5$") then saved_step = S.iter end
+-- ---- the loop ---------------------------------------------------------------------
+
+-- The batches of `epoch`: a new epoch's, or the rest of the epoch a mid-epoch
+-- checkpoint saved. A mid-epoch checkpoint taken after the epoch's last batch
+-- (before the epoch's end: validation, epoch log, cooling, best.h5, last.h5)
+-- has nothing left; train:batches() would start the NEXT epoch there, so
+-- the epoch goes straight to its end.
+local function epoch_batches(run, epoch)
+  local train, opts = run.train, loader_opts(run.cfg.device)
+  if run.tr.mid_epoch then
+    run.tr.mid_epoch = false
+    if train:state().index >= train:size() then return function() return nil end end
+    return train:batches(opts)
   end
+  run.S:epoch_start(epoch)
+  run.tr.epoch_elapsed = 0
+  return train:epoch(epoch, opts)
+end
 
-  local function save_checkpoint(path, mid_epoch, attrs)
-    if not dir or not writer then return end
-    flush_logs()
-    write_checkpoint(path, mid_epoch, attrs)
-  end
-
-  -- best.h5 of a resumed run whose last.h5 holds the best epoch: written again
-  -- from the restored state, which is the state it was written from
-  if rebuild_best then
-    write_checkpoint(dir .. "/best.h5", false,
-                     {best_val_acc = tr.best_acc, val_loss = tr.best_loss, best_epoch = tr.best_epoch})
-  end
-
-  local ctx = {config = cfg, model = model, data = data, search = S, logs = logs, dir = dir,
-               trainer = tr, rank = dist.rank(), ranks = nranks}
-  local hooks = cfg.hooks
-  local prog = progress.new(cfg.progress, cfg.epochs, train.nbatches and train:nbatches() or nil)
-  local last_ck_time = core.time()
-  local interrupted = false
-  if hooks.on_start then hooks.on_start(ctx) end
-
-  -- An interrupt (Ctrl-C, SIGTERM) stops the run at the step it lands in,
-  -- which then checkpoints: polled after every step, after the epoch's
-  -- validation (before its checkpoint), and before an epoch starts.
+-- The epochs from run.tr.epoch to cfg.epochs. An interrupt (Ctrl-C,
+-- SIGTERM) stops the run at the step it lands in, which then checkpoints:
+-- polled after every step, after the epoch's validation (before its
+-- checkpoint), and before an epoch starts.
+local function run_epochs(run, ctx)
+  local cfg, S, tr, hooks, nranks = run.cfg, run.S, run.tr, run.cfg.hooks, run.nranks
   local epoch, first_step = tr.epoch, S.iter
-  while epoch <= cfg.epochs and not interrupted do
+  while epoch <= cfg.epochs and not run.interrupted do
     if core.interrupted() then
-      interrupted = true
+      run.interrupted = true
       -- landed after an epoch's end: its checkpoint, if that epoch wrote none
-      if dir and S.iter ~= first_step and saved_step ~= S.iter then
-        save_checkpoint(dir .. "/last.h5", false)
+      if run.dir and S.iter ~= first_step and run.saved_step ~= S.iter then
+        save_checkpoint(run, "last.h5", false)
       end
       break
     end
-    local resumed_mid = tr.mid_epoch
     tr.epoch, ctx.epoch = epoch, epoch
     local t0 = core.time()
-    local iter
-    if resumed_mid then
-      -- the rest of the saved epoch. A mid-epoch checkpoint taken after the
-      -- epoch's last batch (before the epoch's end: validation, epoch log,
-      -- cooling, best.h5, last.h5) has nothing left; train:batches() would
-      -- start the NEXT epoch there, so go straight to the epoch's end.
-      if train:state().index >= train:size() then
-        iter = function() return nil end
-      else
-        iter = train:batches(loader_opts(cfg.device))
-      end
-      tr.mid_epoch = false
-    else
-      S:epoch_start(epoch)
-      iter = train:epoch(epoch, loader_opts(cfg.device))
-      tr.epoch_elapsed = 0
-    end
+    local batches = epoch_batches(run, epoch)
     local base_elapsed = tr.epoch_elapsed or 0
     if hooks.on_epoch_start then hooks.on_epoch_start(ctx, epoch) end
-    prog:epoch_start(epoch, S.stats.steps)
+    run.prog:epoch_start(epoch, S.stats.steps)
     local stopped_early = false
-    for x, y, total in iter do
+    for x, y, total in batches do
       if cfg.device ~= "cpu" then x, y = x:to(cfg.device), y:to(cfg.device) end
-      if nranks > 1 then shard.offset, shard.total = (dist.shard(total)), total end
+      if nranks > 1 then run.shard.offset, run.shard.total = (dist.shard(total)), total end
       local rec, err = S:step(x, y)
       if not rec then
-        flush_logs()
-        local where = dir and core.exists(dir .. "/last.h5")
-          and string.format("the last good checkpoint is %s/last.h5", dir)
-          or "no checkpoint was written"
-        prog:finish()
+        flush_logs(run)
+        local where = run.dir and core.exists(run.dir .. "/last.h5")
+          and string.format("the last good checkpoint is %s/last.h5", run.dir) or "no checkpoint was written"
+        run.prog:finish()
         fail("%s; stopping (%s). Lower the learning rates or the temperature.", err, where)
       end
-      log_step(rec)
+      log_step(run, rec)
       if hooks.on_step then hooks.on_step(ctx, rec) end
       tr.epoch_elapsed = base_elapsed + (core.time() - t0)
-      prog:step(S, rec)
+      run.prog:step(S, rec)
       -- (an interrupt seen by any rank stops every rank after the same step)
       if nranks > 1 and dist.any(core.interrupted()) or nranks == 1 and core.interrupted() then
-        interrupted = true
+        run.interrupted = true
         break
       end
       if cfg.max_steps and S.stats.steps >= cfg.max_steps then stopped_early = true; break end
-      if cfg.checkpoint.minutes and dir and core.time() - last_ck_time >= cfg.checkpoint.minutes * 60 then
-        save_checkpoint(dir .. "/last.h5", true)
-        last_ck_time = core.time()
+      if cfg.checkpoint.minutes and run.dir and core.time() - run.last_ck_time >= cfg.checkpoint.minutes * 60 then
+        save_checkpoint(run, "last.h5", true)
+        run.last_ck_time = core.time()
         crash_point("mid_checkpoint", S.iter)
       end
     end
-    local _, pos = nil, nil
-    local lst = train:state()
-    pos = lst.index
-    local epoch_done = stopped_early or pos >= train:size()
-    if interrupted and not epoch_done then
-      prog:finish()
-      save_checkpoint(dir and dir .. "/last.h5", true)
+    local epoch_done = stopped_early or run.train:state().index >= run.train:size()
+    if run.interrupted and not epoch_done then
+      run.prog:finish()
+      save_checkpoint(run, "last.h5", true)
       break
     end
-    -- the end of the epoch
-    local T_epoch = S:temperature()   -- in force during the epoch (cooled below)
-    S:epoch_end(epoch)
-    local train_time = base_elapsed + (core.time() - t0)
-    local vloss, vacc = validate(model, crit, val, cfg.device)
-    local st = S.stats
-    local erec = {
-      epoch = epoch, step = S.iter, epoch_steps = st.steps,
-      train_loss = st.seen > 0 and st.loss_sum / st.seen or 0 / 0,
-      train_acc = st.seen > 0 and st.correct / st.seen or 0 / 0,
-      val_loss = vloss, val_acc = vacc, T = T_epoch,
-      accept_rate = st.steps > 0 and st.accepted / st.steps or 0 / 0,
-      mean_prob = st.steps > 0 and st.prob_sum / st.steps or 0 / 0,
-      nonfinite = st.nonfinite, seconds = train_time,
-      images_per_s = train_time > 0 and st.seen / train_time or 0 / 0,
-    }
-    logs.epochs[#logs.epochs + 1] = erec
-    if epochlog then epochlog:append(erec) end
-    prog:epoch_end(erec)
-    tr.epoch = epoch + 1
-    local improved = vacc == vacc and vacc > tr.best_acc
-    if improved then tr.best_acc, tr.best_epoch, tr.best_loss = vacc, epoch, vloss end
-    if dir then
-      flush_logs()
-      crash_point("epoch_logs", epoch)
-      if improved and cfg.checkpoint.best then
-        save_checkpoint(dir .. "/best.h5", false, {best_val_acc = vacc, val_loss = vloss, best_epoch = epoch})
-        crash_point("best", epoch)
-      end
-      local every = cfg.checkpoint.every
-      if core.interrupted() then interrupted = true end
-      if interrupted or epoch == cfg.epochs or (every > 0 and epoch % every == 0) then
-        save_checkpoint(dir .. "/last.h5", false, {val_acc = vacc, val_loss = vloss})
-        last_ck_time = core.time()
-      end
-    end
-    local verdict = hooks.on_epoch_end and hooks.on_epoch_end(ctx, erec)
-    if verdict == false then
-      if dir then save_checkpoint(dir .. "/last.h5", false) end
+    local erec = end_epoch(run, epoch, t0, base_elapsed)
+    if hooks.on_epoch_end and hooks.on_epoch_end(ctx, erec) == false then
+      save_checkpoint(run, "last.h5", false)
       break
     end
     epoch = epoch + 1
   end
-  prog:finish()
-  local result = {dir = dir, epochs_done = tr.epoch - 1, best_acc = tr.best_acc,
-                  best_epoch = tr.best_epoch, interrupted = interrupted, logs = logs,
-                  model = model, search = S, config = cfg}
-  if hooks.on_end then hooks.on_end(ctx, result) end
+end
+
+--- Train. Returns {dir=, epochs_done=, best_acc=, best_epoch=, interrupted=,
+--- logs = {steps = {field = {...}}, epochs = {record...}}, model=, search=}.
+function M.train(exp, overrides)
+  local cfg = M.configure(exp, overrides)
+  local run = prepare(cfg)
+  -- the run folder, locked until train() returns (or the process ends)
+  local f = folder.open(cfg, run.cfgtext, run.S, M.config_text)
+  local lock <close> = f.lock
+  run.dir = f.dir
+  open_logs(run)
+  local rebuild_best = false
+  if f.start == "resume" or f.start == "restart" then rebuild_best = resume(run, f) end
+  -- best.h5 of a resumed run whose last.h5 holds the best epoch: written again
+  -- from the restored state, which is the state it was written from
+  if rebuild_best then
+    state.capture(run, run.dir .. "/best.h5", false,
+                  {best_val_acc = run.tr.best_acc, val_loss = run.tr.best_loss, best_epoch = run.tr.best_epoch})
+  end
+  local ctx = {config = cfg, model = run.model, data = run.data, search = run.S, logs = run.logs, dir = run.dir,
+               trainer = run.tr, rank = dist.rank(), ranks = run.nranks}
+  run.prog = progress.new(cfg.progress, cfg.epochs, run.train.nbatches and run.train:nbatches() or nil)
+  run.last_ck_time = core.time()
+  run.interrupted = false
+  if cfg.hooks.on_start then cfg.hooks.on_start(ctx) end
+  run_epochs(run, ctx)
+  run.prog:finish()
+  local tr = run.tr
+  local result = {dir = run.dir, epochs_done = tr.epoch - 1, best_acc = tr.best_acc,
+                  best_epoch = tr.best_epoch, interrupted = run.interrupted, logs = run.logs,
+                  model = run.model, search = run.S, config = cfg}
+  if cfg.hooks.on_end then cfg.hooks.on_end(ctx, result) end
   return result
 end
 
@@ -1492,7 +1060,7 @@ function M.resume_folder(dir, args)
   local overrides = core.overrides(merged)
   arg = {[0] = rec.script_path, table.unpack(merged)}
   sg.args = overrides
-  recorded_script = {path = rec.script_path, text = rec.script}
+  folder.use_recorded_script(rec.script_path, rec.script)
   local exp = chunk(overrides)
   if type(exp) ~= "table" then return 0 end
   return M.run(exp, overrides)
