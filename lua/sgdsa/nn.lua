@@ -118,6 +118,20 @@ local function infer_all(m, s)
   return out
 end
 
+-- Every module's parameter, gradient and buffer views (self[name],
+-- self["grad_" .. name]) pointed into the model's flat tensors.
+local function point_views(model)
+  for _, e in ipairs(model.entries) do
+    local src = e.kind == "param" and model.params or model.buffers
+    e.tensor = src:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+    e.module[e.spec.name] = e.tensor
+    if e.kind == "param" then
+      e.grad = model.grads:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
+      e.module["grad_" .. e.spec.name] = e.grad
+    end
+  end
+end
+
 -- nn.model(root, {input = {C, H, W}, input_grad = false, name = "..."}) -> model
 -- Builds the flat tensors and hands every module its views; see the contract
 -- in docs/ARCHITECTURE.md. input_grad = true makes model:backward return the
@@ -190,17 +204,12 @@ function nn.model(root, opts)
   end
   local gen = core.stream("init")
   self.entries = entries
+  point_views(self)
   for _, e in ipairs(entries) do
-    local src = e.kind == "param" and self.params or self.buffers
-    local t = src:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
-    e.tensor = t
-    e.module[e.spec.name] = t
     if e.kind == "param" then
-      e.grad = self.grads:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
-      e.module["grad_" .. e.spec.name] = e.grad
-      if e.spec.init then e.spec.init(t, gen, e.module) end
+      if e.spec.init then e.spec.init(e.tensor, gen, e.module) end
     else
-      t:fill(e.spec.value)
+      e.tensor:fill(e.spec.value)
     end
   end
 
@@ -213,15 +222,19 @@ function nn.model(root, opts)
   return self
 end
 
+-- The model with its setting `key` (grad_pool_on, keep_bn) turned on or off
+-- and its memory planned again (sgdsa.nn.memory.plan).
+local function replan(model, key, on)
+  model[key] = on and true or false
+  memory.plan(model)
+  return model
+end
+
 -- model:grad_pool(on) -> model: true (the default; used on the CPU) keeps
 -- the gradients between modules in the model's pool of a few tensors;
 -- false gives every nesting depth of containers its own gradient buffers
 -- (the GPU's scheme). Also nn.model's option. The values are the same.
-function Model:grad_pool(on)
-  self.grad_pool_on = on and true or false
-  memory.plan(self)
-  return self
-end
+function Model:grad_pool(on) return replan(self, "grad_pool_on", on) end
 
 -- model:data_parallel{sync_bn = bool, shard = {offset =, total =}} -> model:
 -- this model is one rank's replica in a data-parallel run (sgdsa.dist), and
@@ -243,11 +256,7 @@ end
 -- model:keep_bn_outputs(on) -> model: true keeps every BatchNorm output
 -- (more memory, no recomputation: what the GPU does); false (the CPU
 -- default) lets sgdsa.nn.memory drop the ones it can. Also nn.model's option.
-function Model:keep_bn_outputs(on)
-  self.keep_bn = on and true or false
-  memory.plan(self)
-  return self
-end
+function Model:keep_bn_outputs(on) return replan(self, "keep_bn", on) end
 
 function Model:forward(x, mode)
   mode = mode or "train"
@@ -425,16 +434,7 @@ function Model:to(device)
   end)
   self.workspace = move(self.workspace)
   self.params, self.grads, self.buffers = params, grads, buffers
-  for _, e in ipairs(self.entries) do
-    local src = e.kind == "param" and params or buffers
-    local t = src:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
-    e.tensor = t
-    e.module[e.spec.name] = t
-    if e.kind == "param" then
-      e.grad = grads:narrow(1, e.offset + 1, e.n):view(e.spec.shape)
-      e.module["grad_" .. e.spec.name] = e.grad
-    end
-  end
+  point_views(self)
   self.device = device
   memory.plan(self)
   return self

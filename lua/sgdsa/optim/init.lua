@@ -198,52 +198,46 @@ local function check_piece(p, role, who, level)
 end
 M.check_piece = check_piece
 
--- Wrap a plain function as a piece; its private state is ctx.state.
-function M.as_neighborhood(nb, who)
-  who = who or "optim"
-  if type(nb) == "function" then
-    local fn = nb
-    nb = {name = "function", fn = fn, _state = {}}
-    function nb.propose(self, ctx)
-      local saved = ctx.state
-      ctx.state = self._state
-      local move, f = fn(ctx)
-      ctx.state = saved
-      return move, f
-    end
-    function nb.state(self) return self._state end
-    function nb.set_state(self, st) self._state = st end
+-- A plain function as a piece: its method (propose or decide) calls
+-- fn(ctx, ...) with ctx.state set to the piece's own table, which
+-- checkpoints keep (state, set_state).
+local function function_piece(fn, method)
+  local p = {name = "function", fn = fn, _state = {}}
+  p[method] = function(self, ctx, ...)
+    local saved = ctx.state
+    ctx.state = self._state
+    local a, b = fn(ctx, ...)
+    ctx.state = saved
+    return a, b
   end
-  if type(nb) ~= "table" then
-    error(string.format("%s: a neighborhood must be a function(ctx) or a table with propose(self, ctx), got %s",
-                        who, type(nb)), 3)
-  end
-  check_piece(nb, "neighborhood", who, 3)
-  return nb
+  function p.state(self) return self._state end
+  function p.set_state(self, st) self._state = st end
+  return p
 end
 
-function M.as_acceptance(ac, who)
+-- A piece (a table, or a plain function wrapped by function_piece) of a
+-- role, checked; else an error naming what a piece of that role must be.
+local ROLES = {
+  neighborhood = {method = "propose", noun = "a neighborhood",
+                  what = "a function(ctx) or a table with propose(self, ctx)"},
+  acceptance = {method = "decide", noun = "an acceptance rule",
+                what = "a function(ctx, f_w, f_trial) or a table with decide(self, ctx, f_w, f_trial)"},
+}
+local function as_piece(p, role, who)
   who = who or "optim"
-  if type(ac) == "function" then
-    local fn = ac
-    ac = {name = "function", fn = fn, _state = {}}
-    function ac.decide(self, ctx, fw, ft)
-      local saved = ctx.state
-      ctx.state = self._state
-      local a, p = fn(ctx, fw, ft)
-      ctx.state = saved
-      return a, p
-    end
-    function ac.state(self) return self._state end
-    function ac.set_state(self, st) self._state = st end
+  if type(p) == "function" then p = function_piece(p, ROLES[role].method) end
+  if type(p) ~= "table" then
+    error(string.format("%s: %s must be %s, got %s", who, ROLES[role].noun, ROLES[role].what, type(p)), 4)
   end
-  if type(ac) ~= "table" then
-    error(string.format("%s: an acceptance rule must be a function(ctx, f_w, f_trial) or a table with decide(self, ctx, f_w, f_trial), got %s",
-                        who, type(ac)), 3)
-  end
-  check_piece(ac, "acceptance", who, 3)
-  return ac
+  check_piece(p, role, who, 4)
+  return p
 end
+
+--- A neighborhood: a table, or a plain function (its private state is ctx.state).
+function M.as_neighborhood(nb, who) return (as_piece(nb, "neighborhood", who)) end
+
+--- An acceptance rule: a table, or a plain function (its private state is ctx.state).
+function M.as_acceptance(ac, who) return (as_piece(ac, "acceptance", who)) end
 
 -- An optimizer object remembers how it was built so that it can be rebuilt
 -- with changed arguments.

@@ -9,10 +9,9 @@ local core = require "sgdsa.core"
 local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 local dist = require "sgdsa.dist"
+local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) end
 
 local M = {}
-
-local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) end
 
 -- The script that runs (arg[0]) and its text: the text recorded in the run
 -- folder when it was resumed by folder (trainer.resume_folder:
