@@ -465,34 +465,35 @@ end
 
 -- ---- building the parts ---------------------------------------------------------
 
-local function build_model(spec)
-  if type(spec) == "function" then return spec() end
-  if type(spec) == "table" and type(spec[1]) == "string" then
-    local ctor, err = sg.models.find(spec[1])
-    if not ctor then fail("%s", (err:gsub("^sgdsa%.models: no model", "unknown model"))) end
-    local opts = copy(spec)
-    table.remove(opts, 1)
-    return ctor(opts)
-  end
-  return spec
-end
-
-local function build_data(spec)
+-- A part of the experiment (the model, the data) from its spec: a
+-- function's result, {"name", key = value...} built by the constructor that
+-- ctor_of(name) gives with the options, or the value as it is.
+local function build(spec, ctor_of)
   if type(spec) == "function" then return spec() end
   if type(spec) == "table" and type(spec[1]) == "string" then
     local opts = copy(spec)
     local name = table.remove(opts, 1)
-    local ctor = sg.data[name]
-    if type(ctor) ~= "function" then
-      local names = {}
-      for k, v in pairs(sg.data) do if type(v) == "function" then names[#names + 1] = k end end
-      table.sort(names)
-      fail("unknown data set %q (sgdsa.data has: %s)%s", name, table.concat(names, ", "),
-           options.did_you_mean(name, names))
-    end
-    return ctor(opts)
+    return ctor_of(name)(opts)
   end
   return spec
+end
+
+local function model_ctor(name)
+  local ctor, err = sg.models.find(name)
+  if not ctor then fail("%s", (err:gsub("^sgdsa%.models: no model", "unknown model"))) end
+  return ctor
+end
+
+local function data_ctor(name)
+  local ctor = sg.data[name]
+  if type(ctor) ~= "function" then
+    local names = {}
+    for k, v in pairs(sg.data) do if type(v) == "function" then names[#names + 1] = k end end
+    table.sort(names)
+    fail("unknown data set %q (sgdsa.data has: %s)%s", name, table.concat(names, ", "),
+         options.did_you_mean(name, names))
+  end
+  return ctor
 end
 
 local function check_model(m)
@@ -616,12 +617,12 @@ local function load_data(cfg, model)
                 and type(cfg.data[1]) == "string" and cfg.data[1] or "(the experiment's)"), true)
   if cfg.device == "cuda" then
     local prev = core.cuda.use_pinned_loader_memory(true)
-    local ok, d = pcall(build_data, cfg.data)
+    local ok, d = pcall(build, cfg.data, data_ctor)
     core.cuda.use_pinned_loader_memory(prev)
     if not ok then error(d, 0) end
     data = d
   else
-    data = build_data(cfg.data)
+    data = build(cfg.data, data_ctor)
   end
   if type(data) ~= "table" or not data.train then
     progress.note(cfg.progress, "")
@@ -654,7 +655,7 @@ local function prepare(cfg)
     progress.note(cfg.progress, string.format("run folder %s%s", cfg.resume and cfg.resume:gsub("(.)/+$", "%1")
                                               or (cfg.out .. "/" .. cfg.name), cfg.resume and " (resuming it)" or ""))
   end
-  local model = build_model(cfg.model)
+  local model = build(cfg.model, model_ctor)
   check_model(model)
   if cfg.device ~= "cpu" then model:to(cfg.device) end
   local data = load_data(cfg, model)
