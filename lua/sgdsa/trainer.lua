@@ -909,8 +909,9 @@ function M.train(exp, overrides)
   local cfg = M.configure(exp, overrides)
   local run = prepare(cfg)
   -- the run folder, locked until train() returns (or the process ends)
-  local f = folder.open(cfg, run.cfgtext, run.S, M.config_text)
+  local f = folder.open(cfg)
   local lock <close> = f.lock
+  folder.prepare(f, cfg, run.cfgtext, run.S, M.config_text)
   run.dir = f.dir
   open_logs(run)
   local rebuild_best = false

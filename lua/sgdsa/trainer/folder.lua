@@ -13,16 +13,16 @@ local function fail(fmt, ...) error(string.format("trainer: " .. fmt, ...), 0) e
 
 local M = {}
 
--- The script that runs (arg[0]) and its text: the text recorded in the run
--- folder when it was resumed by folder (trainer.resume_folder:
--- M.use_recorded_script), else the file's.
+-- The script text a resume by folder (trainer.resume_folder) recorded for
+-- its path: log.h5's.
 local recorded_script
 
---- The script text a resume by folder recorded for `path` (log.h5's).
 function M.use_recorded_script(path, text)
   recorded_script = {path = path, text = text}
 end
 
+--- The script that runs (arg[0]) and its text: the recorded text when it
+--- was resumed by folder, else the file's.
 function M.script_text()
   local path = arg and arg[0]
   if recorded_script and recorded_script.path == path then return path, recorded_script.text end
@@ -373,18 +373,24 @@ end
 
 -- ---- claiming and checking the folder ---------------------------------------------
 
---- The run folder of a training run, claimed (by rank 0, which checks it and
---- tells the other ranks where it is), checked and, for a fresh run or a
---- restart, given its log.h5. Returns {lock =, dir =, start =} (start:
---- M.claim's; all nil with out = false) with, for a resume or a restart,
---- arith_was and arith_now (the arithmetic the run began with, and this
---- resume's), old_changes (log.h5's device_changes, a list) and
+--- The run folder of a training run, claimed by rank 0 (M.claim): {lock =,
+--- dir =, start =}, all nil on the other ranks and with out = false. The
+--- caller holds the lock (a to-be-closed variable) before M.prepare.
+function M.open(cfg)
+  local f = {}
+  if dist.rank() == 0 then f.lock, f.dir, f.start = M.claim(cfg) end
+  return f
+end
+
+--- The claimed folder f (M.open's) checked and, for a fresh run or a
+--- restart, given its log.h5, by rank 0, which then tells the other ranks
+--- where it is (f.dir, f.start). For a resume or a restart f gets arith_was
+--- and arith_now (the arithmetic the run began with, and this resume's),
+--- old_changes (log.h5's device_changes, a list, and old_changes_text) and
 --- best_verdict (best.h5's check: "ok", nil when there is none, else the
 --- damage).
-function M.open(cfg, cfgtext, S, config_text)
+function M.prepare(f, cfg, cfgtext, S, config_text)
   local writer = dist.rank() == 0
-  local f = {}
-  if writer then f.lock, f.dir, f.start = M.claim(cfg) end
   local dir, start = f.dir, f.start
   if writer and (start == "resume" or start == "restart") then
     check_writable(dir, "resume=" .. cfg.resume)
