@@ -76,6 +76,12 @@ sg_tensor *sgl_arg_out(const sgl_args *a, int idx, const char *name, sg_dtype dt
 /* t has ndim dimensions. */
 void sgl_arg_ndim(const sgl_args *a, const sg_tensor *t, const char *name, int ndim);
 
+#ifdef SG_HAVE_CUDA
+/* A core.cuda.readback() slot (lua/l_cuda.c); raises on anything else. */
+struct sg_cuda_readback;
+struct sg_cuda_readback *sgl_checkreadback(lua_State *L, int idx);
+#endif
+
 /* Open the whole `sgdsa.core` table (pushes it). */
 int sgl_open(lua_State *L);
 
