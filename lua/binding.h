@@ -43,6 +43,9 @@ sg_rng *sgl_stream(lua_State *L, const char *name);
 
 /* Register functions into the table at the top of the stack. */
 void sgl_setfuncs(lua_State *L, const luaL_Reg *fns);
+/* Register the userdata metatable `name`: the metamethods `meta` and a
+ * method table `methods` as its __index. */
+void sgl_newclass(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
 /* Parts of the core module (each in its own lua/l_<part>.c). */
 void sgl_open_tensor(lua_State *L);

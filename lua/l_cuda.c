@@ -299,12 +299,7 @@ static void open_readback(lua_State *L)
 {
     static const luaL_Reg mt[] = {{"__gc", rb_free}, {"__close", rb_free}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"read", rb_read}, {"free", rb_free}, {NULL, NULL}};
-    luaL_newmetatable(L, READBACK_MT);
-    luaL_setfuncs(L, mt, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    sgl_newclass(L, READBACK_MT, mt, methods);
 }
 
 /* ---- zero padding (nn.Pad on the GPU; argument checks of lua/l_nn.c) --------------- */
