@@ -43,6 +43,9 @@ sg_rng *sgl_stream(lua_State *L, const char *name);
 
 /* Register functions into the table at the top of the stack. */
 void sgl_setfuncs(lua_State *L, const luaL_Reg *fns);
+/* Register the userdata metatable `name`: the metamethods `meta` and a
+ * method table `methods` as its __index. */
+void sgl_newclass(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
 /* Parts of the core module (each in its own lua/l_<part>.c). */
 void sgl_open_tensor(lua_State *L);
@@ -75,6 +78,12 @@ sg_tensor *sgl_arg_out(const sgl_args *a, int idx, const char *name, sg_dtype dt
                        const int64_t *size);
 /* t has ndim dimensions. */
 void sgl_arg_ndim(const sgl_args *a, const sg_tensor *t, const char *name, int ndim);
+
+#ifdef SG_HAVE_CUDA
+/* A core.cuda.readback() slot (lua/l_cuda.c); raises on anything else. */
+struct sg_cuda_readback;
+struct sg_cuda_readback *sgl_checkreadback(lua_State *L, int idx);
+#endif
 
 /* Open the whole `sgdsa.core` table (pushes it). */
 int sgl_open(lua_State *L);

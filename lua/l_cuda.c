@@ -38,6 +38,13 @@
  *   pad2d(x, y, p)         -> y: N x C x (H+2p) x (W+2p), x zero-padded (cuda x; y
  *                          resized, moved to the GPU when a cpu buffer of its own)
  *   crop2d(dy, dx, p)      -> dx: N x C x H x W, the interior of dy (pad2d's backward)
+ *   readback()             -> a loss read-back slot: core.nn.cross_entropy(logits,
+ *                          labels, dlogits, slot) on the GPU leaves the loss on
+ *                          the device, queues its copy into the slot and returns
+ *                          the slot; slot:read() -> loss, correct waits for it
+ *                          (not again for a slot queued before one already read:
+ *                          read the newest first); slot:free() (also __gc and
+ *                          __close) hands it back for reuse
  *   use_pinned_loader_memory(on) -> previous; data loaders created while on
  *                          hand out batches in pinned host memory
  *                          (sg_cuda_host_alloc), so copies to the GPU are
@@ -245,6 +252,56 @@ static int l_use_pinned_loader_memory(lua_State *L)
     return 1;
 }
 
+/* ---- loss read-back slots (sg_cuda_readback; the queue is core.nn.cross_entropy's) ---- */
+
+#define READBACK_MT "sgdsa.cuda.Readback"
+
+sg_cuda_readback *sgl_checkreadback(lua_State *L, int idx)
+{
+    sg_cuda_readback **u = luaL_checkudata(L, idx, READBACK_MT);
+    if (!*u)
+        luaL_error(L, "a freed read-back slot");
+    return *u;
+}
+
+static int l_readback(lua_State *L)
+{
+    sg_cuda_readback **u = lua_newuserdatauv(L, sizeof *u, 0);
+    *u = NULL;
+    luaL_setmetatable(L, READBACK_MT);
+    *u = sg_cuda_readback_new();
+    if (!*u)
+        return sgl_error(L);
+    return 1;
+}
+
+static int rb_read(lua_State *L)
+{
+    sg_cuda_readback *r = sgl_checkreadback(L, 1);
+    double loss;
+    int64_t correct;
+    SGL_CHECK(L, sg_cuda_cross_entropy_read(r, &loss, &correct));
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, (lua_Integer)correct);
+    return 2;
+}
+
+/* free, __gc and __close */
+static int rb_free(lua_State *L)
+{
+    sg_cuda_readback **u = luaL_checkudata(L, 1, READBACK_MT);
+    sg_cuda_readback_free(*u);
+    *u = NULL;
+    return 0;
+}
+
+static void open_readback(lua_State *L)
+{
+    static const luaL_Reg mt[] = {{"__gc", rb_free}, {"__close", rb_free}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"read", rb_read}, {"free", rb_free}, {NULL, NULL}};
+    sgl_newclass(L, READBACK_MT, mt, methods);
+}
+
 /* ---- zero padding (nn.Pad on the GPU; argument checks of lua/l_nn.c) --------------- */
 
 static int pad_arg(lua_State *L, int idx, const char *op)
@@ -340,6 +397,7 @@ static int l_unavailable(lua_State *L)
 }
 #define l_pad2d l_unavailable
 #define l_crop2d l_unavailable
+#define l_readback l_unavailable
 
 static int l_input_copy(lua_State *L)
 {
@@ -370,10 +428,12 @@ void sgl_open_cuda(lua_State *L)
         {"input_copy", l_input_copy}, {"input_ready", l_input_ready},
         {"input_wait", l_input_wait},
         {"pad2d", l_pad2d}, {"crop2d", l_crop2d},
-        {"use_pinned_loader_memory", l_use_pinned_loader_memory}, {NULL, NULL}};
+        {"use_pinned_loader_memory", l_use_pinned_loader_memory}, {"readback", l_readback},
+        {NULL, NULL}};
     lua_newtable(L);
     sgl_setfuncs(L, fns);
 #ifdef SG_HAVE_CUDA
+    open_readback(L);
     lua_pushboolean(L, 1);
 #else
     lua_pushboolean(L, 0);

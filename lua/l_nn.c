@@ -70,8 +70,11 @@
  *   avgpool2d_backward_data(x, dy, dx, kernel, stride=kernel, pad=0)
  *   global_avgpool_forward(x, y)          y := NxC
  *   global_avgpool_backward_data(x, dy, dx)
- *   cross_entropy(logits, labels, dlogits) -> loss, correct
- *       logits NxC, labels int32 N, dlogits := NxC or nil
+ *   cross_entropy(logits, labels, dlogits [, slot]) -> loss, correct | slot
+ *       logits NxC, labels int32 N, dlogits := NxC or nil; slot: a
+ *       core.cuda.readback() (ignored on the cpu): on the GPU the loss stays
+ *       on the device, its copy is queued into the slot and the slot comes
+ *       back, nothing waited for (slot:read() -> loss, correct)
  *   vec_axpy(a, x, out, alpha)             out := a + alpha*x
  *   vec_axpbypz(a, x, y, out, alpha, beta) out := a + alpha*x + beta*y
  *   vec_scale_add(a, x, out, s, alpha)     out := s*a + alpha*x
@@ -834,6 +837,14 @@ static int cross_entropy(lua_State *L)
         fail(&a, "labels %s must be a 1-d tensor of %lld (logits %s)", shp(lab, b1),
              (long long)z->size[0], shp(z, b2));
     sg_tensor *dz = lua_isnoneornil(L, 3) ? NULL : out_like(&a, 3, "dlogits", z);
+#ifdef SG_HAVE_CUDA
+    if (a.dev == SG_CUDA && !lua_isnoneornil(L, 4)) {
+        SGL_CHECK(L, sg_cuda_cross_entropy_queue(F(z), (const int32_t *)sg_tensor_data(lab), F(dz),
+                                                 z->size[0], z->size[1], sgl_checkreadback(L, 4)));
+        lua_settop(L, 4);
+        return 1;
+    }
+#endif
     double loss;
     int64_t correct;
     SGL_CHECK(L, KERNEL(&a, cross_entropy)(F(z), (const int32_t *)sg_tensor_data(lab), F(dz),

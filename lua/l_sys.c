@@ -697,12 +697,7 @@ static void open_lock_mt(lua_State *L)
     static const luaL_Reg methods[] = {{"unlock", l_unlock}, {"held", l_lock_held}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_unlock}, {"__close", l_unlock}, {"__tostring", l_lock_tostring}, {NULL, NULL}};
-    luaL_newmetatable(L, LOCK_MT);
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    sgl_newclass(L, LOCK_MT, meta, methods);
 }
 
 void sgl_open_sys(lua_State *L)

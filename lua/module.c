@@ -30,6 +30,16 @@ void sgl_setfuncs(lua_State *L, const luaL_Reg *fns)
     luaL_setfuncs(L, fns, 0);
 }
 
+void sgl_newclass(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
+{
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 int sgl_error(lua_State *L)
 {
     luaL_where(L, 1);

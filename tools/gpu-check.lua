@@ -7,7 +7,8 @@
 --       GPU from the same weights (tests/lua/cuda_compare.lua)
 --   mode=bench model=vgg16|resnet34 [batch=512 steps=20 tf32=false det=false]
 --       images/s of SGD steps (forward, backward, update) and of SGD-SA steps
---       (plus the trial forward and the Metropolis test), and their ratio
+--       (plus the trial forward and the Metropolis test), and their ratio;
+--       on the GPU also launches and host waits per step
 --   mode=epoch [model=resnet34 batch=512 tf32=true images=50000 data=synthetic]
 --       the wall time of one SGD-SA epoch through the data loader as the
 --       trainer runs it (pinned raw uint8 batches, the copy overlapped with
@@ -27,7 +28,8 @@
 --       difference is a copy/compute race
 --   mode=profile model=vgg16|resnet34 [batch=512 steps=5 tf32=false device=cuda]
 --       each layer's forward (train and trial) and backward time in SGD-SA
---       steps, synchronized around each call (device=cpu runs it here)
+--       steps, synchronized around each call (device=cpu runs it here); on
+--       the GPU also the launches per step
 local sg = require "sgdsa"
 local core = sg.core
 local search = require "sgdsa.search"
@@ -364,8 +366,14 @@ if mode == "profile" then
   CE.backward = function(self, ...) return timed("CrossEntropy bwd", "CrossEntropy_bwd", cb, self, ...) end
   time_steps(S, bs, 3, 0)
   on = true
+  local l0 = gpu and core.cuda.memory_stats().launches
   local t = time_steps(S, bs, 0, steps)
   on = false
+  if gpu then
+    -- kernels and cuDNN/cuBLAS calls queued per step (the synchronizations add none)
+    result(string.format("profile_%s_%s_launches_per_step", model_name, prec),
+           string.format("%.0f", (core.cuda.memory_stats().launches - l0) / steps))
+  end
   -- the keys of t, largest value first
   local function by_value(t)
     local ks = {}

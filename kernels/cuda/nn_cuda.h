@@ -101,8 +101,8 @@ typedef struct sg_cuda_mem_stats {
 sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
 /* How many times the host has waited for the device so far (stream and
  * event synchronizations: loss and reduction results, synchronous copies,
- * input slots). A steady-state training step waits once per objective it
- * reads back (tests/lua/test_cuda_model.lua counts them). */
+ * input slots). A steady-state search step waits once, for the objectives
+ * it reads back together (tests/lua/test_cuda_model.lua counts them). */
 int64_t sg_cuda_host_waits(void);
 /* Work items queued on the compute stream so far: custom kernel launches
  * and cuDNN/cuBLAS compute calls (not copies or memsets). */
@@ -269,6 +269,24 @@ int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_
  * An out-of-range label is an error naming the row, as on the CPU. */
 int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
                           int64_t n, int64_t c, double *loss, int64_t *correct);
+
+/* The loss left on the device and read back later, so that the host queues
+ * more work before it waits. A read-back slot (pinned host memory and an
+ * event) is made once and reused: sg_cuda_cross_entropy_queue queues what
+ * sg_cuda_cross_entropy computes and the copy of its totals into the slot,
+ * and returns without waiting (the slot's earlier result is dropped);
+ * sg_cuda_cross_entropy_read waits for the copy and gives loss and correct,
+ * or the out-of-range label's error. Slots are read back in the order they
+ * were queued on the compute stream, so a wait for one covers every slot
+ * queued before it: reading several slots newest first waits once, and a
+ * slot read again does not wait. sg_cuda_readback_free hands a slot back for
+ * reuse (its pinned memory is kept). */
+typedef struct sg_cuda_readback sg_cuda_readback;
+sg_cuda_readback *sg_cuda_readback_new(void);
+void sg_cuda_readback_free(sg_cuda_readback *r);
+int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, float *dlogits,
+                                int64_t n, int64_t c, sg_cuda_readback *r);
+int sg_cuda_cross_entropy_read(sg_cuda_readback *r, double *loss, int64_t *correct);
 
 /* ---- flat-vector updates (the SA move); out may alias any input ------------------- */
 int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);

@@ -18,6 +18,7 @@
 #include "cuda_impl.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 namespace {
@@ -289,9 +290,11 @@ __global__ void k_xent_rows(const float *z, const int32_t *labels, float *dz, in
     }
 }
 
-/* one block: the rows' losses in a fixed tree order, and the hit count */
-__global__ void k_xent_total(const double *row_loss, const int *row_hit, int64_t n,
-                             double *out_loss, double *out_hits)
+/* one block: the rows' losses in a fixed tree order and the hit count into
+ * tot[0] and tot[1]; tot[2] holds the first out-of-range row (k_xent_rows,
+ * ~0: none) and gets that row's label in tot[3] */
+__global__ void k_xent_total(const double *row_loss, const int *row_hit, const int32_t *labels,
+                             int64_t n, double *tot)
 {
     __shared__ double sh[kThreads];
     double a = 0.0, h = 0.0;
@@ -302,8 +305,10 @@ __global__ void k_xent_total(const double *row_loss, const int *row_hit, int64_t
     double sa = block_sum(a, sh);
     double sh2 = block_sum(h, sh);
     if (threadIdx.x == 0) {
-        *out_loss = sa;
-        *out_hits = sh2;
+        tot[0] = sa;
+        tot[1] = sh2;
+        const unsigned long long bad = *(const unsigned long long *)(tot + 2);
+        tot[3] = bad != ~0ull ? (double)labels[bad] : 0.0;
     }
 }
 
@@ -500,53 +505,153 @@ int sg_cuda_k_bn_param_grad(const float *x, const float *dy, float *dgamma, floa
     return chan_sums(x, dy, mean, invstd, dbeta, dgamma, n, c, hw, SG_SCRATCH_BN);
 }
 
-int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
-                          int64_t n, int64_t c, double *loss, int64_t *correct)
+/* ---- the loss ---------------------------------------------------------------------- */
+
+/* Queue the loss of (logits, labels) and the copy of its totals (XENT_TOTALS
+ * doubles: see k_xent_total) into `host`, pinned host memory. */
+enum { XENT_TOTALS = 4 };
+static int xent_queue(const float *logits, const int32_t *labels, float *dlogits, int64_t n,
+                      int64_t c, double *host)
 {
     if (sg_cuda_init() != 0)
         return -1;
     if (n <= 0 || c <= 0)
         return sg_seterr("cross_entropy: invalid sizes: logits %lldx%lld (cuda)", (long long)n,
                          (long long)c);
-    /* scratch: n doubles (row losses), n ints (hits), 2 doubles (totals), 1 bad-row word */
+    /* scratch: n doubles (row losses), n ints (hits), the totals */
     size_t off_hit = (size_t)n * sizeof(double);
     size_t off_tot = (off_hit + (size_t)n * sizeof(int) + 15) & ~(size_t)15;
-    size_t bytes = off_tot + 3 * sizeof(double);
-    char *s = (char *)sg_cuda_scratch(SG_SCRATCH_REDUCE, bytes);
-    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, 3 * sizeof(double));
-    if (!s || !host)
+    char *s = (char *)sg_cuda_scratch(SG_SCRATCH_REDUCE, off_tot + XENT_TOTALS * sizeof(double));
+    if (!s)
         return -1;
     double *row_loss = (double *)s;
     int *row_hit = (int *)(s + off_hit);
     double *tot = (double *)(s + off_tot);
-    unsigned long long *bad = (unsigned long long *)(tot + 2);
     cudaStream_t st = sg_cuda_stream();
-    SG_CU(cudaMemsetAsync(bad, 0xff, sizeof *bad, st));
+    SG_CU(cudaMemsetAsync(tot + 2, 0xff, sizeof(double), st));   /* no bad row yet */
     int64_t threads = n * 32;
     unsigned blocks = (unsigned)((threads + kThreads - 1) / kThreads);
     SG_PRELAUNCH();
-    k_xent_rows<<<blocks, kThreads, 0, st>>>(logits, labels, dlogits, n, c, row_loss, row_hit, bad);
+    k_xent_rows<<<blocks, kThreads, 0, st>>>(logits, labels, dlogits, n, c, row_loss, row_hit,
+                                             (unsigned long long *)(tot + 2));
     if (SG_LAUNCHED("k_xent_rows") != 0)
         return -1;
-    k_xent_total<<<1, kThreads, 0, st>>>(row_loss, row_hit, n, tot, tot + 1);
+    k_xent_total<<<1, kThreads, 0, st>>>(row_loss, row_hit, labels, n, tot);
     if (SG_LAUNCHED("k_xent_total") != 0)
         return -1;
-    SG_CU(cudaMemcpyAsync(host, tot, 3 * sizeof(double), cudaMemcpyDeviceToHost, st));
-    SG_CU(sg_cuda_wait_stream(st));
+    SG_CU(cudaMemcpyAsync(host, tot, XENT_TOTALS * sizeof(double), cudaMemcpyDeviceToHost, st));
+    return 0;
+}
+
+/* loss and correct from the totals copied back, or the out-of-range label's error */
+static int xent_result(const double *host, int64_t n, int64_t c, double *loss, int64_t *correct)
+{
     unsigned long long badrow;
     memcpy(&badrow, host + 2, sizeof badrow);
-    if (badrow != ~0ull) {
-        int32_t lab = 0;
-        SG_CU(cudaMemcpyAsync(&lab, labels + badrow, sizeof lab, cudaMemcpyDeviceToHost, st));
-        SG_CU(sg_cuda_wait_stream(st));
+    if (badrow != ~0ull)
         return sg_seterr("cross_entropy: label %d at row %lld out of range [0, %lld) for logits "
-                         "%lldx%lld (cuda)", (int)lab, (long long)(badrow + 1), (long long)c,
+                         "%lldx%lld (cuda)", (int)host[3], (long long)(badrow + 1), (long long)c,
                          (long long)n, (long long)c);
-    }
     *loss = host[0] / (double)n;
     if (correct)
         *correct = (int64_t)host[1];
     return 0;
+}
+
+/* A read-back slot: the totals' pinned destination (the struct is allocated
+ * pinned), the event recorded after their copy, and the slot's place among
+ * the read-backs queued on the compute stream. Freed slots go to a free
+ * list and are handed out again (no cudaFreeHost: it would wait for the
+ * device). */
+struct sg_cuda_readback {
+    double host[XENT_TOTALS];
+    cudaEvent_t copied;
+    int64_t seq;                    /* 0: nothing queued yet */
+    int64_t n, c;
+    struct sg_cuda_readback *next;  /* on the free list */
+};
+
+static pthread_mutex_t g_rb_lock = PTHREAD_MUTEX_INITIALIZER;
+static sg_cuda_readback *g_rb_free;
+static int64_t g_rb_queued;         /* read-backs queued so far (the last seq) */
+static int64_t g_rb_done;           /* every read-back with seq <= this has arrived */
+
+int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
+                          int64_t n, int64_t c, double *loss, int64_t *correct)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, XENT_TOTALS * sizeof(double));
+    if (!host || xent_queue(logits, labels, dlogits, n, c, host) != 0)
+        return -1;
+    SG_CU(sg_cuda_wait_stream(sg_cuda_stream()));
+    return xent_result(host, n, c, loss, correct);
+}
+
+sg_cuda_readback *sg_cuda_readback_new(void)
+{
+    pthread_mutex_lock(&g_rb_lock);
+    sg_cuda_readback *r = g_rb_free;
+    if (r)
+        g_rb_free = r->next;
+    pthread_mutex_unlock(&g_rb_lock);
+    if (r)
+        return r;
+    r = (sg_cuda_readback *)sg_cuda_host_alloc(sizeof *r, NULL);
+    if (!r)
+        return sg_adderr("cuda: a loss read-back slot"), (sg_cuda_readback *)NULL;
+    memset(r, 0, sizeof *r);
+    cudaError_t e = cudaEventCreateWithFlags(&r->copied, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        sg_cuda_fail_rt("cudaEventCreateWithFlags", e, __FILE__, __LINE__);
+        sg_cuda_host_free(r, NULL);
+        return NULL;
+    }
+    return r;
+}
+
+void sg_cuda_readback_free(sg_cuda_readback *r)
+{
+    if (!r)
+        return;
+    /* a copy still on its way into it: let it land before the slot is reused */
+    if (r->seq > __atomic_load_n(&g_rb_done, __ATOMIC_ACQUIRE))
+        (void)sg_cuda_wait_event(r->copied);
+    r->seq = 0;
+    pthread_mutex_lock(&g_rb_lock);
+    r->next = g_rb_free;
+    g_rb_free = r;
+    pthread_mutex_unlock(&g_rb_lock);
+}
+
+int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, float *dlogits,
+                                int64_t n, int64_t c, sg_cuda_readback *r)
+{
+    /* the slot's previous copy, if still on its way, is ordered before this
+     * one on the stream: both write the same bytes in queue order */
+    if (xent_queue(logits, labels, dlogits, n, c, r->host) != 0)
+        return -1;
+    SG_CU(cudaEventRecord(r->copied, sg_cuda_stream()));
+    r->n = n;
+    r->c = c;
+    r->seq = __atomic_add_fetch(&g_rb_queued, 1, __ATOMIC_ACQ_REL);
+    return 0;
+}
+
+int sg_cuda_cross_entropy_read(sg_cuda_readback *r, double *loss, int64_t *correct)
+{
+    if (r->seq == 0)
+        return sg_seterr("cross_entropy: read of a loss read-back slot with nothing queued (cuda)");
+    int64_t done = __atomic_load_n(&g_rb_done, __ATOMIC_ACQUIRE);
+    if (r->seq > done) {
+        SG_CU(sg_cuda_wait_event(r->copied));
+        /* the stream runs in order: every slot queued before this one has arrived too */
+        while (done < r->seq &&
+               !__atomic_compare_exchange_n(&g_rb_done, &done, r->seq, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+        }
+    }
+    return xent_result(r->host, r->n, r->c, loss, correct);
 }
 
 }  // extern "C"

@@ -5,10 +5,10 @@
 --      f(w) and the gradient g (skipped when the neighborhood needs none);
 --   2. the neighborhood fills the trial buffer with a proposed point;
 --   3. the trial point is scored on the SAME minibatch with the scoring
---      forward (model.params:swap_storage(trial): O(1), no copy);
---   4. the acceptance rule decides; on accept the swapped storages stay as
---      they are (the trial buffer now holds the old w and becomes scratch);
---      on reject they are swapped back;
+--      forward (swapped in for it and back out:
+--      model.params:swap_storage(trial), O(1), no copy);
+--   4. the acceptance rule decides; on accept the storages are swapped (the
+--      trial buffer now holds the old w and becomes scratch);
 --   5. the schedules advance (per step here, per epoch in epoch_end).
 --
 -- How points are scored (`score`):
@@ -36,11 +36,30 @@
 -- each training forward. Every rank then holds the same numbers, draws the
 -- same eta and u from its `search` stream, and takes the same decision.
 --
+-- Objectives read back late (a model on the GPU): a forward's loss stays on
+-- the device (CrossEntropy's read-back slot, core.cuda.readback) and the
+-- step reads every objective it scored at once, when the acceptance rule
+-- needs them: f(w), the training forward's loss (for the statistics) and
+-- the trial's are queued with the backward and the proposal between them,
+-- so the device always has the next work queued and the host waits once
+-- per step (also SSA: ctx:evaluate(t1, t2) scores both sides and reads them
+-- together). ctx.f, ctx.loss and ctx.ncorrect are read on access (the Ctx
+-- metatable), so a neighborhood may read them in propose (a wait more). On
+-- the CPU, in data-parallel runs (the sums over the ranks are host numbers)
+-- and with an objective function (it may read the logits) the values are
+-- numbers at once, as the CPU's always are.
+--
 -- Nothing is allocated per step: ctx and the step record are reused, the trial
--- buffer and any scratch buffer are allocated once. A trial with a NaN or
--- infinite objective is always rejected and counted; a non-finite objective
--- at the current point makes step() return nil and a message (the trainer
--- stops without overwriting the last good checkpoint).
+-- buffer, any scratch buffer and the read-back slots are allocated once. A
+-- trial with a NaN or infinite objective is always rejected and counted; a
+-- non-finite objective at the current point makes step() return nil and a
+-- message (the trainer stops without overwriting the last good checkpoint),
+-- and w is as before the step. When f(w) was read back late (the GPU), the
+-- step had gone on before it knew: the neighborhood has proposed (the
+-- `search` stream has moved past its draws, its scratch buffers and, for a
+-- user piece, whatever its propose keeps are changed), the trial was scored,
+-- and with score "inference" the training forward has updated BatchNorm's
+-- running statistics; none of it reaches a checkpoint.
 --
 --   local S = search.new{model=, criterion=, optim=sgdsa.optim.sgdsa{...} [, dist=, sync_bn=]}
 --   local rec = S:step(x, y)        -- or nil, message
@@ -78,21 +97,32 @@ local function batch_size(y)
 end
 
 -- The context handed to neighborhoods and acceptance rules. Its methods:
---   ctx:evaluate(t)     objective of point t on the current minibatch
---                       ("trial" forward; w is untouched afterwards)
+--   ctx:evaluate(t [, t2, ...])  objectives of points t, t2, ... on the
+--                       current minibatch ("trial" forwards, read back
+--                       together; w is untouched afterwards)
 --   ctx:buffer(name)    a scratch tensor the size of w, allocated once
+-- ctx.f, ctx.loss and ctx.ncorrect of a step whose objectives are still on
+-- the device are read back when a piece reads them.
 local Ctx = {}
-Ctx.__index = Ctx
+local read_on_access = {f = true, loss = true, ncorrect = true}
+Ctx.__index = function(ctx, k)
+  if read_on_access[k] then
+    local s = rawget(ctx, "search")
+    if s._unread then
+      s:_read_back()
+      return rawget(ctx, k)
+    end
+    return nil
+  end
+  return Ctx[k]
+end
 
-function Ctx:evaluate(t)
+function Ctx:evaluate(...)
   local s = self.search
-  local w = self.w
-  w:swap_storage(t)
-  local ok, f = pcall(s._score, s, s._trial_mode)
-  w:swap_storage(t)
-  if not ok then error(f, 0) end
-  s._trial_forwards = s._trial_forwards + 1
-  return f
+  local n, fs = select("#", ...), s._evals
+  for i = 1, n do fs[i] = s:_score_at((select(i, ...))) end
+  for i = 1, n do fs[i] = s:_value(fs[i]) end
+  return table.unpack(fs, 1, n)
 end
 
 function Ctx:buffer(name)
@@ -151,6 +181,11 @@ function M.new(cfg)
     dist = cfg.dist and cfg.dist.active() and cfg.dist or nil,
     _sync_bn = cfg.sync_bn and true or false,
     _sums = {0, 0, 0, 0},
+    -- objectives left on the device this step (see _score): the records
+    -- (allocated once, reused), how many this step uses, whether any is
+    -- unread, f(w)'s and the statistics' record
+    _records = {}, _nq = 0, _unread = false, _fw = nil, _keep = nil,
+    _evals = {},    -- ctx:evaluate's results
   }, Search)
   s.ctx = setmetatable({search = s, model = model, w = model.params, g = model.grads,
                         trial = s.trial, rng = s.rng, epoch = 1, step = 0}, Ctx)
@@ -199,14 +234,45 @@ local function shown(v)
   return "a " .. type(v) .. " (" .. tostring(v) .. ")"
 end
 
--- Forward at the current params in `mode` and the objective; with `keep`
--- (the step's training forward, or the scoring forward at w when no training
--- forward runs) also keeps loss and ncorrect for the statistics.
+-- A record for an objective left on the device, with its read-back slot,
+-- when this forward's loss can stay there: a model on the GPU, one rank, a
+-- named objective (a function may read the logits, which the next forward
+-- overwrites). nil otherwise.
+function Search:_record()
+  if self.model.device ~= "cuda" or self.dist or self.objective_name == "custom" then return nil end
+  local n = self._nq + 1
+  local r = self._records[n]
+  if not r then
+    r = {slot = require("sgdsa.core").cuda.readback()}
+    self._records[n] = r
+  end
+  self._nq = n
+  return r
+end
+
+-- Forward at the current params in `mode` and the objective: a number, or
+-- a record whose objective is still on the device (read by _value); with
+-- `keep` (the step's training forward, or the scoring forward at w when no
+-- training forward runs) loss and ncorrect also become ctx.loss and
+-- ctx.ncorrect, for the statistics.
 function Search:_score(mode, keep)
   local ctx = self.ctx
   local out = self.model:forward(ctx.x, mode)
+  local r = self:_record()
   -- only the "train" forward needs the loss gradient (the criterion skips it otherwise)
-  local loss, ncorrect = self.criterion:forward(out, ctx.y, mode)
+  local loss, ncorrect = self.criterion:forward(out, ctx.y, mode, r and r.slot)
+  if r then
+    if loss == r.slot then
+      r.f = nil
+      self._unread = true
+      if keep then
+        self._keep = r
+        ctx.loss, ctx.ncorrect = nil, nil
+      end
+      return r
+    end
+    self._nq = self._nq - 1   -- a criterion that gave numbers: the slot stays free
+  end
   ncorrect = ncorrect or 0
   local f
   if self.dist then
@@ -228,6 +294,42 @@ function Search:_score(mode, keep)
   if keep then
     ctx.loss, ctx.ncorrect = loss, ncorrect
   end
+  return f
+end
+
+-- Read every objective of this step still on the device: newest first, so
+-- that one wait covers them all; then f(w) and the statistics' loss go to ctx.
+function Search:_read_back()
+  local ctx, q = self.ctx, self._records
+  for i = self._nq, 1, -1 do
+    local r = q[i]
+    if r.f == nil then
+      local loss, ncorrect = r.slot:read()
+      r.loss, r.ncorrect, r.f = loss, ncorrect, self._objfn(loss, ncorrect, ctx.n)
+    end
+  end
+  self._unread = false
+  if self._fw then ctx.f = self._fw.f end
+  local k = self._keep
+  if k then ctx.loss, ctx.ncorrect = k.loss, k.ncorrect end
+end
+
+-- The number of an objective from _score.
+function Search:_value(f)
+  if type(f) == "number" then return f end
+  if f.f == nil then self:_read_back() end
+  return f.f
+end
+
+-- _score's result for point t in the trial mode: t swapped in for the
+-- forward and back out, also when it fails.
+function Search:_score_at(t)
+  local w = self.ctx.w
+  w:swap_storage(t)
+  local ok, f = pcall(self._score, self, self._trial_mode)
+  w:swap_storage(t)
+  if not ok then error(f, 0) end
+  self._trial_forwards = self._trial_forwards + 1
   return f
 end
 
@@ -258,20 +360,30 @@ function Search:epoch_end(epoch)
   if ac.epoch_end then ac:epoch_end(epoch) end
 end
 
+-- step()'s nil and message for a non-finite f(w).
+function Search:_diverged(fw)
+  return nil, string.format(
+    "objective (%s) at the current point is %s (score %s) at epoch %d, step %d: the weights have diverged",
+    self.objective_name, tostring(fw), self.score, self.epoch, self.ctx.step)
+end
+
 --- One step on the minibatch (x, y). Returns the step record (one table,
 -- reused: copy what you keep) or nil and a message when the objective at the
--- current point is not finite (nothing has been changed then).
+-- current point is not finite (w is unchanged then; see the header for what
+-- else may have moved).
 function Search:step(x, y)
   local ctx, model, nb, ac = self.ctx, self.model, self.neighborhood, self.acceptance
   ctx.x, ctx.y, ctx.n = x, y, batch_size(y)
   ctx.n_local = ctx.n         -- this rank's slice; ctx.n becomes the whole minibatch's
   ctx.step = self.iter + 1
+  self._nq, self._unread, self._fw, self._keep = 0, false, nil, nil
   local needs_grad = nb.needs_grad ~= false
 
+  -- fw: a number, or a record read back below with the trial's objective
   local fw
   if self.score == "inference" then
     fw = self:_score("infer", not needs_grad)
-    if needs_grad and finite(fw) then
+    if needs_grad and (type(fw) ~= "number" or finite(fw)) then
       model:zero_grad()
       self:_score("train", true)
     end
@@ -279,11 +391,7 @@ function Search:step(x, y)
     if needs_grad then model:zero_grad() end
     fw = self:_score("train", true)
   end
-  if not finite(fw) then
-    return nil, string.format(
-      "objective (%s) at the current point is %s (score %s) at epoch %d, step %d: the weights have diverged",
-      self.objective_name, tostring(fw), self.score, self.epoch, ctx.step)
-  end
+  if type(fw) == "number" and not finite(fw) then return self:_diverged(fw) end
   if needs_grad then
     local dy = self.criterion:backward()
     local d = self.dist
@@ -301,7 +409,11 @@ function Search:step(x, y)
     -- the running statistics the training forward updated, per rank: averaged
     self.dist.allmean_tensor(model.buffers)
   end
-  ctx.f = fw
+  if type(fw) == "number" then
+    ctx.f = fw
+  else
+    ctx.f, self._fw = nil, fw   -- read on access
+  end
 
   local move, ft = nb:propose(ctx)
   if type(move) ~= "number" or (ft ~= nil and type(ft) ~= "number") then
@@ -309,15 +421,14 @@ function Search:step(x, y)
                         "describing the move (eta for lr_set) [, the trial's objective if it scored it]",
                         self._nb_label, shown(move), ft ~= nil and (" and " .. shown(ft)) or ""), 0)
   end
-  local evaluate = ac.evaluate ~= false
   local w, trial = ctx.w, ctx.trial
-  local swapped = false
-  if ft == nil and evaluate then
-    w:swap_storage(trial)
-    swapped = true
-    ft = self:_score(self._trial_mode)
-    self._trial_forwards = self._trial_forwards + 1
+  if ft == nil and ac.evaluate ~= false then
+    ft = self:_score_at(trial)
   end
+  -- the one wait of the step (none left when propose read them)
+  fw = self:_value(fw)
+  if not finite(fw) then return self:_diverged(fw) end
+  if ft ~= nil then ft = self:_value(ft) end
 
   local accepted, prob, nonfinite
   if ft ~= nil and not finite(ft) then
@@ -334,10 +445,8 @@ function Search:step(x, y)
   end
 
   if accepted then
-    if not swapped then w:swap_storage(trial) end
-    if nb.accepted then nb:accepted(ctx) end
-  elseif swapped then
     w:swap_storage(trial)
+    if nb.accepted then nb:accepted(ctx) end
   end
   ctx.f_trial = ft or (0 / 0)
   if nb.outcome then nb:outcome(ctx, accepted, move) end

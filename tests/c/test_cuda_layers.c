@@ -366,6 +366,29 @@ static void test_xent(int64_t n, int64_t c)
           sg_geterr());
     printf("  ok xent %lldx%lld loss %.9f correct %lld; bad label: %s\n", (long long)n,
            (long long)c, l_gpu, (long long)k_gpu, sg_geterr());
+    /* read back later: two slots queued, the newer read first waits once for
+     * both; the bad label's error (the same message) comes at its read, the
+     * other slot has the synchronous call's numbers, and again without a wait */
+    char bad_msg[256];
+    snprintf(bad_msg, sizeof bad_msg, "%s", sg_geterr());
+    sg_cuda_readback *ra = sg_cuda_readback_new(), *rb = sg_cuda_readback_new();
+    CHECK(ra && rb, "xent: read-back slots: %s", sg_geterr());
+    OK(sg_cuda_cross_entropy_queue(d_z, d_lab, NULL, n, c, ra));
+    OK(sg_cuda_cross_entropy_queue(d_z, d_bad, NULL, n, c, rb));
+    int64_t waits = sg_cuda_host_waits(), k4 = -1;
+    double l4 = 0;
+    rc = sg_cuda_cross_entropy_read(rb, &l4, NULL);
+    CHECK(rc != 0 && strcmp(sg_geterr(), bad_msg) == 0, "xent read back: bad label: %s (synchronous: %s)",
+          rc ? sg_geterr() : "no error", bad_msg);
+    OK(sg_cuda_cross_entropy_read(ra, &l4, &k4));
+    CHECK(l4 == l_gpu && k4 == k_gpu, "xent read back: loss %.17g correct %lld, synchronous %.17g %lld",
+          l4, (long long)k4, l_gpu, (long long)k_gpu);
+    OK(sg_cuda_cross_entropy_read(ra, &l4, &k4));
+    CHECK(l4 == l_gpu && sg_cuda_host_waits() - waits == 1,
+          "xent read back: %lld host waits for two slots read three times, expected 1",
+          (long long)(sg_cuda_host_waits() - waits));
+    sg_cuda_readback_free(ra);
+    sg_cuda_readback_free(rb);
     sg_cuda_free(d_z); sg_cuda_free(d_dz); sg_cuda_free(d_lab); sg_cuda_free(d_bad);
     free(z); free(dz); free(lab);
 }

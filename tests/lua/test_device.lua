@@ -74,6 +74,7 @@ if not gpu then
     T.eq(core.cuda.use_pinned_loader_memory(false), false, "off is always fine")
     T.check(not pcall(core.cuda.pad2d, sg.randn(1, 1, 2, 2), sg.empty(1), 1), "pad2d needs a GPU")
     T.check(not pcall(core.cuda.crop2d, sg.randn(1, 1, 4, 4), sg.empty(1), 1), "crop2d needs a GPU")
+    T.check(not pcall(core.cuda.readback), "a loss read-back slot needs a GPU")
   end)
 end
 

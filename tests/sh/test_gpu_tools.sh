@@ -7,6 +7,8 @@
 # GPU, and every mode runs on the CPU (device=cpu): the profile reports each
 # layer kind's share of an SGD-SA step, agree compares two CPU runs, bench
 # and the epoch (through the loader, from a synthetic file) give their figures.
+# With a GPU (or the CUDA emulator): agree, overlap, and the bench's and the
+# profile's per-step figures (one host wait per step, the launches).
 # Env: SGDSA_BIN (the executable), SGDSA_SRC (source tree).
 set -u
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
@@ -171,6 +173,22 @@ assert(d < 1e-6, "global average pooling on the gpu differs by " .. d)' >"$TMP/o
     st=$?
     [ $st -eq 0 ] && grep -q '^RESULT overlap_resnet18_fp32 PASS (3 steps' "$TMP/out" ||
         { fail "overlap on the GPU: exit $st"; cat "$TMP/out"; }
+    # the bench's and the profile's per-step figures: one host wait per step
+    # (the objectives read back together), the launches counted
+    SGDSA_CUDNN_HEURISTIC=1 "$BIN" run tools/gpu-check.lua mode=bench model=resnet18 width=0.125 \
+        batch=2 steps=2 det=true >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 0 ] || { fail "bench on the GPU: exit $st"; cat "$TMP/out"; }
+    for k in sgd sgdsa ssa; do
+        grep -q "^RESULT resnet18_fp32det_${k}_host_waits_per_step 1.0$" "$TMP/out" &&
+            grep -Eq "^RESULT resnet18_fp32det_${k}_launches_per_step [1-9][0-9]+$" "$TMP/out" ||
+            { fail "bench on the GPU: host waits or launches per step of $k"; cat "$TMP/out"; }
+    done
+    SGDSA_CUDNN_HEURISTIC=1 "$BIN" run tools/gpu-check.lua mode=profile model=resnet18 width=0.125 \
+        batch=2 steps=1 >"$TMP/out" 2>&1
+    st=$?
+    [ $st -eq 0 ] && grep -Eq '^RESULT profile_resnet18_fp32_launches_per_step [1-9][0-9]+$' "$TMP/out" ||
+        { fail "profile on the GPU: exit $st, or no launches per step"; cat "$TMP/out"; }
 fi
 
 if [ $fails -ne 0 ]; then

@@ -652,21 +652,24 @@ end
 -- ---- the loss ----------------------------------------------------------------------------------
 
 -- CrossEntropy(): fused log-softmax + negative log-likelihood, mean over the batch.
---   loss, correct = crit:forward(logits, labels [, mode])  labels: int32 N
+--   loss, correct = crit:forward(logits, labels [, mode [, slot]])  labels: int32 N
 --   dlogits = crit:backward()   (the gradient of the mean loss; computed by
 --   the forward only when mode is "train" or nil)
+-- slot: a core.cuda.readback(); with logits on the GPU the forward then
+-- returns the slot instead of the numbers, nothing waited for
+-- (slot:read() -> loss, correct); ignored on the CPU.
 local CrossEntropy = nn.class("CrossEntropy")
 nn.CrossEntropy = CrossEntropy
 
 function CrossEntropy:__init() self.dlogits = empty(1) end
 
-function CrossEntropy:forward(logits, labels, mode)
+function CrossEntropy:forward(logits, labels, mode, slot)
   local grad = mode == nil or mode == "train"
   if grad then
     local dev = logits:device()
     if self.dlogits:device() ~= dev then self.dlogits = empty(1):to(dev) end
   end
-  local loss, correct = K.cross_entropy(logits, labels, grad and self.dlogits or nil)
+  local loss, correct = K.cross_entropy(logits, labels, grad and self.dlogits or nil, slot)
   self.has_grad = grad
   return loss, correct
 end

@@ -39,7 +39,8 @@
 -- The context (ctx): model, w (= model.params), g (= model.grads), trial
 -- (the trial buffer), rng, epoch, step, x, y, n, f (objective at w), f_trial
 -- (the decided trial's objective, set before outcome), loss, and
--- ctx:evaluate(t), ctx:buffer(name).
+-- ctx:evaluate(t [, t2, ...]) (the objectives of several points scored with
+-- one wait on the GPU: score them in one call), ctx:buffer(name).
 --
 -- ctx.rng is the run's `search` stream (an sgdsa.Generator: seeded by the
 -- run's seed, saved in checkpoints, so a resumed run draws the same numbers).

@@ -37,9 +37,8 @@ return function(o)
       local other = ctx:buffer("other")
       delta:normal_(0, 1, ctx.rng)
       ctx.trial:add_scaled_(ctx.w, -eps, delta)
-      local fminus = ctx:evaluate(ctx.trial)
       other:add_scaled_(ctx.w, eps, delta)
-      local fplus = ctx:evaluate(other)
+      local fminus, fplus = ctx:evaluate(ctx.trial, other)   -- read back together
       -- NaN compares false: a finite side always wins over a NaN side.
       if fplus <= fminus or (fminus ~= fminus and fplus == fplus) then
         ctx.trial:swap_storage(other)
