@@ -191,7 +191,7 @@ int main(int argc, char **argv)
             const double tall = t[im][0] + t[im][1] + t[im][2];
             /* mode: im2col's block and threading; for auto, the passes on oneDNN */
             char mode[16];
-            const int d = gs[im].dnnl;
+            const int d = sg_cpu_conv2d_passes(&gs[im]);
             if (im == AUTO)
                 snprintf(mode, sizeof mode, "%c%c%c", d & SG_CONV_PASS_FWD ? 'F' : '-',
                          d & SG_CONV_PASS_BWD_DATA ? 'D' : '-',
