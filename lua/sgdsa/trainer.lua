@@ -1021,6 +1021,19 @@ function M.train(exp, overrides)
                            "starting it again from epoch 1 in %s\n", cfg.resume, dir))
     io.stdout:flush()
   end
+  -- a resume computes with the CPU convolution implementations the run
+  -- chose (log.h5's cpu_conv_choices; kernels/cpu/nn.h), whatever this
+  -- machine's cache or SGDSA_CONV would choose
+  if start == "resume" then
+    local text = ""
+    if writer then
+      local lf = h5.open(dir .. "/log.h5", "r")
+      text = lf:attr("cpu_conv_choices") or ""
+      lf:close()
+    end
+    if nranks > 1 then text = dist.bcast(text) end
+    core.conv_choices(text)
+  end
 
   local steplog, epochlog
   if dir and writer then
@@ -1190,6 +1203,19 @@ function M.train(exp, overrides)
     algos_recorded = #list
   end
 
+  -- the CPU convolution implementations chosen so far (each pass of each
+  -- shape), as log.h5's cpu_conv_choices, which a resume pins
+  local conv_recorded = ""
+  local function record_conv_choices()
+    if not dir or not writer then return end
+    local text = core.conv_choices()
+    if text == conv_recorded then return end
+    local lf = h5.open(dir .. "/log.h5", "a", {atomic = true})
+    lf:attr("cpu_conv_choices", text)
+    lf:close()
+    conv_recorded = text
+  end
+
   local function flush_logs()
     if steplog then steplog:flush() end
     if epochlog then epochlog:flush() end
@@ -1198,6 +1224,7 @@ function M.train(exp, overrides)
       record_resume = nil
     end
     record_algorithms()
+    record_conv_choices()
   end
 
   local saved_step      -- the step of the last last.h5 this process wrote
