@@ -41,12 +41,10 @@ elseif role == "run" then
 end
 
 local T = dofile("tests/lua/testlib.lua")
+if not sg.core.exists(os.getenv("SGDSA_BIN") or "") then T.skip("SGDSA_BIN is not set to the sgdsa executable") end
 local h5 = require "sgdsa.h5"
-local bin = os.getenv("SGDSA_BIN")
-if not bin or not sg.core.exists(bin) then T.skip("SGDSA_BIN is not set to the sgdsa executable") end
 local tmp = T.tmpdir() .. "/conv_choice"
-os.execute("rm -rf " .. T.shell_quote(tmp))
-sg.core.mkdir_p(tmp)
+os.execute("rm -rf " .. T.shell_quote(tmp) .. " && mkdir -p " .. T.shell_quote(tmp))
 local dnnl = pcall(sg.core.conv_impl, "dnnl")
 sg.core.conv_impl("auto")
 
