@@ -329,14 +329,14 @@ static void sync_cache(choice *c)
         return;
     mkdir_p(dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    const int writable = fd >= 0;
+    const int writable = fd >= 0, werr = errno;
     if (fd < 0)
         fd = open(path, O_RDONLY | O_CLOEXEC);
     if (!writable && !cache_warned) {
         cache_warned = 1;
         fprintf(stderr, "sgdsa: warning: cannot write the convolution choice cache %s (%s): "
                         "convolutions this process measures are not kept for the next\n",
-                path, strerror(errno));
+                path, strerror(werr));
     }
     if (fd < 0)
         return;
