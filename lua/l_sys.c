@@ -20,6 +20,9 @@
  *                               the holder's line ("" if it wrote none yet);
  *                               another failure: nil, message, errno
  *   core.set_num_threads(n), core.get_num_threads()
+ *   core.conv_choices([text])   the CPU convolutions' implementation per geometry
+ *                               and pass in this process, one line each (text:
+ *                               pin those lines' choices first; kernels/cpu/nn.h)
  *   core.conv_impl([name])      the CPU convolutions' implementation in force,
  *                               "auto" | "im2col" | "dnnl" (sets it when given;
  *                               see kernels/cpu/nn.h)
@@ -286,6 +289,18 @@ static int l_conv_impl(lua_State *L)
             return luaL_error(L, "conv_impl: %s", sg_geterr());
     }
     lua_pushstring(L, names[sg_cpu_conv2d_get_impl()]);
+    return 1;
+}
+
+static int l_conv_choices(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1) && sg_cpu_conv2d_pin(luaL_checkstring(L, 1)))
+        return luaL_error(L, "conv_choices: %s", sg_geterr());
+    luaL_Buffer b;
+    const size_t n = sg_cpu_conv2d_choices(NULL, 0) + 1;
+    char *p = luaL_buffinitsize(L, &b, n);
+    const size_t len = sg_cpu_conv2d_choices(p, n);  /* no longer: choices are only added */
+    luaL_pushresultsize(&b, len < n ? len : n - 1);
     return 1;
 }
 
@@ -714,6 +729,7 @@ void sgl_open_sys(lua_State *L)
         {"terminal_width", l_terminal_width},
         {"set_num_threads", l_set_num_threads},
         {"conv_impl", l_conv_impl},
+        {"conv_choices", l_conv_choices},
         {"get_num_threads", l_get_num_threads},
         {"root", l_root}, {"overrides", l_overrides},
         {"cpu_info", l_cpu_info},

@@ -4,8 +4,9 @@
  * backward to the input and weight gradient, per distinct shape and summed
  * over each network (weighted by how often the shape occurs).
  *
- * Built with oneDNN, each shape runs im2col, the rule's choice ("auto":
- * oneDNN for the passes conv.c's dnnl_rule gives it, im2col for the rest)
+ * Built with oneDNN, each shape runs im2col, the measured choice ("auto":
+ * oneDNN for the passes conv_choice.c measured faster on it, or the
+ * machine's cache says, im2col for the rest)
  * and oneDNN for every pass, alternating, so all three see the same load;
  * the totals add "best/pass", the fastest of the three for each pass.
  *
@@ -87,7 +88,7 @@ static float *buf(size_t n)
 
 /* Implementations compared side by side (per shape, alternating runs, so
  * both see the same machine load): im2col, and oneDNN when built in
- * (-DSG_HAVE_DNNL ... -ldnnl): "auto" is conv.c's rule, "dnnl" oneDNN for
+ * (-DSG_HAVE_DNNL ... -ldnnl): "auto" the measured choice, "dnnl" oneDNN for
  * every pass. */
 enum { IM2COL, AUTO, DNNL, NIMPL };
 static const char *const impl_names[NIMPL] = { "im2col", "auto", "dnnl" };
@@ -115,7 +116,7 @@ int main(int argc, char **argv)
     printf("%s\n", kernels);
     sg_blas_warn_once(); /* no re-exec here: set OPENBLAS_CORETYPE as it says */
     printf("GFLOP/s per pass; 'all' = 3 x flop / (fwd + bwd-d + bwd-w time); mode: im2col's\n"
-           "images per block, T per thread / S shared; auto: the passes the rule gives oneDNN\n");
+           "images per block, T per thread / S shared; auto: the passes measured for oneDNN\n");
     printf("%-26s %-10s %6s %7s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "impl", "mode", "fwd",
            "bwd-d", "bwd-w", "all", "ms/step");
     double t_net[2][NIMPL][3] = { { { 0 } } }, t_best[2][3] = { { 0 } }, f_net[2] = { 0 };
@@ -191,7 +192,7 @@ int main(int argc, char **argv)
             const double tall = t[im][0] + t[im][1] + t[im][2];
             /* mode: im2col's block and threading; for auto, the passes on oneDNN */
             char mode[16];
-            const int d = gs[im].dnnl;
+            const int d = sg_cpu_conv2d_passes(&gs[im]);
             if (im == AUTO)
                 snprintf(mode, sizeof mode, "%c%c%c", d & SG_CONV_PASS_FWD ? 'F' : '-',
                          d & SG_CONV_PASS_BWD_DATA ? 'D' : '-',

@@ -1,7 +1,7 @@
 /*
  * conv.c - 2-d convolution on the CPU: im2col + OpenBLAS sgemm, and the
- * dispatch to oneDNN (conv_dnnl.c) for the passes the measured rule
- * (dnnl_rule below) gives it.
+ * dispatch to oneDNN (conv_dnnl.c) for the passes measured faster there on
+ * this machine (conv_choice.c).
  *
  * The unit of work is a block of images: im2col writes a (C*KH*KW) x
  * (nb*OH*OW) matrix (row = (c,i,j), column = (image, oh, ow)) and one sgemm
@@ -26,11 +26,11 @@
  */
 #include <cblas.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
+#include "conv_choice.h"
 #include "conv_dnnl.h"
 #include "error.h"
 
@@ -45,80 +45,11 @@ static int is_pointwise(const sg_conv2d_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-/* ---- implementation choice ------------------------------------------------------- */
-
-static sg_conv_impl impl_override = SG_CONV_AUTO;
-static sg_conv_impl impl_env = SG_CONV_AUTO;
-static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
-
-static void read_impl_env(void)
-{
-    const char *s = getenv("SGDSA_CONV");
-    if (s && !strcmp(s, "im2col"))
-        impl_env = SG_CONV_IM2COL;
-    else if (s && !strcmp(s, "dnnl"))
-        impl_env = SG_CONV_DNNL;
-}
-
-int sg_cpu_conv2d_have_dnnl(void)
-{
-#ifdef SG_HAVE_DNNL
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-int sg_cpu_conv2d_set_impl(sg_conv_impl impl)
-{
-    if (impl != SG_CONV_AUTO && impl != SG_CONV_IM2COL && impl != SG_CONV_DNNL)
-        return sg_seterr("conv2d: unknown implementation %d (cpu)", (int)impl);
-    if (impl == SG_CONV_DNNL && !sg_cpu_conv2d_have_dnnl())
-        return sg_seterr("conv2d: oneDNN implementation requested, but sgdsa was built "
-                         "without oneDNN (SGDSA_DNNL=OFF or libdnnl-dev missing) (cpu)");
-    impl_override = impl;
-    return 0;
-}
-
-sg_conv_impl sg_cpu_conv2d_get_impl(void)
-{
-    pthread_once(&impl_once, read_impl_env);
-    return impl_override != SG_CONV_AUTO ? impl_override : impl_env;
-}
-
 void sg_cpu_conv2d_cache_clear(void)
 {
 #ifdef SG_HAVE_DNNL
     sg_dnnl_conv2d_cache_clear();
 #endif
-}
-
-/* The measured rule: the passes where oneDNN beats im2col for g (measured
- * with tools/bench-kernels on a 2-core AVX2 machine, batch 128, ResNet and
- * VGG shapes on CIFAR; see docs/ARCHITECTURE.md). oneDNN's direct kernels
- * (with the reorders to and from its blocked layouts) win on 3x3 layers
- * with 16+ input channels: the forward at stride 1 with 8x8 or larger
- * outputs, the backward-data at stride 1 or with 8x8+ outputs (no col2im).
- * im2col + OpenBLAS stays for the weight gradients (oneDNN's was slower on
- * most shapes), 1x1 convolutions, few input channels (the stem, LeNet) and
- * small strided outputs. */
-static int dnnl_rule(const sg_conv2d_geom *g)
-{
-    if ((g->kh == 1 && g->kw == 1) || g->c < 16)
-        return 0;
-    const int stride1 = g->sh == 1 && g->sw == 1, big = g->oh * g->ow >= 64;
-    return (stride1 && big ? SG_CONV_PASS_FWD : 0) |
-           (stride1 || big ? SG_CONV_PASS_BWD_DATA : 0);
-}
-
-static int use_dnnl(const sg_conv2d_geom *g)
-{
-    if (!sg_cpu_conv2d_have_dnnl())
-        return 0;
-    const sg_conv_impl impl = sg_cpu_conv2d_get_impl();
-    if (impl != SG_CONV_AUTO)
-        return impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0;
-    return dnnl_rule(g);
 }
 
 int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -171,7 +102,7 @@ int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int6
     if (b * ohw > INT32_MAX)
         b = 1;
     g->block = b < 1 ? 1 : b;
-    g->dnnl = use_dnnl(g);
+    g->dnnl = sg_conv_choice_known(g);
     return 0;
 }
 
@@ -201,16 +132,31 @@ static size_t im2col_workspace_size(const sg_conv2d_geom *g)
     return (size_t)(col_floats(g) + ybuf_floats(g));
 }
 
+/* g with its passes on oneDNN known (measured now when g->dnnl is -1). */
+static sg_conv2d_geom resolved(const sg_conv2d_geom *g)
+{
+    sg_conv2d_geom r = *g;
+    if (r.dnnl < 0)
+        r.dnnl = sg_cpu_conv2d_passes(g);
+    return r;
+}
+
 size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g)
 {
+    /* the choice is entered in the table of those in effect (measured first when new) */
+    sg_conv2d_geom r = *g;
+    if (r.dnnl < 0)
+        r.dnnl = sg_cpu_conv2d_passes(g);
+    else
+        sg_conv_choice_note(g);
 #ifdef SG_HAVE_DNNL
-    if (g->dnnl) {
-        const size_t im = im2col_workspace_size(g);
-        const size_t dn = sg_dnnl_conv2d_workspace_size(g, im);
-        return (g->dnnl & SG_CONV_PASS_ALL) == SG_CONV_PASS_ALL || dn > im ? dn : im;
+    if (r.dnnl) {
+        const size_t im = im2col_workspace_size(&r);
+        const size_t dn = sg_dnnl_conv2d_workspace_size(&r, im);
+        return (r.dnnl & SG_CONV_PASS_ALL) == SG_CONV_PASS_ALL || dn > im ? dn : im;
     }
 #endif
-    return im2col_workspace_size(g);
+    return im2col_workspace_size(&r);
 }
 
 /* Range [lo, hi) of output columns ow whose input column ow*sw - pw + j is inside [0, W). */
@@ -415,8 +361,9 @@ static void share_of(int64_t n, int t, int nt, int64_t *lo, int64_t *hi)
 }
 
 int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
-                          const float *b, const sg_conv2d_geom *g)
+                          const float *b, const sg_conv2d_geom *g0)
 {
+    const sg_conv2d_geom r = resolved(g0), *g = &r;
 #ifdef SG_HAVE_DNNL
     if (g->dnnl & SG_CONV_PASS_FWD)
         return sg_dnnl_conv2d_forward(ws, x, y, w, b, g);
@@ -442,8 +389,9 @@ int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
 }
 
 int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
-                                const sg_conv2d_geom *g)
+                                const sg_conv2d_geom *g0)
 {
+    const sg_conv2d_geom r = resolved(g0), *g = &r;
 #ifdef SG_HAVE_DNNL
     if (g->dnnl & SG_CONV_PASS_BWD_DATA)
         return sg_dnnl_conv2d_backward_data(ws, dy, dx, w, g);
@@ -488,8 +436,9 @@ static void bias_grad(const float *dy, float *db, const sg_conv2d_geom *g)
 #endif
 
 int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
-                                  float *db, const sg_conv2d_geom *g)
+                                  float *db, const sg_conv2d_geom *g0)
 {
+    const sg_conv2d_geom r = resolved(g0), *g = &r;
 #ifdef SG_HAVE_DNNL
     if (g->dnnl & SG_CONV_PASS_BWD_WEIGHTS) {
         if (dw && sg_dnnl_conv2d_backward_weights(ws, x, dy, dw, g))

@@ -1,7 +1,7 @@
 /*
  * conv_dnnl.c - 2-d convolution through oneDNN's C API (CPU engine, direct
- * algorithm: exact fp32 as PyTorch's, no Winograd), for the passes conv.c's
- * rule gives it (g->dnnl, SG_CONV_PASS_* bits).
+ * algorithm: exact fp32 as PyTorch's, no Winograd), for the passes measured
+ * faster here (conv_choice.c; g->dnnl, SG_CONV_PASS_* bits).
  *
  * Layouts: the primitives choose their memory formats (`any`: nChw8c
  * activations and OIhw8i8o-style weights with AVX2) and the caller's plain

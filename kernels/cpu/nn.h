@@ -41,8 +41,8 @@
 
 /* ---- conv2d --------------------------------------------------------------
  * y[n,k,oh,ow] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oh*sh-ph+i,ow*sw-pw+j]
- * (zero padding). Two implementations, chosen per pass by
- * sg_conv2d_geom_init (g->dnnl, see the rule in conv.c):
+ * (zero padding). Two implementations, chosen per geometry and pass by
+ * measurement on the machine (g->dnnl; conv_choice.c, and below):
  *  - im2col over blocks of images + OpenBLAS sgemm (conv.c), always built.
  *    geom_init picks the block size and the threading:
  *     - per thread (batch >= 2 images per thread): one OpenMP region per
@@ -72,26 +72,44 @@ typedef struct sg_conv2d_geom {
     int64_t block;       /* images per GEMM block (computed) */
     int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
     int threads;         /* OpenMP threads the workspace is sized for (computed) */
-    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits (computed, see below) */
+    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits, -1: measured at the
+                            first call (computed, see below) */
 } sg_conv2d_geom;
 
-/* Which implementation sg_conv2d_geom_init picks for the geometries it
- * fills: AUTO = the measured rule (oneDNN for the passes where it is
- * faster, see conv.c); IM2COL or DNNL force one for every shape and pass.
- * The environment variable SGDSA_CONV=im2col|dnnl (read once; dnnl means
- * im2col in a build without oneDNN) sets the default;
- * sg_cpu_conv2d_set_impl overrides both (tests, benchmarks; Lua:
- * sgdsa.core.conv_impl). The two agree within rounding, not bit for bit: a
- * run is reproducible for a fixed choice and thread count.
+/* Which implementation runs each pass of a geometry (conv_choice.c):
+ * recorded by the run being resumed (sg_cpu_conv2d_pin), else forced
+ * (IM2COL or DNNL for every shape and pass: sg_cpu_conv2d_set_impl, Lua
+ * sgdsa.core.conv_impl, else the environment variable
+ * SGDSA_CONV=im2col|dnnl, read once; a build without oneDNN runs im2col),
+ * else AUTO: chosen earlier in this process, else from the machine's cache
+ * file ($XDG_CACHE_HOME/sgdsa or ~/.cache/sgdsa), else measured at the
+ * geometry's first call (a few ms; both implementations timed on a slice
+ * of the batch with data of their own) and appended to the cache. The two
+ * implementations agree within rounding, not bit for bit: a run is
+ * reproducible for a fixed choice and thread count, which is why a run
+ * records its choices (log.h5's cpu_conv_choices) and a resume pins them.
  * set_impl: -1 when oneDNN is asked for and sgdsa was built without it. */
 typedef enum { SG_CONV_AUTO = 0, SG_CONV_IM2COL = 1, SG_CONV_DNNL = 2 } sg_conv_impl;
 enum { SG_CONV_PASS_FWD = 1, SG_CONV_PASS_BWD_DATA = 2, SG_CONV_PASS_BWD_WEIGHTS = 4,
        SG_CONV_PASS_ALL = 7 };
 int sg_cpu_conv2d_set_impl(sg_conv_impl impl);
-/* The choice in force (the override, else SGDSA_CONV, else AUTO). */
+/* The forced choice in force (the override, else SGDSA_CONV, else AUTO). */
 sg_conv_impl sg_cpu_conv2d_get_impl(void);
 /* 1 when built with oneDNN (SG_HAVE_DNNL). */
 int sg_cpu_conv2d_have_dnnl(void);
+/* The passes oneDNN runs for g: g->dnnl, or when that is -1 the table's
+ * choice, measured now when the geometry is new. */
+int sg_cpu_conv2d_passes(const sg_conv2d_geom *g);
+/* The choices in effect in this process, one line per geometry in the order
+ * made ("128x64x32x32 k64 3x3 s1x1 p1x1 t2: forward dnnl, backward-data
+ * dnnl, backward-params im2col # measured ..."), written into buf (n bytes,
+ * NUL-terminated, cut when short); returns the full length (as snprintf). */
+size_t sg_cpu_conv2d_choices(char *buf, size_t n);
+/* Pin the choices of text (lines as above; '#' lines and what follows '#'
+ * ignored) over every other: a resume's. -1 with a message naming the line
+ * when one is not a choice. oneDNN choices in a build without it run im2col
+ * (a warning on stderr). */
+int sg_cpu_conv2d_pin(const char *text);
 /* Free the cached oneDNN primitives (made again on demand; also freed at
  * exit). Safe at any time: it waits for a running oneDNN convolution. */
 void sg_cpu_conv2d_cache_clear(void);

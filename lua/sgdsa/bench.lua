@@ -10,12 +10,16 @@
 -- Prints one line a script can parse:
 --   bench impl=sgdsa model=resnet34 kind=sgd batch=128 threads=2 steps=7
 --         images_per_s=123.4 ms_per_step=1037.2 peak_mib=812.3
---         gflop_per_step=1780.9 gflops=172.1 sgemm_gflops=215.0 of_sgemm=0.80
---         blas_core=SkylakeX dnnl_isa=avx512_core_amx
+--         gflop_per_step=1780.9 gflops=172.1 conv3x3_gflops=180.2 conv3x3_share=0.85
+--         sgemm_gflops=215.0 of_sgemm=0.80 blas_core=SkylakeX dnnl_isa=avx512_core_amx
 -- peak_mib is the process's peak resident memory (VmHWM), so run one model
 -- per process. gflop_per_step counts the convolutions' and linear layers'
 -- FLOPs from the model's geometry (model:flops(); M.forwards[kind] forwards
--- and one backward per step); gflops is that over the step time. The
+-- and one backward per step); gflops is that over the step time;
+-- conv3x3_gflops the 3x3 convolutions' FLOPs over the time in their kernels
+-- (timed around each call of every 3x3 Conv2d in the timed steps), and
+-- conv3x3_share that time's share of the steps' (networks without 3x3
+-- convolutions: neither). The
 -- ceiling is the best of 3 sgemm calls of N x N matrices on the same
 -- threads, measured after the steps (--sgemm 0: not measured);
 -- `--ceiling` measures it alone:
@@ -133,6 +137,34 @@ local function parse(args)
   return o
 end
 
+-- Times the 3x3 convolutions' kernels (every Conv2d with a 3x3 kernel,
+-- forward and backward) until stop(): their FLOPs (2 per multiply-add, of
+-- each pass run) in .flop, their time in .seconds.
+local function conv3x3_timer()
+  local C = nn.Conv2d
+  local fwd, bwd = C.forward, C.backward
+  local t = {flop = 0, seconds = 0}
+  local function is3(self) return self.kh == 3 and self.kw == 3 end
+  C.forward = function(self, x, mode)
+    if not is3(self) then return fwd(self, x, mode) end
+    local t0 = core.time()
+    local y = fwd(self, x, mode)
+    t.seconds = t.seconds + core.time() - t0
+    t.flop = t.flop + 2 * y:numel() * self.cin * 9
+    return y
+  end
+  C.backward = function(self, x, dy, target)
+    if not is3(self) then return bwd(self, x, dy, target) end
+    local t0 = core.time()
+    local dx = bwd(self, x, dy, target)
+    t.seconds = t.seconds + core.time() - t0
+    t.flop = t.flop + 2 * dy:numel() * self.cin * 9 * (self.need_dx and 2 or 1)
+    return dx
+  end
+  function t.stop() C.forward, C.backward = fwd, bwd end
+  return t
+end
+
 -- Run the benchmark; returns the result table (also printed by main).
 function M.run(o)
   core.set_num_threads(o.threads)
@@ -151,12 +183,14 @@ function M.run(o)
   if M.setup[o.kind] then M.setup[o.kind](ctx) end
   local step = M.steps[o.kind]
   for _ = 1, o.warmup do step(ctx) end
+  local c3 = conv3x3_timer()
   local t0, n = core.time(), 0
   repeat
     step(ctx)
     n = n + 1
   until core.time() - t0 >= o.time or n >= o["max-steps"]
   local dt = core.time() - t0
+  c3.stop()
   local r = {impl = "sgdsa", model = o.model, kind = o.kind, batch = o.batch, threads = o.threads,
              steps = n, images_per_s = n * o.batch / dt, ms_per_step = 1000 * dt / n,
              peak_mib = peak_mib(), kernels = kernels()}
@@ -165,6 +199,10 @@ function M.run(o)
     local fwd, bwd = model:flops()
     r.gflop_per_step = o.batch * (nf * fwd + bwd) / 1e9
     r.gflops = r.gflop_per_step * n / dt
+  end
+  if c3.seconds > 0 then
+    r.conv3x3_gflops = c3.flop / c3.seconds / 1e9
+    r.conv3x3_share = c3.seconds / dt
   end
   if o.sgemm > 0 then r.sgemm_gflops = M.ceiling(o) end
   return r
@@ -183,6 +221,9 @@ function M.format(r)
                           r.peak_mib)
   if r.gflops then
     s = s .. string.format(" gflop_per_step=%.3f gflops=%.1f", r.gflop_per_step, r.gflops)
+  end
+  if r.conv3x3_gflops then
+    s = s .. string.format(" conv3x3_gflops=%.1f conv3x3_share=%.2f", r.conv3x3_gflops, r.conv3x3_share)
   end
   if r.sgemm_gflops then
     s = s .. string.format(" sgemm_gflops=%.1f", r.sgemm_gflops)

@@ -143,6 +143,14 @@ local function summarize_log(out, f, name)
     out[#out + 1] = string.format("  data-parallel: started on %s ranks%s", fmt(a.ranks or 1),
       (a.rank_changes and a.rank_changes ~= "") and ("; rank changes on resume: " .. fmt(a.rank_changes)) or "")
   end
+  if type(a.cpu_conv_choices) == "string" and a.cpu_conv_choices ~= "" then
+    local n, d = 0, 0
+    for line in a.cpu_conv_choices:gmatch("[^\n]+") do
+      n = n + 1
+      if line:match("^[^#]*dnnl") then d = d + 1 end
+    end
+    out[#out + 1] = string.format("  CPU convolutions: %d shapes, %d with a pass on oneDNN (attribute cpu_conv_choices)", n, d)
+  end
   if type(a.cuda_conv_algorithms) == "string" and a.cuda_conv_algorithms ~= "" then
     local n = select(2, a.cuda_conv_algorithms:gsub("\n", "")) + 1
     out[#out + 1] = string.format("  cuDNN algorithms: %d (convolution pass and shape; attribute cuda_conv_algorithms)", n)

@@ -696,6 +696,17 @@ local function resume(run, f)
   local cfg, dir, tr, rebuild_best = run.cfg, run.dir, run.tr, false
   local step, ck_arith, ck_ranks = 0, nil, run.nranks
   if f.start == "resume" then
+    -- a resume computes with the CPU convolution implementations the run
+    -- chose (log.h5's cpu_conv_choices; kernels/cpu/nn.h), whatever this
+    -- machine's cache or SGDSA_CONV would choose
+    local text = ""
+    if run.writer then
+      local lf = h5.open(dir .. "/log.h5", "r")
+      text = lf:attr("cpu_conv_choices") or ""
+      lf:close()
+    end
+    if run.nranks > 1 then text = dist.bcast(text) end
+    core.conv_choices(text)
     local epoch
     epoch, step, ck_arith, ck_ranks = state.restore(run)
     if run.writer then rebuild_best = folder.repair_best(dir, cfg, f.best_verdict, tr, epoch) end
@@ -759,6 +770,18 @@ local function record_algorithms(run)
   run.algos_recorded = #list
 end
 
+-- the CPU convolution implementations chosen so far (each pass of each
+-- shape), as log.h5's cpu_conv_choices, which a resume pins
+local function record_conv_choices(run)
+  if not run.dir or not run.writer then return end
+  local text = core.conv_choices()
+  if text == (run.conv_recorded or "") then return end
+  local lf = h5.open(run.dir .. "/log.h5", "a", {atomic = true})
+  lf:attr("cpu_conv_choices", text)
+  lf:close()
+  run.conv_recorded = text
+end
+
 local function flush_logs(run)
   if run.steplog then run.steplog:flush() end
   if run.epochlog then run.epochlog:flush() end
@@ -767,6 +790,7 @@ local function flush_logs(run)
     run.record_resume = nil
   end
   record_algorithms(run)
+  record_conv_choices(run)
 end
 
 -- A checkpoint of the state as it is now (the logs flushed first, so that

@@ -1,5 +1,5 @@
 -- test_conv_repro.lua - the determinism promise for the convolution kernels
--- (im2col + OpenBLAS, or oneDNN where conv.c's rule picks it): the same seed
+-- (im2col + OpenBLAS, or oneDNN where it was measured faster): the same seed
 -- gives bit-identical weights, buffers and gradients from one run to the
 -- next, each run in a fresh process (so allocation addresses and oneDNN's
 -- primitive cache are new), for a fixed thread count, with 1 and 2 threads;

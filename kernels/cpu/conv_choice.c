@@ -1,0 +1,591 @@
+/*
+ * conv_choice.c - which implementation runs each pass of a CPU convolution
+ * (im2col + OpenBLAS sgemm, or oneDNN), chosen by measurement on this
+ * machine, per geometry and pass, the first time the geometry is used.
+ *
+ * A geometry is every field of sg_conv2d_geom the kernels read (batch,
+ * channels, sizes, kernel, stride, padding) and the thread count. Its
+ * choice, in order of precedence:
+ *  1. recorded by the run being resumed (sg_cpu_conv2d_pin; the trainer
+ *     pins log.h5's cpu_conv_choices), so a resume computes with the
+ *     implementations the run computed with: the two do not agree bit for
+ *     bit;
+ *  2. forced: sg_cpu_conv2d_set_impl (Lua sgdsa.core.conv_impl) or the
+ *     environment variable SGDSA_CONV=im2col|dnnl; a build without oneDNN
+ *     runs im2col everywhere;
+ *  3. made earlier in this process;
+ *  4. in the machine's cache file;
+ *  5. measured: both implementations run each pass on a slice of the batch
+ *     (MEASURE_FLOP per forward at most, and 2 images per thread at least:
+ *     a few ms) with deterministic data, one untimed call then the best of
+ *     two, interleaved; oneDNN takes the passes where it is faster. The
+ *     slice's buffers are the measurement's own: nothing the caller computes
+ *     passes through it, and the chosen implementation then runs as it
+ *     always does.
+ *
+ * The cache: $XDG_CACHE_HOME/sgdsa (else ~/.cache/sgdsa), one file per
+ * machine, conv-<hash>.txt, the hash of the machine's key (CPU brand,
+ * family and model, its features, OpenBLAS's core, oneDNN's version and
+ * ISA), which its second line spells out. Each line a geometry and its
+ * choice (format_choice). A process reads the file at its first
+ * convolution and appends what it measures, under an exclusive flock;
+ * when the file already has the geometry (another process measured it in
+ * the meantime), the file's choice is taken: processes on one machine make
+ * the same choices. A damaged file is a warning on stderr: it is emptied
+ * and the geometries measured again. An unwritable one is a warning: the
+ * process measures for itself. Delete the file to measure again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
+#include "conv_choice.h"
+#include "cpu_info.h"
+#include "error.h"
+
+#define KEYLEN 12            /* n c h w k kh kw sh sw ph pw threads */
+#define MEASURE_FLOP 2.5e8   /* the most FLOPs of one measured forward */
+#define CACHE_MAGIC "sgdsa convolution choices 1"
+
+enum { ORIGIN_RUN, ORIGIN_FORCED, ORIGIN_BUILD, ORIGIN_CACHE, ORIGIN_MEASURED };
+static const char *const origin_name[] = { "run", "forced", "build", "cache", "measured" };
+
+typedef struct {
+    int64_t key[KEYLEN];
+    int bits;      /* SG_CONV_PASS_* on oneDNN */
+    int origin;
+    double ms[2][3];  /* measured: im2col / oneDNN, per pass (0: not measured) */
+} choice;
+
+typedef struct {
+    choice *v;
+    int n, cap;
+} table;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static table used;    /* the choices in effect in this process, in the order made */
+static table cached;  /* the machine cache file's, as last read */
+static int cache_read_once, cache_warned;
+
+/* ---- forced implementation --------------------------------------------------------- */
+
+static sg_conv_impl impl_override = SG_CONV_AUTO;
+static sg_conv_impl impl_env = SG_CONV_AUTO;
+static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
+
+static void read_impl_env(void)
+{
+    const char *s = getenv("SGDSA_CONV");
+    if (s && !strcmp(s, "im2col"))
+        impl_env = SG_CONV_IM2COL;
+    else if (s && !strcmp(s, "dnnl"))
+        impl_env = SG_CONV_DNNL;
+}
+
+int sg_cpu_conv2d_have_dnnl(void)
+{
+#ifdef SG_HAVE_DNNL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int sg_cpu_conv2d_set_impl(sg_conv_impl impl)
+{
+    if (impl != SG_CONV_AUTO && impl != SG_CONV_IM2COL && impl != SG_CONV_DNNL)
+        return sg_seterr("conv2d: unknown implementation %d (cpu)", (int)impl);
+    if (impl == SG_CONV_DNNL && !sg_cpu_conv2d_have_dnnl())
+        return sg_seterr("conv2d: oneDNN implementation requested, but sgdsa was built "
+                         "without oneDNN (SGDSA_DNNL=OFF or libdnnl-dev missing) (cpu)");
+    impl_override = impl;
+    return 0;
+}
+
+sg_conv_impl sg_cpu_conv2d_get_impl(void)
+{
+    pthread_once(&impl_once, read_impl_env);
+    return impl_override != SG_CONV_AUTO ? impl_override : impl_env;
+}
+
+/* ---- the tables ---------------------------------------------------------------------- */
+
+static void make_key(const sg_conv2d_geom *g, int64_t *key)
+{
+    const int64_t k[KEYLEN] = { g->n, g->c, g->h, g->w, g->k, g->kh,
+                                g->kw, g->sh, g->sw, g->ph, g->pw, g->threads };
+    memcpy(key, k, sizeof k);
+}
+
+static choice *find(table *t, const int64_t *key)
+{
+    for (int i = 0; i < t->n; i++)
+        if (!memcmp(t->v[i].key, key, KEYLEN * sizeof(int64_t)))
+            return &t->v[i];
+    return NULL;
+}
+
+/* Set key's choice in t (replacing one there); NULL when out of memory. */
+static choice *put(table *t, const choice *c)
+{
+    choice *e = find(t, c->key);
+    if (!e) {
+        if (t->n == t->cap) {
+            const int cap = t->cap ? 2 * t->cap : 32;
+            choice *v = realloc(t->v, (size_t)cap * sizeof *v);
+            if (!v)
+                return NULL;
+            t->v = v;
+            t->cap = cap;
+        }
+        e = &t->v[t->n++];
+    }
+    *e = *c;
+    return e;
+}
+
+static const char *impl_word(int bits, int pass) { return bits & (1 << pass) ? "dnnl" : "im2col"; }
+
+/* One line, no newline:
+ * "128x64x32x32 k64 3x3 s1x1 p1x1 t2: forward dnnl, backward-data dnnl,
+ *  backward-params im2col # measured ms im2col/dnnl 1.234/0.987 ..." */
+static int format_choice(char *buf, size_t n, const choice *c)
+{
+    const int64_t *k = c->key;
+    int len = snprintf(buf, n,
+                       "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: "
+                       "forward %s, backward-data %s, backward-params %s # %s",
+                       (long long)k[0], (long long)k[1], (long long)k[2], (long long)k[3],
+                       (long long)k[4], (long long)k[5], (long long)k[6], (long long)k[7],
+                       (long long)k[8], (long long)k[9], (long long)k[10], (long long)k[11],
+                       impl_word(c->bits, 0), impl_word(c->bits, 1), impl_word(c->bits, 2),
+                       origin_name[c->origin]);
+    if (c->origin == ORIGIN_MEASURED && c->ms[0][0] > 0)
+        len += snprintf(buf + ((size_t)len < n ? (size_t)len : n), (size_t)len < n ? n - (size_t)len : 0,
+                        ", ms im2col/dnnl %.3f/%.3f %.3f/%.3f %.3f/%.3f", c->ms[0][0], c->ms[1][0],
+                        c->ms[0][1], c->ms[1][1], c->ms[0][2], c->ms[1][2]);
+    return len;
+}
+
+/* Parse a line of format_choice's (what follows '#' is ignored); -1 when it is not one. */
+static int parse_choice(const char *line, choice *c)
+{
+    long long v[KEYLEN];
+    char w[3][16];
+    int end = -1;
+    const int got = sscanf(line,
+                           "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: "
+                           "forward %15[a-z0-9], backward-data %15[a-z0-9], "
+                           "backward-params %15[a-z0-9]%n",
+                           &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
+                           &v[10], &v[11], w[0], w[1], w[2], &end);
+    if (got != KEYLEN + 3 || end < 0)
+        return -1;
+    const char *rest = line + end;
+    while (*rest == ' ' || *rest == '\t' || *rest == '\r' || *rest == '\n')
+        rest++;
+    if (*rest && *rest != '#')
+        return -1;
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < KEYLEN; i++) {
+        const int pad = i == 9 || i == 10;
+        if (v[i] < (pad ? 0 : 1) || v[i] > ((long long)1 << 40))
+            return -1;
+        c->key[i] = v[i];
+    }
+    for (int p = 0; p < 3; p++) {
+        if (!strcmp(w[p], "dnnl"))
+            c->bits |= 1 << p;
+        else if (strcmp(w[p], "im2col"))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the machine's cache file ------------------------------------------------------ */
+
+static char machine_buf[512];
+
+/* CPU brand, family and model, features, OpenBLAS core, oneDNN version and ISA. */
+static void make_machine_key(void)
+{
+    int fam, mod;
+    sg_cpu_family_model(&fam, &mod);
+    char feats[128] = "";
+    const unsigned f = sg_cpu_features();
+    for (unsigned bit = 1; sg_cpu_feature_name(bit); bit <<= 1)
+        if (f & bit)
+            snprintf(feats + strlen(feats), sizeof feats - strlen(feats), "%s%s", *feats ? "," : "",
+                     sg_cpu_feature_name(bit));
+    snprintf(machine_buf, sizeof machine_buf,
+             "%s; family %d model %d; %s; OpenBLAS core %s; oneDNN %s %s", sg_cpu_brand(), fam,
+             mod, *feats ? feats : "no AVX2", sg_blas_core(),
+             sg_dnnl_version() ? sg_dnnl_version() : "none", sg_dnnl_isa() ? sg_dnnl_isa() : "");
+}
+
+static const char *the_machine(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_machine_key);
+    return machine_buf;
+}
+
+/* The cache folder and file; -1 when neither XDG_CACHE_HOME nor HOME names a folder. */
+static int cache_paths(char *dir, size_t dn, char *file, size_t fn)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (x && x[0] == '/')
+        snprintf(dir, dn, "%.4000s/sgdsa", x);
+    else if (home && home[0] == '/')
+        snprintf(dir, dn, "%.4000s/.cache/sgdsa", home);
+    else
+        return -1;
+    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)the_machine(); *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    snprintf(file, fn, "%.4050s/conv-%016llx.txt", dir, (unsigned long long)h);
+    return 0;
+}
+
+static void mkdir_p(char *dir)
+{
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
+
+static void write_header(FILE *f)
+{
+    fprintf(f, "%s\nmachine %s\n", CACHE_MAGIC, the_machine());
+}
+
+/* Read f into `cached`; 0, or -1 with the reason in why (the file is damaged). */
+static int read_cache(FILE *f, char *why, size_t n)
+{
+    cached.n = 0;
+    char line[1024];
+    int ln = 0;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        const size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            snprintf(why, n, "line %d is too long", ln);
+            return -1;
+        }
+        if (len && line[len - 1] == '\n')
+            line[len - 1] = 0;
+        if (ln == 1 && strcmp(line, CACHE_MAGIC)) {
+            snprintf(why, n, "line 1 is not '%s'", CACHE_MAGIC);
+            return -1;
+        }
+        if (ln == 2 && (strncmp(line, "machine ", 8) || strcmp(line + 8, the_machine()))) {
+            snprintf(why, n, "line 2 does not name this machine (%.150s)", the_machine());
+            return -1;
+        }
+        if (ln <= 2 || !line[0])
+            continue;
+        choice c;
+        if (parse_choice(line, &c)) {
+            snprintf(why, n, "line %d is not a convolution choice: '%.80s'", ln, line);
+            return -1;
+        }
+        c.origin = ORIGIN_CACHE;
+        if (!find(&cached, c.key) && !put(&cached, &c)) {
+            snprintf(why, n, "out of memory at line %d", ln);
+            return -1;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(why, n, "read error: %s", strerror(errno));
+        return -1;
+    }
+    if (ln == 1) {
+        snprintf(why, n, "it ends after line 1");
+        return -1;
+    }
+    return 0;
+}
+
+/* Under the file's exclusive lock: read the cache into `cached` (a damaged
+ * file is emptied, with a warning); then, with c, take the file's choice of
+ * c's geometry when it has one, else append c. Called with `lock` held. */
+static void sync_cache(choice *c)
+{
+    char dir[4096], path[4200];
+    if (cache_paths(dir, sizeof dir, path, sizeof path))
+        return;
+    mkdir_p(dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int writable = fd >= 0, werr = errno;
+    if (fd < 0)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!writable && !cache_warned) {
+        cache_warned = 1;
+        fprintf(stderr, "sgdsa: warning: cannot write the convolution choice cache %s (%s): "
+                        "convolutions this process measures are not kept for the next\n",
+                path, strerror(werr));
+    }
+    if (fd < 0)
+        return;
+    FILE *f = fdopen(fd, writable ? "r+" : "r");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    flock(fd, writable ? LOCK_EX : LOCK_SH);
+    struct stat st;
+    char why[256];
+    if (fstat(fd, &st) == 0 && st.st_size == 0) {
+        cached.n = 0;
+        if (writable)
+            write_header(f);
+    } else if (read_cache(f, why, sizeof why)) {
+        fprintf(stderr, "sgdsa: warning: the convolution choice cache %s is damaged (%s): "
+                        "%s, and the convolutions are measured again\n",
+                path, why, writable ? "it is emptied" : "it is ignored");
+        cached.n = 0;
+        if (writable && ftruncate(fd, 0) == 0) {
+            rewind(f);
+            write_header(f);
+        }
+    }
+    if (c && writable) {
+        const choice *e = find(&cached, c->key);
+        if (e) {
+            c->bits = e->bits;
+            c->origin = ORIGIN_CACHE;
+        } else {
+            char line[512];
+            format_choice(line, sizeof line, c);
+            fseek(f, 0, SEEK_END);
+            fprintf(f, "%s\n", line);
+            put(&cached, c);
+        }
+    }
+    fflush(f);
+    fclose(f);  /* releases the lock */
+}
+
+/* ---- measurement ------------------------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static float *filled(int64_t n, uint32_t seed)
+{
+    float *p = sg_aligned_alloc((size_t)(n > 0 ? n : 1) * sizeof(float), "conv2d measurement");
+    for (int64_t i = 0; p && i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)(seed >> 9) * (1.0f / 8388608.0f) - 0.5f;
+    }
+    return p;
+}
+
+/* Time both implementations of every pass of g on a slice of its batch and
+ * fill c (bits: oneDNN's faster passes). A failure (memory, oneDNN) leaves
+ * im2col for every pass. */
+static void measure(const sg_conv2d_geom *g, choice *c)
+{
+    c->bits = 0;
+    const double per = 2.0 * (double)(g->k * g->c * g->kh * g->kw) * (double)(g->oh * g->ow);
+    int64_t nb = (int64_t)(MEASURE_FLOP / per) / g->threads * g->threads;
+    if (nb < 2 * (int64_t)g->threads)
+        nb = 2 * (int64_t)g->threads;
+    if (nb > g->n)
+        nb = g->n;
+    sg_conv2d_geom m[2];
+    if (sg_conv2d_geom_init(&m[0], nb, g->c, g->h, g->w, g->k, g->kh, g->kw, g->sh, g->sw,
+                            g->ph, g->pw))
+        return;
+    m[0].threads = g->threads;
+    m[0].dnnl = 0;
+    m[1] = m[0];
+    m[1].dnnl = SG_CONV_PASS_ALL;
+    const int64_t nx = nb * g->c * g->h * g->w, nw = g->k * g->c * g->kh * g->kw;
+    const int64_t ny = nb * g->k * g->oh * g->ow;
+    float *x = filled(nx, 1), *w = filled(nw, 2), *b = filled(g->k, 3), *dy = filled(ny, 4);
+    float *y = filled(ny, 5), *dx = filled(nx, 6), *dw = filled(nw, 7), *db = filled(g->k, 8);
+    float *ws[2] = { NULL, NULL };
+    int ok = x && w && b && dy && y && dx && dw && db;
+    for (int i = 0; i < 2 && ok; i++)
+        ok = (ws[i] = filled((int64_t)sg_cpu_conv2d_workspace_size(&m[i]), 9)) != NULL;
+    for (int rep = 0; rep < 3 && ok; rep++)
+        for (int i = 0; i < 2 && ok; i++)
+            for (int p = 0; p < 3 && ok; p++) {
+                const double t0 = now_ms();
+                ok = !(p == 0   ? sg_cpu_conv2d_forward(ws[i], x, y, w, b, &m[i])
+                       : p == 1 ? sg_cpu_conv2d_backward_data(ws[i], dy, dx, w, &m[i])
+                                : sg_cpu_conv2d_backward_params(ws[i], x, dy, dw, db, &m[i]));
+                const double t = now_ms() - t0;
+                if (rep == 1 || (rep == 2 && t < c->ms[i][p]))
+                    c->ms[i][p] = t;
+            }
+    if (ok) {
+        for (int p = 0; p < 3; p++)
+            if (c->ms[1][p] < c->ms[0][p])
+                c->bits |= 1 << p;
+    } else {
+        memset(c->ms, 0, sizeof c->ms);
+    }
+    free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
+    free(ws[0]); free(ws[1]);
+}
+
+/* ---- the choice of a geometry --------------------------------------------------------- */
+
+/* The choice of key without measuring (-1: none); with `record`, it is
+ * entered in `used`. Called with `lock` held. */
+static int known_locked(const int64_t *key, int record)
+{
+    choice *e = find(&used, key);
+    if (e && e->origin == ORIGIN_RUN)
+        return e->bits;
+    choice c = { .bits = 0 };
+    memcpy(c.key, key, sizeof c.key);
+    const sg_conv_impl impl = sg_cpu_conv2d_get_impl();
+    if (!sg_cpu_conv2d_have_dnnl() || impl != SG_CONV_AUTO) {
+        c.bits = impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0;
+        c.origin = sg_cpu_conv2d_have_dnnl() ? ORIGIN_FORCED : ORIGIN_BUILD;
+        if (record && (!e || e->bits != c.bits || e->origin != c.origin))
+            put(&used, &c);  /* out of memory: not recorded, still in force */
+        return c.bits;
+    }
+    if (e && e->origin != ORIGIN_FORCED && e->origin != ORIGIN_BUILD)
+        return e->bits;
+    if (!cache_read_once) {
+        cache_read_once = 1;
+        sync_cache(NULL);
+    }
+    const choice *k = find(&cached, key);
+    if (!k)
+        return -1;
+    c.bits = k->bits;
+    c.origin = ORIGIN_CACHE;
+    if (record)
+        put(&used, &c);
+    return c.bits;
+}
+
+int sg_conv_choice_known(const sg_conv2d_geom *g)
+{
+    int64_t key[KEYLEN];
+    make_key(g, key);
+    pthread_mutex_lock(&lock);
+    const int bits = known_locked(key, 0);
+    pthread_mutex_unlock(&lock);
+    return bits;
+}
+
+void sg_conv_choice_note(const sg_conv2d_geom *g)
+{
+    int64_t key[KEYLEN];
+    make_key(g, key);
+    pthread_mutex_lock(&lock);
+    known_locked(key, 1);
+    pthread_mutex_unlock(&lock);
+}
+
+int sg_cpu_conv2d_passes(const sg_conv2d_geom *g)
+{
+    if (g->dnnl >= 0)
+        return g->dnnl;
+    choice c;
+    memset(&c, 0, sizeof c);
+    make_key(g, c.key);
+    pthread_mutex_lock(&lock);
+    int bits = known_locked(c.key, 1);
+    pthread_mutex_unlock(&lock);
+    if (bits >= 0)
+        return bits;
+    c.origin = ORIGIN_MEASURED;
+    measure(g, &c);  /* without the lock: it runs convolutions */
+    pthread_mutex_lock(&lock);
+    const choice *e = find(&used, c.key);
+    if (e) {
+        bits = e->bits;  /* chosen by another thread meanwhile */
+    } else {
+        sync_cache(&c);
+        put(&used, &c);
+        bits = c.bits;
+    }
+    pthread_mutex_unlock(&lock);
+    return bits;
+}
+
+/* ---- the table as text ------------------------------------------------------------- */
+
+size_t sg_cpu_conv2d_choices(char *buf, size_t n)
+{
+    size_t len = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < used.n; i++) {
+        char line[512];
+        const int l = format_choice(line, sizeof line, &used.v[i]);
+        if (buf && len + (size_t)l + 1 < n) {
+            memcpy(buf + len, line, (size_t)l);
+            buf[len + (size_t)l] = '\n';
+        }
+        len += (size_t)l + 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (buf && n)
+        buf[len < n ? len : n - 1] = 0;
+    return len;
+}
+
+int sg_cpu_conv2d_pin(const char *text)
+{
+    int ln = 0, dropped = 0, rc = 0;
+    pthread_mutex_lock(&lock);
+    for (const char *p = text; p && *p && !rc;) {
+        const char *nl = strchr(p, '\n');
+        const size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        ln++;
+        if (len >= sizeof line) {
+            rc = sg_seterr("conv2d choices: line %d is too long (%zu characters) (cpu)", ln, len);
+            break;
+        }
+        memcpy(line, p, len);
+        line[len] = 0;
+        p += len + (nl != NULL);
+        if (!line[0] || line[0] == '#')
+            continue;
+        choice c;
+        if (parse_choice(line, &c)) {
+            rc = sg_seterr("conv2d choices: line %d is not a convolution choice: '%.80s' (cpu)",
+                           ln, line);
+            break;
+        }
+        if (c.bits && !sg_cpu_conv2d_have_dnnl()) {
+            c.bits = 0;
+            dropped++;
+        }
+        c.origin = ORIGIN_RUN;
+        if (!put(&used, &c))
+            rc = sg_seterr("conv2d choices: out of memory at line %d (cpu)", ln);
+    }
+    pthread_mutex_unlock(&lock);
+    if (dropped)
+        fprintf(stderr, "sgdsa: warning: the run chose oneDNN for %d convolution(s), but this "
+                        "sgdsa was built without oneDNN: they run im2col, and the results differ "
+                        "from the run's in rounding\n", dropped);
+    return rc;
+}

@@ -1,0 +1,19 @@
+/*
+ * conv_choice.h - the table of convolution implementations (private to
+ * kernels/cpu; conv_choice.c): which passes of a geometry run on oneDNN.
+ */
+#ifndef SG_KERNELS_CPU_CONV_CHOICE_H
+#define SG_KERNELS_CPU_CONV_CHOICE_H
+
+#include "nn.h"
+
+/* The passes oneDNN runs for g (SG_CONV_PASS_* bits) when they are known
+ * without a measurement: recorded by a run, forced (sg_cpu_conv2d_set_impl,
+ * SGDSA_CONV), already chosen in this process, or in the machine's cache;
+ * -1 when g must be measured first (sg_cpu_conv2d_passes does it). */
+int sg_conv_choice_known(const sg_conv2d_geom *g);
+/* Enter g's known choice in the table of choices in effect (the one a run
+ * records), when it has one. */
+void sg_conv_choice_note(const sg_conv2d_geom *g);
+
+#endif
