@@ -281,15 +281,8 @@ function M.main(args)
     return 1
   end
 
-  if #o.labels > 0 and #o.labels ~= #o.folders then
-    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
-                               #o.labels, #o.folders))
-  end
-  local runs, lerr = results.load_all(o.folders, o.labels)
-  if not runs then
-    io.stderr:write("sgdsa plot: ", lerr, "\n")
-    return 1
-  end
+  local runs, status = results.load_command(o, "sgdsa plot", usage)
+  if not runs then return status end
   local kept, empty = {}, {}
   for _, r in ipairs(runs) do
     if r.n > 0 then kept[#kept + 1] = r else empty[#empty + 1] = r.dir end

@@ -15,6 +15,8 @@
 --                                in a given folder (used by sgdsa.sweep)
 --   results.parse_command(args, o, how) -> the options and run folders of
 --                                `sgdsa table` and `sgdsa plot`
+--   results.load_command(o, name, usage) -> their runs, or nil and the exit
+--                                status after saying why
 --
 -- A run's method (what tables and figures group it by): the experiment's
 -- `label=` when it has one; else the paper's name of a built-in optimizer
@@ -307,6 +309,24 @@ function M.parse_command(args, o, how)
     i = i + 1
   end
   return o
+end
+
+--- The runs of the folders of a command (results.parse_command's o), a
+--- method per folder from --label (one per folder, or none). On a count of
+--- labels that does not match: nil, usage(message) (the command's usage
+--- error); on a folder that cannot be read: the message after `name` on
+--- stderr, nil, 1.
+function M.load_command(o, name, usage)
+  if #o.labels > 0 and #o.labels ~= #o.folders then
+    return nil, usage(string.format("%d --label for %d folders: give one per folder, in their order",
+                                    #o.labels, #o.folders))
+  end
+  local runs, err = M.load_all(o.folders, o.labels)
+  if not runs then
+    io.stderr:write(name, ": ", err, "\n")
+    return nil, 1
+  end
+  return runs
 end
 
 --- Whether a run folder holds a finished run, or one that can be resumed.

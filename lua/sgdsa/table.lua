@@ -440,15 +440,8 @@ function M.main(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
   if #o.folders == 0 then return usage("no run folders given") end
-  if #o.labels > 0 and #o.labels ~= #o.folders then
-    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
-                               #o.labels, #o.folders))
-  end
-  local runs, lerr = results.load_all(o.folders, o.labels)
-  if not runs then
-    io.stderr:write("sgdsa table: ", lerr, "\n")
-    return 1
-  end
+  local runs, status = results.load_command(o, "sgdsa table", usage)
+  if not runs then return status end
   local ok, t = pcall(M.build, runs, {at = o.at, loss = o.loss})
   if not ok then
     io.stderr:write("sgdsa table: ", tostring(t), "\n")
