@@ -63,11 +63,7 @@ local function check_opts(kind, opts)
   return opts
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("sgdsa.sys").readable
 
 -- Candidate directories: the dir option, else $SGDSA_DATA/<sub>, else defaults.
 -- An SGDSA_DATA that is set (not empty) but not a directory is an error: a

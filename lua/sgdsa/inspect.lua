@@ -52,11 +52,7 @@ local function is_dir(path)
   return ok and type(list) == "table"
 end
 
-local function file_exists(path)
-  local fh = io.open(path, "rb")
-  if fh then fh:close() return true end
-  return false
-end
+local file_exists = require("sgdsa.sys").readable
 
 -- Lines of a text, at most `max`, indented.
 local function excerpt(text, max, indent)

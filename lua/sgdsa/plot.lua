@@ -13,6 +13,7 @@
 -- uses svg. $SGDSA_GNUPLOT names another gnuplot executable.
 local core = require "sgdsa.core"
 local results = require "sgdsa.results"
+local sys = require "sgdsa.sys"
 
 local M = {}
 
@@ -55,17 +56,9 @@ local function usage(msg)
   return 2
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q, shell_output = sys.quote, sys.output
 -- A gnuplot string literal (single quotes; '' inside).
 local function gq(s) return "'" .. tostring(s):gsub("'", "''") .. "'" end
-
-local function shell_output(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return nil end
-  local s = p:read("a")
-  local ok, _, code = p:close()
-  return s, ok, code
-end
 
 --- The gnuplot executable and its terminals; nil and a message if missing.
 function M.gnuplot()
@@ -237,50 +230,33 @@ local function copy_file(src, dst)
   return #data
 end
 
-local function parse_args(args)
-  local o = {folders = {}, labels = {}, figure = "all"}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local function value()
-      local v = a:match("^%-%-[%w-]+=(.*)$")
-      if v then return v end
-      i = i + 1
-      return args[i]
+-- `sgdsa plot` takes a word that begins with an option's name as that option
+local function prefix_opt(a, name) return a:sub(1, #name) == name end
+
+-- The options of `sgdsa plot` that results.parse_command does not know.
+local function option(o, a, value)
+  if prefix_opt(a, "--title") then
+    o.title = value()
+    if not o.title then return nil, "--title needs a text" end
+  elseif prefix_opt(a, "--size") then
+    local v = value() or ""
+    local w, h = v:match("^(%d+)x(%d+)$")
+    w, h = tonumber(w), tonumber(h)
+    if not w or w < 200 or h < 150 or w > 10000 or h > 10000 then
+      return nil, string.format("--size %s: use WxH in pixels, e.g. 1200x900", v)
     end
-    if a == "--help" or a == "-h" then
-      o.help = true
-    elseif a == "-o" or a:match("^%-%-output=?") then
-      o.output = value()
-      if not o.output or o.output == "" then return nil, "-o needs a file name" end
-    elseif a:match("^%-%-figure=?") then
-      o.figure = value()
-      if not FIGURES[o.figure or ""] then
-        return nil, string.format("--figure %s: use 1, 2, 3, 4 or all", tostring(o.figure))
-      end
-    elseif a:match("^%-%-title=?") then
-      o.title = value()
-      if not o.title then return nil, "--title needs a text" end
-    elseif a:match("^%-%-size=?") then
-      local v = value() or ""
-      local w, h = v:match("^(%d+)x(%d+)$")
-      w, h = tonumber(w), tonumber(h)
-      if not w or w < 200 or h < 150 or w > 10000 or h > 10000 then
-        return nil, string.format("--size %s: use WxH in pixels, e.g. 1200x900", v)
-      end
-      o.w, o.h = w, h
-    elseif a:match("^%-%-label=?") then
-      local v = value()
-      if not v or v == "" then return nil, "--label needs a text" end
-      o.labels[#o.labels + 1] = v
-    elseif a:sub(1, 1) == "-" then
-      return nil, string.format("unknown option %q", a)
-    else
-      o.folders[#o.folders + 1] = a
-    end
-    i = i + 1
+    o.w, o.h = w, h
+  else
+    return false
   end
-  return o
+  return true
+end
+
+local function parse_args(args)
+  return results.parse_command(args, {figure = "all"}, {
+    choices = {["--figure"] = {"figure", FIGURES, "use 1, 2, 3, 4 or all"}},
+    option = option, is_opt = prefix_opt,
+  })
 end
 
 function M.main(args)
@@ -305,15 +281,8 @@ function M.main(args)
     return 1
   end
 
-  if #o.labels > 0 and #o.labels ~= #o.folders then
-    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
-                               #o.labels, #o.folders))
-  end
-  local runs, lerr = results.load_all(o.folders, o.labels)
-  if not runs then
-    io.stderr:write("sgdsa plot: ", lerr, "\n")
-    return 1
-  end
+  local runs, status = results.load_command(o, "sgdsa plot", usage)
+  if not runs then return status end
   local kept, empty = {}, {}
   for _, r in ipairs(runs) do
     if r.n > 0 then kept[#kept + 1] = r else empty[#empty + 1] = r.dir end

@@ -13,6 +13,10 @@
 --                                and figures (below)
 --   results.trainer_args(...) -> the `sgdsa run` overrides that put a run
 --                                in a given folder (used by sgdsa.sweep)
+--   results.parse_command(args, o, how) -> the options and run folders of
+--                                `sgdsa table` and `sgdsa plot`
+--   results.load_command(o, name, usage) -> their runs, or nil and the exit
+--                                status after saying why
 --
 -- A run's method (what tables and figures group it by): the experiment's
 -- `label=` when it has one; else the paper's name of a built-in optimizer
@@ -248,6 +252,79 @@ function M.load_all(paths, labels)
       for _, q in ipairs(runs) do if q.dir == r.dir then dup = true end end
       if not dup then runs[#runs + 1] = r end
     end
+  end
+  return runs
+end
+
+-- Whether word a is option `name`, alone or as name=value.
+local function exact_opt(a, name) return a == name or a:sub(1, #name + 1) == name .. "=" end
+
+--- The words of a command over run folders (`sgdsa table`, `sgdsa plot`)
+--- into the table o: -h or --help sets o.help; -o FILE or --output FILE
+--- o.output; each --label TEXT adds to o.labels; how.choices[name] =
+--- {key, set, hint}: option `name` sets o[key] to a value that is a key of
+--- `set`, else the message "NAME VALUE: HINT"; how.option(o, word, value)
+--- takes any other option and returns true, or returns false (unknown), or
+--- nil and a message. value() is an option's value (after "=", else the next
+--- word). how.is_opt(word, name) says whether word is that option (default:
+--- alone or as name=value); how.dash: "-" alone is a folder, not an option.
+--- The other words are the folders, o.folders. Returns o, or nil and a message.
+function M.parse_command(args, o, how)
+  local is_opt = how.is_opt or exact_opt
+  local option = how.option or function() return false end
+  o.folders, o.labels = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local function value()
+      local v = a:match("^%-%-?[%w-]+=(.*)$")
+      if v then return v end
+      i = i + 1
+      return args[i]
+    end
+    local choice, cname
+    for name, c in pairs(how.choices or {}) do
+      if is_opt(a, name) then choice, cname = c, name end
+    end
+    if a == "--help" or a == "-h" then
+      o.help = true
+    elseif a == "-o" or is_opt(a, "--output") then
+      o.output = value()
+      if not o.output or o.output == "" then return nil, "-o needs a file name" end
+    elseif is_opt(a, "--label") then
+      local v = value()
+      if not v or v == "" then return nil, "--label needs a text" end
+      o.labels[#o.labels + 1] = v
+    elseif choice then
+      local v = value()
+      if not choice[2][v or ""] then return nil, string.format("%s %s: %s", cname, tostring(v), choice[3]) end
+      o[choice[1]] = v
+    elseif a:sub(1, 1) == "-" and not (how.dash and a == "-") then
+      local took, err = option(o, a, value)
+      if took == nil then return nil, err end
+      if not took then return nil, string.format("unknown option %q", a) end
+    else
+      o.folders[#o.folders + 1] = a
+    end
+    i = i + 1
+  end
+  return o
+end
+
+--- The runs of the folders of a command (results.parse_command's o), a
+--- method per folder from --label (one per folder, or none). On a count of
+--- labels that does not match: nil, usage(message) (the command's usage
+--- error); on a folder that cannot be read: the message after `name` on
+--- stderr, nil, 1.
+function M.load_command(o, name, usage)
+  if #o.labels > 0 and #o.labels ~= #o.folders then
+    return nil, usage(string.format("%d --label for %d folders: give one per folder, in their order",
+                                    #o.labels, #o.folders))
+  end
+  local runs, err = M.load_all(o.folders, o.labels)
+  if not runs then
+    io.stderr:write(name, ": ", err, "\n")
+    return nil, 1
   end
   return runs
 end

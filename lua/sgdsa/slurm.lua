@@ -15,12 +15,11 @@
 -- task runs the `sgdsa run` a local sweep runs (sgdsa.sweep), in the same
 -- folders, and appends to the same seed-<n>.out; the script's comments say
 -- how it stops, resumes and requeues (they are the reference for it).
+local sys = require "sgdsa.sys"
+
 local M = {}
 
---- Quote a string for /bin/sh and bash.
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = sys.quote
 
 -- A word that needs no quotes in the script (paths and overrides usually).
 local function word(s)
@@ -29,11 +28,9 @@ local function word(s)
   return q(s)
 end
 
+-- A command's stdout and its exit status (0 when it succeeded).
 local function shell_output(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return nil end
-  local s = p:read("a")
-  local ok, _, code = p:close()
+  local s, ok, _, code = sys.output(cmd)
   return s, ok and 0 or code
 end
 

@@ -25,6 +25,7 @@
 local core = require "sgdsa.core"
 local results = require "sgdsa.results"
 local slurm = require "sgdsa.slurm"
+local sys = require "sgdsa.sys"
 
 local M = {}
 
@@ -120,28 +121,9 @@ function M.parse_seeds(spec)
   return list
 end
 
---- Quote a string for /bin/sh.
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q, read_file, shell_output = sys.quote, sys.read_file, sys.output
 M.shell_quote = q
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 M.read_file = read_file
-
-local function shell_output(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return nil end
-  local s = p:read("a")
-  p:close()
-  return s
-end
 
 --- The sgdsa executable to run children with: $SGDSA_BIN, else this process's
 --- own executable (/proc/self/exe), else `sgdsa` on PATH.

@@ -24,9 +24,7 @@ local slurm = require "sgdsa.slurm"
 
 local M = {}
 
--- sgdsa.sweep's: the file's contents, or nil (loaded on first use: sweep
--- loads this module too)
-local function read_file(path) return require("sgdsa.sweep").read_file(path) end
+local read_file = require("sgdsa.sys").read_file
 
 local function alive(pid)
   return pid ~= nil and core.exists("/proc/" .. pid) == true

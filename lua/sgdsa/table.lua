@@ -424,52 +424,15 @@ function M.csv(t)
   return table.concat(out, "\n") .. "\n"
 end
 
--- Whether argument `a` is option `name`, alone or as name=value.
-local function is_opt(a, name) return a == name or a:sub(1, #name + 1) == name .. "=" end
-
 local function parse_args(args)
-  local o = {folders = {}, labels = {}, format = "text", at = "best", loss = "example"}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local function value()
-      local v = a:match("^%-%-?[%w-]+=(.*)$")
-      if v then return v end
-      i = i + 1
-      return args[i]
-    end
-    if a == "--help" or a == "-h" then
-      o.help = true
-    elseif a == "-o" or is_opt(a, "--output") then
-      o.output = value()
-      if not o.output or o.output == "" then return nil, "-o needs a file name" end
-    elseif is_opt(a, "--format") then
-      o.format = value()
-      if o.format ~= "text" and o.format ~= "markdown" and o.format ~= "csv" then
-        return nil, string.format("--format %s: use text, markdown or csv", tostring(o.format))
-      end
-    elseif is_opt(a, "--at") then
-      o.at = value()
-      if not M.AT[o.at or ""] then
-        return nil, string.format("--at %s: use best, last (or final) or best-each", tostring(o.at))
-      end
-    elseif is_opt(a, "--loss") then
-      o.loss = value()
-      if not M.LOSS[o.loss or ""] then
-        return nil, string.format("--loss %s: use example or batch", tostring(o.loss))
-      end
-    elseif is_opt(a, "--label") then
-      local v = value()
-      if not v or v == "" then return nil, "--label needs a text" end
-      o.labels[#o.labels + 1] = v
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      return nil, string.format("unknown option %q", a)
-    else
-      o.folders[#o.folders + 1] = a
-    end
-    i = i + 1
-  end
-  return o
+  return results.parse_command(args, {format = "text", at = "best", loss = "example"}, {
+    choices = {
+      ["--format"] = {"format", {text = true, markdown = true, csv = true}, "use text, markdown or csv"},
+      ["--at"] = {"at", M.AT, "use best, last (or final) or best-each"},
+      ["--loss"] = {"loss", M.LOSS, "use example or batch"},
+    },
+    dash = true,   -- "-" alone is a folder name
+  })
 end
 
 function M.main(args)
@@ -477,15 +440,8 @@ function M.main(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
   if #o.folders == 0 then return usage("no run folders given") end
-  if #o.labels > 0 and #o.labels ~= #o.folders then
-    return usage(string.format("%d --label for %d folders: give one per folder, in their order",
-                               #o.labels, #o.folders))
-  end
-  local runs, lerr = results.load_all(o.folders, o.labels)
-  if not runs then
-    io.stderr:write("sgdsa table: ", lerr, "\n")
-    return 1
-  end
+  local runs, status = results.load_command(o, "sgdsa table", usage)
+  if not runs then return status end
   local ok, t = pcall(M.build, runs, {at = o.at, loss = o.loss})
   if not ok then
     io.stderr:write("sgdsa table: ", tostring(t), "\n")

@@ -70,13 +70,7 @@ function M.data_file(dir)
     x:copy(xf:clamp_(0, 255):view(n, 1, 28, 28))
     return x, y
   end
-  local xtr, ytr = make(6400)
-  local xte, yte = make(1000)
-  local f = h5.open(path, "w", {atomic = true})
-  f:write("train/images", xtr); f:write("train/labels", ytr)
-  f:write("test/images", xte); f:write("test/labels", yte)
-  f:close()
-  return path
+  return dofile("tests/lua/trainer_fixture.lua").write_image_set(path, make, 6400, 1000)
 end
 
 if not (arg and arg[0] and arg[0]:match("mpi_fixture%.lua$")) then return M end

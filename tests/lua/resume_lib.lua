@@ -22,7 +22,7 @@ function M.new(T, opts)
   if not bin or not sg.core.exists(bin) then T.skip("SGDSA_BIN is not set to the sgdsa executable") end
   local R = {F = F, tmp = opts.tmp, out = opts.tmp .. "/runs", device = opts.device,
              slow = opts.slow or 1}
-  os.execute("rm -rf " .. T.shell_quote(R.tmp))
+  T.remove(R.tmp)
   sg.core.mkdir_p(R.tmp)
   R.data = F.data_file(R.tmp)
   local sh = T.shell_quote
@@ -113,38 +113,24 @@ function M.new(T, opts)
     end
   end
 
+  -- every step of the run in dir logged once
+  local function steps_once(dir)
+    local a = h5.read_log(dir .. "/log.h5", "steps")
+    for i = 1, a.rows do T.eq(a.data.step[i], i, "step numbers: no duplicate or missing step") end
+  end
+
   -- The logs of the run in dir are the reference's (time columns aside), and
   -- every step is logged once.
   function R.compare_logs(dir)
-    local ignore = {seconds = true, images_per_s = true}
-    for _, group in ipairs{"steps", "epochs"} do
-      local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(R.refdir .. "/log.h5", group)
-      T.eq(a.rows, b.rows, group .. " rows")
-      for _, c in ipairs(b.columns) do
-        if not ignore[c] then
-          for i = 1, b.rows do
-            local x, y = a.data[c][i], b.data[c][i]
-            if not (x == y or (x ~= x and y ~= y)) then
-              error(string.format("%s log, column %s, row %d: %s vs %s (reference)", group, c, i, x, y), 2)
-            end
-          end
-        end
-      end
-      if group == "steps" then
-        for i = 1, a.rows do T.eq(a.data.step[i], i, "step numbers: no duplicate or missing step") end
-      end
-    end
+    T.same_logs(dir, R.refdir, "against the reference")
+    steps_once(dir)
   end
 
   -- The run in dir ended as the reference did: final and best weights, BN
   -- buffers, logs.
   function R.same_as_reference(dir)
-    local m, r = R.weights(dir .. "/last.h5"), R.weights(R.refdir .. "/last.h5")
-    T.eq((m.params - r.params):abs():max(), 0, "final weights")
-    T.eq((m.buffers - r.buffers):abs():max(), 0, "final BN buffers")
-    local mb, rb = R.weights(dir .. "/best.h5"), R.weights(R.refdir .. "/best.h5")
-    T.eq((mb.params - rb.params):abs():max(), 0, "best weights")
-    R.compare_logs(dir)
+    T.same_run(dir, R.refdir, "against the reference", R.weights)
+    steps_once(dir)
   end
 
   -- SIGKILLs at exact points between the writes of the run folder (the

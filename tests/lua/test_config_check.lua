@@ -12,9 +12,7 @@ local trainer = require "sgdsa.trainer"
 local options = require "sgdsa.options"
 local F = dofile("tests/lua/trainer_fixture.lua")
 
-local tmp = T.tmpdir() .. "/config-check-" .. sg.core.getpid()
-os.execute("rm -rf " .. T.shell_quote(tmp))
-sg.core.mkdir_p(tmp)
+local tmp = T.scratch("config-check")
 local data = F.data_file(tmp)
 
 -- an experiment with a model spec (models/mlp.lua) on the fixture's data
@@ -120,5 +118,5 @@ T.test("a resume into a folder it cannot write fails before the first step", fun
   T.check(not out:find("epoch 2", 1, true), "no epoch trained: " .. out)
 end)
 
-os.execute("rm -rf " .. T.shell_quote(tmp))
+T.remove(tmp)
 T.done()

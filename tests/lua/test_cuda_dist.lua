@@ -12,14 +12,7 @@ local sg = sgdsa or require "sgdsa"
 local core = sg.core
 local h5 = require "sgdsa.h5"
 
-local ok, why = core.cuda.available()
-if not ok then
-  print("no CUDA device: skipping the GPU data-parallel tests (" .. tostring(why) .. ")")
-  os.exit(77)
-end
-local devname = tostring(core.cuda.device_name())
-print("device: " .. devname)
-local emulated = devname:find("emulator", 1, true) ~= nil
+local _, emulated = T.need_cuda("the GPU data-parallel tests")
 local sh = T.shell_quote
 
 T.test("NCCL: a sum over a communicator of one process leaves the tensor as it was", function()
@@ -42,7 +35,7 @@ end
 
 T.test("2 ranks on one GPU (sums through MPI) take the decisions of their CPU twin", function()
   local tmp = T.tmpdir() .. "/cuda_dist"
-  os.execute("rm -rf " .. sh(tmp))
+  T.remove(tmp)
   core.mkdir_p(tmp)
   local F = dofile("tests/lua/trainer_fixture.lua")
   local data = F.data_file(tmp)
@@ -58,12 +51,7 @@ T.test("2 ranks on one GPU (sums through MPI) take the decisions of their CPU tw
     T.eq(code, 0, name .. ":\n" .. text)
     return h5.read_log(tmp .. "/runs/" .. name .. "/log.h5", "steps")
   end
-  local g, c = run("gpu", "cuda"), run("cpu", "cpu")
-  T.eq(g.rows, c.rows, "steps")
-  for i = 1, c.rows do
-    T.eq(g.data.accepted[i], c.data.accepted[i], "decision at step " .. i)
-    T.near(g.data.objective[i], c.data.objective[i], 1e-4, "f(w) at step " .. i)
-  end
+  T.same_decisions(run("gpu", "cuda"), run("cpu", "cpu"), 1e-4, "gpu against cpu")
 end)
 
 T.done()

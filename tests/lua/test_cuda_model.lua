@@ -15,12 +15,7 @@ local T = dofile("tests/lua/testlib.lua")
 local sg = require "sgdsa"
 local core = sg.core
 
-local ok, why = core.cuda.available()
-if not ok then
-  print("no CUDA device: skipping the CPU/GPU model-step comparison (" .. tostring(why) .. ")")
-  os.exit(77)
-end
-print("device: " .. tostring(core.cuda.device_name()))
+T.need_cuda("the CPU/GPU model-step comparison")
 core.cuda.set_tf32(false)
 local C = dofile("tests/lua/cuda_compare.lua")
 local function maxdiff(a, b) return (a:cpu():contiguous() - b:cpu():contiguous()):abs():max() end
@@ -236,11 +231,7 @@ check("mixed modules (Pad, Residual, Dropout, pools): 3 SGD-SA steps cpu == gpu"
       {batch = 6, steps = 3, optim = "sgdsa"})
 
 local F = dofile("tests/lua/trainer_fixture.lua")
-local function tmpdir()
-  local d = T.tmpdir() .. "/cuda_model"
-  os.execute("mkdir -p '" .. d .. "'")
-  return d
-end
+local function tmpdir() return T.tmpdir("cuda_model") end
 
 T.test("loader batches straight onto the gpu (pinned memory), labels int32", function()
   -- uint8 images: raw batches padded, cropped, flipped and normalized on the

@@ -15,14 +15,7 @@ local core = sg.core
 local h5 = require "sgdsa.h5"
 local checkpoint = require "sgdsa.checkpoint"
 
-local ok, why = core.cuda.available()
-if not ok then
-  print("no CUDA device: skipping the GPU resume tests (" .. tostring(why) .. ")")
-  os.exit(77)
-end
-local devname = tostring(core.cuda.device_name())
-print("device: " .. devname)
-local emulated = devname:find("emulator", 1, true) ~= nil
+local devname, emulated = T.need_cuda("the GPU resume tests")
 
 -- the emulator runs kernels on the CPU, slower still under a sanitizer
 local R = dofile("tests/lua/resume_lib.lua").new(T, {tmp = T.tmpdir() .. "/cuda_resume", device = "cuda",

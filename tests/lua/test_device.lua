@@ -11,11 +11,7 @@ local nn = require "sgdsa.nn"
 local trainer = require "sgdsa.trainer"
 local F = dofile("tests/lua/trainer_fixture.lua")
 
-local function tmpdir()
-  local d = T.tmpdir() .. "/device"
-  os.execute("mkdir -p '" .. d .. "'")
-  return d
-end
+local function tmpdir() return T.tmpdir("device") end
 
 local gpu = core.cuda.available()
 if gpu then print("a GPU is usable: the no-GPU error checks are skipped") end

@@ -17,9 +17,7 @@ local checkpoint = require "sgdsa.checkpoint"
 local F = dofile("tests/lua/trainer_fixture.lua")
 local C = dofile("tests/lua/corruption_lib.lua")
 
-local tmp = T.tmpdir() .. "/h5-corruption-" .. sg.core.getpid()
-os.execute("rm -rf " .. T.shell_quote(tmp))
-sg.core.mkdir_p(tmp)
+local tmp = T.scratch("h5-corruption")
 local data = F.data_file(tmp)
 local bin = os.getenv("SGDSA_BIN")
 
@@ -187,5 +185,5 @@ T.test("byte flips over log.h5, last.h5 and best.h5: the intact results or an er
   T.check(counts.error > n // 2, "most flips are errors")
 end)
 
-os.execute("rm -rf " .. T.shell_quote(tmp))
+T.remove(tmp)
 T.done()

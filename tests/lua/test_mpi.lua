@@ -26,7 +26,7 @@ if not os.execute("command -v mpirun >/dev/null 2>&1") then
   T.skip("mpirun is not installed (tools/install-deps --test installs Open MPI)")
 end
 local tmp = T.tmpdir() .. "/mpi"
-os.execute("rm -rf " .. sh(tmp))
+T.remove(tmp)
 sg.core.mkdir_p(tmp)
 local out = tmp .. "/runs"
 local DATA = "SGDSA_MPI_DATA=" .. sh(dofile("tests/lua/mpi_fixture.lua").data_file(tmp))
@@ -109,21 +109,7 @@ end
 -- The logs of two runs equal bit for bit (time columns aside), and their
 -- final weights and buffers.
 local function identical(a, b, what)
-  local ignore = {seconds = true, images_per_s = true}
-  for _, group in ipairs{"steps", "epochs"} do
-    local la, lb = h5.read_log(a .. "/log.h5", group), h5.read_log(b .. "/log.h5", group)
-    T.eq(lb.rows, la.rows, what .. ": " .. group .. " rows")
-    for _, c in ipairs(la.columns) do
-      if not ignore[c] then
-        for i = 1, la.rows do
-          local x, y = la.data[c][i], lb.data[c][i]
-          if not (x == y or (x ~= x and y ~= y)) then
-            error(string.format("%s: %s log, column %s, row %d: %.17g vs %.17g", what, group, c, i, x, y), 2)
-          end
-        end
-      end
-    end
-  end
+  T.same_logs(b, a, what)
   local ma, mb = weights(a .. "/last.h5"), weights(b .. "/last.h5")
   T.eq((ma.params - mb.params):abs():max(), 0, what .. ": final weights")
   T.eq((ma.buffers - mb.buffers):abs():max(), 0, what .. ": final BatchNorm buffers")
@@ -190,11 +176,18 @@ T.test("per-rank BatchNorm statistics (sync_bn = false): replicas equal, two run
   T.check(a.data.objective[1] ~= b.data.objective[1], "per-rank statistics give another f(w) at step 1")
 end)
 
+-- A 2-rank run NAME (a checkpoint every step, `extra` more overrides) that
+-- the environment `env` makes fail: it must fail. Returns its folder, its
+-- output and how long it ran.
+local function failing_run(name, extra, env)
+  local t0 = sg.core.time()
+  local c, t = run(2, args(name, extra .. " checkpoint.minutes=0.000001"), env)
+  T.check(c ~= 0, "the job failed:\n" .. t)
+  return out .. "/" .. name, t, sg.core.time() - t0
+end
+
 T.test("a 2-rank run killed mid-epoch and resumed on 2 ranks ends bit-identical to its twin", function()
-  local dir = out .. "/kill22"
-  local c1, t1 = run(2, args("kill22", "sync_bn=true checkpoint.minutes=0.000001"),
-                     "SGDSA_TRAINER_CRASH=mid_checkpoint:70")
-  T.check(c1 ~= 0, "the run was killed:\n" .. t1)
+  local dir = failing_run("kill22", "sync_bn=true", "SGDSA_TRAINER_CRASH=mid_checkpoint:70")
   local st = checkpoint.load(dir .. "/last.h5", lenet())
   T.eq(st.step, 70, "checkpoint step")
   T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
@@ -208,10 +201,7 @@ T.test("a 2-rank run killed mid-epoch and resumed on 2 ranks ends bit-identical 
 end)
 
 T.test("a 2-rank run killed and resumed on 1 rank (sync_bn): its twin's decisions, weights within 1e-5", function()
-  local dir = out .. "/kill21"
-  local c1, t1 = run(2, args("kill21", "sync_bn=true checkpoint.minutes=0.000001"),
-                     "SGDSA_TRAINER_CRASH=mid_checkpoint:30")
-  T.check(c1 ~= 0, "the run was killed:\n" .. t1)
+  local dir = failing_run("kill21", "sync_bn=true", "SGDSA_TRAINER_CRASH=mid_checkpoint:30")
   T.eq(checkpoint.load(dir .. "/last.h5", lenet()).step, 30, "checkpoint step")
   local c2, t2 = run(nil, string.format("resume=%s sync_bn=true", sh(dir)))
   T.eq(c2, 0, "the resume on 1 rank:\n" .. t2)
@@ -241,20 +231,12 @@ T.test("Dropout: each rank draws its slice of the whole minibatch's mask", funct
   T.eq(c1, 0, "1 rank:\n" .. t1)
   local c2, t2 = launch(2, "tests/lua/trainer_fixture.lua", extra .. " name=drop2", env)
   T.eq(c2, 0, "2 ranks:\n" .. t2)
-  local a, b = steps(out .. "/drop1"), steps(out .. "/drop2")
-  T.eq(b.rows, a.rows, "steps")
-  for i = 1, a.rows do
-    T.eq(b.data.accepted[i], a.data.accepted[i], "decision at step " .. i)
-    T.near(b.data.objective[i], a.data.objective[i], 1e-5, "f(w) at step " .. i)
-  end
+  T.same_decisions(steps(out .. "/drop2"), steps(out .. "/drop1"), 1e-5, "2 ranks against 1")
 end)
 
 T.test("an error on rank 1 alone reaches the user, names the rank, and stops rank 0", function()
-  local dir = out .. "/fail1"
-  local t0 = sg.core.time()
-  local c, t = run(2, args("fail1", "checkpoint.minutes=0.000001"), "SGDSA_MPI_FAIL=1:12")
-  T.check(c ~= 0, "the job failed:\n" .. t)
-  T.check(sg.core.time() - t0 < 120, "the job ended promptly")
+  local dir, t, secs = failing_run("fail1", "", "SGDSA_MPI_FAIL=1:12")
+  T.check(secs < 120, "the job ended promptly")
   T.check(t:find("rank 1 of 2:", 1, true) and t:find("the test's failure on rank 1 after step 12", 1, true),
           "rank 1's error, with its rank:\n" .. t)
   T.check(t:find("stopping every rank", 1, true), "says that every rank stops:\n" .. t)
@@ -282,11 +264,8 @@ error("the error of rank " .. dist.rank())
 end)
 
 T.test("a rank killed by SIGKILL takes the job down; the run folder resumes", function()
-  local dir = out .. "/killed1"
-  local t0 = sg.core.time()
-  local c, t = run(2, args("killed1", "checkpoint.minutes=0.000001"), "SGDSA_MPI_FAIL=1:20:kill")
-  T.check(c ~= 0, "the job failed:\n" .. t)
-  T.check(sg.core.time() - t0 < 120, "the job ended promptly")
+  local dir, t, secs = failing_run("killed1", "", "SGDSA_MPI_FAIL=1:20:kill")
+  T.check(secs < 120, "the job ended promptly")
   T.check(t:find("signal 9", 1, true) or t:find("Killed", 1, true), "mpirun names the killed rank:\n" .. t)
   local c2, t2 = run(2, string.format("resume=%s", sh(dir)))
   T.eq(c2, 0, "the resume:\n" .. t2)

@@ -72,11 +72,45 @@ T.test("printing a model", function()
   T.check(s:find("classifier: Linear(512->10) -> 10  [5,130]", 1, true), "classifier line")
 end)
 
+-- Models a and b, two ways of computing the same, trained side by side for
+-- `steps` SGD steps (lr 0.05) on 3 random images with `labels`: after each
+-- step, what each gave under `keys` (loss, g: gradients, dx: the input
+-- gradient where there is one, t and e: trial and eval outputs, buf: the
+-- running statistics) must be equal bit for bit. before(step) runs before
+-- each model's step, after(step) once both ran.
+local function train_twins(name, a, b, labels, steps, keys, before, after)
+  local crit = sg.nn.CrossEntropy()
+  sg.manual_seed(6)
+  local x = sg.randn(3, 3, 32, 32)
+  labels = sg.tensor(labels):int()
+  for step = 1, steps do
+    local outs = {}
+    for _, m in ipairs{a, b} do
+      if before then before(step) end
+      m:zero_grad()
+      local loss = crit:forward(m:forward(x, "train"), labels)
+      local dx = m:backward(x, crit:backward())
+      local o = {loss = sg.tensor({loss}), g = m.grads:clone(), dx = dx and dx:clone()}
+      o.t = m:forward(x * 0.5, "trial"):clone()
+      o.e = m:forward(x, "eval"):clone()
+      o.buf = m.buffers:clone()
+      outs[#outs + 1] = o
+      m.params:add_(o.g, -0.05)
+    end
+    for _, k in ipairs(keys) do
+      T.eq(outs[1][k] == nil, outs[2][k] == nil, string.format("%s: %s on both sides", name, k))
+      if outs[1][k] then
+        T.eq((outs[1][k] - outs[2][k]):abs():max(), 0.0, string.format("%s step %d: %s differ", name, step, k))
+      end
+    end
+    if after then after(step) end
+  end
+end
+
 -- BatchNorm outputs that are not kept (the CPU default, nn.lua plan_scratch)
 -- must change nothing: gradients, trial and eval outputs and running
 -- statistics bit for bit against the same model keeping every output.
 T.test("BatchNorm outputs not kept: identical results, shared scratch", function()
-  local crit = sg.nn.CrossEntropy()
   local function modules(model)
     local list = {}
     local function walk(m)
@@ -93,27 +127,7 @@ T.test("BatchNorm outputs not kept: identical results, shared scratch", function
       return m:keep_bn_outputs(keep)
     end
     local a, b = build(false), build(true)
-    sg.manual_seed(6)
-    local x = sg.randn(3, 3, 32, 32)
-    local labels = sg.tensor({1, 4, 9}):int()
-    for step = 1, 2 do
-      local outs = {}
-      for _, m in ipairs{a, b} do
-        m:zero_grad()
-        local y = m:forward(x, "train")
-        crit:forward(y, labels)
-        m:backward(x, crit:backward())
-        local g = m.grads:clone()
-        local t = m:forward(x * 0.5, "trial"):clone()
-        local e = m:forward(x, "eval"):clone()
-        outs[#outs + 1] = {g = g, t = t, e = e, buf = m.buffers:clone()}
-        m.params:add_(g, -0.05)
-      end
-      for _, k in ipairs{"g", "t", "e", "buf"} do
-        T.eq((outs[1][k] - outs[2][k]):abs():max(), 0.0,
-             string.format("%s step %d: %s differ", name, step, k))
-      end
-    end
+    train_twins(name, a, b, {1, 4, 9}, 2, {"g", "t", "e", "buf"})
     -- the plan: scratch tensors shared, kept outputs only where needed
     local scratch, nbn, kept = {}, 0, 0
     for _, m in ipairs(modules(a)) do
@@ -146,7 +160,6 @@ end)
 -- tensor free after each backward; resnet18 needs three pool tensors.
 T.test("gradient pool: identical results to per-depth buffers, three tensors", function()
   local nn = sg.nn
-  local crit = nn.CrossEntropy()
   local function odd_net()
     return nn.Sequential{
       nn.Identity(), nn.Conv2d(3, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(true),
@@ -178,33 +191,9 @@ T.test("gradient pool: identical results to per-depth buffers, three tensors", f
     end
     local a, b = build(true), build(false)
     T.check(a.gpool ~= nil and b.gpool == nil, name .. ": grad_pool(true/false) switches the pool")
-    sg.manual_seed(6)
-    local x = sg.randn(3, 3, 32, 32)
-    local labels = sg.tensor({1, 4, 3}):int()
-    for step = 1, 3 do
-      local outs = {}
-      for _, m in ipairs{a, b} do
-        sg.manual_seed(100 + step)   -- the same dropout masks on both sides
-        m:zero_grad()
-        local y = m:forward(x, "train")
-        local loss = crit:forward(y, labels)
-        local dx = m:backward(x, crit:backward())
-        local o = {loss = sg.tensor({loss}), g = m.grads:clone()}
-        if dx then o.dx = dx:clone() end
-        o.t = m:forward(x * 0.5, "trial"):clone()
-        o.e = m:forward(x, "eval"):clone()
-        outs[#outs + 1] = o
-        m.params:add_(o.g, -0.05)
-      end
-      for _, k in ipairs{"loss", "g", "dx", "t", "e"} do
-        T.eq(outs[1][k] == nil, outs[2][k] == nil, string.format("%s: %s on both sides", name, k))
-        if outs[1][k] then
-          T.eq((outs[1][k] - outs[2][k]):abs():max(), 0.0,
-               string.format("%s step %d: %s differ", name, step, k))
-        end
-      end
-      T.eq(a.gpool:nbusy(), 0, name .. ": every pool tensor given back")
-    end
+    train_twins(name, a, b, {1, 4, 3}, 3, {"loss", "g", "dx", "t", "e"},
+                function(step) sg.manual_seed(100 + step) end,   -- the same dropout masks on both sides
+                function() T.eq(a.gpool:nbusy(), 0, name .. ": every pool tensor given back") end)
     T.eq((a.params - b.params):abs():max(), 0.0, name .. ": weights after training")
     T.eq((a.buffers - b.buffers):abs():max(), 0.0, name .. ": running statistics after training")
     if name == "resnet18" then T.eq(#a.gpool.all, 3, "resnet18 uses three pool tensors") end

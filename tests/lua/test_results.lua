@@ -14,9 +14,7 @@ local trainer = require "sgdsa.trainer"
 local sg = require "sgdsa"
 
 local BIN = os.getenv("SGDSA_BIN")
-local tmp = T.tmpdir() .. "/results-" .. core.getpid()
-os.execute("rm -rf '" .. tmp .. "'")
-assert(core.mkdir_p(tmp))
+local tmp = T.scratch("results")
 
 local sgdsa, read = T.sgdsa, T.read_file
 local have_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
@@ -486,5 +484,5 @@ T.test("sgdsa plot: errors", function()
   end
 end)
 
-if not os.getenv("SGDSA_TEST_KEEP") then os.execute("rm -rf '" .. tmp .. "'") end
+if not os.getenv("SGDSA_TEST_KEEP") then T.remove(tmp) end
 T.done()

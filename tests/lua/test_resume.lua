@@ -46,22 +46,17 @@ T.test("SIGKILL right after a mid-epoch checkpoint at an epoch's last step (befo
   -- not done its end (validation, epoch log, cooling, best.h5, last.h5): the
   -- resume must do that end, not start the next epoch's batches as the rest
   -- of this one
-  crash_run("crash_last_step", {"mid_checkpoint:20", "mid_checkpoint:40"}, {
-    function(dir)
+  local function after_last_step(step, epochs)
+    return function(dir)
       local st = checkpoint.load(dir .. "/last.h5", F.model())
       T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
-      T.eq(st.step, 20, "checkpoint step")
-      T.eq(st.epoch, 0, "epochs completed")
+      T.eq(st.step, step, "checkpoint step (no epoch's batches run twice)")
+      T.eq(st.epoch, epochs, "epochs completed")
       T.eq(st.data.position, 640, "the checkpoint's loader position: the whole epoch consumed")
-    end,
-    function(dir)
-      local st = checkpoint.load(dir .. "/last.h5", F.model())
-      T.eq(st.trainer.mid_epoch, true, "a mid-epoch checkpoint")
-      T.eq(st.step, 40, "checkpoint step (no epoch's batches run twice)")
-      T.eq(st.epoch, 1, "epochs completed")
-      T.eq(st.data.position, 640, "the checkpoint's loader position")
-    end,
-  })
+    end
+  end
+  crash_run("crash_last_step", {"mid_checkpoint:20", "mid_checkpoint:40"},
+            {after_last_step(20, 0), after_last_step(40, 1)})
 end)
 
 T.test("SIGKILL after the epoch-end log flush, before best.h5 and last.h5, resumed", function()

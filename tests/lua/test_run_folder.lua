@@ -168,11 +168,17 @@ T.test("SIGKILL between best.h5 and last.h5 of epoch 1: resume= starts again, id
   end)
 end)
 
-T.test("a folder with nothing in it (a run killed before log.h5): resume= starts the run in it", function()
-  local dir = out .. "/empty"
+-- resume= of a new folder NAME holding one file, FILE with the bytes BYTES:
+-- returns the folder, the exit status and the output
+local function resume_folder_with(name, file, bytes)
+  local dir = out .. "/" .. name
   assert(core.mkdir_p(dir))
-  T.write_file(dir .. "/log.h5.tmp.4242", "a killed writer's leftover")
-  local code, text = run("resume=" .. dir)
+  T.write_file(dir .. "/" .. file, bytes)
+  return dir, run("resume=" .. dir)
+end
+
+T.test("a folder with nothing in it (a run killed before log.h5): resume= starts the run in it", function()
+  local dir, code, text = resume_folder_with("empty", "log.h5.tmp.4242", "a killed writer's leftover")
   T.eq(code, 0, "resume= of an empty folder\n" .. text)
   T.check(text:find("starting it again from epoch 1", 1, true), text)
   R.same_as_reference(dir)
@@ -182,10 +188,7 @@ T.test("a folder with nothing in it (a run killed before log.h5): resume= starts
 end)
 
 T.test("resume= refuses what is not a run folder, and a changed configuration", function()
-  local dir = out .. "/notarun"
-  assert(core.mkdir_p(dir))
-  T.write_file(dir .. "/notes.txt", "mine")
-  local code, text = run("resume=" .. dir)
+  local dir, code, text = resume_folder_with("notarun", "notes.txt", "mine")
   T.eq(code, 1, "resume= of a folder of other files\n" .. text)
   T.check(text:find("is not a run folder", 1, true), text)
   T.check(not core.exists(dir .. "/.lock") and not core.exists(dir .. "/log.h5"), "the folder was written to")

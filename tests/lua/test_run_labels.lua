@@ -7,9 +7,7 @@ local trainer = require "sgdsa.trainer"
 local results = require "sgdsa.results"
 local F = dofile("tests/lua/trainer_fixture.lua")
 
-local tmp = T.tmpdir() .. "/run_labels-" .. sg.core.getpid()
-os.execute("rm -rf " .. T.shell_quote(tmp))
-sg.core.mkdir_p(tmp)
+local tmp = T.scratch("run_labels")
 local data = F.data_file(tmp)
 
 T.test("label= names the run folder and the method", function()
@@ -32,5 +30,5 @@ T.test("a custom optimizer without a label: the script's name", function()
   T.eq(run.method, script, "the method is the script's name")
 end)
 
-os.execute("rm -rf " .. T.shell_quote(tmp))
+T.remove(tmp)
 T.done()

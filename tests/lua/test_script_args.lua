@@ -9,9 +9,7 @@ local trainer = require "sgdsa.trainer"
 local F = dofile("tests/lua/trainer_fixture.lua")
 local optim = sg.optim
 
-local tmp = T.tmpdir() .. "/script_args-" .. sg.core.getpid()
-os.execute("rm -rf " .. T.shell_quote(tmp))
-sg.core.mkdir_p(tmp)
+local tmp = T.scratch("script_args")
 local data = F.data_file(tmp)
 
 local function exp(extra)
@@ -111,5 +109,5 @@ T.test("sgdsa run SCRIPT --help lists the script's keys and trains nothing", fun
   T.check(out:find("tenure=x: tenure is an integer", 1, true), out)
 end)
 
-os.execute("rm -rf " .. T.shell_quote(tmp))
+T.remove(tmp)
 T.done()

@@ -36,9 +36,7 @@ local function sh(cmd)
   return out, code
 end
 
-local tmp = T.tmpdir() .. "/slurm-" .. core.getpid()
-os.execute("rm -rf " .. q(tmp))
-assert(core.mkdir_p(tmp))
+local tmp = T.scratch("slurm")
 -- the experiment: the fixture on its data, 3 epochs, 0.5 s a step (10 s an
 -- epoch: a run is still going when the test acts on it). The test acts on
 -- each task once it runs: Slurm may start the array's second task well after
@@ -96,31 +94,6 @@ local function model_of(path)
   local m = F.model()
   checkpoint.load(path, m)
   return m
-end
-
--- The run in dir equals the run in ref: final weights and buffers, best
--- weights, every logged step and epoch (time columns aside).
-local function same_run(dir, ref, what)
-  local m, r = model_of(dir .. "/last.h5"), model_of(ref .. "/last.h5")
-  T.eq((m.params - r.params):abs():max(), 0, what .. ": final weights")
-  T.eq((m.buffers - r.buffers):abs():max(), 0, what .. ": final BatchNorm buffers")
-  local mb, rb = model_of(dir .. "/best.h5"), model_of(ref .. "/best.h5")
-  T.eq((mb.params - rb.params):abs():max(), 0, what .. ": best weights")
-  local ignore = {seconds = true, images_per_s = true}
-  for _, group in ipairs{"steps", "epochs"} do
-    local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(ref .. "/log.h5", group)
-    T.eq(a.rows, b.rows, what .. ": " .. group .. " rows")
-    for _, c in ipairs(b.columns) do
-      if not ignore[c] then
-        for i = 1, b.rows do
-          local x, y = a.data[c][i], b.data[c][i]
-          if not (x == y or (x ~= x and y ~= y)) then
-            error(string.format("%s: %s log, column %s, row %d: %s vs %s (uninterrupted)", what, group, c, i, x, y), 2)
-          end
-        end
-      end
-    end
-  end
 end
 
 local function count(s, pat)
@@ -202,8 +175,9 @@ T.test("requeue and time-limit signal: both tasks stop with a checkpoint and res
           "the time-limit signal: the task requeued itself:\n" .. out0)
   T.check(out1:find("DUE TO JOB REQUEUE", 1, true) and not out1:find("back to the queue", 1, true),
           "scontrol requeue: Slurm requeued the task, the script left it to Slurm:\n" .. out1)
-  same_run(sweepdir .. "/seed-0", tmp .. "/local/slow/seed-0", "seed 0 (time-limit signal)")
-  same_run(sweepdir .. "/seed-1", tmp .. "/local/slow/seed-1", "seed 1 (scontrol requeue)")
+  -- each equals its uninterrupted twin (T.same_run: weights, buffers, logs)
+  T.same_run(sweepdir .. "/seed-0", tmp .. "/local/slow/seed-0", "seed 0 (time-limit signal)", model_of)
+  T.same_run(sweepdir .. "/seed-1", tmp .. "/local/slow/seed-1", "seed 1 (scontrol requeue)", model_of)
   local a = h5.read_log(sweepdir .. "/seed-2/log.h5", "epochs").data.train_loss[1]
   local b = h5.read_log(sweepdir .. "/seed-3/log.h5", "epochs").data.train_loss[1]
   T.check(a ~= b, "seeds 2 and 3 differ")
@@ -249,5 +223,5 @@ T.test("a cancelled task stops with a checkpoint and is not requeued", function(
 end)
 
 os.execute("tools/slurm-local stop " .. q(STATE) .. " && rm -rf " .. q(STATE))
-if not os.getenv("SGDSA_TEST_KEEP") then os.execute("rm -rf " .. q(tmp)) end
+if not os.getenv("SGDSA_TEST_KEEP") then T.remove(tmp) end
 T.done()

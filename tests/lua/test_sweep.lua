@@ -16,9 +16,7 @@ if not pcall(sg.data.fashion_mnist, {limit = 16, test_limit = 16}) then
   T.skip("Fashion-MNIST not found (Debian package dataset-fashion-mnist)")
 end
 
-local tmp = T.tmpdir() .. "/sweep-" .. core.getpid()
-os.execute("rm -rf '" .. tmp .. "'")
-assert(core.mkdir_p(tmp))
+local tmp = T.scratch("sweep")
 local runs = tmp .. "/runs"
 local SIZE = {"data.limit=512", "data.test_limit=256", "data.batch=128"}
 
@@ -327,5 +325,5 @@ T.test("plot writes a PNG and an SVG with one curve per run and panel", function
   T.check(out:find("use 1, 2, 3, 4 or all", 1, true), out)
 end)
 
-if not os.getenv("SGDSA_TEST_KEEP") then os.execute("rm -rf '" .. tmp .. "'") end
+if not os.getenv("SGDSA_TEST_KEEP") then T.remove(tmp) end
 T.done()

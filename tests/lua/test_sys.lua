@@ -1,6 +1,7 @@
 -- test_sys.lua - the system helpers in sgdsa.core (lua/l_sys.c): clock, sleep,
 -- folders and files (mkdir_p, exists, listdir, fsync_rename), process and
--- terminal queries, the thread count, and the interrupt flag.
+-- terminal queries, the thread count, and the interrupt flag; and those of
+-- the Lua library's sgdsa.sys (shell quoting, a command's output, files).
 -- Run as `sgdsa run tests/lua/test_sys.lua` with SGDSA_TEST_TMP set.
 local core = sgdsa.core
 local tmp = assert(os.getenv("SGDSA_TEST_TMP"), "SGDSA_TEST_TMP is not set")
@@ -75,6 +76,23 @@ raises("invalid option 'sometimes'", core.catch_signals, "sometimes")
 
 -- the library root holds the Lua library
 assert(core.exists(core.root() .. "/lua/sgdsa/init.lua"), "root() " .. core.root())
+
+-- sgdsa.sys: a quoted word reaches the shell as it was; a command's output
+-- and exit status; a file's bytes; what cannot be read
+local sys = require "sgdsa.sys"
+local word = "it's a \"word\" with $HOME and `x`"
+local out, ok, how, code = sys.output("printf %s " .. sys.quote(word))
+assert(out == word and ok == true and how == "exit" and code == 0, "quote/output: " .. tostring(out))
+out, ok, how, code = sys.output("printf abc; exit 3")
+assert(out == "abc" and not ok and how == "exit" and code == 3, "output of a failing command")
+local f = assert(io.open(dir .. "/bytes", "wb"))
+f:write("a\0b\n")
+f:close()
+assert(sys.read_file(dir .. "/bytes") == "a\0b\n", "read_file")
+assert(select("#", sys.read_file(dir .. "/bytes")) == 1, "read_file returns the bytes alone")
+assert(sys.readable(dir .. "/bytes") == true, "readable")
+assert(sys.read_file(dir .. "/missing") == nil and sys.readable(dir .. "/missing") == false, "a missing file")
+assert(os.remove(dir .. "/bytes"))
 
 -- clean up
 for _, p in ipairs { "/a/alpha", "/a/mid", "/a/zeta", "/a/b/c", "/a/b", "/a", "/ckpt", "/c2.tmp", "" } do

@@ -3,7 +3,9 @@
 --   T.test("name", function() T.eq(a, b) end)
 --   T.done()            -- exits 1 if any test failed
 -- and helpers for the command tests: T.sgdsa{...} runs the sgdsa executable,
--- T.read_file, T.write_file, T.write_idx (a small IDX set), T.shell_quote.
+-- T.read_file, T.write_file, T.write_idx (a small IDX set), T.shell_quote;
+-- for scratch folders: T.tmpdir, T.scratch, T.remove; for the GPU tests:
+-- T.need_cuda; for comparing runs: T.same_logs, T.same_run, T.same_decisions.
 -- Every assertion names what was compared; a failing test keeps the others going.
 local T = {}
 local failures, count = 0, 0
@@ -63,18 +65,10 @@ function T.raises(fn, pattern, msg)
 end
 
 -- A word for /bin/sh: s in single quotes.
-function T.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+T.shell_quote = require("sgdsa.sys").quote
 
 -- The bytes of a file; nil if it cannot be opened.
-function T.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+T.read_file = require("sgdsa.sys").read_file
 
 -- Write the bytes s to path (an error if it cannot).
 function T.write_file(path, s)
@@ -112,10 +106,84 @@ function T.sgdsa(args, env)
   return code, out
 end
 
-function T.tmpdir()
+-- The tests' scratch folder ($SGDSA_TEST_TMP, else /tmp), or its folder
+-- `sub`; created if missing.
+function T.tmpdir(sub)
   local d = os.getenv("SGDSA_TEST_TMP") or "/tmp"
-  os.execute("mkdir -p '" .. d .. "'")
+  if sub then d = d .. "/" .. sub end
+  os.execute("mkdir -p " .. T.shell_quote(d))
   return d
+end
+
+-- A new empty folder NAME-PID in the scratch folder (what was there is removed).
+function T.scratch(name)
+  local d = string.format("%s/%s-%d", T.tmpdir(), name, require("sgdsa.core").getpid())
+  T.remove(d)
+  assert(require("sgdsa.core").mkdir_p(d))
+  return d
+end
+
+-- Remove a file or a folder with all it holds.
+function T.remove(path)
+  os.execute("rm -rf " .. T.shell_quote(path))
+end
+
+-- Skip the test (exit 77) without a usable CUDA device, saying what is
+-- skipped; else print the device's name and return it and whether it is the
+-- CUDA emulator.
+function T.need_cuda(what)
+  local cuda = require("sgdsa.core").cuda
+  local ok, why = cuda.available()
+  if not ok then
+    print("no CUDA device: skipping " .. what .. " (" .. tostring(why) .. ")")
+    os.exit(77)
+  end
+  local name = tostring(cuda.device_name())
+  print("device: " .. name)
+  return name, name:find("emulator", 1, true) ~= nil
+end
+
+local function num(v) return math.type(v) == "float" and string.format("%.17g", v) or tostring(v) end
+
+-- The step and epoch logs of the run in folder `dir` equal those of the run
+-- in `ref` bit for bit (NaN equals NaN), the time columns aside.
+function T.same_logs(dir, ref, what)
+  local h5 = require "sgdsa.h5"
+  local ignore = {seconds = true, images_per_s = true}
+  for _, group in ipairs{"steps", "epochs"} do
+    local a, b = h5.read_log(dir .. "/log.h5", group), h5.read_log(ref .. "/log.h5", group)
+    T.eq(a.rows, b.rows, what .. ": " .. group .. " rows")
+    for _, c in ipairs(b.columns) do
+      for i = 1, ignore[c] and 0 or b.rows do
+        local x, y = a.data[c][i], b.data[c][i]
+        if x ~= y and (x == x or y == y) then   -- differ, and not both NaN
+          error(string.format("%s: %s log, column %s, row %d: %s vs %s", what, group, c, i, num(x), num(y)), 2)
+        end
+      end
+    end
+  end
+end
+
+-- The run in `dir` ended as the run in `ref`: the same final weights and
+-- buffers, best weights and logs (T.same_logs); weights(path) loads a
+-- checkpoint into a new model.
+function T.same_run(dir, ref, what, weights)
+  local m, r = weights(dir .. "/last.h5"), weights(ref .. "/last.h5")
+  T.eq((m.params - r.params):abs():max(), 0, what .. ": final weights")
+  T.eq((m.buffers - r.buffers):abs():max(), 0, what .. ": final BatchNorm buffers")
+  local mb, rb = weights(dir .. "/best.h5"), weights(ref .. "/best.h5")
+  T.eq((mb.params - rb.params):abs():max(), 0, what .. ": best weights")
+  T.same_logs(dir, ref, what)
+end
+
+-- Two step logs (h5.read_log's tables) with the same SA decision at every
+-- step and f(w) within tol.
+function T.same_decisions(a, b, tol, what)
+  T.eq(a.rows, b.rows, what .. ": steps")
+  for i = 1, b.rows do
+    T.eq(a.data.accepted[i], b.data.accepted[i], what .. ": decision at step " .. i)
+    T.near(a.data.objective[i], b.data.objective[i], tol, what .. ": f(w) at step " .. i)
+  end
 end
 
 function T.skip(reason)

@@ -4,6 +4,7 @@
 -- the dropout stream are part of what a resume must restore).
 --   local F = dofile("tests/lua/trainer_fixture.lua")
 --   F.data_file(dir) -> path;  F.experiment(path, opts) -> experiment table
+--   F.write_image_set(path, make, ntrain, ntest) -> path (also for mpi_fixture.lua)
 -- As a script (`sgdsa run tests/lua/trainer_fixture.lua key=value`) it
 -- returns the experiment on $SGDSA_FIXTURE_DATA (the resume test's child;
 -- $SGDSA_FIXTURE_KILL_AT=n makes it SIGKILL itself after step n,
@@ -13,6 +14,19 @@ local sg = sgdsa or require "sgdsa"
 local h5 = require "sgdsa.h5"
 
 local F = {}
+
+-- An image set in the layout sgdsa.data.hdf5 reads by default, written
+-- atomically to path: make(n) gives n images and their labels, ntrain for
+-- train/ first, then ntest for test/.
+function F.write_image_set(path, make, ntrain, ntest)
+  local xtr, ytr = make(ntrain)
+  local xte, yte = make(ntest)
+  local f = h5.open(path, "w", {atomic = true})
+  f:write("train/images", xtr); f:write("train/labels", ytr)
+  f:write("test/images", xte); f:write("test/labels", yte)
+  f:close()
+  return path
+end
 
 function F.data_file(dir)
   local path = dir .. "/trainer_fixture_data.h5"
@@ -30,13 +44,7 @@ function F.data_file(dir)
     x:copy(xf:view(n, 1, 8, 8))
     return x, y
   end
-  local xtr, ytr = make(640)
-  local xte, yte = make(256)
-  local f = h5.open(path, "w", {atomic = true})
-  f:write("train/images", xtr); f:write("train/labels", ytr)
-  f:write("test/images", xte); f:write("test/labels", yte)
-  f:close()
-  return path
+  return F.write_image_set(path, make, 640, 256)
 end
 
 function F.model()

@@ -13,23 +13,18 @@
 #     user's OPENBLAS_CORETYPE still wins;
 # (5) a stock lua5.4 loading the module (no re-exec) warns once with the fix.
 # Env: SGDSA_BIN, SGDSA_BUILD, SGDSA_SRC, SGDSA_TEST_TMP.
-set -u
+. "$(dirname "$0")/lib.sh"
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
 BUILD=${SGDSA_BUILD:-build}
-SRC=${SGDSA_SRC:-.}
-TMP=${SGDSA_TEST_TMP:-/tmp}/blas_core.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+scratch blas_core
 # the default environment: no core chosen, no note, no test hook
 clean() { env -u OPENBLAS_CORETYPE -u SGDSA_BLAS_DETECTED -u SGDSA_TEST_BLAS_CORE "$@"; }
 # run CMD, stdout to $TMP/out and stderr to $TMP/err; fail (with both) unless it exits 0
 run() {
-    "$@" >"$TMP/out" 2>"$TMP/err" || { fail "$* exited $?"; sed 's/^/    /' "$TMP/out" "$TMP/err"; }
+    "$@" >"$TMP/out" 2>"$TMP/err" || { fail "$* exited $?"; shown "$TMP/out" "$TMP/err"; }
 }
 no_warning() {
-    if grep -q "warning" "$TMP/err"; then fail "$1 warned:"; sed 's/^/    /' "$TMP/err"; fi
+    if grep -q "warning" "$TMP/err"; then fail "$1 warned:"; shown "$TMP/err"; fi
 }
 
 # --- (1) the rule ---------------------------------------------------------------------------
@@ -152,5 +147,4 @@ print('advice ' .. tostring(sg.core.cpu_info().blas_core_advice))"
     fi
 fi
 
-[ $fails -eq 0 ] || { echo "test_blas_core: $fails failure(s)"; exit 1; }
-echo "test_blas_core: all passed"
+finish test_blas_core

@@ -6,26 +6,16 @@
 # Lua VM raised; tests/sh/test_user_errors.sh has the rest), and SIGINT:
 # the first one sets sgdsa.core.interrupted(), the second aborts the script.
 # Env: SGDSA_BIN (the executable), SGDSA_TEST_TMP (scratch), SGDSA_SRC (source tree).
-set -u
+. "$(dirname "$0")/lib.sh"
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
-SRC=${SGDSA_SRC:-.}
-TMP=${SGDSA_TEST_TMP:-/tmp}/cli.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+scratch cli
 
 # expect STATUS PATTERN CMD... : run CMD, check the exit status and that
 # stdout+stderr matches the grep -E PATTERN (empty pattern: no check).
 expect() {
     want=$1; pat=$2; shift 2
-    "$@" >"$TMP/out" 2>&1
-    got=$?
-    [ "$got" -eq "$want" ] || { fail "$* -> exit $got, want $want"; sed 's/^/    /' "$TMP/out"; return; }
-    if [ -n "$pat" ] && ! grep -Eq -- "$pat" "$TMP/out"; then
-        fail "$* -> output lacks /$pat/"; sed 's/^/    /' "$TMP/out"
-    fi
+    exits "$want" "$@" || return
+    [ -z "$pat" ] || has "$pat" "$@"
 }
 
 # --- version and help -------------------------------------------------------
@@ -125,13 +115,21 @@ while not core.interrupted() do
 end
 print("STOPPED CLEANLY", select(2, core.interrupted()))
 EOF
-wait_for() { n=0; while [ ! -e "$1" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; }
-"$BIN" run "$TMP/poll.lua" >"$TMP/out1" 2>&1 &
-pid=$!
-wait_for "$TMP/ready1"
-kill -INT $pid
-wait $pid
-st=$?
+# signalled SCRIPT READY OUT SIG...: `sgdsa run SCRIPT` in the background,
+# its output in OUT; once it has written the file READY, each SIG in turn,
+# 0.2 s apart; st is its exit status.
+signalled() {
+    "$BIN" run "$1" >"$3" 2>&1 &
+    pid=$!
+    n=0; while [ ! -e "$2" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+    shift 3
+    kill -"$1" $pid
+    shift
+    for sig in "$@"; do sleep 0.2; kill -"$sig" $pid; done
+    wait $pid
+    st=$?
+}
+signalled "$TMP/poll.lua" "$TMP/ready1" "$TMP/out1" INT
 [ $st -eq 0 ] && grep -q 'STOPPED CLEANLY	1' "$TMP/out1" || { fail "soft interrupt: exit $st"; cat "$TMP/out1"; }
 
 # A script that ignores the flag is aborted by the second signal (status 130).
@@ -141,29 +139,13 @@ local t0, n = sgdsa.core.time(), 0
 while sgdsa.core.time() - t0 < 20 do n = n + 1 end
 print("NOT INTERRUPTED")
 EOF
-"$BIN" run "$TMP/spin.lua" >"$TMP/out2" 2>&1 &
-pid=$!
-wait_for "$TMP/ready2"
-kill -INT $pid
-sleep 0.2
-kill -INT $pid
-wait $pid
-st=$?
+signalled "$TMP/spin.lua" "$TMP/ready2" "$TMP/out2" INT INT
 [ $st -eq 130 ] && grep -q 'interrupted' "$TMP/out2" && ! grep -q 'NOT INTERRUPTED' "$TMP/out2" ||
     { fail "hard interrupt: exit $st"; cat "$TMP/out2"; }
 
 # SIGTERM also asks for a clean stop.
 sed "s/ready1/ready3/" "$TMP/poll.lua" >"$TMP/poll3.lua"
-"$BIN" run "$TMP/poll3.lua" >"$TMP/out3" 2>&1 &
-pid=$!
-wait_for "$TMP/ready3"
-kill -TERM $pid
-wait $pid
-st=$?
+signalled "$TMP/poll3.lua" "$TMP/ready3" "$TMP/out3" TERM
 [ $st -eq 0 ] && grep -q 'STOPPED CLEANLY' "$TMP/out3" || { fail "SIGTERM: exit $st"; cat "$TMP/out3"; }
 
-if [ $fails -ne 0 ]; then
-    echo "test_cli: $fails failure(s)"
-    exit 1
-fi
-echo "test_cli: all passed"
+finish test_cli

@@ -10,15 +10,10 @@
 # With a GPU (or the CUDA emulator): agree, overlap, and the bench's and the
 # profile's per-step figures (one host wait per step, the launches).
 # Env: SGDSA_BIN (the executable), SGDSA_SRC (source tree).
-set -u
+. "$(dirname "$0")/lib.sh"
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
-SRC=${SGDSA_SRC:-.}
 cd "$SRC" || exit 1
-TMP=${SGDSA_TEST_TMP:-/tmp}/gputools.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+scratch gputools
 
 for t in gpu-check gpu-sanitize gpu-unbundle gpu-tests gpu-bundle; do
     bash -n "tools/$t" || fail "tools/$t does not parse"
@@ -191,8 +186,4 @@ assert(d < 1e-6, "global average pooling on the gpu differs by " .. d)' >"$TMP/o
         { fail "profile on the GPU: exit $st, or no launches per step"; cat "$TMP/out"; }
 fi
 
-if [ $fails -ne 0 ]; then
-    echo "test_gpu_tools: $fails failure(s)"
-    exit 1
-fi
-echo "test_gpu_tools: all passed"
+finish test_gpu_tools

@@ -6,36 +6,27 @@
 # the error is in the script. A bug (an error the Lua VM raised) keeps its
 # traceback, and `--traceback` / SGDSA_TRACEBACK=1 show every traceback.
 # Env: SGDSA_BIN (the executable), SGDSA_TEST_TMP (scratch), SGDSA_SRC (source tree).
-set -u
+. "$(dirname "$0")/lib.sh"
 BIN=${SGDSA_BIN:?SGDSA_BIN must name the sgdsa executable}
-SRC=${SGDSA_SRC:-.}
-TMP=${SGDSA_TEST_TMP:-/tmp}/user-errors.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+scratch user-errors
 
 # mistake STATUS PATTERN CMD...: exit STATUS, output matching the grep -E
 # PATTERN, and neither a traceback nor a path into sgdsa's Lua library
 mistake() {
     want=$1; pat=$2; shift 2
-    "$@" >"$TMP/out" 2>&1
-    got=$?
-    [ "$got" -eq "$want" ] || { fail "$* -> exit $got, want $want"; sed 's/^/    /' "$TMP/out"; return; }
-    grep -Eq -- "$pat" "$TMP/out" || { fail "$* -> output lacks /$pat/"; sed 's/^/    /' "$TMP/out"; }
-    if grep -q 'stack traceback' "$TMP/out"; then fail "$* -> a traceback for a mistake"; sed 's/^/    /' "$TMP/out"; fi
+    exits "$want" "$@" || return
+    has "$pat" "$@"
+    if grep -q 'stack traceback' "$TMP/out"; then fail "$* -> a traceback for a mistake"; shown; fi
     if grep -Eq "$SRC/lua/|lua/sgdsa/[a-z_/]+\.lua:[0-9]|models/[a-z0-9_]+\.lua:[0-9]" "$TMP/out"; then
-        fail "$* -> a library path in the message"; sed 's/^/    /' "$TMP/out"
+        fail "$* -> a library path in the message"; shown
     fi
 }
 # bug STATUS PATTERN CMD...: exit STATUS, PATTERN, and a traceback
 bug() {
     want=$1; pat=$2; shift 2
-    "$@" >"$TMP/out" 2>&1
-    got=$?
-    [ "$got" -eq "$want" ] || { fail "$* -> exit $got, want $want"; sed 's/^/    /' "$TMP/out"; return; }
-    grep -Eq -- "$pat" "$TMP/out" || { fail "$* -> output lacks /$pat/"; sed 's/^/    /' "$TMP/out"; }
-    grep -q 'stack traceback:' "$TMP/out" || { fail "$* -> no traceback"; sed 's/^/    /' "$TMP/out"; }
+    exits "$want" "$@" || return
+    has "$pat" "$@"
+    grep -q 'stack traceback:' "$TMP/out" || { fail "$* -> no traceback"; shown; }
 }
 
 # an experiment that fails before it needs any data
@@ -78,8 +69,4 @@ bug 1 'unknown override "bogus"' env SGDSA_TRACEBACK=1 "$BIN" run "$TMP/exp.lua"
 bug 1 "sgdsa.data.hdf5: unknown option 'bach'" "$BIN" run --traceback "$TMP/exp.lua" data.bach=3
 bug 1 'raise\.lua:2: too many: 3' env SGDSA_TRACEBACK=1 "$BIN" run "$TMP/raise.lua"
 
-if [ $fails -ne 0 ]; then
-    echo "test_user_errors: $fails failure(s)"
-    exit 1
-fi
-echo "test_user_errors: all passed"
+finish test_user_errors
