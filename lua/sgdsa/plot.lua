@@ -252,15 +252,11 @@ local function option(o, a, value)
   return true
 end
 
-local function parse_args(args)
-  return results.parse_command(args, {figure = "all"}, {
+function M.main(args)
+  local o, err = results.parse_command(args, {figure = "all"}, {
     choices = {["--figure"] = {"figure", FIGURES, "use 1, 2, 3, 4 or all"}},
     option = option, is_opt = prefix_opt,
   })
-end
-
-function M.main(args)
-  local o, err = parse_args(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
   if #o.folders == 0 then return usage("no run folders given") end

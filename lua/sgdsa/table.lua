@@ -424,8 +424,8 @@ function M.csv(t)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function parse_args(args)
-  return results.parse_command(args, {format = "text", at = "best", loss = "example"}, {
+function M.main(args)
+  local o, err = results.parse_command(args, {format = "text", at = "best", loss = "example"}, {
     choices = {
       ["--format"] = {"format", {text = true, markdown = true, csv = true}, "use text, markdown or csv"},
       ["--at"] = {"at", M.AT, "use best, last (or final) or best-each"},
@@ -433,10 +433,6 @@ local function parse_args(args)
     },
     dash = true,   -- "-" alone is a folder name
   })
-end
-
-function M.main(args)
-  local o, err = parse_args(args)
   if not o then return usage(err) end
   if o.help then io.write(HELP); return 0 end
   if #o.folders == 0 then return usage("no run folders given") end

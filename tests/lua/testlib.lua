@@ -117,9 +117,10 @@ end
 
 -- A new empty folder NAME-PID in the scratch folder (what was there is removed).
 function T.scratch(name)
-  local d = string.format("%s/%s-%d", T.tmpdir(), name, require("sgdsa.core").getpid())
+  local core = require "sgdsa.core"
+  local d = string.format("%s/%s-%d", T.tmpdir(), name, core.getpid())
   T.remove(d)
-  assert(require("sgdsa.core").mkdir_p(d))
+  assert(core.mkdir_p(d))
   return d
 end
 
