@@ -628,7 +628,9 @@ int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, floa
                                 int64_t n, int64_t c, sg_cuda_readback *r)
 {
     /* the slot's previous copy, if still on its way, is ordered before this
-     * one on the stream: both write the same bytes in queue order */
+     * one on the stream: both write the same bytes in queue order. Nothing
+     * to read until this one is recorded (a failure leaves it so). */
+    r->seq = 0;
     if (xent_queue(logits, labels, dlogits, n, c, r->host) != 0)
         return -1;
     SG_CU(cudaEventRecord(r->copied, sg_cuda_stream()));
