@@ -33,7 +33,7 @@
  *                               ("openblas" | "sgdsa" | "user"),
  *                               blas_core_detected, blas_core_advice,
  *                               dnnl_version, dnnl_isa, summary}
- *                               (kernels/cpu/cpu_info.h)
+ *                               (core/cpu_info.h)
  *   core.blas_core_for(core, features)  the rule alone (a pure function): the
  *                               core to run instead of `core` on a CPU with
  *                               `features` (names as above), or nil
@@ -61,7 +61,7 @@
 #include "binding.h"
 #include "comm.h"
 #include "cpu_info.h"
-#include "nn.h"
+#include "device.h"
 #include "runtime.h"
 
 /* ---- interrupts ---------------------------------------------------------- */
@@ -282,10 +282,13 @@ static int l_conv_impl(lua_State *L)
     static const char *const names[] = { "auto", "im2col", "dnnl", NULL };
     if (!lua_isnoneornil(L, 1)) {
         int i = luaL_checkoption(L, 1, NULL, names);
-        if (sg_cpu_conv2d_set_impl((sg_conv_impl)i))
+        if (sg_device_set_conv_impl(SG_CPU, i))
             return luaL_error(L, "conv_impl: %s", sg_geterr());
     }
-    lua_pushstring(L, names[sg_cpu_conv2d_get_impl()]);
+    const int impl = sg_device_get_conv_impl(SG_CPU);
+    if (impl < 0)
+        return sgl_error(L);
+    lua_pushstring(L, names[impl]);
     return 1;
 }
 

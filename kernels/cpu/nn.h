@@ -4,8 +4,9 @@
  * These are the building blocks of the CPU backend: convolution, linear,
  * batch normalization, ReLU, pooling, dropout, the fused cross-entropy loss
  * and the flat-vector updates of an SA move. They know nothing of tensors or
- * Lua; the binding (lua/l_nn.c) and the module library check shapes and hand
- * in contiguous float32 buffers.
+ * Lua: the op layer (core/ops.c) checks shapes once and calls them through
+ * the cpu backend's table (kernels/cpu/backend.c, kernels/backend.h) with
+ * contiguous float32 buffers.
  *
  * Conventions (the same for every kernel):
  *
@@ -31,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"  /* the geometries, sg_allsum */
 #include "rng.h"
 
 /* Loops over fewer elements than this run on the calling thread: waking the
@@ -62,18 +64,6 @@
  * geometry create its primitives; a failure to create them (out of memory,
  * say) is returned by every call with that geometry, naming the oneDNN
  * function, its status, the pass and the shapes. */
-typedef struct sg_conv2d_geom {
-    int64_t n, c, h, w;  /* input N x C x H x W */
-    int64_t k;           /* output channels */
-    int64_t kh, kw;      /* kernel */
-    int64_t sh, sw;      /* stride */
-    int64_t ph, pw;      /* zero padding */
-    int64_t oh, ow;      /* output spatial size (computed) */
-    int64_t block;       /* images per GEMM block (computed) */
-    int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
-    int threads;         /* OpenMP threads the workspace is sized for (computed) */
-    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits (computed, see below) */
-} sg_conv2d_geom;
 
 /* Which implementation sg_conv2d_geom_init picks for the geometries it
  * fills: AUTO = the measured rule (oneDNN for the passes where it is
@@ -96,10 +86,6 @@ int sg_cpu_conv2d_have_dnnl(void);
  * exit). Safe at any time: it waits for a running oneDNN convolution. */
 void sg_cpu_conv2d_cache_clear(void);
 
-/* Fill g; -1 with a message for non-positive sizes or an empty output. */
-int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
-                        int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                        int64_t ph, int64_t pw);
 /* Workspace length in floats (may be 0). */
 size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g);
 /* y: N x K x OH x OW. */
@@ -185,10 +171,6 @@ int sg_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, const 
  * dy and dy*xhat. Parameter gradients stay per shard
  * (sg_cpu_batchnorm_backward_params): the gradient reduction adds them.
  * Each call allocates 2C+1 doubles. */
-typedef struct sg_allsum {
-    int (*fn)(double *v, int64_t n, void *ctx);
-    void *ctx;
-} sg_allsum;
 int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *gamma,
                                         const float *beta, float *save_mean, float *save_invstd,
                                         float *running_mean, float *running_var,
@@ -215,28 +197,17 @@ int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
 int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
 int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
 
-/* ---- pooling ----------------------------------------------------------------
- * PyTorch semantics with ceil_mode = False: OH = (H + 2*ph - kh)/sh + 1;
- * padding must be at most half the kernel. Max pooling treats padding as
- * -infinity and saves, per output, the flat index (ih*W + iw) of the maximum
- * in its input plane (first maximum wins; a NaN wins) in `idx` (int32,
- * N*C*OH*OW); idx may be NULL in forward (a trial forward, no backward).
- * Average pooling counts the padding zeros in the divisor
- * (count_include_pad = True), clipped to the padded input as PyTorch does. */
-typedef struct sg_pool2d_geom {
-    int64_t n, c, h, w;
-    int64_t kh, kw, sh, sw, ph, pw;
-    int64_t oh, ow;  /* computed */
-} sg_pool2d_geom;
-
-int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                        int64_t pw);
+/* ---- pooling (semantics: sg_pool2d_geom in kernels/backend.h) ---------------- */
 int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
 int sg_cpu_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
                                    const sg_pool2d_geom *g);
 int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
 int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
+/* Zero padding of the spatial dimensions (nn.Pad): x planes x h x w, y
+ * planes x (h+2p) x (w+2p) written whole; crop2d, its backward: dx = dy's
+ * interior. */
+int sg_cpu_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p);
+int sg_cpu_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p);
 /* Global average pool: x N x C x HW -> y N x C (mean over HW). */
 int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
 int sg_cpu_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,

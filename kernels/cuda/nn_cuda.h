@@ -7,7 +7,8 @@
  * argument order (workspace, inputs, outputs, parameters, gradients, buffers,
  * sizes, scalars), same semantics (backward_data OVERWRITES dx,
  * backward_params ADDS into dw/db, NULL bias/affine allowed), same geometry
- * structs (sg_conv2d_geom, sg_pool2d_geom, filled by the CPU's *_geom_init).
+ * structs (sg_conv2d_geom, sg_pool2d_geom of kernels/backend.h). The table
+ * in backend.c registers them for the op layer (core/ops.c).
  * Every pointer argument that is not a host scalar output is a DEVICE
  * pointer (allocated with sg_cuda_malloc, or a CUDA tensor's data).
  *
@@ -37,8 +38,7 @@
 extern "C" {  /* the core headers are plain C; .cu files are C++ */
 #endif
 
-#include "nn.h"      /* sg_conv2d_geom, sg_pool2d_geom, sg_rng */
-#include "tensor.h"  /* sg_dtype, sg_binop, sg_unfn, sg_redop */
+#include "backend.h"  /* sg_conv2d_geom, sg_pool2d_geom, sg_rng, sg_dtype, ... */
 
 /* ---- devices, settings, streams ------------------------------------------ */
 /* Number of CUDA devices; 0 with a message in sg_geterr() when there is no
@@ -89,15 +89,7 @@ int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *
 /* Give every cached (free) block back to the driver. */
 int sg_cuda_empty_cache(void);
 
-typedef struct sg_cuda_mem_stats {
-    size_t in_use;          /* bytes handed out by sg_cuda_malloc, rounded to blocks */
-    size_t cached;          /* bytes held free in the pool */
-    size_t peak_in_use;
-    int64_t device_allocs;  /* cudaMalloc calls so far (the pool's misses) */
-    int64_t device_frees;   /* cudaFree calls so far */
-    int64_t pool_hits;      /* sg_cuda_malloc calls served from the pool */
-    int caching;            /* 0 under SGDSA_CUDA_NO_CACHE=1 (every block cudaMalloc'ed) */
-} sg_cuda_mem_stats;
+typedef sg_mem_stats sg_cuda_mem_stats;  /* core/device.h */
 sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
 /* How many times the host has waited for the device so far (stream and
  * event synchronizations: loss and reduction results, synchronous copies,
@@ -121,7 +113,7 @@ void sg_cuda_host_free(void *p, void *ud);
  * waits for the slot's copies. src should be pinned (sg_cuda_host_alloc) for
  * a truly asynchronous copy and must stay untouched until
  * sg_cuda_input_wait(slot) returns (the host waits for the slot's copies). */
-#define SG_CUDA_INPUT_SLOTS 2
+#define SG_CUDA_INPUT_SLOTS SG_INPUT_SLOTS
 int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes);
 int sg_cuda_input_ready(int slot);
 int sg_cuda_input_wait(int slot);
@@ -137,7 +129,6 @@ int sg_cuda_input_wait(int slot);
  * reduce each element once and hand the result to every rank, so the ranks
  * get the same bits, and a run repeats for a fixed NCCL version, rank count
  * and topology. */
-#define SG_NCCL_ID_BYTES 128
 int sg_nccl_built(void);
 int sg_nccl_unique_id(unsigned char id[SG_NCCL_ID_BYTES]);
 int sg_nccl_init(const unsigned char id[SG_NCCL_ID_BYTES], int rank, int size);
@@ -172,19 +163,7 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
  * many floats the three passes need at most (for a pass not chosen yet, the
  * most any acceptable candidate needs). */
 size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
-/* A chosen algorithm: the geometry (n, c, h, w, k, kh, kw, sh, sw, ph, pw),
- * the settings it was chosen under, the pass ("forward", "backward-data",
- * "backward-filter"), cuDNN's algorithm and math type (enum values), its
- * workspace bytes and its timed milliseconds per call (-1: chosen by the
- * heuristics, untimed). */
-typedef struct {
-    int64_t key[11];
-    int tf32, deterministic;
-    const char *pass;
-    int algo, math;
-    size_t workspace;
-    float ms;
-} sg_cuda_conv_choice;
+typedef sg_conv_choice sg_cuda_conv_choice;  /* core/device.h */
 /* Every algorithm chosen so far in this process: fills out[0..cap) and
  * returns how many there are (call again with a larger array when more). */
 int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap);

@@ -17,6 +17,10 @@
 
 #include <stddef.h>
 
+#include "api.h"
+
+SG_API_BEGIN
+
 /* CPU features that decide which kernels run (sg_cpu_features). Each ISA
  * bit means the instructions exist AND the OS saves their registers. */
 enum {
@@ -81,5 +85,7 @@ void sg_cpu_summary(char *buf, size_t n);
  * calls (after one warm-up) on the current thread count; -1 with a message
  * when n is out of range or memory is short. */
 double sg_cpu_sgemm_gflops(int n, int reps);
+
+SG_API_END
 
 #endif
