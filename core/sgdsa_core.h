@@ -10,6 +10,7 @@
  *   device.h    memory, settings, streams and input copies of a device
  *   ops.h       the layer ops (conv2d, batchnorm, pooling, linear, losses, ...)
  *   data.h      datasets and the double-buffered loader
+ *   fs.h        durable file replacement (fsync, rename, fsync the folder)
  *   h5.h        HDF5 files: checkpoints, logs, datasets
  *   comm.h      the ranks of a data-parallel run (MPI)
  *   cpu_info.h  what the CPU offers and which kernels use it
@@ -22,6 +23,7 @@
 #include "data.h"
 #include "device.h"
 #include "error.h"
+#include "fs.h"
 #include "h5.h"
 #include "ops.h"
 #include "rng.h"

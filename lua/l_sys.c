@@ -62,6 +62,7 @@
 #include "comm.h"
 #include "cpu_info.h"
 #include "device.h"
+#include "fs.h"
 #include "runtime.h"
 
 /* ---- interrupts ---------------------------------------------------------- */
@@ -432,26 +433,13 @@ static int l_fsync_rename(lua_State *L)
     const char *dst = luaL_checkstring(L, 2);
     if (fsync_path(tmp, O_RDONLY) != 0)
         return fail(L, "fsync_rename (fsync)", tmp, errno);
-    if (rename(tmp, dst) != 0) {
-        int e = errno;
+    if (sg_rename_durable(tmp, dst, "fsync_rename") != 0) {
+        const int e = errno;
         lua_pushnil(L);
-        lua_pushfstring(L, "fsync_rename: %s -> %s: %s", tmp, dst, strerror(e));
+        lua_pushstring(L, sg_geterr());
         lua_pushinteger(L, e);
         return 3;
     }
-    /* Make the rename itself durable: sync the destination's folder. */
-    size_t n = strlen(dst);
-    char *dir = (char *)lua_newuserdatauv(L, n + 2, 0);
-    memcpy(dir, dst, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0)
-        return fail(L, "fsync_rename (fsync folder)", dir, errno);
     lua_pushboolean(L, 1);
     return 1;
 }
