@@ -37,28 +37,7 @@ static inline void cuda_or_skip(const char *what)
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
 
-static int g_fail = 0;
-
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            g_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);            \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
-
-/* A call returning 0 on success; on failure prints sg_geterr() and counts. */
-#define OK(call)                                                            \
-    do {                                                                    \
-        if ((call) != 0) {                                                  \
-            g_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__,     \
-                    #call, sg_geterr());                                    \
-        }                                                                   \
-    } while (0)
-
+#include "check.h"
 
 static inline float *hbuf(int64_t n)
 {
@@ -67,6 +46,16 @@ static inline float *hbuf(int64_t n)
         fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
         exit(1);
     }
+    return p;
+}
+
+/* The tests' generator (seeded by each test) and uniform host buffers from it. */
+static sg_rng g_rng __attribute__((unused));
+
+static inline float *rnd(int64_t n, float lo, float hi)
+{
+    float *p = hbuf(n);
+    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
     return p;
 }
 

@@ -13,15 +13,6 @@
 
 #ifdef SG_HAVE_CUDA
 
-static sg_rng g_rng;
-
-static float *rnd(int64_t n, float lo, float hi)
-{
-    float *p = hbuf(n);
-    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
-    return p;
-}
-
 /* ---- conv2d ------------------------------------------------------------------------ */
 static void test_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
                       int64_t kw, int64_t s, int64_t p, int bias)
@@ -455,12 +446,7 @@ int main(void)
     test_xent(512, 10);
     test_xent_nan();
 
-    if (g_fail) {
-        fprintf(stderr, "%d CUDA layer check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("all CUDA layer checks passed\n");
-    return 0;
+    return check_done("test_cuda_layers", "all CUDA layer checks passed");
 }
 
 #else
