@@ -12,8 +12,8 @@
  * executable's re-exec (lua/main.c); an embedding host is warned
  * (sg_blas_warn_once). A value the user set is always left alone.
  */
-#ifndef SG_KERNELS_CPU_CPU_INFO_H
-#define SG_KERNELS_CPU_CPU_INFO_H
+#ifndef SG_CPU_INFO_H
+#define SG_CPU_INFO_H
 
 #include <stddef.h>
 

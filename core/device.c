@@ -16,7 +16,7 @@ void *sg_device_alloc(sg_devtype dev, size_t nbytes)
 {
     if (dev == SG_CPU)
         return sg_aligned_alloc(nbytes, "cpu tensor storage");
-    if (dev == SG_CUDA && !sg_cuda_available())
+    if (sg_device_count(dev) <= 0)  /* the reason is in sg_geterr() */
         return NULL;
     NEED(dev, "alloc", alloc, NULL);
     return be->alloc(nbytes);
@@ -70,23 +70,40 @@ int sg_device_count(sg_devtype dev)
     return be ? be->device_count() : 0;
 }
 
-int sg_device_describe(sg_devtype dev, char *buf, size_t n)
-{
-    NEED(dev, "device_name", device_name, -1);
-    return be->device_name(buf, n);
-}
+/* int sg_device_<name>(sg_devtype dev, params): the table's entry of dev
+ * applied to args, or -1 naming op when the backend lacks it. */
+#define DEVICE_FN(name, op, entry, params, args)                              \
+    int sg_device_##name params                                               \
+    {                                                                         \
+        NEED(dev, op, entry, -1);                                             \
+        return be->entry args;                                                \
+    }
 
-int sg_device_synchronize(sg_devtype dev)
-{
-    NEED(dev, "synchronize", synchronize, -1);
-    return be->synchronize();
-}
-
-int sg_device_empty_cache(sg_devtype dev)
-{
-    NEED(dev, "empty_cache", empty_cache, -1);
-    return be->empty_cache();
-}
+DEVICE_FN(describe, "device_name", device_name, (sg_devtype dev, char *buf, size_t n), (buf, n))
+DEVICE_FN(synchronize, "synchronize", synchronize, (sg_devtype dev), ())
+DEVICE_FN(empty_cache, "empty_cache", empty_cache, (sg_devtype dev), ())
+DEVICE_FN(set_tf32, "set_tf32", set_tf32, (sg_devtype dev, int on), (on))
+DEVICE_FN(get_tf32, "get_tf32", get_tf32, (sg_devtype dev), ())
+DEVICE_FN(get_deterministic, "get_deterministic", get_deterministic, (sg_devtype dev), ())
+DEVICE_FN(set_conv_impl, "conv_impl", conv2d_set_impl, (sg_devtype dev, int impl), (impl))
+DEVICE_FN(get_conv_impl, "conv_impl", conv2d_get_impl, (sg_devtype dev), ())
+DEVICE_FN(conv_choices, "conv_algorithms", conv2d_choices,
+          (sg_devtype dev, sg_conv_choice *out, int cap), (out, cap))
+DEVICE_FN(input_copy, "input_copy", input_copy,
+          (sg_devtype dev, int slot, void *dst, const void *src, size_t nbytes),
+          (slot, dst, src, nbytes))
+DEVICE_FN(input_ready, "input_ready", input_ready, (sg_devtype dev, int slot), (slot))
+DEVICE_FN(input_wait, "input_wait", input_wait, (sg_devtype dev, int slot), (slot))
+DEVICE_FN(input_expand, "input_expand", input_expand,
+          (sg_devtype dev, int slot, float *dst, const uint8_t *u8, int64_t n, int64_t cap,
+           const int32_t *aug, size_t aug_bytes, int c, int h, int w, int pad),
+          (slot, dst, u8, n, cap, aug, aug_bytes, c, h, w, pad))
+DEVICE_FN(nccl_unique_id, "nccl", nccl_unique_id,
+          (sg_devtype dev, unsigned char id[SG_NCCL_ID_BYTES]), (id))
+DEVICE_FN(nccl_init, "nccl", nccl_init,
+          (sg_devtype dev, const unsigned char id[SG_NCCL_ID_BYTES], int rank, int size),
+          (id, rank, size))
+DEVICE_FN(nccl_allsum_f32, "nccl", nccl_allsum_f32, (sg_devtype dev, float *v, int64_t n), (v, n))
 
 int sg_device_mem_stats(sg_devtype dev, sg_mem_stats *out)
 {
@@ -107,47 +124,11 @@ int64_t sg_device_launches(sg_devtype dev)
     return be->launches();
 }
 
-int sg_device_set_tf32(sg_devtype dev, int on)
-{
-    NEED(dev, "set_tf32", set_tf32, -1);
-    return be->set_tf32(on);
-}
-
-int sg_device_get_tf32(sg_devtype dev)
-{
-    NEED(dev, "get_tf32", get_tf32, -1);
-    return be->get_tf32();
-}
-
 int sg_device_set_deterministic(sg_devtype dev, int on)
 {
     NEED(dev, "set_deterministic", set_deterministic, -1);
     be->set_deterministic(on);
     return 0;
-}
-
-int sg_device_get_deterministic(sg_devtype dev)
-{
-    NEED(dev, "get_deterministic", get_deterministic, -1);
-    return be->get_deterministic();
-}
-
-int sg_device_set_conv_impl(sg_devtype dev, int impl)
-{
-    NEED(dev, "conv_impl", conv2d_set_impl, -1);
-    return be->conv2d_set_impl(impl);
-}
-
-int sg_device_get_conv_impl(sg_devtype dev)
-{
-    NEED(dev, "conv_impl", conv2d_get_impl, -1);
-    return be->conv2d_get_impl();
-}
-
-int sg_device_conv_choices(sg_devtype dev, sg_conv_choice *out, int cap)
-{
-    NEED(dev, "conv_algorithms", conv2d_choices, -1);
-    return be->conv2d_choices(out, cap);
 }
 
 int sg_device_host_allocator(sg_devtype dev, void *(**alloc)(size_t, void *),
@@ -159,61 +140,16 @@ int sg_device_host_allocator(sg_devtype dev, void *(**alloc)(size_t, void *),
     return 0;
 }
 
-int sg_device_input_copy(sg_devtype dev, int slot, void *dst, const void *src, size_t nbytes)
-{
-    NEED(dev, "input_copy", input_copy, -1);
-    return be->input_copy(slot, dst, src, nbytes);
-}
-
-int sg_device_input_ready(sg_devtype dev, int slot)
-{
-    NEED(dev, "input_ready", input_ready, -1);
-    return be->input_ready(slot);
-}
-
-int sg_device_input_wait(sg_devtype dev, int slot)
-{
-    NEED(dev, "input_wait", input_wait, -1);
-    return be->input_wait(slot);
-}
-
-int sg_device_input_expand(sg_devtype dev, int slot, float *dst, const uint8_t *u8, int64_t n,
-                           int64_t cap, const int32_t *aug, size_t aug_bytes, int c, int h,
-                           int w, int pad)
-{
-    NEED(dev, "input_expand", input_expand, -1);
-    return be->input_expand(slot, dst, u8, n, cap, aug, aug_bytes, c, h, w, pad);
-}
-
 int sg_device_nccl_built(sg_devtype dev)
 {
     const sg_backend *be = sg_backend_get(dev);
     return be && be->nccl_built && be->nccl_built();
 }
 
-int sg_device_nccl_unique_id(sg_devtype dev, unsigned char id[SG_NCCL_ID_BYTES])
-{
-    NEED(dev, "nccl", nccl_unique_id, -1);
-    return be->nccl_unique_id(id);
-}
-
-int sg_device_nccl_init(sg_devtype dev, const unsigned char id[SG_NCCL_ID_BYTES], int rank,
-                        int size)
-{
-    NEED(dev, "nccl", nccl_init, -1);
-    return be->nccl_init(id, rank, size);
-}
-
 int sg_device_nccl_ready(sg_devtype dev)
 {
     const sg_backend *be = sg_backend_get(dev);
     return be && be->nccl_ready && be->nccl_ready();
-}
-
-int sg_device_nccl_allsum_f32(sg_devtype dev, float *v, int64_t n)
-{
-    NEED(dev, "nccl", nccl_allsum_f32, -1);
-    return be->nccl_allsum_f32(v, n);
 }
 
 void sg_device_nccl_finalize(sg_devtype dev)

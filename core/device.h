@@ -43,7 +43,7 @@ int sg_device_describe(sg_devtype dev, char *buf, size_t n);
 int sg_device_synchronize(sg_devtype dev);
 int sg_device_empty_cache(sg_devtype dev);
 
-/* The caching pool's counters (the GPU's sg_cuda_malloc). */
+/* The counters of a device's caching pool of memory blocks. */
 typedef struct sg_mem_stats {
     size_t in_use;          /* bytes handed out, rounded to blocks */
     size_t cached;          /* bytes held free in the pool */

@@ -168,9 +168,11 @@ static int same_as(const op_call *o, const sg_tensor *t, const char *name,
 
 /* ---- conv2d ---------------------------------------------------------------------- */
 
-/* x (NxCxHxW) and a weight-shaped w (KxCxKHxKW): the geometry. */
+/* x (NxCxHxW) and a weight-shaped w (KxCxKHxKW): the geometry; dy (when
+ * given) has the output's shape. */
 static int conv_args(const op_call *o, const sg_tensor *x, const sg_tensor *w, const char *wname,
-                     const int64_t stride[2], const int64_t pad[2], sg_conv2d_geom *g)
+                     const sg_tensor *dy, const int64_t stride[2], const int64_t pad[2],
+                     sg_conv2d_geom *g)
 {
     char b1[128], b2[128];
     if (in(o, x, "input", SG_F32) != 0 || in(o, w, wname, SG_F32) != 0 ||
@@ -183,7 +185,8 @@ static int conv_args(const op_call *o, const sg_tensor *x, const sg_tensor *w, c
     if (sg_conv2d_geom_init(g, xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], stride[0],
                             stride[1], pad[0], pad[1]))
         return sg_adderr("%s: input %s, weight %s", o->op, shp(x, b1), shp(w, b2));
-    return 0;
+    const int64_t ys[4] = { g->n, g->k, g->oh, g->ow };
+    return dy ? shaped(o, dy, "dy", 4, ys, 0) : 0;
 }
 
 /* The workspace: on the cpu ws resized to the geometry's size, or (ws NULL)
@@ -219,22 +222,32 @@ static int ws_get(const op_call *o, sg_tensor *ws, const sg_tensor *const *args,
     return 0;
 }
 
+/* Run a conv pass's kernel with the workspace, then free a temporary one. */
+#define CONV_RUN(o, ws, g, entry, ...)                                                  \
+    do {                                                                                \
+        float *wp_, *owned_;                                                            \
+        if (ws_get(o, ws, (const sg_tensor *[]){ __VA_ARGS__ }, 4, g, &wp_, &owned_))   \
+            return -1;                                                                  \
+        int rc_ = CALL(o, entry, wp_, ARGS_##entry);                                    \
+        free(owned_);                                                                   \
+        return rc_;                                                                     \
+    } while (0)
+#define ARGS_conv2d_forward F(x), F(y), F(w), F(b), &g
+#define ARGS_conv2d_backward_data F(dy), F(dx), F(w), &g
+#define ARGS_conv2d_backward_params F(x), F(dy), F(dw), F(db), &g
+
 int sg_conv2d_forward(sg_tensor *ws, const sg_tensor *x, sg_tensor *y, const sg_tensor *w,
                       const sg_tensor *b, const int64_t stride[2], const int64_t pad[2])
 {
     op_call o = BEGIN("conv2d_forward", ws, x, y, w, b);
     sg_conv2d_geom g;
-    if (conv_args(&o, x, w, "weight", stride, pad, &g) != 0 ||
+    if (conv_args(&o, x, w, "weight", NULL, stride, pad, &g) != 0 ||
         shaped(&o, b, "bias", 1, &g.k, 1) != 0)
         return -1;
-    int64_t ys[4] = { g.n, g.k, g.oh, g.ow };
-    float *wp, *owned;
-    if (out(&o, y, "y", SG_F32, 4, ys) != 0 ||
-        ws_get(&o, ws, (const sg_tensor *[]){ x, y, w, b }, 4, &g, &wp, &owned) != 0)
+    const int64_t ys[4] = { g.n, g.k, g.oh, g.ow };
+    if (out(&o, y, "y", SG_F32, 4, ys) != 0)
         return -1;
-    int rc = CALL(&o, conv2d_forward, wp, F(x), F(y), F(w), F(b), &g);
-    free(owned);
-    return rc;
+    CONV_RUN(&o, ws, &g, conv2d_forward, x, y, w, b);
 }
 
 int sg_conv2d_backward_data(sg_tensor *ws, const sg_tensor *x, const sg_tensor *dy,
@@ -243,16 +256,10 @@ int sg_conv2d_backward_data(sg_tensor *ws, const sg_tensor *x, const sg_tensor *
 {
     op_call o = BEGIN("conv2d_backward_data", ws, x, dy, dx, w);
     sg_conv2d_geom g;
-    if (conv_args(&o, x, w, "weight", stride, pad, &g) != 0)
+    if (conv_args(&o, x, w, "weight", dy, stride, pad, &g) != 0 ||
+        out_like(&o, dx, "dx", x) != 0)
         return -1;
-    int64_t ys[4] = { g.n, g.k, g.oh, g.ow };
-    float *wp, *owned;
-    if (shaped(&o, dy, "dy", 4, ys, 0) != 0 || out_like(&o, dx, "dx", x) != 0 ||
-        ws_get(&o, ws, (const sg_tensor *[]){ x, dy, dx, w }, 4, &g, &wp, &owned) != 0)
-        return -1;
-    int rc = CALL(&o, conv2d_backward_data, wp, F(dy), F(dx), F(w), &g);
-    free(owned);
-    return rc;
+    CONV_RUN(&o, ws, &g, conv2d_backward_data, x, dy, dx, w);
 }
 
 int sg_conv2d_backward_params(sg_tensor *ws, const sg_tensor *x, const sg_tensor *dy,
@@ -261,16 +268,10 @@ int sg_conv2d_backward_params(sg_tensor *ws, const sg_tensor *x, const sg_tensor
 {
     op_call o = BEGIN("conv2d_backward_params", ws, x, dy, dw, db);
     sg_conv2d_geom g;
-    if (conv_args(&o, x, dw, "dw", stride, pad, &g) != 0)
+    if (conv_args(&o, x, dw, "dw", dy, stride, pad, &g) != 0 ||
+        shaped(&o, db, "db", 1, &g.k, 1) != 0)
         return -1;
-    int64_t ys[4] = { g.n, g.k, g.oh, g.ow };
-    float *wp, *owned;
-    if (shaped(&o, dy, "dy", 4, ys, 0) != 0 || shaped(&o, db, "db", 1, &g.k, 1) != 0 ||
-        ws_get(&o, ws, (const sg_tensor *[]){ x, dy, dw, db }, 4, &g, &wp, &owned) != 0)
-        return -1;
-    int rc = CALL(&o, conv2d_backward_params, wp, F(x), F(dy), F(dw), F(db), &g);
-    free(owned);
-    return rc;
+    CONV_RUN(&o, ws, &g, conv2d_backward_params, x, dy, dw, db);
 }
 
 int sg_conv2d_output_size(int64_t h, int64_t w, int64_t kh, int64_t kw,
@@ -300,13 +301,23 @@ static int lin_args(const op_call *o, const sg_tensor *x, const sg_tensor *w, co
     return 0;
 }
 
+/* Sizes both backends' GEMMs take (BLAS and cuBLAS index with int). */
+static int lin_sizes(const op_call *o, int64_t n, int64_t in, int64_t out)
+{
+    if (n <= 0 || in <= 0 || out <= 0 || n > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
+        return fail(o, "invalid sizes: input %lldx%lld, weight %lldx%lld", (long long)n,
+                    (long long)in, (long long)out, (long long)in);
+    return 0;
+}
+
 int sg_linear_forward(const sg_tensor *x, sg_tensor *y, const sg_tensor *w, const sg_tensor *b)
 {
     op_call o = BEGIN("linear_forward", x, y, w, b);
     if (lin_args(&o, x, w, "weight") != 0)
         return -1;
     int64_t ys[2] = { x->size[0], w->size[0] };
-    if (shaped(&o, b, "bias", 1, &ys[1], 1) != 0 || out(&o, y, "y", SG_F32, 2, ys) != 0)
+    if (shaped(&o, b, "bias", 1, &ys[1], 1) != 0 || out(&o, y, "y", SG_F32, 2, ys) != 0 ||
+        lin_sizes(&o, ys[0], x->size[1], ys[1]) != 0)
         return -1;
     return CALL(&o, linear_forward, F(x), F(y), F(w), F(b), ys[0], x->size[1], ys[1]);
 }
@@ -322,7 +333,7 @@ int sg_linear_backward_data(const sg_tensor *dy, sg_tensor *dx, const sg_tensor 
         return fail(&o, "dy %s has %lld features, weight %s has %lld outputs", shp(dy, b1),
                     (long long)dy->size[1], shp(w, b2), (long long)w->size[0]);
     int64_t xs[2] = { dy->size[0], w->size[1] };
-    if (out(&o, dx, "dx", SG_F32, 2, xs) != 0)
+    if (out(&o, dx, "dx", SG_F32, 2, xs) != 0 || lin_sizes(&o, xs[0], xs[1], w->size[0]) != 0)
         return -1;
     return CALL(&o, linear_backward_data, F(dy), F(dx), F(w), xs[0], xs[1], w->size[0]);
 }
@@ -334,7 +345,8 @@ int sg_linear_backward_params(const sg_tensor *x, const sg_tensor *dy, sg_tensor
     if (lin_args(&o, x, dw, "dw") != 0)
         return -1;
     int64_t ys[2] = { x->size[0], dw->size[0] };
-    if (shaped(&o, dy, "dy", 2, ys, 0) != 0 || shaped(&o, db, "db", 1, &ys[1], 1) != 0)
+    if (shaped(&o, dy, "dy", 2, ys, 0) != 0 || shaped(&o, db, "db", 1, &ys[1], 1) != 0 ||
+        lin_sizes(&o, ys[0], x->size[1], ys[1]) != 0)
         return -1;
     return CALL(&o, linear_backward_params, F(x), F(dy), F(dw), F(db), ys[0], x->size[1],
                 ys[1]);
@@ -399,13 +411,11 @@ int sg_batchnorm_forward(const sg_tensor *x, sg_tensor *y, const sg_tensor *gamm
     if (out(&o, sm, "save_mean", SG_F32, 1, &c) != 0 ||
         out(&o, si, "save_invstd", SG_F32, 1, &c) != 0 || out_like(&o, y, "y", x) != 0)
         return -1;
-    if (training && sync) {
-        sg_allsum sum;
-        if (ranks_sum(&o, &sum) != 0)
-            return -1;
-        return CALL(&o, batchnorm_forward_train_sync, F(x), F(y), F(gamma), F(beta), F(sm),
-                    F(si), F(rm), F(rv), n, c, hw, eps, momentum, update, &sum);
-    }
+    sg_allsum sum;
+    if (training && sync)
+        return ranks_sum(&o, &sum) ? -1
+               : CALL(&o, batchnorm_forward_train_sync, F(x), F(y), F(gamma), F(beta), F(sm),
+                      F(si), F(rm), F(rv), n, c, hw, eps, momentum, update, &sum);
     if (training)
         return CALL(&o, batchnorm_forward_train, F(x), F(y), F(gamma), F(beta), F(sm), F(si),
                     F(rm), F(rv), n, c, hw, eps, momentum, update);
@@ -430,13 +440,11 @@ int sg_batchnorm_backward_data(const sg_tensor *x, const sg_tensor *dy, sg_tenso
         shaped(&o, gamma, "weight", 1, &c, 1) != 0 || bn_saved(&o, sm, si, c) != 0 ||
         out_like(&o, dx, "dx", x) != 0)
         return -1;
-    if (training && sync) {
-        sg_allsum sum;
-        if (ranks_sum(&o, &sum) != 0)
-            return -1;
-        return CALL(&o, batchnorm_backward_data_sync, F(x), F(dy), F(dx), F(gamma), F(sm),
-                    F(si), n, c, hw, &sum);
-    }
+    sg_allsum sum;
+    if (training && sync)
+        return ranks_sum(&o, &sum) ? -1
+               : CALL(&o, batchnorm_backward_data_sync, F(x), F(dy), F(dx), F(gamma), F(sm),
+                      F(si), n, c, hw, &sum);
     return CALL(&o, batchnorm_backward_data, F(x), F(dy), F(dx), F(gamma), F(sm), F(si), n, c,
                 hw, training);
 }
@@ -483,6 +491,15 @@ int sg_batchnorm_apply(const sg_tensor *x, sg_tensor *y, const sg_tensor *gamma,
     return CALL(&o, batchnorm_apply, F(x), F(y), F(gamma), F(beta), F(sm), F(si), n, c, hw);
 }
 
+/* Global pooling's sizes: every plane non-empty. */
+static int gap_sizes(const op_call *o, int64_t n, int64_t c, int64_t hw)
+{
+    if (n <= 0 || c <= 0 || hw <= 0)
+        return fail(o, "invalid sizes N=%lld C=%lld HW=%lld", (long long)n, (long long)c,
+                    (long long)hw);
+    return 0;
+}
+
 int sg_global_avgpool_forward(const sg_tensor *x, sg_tensor *y)
 {
     op_call o = BEGIN("global_avgpool_forward", x, y);
@@ -490,7 +507,7 @@ int sg_global_avgpool_forward(const sg_tensor *x, sg_tensor *y)
     if (nc_input(&o, x, &n, &c, &hw) != 0)
         return -1;
     int64_t ys[2] = { n, c };
-    if (out(&o, y, "y", SG_F32, 2, ys) != 0)
+    if (out(&o, y, "y", SG_F32, 2, ys) != 0 || gap_sizes(&o, n, c, hw) != 0)
         return -1;
     return CALL(&o, global_avgpool_forward, F(x), F(y), n, c, hw);
 }
@@ -505,7 +522,7 @@ int sg_global_avgpool_backward_data(const sg_tensor *x, const sg_tensor *dy, sg_
     if (sg_tensor_numel(dy) != n * c || dy->size[0] != n)
         return fail(&o, "dy %s does not match input %s (expected %lldx%lld)", shp(dy, b1),
                     shp(x, b2), (long long)n, (long long)c);
-    if (out_like(&o, dx, "dx", x) != 0)
+    if (out_like(&o, dx, "dx", x) != 0 || gap_sizes(&o, n, c, hw) != 0)
         return -1;
     return CALL(&o, global_avgpool_backward_data, F(dy), F(dx), n, c, hw);
 }

@@ -744,6 +744,33 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
 
 /* ---- element-wise math ------------------------------------------------------------ */
 
+/* Return after out[i] = EXPR (of the float V, element i of a) for each of
+ * the n elements (out has a's shape): a parallel loop over contiguous
+ * tensors, else a strided walk. */
+#define MAP_UNARY(out, a, n, V, EXPR)                                             \
+    do {                                                                          \
+        if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {         \
+            float *o_ = sg_f32(out);                                              \
+            const float *x_ = sg_f32(a);                                          \
+            _Pragma("omp parallel for if (n > PAR_THRESHOLD)")                    \
+            for (int64_t i_ = 0; i_ < n; i_++) {                                  \
+                const float V = x_[i_];                                           \
+                o_[i_] = (EXPR);                                                  \
+            }                                                                     \
+            return 0;                                                             \
+        }                                                                         \
+        iter it_;                                                                 \
+        const sg_tensor *ts_[2] = {out, a};                                       \
+        iter_init(&it_, 2, ts_);                                                  \
+        float *o_ = out->storage->data;                                           \
+        const float *x_ = a->storage->data;                                       \
+        for (int64_t i_ = 0; i_ < n; i_++, iter_next(&it_)) {                     \
+            const float V = x_[it_.off[1]];                                       \
+            o_[it_.off[0]] = (EXPR);                                              \
+        }                                                                         \
+        return 0;                                                                 \
+    } while (0)
+
 static inline float apply_bin(float x, float y, sg_binop op)
 {
     switch (op) {
@@ -1030,22 +1057,7 @@ int sg_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op, 
         return -1;
     int64_t n = sg_tensor_numel(a);
     float f = (float)s;
-    if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {
-        float *o = sg_f32(out);
-        const float *x = sg_f32(a);
-#pragma omp parallel for if (n > PAR_THRESHOLD)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = scalar_first ? apply_bin(f, x[i], op) : apply_bin(x[i], f, op);
-        return 0;
-    }
-    iter it;
-    const sg_tensor *ts[2] = {out, a};
-    iter_init(&it, 2, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = scalar_first ? apply_bin(f, x[it.off[1]], op) : apply_bin(x[it.off[1]], f, op);
-    return 0;
+    MAP_UNARY(out, a, n, v, scalar_first ? apply_bin(f, v, op) : apply_bin(v, f, op));
 }
 
 static inline float apply_un(float x, sg_unfn fn)
@@ -1072,22 +1084,7 @@ int sg_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
     if (need_cpu_f32("unary", a) != 0 || prepare_out("unary", out, a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
-    if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {
-        float *o = sg_f32(out);
-        const float *x = sg_f32(a);
-#pragma omp parallel for if (n > PAR_THRESHOLD)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = apply_un(x[i], fn);
-        return 0;
-    }
-    iter it;
-    const sg_tensor *ts[2] = {out, a};
-    iter_init(&it, 2, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = apply_un(x[it.off[1]], fn);
-    return 0;
+    MAP_UNARY(out, a, n, v, apply_un(v, fn));
 }
 
 int sg_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)

@@ -218,6 +218,19 @@ typedef struct sg_backend {
                          float alpha);
 } sg_backend;
 
+/* The layer kernels every backend provides as sg_<backend>_<entry> with the
+ * table's signature: kernels/<backend>/backend.c fills its table from this
+ * list (X(entry) per kernel). */
+#define SG_BACKEND_LAYER_KERNELS(X)                                                     \
+    X(conv2d_workspace_size) X(conv2d_forward) X(conv2d_backward_data)                  \
+    X(conv2d_backward_params) X(linear_forward) X(linear_backward_data)                 \
+    X(linear_backward_params) X(batchnorm_forward_train) X(batchnorm_forward_eval)      \
+    X(batchnorm_backward_data) X(batchnorm_backward_params) X(batchnorm_backward)       \
+    X(relu_forward) X(relu_backward_data) X(dropout_mask) X(dropout_forward)            \
+    X(dropout_backward_data) X(maxpool2d_forward) X(maxpool2d_backward_data)            \
+    X(avgpool2d_forward) X(avgpool2d_backward_data) X(global_avgpool_forward)           \
+    X(global_avgpool_backward_data) X(pad2d) X(crop2d) X(cross_entropy)
+
 /* Register a backend for its device (kernels/<backend>/backend.c, at load). */
 void sg_backend_register(const sg_backend *b);
 /* The table of a device, or NULL when no backend for it is built. */

@@ -20,9 +20,11 @@
  *    accumulate into its flat gradient buffer; clear it once per step.
  *  - A bias / affine pointer may be NULL (no bias, no affine), and so may the
  *    matching gradient pointer (that gradient is then not computed).
- *  - Kernels return 0, or -1 with sg_geterr() naming the operation and the
- *    sizes (bad geometry); they never allocate except where stated, and never
- *    exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
+ *  - Sizes and shapes are checked once, by the op (core/ops.c), before a
+ *    kernel runs; kernels return 0, or -1 with sg_geterr() naming the
+ *    operation and the sizes for what only they can see (a geometry their
+ *    implementation cannot take, a label out of range, a library's failure).
+ *    They never allocate except where stated, and never exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
  *    so there is one thread pool (set it with sg_set_num_threads()).
  *  - Accumulations that decide accuracy (BN statistics, loss) use double.
  */

@@ -70,9 +70,6 @@ int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma
         return sg_seterr("batchnorm_forward_train: need more than 1 value per channel to "
                          "update running statistics, got input N=%lld C=%lld HW=%lld (cuda)",
                          (long long)n, (long long)c, (long long)hw);
-    if (update_running && (!running_mean || !running_var))
-        return sg_seterr("batchnorm_forward_train: update_running without running_mean/"
-                         "running_var buffers (C=%lld) (cuda)", (long long)c);
     if (eps < CUDNN_BN_MIN_EPSILON)
         return sg_seterr("batchnorm_forward_train: eps %g below cuDNN's minimum %g (cuda)", eps,
                          (double)CUDNN_BN_MIN_EPSILON);

@@ -162,7 +162,6 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
  * for the chosen algorithm, is; sg_cuda_conv2d_workspace_size(g) says how
  * many floats the three passes need at most (for a pass not chosen yet, the
  * most any acceptable candidate needs). */
-size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
 typedef sg_conv_choice sg_cuda_conv_choice;  /* core/device.h */
 /* Every algorithm chosen so far in this process: fills out[0..cap) and
  * returns how many there are (call again with a larger array when more). */
@@ -171,83 +170,28 @@ int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap);
  * backward-filter) of g under the current settings: 0 and *out, 1 when
  * none is chosen yet, -1 for a bad pass. */
 int sg_cuda_conv2d_chosen(const sg_conv2d_geom *g, int pass, sg_cuda_conv_choice *out);
-int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
-                           const float *b, const sg_conv2d_geom *g);
-int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
-                                 const sg_conv2d_geom *g);
-int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
-                                   float *db, const sg_conv2d_geom *g);
 
-/* ---- linear (cuBLAS) ------------------------------------------------------------ */
-int sg_cuda_linear_forward(const float *x, float *y, const float *w, const float *b,
-                           int64_t n, int64_t in, int64_t out);
-int sg_cuda_linear_backward_data(const float *dy, float *dx, const float *w,
-                                 int64_t n, int64_t in, int64_t out);
-int sg_cuda_linear_backward_params(const float *x, const float *dy, float *dw, float *db,
-                                   int64_t n, int64_t in, int64_t out);
-
-/* ---- batch normalization (cuDNN spatial mode; save_* and running_* are C floats) --
- * Training without update_running passes no running buffers to cuDNN, so a
- * trial forward leaves them untouched. */
-int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma,
-                                    const float *beta, float *save_mean, float *save_invstd,
-                                    float *running_mean, float *running_var,
-                                    int64_t n, int64_t c, int64_t hw, double eps,
-                                    double momentum, int update_running);
-int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
-                                   const float *beta, float *save_mean, float *save_invstd,
-                                   const float *running_mean, const float *running_var,
-                                   int64_t n, int64_t c, int64_t hw, double eps);
-int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
-                                    const float *gamma, const float *save_mean,
-                                    const float *save_invstd, int64_t n, int64_t c,
-                                    int64_t hw, int training);
-int sg_cuda_batchnorm_backward_params(const float *x, const float *dy, float *dgamma,
-                                      float *dbeta, const float *save_mean,
-                                      const float *save_invstd, int64_t n, int64_t c,
-                                      int64_t hw);
-/* Both passes (dx, dgamma, dbeta may each be NULL). In training mode with a
- * dx: one cudnnBatchNormalizationBackward that accumulates the parameter
- * gradients itself (betaParamDiff = 1): three passes over the activations
- * instead of five. */
-int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
-                               float *dgamma, float *dbeta, const float *save_mean,
-                               const float *save_invstd, int64_t n, int64_t c, int64_t hw,
-                               int training);
-
-/* ---- elementwise ------------------------------------------------------------------ */
-int sg_cuda_relu_forward(const float *x, float *y, int64_t n);
-int sg_cuda_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n);
-/* The mask is drawn on the device from r's position (core/rng_draw.h): the
- * values sg_cpu_dropout_mask draws for the same generator state, which both
- * leave at the same position. */
-int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
-int sg_cuda_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
-int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
-
-/* ---- pooling (custom kernels: they keep the CPU's int32 argmax indices, so
- * backward needs no x/y and ties resolve exactly as on the CPU) ------------------- */
-int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
-int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
-                                    const sg_pool2d_geom *g);
-int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
-int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
-int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
-int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
-                                         int64_t hw);
-
-/* ---- zero padding of the spatial dimensions (nn.Pad) ---------------------------------
- * x: planes x h x w (planes = N*C); y: planes x (h+2p) x (w+2p), written whole
- * (zeros around x). crop2d is its backward: dx (planes x h x w) = the interior
- * of dy. */
-int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p);
-int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p);
-
-/* ---- loss --------------------------------------------------------------------------
- * logits and labels (int32) on the device; loss and correct to the host (waits).
- * An out-of-range label is an error naming the row, as on the CPU. */
-int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
-                          int64_t n, int64_t c, double *loss, int64_t *correct);
+/* ---- the layer kernels: sg_cuda_<entry> for each entry of
+ * SG_BACKEND_LAYER_KERNELS, with the table's signature (kernels/backend.h)
+ * and kernels/cpu/nn.h's contract. Where the GPU's differ:
+ *  - linear: cuBLAS; batch normalization: cuDNN's spatial mode (save_* and
+ *    running_* are C floats). Training without update_running passes no
+ *    running buffers to cuDNN, so a trial forward leaves them untouched.
+ *    batchnorm_backward (dx, dgamma, dbeta may each be NULL) in training
+ *    mode with a dx is one cudnnBatchNormalizationBackward that accumulates
+ *    the parameter gradients itself (betaParamDiff = 1): three passes over
+ *    the activations instead of five.
+ *  - dropout_mask draws on the device from r's position (core/rng_draw.h):
+ *    the values sg_cpu_dropout_mask draws for the same generator state,
+ *    which both leave at the same position.
+ *  - pooling: custom kernels that keep the CPU's int32 argmax indices, so
+ *    backward needs no x/y and ties resolve exactly as on the CPU.
+ *  - cross_entropy: logits and labels (int32) on the device; loss and
+ *    correct to the host (waits). An out-of-range label is an error naming
+ *    the row, as on the CPU. */
+#define SG_CUDA_DECLARE(entry) extern __typeof__(*((sg_backend *)0)->entry) sg_cuda_##entry;
+SG_BACKEND_LAYER_KERNELS(SG_CUDA_DECLARE)
+#undef SG_CUDA_DECLARE
 
 /* ---- flat-vector updates (the SA move); out may alias any input ------------------- */
 int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);

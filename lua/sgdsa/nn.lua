@@ -66,7 +66,7 @@
 local core = require "sgdsa.core"
 local check_opts = require("sgdsa.options").check
 
-local K = core.nn            -- layer kernels (lua/l_nn.c)
+local K = core.nn            -- layer ops (core/ops.h, lua/l_nn.c)
 local resize_as = core.Tensor.resize_as_
 local empty = core.empty
 
