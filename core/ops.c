@@ -730,38 +730,39 @@ static int vec_arg(const op_call *o, const sg_tensor *t, const char *name, int64
     return 0;
 }
 
+/* a, then x, y (NULL: none) and out, each of a's element count n. */
+static int vec_args(const op_call *o, const sg_tensor *a, const sg_tensor *x, const sg_tensor *y,
+                    const sg_tensor *out_, int64_t *n)
+{
+    if (in(o, a, "a", SG_F32) != 0)
+        return -1;
+    *n = sg_tensor_numel(a);
+    return vec_arg(o, x, "x", *n) != 0 || (y && vec_arg(o, y, "y", *n) != 0) ||
+           vec_arg(o, out_, "out", *n) != 0 ? -1 : 0;
+}
+
 int sg_vec_axpy(const sg_tensor *a, const sg_tensor *x, sg_tensor *o_, float alpha)
 {
     op_call o = BEGIN("vec_axpy", a, x, o_);
-    if (in(&o, a, "a", SG_F32) != 0)
-        return -1;
-    const int64_t n = sg_tensor_numel(a);
-    if (vec_arg(&o, x, "x", n) != 0 || vec_arg(&o, o_, "out", n) != 0)
-        return -1;
-    return CALL(&o, vec_axpy, F(a), F(x), F(o_), n, alpha);
+    int64_t n;
+    return vec_args(&o, a, x, NULL, o_, &n) ? -1
+           : CALL(&o, vec_axpy, F(a), F(x), F(o_), n, alpha);
 }
 
 int sg_vec_axpbypz(const sg_tensor *a, const sg_tensor *x, const sg_tensor *y, sg_tensor *o_,
                    float alpha, float beta)
 {
     op_call o = BEGIN("vec_axpbypz", a, x, y, o_);
-    if (in(&o, a, "a", SG_F32) != 0)
-        return -1;
-    const int64_t n = sg_tensor_numel(a);
-    if (vec_arg(&o, x, "x", n) != 0 || vec_arg(&o, y, "y", n) != 0 ||
-        vec_arg(&o, o_, "out", n) != 0)
-        return -1;
-    return CALL(&o, vec_axpbypz, F(a), F(x), F(y), F(o_), n, alpha, beta);
+    int64_t n;
+    return vec_args(&o, a, x, y, o_, &n) ? -1
+           : CALL(&o, vec_axpbypz, F(a), F(x), F(y), F(o_), n, alpha, beta);
 }
 
 int sg_vec_scale_add(const sg_tensor *a, const sg_tensor *x, sg_tensor *o_, float s,
                      float alpha)
 {
     op_call o = BEGIN("vec_scale_add", a, x, o_);
-    if (in(&o, a, "a", SG_F32) != 0)
-        return -1;
-    const int64_t n = sg_tensor_numel(a);
-    if (vec_arg(&o, x, "x", n) != 0 || vec_arg(&o, o_, "out", n) != 0)
-        return -1;
-    return CALL(&o, vec_scale_add, F(a), F(x), F(o_), n, s, alpha);
+    int64_t n;
+    return vec_args(&o, a, x, NULL, o_, &n) ? -1
+           : CALL(&o, vec_scale_add, F(a), F(x), F(o_), n, s, alpha);
 }

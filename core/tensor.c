@@ -744,6 +744,22 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
 
 /* ---- element-wise math ------------------------------------------------------------ */
 
+/* Return after out[i] = EXPR (of the floats U and V, elements i of a and b)
+ * for each of the n elements, walking the three tensors' strides. */
+#define STRIDED_BINARY(out, a, b, n, U, V, EXPR)                                  \
+    do {                                                                          \
+        iter it_;                                                                 \
+        const sg_tensor *ts_[3] = {out, a, b};                                    \
+        iter_init(&it_, 3, ts_);                                                  \
+        float *o_ = out->storage->data;                                           \
+        const float *x_ = a->storage->data, *y_ = b->storage->data;               \
+        for (int64_t i_ = 0; i_ < n; i_++, iter_next(&it_)) {                     \
+            const float U = x_[it_.off[1]], V = y_[it_.off[2]];                   \
+            o_[it_.off[0]] = (EXPR);                                              \
+        }                                                                         \
+        return 0;                                                                 \
+    } while (0)
+
 /* Return after out[i] = EXPR (of the float V, element i of a) for each of
  * the n elements (out has a's shape): a parallel loop over contiguous
  * tensors, else a strided walk. */
@@ -1038,14 +1054,7 @@ int sg_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop o
             o[i] = apply_bin(x[i], y[i], op);
         return 0;
     }
-    iter it;
-    const sg_tensor *ts[3] = {out, a, b};
-    iter_init(&it, 3, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data, *y = b->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = apply_bin(x[it.off[1]], y[it.off[2]], op);
-    return 0;
+    STRIDED_BINARY(out, a, b, n, u, v, apply_bin(u, v, op));
 }
 
 int sg_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op, int scalar_first)
@@ -1123,14 +1132,7 @@ int sg_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, const sg_ten
         const sg_backend *be = SG_BACKEND_FN(SG_CPU, "add_scaled", vec_axpy);
         return be ? be->vec_axpy(sg_f32(a), sg_f32(b), sg_f32(out), n, al) : -1;
     }
-    iter it;
-    const sg_tensor *ts[3] = {out, a, b};
-    iter_init(&it, 3, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data, *y = b->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = x[it.off[1]] + al * y[it.off[2]];
-    return 0;
+    STRIDED_BINARY(out, a, b, n, u, v, u + al * v);
 }
 
 int sg_axpy(sg_tensor *y, double alpha, const sg_tensor *x)

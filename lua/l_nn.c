@@ -110,37 +110,27 @@ static void pair(lua_State *L, const char *op, int idx, int64_t def, int64_t v[2
                    luaL_typename(L, idx));
 }
 
-/* ---- conv2d (ws, x, ?, ?, ?, stride = 1, pad = 0) --------------------------------- */
+/* ---- conv2d ----------------------------------------------------------------------- */
 
-static void conv_sp(lua_State *L, const char *op, int64_t s[2], int64_t p[2])
+/* The three passes, pass 0 forward, 1 backward-data, 2 backward-params:
+ * (ws, x, y|dy, w|dx|dw, b|w|db, stride = 1, pad = 0); each returns its output. */
+static int conv2d_pass(lua_State *L, int pass)
 {
-    pair(L, op, 6, 1, s, "stride");
-    pair(L, op, 7, 0, p, "pad");
-}
-
-static int conv2d_forward(lua_State *L)
-{
-    sg_tensor *ws = OPT(1), *x = T(2), *y = T(3), *w = T(4), *b = OPT(5);
+    static const char *const names[] = { "conv2d_forward", "conv2d_backward_data",
+                                         "conv2d_backward_params" };
+    sg_tensor *ws = OPT(1), *x = T(2), *t3 = T(3), *t4 = T(4), *t5 = pass == 1 ? T(5) : OPT(5);
     int64_t s[2], p[2];
-    conv_sp(L, "conv2d_forward", s, p);
-    return done(L, sg_conv2d_forward(ws, x, y, w, b, s, p), 3);
+    pair(L, names[pass], 6, 1, s, "stride");
+    pair(L, names[pass], 7, 0, p, "pad");
+    const int rc = pass == 0   ? sg_conv2d_forward(ws, x, t3, t4, t5, s, p)
+                   : pass == 1 ? sg_conv2d_backward_data(ws, x, t3, t4, t5, s, p)
+                               : sg_conv2d_backward_params(ws, x, t3, t4, t5, s, p);
+    return done(L, rc, pass == 0 ? 3 : 4);
 }
 
-static int conv2d_backward_data(lua_State *L)
-{
-    sg_tensor *ws = OPT(1), *x = T(2), *dy = T(3), *dx = T(4), *w = T(5);
-    int64_t s[2], p[2];
-    conv_sp(L, "conv2d_backward_data", s, p);
-    return done(L, sg_conv2d_backward_data(ws, x, dy, dx, w, s, p), 4);
-}
-
-static int conv2d_backward_params(lua_State *L)
-{
-    sg_tensor *ws = OPT(1), *x = T(2), *dy = T(3), *dw = T(4), *db = OPT(5);
-    int64_t s[2], p[2];
-    conv_sp(L, "conv2d_backward_params", s, p);
-    return done(L, sg_conv2d_backward_params(ws, x, dy, dw, db, s, p), 4);
-}
+static int conv2d_forward(lua_State *L) { return conv2d_pass(L, 0); }
+static int conv2d_backward_data(lua_State *L) { return conv2d_pass(L, 1); }
+static int conv2d_backward_params(lua_State *L) { return conv2d_pass(L, 2); }
 
 static int conv2d_output_size(lua_State *L)
 {

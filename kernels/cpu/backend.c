@@ -38,18 +38,15 @@ static int conv2d_get_impl(void)
 }
 
 static const sg_backend cpu_backend = {
-    .name = "cpu",
-    .dev = SG_CPU,
-    .conv2d_set_impl = conv2d_set_impl,
-    .conv2d_get_impl = conv2d_get_impl,
+    .name = "cpu", .dev = SG_CPU,
+    .conv2d_set_impl = conv2d_set_impl, .conv2d_get_impl = conv2d_get_impl,
 #define CPU_KERNEL(entry) .entry = sg_cpu_##entry,
     SG_BACKEND_LAYER_KERNELS(CPU_KERNEL)
+    /* the cpu's own: the BatchNorm recomputation and synchronized statistics */
     .batchnorm_apply = sg_cpu_batchnorm_apply,
     .batchnorm_forward_train_sync = sg_cpu_batchnorm_forward_train_sync,
     .batchnorm_backward_data_sync = sg_cpu_batchnorm_backward_data_sync,
-    .vec_axpy = vec_axpy,
-    .vec_axpbypz = vec_axpbypz,
-    .vec_scale_add = vec_scale_add,
+    .vec_axpy = vec_axpy, .vec_axpbypz = vec_axpbypz, .vec_scale_add = vec_scale_add,
 };
 
 __attribute__((constructor)) static void register_cpu(void)

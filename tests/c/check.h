@@ -9,7 +9,9 @@
 #ifndef SG_TEST_CHECK_H
 #define SG_TEST_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int g_failures;
 
@@ -39,6 +41,17 @@ static int g_failures;
                     #call, sg_geterr());                                    \
         }                                                                   \
     } while (0)
+
+/* n zeroed floats (at least one), or exit 1: the tests' host buffers. */
+static inline float *check_floats(int64_t n)
+{
+    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
+        exit(1);
+    }
+    return p;
+}
 
 /* The test's exit status: 1 after "<name>: <n> failure(s)" (stderr) when a
  * check failed, else 0 after "<name>: <passed>" (just <passed> when name

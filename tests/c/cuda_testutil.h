@@ -34,20 +34,16 @@ static inline void cuda_or_skip(const char *what)
     }
 }
 
+/* A test's main in a build without the CUDA backend: the visible skip. */
+#define CUDA_TEST_SKIP_MAIN(what) \
+    int main(void) { cuda_or_skip(what); return 77; }
+
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
 
 #include "check.h"
 
-static inline float *hbuf(int64_t n)
-{
-    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
-        exit(1);
-    }
-    return p;
-}
+static inline float *hbuf(int64_t n) { return check_floats(n); }
 
 /* The tests' generator (seeded by each test) and uniform host buffers from it. */
 static sg_rng g_rng __attribute__((unused));

@@ -219,11 +219,5 @@ int main(void)
 }
 
 #else
-
-int main(void)
-{
-    cuda_or_skip("the CUDA algorithm-choice tests (built without the CUDA backend)");
-    return 77;
-}
-
+CUDA_TEST_SKIP_MAIN("the CUDA algorithm-choice tests (built without the CUDA backend)")
 #endif
