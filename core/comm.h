@@ -33,6 +33,10 @@
 
 #include <stdint.h>
 
+#include "api.h"
+
+SG_API_BEGIN
+
 /* 1 when compiled with MPI. */
 int sg_comm_built(void);
 /* "Open MPI v4.1.4, ..." (the library's version line), or "none". */
@@ -62,5 +66,7 @@ int sg_comm_allsum_f32(float *v, int64_t n);
 /* nbytes of buf from rank `root` to every rank. */
 int sg_comm_bcast(void *buf, int64_t nbytes, int root);
 int sg_comm_barrier(void);
+
+SG_API_END
 
 #endif

@@ -33,6 +33,10 @@
 
 #include "rng.h"
 
+#include "api.h"
+
+SG_API_BEGIN
+
 #define SG_DATA_MAXC 16               /* most channels a dataset may have */
 #define SG_DATA_MAXDIM 65536          /* largest H or W accepted from a file */
 #define SG_DATA_MAXN ((int64_t)1 << 31) /* most images accepted from a file */
@@ -214,5 +218,7 @@ int sg_loader_set_state(sg_loader *l, int64_t epoch, int64_t index, const int64_
                         const uint64_t shuffle[SG_RNG_STATE_LEN],
                         const uint64_t augment[SG_RNG_STATE_LEN]);
 int64_t sg_loader_perm_len(const sg_loader *l);   /* n of the dataset */
+
+SG_API_END
 
 #endif

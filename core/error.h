@@ -14,6 +14,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#include "api.h"
+
+SG_API_BEGIN
+
 #if defined(__GNUC__)
 #define SG_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -33,5 +37,7 @@ void sg_clearerr(void);
 void *sg_malloc(size_t n, const char *what);
 void *sg_calloc(size_t count, size_t size, const char *what);
 void *sg_aligned_alloc(size_t n, const char *what); /* 64-byte aligned; free with free() */
+
+SG_API_END
 
 #endif

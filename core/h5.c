@@ -30,6 +30,7 @@
 #include <zlib.h>
 
 #include "error.h"
+#include "fs.h"
 #include "h5.h"
 
 /* The memory of a file open for writing (see make_write_fapl). */
@@ -775,32 +776,6 @@ sg_h5file *sg_h5_open_atomic(const char *path, int keep)
     return f;
 }
 
-/* fsync the folder holding path (so a rename in it is durable). */
-static int fsync_dir_of(const char *path, const char *op)
-{
-    char *dir = dupstr(path, "h5 directory path");
-    if (!dir)
-        return -1;
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash == dir)
-        d = "/";
-    else if (slash) {
-        *slash = '\0';
-        d = dir;
-    }
-    int rc = 0;
-    int fd = open(d, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        rc = sg_seterr("%s: cannot open folder '%s' to sync it: %s", op, d, strerror(errno));
-    else if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
-        rc = sg_seterr("%s: fsync of folder '%s' failed: %s", op, d, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return rc;
-}
-
 /* Close the in-memory file f->fid and write the closed file's bytes to f->fd. */
 static int write_closed(sg_h5file *f, const char *op)
 {
@@ -842,10 +817,8 @@ int sg_h5_close(sg_h5file *f)
         f->fd = -1;
     }
     if (f->tmp) {
-        if (rc == 0 && rename(f->tmp, f->path) < 0)
-            rc = sg_seterr("%s: rename '%s' -> '%s' failed: %s", op, f->tmp, f->path, strerror(errno));
-        else if (rc == 0)
-            rc = fsync_dir_of(f->path, op);
+        if (rc == 0)
+            rc = sg_rename_durable(f->tmp, f->path, op);
         if (rc != 0)
             unlink(f->tmp);
     }

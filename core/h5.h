@@ -33,6 +33,10 @@
 
 #include "tensor.h"
 
+#include "api.h"
+
+SG_API_BEGIN
+
 /* Version of the sgdsa file layout (root attribute "format_version"). */
 #define SG_H5_FORMAT_VERSION 1
 
@@ -211,5 +215,7 @@ int64_t sg_h5log_rows(sg_h5file *f, const char *group);
 /* Shrink every column of a log group to `rows` (resume drops rows logged
  * after the checkpoint). */
 int sg_h5log_truncate(sg_h5file *f, const char *group, int64_t rows);
+
+SG_API_END
 
 #endif

@@ -15,6 +15,10 @@
 
 #include <stdint.h>
 
+#include "api.h"
+
+SG_API_BEGIN
+
 typedef struct sg_rng {
     uint64_t seed;
     uint64_t stream;   /* stream id (hash of the name) */
@@ -54,5 +58,7 @@ void sg_rng_permutation(sg_rng *r, int64_t *perm, int64_t n); /* Fisher-Yates */
 void sg_rng_permutation_i32(sg_rng *r, int32_t *perm, int64_t n);
 void sg_rng_fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi);
 void sg_rng_fill_normal(sg_rng *r, float *x, int64_t n, float mean, float std);
+
+SG_API_END
 
 #endif

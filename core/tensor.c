@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "device.h"
 #include "error.h"
 #include "rng.h"
@@ -554,6 +555,15 @@ static int need_same(const char *op, const sg_tensor *a, const sg_tensor *b)
 
 #define PAR_THRESHOLD 32768
 
+/* Return the device backend's `entry` applied to the arguments, or -1 naming
+ * op when the backend lacks it (kernels/backend.h). Tensors off the cpu are
+ * on SG_CUDA, the one other device. */
+#define DEV_RETURN(op, entry, ...)                                            \
+    do {                                                                      \
+        const sg_backend *be_ = SG_BACKEND_FN(SG_CUDA, op, entry);            \
+        return be_ ? be_->entry(__VA_ARGS__) : -1;                            \
+    } while (0)
+
 /* ---- fill and copy -------------------------------------------------------------- */
 
 int sg_fill(sg_tensor *t, double v)
@@ -564,11 +574,7 @@ int sg_fill(sg_tensor *t, double v)
     if (t->storage->device != SG_CPU) {
         if (sg_tensor_is_contiguous(t))
             return sg_device_fill(t->storage->device, sg_tensor_data(t), t->dtype, n, v);
-#ifdef SG_HAVE_CUDA
-        return sg_cuda_fill_strided(sg_tensor_data(t), t->ndim, t->size, t->stride, n, t->dtype, v);
-#else
-        return sg_seterr("fill: non-contiguous %s tensor", sg_device_name(t->storage->device));
-#endif
+        DEV_RETURN("fill", fill_strided, sg_tensor_data(t), t->ndim, t->size, t->stride, n, t->dtype, v);
     }
     if (sg_tensor_is_contiguous(t) && t->dtype == SG_F32) {
         float *p = sg_f32(t), f = (float)v;
@@ -585,7 +591,6 @@ int sg_fill(sg_tensor *t, double v)
     return 0;
 }
 
-#ifdef SG_HAVE_CUDA
 /* A contiguous cpu tensor with src's shape, dtype and values (src on any
  * device; a contiguous cpu src is returned retained). */
 static sg_tensor *host_contiguous(const sg_tensor *src)
@@ -630,7 +635,7 @@ static int copy_general(sg_tensor *dst, const sg_tensor *src)
     }
     const size_t es = sg_dtype_size(src->dtype);
     if (dd == SG_CUDA && sd == SG_CUDA)
-        return sg_cuda_copy_strided(sg_tensor_data(dst), dst->ndim, dst->size, dst->stride,
+        DEV_RETURN("copy", copy_strided, sg_tensor_data(dst), dst->ndim, dst->size, dst->stride,
                                     sg_tensor_data(src), src->ndim, src->size, src->stride, n, es);
     if (dd == SG_CUDA) {                    /* cpu -> gpu */
         sg_tensor *h = sg_tensor_contiguous((sg_tensor *)src);
@@ -661,9 +666,7 @@ static int copy_general(sg_tensor *dst, const sg_tensor *src)
     sg_tensor_release(h);
     return rc;
 }
-#endif
 
-#ifdef SG_HAVE_CUDA
 /* Whether the byte spans of two views of one storage intersect (a view's
  * span runs from its first to its last element, strides included). */
 static int overlap(const sg_tensor *a, const sg_tensor *b)
@@ -682,7 +685,6 @@ static int overlap(const sg_tensor *a, const sg_tensor *b)
     }
     return lo[0] < hi[1] && lo[1] < hi[0];
 }
-#endif
 
 int sg_copy(sg_tensor *dst, const sg_tensor *src)
 {
@@ -697,7 +699,6 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
     int64_t n = sg_tensor_numel(src);
     sg_devtype dd = dst->storage->device, sd = src->storage->device;
     if (dd != SG_CPU || sd != SG_CPU) {
-#ifdef SG_HAVE_CUDA
         if (dd == SG_CUDA && dst->storage == src->storage && dst->offset == src->offset &&
             dst->dtype == src->dtype && sg_tensor_same_shape(dst, src) &&
             !memcmp(dst->stride, src->stride, (size_t)dst->ndim * sizeof dst->stride[0]))
@@ -712,17 +713,10 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
             sg_tensor_release(tmp);
             return rc;
         }
-#endif
         if (dst->dtype == src->dtype && sg_tensor_is_contiguous(dst) && sg_tensor_is_contiguous(src))
             return sg_device_copy(dd, sg_tensor_data(dst), sd, sg_tensor_data(src),
                                   (size_t)n * sg_dtype_size(src->dtype));
-#ifdef SG_HAVE_CUDA
         return copy_general(dst, src);
-#else
-        return sg_seterr("copy: %s %s -> %s %s needs contiguous tensors of one dtype",
-                         sg_device_name(sd), sg_dtype_name(src->dtype), sg_device_name(dd),
-                         sg_dtype_name(dst->dtype));
-#endif
     }
     int same_shape = sg_tensor_same_shape(dst, src);
     if (dst->dtype == src->dtype && sg_tensor_is_contiguous(dst) && sg_tensor_is_contiguous(src)) {
@@ -749,6 +743,49 @@ int sg_copy(sg_tensor *dst, const sg_tensor *src)
 }
 
 /* ---- element-wise math ------------------------------------------------------------ */
+
+/* Return after out[i] = EXPR (of the floats U and V, elements i of a and b)
+ * for each of the n elements, walking the three tensors' strides. */
+#define STRIDED_BINARY(out, a, b, n, U, V, EXPR)                                  \
+    do {                                                                          \
+        iter it_;                                                                 \
+        const sg_tensor *ts_[3] = {out, a, b};                                    \
+        iter_init(&it_, 3, ts_);                                                  \
+        float *o_ = out->storage->data;                                           \
+        const float *x_ = a->storage->data, *y_ = b->storage->data;               \
+        for (int64_t i_ = 0; i_ < n; i_++, iter_next(&it_)) {                     \
+            const float U = x_[it_.off[1]], V = y_[it_.off[2]];                   \
+            o_[it_.off[0]] = (EXPR);                                              \
+        }                                                                         \
+        return 0;                                                                 \
+    } while (0)
+
+/* Return after out[i] = EXPR (of the float V, element i of a) for each of
+ * the n elements (out has a's shape): a parallel loop over contiguous
+ * tensors, else a strided walk. */
+#define MAP_UNARY(out, a, n, V, EXPR)                                             \
+    do {                                                                          \
+        if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {         \
+            float *o_ = sg_f32(out);                                              \
+            const float *x_ = sg_f32(a);                                          \
+            _Pragma("omp parallel for if (n > PAR_THRESHOLD)")                    \
+            for (int64_t i_ = 0; i_ < n; i_++) {                                  \
+                const float V = x_[i_];                                           \
+                o_[i_] = (EXPR);                                                  \
+            }                                                                     \
+            return 0;                                                             \
+        }                                                                         \
+        iter it_;                                                                 \
+        const sg_tensor *ts_[2] = {out, a};                                       \
+        iter_init(&it_, 2, ts_);                                                  \
+        float *o_ = out->storage->data;                                           \
+        const float *x_ = a->storage->data;                                       \
+        for (int64_t i_ = 0; i_ < n; i_++, iter_next(&it_)) {                     \
+            const float V = x_[it_.off[1]];                                       \
+            o_[it_.off[0]] = (EXPR);                                              \
+        }                                                                         \
+        return 0;                                                                 \
+    } while (0)
 
 static inline float apply_bin(float x, float y, sg_binop op)
 {
@@ -810,10 +847,9 @@ static int matmul_prepare_out(sg_tensor *out, const sg_tensor *a, const sg_tenso
     return sg_tensor_resize(out, 2, osz) != 0 ? -1 : 0;
 }
 
-#ifdef SG_HAVE_CUDA
-/* ---- CUDA dispatch ---------------------------------------------------------------
- * Contiguous float32 tensors on the GPU go to the CUDA backend (kernels/cuda);
- * the CPU code below is untouched. Any operand on the GPU sends the operation
+/* ---- device dispatch -------------------------------------------------------------
+ * Contiguous float32 tensors on the GPU go to the CUDA backend's table
+ * (kernels/backend.h); the CPU code below is the host's own. Any operand on the GPU sends the operation
  * here; operands on two devices are an error naming both. */
 static int is_cuda(const sg_tensor *t)
 {
@@ -871,7 +907,7 @@ static int cuda_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, s
     if (cuda_operands(name, a, b, NULL) != 0 || need_same(name, a, b) != 0 ||
         cuda_prepare_out(name, out, a) != 0)
         return -1;
-    return sg_cuda_binary(sg_f32(out), sg_f32(a), sg_f32(b), sg_tensor_numel(a), op);
+    DEV_RETURN(name, binary, sg_f32(out), sg_f32(a), sg_f32(b), sg_tensor_numel(a), op);
 }
 
 static int cuda_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op,
@@ -880,7 +916,7 @@ static int cuda_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_b
     const char *name = binop_name(op);
     if (cuda_operands(name, a, NULL, NULL) != 0 || cuda_prepare_out(name, out, a) != 0)
         return -1;
-    return sg_cuda_binary_scalar(sg_f32(out), sg_f32(a), (float)s, sg_tensor_numel(a), op,
+    DEV_RETURN(name, binary_scalar, sg_f32(out), sg_f32(a), (float)s, sg_tensor_numel(a), op,
                                  scalar_first);
 }
 
@@ -888,7 +924,7 @@ static int cuda_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
 {
     if (cuda_operands("unary", a, NULL, NULL) != 0 || cuda_prepare_out("unary", out, a) != 0)
         return -1;
-    return sg_cuda_unary(sg_f32(out), sg_f32(a), sg_tensor_numel(a), fn);
+    DEV_RETURN("unary", unary, sg_f32(out), sg_f32(a), sg_tensor_numel(a), fn);
 }
 
 static int cuda_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
@@ -897,7 +933,7 @@ static int cuda_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
         return -1;
     if (lo > hi)
         return sg_seterr("clamp: min %g is greater than max %g", lo, hi);
-    return sg_cuda_clamp(sg_f32(out), sg_f32(a), sg_tensor_numel(a), (float)lo, (float)hi);
+    DEV_RETURN("clamp", clamp, sg_f32(out), sg_f32(a), sg_tensor_numel(a), (float)lo, (float)hi);
 }
 
 static int cuda_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, const sg_tensor *b)
@@ -905,7 +941,7 @@ static int cuda_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, con
     if (cuda_operands("add_scaled", a, b, NULL) != 0 || need_same("add_scaled", a, b) != 0 ||
         cuda_prepare_out("add_scaled", out, a) != 0)
         return -1;
-    return sg_cuda_vec_axpy(sg_f32(a), sg_f32(b), sg_f32(out), sg_tensor_numel(a), (float)alpha);
+    DEV_RETURN("add_scaled", vec_axpy, sg_f32(a), sg_f32(b), sg_f32(out), sg_tensor_numel(a), (float)alpha);
 }
 
 static int cuda_dot(const sg_tensor *a, const sg_tensor *b, double *out)
@@ -917,7 +953,17 @@ static int cuda_dot(const sg_tensor *a, const sg_tensor *b, double *out)
         return sg_seterr("dot: %s and %s have different numbers of elements (cuda)",
                          sg_shape_str(a, x, sizeof x), sg_shape_str(b, y, sizeof y));
     }
-    return sg_cuda_dot(sg_f32(a), sg_f32(b), sg_tensor_numel(a), out);
+    DEV_RETURN("dot", dot, sg_f32(a), sg_f32(b), sg_tensor_numel(a), out);
+}
+
+static int dev_norm(const sg_tensor *a, double p, double *out)
+{
+    DEV_RETURN("norm", norm, sg_f32(a), sg_tensor_numel(a), p, out);
+}
+
+static int dev_isfinite(const sg_tensor *a, int *out)
+{
+    DEV_RETURN("isfinite", all_finite, sg_f32(a), sg_tensor_numel(a), out);
 }
 
 static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
@@ -974,8 +1020,11 @@ static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
             rc = -1;
         o = co;
     }
+    const sg_backend *be = SG_BACKEND_FN(SG_CUDA, "matmul", gemm);
+    if (!be)
+        rc = -1;
     if (rc == 0)
-        rc = sg_cuda_gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, sg_f32(a), lda, sg_f32(b),
+        rc = be->gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, sg_f32(a), lda, sg_f32(b),
                           ldb, sg_f32(o), n);
     if (rc == 0 && co)
         rc = sg_copy(out, co);
@@ -987,14 +1036,11 @@ static int cuda_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
     sg_tensor_release(co);
     return rc;
 }
-#endif /* SG_HAVE_CUDA */
 
 int sg_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop op)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(b) || is_cuda(out))
         return cuda_binary(out, a, b, op);
-#endif
     const char *name = binop_name(op);
     if (need_cpu_f32(name, a) != 0 || need_cpu_f32(name, b) != 0 || need_same(name, a, b) != 0 ||
         prepare_out(name, out, a) != 0)
@@ -1008,43 +1054,19 @@ int sg_binary(sg_tensor *out, const sg_tensor *a, const sg_tensor *b, sg_binop o
             o[i] = apply_bin(x[i], y[i], op);
         return 0;
     }
-    iter it;
-    const sg_tensor *ts[3] = {out, a, b};
-    iter_init(&it, 3, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data, *y = b->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = apply_bin(x[it.off[1]], y[it.off[2]], op);
-    return 0;
+    STRIDED_BINARY(out, a, b, n, u, v, apply_bin(u, v, op));
 }
 
 int sg_binary_scalar(sg_tensor *out, const sg_tensor *a, double s, sg_binop op, int scalar_first)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(out))
         return cuda_binary_scalar(out, a, s, op, scalar_first);
-#endif
     const char *name = binop_name(op);
     if (need_cpu_f32(name, a) != 0 || prepare_out(name, out, a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
     float f = (float)s;
-    if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {
-        float *o = sg_f32(out);
-        const float *x = sg_f32(a);
-#pragma omp parallel for if (n > PAR_THRESHOLD)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = scalar_first ? apply_bin(f, x[i], op) : apply_bin(x[i], f, op);
-        return 0;
-    }
-    iter it;
-    const sg_tensor *ts[2] = {out, a};
-    iter_init(&it, 2, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = scalar_first ? apply_bin(f, x[it.off[1]], op) : apply_bin(x[it.off[1]], f, op);
-    return 0;
+    MAP_UNARY(out, a, n, v, scalar_first ? apply_bin(f, v, op) : apply_bin(v, f, op));
 }
 
 static inline float apply_un(float x, sg_unfn fn)
@@ -1066,37 +1088,18 @@ static inline float apply_un(float x, sg_unfn fn)
 
 int sg_unary(sg_tensor *out, const sg_tensor *a, sg_unfn fn)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(out))
         return cuda_unary(out, a, fn);
-#endif
     if (need_cpu_f32("unary", a) != 0 || prepare_out("unary", out, a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
-    if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a)) {
-        float *o = sg_f32(out);
-        const float *x = sg_f32(a);
-#pragma omp parallel for if (n > PAR_THRESHOLD)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = apply_un(x[i], fn);
-        return 0;
-    }
-    iter it;
-    const sg_tensor *ts[2] = {out, a};
-    iter_init(&it, 2, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = apply_un(x[it.off[1]], fn);
-    return 0;
+    MAP_UNARY(out, a, n, v, apply_un(v, fn));
 }
 
 int sg_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(out))
         return cuda_clamp(out, a, lo, hi);
-#endif
     if (need_cpu_f32("clamp", a) != 0 || prepare_out("clamp", out, a) != 0)
         return -1;
     if (lo > hi)
@@ -1117,31 +1120,19 @@ int sg_clamp(sg_tensor *out, const sg_tensor *a, double lo, double hi)
 
 int sg_add_scaled(sg_tensor *out, const sg_tensor *a, double alpha, const sg_tensor *b)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(b) || is_cuda(out))
         return cuda_add_scaled(out, a, alpha, b);
-#endif
     if (need_cpu_f32("add_scaled", a) != 0 || need_cpu_f32("add_scaled", b) != 0 ||
         need_same("add_scaled", a, b) != 0 || prepare_out("add_scaled", out, a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
     float al = (float)alpha;
     if (sg_tensor_is_contiguous(out) && sg_tensor_is_contiguous(a) && sg_tensor_is_contiguous(b)) {
-        float *o = sg_f32(out);
-        const float *x = sg_f32(a), *y = sg_f32(b);
-#pragma omp parallel for simd if (n > PAR_THRESHOLD)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = x[i] + al * y[i];
-        return 0;
+        /* the flat-vector update of the SA move (one axpy for both) */
+        const sg_backend *be = SG_BACKEND_FN(SG_CPU, "add_scaled", vec_axpy);
+        return be ? be->vec_axpy(sg_f32(a), sg_f32(b), sg_f32(out), n, al) : -1;
     }
-    iter it;
-    const sg_tensor *ts[3] = {out, a, b};
-    iter_init(&it, 3, ts);
-    float *o = out->storage->data;
-    const float *x = a->storage->data, *y = b->storage->data;
-    for (int64_t i = 0; i < n; i++, iter_next(&it))
-        o[it.off[0]] = x[it.off[1]] + al * y[it.off[2]];
-    return 0;
+    STRIDED_BINARY(out, a, b, n, u, v, u + al * v);
 }
 
 int sg_axpy(sg_tensor *y, double alpha, const sg_tensor *x)
@@ -1153,10 +1144,8 @@ int sg_axpy(sg_tensor *y, double alpha, const sg_tensor *x)
 
 int sg_dot(const sg_tensor *a, const sg_tensor *b, double *out)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(b))
         return cuda_dot(a, b, out);
-#endif
     if (need_cpu_f32("dot", a) != 0 || need_cpu_f32("dot", b) != 0)
         return -1;
     if (sg_tensor_numel(a) != sg_tensor_numel(b)) {
@@ -1190,11 +1179,9 @@ int sg_dot(const sg_tensor *a, const sg_tensor *b, double *out)
 
 int sg_norm(const sg_tensor *a, double p, double *out)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a))
         return cuda_operands("norm", a, NULL, NULL) ? -1
-               : sg_cuda_norm(sg_f32(a), sg_tensor_numel(a), p, out);
-#endif
+               : dev_norm(a, p, out);
     if (need_cpu_f32("norm", a) != 0)
         return -1;
     if (!(p > 0))
@@ -1221,11 +1208,9 @@ int sg_norm(const sg_tensor *a, double p, double *out)
 
 int sg_isfinite_all(const sg_tensor *a, int *out)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a))
         return cuda_operands("isfinite", a, NULL, NULL) ? -1
-               : sg_cuda_isfinite(sg_f32(a), sg_tensor_numel(a), out);
-#endif
+               : dev_isfinite(a, out);
     if (need_cpu_f32("isfinite", a) != 0)
         return -1;
     int64_t n = sg_tensor_numel(a);
@@ -1278,15 +1263,13 @@ static double reduce_run(const float *x, int64_t n, int64_t st, sg_redop op)
 
 int sg_reduce_all(const sg_tensor *a, sg_redop op, double *out)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a)) {
         if (cuda_operands(redop_name(op), a, NULL, NULL) != 0)
             return -1;
         if (sg_tensor_numel(a) == 0 && op != SG_RED_SUM)
             return sg_seterr("%s: empty tensor", redop_name(op));
-        return sg_cuda_reduce(sg_f32(a), sg_tensor_numel(a), op, out);
+        DEV_RETURN(redop_name(op), reduce, sg_f32(a), sg_tensor_numel(a), op, out);
     }
-#endif
     const char *name = redop_name(op);
     if (need_cpu_f32(name, a) != 0)
         return -1;
@@ -1344,10 +1327,8 @@ int sg_reduce_dim(sg_tensor *out, const sg_tensor *a, int dim, sg_redop op)
 
 int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 {
-#ifdef SG_HAVE_CUDA
     if (is_cuda(a) || is_cuda(b) || is_cuda(out))
         return cuda_matmul(out, a, b);
-#endif
     if (need_cpu_f32("matmul", a) != 0 || need_cpu_f32("matmul", b) != 0 ||
         need_cpu_f32("matmul", out) != 0)
         return -1;
@@ -1393,19 +1374,18 @@ int sg_matmul(sg_tensor *out, const sg_tensor *a, const sg_tensor *b)
 static int fill_random(sg_tensor *t, sg_rng *r, double a, double b, int normal)
 {
     const uint64_t per = normal ? 4 : 1;
-#ifdef SG_HAVE_CUDA
     if (t && t->storage && t->storage->device == SG_CUDA && t->dtype == SG_F32) {
         int64_t n = sg_tensor_numel(t);
         uint64_t b0;
         unsigned w0;
         sg_rng_where(r, &b0, &w0);
-        if (sg_cuda_fill_random(sg_tensor_data(t), t->ndim, t->size, t->stride, n, r->seed, r->stream,
-                                b0, w0, a, b, normal) != 0)
+        const sg_backend *be = SG_BACKEND_FN(SG_CUDA, normal ? "normal" : "uniform", fill_random);
+        if (!be || be->fill_random(sg_tensor_data(t), t->ndim, t->size, t->stride, n, r->seed,
+                                   r->stream, b0, w0, a, b, normal) != 0)
             return -1;
         sg_rng_skip(r, per * (uint64_t)n);
         return 0;
     }
-#endif
     if (need_cpu_f32(normal ? "normal" : "uniform", t) != 0)
         return -1;
     int64_t n = sg_tensor_numel(t);

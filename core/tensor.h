@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
+
+SG_API_BEGIN
+
 #define SG_MAXDIM 8
 
 typedef enum { SG_F32 = 0, SG_U8 = 1, SG_I32 = 2 } sg_dtype;
@@ -141,5 +145,7 @@ int sg_tensor_normal(sg_tensor *t, struct sg_rng *r, double mean, double std);
 /* One thread count for the whole runtime (OpenMP pool and OpenBLAS). */
 void sg_set_num_threads(int n);
 int sg_get_num_threads(void);
+
+SG_API_END
 
 #endif

@@ -53,37 +53,12 @@ void sgl_open_rng(lua_State *L);
 void sgl_open_h5(lua_State *L);      /* lua/l_h5.c: core.h5 */
 void sgl_open_sys(lua_State *L);
 void sgl_open_data(lua_State *L);     /* lua/l_data.c: core.data, datasets and loaders */
-void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer kernels (cpu and cuda) */
+void sgl_open_nn(lua_State *L);       /* lua/l_nn.c: core.nn, the layer ops (core/ops.h) */
 void sgl_open_cuda(lua_State *L);     /* lua/l_cuda.c: core.cuda, the GPU's settings and copies */
 void sgl_open_dist(lua_State *L);     /* lua/l_dist.c: core.dist, the ranks of a data-parallel run */
 
-/* Tensor arguments of the kernel bindings (lua/l_nn.c; also core.cuda's
- * pad2d/crop2d). A call runs on one device; the checks raise a Lua error
- * naming the function, the argument, its shape and the device, e.g.
- * "relu_forward: input 4x4 is not contiguous (cpu); use :contiguous()". */
-typedef struct sgl_args {
-    lua_State *L;
-    const char *op;   /* the function's name, first in every message */
-    sg_devtype dev;   /* the call's device */
-} sgl_args;
-/* The call's device: cuda when any argument is a CUDA tensor, else cpu. */
-sgl_args sgl_args_of(lua_State *L, const char *op);
-/* An input, parameter or gradient: on the call's device (else an error naming
- * both devices), of dtype dt, contiguous. */
-sg_tensor *sgl_arg_in(const sgl_args *a, int idx, const char *name, sg_dtype dt);
-/* An output of dtype dt, resized to ndim/size. One on the other device that
- * owns its storage is moved to the call's device (contents dropped), so
- * buffers follow their inputs; one sharing its storage there is an error. */
-sg_tensor *sgl_arg_out(const sgl_args *a, int idx, const char *name, sg_dtype dt, int ndim,
-                       const int64_t *size);
-/* t has ndim dimensions. */
-void sgl_arg_ndim(const sgl_args *a, const sg_tensor *t, const char *name, int ndim);
-
-#ifdef SG_HAVE_CUDA
 /* A core.cuda.readback() slot (lua/l_cuda.c); raises on anything else. */
-struct sg_cuda_readback;
-struct sg_cuda_readback *sgl_checkreadback(lua_State *L, int idx);
-#endif
+struct sg_readback *sgl_checkreadback(lua_State *L, int idx);
 
 /* Open the whole `sgdsa.core` table (pushes it). */
 int sgl_open(lua_State *L);

@@ -29,9 +29,7 @@
 #include "binding.h"
 #include "data.h"
 #include "l_data.h"
-#ifdef SG_HAVE_CUDA
-#include "nn_cuda.h"
-#endif
+#include "device.h"
 
 #define DATASET_MT "sgdsa.Dataset"
 #define LOADER_MT "sgdsa.Loader"
@@ -426,7 +424,6 @@ static int ld_next_into(lua_State *L)
         sg_loader_expand(l, &b, sg_tensor_data(x));
         memcpy(sg_tensor_data(y), b.y, ny);
     } else {
-#ifdef SG_HAVE_CUDA
         /* Straight from the loader's batch buffer (pinned when the loader was made
          * with core.cuda.use_pinned_loader_memory(true)) on the input-copy stream,
          * after the compute already queued. Without a slot: compute queued next
@@ -440,21 +437,18 @@ static int ld_next_into(lua_State *L)
         if (b.u8) { /* raw: uint8 images, shifts and table, transformed on the device */
             int c, h, w, pad;
             sg_loader_raw_geom(l, &c, &h, &w, &pad);
-            rc = sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0 ||
-                 sg_cuda_input_expand(slot, sg_tensor_data(x), b.u8, b.n, sg_loader_batch(l),
-                                      b.aug, b.aug_bytes, c, h, w, pad) != 0;
+            rc = sg_device_input_copy(dev, slot, sg_tensor_data(y), b.y, ny) != 0 ||
+                 sg_device_input_expand(dev, slot, sg_tensor_data(x), b.u8, b.n, sg_loader_batch(l),
+                                        b.aug, b.aug_bytes, c, h, w, pad) != 0;
         } else {
-            rc = sg_cuda_input_copy(slot, sg_tensor_data(x), b.x, nx) != 0 ||
-                 sg_cuda_input_copy(slot, sg_tensor_data(y), b.y, ny) != 0;
+            rc = sg_device_input_copy(dev, slot, sg_tensor_data(x), b.x, nx) != 0 ||
+                 sg_device_input_copy(dev, slot, sg_tensor_data(y), b.y, ny) != 0;
         }
         if (rc ||
-            (!async && (sg_cuda_input_ready(slot) != 0 || sg_cuda_input_wait(slot) != 0))) {
+            (!async && (sg_device_input_ready(dev, slot) != 0 || sg_device_input_wait(dev, slot) != 0))) {
             sg_adderr("loader:next_into (cuda)");
             return sgl_error(L);
         }
-#else
-        return luaL_error(L, "loader:next_into: cuda tensors in a build without CUDA");
-#endif
     }
     lua_pushinteger(L, b.n);
     lua_pushinteger(L, b.first);

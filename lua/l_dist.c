@@ -30,9 +30,7 @@
 
 #include "binding.h"
 #include "comm.h"
-#ifdef SG_HAVE_CUDA
-#include "nn_cuda.h"
-#endif
+#include "device.h"
 
 static int l_rank(lua_State *L) { lua_pushinteger(L, sg_comm_rank()); return 1; }
 static int l_size(lua_State *L) { lua_pushinteger(L, sg_comm_size()); return 1; }
@@ -44,12 +42,8 @@ static int l_library(lua_State *L) { lua_pushstring(L, sg_comm_library()); retur
  * (two ranks on one GPU, which NCCL refuses, or a broken NCCL). */
 static int use_nccl(void)
 {
-#ifdef SG_HAVE_CUDA
     const char *e = getenv("SGDSA_NCCL");
-    return sg_nccl_built() && !(e && strcmp(e, "0") == 0);
-#else
-    return 0;
-#endif
+    return sg_device_nccl_built(SG_CUDA) && !(e && strcmp(e, "0") == 0);
 }
 
 static int l_nccl(lua_State *L)
@@ -97,20 +91,19 @@ static int l_allsum(lua_State *L)
     return 1;
 }
 
-#ifdef SG_HAVE_CUDA
 /* The NCCL communicator, made at the first sum of a CUDA tensor (every rank
  * makes that call at once): rank 0 draws the id, MPI hands it out. */
 static int nccl_ready(void)
 {
-    if (sg_nccl_ready())
+    if (sg_device_nccl_ready(SG_CUDA))
         return 0;
     unsigned char id[SG_NCCL_ID_BYTES];
     memset(id, 0, sizeof id);
-    if (sg_comm_rank() == 0 && sg_nccl_unique_id(id) != 0)
+    if (sg_comm_rank() == 0 && sg_device_nccl_unique_id(SG_CUDA, id) != 0)
         return -1;
     if (sg_comm_bcast(id, sizeof id, 0) != 0)
         return -1;
-    return sg_nccl_init(id, sg_comm_rank(), sg_comm_size());
+    return sg_device_nccl_init(SG_CUDA, id, sg_comm_rank(), sg_comm_size());
 }
 
 /* A device vector summed through the host: copied out, summed by MPI, copied back. */
@@ -119,13 +112,12 @@ static int host_sum(float *dev, int64_t n)
     float *h = sg_malloc((size_t)n * sizeof *h, "dist.allsum_tensor host copy");
     if (!h)
         return -1;
-    int rc = sg_cuda_memcpy(h, dev, (size_t)n * sizeof *h, 0, 1) != 0 ||
+    int rc = sg_device_copy(SG_CPU, h, SG_CUDA, dev, (size_t)n * sizeof *h) != 0 ||
              sg_comm_allsum_f32(h, n) != 0 ||
-             sg_cuda_memcpy(dev, h, (size_t)n * sizeof *h, 1, 0) != 0;
+             sg_device_copy(SG_CUDA, dev, SG_CPU, h, (size_t)n * sizeof *h) != 0;
     free(h);
     return rc ? -1 : 0;
 }
-#endif
 
 static int l_allsum_tensor(lua_State *L)
 {
@@ -142,8 +134,7 @@ static int l_allsum_tensor(lua_State *L)
         SGL_CHECK(L, sg_comm_allsum_f32(sg_f32(t), n));
         return 1;
     }
-#ifdef SG_HAVE_CUDA
-    int rc = use_nccl() ? (nccl_ready() != 0 || sg_nccl_allsum_f32(sg_f32(t), n) != 0)
+    int rc = use_nccl() ? (nccl_ready() != 0 || sg_device_nccl_allsum_f32(SG_CUDA, sg_f32(t), n) != 0)
                         : host_sum(sg_f32(t), n) != 0;
     if (rc) {
         sg_adderr("dist.allsum_tensor: %lld floats on rank %d of %d", (long long)n,
@@ -151,34 +142,28 @@ static int l_allsum_tensor(lua_State *L)
         return sgl_error(L);
     }
     return 1;
-#else
-    return luaL_error(L, "dist.allsum_tensor: a %s tensor in a build without CUDA",
-                      sg_device_name(t->storage->device));
-#endif
 }
 
 static int l_nccl_check(lua_State *L)
 {
     sg_tensor *t = sgl_checktensor(L, 1);
     lua_settop(L, 1);
-#ifdef SG_HAVE_CUDA
+    if (!sg_device_built(SG_CUDA))
+        return luaL_error(L, "dist.nccl_check: sgdsa was built without CUDA");
     if (t->dtype != SG_F32 || !sg_tensor_is_contiguous(t) || t->storage->device != SG_CUDA)
         return luaL_error(L, "dist.nccl_check: expected a contiguous float32 cuda tensor");
     if (sg_comm_size() > 1)
         return luaL_error(L, "dist.nccl_check: for one process (this is rank %d of %d)",
                           sg_comm_rank(), sg_comm_size());
     unsigned char id[SG_NCCL_ID_BYTES];
-    if (sg_nccl_unique_id(id) != 0 || sg_nccl_init(id, 0, 1) != 0 ||
-        sg_nccl_allsum_f32(sg_f32(t), sg_tensor_numel(t)) != 0 || sg_cuda_synchronize() != 0) {
+    if (sg_device_nccl_unique_id(SG_CUDA, id) != 0 || sg_device_nccl_init(SG_CUDA, id, 0, 1) != 0 ||
+        sg_device_nccl_allsum_f32(SG_CUDA, sg_f32(t), sg_tensor_numel(t)) != 0 ||
+        sg_device_synchronize(SG_CUDA) != 0) {
         sg_adderr("dist.nccl_check");
         return sgl_error(L);
     }
-    sg_nccl_finalize();
+    sg_device_nccl_finalize(SG_CUDA);
     return 1;
-#else
-    (void)t;
-    return luaL_error(L, "dist.nccl_check: sgdsa was built without CUDA");
-#endif
 }
 
 static int l_bcast(lua_State *L)

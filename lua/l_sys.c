@@ -36,7 +36,7 @@
  *                               ("openblas" | "sgdsa" | "user"),
  *                               blas_core_detected, blas_core_advice,
  *                               dnnl_version, dnnl_isa, summary}
- *                               (kernels/cpu/cpu_info.h)
+ *                               (core/cpu_info.h)
  *   core.blas_core_for(core, features)  the rule alone (a pure function): the
  *                               core to run instead of `core` on a CPU with
  *                               `features` (names as above), or nil
@@ -64,7 +64,8 @@
 #include "binding.h"
 #include "comm.h"
 #include "cpu_info.h"
-#include "nn.h"
+#include "device.h"
+#include "fs.h"
 #include "runtime.h"
 
 /* ---- interrupts ---------------------------------------------------------- */
@@ -285,22 +286,28 @@ static int l_conv_impl(lua_State *L)
     static const char *const names[] = { "auto", "im2col", "dnnl", NULL };
     if (!lua_isnoneornil(L, 1)) {
         int i = luaL_checkoption(L, 1, NULL, names);
-        if (sg_cpu_conv2d_set_impl((sg_conv_impl)i))
+        if (sg_device_set_conv_impl(SG_CPU, i))
             return luaL_error(L, "conv_impl: %s", sg_geterr());
     }
-    lua_pushstring(L, names[sg_cpu_conv2d_get_impl()]);
+    const int impl = sg_device_get_conv_impl(SG_CPU);
+    if (impl < 0)
+        return sgl_error(L);
+    lua_pushstring(L, names[impl]);
     return 1;
 }
 
 static int l_conv_choices(lua_State *L)
 {
-    if (!lua_isnoneornil(L, 1) && sg_cpu_conv2d_pin(luaL_checkstring(L, 1)))
+    if (!lua_isnoneornil(L, 1) && sg_device_conv_impl_pin(SG_CPU, luaL_checkstring(L, 1)))
+        return luaL_error(L, "conv_choices: %s", sg_geterr());
+    const int64_t len = sg_device_conv_impl_choices(SG_CPU, NULL, 0);
+    if (len < 0)
         return luaL_error(L, "conv_choices: %s", sg_geterr());
     luaL_Buffer b;
-    const size_t n = sg_cpu_conv2d_choices(NULL, 0) + 1;
+    const size_t n = (size_t)len + 1;
     char *p = luaL_buffinitsize(L, &b, n);
-    const size_t len = sg_cpu_conv2d_choices(p, n);  /* no longer: choices are only added */
-    luaL_pushresultsize(&b, len < n ? len : n - 1);
+    const int64_t got = sg_device_conv_impl_choices(SG_CPU, p, n);  /* choices are only added */
+    luaL_pushresultsize(&b, got >= 0 && (size_t)got < n ? (size_t)got : n - 1);
     return 1;
 }
 
@@ -444,26 +451,13 @@ static int l_fsync_rename(lua_State *L)
     const char *dst = luaL_checkstring(L, 2);
     if (fsync_path(tmp, O_RDONLY) != 0)
         return fail(L, "fsync_rename (fsync)", tmp, errno);
-    if (rename(tmp, dst) != 0) {
-        int e = errno;
+    if (sg_rename_durable(tmp, dst, "fsync_rename") != 0) {
+        const int e = errno;
         lua_pushnil(L);
-        lua_pushfstring(L, "fsync_rename: %s -> %s: %s", tmp, dst, strerror(e));
+        lua_pushstring(L, sg_geterr());
         lua_pushinteger(L, e);
         return 3;
     }
-    /* Make the rename itself durable: sync the destination's folder. */
-    size_t n = strlen(dst);
-    char *dir = (char *)lua_newuserdatauv(L, n + 2, 0);
-    memcpy(dir, dst, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0)
-        return fail(L, "fsync_rename (fsync folder)", dir, errno);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -28,9 +28,7 @@
 #include "cpu_info.h"
 #include "runtime.h"
 #include "sgdsa.h"
-#ifdef SG_HAVE_CUDA
-#include "nn_cuda.h"
-#endif
+#include "device.h"
 
 #ifndef SGDSA_VERSION
 #define SGDSA_VERSION "0.0.0"
@@ -78,9 +76,7 @@ int sgdsa_dist_init(void)
 
 void sgdsa_dist_finalize(void)
 {
-#ifdef SG_HAVE_CUDA
-    sg_nccl_finalize();
-#endif
+    sg_device_nccl_finalize(SG_CUDA);
     sg_comm_finalize();
 }
 

@@ -15,8 +15,9 @@
  * re-execute itself as sgdsa does):
  *
  *   gcc -O3 -march=x86-64-v2 -fopenmp -std=c11 -D_DEFAULT_SOURCE -include stddef.h \
- *       -DSG_HAVE_DNNL -Icore -Ikernels/cpu -I/usr/include/x86_64-linux-gnu/openblas-openmp \
- *       tools/bench-kernels.c kernels/cpu/[a-z]*.c core/error.c core/rng.c \
+ *       -DSG_HAVE_DNNL -Icore -Ikernels -Ikernels/cpu -I/usr/include/x86_64-linux-gnu/openblas-openmp \
+ *       tools/bench-kernels.c kernels/cpu/[a-z]*.c core/error.c core/rng.c core/cpu_info.c \
+ *       core/backend.c core/device.c core/tensor.c \
  *       -L/usr/lib/x86_64-linux-gnu/openblas-openmp \
  *       -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -ldnnl -lm \
  *       -o /tmp/bench-kernels

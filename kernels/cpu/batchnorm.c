@@ -55,9 +55,6 @@ int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
         return sg_seterr("batchnorm_forward_train: need more than 1 value per channel to "
                          "update running statistics, got input N=%lld C=%lld HW=%lld (cpu)",
                          (long long)n, (long long)c, (long long)hw);
-    if (update_running && (!running_mean || !running_var))
-        return sg_seterr("batchnorm_forward_train: update_running without running_mean/"
-                         "running_var buffers (C=%lld) (cpu)", (long long)c);
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
         double s = 0.0;

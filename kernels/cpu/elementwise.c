@@ -1,6 +1,6 @@
 /*
- * elementwise.c - ReLU, dropout, fused cross-entropy and the flat-vector
- * updates of an SA move, on the CPU.
+ * elementwise.c - ReLU, dropout, fused cross-entropy, zero padding and the
+ * flat-vector updates of an SA move, on the CPU.
  *
  * The vector updates are the hot loop of the search (trial = w - eta*g over
  * the whole flat parameter buffer): one OpenMP-parallel, vectorizable pass.
@@ -9,6 +9,7 @@
  * on the thread count.
  */
 #include <math.h>
+#include <string.h>
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
 #include "error.h"
@@ -140,4 +141,34 @@ void sg_cpu_vec_scale_add(const float *a, const float *x, float *out, int64_t n,
 #pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = s * a[i] + alpha * x[i];
+}
+
+int sg_cpu_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p)
+{
+    const int64_t wo = w + 2 * p, plane = (h + 2 * p) * wo;
+#pragma omp parallel for schedule(static) if (planes * plane > SG_PAR_MIN)
+    for (int64_t q = 0; q < planes; q++) {
+        float *yq = y + q * plane;
+        const float *xq = x + q * h * w;
+        memset(yq, 0, (size_t)(p * wo + p) * sizeof *yq);
+        for (int64_t i = 0; i < h; i++) {
+            float *row = yq + (p + i) * wo + p;
+            memcpy(row, xq + i * w, (size_t)w * sizeof *row);
+            /* the right border of this row and the left border of the next */
+            memset(row + w, 0, (size_t)(2 * p) * sizeof *row);
+        }
+        memset(yq + (p + h) * wo + p, 0, (size_t)(p * wo - p) * sizeof *yq);
+    }
+    return 0;
+}
+
+int sg_cpu_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p)
+{
+    const int64_t wo = w + 2 * p, plane = (h + 2 * p) * wo;
+#pragma omp parallel for schedule(static) if (planes * h * w > SG_PAR_MIN)
+    for (int64_t q = 0; q < planes; q++)
+        for (int64_t i = 0; i < h; i++)
+            memcpy(dx + (q * h + i) * w, dy + q * plane + (p + i) * wo + p,
+                   (size_t)w * sizeof *dx);
+    return 0;
 }

@@ -4,8 +4,9 @@
  * These are the building blocks of the CPU backend: convolution, linear,
  * batch normalization, ReLU, pooling, dropout, the fused cross-entropy loss
  * and the flat-vector updates of an SA move. They know nothing of tensors or
- * Lua; the binding (lua/l_nn.c) and the module library check shapes and hand
- * in contiguous float32 buffers.
+ * Lua: the op layer (core/ops.c) checks shapes once and calls them through
+ * the cpu backend's table (kernels/cpu/backend.c, kernels/backend.h) with
+ * contiguous float32 buffers.
  *
  * Conventions (the same for every kernel):
  *
@@ -19,9 +20,11 @@
  *    accumulate into its flat gradient buffer; clear it once per step.
  *  - A bias / affine pointer may be NULL (no bias, no affine), and so may the
  *    matching gradient pointer (that gradient is then not computed).
- *  - Kernels return 0, or -1 with sg_geterr() naming the operation and the
- *    sizes (bad geometry); they never allocate except where stated, and never
- *    exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
+ *  - Sizes and shapes are checked once, by the op (core/ops.c), before a
+ *    kernel runs; kernels return 0, or -1 with sg_geterr() naming the
+ *    operation and the sizes for what only they can see (a geometry their
+ *    implementation cannot take, a label out of range, a library's failure).
+ *    They never allocate except where stated, and never exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
  *    so there is one thread pool (set it with sg_set_num_threads()).
  *  - Accumulations that decide accuracy (BN statistics, loss) use double.
  */
@@ -31,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"  /* the geometries, sg_allsum */
 #include "rng.h"
 
 /* Loops over fewer elements than this run on the calling thread: waking the
@@ -62,19 +66,6 @@
  * geometry create its primitives; a failure to create them (out of memory,
  * say) is returned by every call with that geometry, naming the oneDNN
  * function, its status, the pass and the shapes. */
-typedef struct sg_conv2d_geom {
-    int64_t n, c, h, w;  /* input N x C x H x W */
-    int64_t k;           /* output channels */
-    int64_t kh, kw;      /* kernel */
-    int64_t sh, sw;      /* stride */
-    int64_t ph, pw;      /* zero padding */
-    int64_t oh, ow;      /* output spatial size (computed) */
-    int64_t block;       /* images per GEMM block (computed) */
-    int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
-    int threads;         /* OpenMP threads the workspace is sized for (computed) */
-    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits, -1: measured at the
-                            first call (computed, see below) */
-} sg_conv2d_geom;
 
 /* Which implementation runs each pass of a geometry (conv_choice.c):
  * recorded by the run being resumed (sg_cpu_conv2d_pin), else forced
@@ -114,10 +105,6 @@ int sg_cpu_conv2d_pin(const char *text);
  * exit). Safe at any time: it waits for a running oneDNN convolution. */
 void sg_cpu_conv2d_cache_clear(void);
 
-/* Fill g; -1 with a message for non-positive sizes or an empty output. */
-int sg_conv2d_geom_init(sg_conv2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
-                        int64_t k, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                        int64_t ph, int64_t pw);
 /* Workspace length in floats (may be 0). */
 size_t sg_cpu_conv2d_workspace_size(const sg_conv2d_geom *g);
 /* y: N x K x OH x OW. */
@@ -203,10 +190,6 @@ int sg_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, const 
  * dy and dy*xhat. Parameter gradients stay per shard
  * (sg_cpu_batchnorm_backward_params): the gradient reduction adds them.
  * Each call allocates 2C+1 doubles. */
-typedef struct sg_allsum {
-    int (*fn)(double *v, int64_t n, void *ctx);
-    void *ctx;
-} sg_allsum;
 int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *gamma,
                                         const float *beta, float *save_mean, float *save_invstd,
                                         float *running_mean, float *running_var,
@@ -233,28 +216,17 @@ int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
 int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
 int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
 
-/* ---- pooling ----------------------------------------------------------------
- * PyTorch semantics with ceil_mode = False: OH = (H + 2*ph - kh)/sh + 1;
- * padding must be at most half the kernel. Max pooling treats padding as
- * -infinity and saves, per output, the flat index (ih*W + iw) of the maximum
- * in its input plane (first maximum wins; a NaN wins) in `idx` (int32,
- * N*C*OH*OW); idx may be NULL in forward (a trial forward, no backward).
- * Average pooling counts the padding zeros in the divisor
- * (count_include_pad = True), clipped to the padded input as PyTorch does. */
-typedef struct sg_pool2d_geom {
-    int64_t n, c, h, w;
-    int64_t kh, kw, sh, sw, ph, pw;
-    int64_t oh, ow;  /* computed */
-} sg_pool2d_geom;
-
-int sg_pool2d_geom_init(sg_pool2d_geom *g, int64_t n, int64_t c, int64_t h, int64_t w,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                        int64_t pw);
+/* ---- pooling (semantics: sg_pool2d_geom in kernels/backend.h) ---------------- */
 int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
 int sg_cpu_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
                                    const sg_pool2d_geom *g);
 int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
 int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
+/* Zero padding of the spatial dimensions (nn.Pad): x planes x h x w, y
+ * planes x (h+2p) x (w+2p) written whole; crop2d, its backward: dx = dy's
+ * interior. */
+int sg_cpu_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p);
+int sg_cpu_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p);
 /* Global average pool: x N x C x HW -> y N x C (mean over HW). */
 int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
 int sg_cpu_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,

@@ -202,9 +202,6 @@ int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_g
 
 int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw)
 {
-    if (n <= 0 || c <= 0 || hw <= 0)
-        return sg_seterr("global_avgpool_forward: invalid sizes N=%lld C=%lld HW=%lld (cpu)",
-                         (long long)n, (long long)c, (long long)hw);
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t pl = 0; pl < n * c; pl++) {
         const float *p = x + pl * hw;
@@ -219,9 +216,6 @@ int sg_cpu_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c
 int sg_cpu_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
                                         int64_t hw)
 {
-    if (n <= 0 || c <= 0 || hw <= 0)
-        return sg_seterr("global_avgpool_backward_data: invalid sizes N=%lld C=%lld HW=%lld "
-                         "(cpu)", (long long)n, (long long)c, (long long)hw);
     const float inv = 1.0f / (float)hw;
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t pl = 0; pl < n * c; pl++) {

@@ -58,6 +58,19 @@ static int descs(int64_t n, int64_t c, int64_t hw, const char *op)
     return 0;
 }
 
+/* A forward's eps (cuDNN's minimum) and its scale and shift: gamma and
+ * beta, or ones and zeros for a BatchNorm without affine parameters. */
+static int affine(const float *gamma, const float *beta, int64_t c, double eps, const char *op,
+                  const float **g, const float **b)
+{
+    if (eps < CUDNN_BN_MIN_EPSILON)
+        return sg_seterr("%s: eps %g below cuDNN's minimum %g (cuda)", op, eps,
+                         (double)CUDNN_BN_MIN_EPSILON);
+    *g = gamma ? gamma : sg_cuda_ones(c);
+    *b = beta ? beta : sg_cuda_zeros(c);
+    return *g && *b ? 0 : -1;
+}
+
 int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma,
                                     const float *beta, float *save_mean, float *save_invstd,
                                     float *running_mean, float *running_var,
@@ -70,15 +83,8 @@ int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma
         return sg_seterr("batchnorm_forward_train: need more than 1 value per channel to "
                          "update running statistics, got input N=%lld C=%lld HW=%lld (cuda)",
                          (long long)n, (long long)c, (long long)hw);
-    if (update_running && (!running_mean || !running_var))
-        return sg_seterr("batchnorm_forward_train: update_running without running_mean/"
-                         "running_var buffers (C=%lld) (cuda)", (long long)c);
-    if (eps < CUDNN_BN_MIN_EPSILON)
-        return sg_seterr("batchnorm_forward_train: eps %g below cuDNN's minimum %g (cuda)", eps,
-                         (double)CUDNN_BN_MIN_EPSILON);
-    const float *g = gamma ? gamma : sg_cuda_ones(c);
-    const float *b = beta ? beta : sg_cuda_zeros(c);
-    if (!g || !b)
+    const float *g = NULL, *b = NULL;
+    if (affine(gamma, beta, c, eps, "batchnorm_forward_train", &g, &b) != 0)
         return -1;
     const float one = 1.0f, zero = 0.0f;
     sg_cuda_count_launch();
@@ -96,12 +102,8 @@ int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
 {
     if (descs(n, c, hw, "batchnorm_forward_eval") != 0)
         return -1;
-    if (eps < CUDNN_BN_MIN_EPSILON)
-        return sg_seterr("batchnorm_forward_eval: eps %g below cuDNN's minimum %g (cuda)", eps,
-                         (double)CUDNN_BN_MIN_EPSILON);
-    const float *g = gamma ? gamma : sg_cuda_ones(c);
-    const float *b = beta ? beta : sg_cuda_zeros(c);
-    if (!g || !b)
+    const float *g = NULL, *b = NULL;
+    if (affine(gamma, beta, c, eps, "batchnorm_forward_eval", &g, &b) != 0)
         return -1;
     const float one = 1.0f, zero = 0.0f;
     sg_cuda_count_launch();

@@ -96,6 +96,23 @@ void sg_cuda_count_launch(void);
 #endif
 #define SG_PRELAUNCH() ((void)cudaGetLastError())
 
+/* A grid-stride loop over [0, n); not unrolled: the launches give most
+ * threads one element, and unrolling makes the compiler divide the (64-bit)
+ * trip count. */
+#define SG_GRID_LOOP(i, n) \
+    SG_NO_UNROLL \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)blockDim.x * gridDim.x)
+
+/* Blocks of `threads` covering n elements, at least 1 and at most cap. */
+static inline unsigned sg_cuda_blocks(int64_t n, int threads, int64_t cap)
+{
+    int64_t b = (n + threads - 1) / threads;
+    if (b > cap)
+        b = cap;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
 /* ---- custom kernel launchers (elementwise.cu; the sums in reduce.cu) ---------- */
 /* sg_cuda_input_transform on `stream` (the copy stream for input slots) */
 int sg_cuda_k_input_transform(cudaStream_t stream, const uint8_t *x, float *y,

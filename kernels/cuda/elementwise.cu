@@ -25,20 +25,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-inline unsigned blocks_for(int64_t n)
-{
-    int64_t b = (n + kThreads - 1) / kThreads;
-    if (b > 65535LL * 8)
-        b = 65535LL * 8;
-    return (unsigned)(b < 1 ? 1 : b);
-}
-
-/* A grid-stride loop; not unrolled: the launches give most threads one
- * element, and unrolling makes the compiler divide the (64-bit) trip count. */
-#define GRID_LOOP(i, n) \
-    SG_NO_UNROLL \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (int64_t)blockDim.x * gridDim.x)
+inline unsigned blocks_for(int64_t n) { return sg_cuda_blocks(n, kThreads, 65535LL * 8); }
 
 /* Every index of a launch in [0, n] fits a 32-bit signed int (and the int64
  * kernels are not forced for testing). */
@@ -47,7 +34,7 @@ inline bool fits32(int64_t n) { return sg_cuda_index32_ok(n) != 0; }
 template <typename T>
 __global__ void k_fill(T *p, int64_t n, T v)
 {
-    GRID_LOOP(i, n) p[i] = v;
+    SG_GRID_LOOP(i, n) p[i] = v;
 }
 
 __device__ __forceinline__ float apply_bin(float x, float y, int op)
@@ -62,17 +49,17 @@ __device__ __forceinline__ float apply_bin(float x, float y, int op)
 
 __global__ void k_binary(float *o, const float *a, const float *b, int64_t n, int op)
 {
-    GRID_LOOP(i, n) o[i] = apply_bin(a[i], b[i], op);
+    SG_GRID_LOOP(i, n) o[i] = apply_bin(a[i], b[i], op);
 }
 
 __global__ void k_binary_scalar(float *o, const float *a, float s, int64_t n, int op, int first)
 {
-    GRID_LOOP(i, n) o[i] = first ? apply_bin(s, a[i], op) : apply_bin(a[i], s, op);
+    SG_GRID_LOOP(i, n) o[i] = first ? apply_bin(s, a[i], op) : apply_bin(a[i], s, op);
 }
 
 __global__ void k_unary(float *o, const float *a, int64_t n, int fn)
 {
-    GRID_LOOP(i, n) {
+    SG_GRID_LOOP(i, n) {
         float x = a[i], r;
         switch (fn) {
         case SG_FN_EXP: r = expf(x); break;
@@ -92,7 +79,7 @@ __global__ void k_unary(float *o, const float *a, int64_t n, int fn)
 
 __global__ void k_clamp(float *o, const float *a, int64_t n, float lo, float hi)
 {
-    GRID_LOOP(i, n) {
+    SG_GRID_LOOP(i, n) {
         float v = a[i];
         o[i] = v < lo ? lo : (v > hi ? hi : v);
     }
@@ -104,20 +91,20 @@ __global__ void k_clamp(float *o, const float *a, int64_t n, float lo, float hi)
  * from the CPU's in the last bit. __fmul_rn/__fadd_rn are never contracted. */
 __global__ void k_axpy(const float *a, const float *x, float *o, int64_t n, float alpha)
 {
-    GRID_LOOP(i, n) o[i] = __fadd_rn(a[i], __fmul_rn(alpha, x[i]));
+    SG_GRID_LOOP(i, n) o[i] = __fadd_rn(a[i], __fmul_rn(alpha, x[i]));
 }
 
 __global__ void k_axpbypz(const float *a, const float *x, const float *y, float *o, int64_t n,
                           float alpha, float beta)
 {
-    GRID_LOOP(i, n)
+    SG_GRID_LOOP(i, n)
         o[i] = __fadd_rn(__fadd_rn(a[i], __fmul_rn(alpha, x[i])), __fmul_rn(beta, y[i]));
 }
 
 __global__ void k_scale_add(const float *a, const float *x, float *o, int64_t n, float s,
                             float alpha)
 {
-    GRID_LOOP(i, n) o[i] = __fadd_rn(__fmul_rn(s, a[i]), __fmul_rn(alpha, x[i]));
+    SG_GRID_LOOP(i, n) o[i] = __fadd_rn(__fmul_rn(s, a[i]), __fmul_rn(alpha, x[i]));
 }
 
 /* A strided view (the shape and element strides of a tensor) by value. */
@@ -156,13 +143,13 @@ inline int64_t view_extent(const view_desc &v)
 template <typename T, typename I>
 __global__ void k_copy_strided(T *dst, view_desc dv, const T *src, view_desc sv, int64_t n)
 {
-    GRID_LOOP(i, n) dst[view_offset<I>(dv, (I)i)] = src[view_offset<I>(sv, (I)i)];
+    SG_GRID_LOOP(i, n) dst[view_offset<I>(dv, (I)i)] = src[view_offset<I>(sv, (I)i)];
 }
 
 template <typename T, typename I>
 __global__ void k_fill_strided(T *p, view_desc v, int64_t n, T val)
 {
-    GRID_LOOP(i, n) p[view_offset<I>(v, (I)i)] = val;
+    SG_GRID_LOOP(i, n) p[view_offset<I>(v, (I)i)] = val;
 }
 
 /* Random fill of a strided view: element i (row-major) takes the draw at
@@ -172,7 +159,7 @@ template <typename I>
 __global__ void k_fill_random(float *p, view_desc v, int64_t n, uint64_t seed, uint64_t stream,
                               uint64_t b0, unsigned w0, double a, double b, int normal)
 {
-    GRID_LOOP(i, n) {
+    SG_GRID_LOOP(i, n) {
         const uint64_t k = (uint64_t)i;
         p[view_offset<I>(v, (I)i)] = normal ? sg_rng_normal_fill_at(seed, stream, b0, w0 + 4 * k, a, b)
                                       : sg_rng_uniform_fill_at(seed, stream, b0, w0 + k, a, b);
@@ -184,36 +171,36 @@ __global__ void k_fill_random(float *p, view_desc v, int64_t n, uint64_t seed, u
 __global__ void k_dropout_mask(float *mask, int64_t n, uint64_t seed, uint64_t stream, uint64_t b0,
                                unsigned w0, float p, float keep)
 {
-    GRID_LOOP(i, n) {
+    SG_GRID_LOOP(i, n) {
         mask[i] = sg_rng_word_uniformf(sg_rng_word_at(seed, stream, b0, w0 + (uint64_t)i)) < p ? 0.0f : keep;
     }
 }
 
 __global__ void k_relu(const float *x, float *y, int64_t n)
 {
-    GRID_LOOP(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    SG_GRID_LOOP(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 __global__ void k_relu_bwd(const float *y, const float *dy, float *dx, int64_t n)
 {
-    GRID_LOOP(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    SG_GRID_LOOP(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 __global__ void k_mul(const float *x, const float *m, float *y, int64_t n)
 {
-    GRID_LOOP(i, n) y[i] = x[i] * m[i];
+    SG_GRID_LOOP(i, n) y[i] = x[i] * m[i];
 }
 
 template <typename I>
 __global__ void k_bias_add(float *y, const float *b, int64_t total, I c, I inner)
 {
-    GRID_LOOP(i, total) y[i] += b[((I)i / inner) % c];
+    SG_GRID_LOOP(i, total) y[i] += b[((I)i / inner) % c];
 }
 
 __global__ void k_bn_eval_stats(const float *rm, const float *rv, float *sm, float *si,
                                 int64_t c, double eps)
 {
-    GRID_LOOP(i, c) {
+    SG_GRID_LOOP(i, c) {
         sm[i] = rm[i];
         si[i] = (float)(1.0 / sqrt((double)rv[i] + eps));
     }
@@ -223,7 +210,7 @@ template <typename I>
 __global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
                               const float *invstd, int64_t total, I c, I hw)
 {
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I ch = ((I)i / hw) % c;
         float a = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
         dx[i] = dy[i] * a;
@@ -238,7 +225,7 @@ __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
                                   int c, int h, int w, int pad, const float *lut)
 {
     const I Ho = h + 2 * pad, Wo = w + 2 * pad;
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / Wo, ox = t - row * Wo;
         const I plane = row / Ho, oy = row - plane * Ho;
@@ -257,7 +244,7 @@ template <typename I>
 __global__ void k_pad2d(const float *x, float *y, int64_t total, I h, I w, I p)
 {
     const I Ho = h + 2 * p, Wo = w + 2 * p;
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / Wo, ox = t - row * Wo;
         const I plane = row / Ho, oy = row - plane * Ho;
@@ -271,7 +258,7 @@ template <typename I>
 __global__ void k_crop2d(const float *dy, float *dx, int64_t total, I h, I w, I p)
 {
     const I Ho = h + 2 * p, Wo = w + 2 * p;
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / w, ix = t - row * w;
         const I plane = row / h, iy = row - plane * h;

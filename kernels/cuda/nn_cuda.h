@@ -7,7 +7,8 @@
  * argument order (workspace, inputs, outputs, parameters, gradients, buffers,
  * sizes, scalars), same semantics (backward_data OVERWRITES dx,
  * backward_params ADDS into dw/db, NULL bias/affine allowed), same geometry
- * structs (sg_conv2d_geom, sg_pool2d_geom, filled by the CPU's *_geom_init).
+ * structs (sg_conv2d_geom, sg_pool2d_geom of kernels/backend.h). The table
+ * in backend.c registers them for the op layer (core/ops.c).
  * Every pointer argument that is not a host scalar output is a DEVICE
  * pointer (allocated with sg_cuda_malloc, or a CUDA tensor's data).
  *
@@ -37,8 +38,7 @@
 extern "C" {  /* the core headers are plain C; .cu files are C++ */
 #endif
 
-#include "nn.h"      /* sg_conv2d_geom, sg_pool2d_geom, sg_rng */
-#include "tensor.h"  /* sg_dtype, sg_binop, sg_unfn, sg_redop */
+#include "backend.h"  /* sg_conv2d_geom, sg_pool2d_geom, sg_rng, sg_dtype, ... */
 
 /* ---- devices, settings, streams ------------------------------------------ */
 /* Number of CUDA devices; 0 with a message in sg_geterr() when there is no
@@ -89,15 +89,7 @@ int sg_cuda_fill_random(float *p, int ndim, const int64_t *size, const int64_t *
 /* Give every cached (free) block back to the driver. */
 int sg_cuda_empty_cache(void);
 
-typedef struct sg_cuda_mem_stats {
-    size_t in_use;          /* bytes handed out by sg_cuda_malloc, rounded to blocks */
-    size_t cached;          /* bytes held free in the pool */
-    size_t peak_in_use;
-    int64_t device_allocs;  /* cudaMalloc calls so far (the pool's misses) */
-    int64_t device_frees;   /* cudaFree calls so far */
-    int64_t pool_hits;      /* sg_cuda_malloc calls served from the pool */
-    int caching;            /* 0 under SGDSA_CUDA_NO_CACHE=1 (every block cudaMalloc'ed) */
-} sg_cuda_mem_stats;
+typedef sg_mem_stats sg_cuda_mem_stats;  /* core/device.h */
 sg_cuda_mem_stats sg_cuda_get_mem_stats(void);
 /* How many times the host has waited for the device so far (stream and
  * event synchronizations: loss and reduction results, synchronous copies,
@@ -121,7 +113,7 @@ void sg_cuda_host_free(void *p, void *ud);
  * waits for the slot's copies. src should be pinned (sg_cuda_host_alloc) for
  * a truly asynchronous copy and must stay untouched until
  * sg_cuda_input_wait(slot) returns (the host waits for the slot's copies). */
-#define SG_CUDA_INPUT_SLOTS 2
+#define SG_CUDA_INPUT_SLOTS SG_INPUT_SLOTS
 int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes);
 int sg_cuda_input_ready(int slot);
 int sg_cuda_input_wait(int slot);
@@ -137,7 +129,6 @@ int sg_cuda_input_wait(int slot);
  * reduce each element once and hand the result to every rank, so the ranks
  * get the same bits, and a run repeats for a fixed NCCL version, rank count
  * and topology. */
-#define SG_NCCL_ID_BYTES 128
 int sg_nccl_built(void);
 int sg_nccl_unique_id(unsigned char id[SG_NCCL_ID_BYTES]);
 int sg_nccl_init(const unsigned char id[SG_NCCL_ID_BYTES], int rank, int size);
@@ -171,20 +162,7 @@ int sg_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a
  * for the chosen algorithm, is; sg_cuda_conv2d_workspace_size(g) says how
  * many floats the three passes need at most (for a pass not chosen yet, the
  * most any acceptable candidate needs). */
-size_t sg_cuda_conv2d_workspace_size(const sg_conv2d_geom *g);
-/* A chosen algorithm: the geometry (n, c, h, w, k, kh, kw, sh, sw, ph, pw),
- * the settings it was chosen under, the pass ("forward", "backward-data",
- * "backward-filter"), cuDNN's algorithm and math type (enum values), its
- * workspace bytes and its timed milliseconds per call (-1: chosen by the
- * heuristics, untimed). */
-typedef struct {
-    int64_t key[11];
-    int tf32, deterministic;
-    const char *pass;
-    int algo, math;
-    size_t workspace;
-    float ms;
-} sg_cuda_conv_choice;
+typedef sg_conv_choice sg_cuda_conv_choice;  /* core/device.h */
 /* Every algorithm chosen so far in this process: fills out[0..cap) and
  * returns how many there are (call again with a larger array when more). */
 int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap);
@@ -192,83 +170,28 @@ int sg_cuda_conv2d_choices(sg_cuda_conv_choice *out, int cap);
  * backward-filter) of g under the current settings: 0 and *out, 1 when
  * none is chosen yet, -1 for a bad pass. */
 int sg_cuda_conv2d_chosen(const sg_conv2d_geom *g, int pass, sg_cuda_conv_choice *out);
-int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
-                           const float *b, const sg_conv2d_geom *g);
-int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
-                                 const sg_conv2d_geom *g);
-int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
-                                   float *db, const sg_conv2d_geom *g);
 
-/* ---- linear (cuBLAS) ------------------------------------------------------------ */
-int sg_cuda_linear_forward(const float *x, float *y, const float *w, const float *b,
-                           int64_t n, int64_t in, int64_t out);
-int sg_cuda_linear_backward_data(const float *dy, float *dx, const float *w,
-                                 int64_t n, int64_t in, int64_t out);
-int sg_cuda_linear_backward_params(const float *x, const float *dy, float *dw, float *db,
-                                   int64_t n, int64_t in, int64_t out);
-
-/* ---- batch normalization (cuDNN spatial mode; save_* and running_* are C floats) --
- * Training without update_running passes no running buffers to cuDNN, so a
- * trial forward leaves them untouched. */
-int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma,
-                                    const float *beta, float *save_mean, float *save_invstd,
-                                    float *running_mean, float *running_var,
-                                    int64_t n, int64_t c, int64_t hw, double eps,
-                                    double momentum, int update_running);
-int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
-                                   const float *beta, float *save_mean, float *save_invstd,
-                                   const float *running_mean, const float *running_var,
-                                   int64_t n, int64_t c, int64_t hw, double eps);
-int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
-                                    const float *gamma, const float *save_mean,
-                                    const float *save_invstd, int64_t n, int64_t c,
-                                    int64_t hw, int training);
-int sg_cuda_batchnorm_backward_params(const float *x, const float *dy, float *dgamma,
-                                      float *dbeta, const float *save_mean,
-                                      const float *save_invstd, int64_t n, int64_t c,
-                                      int64_t hw);
-/* Both passes (dx, dgamma, dbeta may each be NULL). In training mode with a
- * dx: one cudnnBatchNormalizationBackward that accumulates the parameter
- * gradients itself (betaParamDiff = 1): three passes over the activations
- * instead of five. */
-int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const float *gamma,
-                               float *dgamma, float *dbeta, const float *save_mean,
-                               const float *save_invstd, int64_t n, int64_t c, int64_t hw,
-                               int training);
-
-/* ---- elementwise ------------------------------------------------------------------ */
-int sg_cuda_relu_forward(const float *x, float *y, int64_t n);
-int sg_cuda_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n);
-/* The mask is drawn on the device from r's position (core/rng_draw.h): the
- * values sg_cpu_dropout_mask draws for the same generator state, which both
- * leave at the same position. */
-int sg_cuda_dropout_mask(sg_rng *r, float *mask, int64_t n, double p);
-int sg_cuda_dropout_forward(const float *x, float *y, const float *mask, int64_t n);
-int sg_cuda_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n);
-
-/* ---- pooling (custom kernels: they keep the CPU's int32 argmax indices, so
- * backward needs no x/y and ties resolve exactly as on the CPU) ------------------- */
-int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g);
-int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
-                                    const sg_pool2d_geom *g);
-int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g);
-int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g);
-int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw);
-int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, int64_t c,
-                                         int64_t hw);
-
-/* ---- zero padding of the spatial dimensions (nn.Pad) ---------------------------------
- * x: planes x h x w (planes = N*C); y: planes x (h+2p) x (w+2p), written whole
- * (zeros around x). crop2d is its backward: dx (planes x h x w) = the interior
- * of dy. */
-int sg_cuda_pad2d(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t p);
-int sg_cuda_crop2d(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t p);
-
-/* ---- loss --------------------------------------------------------------------------
- * logits and labels (int32) on the device; loss and correct to the host (waits).
- * An out-of-range label is an error naming the row, as on the CPU. */
-int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlogits,
-                          int64_t n, int64_t c, double *loss, int64_t *correct);
+/* ---- the layer kernels: sg_cuda_<entry> for each entry of
+ * SG_BACKEND_LAYER_KERNELS, with the table's signature (kernels/backend.h)
+ * and kernels/cpu/nn.h's contract. Where the GPU's differ:
+ *  - linear: cuBLAS; batch normalization: cuDNN's spatial mode (save_* and
+ *    running_* are C floats). Training without update_running passes no
+ *    running buffers to cuDNN, so a trial forward leaves them untouched.
+ *    batchnorm_backward (dx, dgamma, dbeta may each be NULL) in training
+ *    mode with a dx is one cudnnBatchNormalizationBackward that accumulates
+ *    the parameter gradients itself (betaParamDiff = 1): three passes over
+ *    the activations instead of five.
+ *  - dropout_mask draws on the device from r's position (core/rng_draw.h):
+ *    the values sg_cpu_dropout_mask draws for the same generator state,
+ *    which both leave at the same position.
+ *  - pooling: custom kernels that keep the CPU's int32 argmax indices, so
+ *    backward needs no x/y and ties resolve exactly as on the CPU.
+ *  - cross_entropy: logits and labels (int32) on the device; loss and
+ *    correct to the host (waits). An out-of-range label is an error naming
+ *    the row, as on the CPU. */
+#define SG_CUDA_DECLARE(entry) extern __typeof__(*((sg_backend *)0)->entry) sg_cuda_##entry;
+SG_BACKEND_LAYER_KERNELS(SG_CUDA_DECLARE)
+#undef SG_CUDA_DECLARE
 
 /* The loss left on the device and read back later, so that the host queues
  * more work before it waits. A read-back slot (pinned host memory and an
@@ -281,12 +204,11 @@ int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlo
  * queued before it: reading several slots newest first waits once, and a
  * slot read again does not wait. sg_cuda_readback_free hands a slot back for
  * reuse (its pinned memory is kept). */
-typedef struct sg_cuda_readback sg_cuda_readback;
-sg_cuda_readback *sg_cuda_readback_new(void);
-void sg_cuda_readback_free(sg_cuda_readback *r);
+sg_readback *sg_cuda_readback_new(void);
+void sg_cuda_readback_free(sg_readback *r);
 int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, float *dlogits,
-                                int64_t n, int64_t c, sg_cuda_readback *r);
-int sg_cuda_cross_entropy_read(sg_cuda_readback *r, double *loss, int64_t *correct);
+                                int64_t n, int64_t c, sg_readback *r);
+int sg_cuda_cross_entropy_read(sg_readback *r, double *loss, int64_t *correct);
 
 /* ---- flat-vector updates (the SA move); out may alias any input ------------------- */
 int sg_cuda_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha);

@@ -23,19 +23,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-inline unsigned blocks_for(int64_t n)
-{
-    int64_t b = (n + kThreads - 1) / kThreads;
-    if (b > 65535LL * 16)
-        b = 65535LL * 16;
-    return (unsigned)(b < 1 ? 1 : b);
-}
-
-/* not unrolled: unrolling divides the 64-bit trip count (elementwise.cu) */
-#define GRID_LOOP(i, n) \
-    SG_NO_UNROLL \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (int64_t)blockDim.x * gridDim.x)
+inline unsigned blocks_for(int64_t n) { return sg_cuda_blocks(n, kThreads, 65535LL * 16); }
 
 template <typename I>
 struct geom {
@@ -62,7 +50,7 @@ inline bool pool_fits32(const sg_pool2d_geom *g)
 template <typename I>
 __global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t total, geom<I> g)
 {
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / g.ow, ow = t - row * g.ow;
         const I pl = row / g.oh, oh = row - pl * g.oh;
@@ -103,7 +91,7 @@ template <typename I>
 __global__ void k_maxpool_bwd(const float *dy, float *dx, const int32_t *idx, int64_t total,
                               geom<I> g, int *bad)
 {
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / g.w, iw = t - row * g.w;
         const I pl = row / g.h, ih = row - pl * g.h;
@@ -131,7 +119,7 @@ __global__ void k_maxpool_bwd(const float *dy, float *dx, const int32_t *idx, in
 template <typename I>
 __global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom<I> g)
 {
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / g.ow, ow = t - row * g.ow;
         const I pl = row / g.oh, oh = row - pl * g.oh;
@@ -150,7 +138,7 @@ __global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom<I> g
 template <typename I>
 __global__ void k_avgpool_bwd(const float *dy, float *dx, int64_t total, geom<I> g)
 {
-    GRID_LOOP(i, total) {
+    SG_GRID_LOOP(i, total) {
         const I t = (I)i;
         const I row = t / g.w, iw = t - row * g.w;
         const I pl = row / g.h, ih = row - pl * g.h;
@@ -187,7 +175,7 @@ __global__ void k_gap_fwd(const float *x, float *y, int64_t planes, int64_t hw)
 template <typename I>
 __global__ void k_gap_bwd(const float *dy, float *dx, int64_t total, I hw, float inv)
 {
-    GRID_LOOP(i, total) dx[i] = dy[(I)i / hw] * inv;
+    SG_GRID_LOOP(i, total) dx[i] = dy[(I)i / hw] * inv;
 }
 
 }  // namespace
@@ -280,9 +268,6 @@ int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t 
 {
     if (sg_cuda_init() != 0)
         return -1;
-    if (n <= 0 || c <= 0 || hw <= 0)
-        return sg_seterr("global_avgpool_forward: invalid sizes N=%lld C=%lld HW=%lld (cuda)",
-                         (long long)n, (long long)c, (long long)hw);
     int64_t threads = n * c * 32;
     SG_PRELAUNCH();
     k_gap_fwd<<<(unsigned)((threads + kThreads - 1) / kThreads), kThreads, 0,
@@ -295,9 +280,6 @@ int sg_cuda_global_avgpool_backward_data(const float *dy, float *dx, int64_t n, 
 {
     if (sg_cuda_init() != 0)
         return -1;
-    if (n <= 0 || c <= 0 || hw <= 0)
-        return sg_seterr("global_avgpool_backward_data: invalid sizes N=%lld C=%lld HW=%lld "
-                         "(cuda)", (long long)n, (long long)c, (long long)hw);
     int64_t total = n * c * hw;
     SG_PRELAUNCH();
     if (sg_cuda_index32_ok(total))

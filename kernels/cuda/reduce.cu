@@ -563,16 +563,16 @@ static int xent_result(const double *host, int64_t n, int64_t c, double *loss, i
  * the read-backs queued on the compute stream. Freed slots go to a free
  * list and are handed out again (no cudaFreeHost: it would wait for the
  * device). */
-struct sg_cuda_readback {
+struct sg_readback {
     double host[XENT_TOTALS];
     cudaEvent_t copied;
     int64_t seq;                    /* 0: nothing queued yet */
     int64_t n, c;
-    struct sg_cuda_readback *next;  /* on the free list */
+    struct sg_readback *next;  /* on the free list */
 };
 
 static pthread_mutex_t g_rb_lock = PTHREAD_MUTEX_INITIALIZER;
-static sg_cuda_readback *g_rb_free;
+static sg_readback *g_rb_free;
 static int64_t g_rb_queued;         /* read-backs queued so far (the last seq) */
 static int64_t g_rb_done;           /* every read-back with seq <= this has arrived */
 
@@ -588,18 +588,18 @@ int sg_cuda_cross_entropy(const float *logits, const int32_t *labels, float *dlo
     return xent_result(host, n, c, loss, correct);
 }
 
-sg_cuda_readback *sg_cuda_readback_new(void)
+sg_readback *sg_cuda_readback_new(void)
 {
     pthread_mutex_lock(&g_rb_lock);
-    sg_cuda_readback *r = g_rb_free;
+    sg_readback *r = g_rb_free;
     if (r)
         g_rb_free = r->next;
     pthread_mutex_unlock(&g_rb_lock);
     if (r)
         return r;
-    r = (sg_cuda_readback *)sg_cuda_host_alloc(sizeof *r, NULL);
+    r = (sg_readback *)sg_cuda_host_alloc(sizeof *r, NULL);
     if (!r)
-        return sg_adderr("cuda: a loss read-back slot"), (sg_cuda_readback *)NULL;
+        return sg_adderr("cuda: a loss read-back slot"), (sg_readback *)NULL;
     memset(r, 0, sizeof *r);
     cudaError_t e = cudaEventCreateWithFlags(&r->copied, cudaEventDisableTiming);
     if (e != cudaSuccess) {
@@ -610,7 +610,7 @@ sg_cuda_readback *sg_cuda_readback_new(void)
     return r;
 }
 
-void sg_cuda_readback_free(sg_cuda_readback *r)
+void sg_cuda_readback_free(sg_readback *r)
 {
     if (!r)
         return;
@@ -625,7 +625,7 @@ void sg_cuda_readback_free(sg_cuda_readback *r)
 }
 
 int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, float *dlogits,
-                                int64_t n, int64_t c, sg_cuda_readback *r)
+                                int64_t n, int64_t c, sg_readback *r)
 {
     /* the slot's previous copy, if still on its way, is ordered before this
      * one on the stream: both write the same bytes in queue order. Nothing
@@ -640,7 +640,7 @@ int sg_cuda_cross_entropy_queue(const float *logits, const int32_t *labels, floa
     return 0;
 }
 
-int sg_cuda_cross_entropy_read(sg_cuda_readback *r, double *loss, int64_t *correct)
+int sg_cuda_cross_entropy_read(sg_readback *r, double *loss, int64_t *correct)
 {
     if (r->seq == 0)
         return sg_seterr("cross_entropy: read of a loss read-back slot with nothing queued (cuda)");

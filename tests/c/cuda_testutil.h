@@ -34,39 +34,24 @@ static inline void cuda_or_skip(const char *what)
     }
 }
 
+/* A test's main in a build without the CUDA backend: the visible skip. */
+#define CUDA_TEST_SKIP_MAIN(what) \
+    int main(void) { cuda_or_skip(what); return 77; }
+
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
 
-static int g_fail = 0;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            g_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);            \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
+static inline float *hbuf(int64_t n) { return check_floats(n); }
 
-/* A call returning 0 on success; on failure prints sg_geterr() and counts. */
-#define OK(call)                                                            \
-    do {                                                                    \
-        if ((call) != 0) {                                                  \
-            g_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__,     \
-                    #call, sg_geterr());                                    \
-        }                                                                   \
-    } while (0)
+/* The tests' generator (seeded by each test) and uniform host buffers from it. */
+static sg_rng g_rng __attribute__((unused));
 
-
-static inline float *hbuf(int64_t n)
+static inline float *rnd(int64_t n, float lo, float hi)
 {
-    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
-        exit(1);
-    }
+    float *p = hbuf(n);
+    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
     return p;
 }
 

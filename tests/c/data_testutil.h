@@ -15,16 +15,7 @@
 
 #include <hdf5.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-            failures++;                                                           \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 /* the last error message must contain every fragment given */
 #define CHECK_ERR(frag) CHECK(strstr(sg_geterr(), (frag)) != NULL, "error '%s' lacks '%s'", sg_geterr(), (frag))
 

@@ -22,29 +22,11 @@
 
 #include "nn.h"
 
-static int g_failures = 0;
-
-#define EXPECT(cond, ...)                                                   \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            g_failures++;                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);            \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 typedef double (*nn_loss_fn)(void *ctx);
 
-static inline float *tbuf(int64_t n)
-{
-    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory (%lld floats)\n", (long long)n);
-        exit(1);
-    }
-    return p;
-}
+static inline float *tbuf(int64_t n) { return check_floats(n); }
 
 static inline void fill_uniform(sg_rng *r, float *x, int64_t n, float lo, float hi)
 {

@@ -25,15 +25,6 @@
 
 #include <cudnn.h>
 
-static sg_rng g_rng;
-
-static float *rnd(int64_t n, float lo, float hi)
-{
-    float *p = hbuf(n);
-    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
-    return p;
-}
-
 typedef struct {
     sg_conv2d_geom g;
     int64_t nx, nw, ny;
@@ -224,20 +215,9 @@ int main(void)
 #endif
 
     OK(sg_cuda_synchronize());
-    if (g_fail) {
-        fprintf(stderr, "%d CUDA algorithm check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("all CUDA algorithm checks passed\n");
-    return 0;
+    return check_done("test_cuda_algo", "all CUDA algorithm checks passed");
 }
 
 #else
-
-int main(void)
-{
-    cuda_or_skip("the CUDA algorithm-choice tests (built without the CUDA backend)");
-    return 77;
-}
-
+CUDA_TEST_SKIP_MAIN("the CUDA algorithm-choice tests (built without the CUDA backend)")
 #endif

@@ -13,15 +13,6 @@
 
 #ifdef SG_HAVE_CUDA
 
-static sg_rng g_rng;
-
-static float *rnd(int64_t n, float lo, float hi)
-{
-    float *p = hbuf(n);
-    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
-    return p;
-}
-
 /* ---- conv2d ------------------------------------------------------------------------ */
 static void test_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
                       int64_t kw, int64_t s, int64_t p, int bias)
@@ -371,7 +362,7 @@ static void test_xent(int64_t n, int64_t c)
      * other slot has the synchronous call's numbers, and again without a wait */
     char bad_msg[256];
     snprintf(bad_msg, sizeof bad_msg, "%s", sg_geterr());
-    sg_cuda_readback *ra = sg_cuda_readback_new(), *rb = sg_cuda_readback_new();
+    sg_readback *ra = sg_cuda_readback_new(), *rb = sg_cuda_readback_new();
     CHECK(ra && rb, "xent: read-back slots: %s", sg_geterr());
     OK(sg_cuda_cross_entropy_queue(d_z, d_lab, NULL, n, c, ra));
     OK(sg_cuda_cross_entropy_queue(d_z, d_bad, NULL, n, c, rb));
@@ -478,20 +469,9 @@ int main(void)
     test_xent(512, 10);
     test_xent_nan();
 
-    if (g_fail) {
-        fprintf(stderr, "%d CUDA layer check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("all CUDA layer checks passed\n");
-    return 0;
+    return check_done("test_cuda_layers", "all CUDA layer checks passed");
 }
 
 #else
-
-int main(void)
-{
-    cuda_or_skip("the CUDA layer tests (built without the CUDA backend)");
-    return 77;
-}
-
+CUDA_TEST_SKIP_MAIN("the CUDA layer tests (built without the CUDA backend)")
 #endif

@@ -14,15 +14,6 @@
 
 #ifdef SG_HAVE_CUDA
 
-static sg_rng g_rng;
-
-static float *rnd(int64_t n, float lo, float hi)
-{
-    float *p = hbuf(n);
-    sg_rng_fill_uniform(&g_rng, p, n, lo, hi);
-    return p;
-}
-
 static void test_pool_and_copies(void)
 {
     sg_cuda_mem_stats s0 = sg_cuda_get_mem_stats();
@@ -538,20 +529,9 @@ int main(void)
     }
     sg_cuda_set_index64(0);
     OK(sg_cuda_synchronize());
-    if (g_fail) {
-        fprintf(stderr, "%d CUDA math check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("all CUDA memory and math checks passed\n");
-    return 0;
+    return check_done("test_cuda_math", "all CUDA memory and math checks passed");
 }
 
 #else
-
-int main(void)
-{
-    cuda_or_skip("the CUDA memory and math tests (built without the CUDA backend)");
-    return 77;
-}
-
+CUDA_TEST_SKIP_MAIN("the CUDA memory and math tests (built without the CUDA backend)")
 #endif

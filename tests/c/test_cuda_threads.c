@@ -80,20 +80,9 @@ int main(void)
     free(h);
     sg_cuda_free(w.x);
     OK(sg_cuda_synchronize());
-    if (g_fail) {
-        fprintf(stderr, "%d CUDA thread check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("all CUDA thread checks passed\n");
-    return 0;
+    return check_done("test_cuda_threads", "all CUDA thread checks passed");
 }
 
 #else
-
-int main(void)
-{
-    cuda_or_skip("the CUDA thread tests (built without the CUDA backend)");
-    return 77;
-}
-
+CUDA_TEST_SKIP_MAIN("the CUDA thread tests (built without the CUDA backend)")
 #endif

@@ -93,10 +93,5 @@ int main(void)
     sg_loader_free(l);
     sg_dataset_release(tr);
     sg_dataset_release(te);
-    if (failures) {
-        fprintf(stderr, "test_data_fmnist: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_data_fmnist: ok (60000/10000 images, 6000 per class)\n");
-    return 0;
+    return check_done("test_data_fmnist", "ok (60000/10000 images, 6000 per class)");
 }

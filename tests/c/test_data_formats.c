@@ -382,10 +382,5 @@ int main(void)
     test_hdf5();
     test_split_stats_shape();
     tmp_cleanup();
-    if (failures) {
-        fprintf(stderr, "test_data_formats: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_data_formats: ok\n");
-    return 0;
+    return check_done("test_data_formats", "ok");
 }

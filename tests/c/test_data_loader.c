@@ -446,10 +446,5 @@ int main(void)
     test_augment(d);
     test_hook(d);
     sg_dataset_release(d);
-    if (failures) {
-        fprintf(stderr, "test_data_loader: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_data_loader: ok\n");
-    return 0;
+    return check_done("test_data_loader", "ok");
 }

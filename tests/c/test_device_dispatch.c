@@ -14,8 +14,7 @@
 #include "tensor.h"
 
 #ifdef SG_HAVE_CUDA
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 static sg_tensor *vec(int64_t n)
 {
@@ -98,11 +97,6 @@ int main(void)
     sg_tensor_release(m);
     sg_tensor_release(mo);
     sg_tensor_release(m2);
-    if (fails) {
-        printf("test_device_dispatch: %d failure(s)\n", fails);
-        return 1;
-    }
-    printf("test_device_dispatch: all passed\n");
-    return 0;
+    return check_done("test_device_dispatch", "all passed");
 #endif
 }

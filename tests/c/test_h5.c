@@ -14,9 +14,8 @@
 #include "h5.h"
 #include "tensor.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf(" [err: %s]\n", sg_geterr()); } } while (0)
+#define CHECK_CONTEXT() fprintf(stderr, " [err: %s]", sg_geterr())
+#include "check.h"
 
 static char dir[512];
 
@@ -410,10 +409,5 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         printf("warning: could not remove %s\n", dir);
-    if (fails) {
-        printf("%d failure(s)\n", fails);
-        return 1;
-    }
-    printf("test_h5: all passed\n");
-    return 0;
+    return check_done("test_h5", "all passed");
 }

@@ -354,10 +354,5 @@ int main(void)
     H5Fclose(f);
     for (size_t i = 0; i < NOPS; i++)
         EXPECT(op_cases[i] > 0, "no fixture cases for %s in %s", ops[i], FIXTURE);
-    if (g_failures) {
-        fprintf(stderr, "test_nn_fixtures: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_nn_fixtures: all cases agree with PyTorch\n");
-    return 0;
+    return check_done("test_nn_fixtures", "all cases agree with PyTorch");
 }

@@ -374,10 +374,5 @@ int main(void)
     test_ce(5, 4);
     test_ce(3, 10);
 
-    if (g_failures) {
-        fprintf(stderr, "test_nn_grad: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_nn_grad: all gradient checks passed\n");
-    return 0;
+    return check_done("test_nn_grad", "all gradient checks passed");
 }

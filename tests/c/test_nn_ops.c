@@ -428,10 +428,5 @@ int main(void)
     test_ce();
     test_vec();
     test_errors();
-    if (g_failures) {
-        fprintf(stderr, "test_nn_ops: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_nn_ops: all checks passed\n");
-    return 0;
+    return check_done("test_nn_ops", "all checks passed");
 }

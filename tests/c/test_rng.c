@@ -11,8 +11,7 @@
 #include "tensor.h"
 #include "nn.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 /* The same serialized state (seed, stream, counter, word position). */
 static int same_state(const sg_rng *a, const sg_rng *b)
@@ -225,7 +224,5 @@ int main(void)
             }
     }
 
-    if (fails) { printf("%d failures\n", fails); return 1; }
-    printf("rng: all checks passed\n");
-    return 0;
+    return check_done("test_rng", "all checks passed");
 }

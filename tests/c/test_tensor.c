@@ -8,8 +8,7 @@
 #include "rng.h"
 #include "tensor.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 static sg_tensor *mk(int nd, int64_t a, int64_t b, int64_t c)
 {
@@ -100,7 +99,7 @@ int main(void)
     CHECK(sg_tensor_new(SG_F32, SG_CPU, 2, huge) == NULL && strstr(sg_geterr(), "absurd"), "absurd: %s", sg_geterr());
     int64_t neg[1] = {-2};
     CHECK(sg_tensor_new(SG_F32, SG_CPU, 1, neg) == NULL && strstr(sg_geterr(), "negative"), "negative: %s", sg_geterr());
-    int64_t big[1] = {1ll << 38}; /* 1 TiB: allocation fails cleanly */
+    int64_t big[1] = {1ll << 38}; /* 1 TiB: allocation g_failures cleanly */
     sg_tensor *bt = sg_tensor_new(SG_F32, SG_CPU, 1, big);
     CHECK(bt == NULL && strstr(sg_geterr(), "out of memory"), "oom: %s", sg_geterr());
 
@@ -123,7 +122,5 @@ int main(void)
 
     sg_tensor *all[] = {a, at, atc, col, x, y, o, bad, m1, m2, mo, m2t, e, red, vw, w, tr, wv, ws};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sg_tensor_release(all[i]);
-    if (fails) { printf("%d failures\n", fails); return 1; }
-    printf("tensor: all checks passed\n");
-    return 0;
+    return check_done("test_tensor", "all checks passed");
 }

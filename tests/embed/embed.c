@@ -15,17 +15,7 @@
 #include <lua.h>
 #include <sgdsa.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "embed: check failed (line %d): ", __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
+#include "../c/check.h"
 
 int main(int argc, char **argv)
 {
@@ -102,10 +92,5 @@ int main(int argc, char **argv)
     CHECK(rc == 0, "after clear_interrupt: %s", sgdsa_errmsg(S));
 
     sgdsa_close(S);
-    if (failures) {
-        fprintf(stderr, "embed: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("EMBED OK\n");
-    return 0;
+    return check_done(NULL, "EMBED OK");
 }

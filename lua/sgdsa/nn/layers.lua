@@ -6,8 +6,7 @@ local core = require "sgdsa.core"
 local check_opts = require("sgdsa.options").check
 local util = require "sgdsa.nn.util"
 
-local K = core.nn            -- layer kernels (lua/l_nn.c)
-local resize = core.Tensor.resize_     -- reallocates only to grow (lua/l_tensor.c)
+local K = core.nn            -- layer ops (core/ops.h, lua/l_nn.c)
 local resize_as = core.Tensor.resize_as_
 local empty = core.empty
 local shape_str, numel, copy_shape, keeps = util.shape_str, util.numel, util.copy_shape, util.keeps
@@ -445,23 +444,13 @@ function nn.Pad:infer(s)
   return {s[1], s[2] + 2 * self.p, s[3] + 2 * self.p}
 end
 
--- On the GPU padding and its backward are kernels of their own (a strided
--- copy into the interior is a cpu-only tensor operation).
 function nn.Pad:forward(x, mode)
-  if x:device() ~= "cpu" then return core.cuda.pad2d(x, self:outbuf(mode), self.p) end
-  local s = x:size()
-  local y = resize(self:outbuf(mode), s[1], s[2], s[3] + 2 * self.p, s[4] + 2 * self.p)
-  y:zero()
-  y:narrow(3, self.p + 1, s[3]):narrow(4, self.p + 1, s[4]):copy(x)
-  return y
+  return K.pad2d(x, self:outbuf(mode), self.p)
 end
 
 function nn.Pad:backward(x, dy, target)
   if self.need_dx then
-    if dy:device() ~= "cpu" then return core.cuda.crop2d(dy, target or self:buf("_gin"), self.p) end
-    local dx = resize_as(target or self:buf("_gin"), x)
-    dx:copy(dy:narrow(3, self.p + 1, x:size(3)):narrow(4, self.p + 1, x:size(4)))
-    return dx
+    return K.crop2d(dy, target or self:buf("_gin"), self.p)
   end
 end
 

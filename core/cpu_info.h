@@ -12,10 +12,14 @@
  * executable's re-exec (lua/main.c); an embedding host is warned
  * (sg_blas_warn_once). A value the user set is always left alone.
  */
-#ifndef SG_KERNELS_CPU_CPU_INFO_H
-#define SG_KERNELS_CPU_CPU_INFO_H
+#ifndef SG_CPU_INFO_H
+#define SG_CPU_INFO_H
 
 #include <stddef.h>
+
+#include "api.h"
+
+SG_API_BEGIN
 
 /* CPU features that decide which kernels run (sg_cpu_features). Each ISA
  * bit means the instructions exist AND the OS saves their registers. */
@@ -81,5 +85,7 @@ void sg_cpu_summary(char *buf, size_t n);
  * calls (after one warm-up) on the current thread count; -1 with a message
  * when n is out of range or memory is short. */
 double sg_cpu_sgemm_gflops(int n, int reps);
+
+SG_API_END
 
 #endif
