@@ -537,10 +537,13 @@ size_t sg_cpu_conv2d_choices(char *buf, size_t n)
     pthread_mutex_lock(&lock);
     for (int i = 0; i < used.n; i++) {
         char line[512];
-        const int l = format_choice(line, sizeof line, &used.v[i]);
-        if (buf && len + (size_t)l + 1 < n) {
-            memcpy(buf + len, line, (size_t)l);
-            buf[len + (size_t)l] = '\n';
+        int l = format_choice(line, sizeof line - 1, &used.v[i]);
+        if (l > (int)sizeof line - 2)
+            l = (int)sizeof line - 2;
+        line[l] = '\n';  /* (a line cut at the buffer's end, had there been one) */
+        if (buf && len < n) {
+            const size_t k = (size_t)l + 1 < n - len ? (size_t)l + 1 : n - len;
+            memcpy(buf + len, line, k);
         }
         len += (size_t)l + 1;
     }
