@@ -31,9 +31,11 @@
  * convolution and appends what it measures, under an exclusive flock;
  * when the file already has the geometry (another process measured it in
  * the meantime), the file's choice is taken: processes on one machine make
- * the same choices. A damaged file is a warning on stderr: it is emptied
- * and the geometries measured again. An unwritable one is a warning: the
- * process measures for itself. Delete the file to measure again.
+ * the same choices (reading creates nothing: a process without CPU
+ * convolutions leaves no file). A damaged file is a warning on stderr: the
+ * geometries are measured again and the file rewritten with them. An
+ * unwritable one is a warning: the process measures for itself. Delete the
+ * file to measure again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +76,7 @@ typedef struct {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static table used;    /* the choices in effect in this process, in the order made */
 static table cached;  /* the machine cache file's, as last read */
-static int cache_read_once, cache_warned;
+static int cache_read_once, cache_warned, damage_warned;
 
 /* ---- forced implementation --------------------------------------------------------- */
 
@@ -319,27 +321,32 @@ static int read_cache(FILE *f, char *why, size_t n)
     return 0;
 }
 
-/* Under the file's exclusive lock: read the cache into `cached` (a damaged
- * file is emptied, with a warning); then, with c, take the file's choice of
- * c's geometry when it has one, else append c. Called with `lock` held. */
+/* Read the cache into `cached` (c NULL: shared lock, nothing created or
+ * written); with c, under the file's exclusive lock: a damaged file is
+ * emptied, then c's geometry takes the file's choice when it has one, else
+ * c is appended. A damaged file is one warning per process. Called with
+ * `lock` held. */
 static void sync_cache(choice *c)
 {
     char dir[4096], path[4200];
     if (cache_paths(dir, sizeof dir, path, sizeof path))
         return;
-    mkdir_p(dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    const int writable = fd >= 0, werr = errno;
-    if (fd < 0)
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (!writable && !cache_warned) {
-        cache_warned = 1;
-        fprintf(stderr, "sgdsa: warning: cannot write the convolution choice cache %s (%s): "
-                        "convolutions this process measures are not kept for the next\n",
-                path, strerror(werr));
+    int fd = -1, writable = 0;
+    if (c) {
+        mkdir_p(dir);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        writable = fd >= 0;
+        if (!writable && !cache_warned) {
+            cache_warned = 1;
+            fprintf(stderr, "sgdsa: warning: cannot write the convolution choice cache %s (%s): "
+                            "convolutions this process measures are not kept for the next\n",
+                    path, strerror(errno));
+        }
     }
     if (fd < 0)
-        return;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;  /* no cache yet */
     FILE *f = fdopen(fd, writable ? "r+" : "r");
     if (!f) {
         close(fd);
@@ -353,9 +360,11 @@ static void sync_cache(choice *c)
         if (writable)
             write_header(f);
     } else if (read_cache(f, why, sizeof why)) {
-        fprintf(stderr, "sgdsa: warning: the convolution choice cache %s is damaged (%s): "
-                        "%s, and the convolutions are measured again\n",
-                path, why, writable ? "it is emptied" : "it is ignored");
+        if (!damage_warned)
+            fprintf(stderr, "sgdsa: warning: the convolution choice cache %s is damaged (%s): "
+                            "the convolutions are measured again and the file rewritten\n",
+                    path, why);
+        damage_warned = 1;
         cached.n = 0;
         if (writable && ftruncate(fd, 0) == 0) {
             rewind(f);
@@ -537,10 +546,13 @@ size_t sg_cpu_conv2d_choices(char *buf, size_t n)
     pthread_mutex_lock(&lock);
     for (int i = 0; i < used.n; i++) {
         char line[512];
-        const int l = format_choice(line, sizeof line, &used.v[i]);
-        if (buf && len + (size_t)l + 1 < n) {
-            memcpy(buf + len, line, (size_t)l);
-            buf[len + (size_t)l] = '\n';
+        int l = format_choice(line, sizeof line - 1, &used.v[i]);
+        if (l > (int)sizeof line - 2)
+            l = (int)sizeof line - 2;
+        line[l] = '\n';  /* (a line cut at the buffer's end, had there been one) */
+        if (buf && len < n) {
+            const size_t k = (size_t)l + 1 < n - len ? (size_t)l + 1 : n - len;
+            memcpy(buf + len, line, k);
         }
         len += (size_t)l + 1;
     }
