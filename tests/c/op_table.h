@@ -636,6 +636,8 @@ static inline void ot_outputs(ot_case *c, int start, sg_rng *r)
             sg_fill(c->t[i], 123.0);
         else if (start == OT_START_RANDOM)
             sg_rng_fill_uniform(r, sg_f32(c->t[i]), sg_tensor_numel(c->t[i]), -1, 1);
+        else
+            sg_fill(c->t[i], 0.0);
     }
 }
 
