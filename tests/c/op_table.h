@@ -140,18 +140,19 @@ static inline void ot_ladder(sg_rng *r, sg_tensor *t)
 
 /* ---- conv2d ---------------------------------------------------------------------------
  * d = {N, C, H, W, K}; kernel, stride, pad; flag: bias; block (cpu only). */
-enum { CV_WS, CV_X, CV_W, CV_B, CV_DY, CV_Y, CV_DX, CV_DW, CV_DB };
-static const ot_slot conv_slots[] = {
-    { "workspace", OT_OUT, SG_F32, -1, -1, -1, NULL },
-    { "x", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "weight", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "bias", OT_OPT_IN, SG_F32, -1, -1, -1, NULL },
-    { "dy", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "y", OT_OUT, SG_F32, -1, 5e-4, 1e-5, NULL },
-    { "dx", OT_OUT, SG_F32, CV_X, 5e-4, 1e-4, NULL },
-    { "dweight", OT_ACC, SG_F32, CV_W, 5e-4, 1e-4, NULL },
-    { "dbias", OT_ACC, SG_F32, CV_B, 5e-4, 1e-4, NULL },
-};
+enum { W_X, W_W, W_B, W_DY, W_Y, W_DX, W_DW, W_DB, W_WS };
+/* The slots of a layer with a weight and an optional bias (conv2d, linear). */
+#define WEIGHTED_SLOTS(tol_dev)                                                        \
+    { "x", OT_IN, SG_F32, -1, -1, -1, NULL },                                          \
+    { "weight", OT_IN, SG_F32, -1, -1, -1, NULL },                                     \
+    { "bias", OT_OPT_IN, SG_F32, -1, -1, -1, NULL },                                   \
+    { "dy", OT_IN, SG_F32, -1, -1, -1, NULL },                                         \
+    { "y", OT_OUT, SG_F32, -1, tol_dev, 1e-5, NULL },                                  \
+    { "dx", OT_OUT, SG_F32, W_X, tol_dev, 1e-4, NULL },                                \
+    { "dweight", OT_ACC, SG_F32, W_W, tol_dev, 1e-4, NULL },                           \
+    { "dbias", OT_ACC, SG_F32, W_B, tol_dev, 1e-4, NULL }
+static const ot_slot conv_slots[] = { WEIGHTED_SLOTS(5e-4),
+                                      { "workspace", OT_OUT, SG_F32, -1, -1, -1, NULL } };
 
 static void conv_make(ot_case *c, sg_rng *r, int purpose)
 {
@@ -160,17 +161,17 @@ static void conv_make(ot_case *c, sg_rng *r, int purpose)
     const int64_t xs[4] = { d[0], d[1], d[2], d[3] }, ws[4] = { d[4], d[1], k[0], k[1] };
     const int64_t ys[4] = { d[0], d[4], (d[2] + 2 * p[0] - k[0]) / s[0] + 1,
                             (d[3] + 2 * p[1] - k[1]) / s[1] + 1 };
-    c->t[CV_X] = ot_rand(r, -1, 1, 4, xs);
-    c->t[CV_W] = ot_rand(r, -0.5f, 0.5f, 4, ws);
-    c->t[CV_B] = c->a.flag ? ot_rand(r, -1, 1, 1, &d[4]) : NULL;
-    c->t[CV_DY] = ot_rand(r, -1, 1, 4, ys);
+    c->t[W_X] = ot_rand(r, -1, 1, 4, xs);
+    c->t[W_W] = ot_rand(r, -0.5f, 0.5f, 4, ws);
+    c->t[W_B] = c->a.flag ? ot_rand(r, -1, 1, 1, &d[4]) : NULL;
+    c->t[W_DY] = ot_rand(r, -1, 1, 4, ys);
 }
 
 /* A forced block mode (cpu): the kernels with a geometry whose block the
  * case sets, below the op layer, which leaves it to the kernel. */
 static const sg_backend *conv_forced(ot_case *c, sg_conv2d_geom *g)
 {
-    const sg_tensor *x = c->t[CV_X], *w = c->t[CV_W];
+    const sg_tensor *x = c->t[W_X], *w = c->t[W_W];
     if (c->a.block == 0 || x->storage->device != SG_CPU)
         return NULL;
     if (sg_conv2d_geom_init(g, x->size[0], x->size[1], x->size[2], x->size[3], w->size[0],
@@ -181,7 +182,7 @@ static const sg_backend *conv_forced(ot_case *c, sg_conv2d_geom *g)
     g->block = c->a.block < 0 ? -c->a.block : c->a.block;
     const sg_backend *be = sg_backend_get(SG_CPU);
     const int64_t ws = (int64_t)be->conv2d_workspace_size(g);
-    return sg_tensor_resize(c->t[CV_WS], 1, &ws) == 0 ? be : NULL;
+    return sg_tensor_resize(c->t[W_WS], 1, &ws) == 0 ? be : NULL;
 }
 
 #define OT_F(t) ((t) ? sg_f32(t) : NULL)
@@ -192,11 +193,11 @@ static int conv_forward(ot_case *c)
     const sg_backend *be = conv_forced(c, &g);
     if (be) {
         const int64_t ys[4] = { g.n, g.k, g.oh, g.ow };
-        return sg_tensor_resize(c->t[CV_Y], 4, ys) ||
-               be->conv2d_forward(sg_f32(c->t[CV_WS]), sg_f32(c->t[CV_X]), sg_f32(c->t[CV_Y]),
-                                  sg_f32(c->t[CV_W]), OT_F(c->t[CV_B]), &g);
+        return sg_tensor_resize(c->t[W_Y], 4, ys) ||
+               be->conv2d_forward(sg_f32(c->t[W_WS]), sg_f32(c->t[W_X]), sg_f32(c->t[W_Y]),
+                                  sg_f32(c->t[W_W]), OT_F(c->t[W_B]), &g);
     }
-    return sg_conv2d_forward(c->t[CV_WS], c->t[CV_X], c->t[CV_Y], c->t[CV_W], c->t[CV_B],
+    return sg_conv2d_forward(c->t[W_WS], c->t[W_X], c->t[W_Y], c->t[W_W], c->t[W_B],
                              c->a.stride, c->a.pad);
 }
 
@@ -205,15 +206,15 @@ static int conv_backward(ot_case *c)
     sg_conv2d_geom g;
     const sg_backend *be = conv_forced(c, &g);
     if (be)
-        return be->conv2d_backward_data(sg_f32(c->t[CV_WS]), sg_f32(c->t[CV_DY]),
-                                        sg_f32(c->t[CV_DX]), sg_f32(c->t[CV_W]), &g) ||
-               be->conv2d_backward_params(sg_f32(c->t[CV_WS]), sg_f32(c->t[CV_X]),
-                                          sg_f32(c->t[CV_DY]), sg_f32(c->t[CV_DW]),
-                                          OT_F(c->t[CV_DB]), &g);
-    return sg_conv2d_backward_data(c->t[CV_WS], c->t[CV_X], c->t[CV_DY], c->t[CV_DX],
-                                   c->t[CV_W], c->a.stride, c->a.pad) ||
-           sg_conv2d_backward_params(c->t[CV_WS], c->t[CV_X], c->t[CV_DY], c->t[CV_DW],
-                                     c->t[CV_DB], c->a.stride, c->a.pad);
+        return be->conv2d_backward_data(sg_f32(c->t[W_WS]), sg_f32(c->t[W_DY]),
+                                        sg_f32(c->t[W_DX]), sg_f32(c->t[W_W]), &g) ||
+               be->conv2d_backward_params(sg_f32(c->t[W_WS]), sg_f32(c->t[W_X]),
+                                          sg_f32(c->t[W_DY]), sg_f32(c->t[W_DW]),
+                                          OT_F(c->t[W_DB]), &g);
+    return sg_conv2d_backward_data(c->t[W_WS], c->t[W_X], c->t[W_DY], c->t[W_DX],
+                                   c->t[W_W], c->a.stride, c->a.pad) ||
+           sg_conv2d_backward_params(c->t[W_WS], c->t[W_X], c->t[W_DY], c->t[W_DW],
+                                     c->t[W_DB], c->a.stride, c->a.pad);
 }
 
 #define OT_CONV(n, ci, h, w, k, kh, kw, s, p, bias, block, opts) \
@@ -241,38 +242,28 @@ static const ot_params conv_dev_cases[] = {
 };
 
 /* ---- linear: d = {N, IN, OUT}; flag: bias --------------------------------------------- */
-enum { LN_X, LN_W, LN_B, LN_DY, LN_Y, LN_DX, LN_DW, LN_DB };
-static const ot_slot linear_slots[] = {
-    { "x", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "weight", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "bias", OT_OPT_IN, SG_F32, -1, -1, -1, NULL },
-    { "dy", OT_IN, SG_F32, -1, -1, -1, NULL },
-    { "y", OT_OUT, SG_F32, -1, 1e-4, 1e-5, NULL },
-    { "dx", OT_OUT, SG_F32, LN_X, 1e-4, 1e-4, NULL },
-    { "dweight", OT_ACC, SG_F32, LN_W, 1e-4, 1e-4, NULL },
-    { "dbias", OT_ACC, SG_F32, LN_B, 1e-4, 1e-4, NULL },
-};
+static const ot_slot linear_slots[] = { WEIGHTED_SLOTS(1e-4) };
 
 static void linear_make(ot_case *c, sg_rng *r, int purpose)
 {
     (void)purpose;
     const int64_t *d = c->a.d;
     const int64_t xs[2] = { d[0], d[1] }, ws[2] = { d[2], d[1] }, ys[2] = { d[0], d[2] };
-    c->t[LN_X] = ot_rand(r, -1, 1, 2, xs);
-    c->t[LN_W] = ot_rand(r, -1, 1, 2, ws);
-    c->t[LN_B] = c->a.flag ? ot_rand(r, -1, 1, 1, &d[2]) : NULL;
-    c->t[LN_DY] = ot_rand(r, -1, 1, 2, ys);
+    c->t[W_X] = ot_rand(r, -1, 1, 2, xs);
+    c->t[W_W] = ot_rand(r, -1, 1, 2, ws);
+    c->t[W_B] = c->a.flag ? ot_rand(r, -1, 1, 1, &d[2]) : NULL;
+    c->t[W_DY] = ot_rand(r, -1, 1, 2, ys);
 }
 
 static int linear_forward(ot_case *c)
 {
-    return sg_linear_forward(c->t[LN_X], c->t[LN_Y], c->t[LN_W], c->t[LN_B]);
+    return sg_linear_forward(c->t[W_X], c->t[W_Y], c->t[W_W], c->t[W_B]);
 }
 
 static int linear_backward(ot_case *c)
 {
-    return sg_linear_backward_data(c->t[LN_DY], c->t[LN_DX], c->t[LN_W]) ||
-           sg_linear_backward_params(c->t[LN_X], c->t[LN_DY], c->t[LN_DW], c->t[LN_DB]);
+    return sg_linear_backward_data(c->t[W_DY], c->t[W_DX], c->t[W_W]) ||
+           sg_linear_backward_params(c->t[W_X], c->t[W_DY], c->t[W_DW], c->t[W_DB]);
 }
 
 #define OT_SIZES(a, b, c_, e, f) { { a, b, c_, e, f }, { 0, 0 }, { 0, 0 }, { 0, 0 }, 0, 0, 0, 0, 0 }
@@ -568,11 +559,11 @@ static const ot_params ce_dev_cases[] = {
 #define OT_SLOTS(s) s, OT_N(s)
 
 static const ot_op ot_ops[] = {
-    { "conv2d", OT_SLOTS(conv_slots), conv_make, conv_forward, conv_backward, CV_Y, CV_DY,
-      { { CV_X, CV_DX }, { CV_W, CV_DW }, { CV_B, CV_DB } }, 3, 1e-2f, 0, "conv2d",
+    { "conv2d", OT_SLOTS(conv_slots), conv_make, conv_forward, conv_backward, W_Y, W_DY,
+      { { W_X, W_DX }, { W_W, W_DW }, { W_B, W_DB } }, 3, 1e-2f, 0, "conv2d",
       OT_CASES(conv_grad_cases, conv_dev_cases) },
-    { "linear", OT_SLOTS(linear_slots), linear_make, linear_forward, linear_backward, LN_Y,
-      LN_DY, { { LN_X, LN_DX }, { LN_W, LN_DW }, { LN_B, LN_DB } }, 3, 1e-2f, 0, "linear",
+    { "linear", OT_SLOTS(linear_slots), linear_make, linear_forward, linear_backward, W_Y,
+      W_DY, { { W_X, W_DX }, { W_W, W_DW }, { W_B, W_DB } }, 3, 1e-2f, 0, "linear",
       OT_CASES(linear_grad_cases, linear_dev_cases) },
     { "batchnorm (training)", OT_SLOTS(bn_train_slots), bn_make, bn_forward, bn_backward,
       BN_Y, BN_DY, { { BN_X, BN_DX }, { BN_G, BN_DG }, { BN_B, BN_DB } }, 3, 1e-2f, 1,

@@ -97,7 +97,7 @@ static void test_checker_catches_wrong_index(void)
         CHECK(0, "self-test: no linear case");
         return;
     }
-    float *x = sg_f32(c.t[LN_X]), *dx = ana[0];
+    float *x = sg_f32(c.t[W_X]), *dx = ana[0];
     int good = check_grad_tol("self-test (correct)", x, dx, 12, case_loss, &c, 1e-2f, 1e-2,
                               1e-3, 0);
     EXPECT(good == 0, "checker rejected a correct gradient");
