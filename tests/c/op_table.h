@@ -591,6 +591,16 @@ static const ot_op ot_ops[] = {
 #define OT_NOPS OT_N(ot_ops)
 
 /* ---- what the drivers share ----------------------------------------------------------- */
+/* The entry named name, or exit 1. */
+static inline const ot_op *ot_find(const char *name)
+{
+    for (int i = 0; i < OT_NOPS; i++)
+        if (!strcmp(ot_ops[i].name, name))
+            return &ot_ops[i];
+    fprintf(stderr, "no op table entry '%s'\n", name);
+    exit(1);
+}
+
 enum { OT_START_ZERO, OT_START_RANDOM };
 
 /* A case of op on the cpu with the inputs make() draws from r. */

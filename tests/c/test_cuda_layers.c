@@ -112,7 +112,7 @@ static int all_ops(void)
  * added again. */
 static void test_bn_fused(const ot_params *a)
 {
-    const ot_op *op = &ot_ops[2];
+    const ot_op *op = ot_find("batchnorm (training)");
     ot_case h, d;
     ot_init(&h, op, a);
     op->make(&h, &g_rng, OT_FOR_DEV);
