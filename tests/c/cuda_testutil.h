@@ -2,11 +2,7 @@
  * cuda_testutil.h - helpers of the CUDA tests (tests/c/test_cuda_*.c): the
  * visible skip (exit 77 with "no CUDA device: skipping ..." when the build
  * has no CUDA backend or the machine no GPU), device upload/download, and the
- * CUDA-vs-CPU comparison with a relative tolerance:
- *     |gpu - cpu| <= rtol * (|cpu| + 0.1 * max_k |cpu_k|)
- * (the second term absorbs the rounding of long sums that cancel), reported
- * with the worst element, so a wrong index fails on that element. A NaN or an
- * infinity must be matched by the same on the other side.
+ * CUDA-vs-CPU comparison (nn_check.h's cmp_rel on the downloaded array).
  * Header-only; each test stays one executable.
  */
 #ifndef SG_TEST_CUDA_UTIL_H
@@ -41,7 +37,7 @@ static inline void cuda_or_skip(const char *what)
 #ifdef SG_HAVE_CUDA
 #include "nn_cuda.h"
 
-#include "check.h"
+#include "nn_check.h"
 
 static inline float *hbuf(int64_t n) { return check_floats(n); }
 
@@ -65,77 +61,63 @@ static inline void *dalloc(size_t nbytes)
     return p;
 }
 
+/* Host <-> device copies of nbytes (to_device: 1 upload, 0 download, which
+ * waits for the queued work), or exit 1. */
+static inline void xfer(void *dst, const void *src, size_t nbytes, int to_device)
+{
+    if (sg_cuda_memcpy(dst, src, nbytes, to_device, !to_device) != 0) {
+        fprintf(stderr, "%s failed: %s\n", to_device ? "upload" : "download", sg_geterr());
+        exit(1);
+    }
+}
+
 static inline float *dup_f(const float *h, int64_t n)
 {
     float *d = dalloc((size_t)n * sizeof(float));
-    if (sg_cuda_memcpy(d, h, (size_t)n * sizeof(float), 1, 0) != 0) {
-        fprintf(stderr, "upload failed: %s\n", sg_geterr());
-        exit(1);
-    }
+    xfer(d, h, (size_t)n * sizeof(float), 1);
     return d;
 }
 
 static inline int32_t *dup_i(const int32_t *h, int64_t n)
 {
     int32_t *d = dalloc((size_t)n * sizeof(int32_t));
-    if (sg_cuda_memcpy(d, h, (size_t)n * sizeof(int32_t), 1, 0) != 0) {
-        fprintf(stderr, "upload failed: %s\n", sg_geterr());
-        exit(1);
-    }
+    xfer(d, h, (size_t)n * sizeof(int32_t), 1);
     return d;
 }
 
-/* Device -> new host buffer (waits for the queued work). */
+/* Device -> new host buffer. */
 static inline float *down_f(const float *d, int64_t n)
 {
     float *h = hbuf(n);
-    if (sg_cuda_memcpy(h, d, (size_t)n * sizeof(float), 0, 1) != 0) {
-        fprintf(stderr, "download failed: %s\n", sg_geterr());
-        exit(1);
-    }
+    xfer(h, d, (size_t)n * sizeof(float), 0);
     return h;
 }
 
 static inline void down_i(int32_t *h, const int32_t *d, int64_t n)
 {
-    if (sg_cuda_memcpy(h, d, (size_t)n * sizeof(int32_t), 0, 1) != 0) {
-        fprintf(stderr, "download failed: %s\n", sg_geterr());
-        exit(1);
-    }
+    xfer(h, d, (size_t)n * sizeof(int32_t), 0);
 }
 
-/* Compare a device array with the CPU reference; returns the worst relative error. */
+/* Compare a device array with the CPU reference (cmp_rel); returns the worst
+ * relative error. */
 static inline double cmp_dev(const char *what, const float *dgpu, const float *cpu, int64_t n,
                              double rtol)
 {
     float *g = down_f(dgpu, n);
-    double scale = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(cpu[i]))
-            scale = fmax(scale, fabs((double)cpu[i]));
-    scale = scale * 0.1 + 1e-30;
-    double worst = 0.0;
-    int64_t wi = -1;
-    for (int64_t i = 0; i < n; i++) {
-        if ((isnan(g[i]) && isnan(cpu[i])) || (isinf(cpu[i]) && g[i] == cpu[i]))
-            continue;  /* the same NaN / infinity on both */
-        double d = fabs((double)g[i] - (double)cpu[i]);
-        double r = d / (fabs((double)cpu[i]) + scale);
-        if (!(r <= worst)) {  /* NaN counts as worst */
-            worst = r;
-            wi = i;
-            if (isnan(r))
-                break;
-        }
-    }
-    if (!(worst <= rtol))
-        CHECK(0, "%s: element %lld of %lld: gpu %.9g cpu %.9g (relative error %.3g > %.3g)",
-              what, (long long)wi, (long long)n, wi >= 0 ? g[wi] : 0.0,
-              wi >= 0 ? cpu[wi] : 0.0, worst, rtol);
-    else
-        printf("  ok %-44s n=%-9lld worst relative error %.2e\n", what, (long long)n, worst);
+    double worst = cmp_rel(what, g, cpu, n, rtol);
     free(g);
     return worst;
+}
+
+/* A CUDA test's start: the visible skip without a device, the device's
+ * name, the tests' generator seeded with (seed, test). */
+static inline void cuda_test_begin(const char *what, uint64_t seed, const char *test)
+{
+    cuda_or_skip(what);
+    char name[256];
+    if (sg_cuda_device_name(name, sizeof name) == 0)
+        printf("device: %s\n", name);
+    sg_rng_init(&g_rng, seed, sg_rng_hash(test));
 }
 #endif
 

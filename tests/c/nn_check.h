@@ -1,6 +1,7 @@
 /*
- * nn_check.h - helpers shared by the kernel tests (tests/c/test_nn_*.c):
- * a finite-difference gradient checker, seeded fills and a failure counter.
+ * nn_check.h - helpers shared by the kernel and op tests (tests/c/test_nn_*.c,
+ * test_cuda_*.c, op_table.h): a finite-difference gradient checker, seeded
+ * fills and the element-wise comparisons.
  *
  * The checker perturbs every element of a float buffer by +-eps (central
  * difference; the denominator is the float-rounded step actually taken),
@@ -112,6 +113,54 @@ static inline int close_rel(const float *a, const float *b, int64_t n, double to
     if (maxerr)
         *maxerr = e / (1.0 + m);
     return e <= tol * (1.0 + m);
+}
+
+/* Compare got with the reference want:
+ *     |got - want| <= rtol * (|want| + 0.1 * max_k |want_k|)
+ * (the second term absorbs the rounding of long sums that cancel); a NaN or
+ * an infinity must be matched by the same on the other side. A failure is
+ * a CHECK naming the worst element, so a wrong index fails on that element;
+ * a pass prints an "ok" line. Returns the worst relative error. */
+static inline double cmp_rel(const char *what, const float *got, const float *want, int64_t n,
+                             double rtol)
+{
+    double scale = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(want[i]))
+            scale = fmax(scale, fabs((double)want[i]));
+    scale = scale * 0.1 + 1e-30;
+    double worst = 0.0;
+    int64_t wi = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if ((isnan(got[i]) && isnan(want[i])) || (isinf(want[i]) && got[i] == want[i]))
+            continue;  /* the same NaN / infinity on both */
+        double d = fabs((double)got[i] - (double)want[i]);
+        double r = d / (fabs((double)want[i]) + scale);
+        if (!(r <= worst)) {  /* NaN counts as worst */
+            worst = r;
+            wi = i;
+            if (isnan(r))
+                break;
+        }
+    }
+    if (!(worst <= rtol))
+        CHECK(0, "%s: element %lld of %lld: got %.9g want %.9g (relative error %.3g > %.3g)",
+              what, (long long)wi, (long long)n, wi >= 0 ? got[wi] : 0.0,
+              wi >= 0 ? want[wi] : 0.0, worst, rtol);
+    else
+        printf("  ok %-44s n=%-9lld worst relative error %.2e\n", what, (long long)n, worst);
+    return worst;
+}
+
+/* Two int32 arrays must be equal. */
+static inline void cmp_i32(const char *what, const int32_t *got, const int32_t *want, int64_t n)
+{
+    int64_t i = 0;
+    while (i < n && got[i] == want[i])
+        i++;
+    if (i < n)
+        CHECK(0, "%s: element %lld of %lld: got %d want %d", what, (long long)i, (long long)n,
+              (int)got[i], (int)want[i]);
 }
 
 #endif

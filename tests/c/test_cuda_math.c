@@ -507,11 +507,7 @@ static void test_input_transform(void)
 
 int main(void)
 {
-    cuda_or_skip("the CUDA memory and math tests");
-    char name[256];
-    if (sg_cuda_device_name(name, sizeof name) == 0)
-        printf("device: %s\n", name);
-    sg_rng_init(&g_rng, 99, sg_rng_hash("test_cuda_math"));
+    cuda_test_begin("the CUDA memory and math tests", 99, "test_cuda_math");
     test_pool_and_copies();
     test_sa_move();
     test_tensor_dispatch();
