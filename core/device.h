@@ -1,14 +1,11 @@
 /*
  * device.h - memory, settings and streams of a device, through its backend's
- * table (kernels/backend.h).
+ * table (kernels/backend.h; the dispatch rule: docs/ARCHITECTURE.md, Layers).
  *
- * The CPU backend is always built. The CUDA backend (kernels/cuda, built
- * when nvcc and cuDNN are found: SG_HAVE_CUDA) registers itself when the
- * library is loaded; without it, any use of the cuda device is a clear error
- * ("sgdsa was built without the cuda backend"), and the CPU path works as
- * before. A device setting its backend does not have is an error naming the
- * setting and the device. All return 0 / non-NULL on success and set
- * sg_geterr() on failure, unless stated.
+ * The CPU backend is always built, the CUDA backend (kernels/cuda) when nvcc
+ * and cuDNN are found (SG_HAVE_CUDA). A device setting its backend does not
+ * have is an error naming the setting and the device. All return 0 /
+ * non-NULL on success and set sg_geterr() on failure, unless stated.
  */
 #ifndef SG_DEVICE_H
 #define SG_DEVICE_H

@@ -5,8 +5,8 @@
  * int status (0 = ok, -1 = error) or NULL, after recording a message with
  * sg_seterr(). The message names the operation, the shapes and the device,
  * e.g. "add: shapes 2x3 and 3x2 differ (cpu)". The message lives in a
- * thread-local buffer until the next sg_seterr() on that thread; the Lua
- * binding turns it into a Lua error with luaL_error(L, "%s", sg_geterr()).
+ * thread-local buffer until the next sg_seterr() on that thread. How it
+ * reaches the user: docs/ARCHITECTURE.md, Layers ("Errors").
  */
 #ifndef SG_ERROR_H
 #define SG_ERROR_H

@@ -1,8 +1,8 @@
 /*
  * ops.h - the layer ops on tensors: each checks shapes, dtypes and devices
- * once, then calls the kernel of the device its tensors are on through that
- * backend's table (kernels/backend.h). What the Lua binding (lua/l_nn.c) and
- * the C API call; the kernels' contract is kernels/cpu/nn.h's.
+ * once, then calls its device's backend (the dispatch rule:
+ * docs/ARCHITECTURE.md, Layers). What the Lua binding (lua/l_nn.c) and the
+ * C API call; the kernels' contract is kernels/cpu/nn.h's.
  *
  * Device: any tensor argument on the GPU runs the op there; every input,
  * parameter and gradient must be a contiguous tensor of the right dtype on

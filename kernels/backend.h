@@ -2,20 +2,13 @@
  * backend.h - the kernel interface: what a backend (kernels/cpu,
  * kernels/cuda) provides to the core, as one table of functions.
  *
- * The op layer (core/ops.c, core/tensor.c, core/device.c) checks shapes,
- * dtypes and devices once, then calls the table of the device its tensors
- * are on: sg_backend_get(dev)->fn(...). Kernels take raw pointers (device
- * pointers on the GPU) and sizes or a geometry struct, with the argument
- * contract of kernels/cpu/nn.h (workspace, inputs, outputs, parameters,
- * gradients, buffers, then sizes and scalars; backward_data OVERWRITES dx,
- * backward_params ADDS into dw/db; a NULL bias/affine is allowed).
- *
- * Each backend fills a static sg_backend and registers it when the library
- * is loaded (a constructor in kernels/<backend>/backend.c). A NULL entry is
- * an op the backend does not have: the op layer then fails with
- * "<op>: the <device> backend has no <entry>" (sg_backend_lacks). The backends
- * include this header and the core headers only; the core includes this
- * header and names no backend function.
+ * The op layer (core/ops.c, core/tensor.c, core/device.c) calls the table
+ * of the device its tensors are on: sg_backend_get(dev)->fn(...). Kernels
+ * take raw pointers (device pointers on the GPU) and sizes or a geometry
+ * struct, under the conventions of kernels/cpu/nn.h. Each backend fills a
+ * static sg_backend and registers it at load; a NULL entry is an op it
+ * lacks (sg_backend_lacks). The dispatch rule and what may include what:
+ * docs/ARCHITECTURE.md, Layers.
  */
 #ifndef SG_KERNELS_BACKEND_H
 #define SG_KERNELS_BACKEND_H

@@ -1,9 +1,8 @@
 /*
  * binding.h - helpers shared by the Lua binding files (lua/l_*.c).
  *
- * This is the only layer that knows both Lua and the C core. Core functions
- * return -1/NULL with a message in sg_geterr(); the binding raises it with
- * sgl_error(L), which never uses the message as a format string.
+ * This is the only layer that knows both Lua and the C core (what may call
+ * what, and the error convention: docs/ARCHITECTURE.md, Layers).
  *
  * Each binding file exports one `void sgl_open_<part>(lua_State *L)` that adds
  * its functions to the table on top of the stack (the `sgdsa.core` table);

@@ -3,11 +3,8 @@
  * `sgdsa.core.nn` table.
  *
  * Each function reads its Lua arguments (tensors, nil for an optional one,
- * numbers, `pair`s) and calls the op, which checks them once, picks the
- * device from its tensors and calls that device's kernel (core/ops.h says
- * the rules: devices, outputs resized, gradients added). Argument order (as
- * in kernels/cpu/nn.h): workspace, inputs, outputs, parameters, gradients,
- * buffers, then scalars.
+ * numbers, `pair`s) and calls the op of core/ops.h (the dispatch rule:
+ * docs/ARCHITECTURE.md, Layers), in the argument order of kernels/cpu/nn.h.
  *
  * Lua API (all tensors float32 unless noted; `pair` = a number or {h, w};
  * each function returns its first output):

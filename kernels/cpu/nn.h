@@ -24,8 +24,8 @@
  *    kernel runs; kernels return 0, or -1 with sg_geterr() naming the
  *    operation and the sizes for what only they can see (a geometry their
  *    implementation cannot take, a label out of range, a library's failure).
- *    They never allocate except where stated, and never exit. Loops run on the OpenMP pool; GEMMs go to OpenBLAS (OpenMP build),
- *    so there is one thread pool (set it with sg_set_num_threads()).
+ *    They never allocate except where stated, and never exit. Loops and
+ *    GEMMs share one OpenMP pool (docs/ARCHITECTURE.md, "Threads").
  *  - Accumulations that decide accuracy (BN statistics, loss) use double.
  */
 #ifndef SG_KERNELS_CPU_NN_H
@@ -38,8 +38,7 @@
 #include "rng.h"
 
 /* Loops over fewer elements than this run on the calling thread: waking the
- * OpenMP pool costs more than the work (a ReLU over 15k floats took 0.6 ms
- * with the pool, mostly wake-up). Results do not depend on it: every
+ * OpenMP pool costs more than the work. Results do not depend on it: every
  * parallel loop's iterations are independent or reduce in a fixed order. */
 #define SG_PAR_MIN 32768
 

@@ -3,29 +3,12 @@
  * float32 layer kernels on device pointers (cuDNN, cuBLAS, custom kernels).
  *
  * Built only when nvcc and cuDNN are found (SG_HAVE_CUDA). The layer kernels
- * mirror kernels/cpu/nn.h exactly: same names with the sg_cuda_ prefix, same
- * argument order (workspace, inputs, outputs, parameters, gradients, buffers,
- * sizes, scalars), same semantics (backward_data OVERWRITES dx,
- * backward_params ADDS into dw/db, NULL bias/affine allowed), same geometry
- * structs (sg_conv2d_geom, sg_pool2d_geom of kernels/backend.h). The table
- * in backend.c registers them for the op layer (core/ops.c).
- * Every pointer argument that is not a host scalar output is a DEVICE
- * pointer (allocated with sg_cuda_malloc, or a CUDA tensor's data).
- *
- * Execution model: one compute stream (sg_cuda_stream()) carries every
- * kernel, cuBLAS and cuDNN call, in order; functions return once the work is
- * queued, except those that return a value to the host (loss, reductions),
- * which wait for it. A second stream carries input copies
- * (sg_cuda_input_copy) so the next batch travels while the GPU computes.
- *
- * Errors: 0 / non-NULL on success; -1 / NULL with sg_geterr() naming the
- * operation, the failing CUDA/cuBLAS/cuDNN statement with file and line, and
- * for an out-of-memory the allocation size. Nothing here exits, aborts or
- * raises a Lua error.
- *
- * Memory: sg_cuda_malloc serves blocks from a caching pool (size classes,
- * freed blocks kept for reuse), so a training step in steady state makes no
- * cudaMalloc call (sg_cuda_mem_stats().device_allocs stays constant).
+ * mirror kernels/cpu/nn.h exactly (its conventions, the sg_cuda_ prefix, the
+ * geometry structs of kernels/backend.h); the table in backend.c registers
+ * them for the op layer (core/ops.c). Every pointer argument that is not a
+ * host scalar output is a DEVICE pointer (allocated with sg_cuda_malloc, or
+ * a CUDA tensor's data). Streams, waits, errors and the memory pool follow
+ * docs/CUDA.md, "Rules the code keeps".
  */
 #ifndef SG_NN_CUDA_H
 #define SG_NN_CUDA_H

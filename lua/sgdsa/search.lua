@@ -36,18 +36,11 @@
 -- each training forward. Every rank then holds the same numbers, draws the
 -- same eta and u from its `search` stream, and takes the same decision.
 --
--- Objectives read back late (a model on the GPU): a forward's loss stays on
--- the device (CrossEntropy's read-back slot, core.cuda.readback) and the
--- step reads every objective it scored at once, when the acceptance rule
--- needs them: f(w), the training forward's loss (for the statistics) and
--- the trial's are queued with the backward and the proposal between them,
--- so the device always has the next work queued and the host waits once
--- per step (also SSA: ctx:evaluate(t1, t2) scores both sides and reads them
--- together). ctx.f, ctx.loss and ctx.ncorrect are read on access (the Ctx
--- metatable), so a neighborhood may read them in propose (a wait more). On
--- the CPU, in data-parallel runs (the sums over the ranks are host numbers)
--- and with an objective function (it may read the logits) the values are
--- numbers at once, as the CPU's always are.
+-- Objectives read back late (a model on the GPU; the rule: docs/CUDA.md,
+-- "Rules the code keeps"): ctx.f, ctx.loss and ctx.ncorrect are read on
+-- access (the Ctx metatable), so a neighborhood may read them in propose (a
+-- wait more); on the CPU, in data-parallel runs and with an objective
+-- function (it may read the logits) they are numbers at once.
 --
 -- Nothing is allocated per step: ctx and the step record are reused, the trial
 -- buffer, any scratch buffer and the read-back slots are allocated once. A
