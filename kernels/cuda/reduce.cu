@@ -49,10 +49,10 @@ __device__ __forceinline__ double term(const float *a, const float *b, int64_t i
 /* The combining steps of the sum and of max |x| ignoring NaNs (the CPU's
  * fmax rule of the inf-norm). */
 struct op_sum {
-    __device__ static double add(double a, double b) { return a + b; }
+    __device__ static void add(double &a, double b) { a += b; }
 };
 struct op_max {
-    __device__ static double add(double a, double b) { return fmax(a, b); }
+    __device__ static void add(double &a, double b) { a = fmax(a, b); }
 };
 
 /* The block's values combined by Op (a tree over shared memory sh). */
@@ -63,7 +63,7 @@ __device__ double block_reduce(double v, double *sh)
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
         if ((int)threadIdx.x < s)
-            sh[threadIdx.x] = Op::add(sh[threadIdx.x], sh[threadIdx.x + s]);
+            Op::add(sh[threadIdx.x], sh[threadIdx.x + s]);
         __syncthreads();
     }
     double r = sh[0];
@@ -82,7 +82,7 @@ __global__ void k_stage1(const float *a, const float *b, I n, int kind, double p
     double acc = 0.0;
     for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
          i += (I)blockDim.x * (I)gridDim.x)
-        acc = Op::add(acc, term(a, b, i, kind, p));
+        Op::add(acc, term(a, b, i, kind, p));
     double s = block_reduce<Op>(acc, sh);
     if (threadIdx.x == 0)
         part[blockIdx.x] = s;
@@ -94,7 +94,7 @@ __global__ void k_stage2(const double *part, int nb, double *out)
     __shared__ double sh[kThreads];
     double acc = 0.0;
     for (int i = threadIdx.x; i < nb; i += blockDim.x)
-        acc = Op::add(acc, part[i]);
+        Op::add(acc, part[i]);
     double s = block_reduce<Op>(acc, sh);
     if (threadIdx.x == 0)
         *out = s;
