@@ -152,13 +152,23 @@ static void *scratch(size_t nbytes)
     return p;
 }
 
-int sg_comm_allsum_f64(double *v, int64_t n)
+/* 1: n values to sum over the ranks; 0: nothing to do (one rank or no
+ * values); -1: more values than an MPI count holds. */
+static int sum_needed(int64_t n)
 {
     if (g_size <= 1 || n <= 0)
         return 0;
     if (n > INT_MAX)
         return sg_seterr("sum over the ranks: %lld values, more than MPI's count of %d",
                          (long long)n, INT_MAX);
+    return 1;
+}
+
+int sg_comm_allsum_f64(double *v, int64_t n)
+{
+    const int go = sum_needed(n);
+    if (go <= 0)
+        return go;
     double *all = scratch((size_t)n * g_size * sizeof *all);
     if (!all)
         return -1;
@@ -174,11 +184,9 @@ int sg_comm_allsum_f64(double *v, int64_t n)
 
 int sg_comm_allsum_f32(float *v, int64_t n)
 {
-    if (g_size <= 1 || n <= 0)
-        return 0;
-    if (n > INT_MAX)
-        return sg_seterr("sum over the ranks: %lld values, more than MPI's count of %d",
-                         (long long)n, INT_MAX);
+    const int go = sum_needed(n);
+    if (go <= 0)
+        return go;
     const int N = g_size, me = g_rank;
     int *cnt = g_counts, *off = g_counts + N, *rcnt = g_counts + 2 * N, *roff = g_counts + 3 * N;
     for (int r = 0; r < N; r++) {

@@ -181,6 +181,18 @@ static uint32_t crc_of(uint32_t crc, const void *p, size_t n)
     return crc;
 }
 
+/* Close whichever of a dataspace, a datatype and an attribute are open
+ * (>= 0). */
+static void close_attr(hid_t sid, hid_t tid, hid_t aid)
+{
+    if (sid >= 0)
+        H5Sclose(sid);
+    if (tid >= 0)
+        H5Tclose(tid);
+    if (aid >= 0)
+        H5Aclose(aid);
+}
+
 static int crc_set(hid_t did, uint32_t crc)
 {
     int64_t v = crc;
@@ -190,10 +202,7 @@ static int crc_set(hid_t did, uint32_t crc)
     hid_t sid = H5Screate(H5S_SCALAR);
     hid_t aid = sid >= 0 ? H5Acreate2(did, "crc32", H5T_STD_I64LE, sid, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int rc = (aid < 0 || H5Awrite(aid, H5T_NATIVE_INT64, &v) < 0) ? -1 : 0;
-    if (aid >= 0)
-        H5Aclose(aid);
-    if (sid >= 0)
-        H5Sclose(sid);
+    close_attr(sid, -1, aid);
     return rc;
 }
 
@@ -1251,10 +1260,9 @@ static int create_ds(sg_h5file *f, const char *name, hid_t ftype, hid_t mtype, h
 done:
     if (did >= 0)
         H5Dclose(did);
-    if (sid >= 0)
-        H5Sclose(sid);
     if (dcpl >= 0)
         H5Pclose(dcpl);
+    close_attr(sid, -1, -1);
     if (lcpl >= 0)
         H5Pclose(lcpl);
     return rc;
@@ -1735,12 +1743,7 @@ static herr_t vattr_cb(hid_t loc, const char *name, const H5A_info_t *ai, void *
             H5Dvlen_reclaim(tid, sid, H5P_DEFAULT, buf);
         free(buf);
     }
-    if (sid >= 0)
-        H5Sclose(sid);
-    if (tid >= 0)
-        H5Tclose(tid);
-    if (aid >= 0)
-        H5Aclose(aid);
+    close_attr(sid, tid, aid);
     if (rc < 0)
         a->failed = 1;
     return rc < 0 ? -1 : 0;
@@ -1858,10 +1861,7 @@ static int verify_data(vctx *c, hid_t did, const char *path)
     }
 done:
     free(buf);
-    if (sid >= 0)
-        H5Sclose(sid);
-    if (tid >= 0)
-        H5Tclose(tid);
+    close_attr(sid, tid, -1);
     return rc;
 }
 
@@ -2128,12 +2128,7 @@ int sg_h5_attr_get(sg_h5file *f, const char *obj, const char *name, sg_h5_attrva
                        name, objname(obj), fname(f));
     }
 done:
-    if (sid >= 0)
-        H5Sclose(sid);
-    if (tid >= 0)
-        H5Tclose(tid);
-    if (aid >= 0)
-        H5Aclose(aid);
+    close_attr(sid, tid, aid);
     H5Oclose(oid);
     if (rc < 0)
         sg_h5_attr_clear(v);

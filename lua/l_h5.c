@@ -689,25 +689,15 @@ void sgl_open_h5(lua_State *L)
         {"write_text", l_write_text}, {"read_text", l_read_text}, {"attr", l_attr},
         {"attr_of", l_attr_of}, {"attrs", l_attrs}, {"log_rows", l_log_rows},
         {"log_truncate", l_log_truncate}, {"verify", l_verify}, {NULL, NULL}};
-    luaL_newmetatable(L, FILE_MT);
-    lua_newtable(L);
-    luaL_setfuncs(L, file_methods, 0);
-    lua_setfield(L, -2, "__index");
     static const luaL_Reg file_meta[] = {
         {"__gc", l_gc}, {"__close", l_gc}, {"__tostring", l_tostring}, {NULL, NULL}};
-    luaL_setfuncs(L, file_meta, 0);
-    lua_pop(L, 1);
+    sgl_newclass(L, FILE_MT, file_meta, file_methods);
 
     static const luaL_Reg log_methods[] = {
         {"append", l_log_append}, {"pending", l_log_pending}, {"write", l_log_write},
         {"columns", l_log_columns}, {NULL, NULL}};
-    luaL_newmetatable(L, LOG_MT);
-    lua_newtable(L);
-    luaL_setfuncs(L, log_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_log_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    static const luaL_Reg log_meta[] = {{"__gc", l_log_gc}, {NULL, NULL}};
+    sgl_newclass(L, LOG_MT, log_meta, log_methods);
 
     static const luaL_Reg fns[] = {
         {"open", l_open}, {"open_atomic", l_open_atomic}, {"newlog", l_newlog}, {NULL, NULL}};

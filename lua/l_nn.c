@@ -251,50 +251,52 @@ static int dropout_backward_data(lua_State *L)
 
 /* ---- pooling --------------------------------------------------------------------- */
 
+/* A pooling window: kernel, stride and pad, each {h, w}. */
+typedef struct {
+    int64_t k[2], s[2], p[2];
+} pool_win;
+
 /* kernel, stride (default: the kernel) and pad from args kidx..kidx+2. */
-static void pool_sizes(lua_State *L, const char *op, int kidx, int64_t k[2], int64_t s[2],
-                       int64_t p[2])
+static pool_win pool_sizes(lua_State *L, const char *op, int kidx)
 {
-    pair(L, op, kidx, -1, k, "kernel");
+    pool_win w;
+    pair(L, op, kidx, -1, w.k, "kernel");
     if (lua_isnoneornil(L, kidx + 1)) {
-        s[0] = k[0];
-        s[1] = k[1];
+        w.s[0] = w.k[0];
+        w.s[1] = w.k[1];
     } else {
-        pair(L, op, kidx + 1, 1, s, "stride");
+        pair(L, op, kidx + 1, 1, w.s, "stride");
     }
-    pair(L, op, kidx + 2, 0, p, "pad");
+    pair(L, op, kidx + 2, 0, w.p, "pad");
+    return w;
 }
 
 static int maxpool2d_forward(lua_State *L)
 {
     sg_tensor *x = T(1), *y = T(2), *idx = OPT(3);
-    int64_t k[2], s[2], p[2];
-    pool_sizes(L, "maxpool2d_forward", 4, k, s, p);
-    return done(L, sg_maxpool2d_forward(x, y, idx, k, s, p), 2);
+    const pool_win w = pool_sizes(L, "maxpool2d_forward", 4);
+    return done(L, sg_maxpool2d_forward(x, y, idx, w.k, w.s, w.p), 2);
 }
 
 static int maxpool2d_backward_data(lua_State *L)
 {
     sg_tensor *x = T(1), *dy = T(2), *dx = T(3), *idx = T(4);
-    int64_t k[2], s[2], p[2];
-    pool_sizes(L, "maxpool2d_backward_data", 5, k, s, p);
-    return done(L, sg_maxpool2d_backward_data(x, dy, dx, idx, k, s, p), 3);
+    const pool_win w = pool_sizes(L, "maxpool2d_backward_data", 5);
+    return done(L, sg_maxpool2d_backward_data(x, dy, dx, idx, w.k, w.s, w.p), 3);
 }
 
 static int avgpool2d_forward(lua_State *L)
 {
     sg_tensor *x = T(1), *y = T(2);
-    int64_t k[2], s[2], p[2];
-    pool_sizes(L, "avgpool2d_forward", 3, k, s, p);
-    return done(L, sg_avgpool2d_forward(x, y, k, s, p), 2);
+    const pool_win w = pool_sizes(L, "avgpool2d_forward", 3);
+    return done(L, sg_avgpool2d_forward(x, y, w.k, w.s, w.p), 2);
 }
 
 static int avgpool2d_backward_data(lua_State *L)
 {
     sg_tensor *x = T(1), *dy = T(2), *dx = T(3);
-    int64_t k[2], s[2], p[2];
-    pool_sizes(L, "avgpool2d_backward_data", 4, k, s, p);
-    return done(L, sg_avgpool2d_backward_data(x, dy, dx, k, s, p), 3);
+    const pool_win w = pool_sizes(L, "avgpool2d_backward_data", 4);
+    return done(L, sg_avgpool2d_backward_data(x, dy, dx, w.k, w.s, w.p), 3);
 }
 
 /* ---- padding --------------------------------------------------------------------- */

@@ -249,13 +249,8 @@ void sgl_open_rng(lua_State *L)
         {"uniform", g_uniform}, {"normal", g_normal}, {"random", g_random},
         {"permutation", g_permutation}, {"state", g_state}, {"set_state", g_set_state},
         {"clone", g_clone}, {"skip", g_skip}, {NULL, NULL}};
-    luaL_newmetatable(L, SGL_RNG_MT);
-    lua_newtable(L);
-    luaL_setfuncs(L, gm, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, g_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {{"__tostring", g_tostring}, {NULL, NULL}};
+    sgl_newclass(L, SGL_RNG_MT, meta, gm);
     static const luaL_Reg fns[] = {
         {"stream", l_stream}, {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
         {"Generator", l_generator}, {NULL, NULL}};

@@ -314,35 +314,26 @@ static int check_dimarg(lua_State *L, sg_tensor *t, int idx)
     return (int)d - 1;
 }
 
-static int l_size(lua_State *L)
+/* t:size([d]) and t:stride([d]): dimension d's value, or all in a table. */
+static int dims(lua_State *L, int strides)
 {
     sg_tensor *t = sgl_checktensor(L, 1);
+    const int64_t *v = strides ? t->stride : t->size;
     if (!lua_isnoneornil(L, 2)) {
-        lua_pushinteger(L, t->size[check_dimarg(L, t, 2)]);
+        lua_pushinteger(L, v[check_dimarg(L, t, 2)]);
         return 1;
     }
     lua_createtable(L, t->ndim, 0);
     for (int i = 0; i < t->ndim; i++) {
-        lua_pushinteger(L, t->size[i]);
+        lua_pushinteger(L, v[i]);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
 }
 
-static int l_stride(lua_State *L)
-{
-    sg_tensor *t = sgl_checktensor(L, 1);
-    if (!lua_isnoneornil(L, 2)) {
-        lua_pushinteger(L, t->stride[check_dimarg(L, t, 2)]);
-        return 1;
-    }
-    lua_createtable(L, t->ndim, 0);
-    for (int i = 0; i < t->ndim; i++) {
-        lua_pushinteger(L, t->stride[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 1;
-}
+static int l_size(lua_State *L) { return dims(L, 0); }
+
+static int l_stride(lua_State *L) { return dims(L, 1); }
 
 static int l_dim(lua_State *L) { lua_pushinteger(L, sgl_checktensor(L, 1)->ndim); return 1; }
 static int l_numel(lua_State *L) { lua_pushinteger(L, sg_tensor_numel(sgl_checktensor(L, 1))); return 1; }
@@ -816,25 +807,21 @@ static int l_matmul(lua_State *L)
     return 1;
 }
 
-static int l_uniform_(lua_State *L)
+/* t:uniform_(lo, hi[, rng]) and t:normal_(mean, std[, rng]) (defaults 0 and 1):
+ * t filled in place from rng or the default stream. */
+static int random_fill(lua_State *L, int (*fill)(sg_tensor *, struct sg_rng *, double, double))
 {
     sg_tensor *t = sgl_checktensor(L, 1);
-    double lo = luaL_optnumber(L, 2, 0), hi = luaL_optnumber(L, 3, 1);
+    double a = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 1);
     sg_rng *r = lua_isnoneornil(L, 4) ? sgl_stream(L, "default") : sgl_checkrng(L, 4);
-    SGL_CHECK(L, sg_tensor_uniform(t, r, lo, hi));
+    SGL_CHECK(L, fill(t, r, a, b));
     lua_settop(L, 1);
     return 1;
 }
 
-static int l_normal_(lua_State *L)
-{
-    sg_tensor *t = sgl_checktensor(L, 1);
-    double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
-    sg_rng *r = lua_isnoneornil(L, 4) ? sgl_stream(L, "default") : sgl_checkrng(L, 4);
-    SGL_CHECK(L, sg_tensor_normal(t, r, m, s));
-    lua_settop(L, 1);
-    return 1;
-}
+static int l_uniform_(lua_State *L) { return random_fill(L, sg_tensor_uniform); }
+
+static int l_normal_(lua_State *L) { return random_fill(L, sg_tensor_normal); }
 
 static int l_swap_storage(lua_State *L)
 {

@@ -392,6 +392,21 @@ static void print_quoted(const char *s)
     putchar('\'');
 }
 
+/* The start of a command without arguments: -1 to go on, or the exit status
+ * (its usage for --help, a usage error for anything else). */
+static int no_arguments(const char *cmd, int argc, char **argv)
+{
+    if (argc == 0)
+        return -1;
+    if (is_help(argv[0])) {
+        fputs(find_command(cmd)->usage, stdout);
+        return EXIT_OK;
+    }
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "%s: unexpected argument %%s", cmd);
+    return usage_error(fmt, argv[0]);
+}
+
 /*
  * LUA_PATH: the Lua library of this executable's runtime (sgdsa.core.root());
  * LUA_CPATH: the sgdsa.core module beside the libsgdsa it runs, installed
@@ -399,12 +414,9 @@ static void print_quoted(const char *s)
  */
 static int cmd_env(int argc, char **argv)
 {
-    if (argc > 0 && is_help(argv[0])) {
-        fputs(find_command("env")->usage, stdout);
-        return EXIT_OK;
-    }
-    if (argc > 0)
-        return usage_error("env: unexpected argument %s", argv[0]);
+    const int rc0 = no_arguments("env", argc, argv);
+    if (rc0 >= 0)
+        return rc0;
     Dl_info info;
     char lib[PATH_MAX];
     if (dladdr((void *)sgdsa_version, &info) == 0 || info.dli_fname == NULL ||
@@ -1102,12 +1114,9 @@ static int cmd_run(int argc, char **argv, int then_repl)
 
 static int cmd_repl(int argc, char **argv)
 {
-    if (argc > 0 && is_help(argv[0])) {
-        fputs(find_command("repl")->usage, stdout);
-        return EXIT_OK;
-    }
-    if (argc > 0)
-        return usage_error("repl: unexpected argument %s", argv[0]);
+    const int rc0 = no_arguments("repl", argc, argv);
+    if (rc0 >= 0)
+        return rc0;
     sgdsa_state *S = open_state();
     if (S == NULL)
         return EXIT_ERR;

@@ -473,14 +473,20 @@ static int check_args(sgdsa_state *S, const char *op, const char *path, int argc
     return 0;
 }
 
+/* The arguments of operation op checked, then fn(ra) run protected. */
+static int run_checked(sgdsa_state *S, const char *op, lua_CFunction fn, run_args *ra)
+{
+    if (check_args(S, op, ra->path, ra->argc, ra->argv) != 0)
+        return -1;
+    lua_pushcfunction(S->L, fn);
+    lua_pushlightuserdata(S->L, ra);
+    return sgdsa_pcall(S, 1, 0);
+}
+
 int sgdsa_dofile(sgdsa_state *S, const char *path, int argc, const char *const *argv)
 {
-    if (check_args(S, "sgdsa_dofile", path, argc, argv) != 0)
-        return -1;
     run_args ra = {path, argc, argv, 0};
-    lua_pushcfunction(S->L, dofile_main);
-    lua_pushlightuserdata(S->L, &ra);
-    return sgdsa_pcall(S, 1, 0);
+    return run_checked(S, "sgdsa_dofile", dofile_main, &ra);
 }
 
 /* Push a command-line value typed: integer, float, true/false or string. */
@@ -590,12 +596,8 @@ static int run_main(lua_State *L)
 
 int sgdsa_run(sgdsa_state *S, const char *path, int argc, const char *const *argv)
 {
-    if (check_args(S, "sgdsa_run", path, argc, argv) != 0)
-        return -1;
     run_args ra = {path, argc, argv, 0};
-    lua_pushcfunction(S->L, run_main);
-    lua_pushlightuserdata(S->L, &ra);
-    if (sgdsa_pcall(S, 1, 0) != 0)
+    if (run_checked(S, "sgdsa_run", run_main, &ra) != 0)
         return -1;
     return ra.status;
 }

@@ -42,6 +42,48 @@ static void apply_channel(const float *x, float *y, const float *gamma, const fl
     }
 }
 
+/* The sum of channel ch of x (N, C, HW) and the sum of its squared
+ * deviations from mean, in double, in memory order: the statistics of both
+ * training forwards. */
+static double chan_sum(const float *x, int64_t n, int64_t c, int64_t hw, int64_t ch)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++)
+            s += p[j];
+    }
+    return s;
+}
+
+static double chan_sqdev(const float *x, int64_t n, int64_t c, int64_t hw, int64_t ch,
+                         double mean)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++) {
+            const double d = p[j] - mean;
+            ss += d * d;
+        }
+    }
+    return ss;
+}
+
+/* dx = k * (dy - mdy - (x - fm) * kx) on channel ch: the last step of both
+ * backward-data passes. */
+static void dx_channel(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                       int64_t hw, int64_t ch, float k, float mdy, float kx, float fm)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + (i * c + ch) * hw;
+        const float *d = dy + (i * c + ch) * hw;
+        float *q = dx + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++)
+            q[j] = k * (d[j] - mdy - (p[j] - fm) * kx);
+    }
+}
+
 int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
                                    const float *beta, float *save_mean, float *save_invstd,
                                    float *running_mean, float *running_var,
@@ -57,21 +99,8 @@ int sg_cpu_batchnorm_forward_train(const float *x, float *y, const float *gamma,
                          (long long)n, (long long)c, (long long)hw);
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
     for (int64_t ch = 0; ch < c; ch++) {
-        double s = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                s += p[j];
-        }
-        const double mean = s / (double)m;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++) {
-                const double d = p[j] - mean;
-                ss += d * d;
-            }
-        }
+        const double mean = chan_sum(x, n, c, hw, ch) / (double)m;
+        const double ss = chan_sqdev(x, n, c, hw, ch, mean);
         const double var = ss / (double)m;
         const double invstd = 1.0 / sqrt(var + eps);
         save_mean[ch] = (float)mean;
@@ -162,13 +191,7 @@ int sg_cpu_batchnorm_backward_data(const float *x, const float *dy, float *dx,
         const float mdy = (float)(sdy / (double)m);
         const float kx = (float)(sdyx / (double)m * invstd);  /* applied to (x - mean) */
         const float fm = (float)mean;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            const float *d = dy + (i * c + ch) * hw;
-            float *q = dx + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                q[j] = k * (d[j] - mdy - (p[j] - fm) * kx);
-        }
+        dx_channel(x, dy, dx, n, c, hw, ch, k, mdy, kx, fm);
     }
     return 0;
 }
@@ -233,15 +256,8 @@ int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *g
     double *s = v, *ss = v + c + 1;
     /* pass 1: per-channel sums and the count, over every rank */
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
-    for (int64_t ch = 0; ch < c; ch++) {
-        double a = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                a += p[j];
-        }
-        s[ch] = a;
-    }
+    for (int64_t ch = 0; ch < c; ch++)
+        s[ch] = chan_sum(x, n, c, hw, ch);
     s[c] = (double)(n * hw);
     if (allsum(sum, s, c + 1, op)) {
         free(v);
@@ -255,18 +271,8 @@ int sg_cpu_batchnorm_forward_train_sync(const float *x, float *y, const float *g
     }
     /* pass 2: centered sums of squares around the global mean */
 #pragma omp parallel for schedule(static) if (n * c * hw > SG_PAR_MIN)
-    for (int64_t ch = 0; ch < c; ch++) {
-        const double mean = s[ch] / m;
-        double a = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++) {
-                const double d = p[j] - mean;
-                a += d * d;
-            }
-        }
-        ss[ch] = a;
-    }
+    for (int64_t ch = 0; ch < c; ch++)
+        ss[ch] = chan_sqdev(x, n, c, hw, ch, s[ch] / m);
     if (allsum(sum, ss, c, op)) {
         free(v);
         return -1;
@@ -317,13 +323,7 @@ int sg_cpu_batchnorm_backward_data_sync(const float *x, const float *dy, float *
         const float mdy = (float)(v[2 * ch] / m);
         const float kx = (float)(v[2 * ch + 1] / m * invstd);
         const float fm = save_mean[ch];
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * hw;
-            const float *d = dy + (i * c + ch) * hw;
-            float *q = dx + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                q[j] = k * (d[j] - mdy - (p[j] - fm) * kx);
-        }
+        dx_channel(x, dy, dx, n, c, hw, ch, k, mdy, kx, fm);
     }
     free(v);
     return 0;

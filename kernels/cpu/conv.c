@@ -258,9 +258,18 @@ static void gather_dy(const float *dy, float *ybuf, const sg_conv2d_geom *g, int
 
 /* ---- one block of nb images starting at n0 (par: use the pool inside) ------------ */
 
-static void fwd_block(const float *x, float *y, const float *w, const float *b, float *col,
-                      float *ybuf, const sg_conv2d_geom *g, int64_t n0, int64_t nb, int par)
+/* The tensors of a forward (in x, out y, w, b) or backward-data (in dy, out dx,
+ * w) pass, for run_blocks. */
+typedef struct {
+    const float *in, *w, *b;
+    float *out;
+} conv_io;
+
+static void fwd_block(const conv_io *io, float *col, float *ybuf, const sg_conv2d_geom *g,
+                      int64_t n0, int64_t nb, int par)
 {
+    const float *x = io->in, *w = io->w, *b = io->b;
+    float *y = io->out;
     const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
     const int64_t cols = nb * ohw, out_img = K * ohw;
     const float *colp = x + n0 * g->c * g->h * g->w;
@@ -296,10 +305,11 @@ static void fwd_block(const float *x, float *y, const float *w, const float *b, 
     }
 }
 
-static void bwd_data_block(const float *dy, float *dx, const float *w, float *col,
-                           float *ybuf, const sg_conv2d_geom *g, int64_t n0, int64_t nb,
-                           int par)
+static void bwd_data_block(const conv_io *io, float *col, float *ybuf, const sg_conv2d_geom *g,
+                           int64_t n0, int64_t nb, int par)
 {
+    const float *dy = io->in, *w = io->w;
+    float *dx = io->out;
     const int64_t K = g->k, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
     const int64_t cols = nb * ohw;
     const float *dyp = dy + n0 * K * ohw;
@@ -360,19 +370,18 @@ static void share_of(int64_t n, int t, int nt, int64_t *lo, int64_t *hi)
     *hi = *lo + per < n ? *lo + per : n;
 }
 
-int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
-                          const float *b, const sg_conv2d_geom *g0)
+/* Runs block over the images in blocks of g->block: in turn with the thread
+ * pool inside each block, or (g->per_thread) each thread over its share of
+ * the images with its own slice of ws. */
+static int run_blocks(float *ws, const sg_conv2d_geom *g, const conv_io *io,
+                      void (*block)(const conv_io *, float *, float *, const sg_conv2d_geom *,
+                                    int64_t, int64_t, int))
 {
-    const sg_conv2d_geom r = resolved(g0), *g = &r;
-#ifdef SG_HAVE_DNNL
-    if (g->dnnl & SG_CONV_PASS_FWD)
-        return sg_dnnl_conv2d_forward(ws, x, y, w, b, g);
-#endif
     const int64_t B = g->block;
     if (!g->per_thread) {
         float *col = ws, *ybuf = ws + col_floats(g);
         for (int64_t n0 = 0; n0 < g->n; n0 += B)
-            fwd_block(x, y, w, b, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
+            block(io, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
         return 0;
     }
     const int64_t slice = slice_floats(g);
@@ -383,9 +392,21 @@ int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
         int64_t lo, hi;
         share_of(g->n, t, omp_get_num_threads(), &lo, &hi);
         for (int64_t n0 = lo; n0 < hi; n0 += B)
-            fwd_block(x, y, w, b, col, ybuf, g, n0, hi - n0 < B ? hi - n0 : B, 0);
+            block(io, col, ybuf, g, n0, hi - n0 < B ? hi - n0 : B, 0);
     }
     return 0;
+}
+
+int sg_cpu_conv2d_forward(float *ws, const float *x, float *y, const float *w,
+                          const float *b, const sg_conv2d_geom *g0)
+{
+    const sg_conv2d_geom r = resolved(g0), *g = &r;
+#ifdef SG_HAVE_DNNL
+    if (g->dnnl & SG_CONV_PASS_FWD)
+        return sg_dnnl_conv2d_forward(ws, x, y, w, b, g);
+#endif
+    const conv_io io = {x, w, b, y};
+    return run_blocks(ws, g, &io, fwd_block);
 }
 
 int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const float *w,
@@ -396,24 +417,8 @@ int sg_cpu_conv2d_backward_data(float *ws, const float *dy, float *dx, const flo
     if (g->dnnl & SG_CONV_PASS_BWD_DATA)
         return sg_dnnl_conv2d_backward_data(ws, dy, dx, w, g);
 #endif
-    const int64_t B = g->block;
-    if (!g->per_thread) {
-        float *col = ws, *ybuf = ws + col_floats(g);
-        for (int64_t n0 = 0; n0 < g->n; n0 += B)
-            bwd_data_block(dy, dx, w, col, ybuf, g, n0, g->n - n0 < B ? g->n - n0 : B, 1);
-        return 0;
-    }
-    const int64_t slice = slice_floats(g);
-#pragma omp parallel num_threads(g->threads)
-    {
-        const int t = omp_get_thread_num();
-        float *col = ws + t * slice, *ybuf = col + col_floats(g);
-        int64_t lo, hi;
-        share_of(g->n, t, omp_get_num_threads(), &lo, &hi);
-        for (int64_t n0 = lo; n0 < hi; n0 += B)
-            bwd_data_block(dy, dx, w, col, ybuf, g, n0, hi - n0 < B ? hi - n0 : B, 0);
-    }
-    return 0;
+    const conv_io io = {dy, w, NULL, dx};
+    return run_blocks(ws, g, &io, bwd_data_block);
 }
 
 #ifdef SG_HAVE_DNNL

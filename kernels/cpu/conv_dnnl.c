@@ -149,23 +149,29 @@ static void set_failed(entry *e, const sg_conv2d_geom *g, int p, const char *cal
     e->failed = 1;
 }
 
+static void destroy_prim(dnnl_primitive_t p)
+{
+    if (p)
+        dnnl_primitive_destroy(p);
+}
+
+static void destroy_mem(dnnl_memory_t m)
+{
+    if (m)
+        dnnl_memory_destroy(m);
+}
+
 static void destroy_pass(pass *ps)
 {
     for (int i = 0; i < ps->n; i++) {
         carg *a = &ps->a[i];
-        if (a->reorder)
-            dnnl_primitive_destroy(a->reorder);
-        if (a->user)
-            dnnl_memory_destroy(a->user);
-        if (a->inner)
-            dnnl_memory_destroy(a->inner);
-        if (a->rscratch)
-            dnnl_memory_destroy(a->rscratch);
+        destroy_prim(a->reorder);
+        destroy_mem(a->user);
+        destroy_mem(a->inner);
+        destroy_mem(a->rscratch);
     }
-    if (ps->scratch)
-        dnnl_memory_destroy(ps->scratch);
-    if (ps->prim)
-        dnnl_primitive_destroy(ps->prim);
+    destroy_mem(ps->scratch);
+    destroy_prim(ps->prim);
     memset(ps, 0, sizeof *ps);
 }
 

@@ -77,6 +77,18 @@ static void maxpool_2x2(const float *in, float *out, int32_t *ix, int64_t W, int
     }
 }
 
+/* The window of output (oh, ow) clipped to the input: rows [hs, he),
+ * columns [ws, we). */
+static inline void window(const sg_pool2d_geom *g, int64_t oh, int64_t ow, int64_t *hs,
+                          int64_t *he, int64_t *ws, int64_t *we)
+{
+    const int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;
+    *hs = h0 < 0 ? 0 : h0;
+    *he = h0 + g->kh > g->h ? g->h : h0 + g->kh;
+    *ws = w0 < 0 ? 0 : w0;
+    *we = w0 + g->kw > g->w ? g->w : w0 + g->kw;
+}
+
 int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g)
 {
     const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
@@ -91,12 +103,10 @@ int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_po
         const float *in = x + pl * H * W;
         float *out = y + pl * OH * OW;
         int32_t *ix = idx ? idx + pl * OH * OW : NULL;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const int64_t h0 = oh * g->sh - g->ph;
-            const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g->kh > H ? H : h0 + g->kh;
+        for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
-                const int64_t w0 = ow * g->sw - g->pw;
-                const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g->kw > W ? W : w0 + g->kw;
+                int64_t hs, he, ws, we;
+                window(g, oh, ow, &hs, &he, &ws, &we);
                 float best = -INFINITY;
                 int64_t bi = hs * W + ws;
                 for (int64_t ih = hs; ih < he; ih++)
@@ -114,7 +124,6 @@ int sg_cpu_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_po
                 if (ix)
                     ix[oh * OW + ow] = (int32_t)bi;
             }
-        }
     }
     return 0;
 }
@@ -159,19 +168,16 @@ int sg_cpu_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
     for (int64_t pl = 0; pl < g->n * g->c; pl++) {
         const float *in = x + pl * H * W;
         float *out = y + pl * OH * OW;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const int64_t h0 = oh * g->sh - g->ph;
-            const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g->kh > H ? H : h0 + g->kh;
+        for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
-                const int64_t w0 = ow * g->sw - g->pw;
-                const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g->kw > W ? W : w0 + g->kw;
+                int64_t hs, he, ws, we;
+                window(g, oh, ow, &hs, &he, &ws, &we);
                 float s = 0.0f;
                 for (int64_t ih = hs; ih < he; ih++)
                     for (int64_t iw = ws; iw < we; iw++)
                         s += in[ih * W + iw];
                 out[oh * OW + ow] = s / (float)avg_div(g);
             }
-        }
     }
     return 0;
 }
@@ -184,18 +190,15 @@ int sg_cpu_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_g
         float *d = dx + pl * H * W;
         const float *s = dy + pl * OH * OW;
         memset(d, 0, (size_t)(H * W) * sizeof(float));
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const int64_t h0 = oh * g->sh - g->ph;
-            const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + g->kh > H ? H : h0 + g->kh;
+        for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
-                const int64_t w0 = ow * g->sw - g->pw;
-                const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + g->kw > W ? W : w0 + g->kw;
+                int64_t hs, he, ws, we;
+                window(g, oh, ow, &hs, &he, &ws, &we);
                 const float v = s[oh * OW + ow] / (float)avg_div(g);
                 for (int64_t ih = hs; ih < he; ih++)
                     for (int64_t iw = ws; iw < we; iw++)
                         d[ih * W + iw] += v;
             }
-        }
     }
     return 0;
 }

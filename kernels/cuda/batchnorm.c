@@ -58,17 +58,31 @@ static int descs(int64_t n, int64_t c, int64_t hw, const char *op)
     return 0;
 }
 
-/* A forward's eps (cuDNN's minimum) and its scale and shift: gamma and
- * beta, or ones and zeros for a BatchNorm without affine parameters. */
-static int affine(const float *gamma, const float *beta, int64_t c, double eps, const char *op,
-                  const float **g, const float **b)
+static const float k_one = 1.0f, k_zero = 0.0f;
+
+/* A forward's set-up: the descriptors, more than one value per channel when
+ * it updates the running statistics, its eps (cuDNN's minimum) and its scale
+ * and shift (gamma and beta, or ones and zeros for a BatchNorm without affine
+ * parameters); counts the cuDNN call that follows. */
+static int forward_setup(const char *op, int64_t n, int64_t c, int64_t hw, const float *gamma,
+                         const float *beta, double eps, int update_running, const float **g,
+                         const float **b)
 {
+    if (descs(n, c, hw, op) != 0)
+        return -1;
+    if (update_running && n * hw < 2)
+        return sg_seterr("%s: need more than 1 value per channel to update running "
+                         "statistics, got input N=%lld C=%lld HW=%lld (cuda)", op,
+                         (long long)n, (long long)c, (long long)hw);
     if (eps < CUDNN_BN_MIN_EPSILON)
         return sg_seterr("%s: eps %g below cuDNN's minimum %g (cuda)", op, eps,
                          (double)CUDNN_BN_MIN_EPSILON);
     *g = gamma ? gamma : sg_cuda_ones(c);
     *b = beta ? beta : sg_cuda_zeros(c);
-    return *g && *b ? 0 : -1;
+    if (!*g || !*b)
+        return -1;
+    sg_cuda_count_launch();
+    return 0;
 }
 
 int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma,
@@ -77,19 +91,12 @@ int sg_cuda_batchnorm_forward_train(const float *x, float *y, const float *gamma
                                     int64_t n, int64_t c, int64_t hw, double eps,
                                     double momentum, int update_running)
 {
-    if (descs(n, c, hw, "batchnorm_forward_train") != 0)
-        return -1;
-    if (update_running && n * hw < 2)
-        return sg_seterr("batchnorm_forward_train: need more than 1 value per channel to "
-                         "update running statistics, got input N=%lld C=%lld HW=%lld (cuda)",
-                         (long long)n, (long long)c, (long long)hw);
     const float *g = NULL, *b = NULL;
-    if (affine(gamma, beta, c, eps, "batchnorm_forward_train", &g, &b) != 0)
+    if (forward_setup("batchnorm_forward_train", n, c, hw, gamma, beta, eps, update_running, &g,
+                      &b) != 0)
         return -1;
-    const float one = 1.0f, zero = 0.0f;
-    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardTraining(
-        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &k_one, &k_zero, g_xd, x, g_xd, y, g_pd, g, b,
         update_running ? momentum : 0.0, update_running ? running_mean : NULL,
         update_running ? running_var : NULL, eps, save_mean, save_invstd));
     return 0;
@@ -100,15 +107,11 @@ int sg_cuda_batchnorm_forward_eval(const float *x, float *y, const float *gamma,
                                    const float *running_mean, const float *running_var,
                                    int64_t n, int64_t c, int64_t hw, double eps)
 {
-    if (descs(n, c, hw, "batchnorm_forward_eval") != 0)
-        return -1;
     const float *g = NULL, *b = NULL;
-    if (affine(gamma, beta, c, eps, "batchnorm_forward_eval", &g, &b) != 0)
+    if (forward_setup("batchnorm_forward_eval", n, c, hw, gamma, beta, eps, 0, &g, &b) != 0)
         return -1;
-    const float one = 1.0f, zero = 0.0f;
-    sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationForwardInference(
-        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, g_xd, x, g_xd, y, g_pd, g, b,
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &k_one, &k_zero, g_xd, x, g_xd, y, g_pd, g, b,
         running_mean, running_var, eps));
     return sg_cuda_k_bn_eval_stats(running_mean, running_var, save_mean, save_invstd, c, eps);
 }
@@ -129,11 +132,10 @@ int sg_cuda_batchnorm_backward_data(const float *x, const float *dy, float *dx,
     /* cuDNN computes dgamma/dbeta as well: into scratch, discarded (the
      * accumulating parameter gradients are backward_params' job). The eps
      * argument is unused when saved statistics are given; pass a legal one. */
-    const float one = 1.0f, zero = 0.0f;
     sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationBackward(
-        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, g_xd, x, g_xd, dy,
-        g_xd, dx, g_pd, g, tmp, tmp2, 1e-5, save_mean, save_invstd));
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &k_one, &k_zero, &k_one, &k_zero, g_xd, x,
+        g_xd, dy, g_xd, dx, g_pd, g, tmp, tmp2, 1e-5, save_mean, save_invstd));
     return 0;
 }
 
@@ -164,12 +166,11 @@ int sg_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, const
         return -1;
     /* alpha/beta for dx: 1, 0 (overwrite); for the parameter gradients 1, 1
      * (accumulate). The eps argument is unused with saved statistics. */
-    const float one = 1.0f, zero = 0.0f;
     sg_cuda_count_launch();
     SG_CUDNN(cudnnBatchNormalizationBackward(
-        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, g_xd, x, g_xd, dy,
-        g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp2, 1e-5, save_mean,
-        save_invstd));
+        sg_cuda_cudnn(), CUDNN_BATCHNORM_SPATIAL, &k_one, &k_zero, &k_one, &k_one, g_xd, x,
+        g_xd, dy, g_xd, dx, g_pd, g, dgamma ? dgamma : tmp, dbeta ? dbeta : tmp2, 1e-5,
+        save_mean, save_invstd));
     return 0;
 }
 

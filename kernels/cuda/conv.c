@@ -57,8 +57,9 @@ typedef struct conv_plan {
     struct conv_plan *next;
 } conv_plan;
 
-/* The tensors of the pass being chosen (timed runs write y or dx: the call
- * that follows overwrites them). */
+/* The tensors of a pass: the one run and, while its algorithm is chosen,
+ * the timed runs (they write y or dx: the call that follows overwrites
+ * them). */
 typedef struct {
     const float *x, *w, *dy;
     float *y, *dx;
@@ -493,21 +494,33 @@ static void *workspace(const conv_plan *p, int i, float *ws)
     return sg_cuda_scratch(SG_SCRATCH_CONV, p->ws[i]);
 }
 
+/* Run `pass` of operation op on io's tensors (backward-filter into dw) with
+ * the algorithm the plan chose and its workspace. */
+static int run_chosen(const sg_conv2d_geom *g, int pass, const conv_io *io, float *dw, float *ws,
+                      const char *op)
+{
+    static const char *const call[NPASS] = {"cudnnConvolutionForward",
+                                            "cudnnConvolutionBackwardData",
+                                            "cudnnConvolutionBackwardFilter"};
+    conv_plan *p = get_plan(g, 1u << pass, io);
+    if (!p)
+        return sg_adderr("%s", op);
+    void *wsp = workspace(p, pass, ws);
+    if (!wsp && p->ws[pass])
+        return -1;
+    sg_cuda_count_launch();
+    cudnnStatus_t st = run_pass(p, pass, p->algo[pass], io, dw, wsp, p->ws[pass]);
+    if (st != CUDNN_STATUS_SUCCESS)
+        return sg_cuda_fail_dnn(call[pass], st, __FILE__, __LINE__);
+    return 0;
+}
+
 int sg_cuda_conv2d_forward(float *ws, const float *x, float *y, const float *w,
                            const float *b, const sg_conv2d_geom *g)
 {
     const conv_io io = {x, w, NULL, y, NULL};
-    conv_plan *p = get_plan(g, 1u << FWD, &io);
-    if (!p)
-        return sg_adderr("conv2d_forward");
-    void *wsp = workspace(p, FWD, ws);
-    if (!wsp && p->ws[FWD])
+    if (run_chosen(g, FWD, &io, NULL, ws, "conv2d_forward") != 0)
         return -1;
-    const float one = 1.0f, zero = 0.0f;
-    sg_cuda_count_launch();
-    SG_CUDNN(cudnnConvolutionForward(sg_cuda_cudnn(), &one, p->xd, x, p->wd, w, p->cd[FWD],
-                                     (cudnnConvolutionFwdAlgo_t)p->algo[FWD], wsp, p->ws[FWD],
-                                     &zero, p->yd, y));
     if (b)
         return sg_cuda_k_bias_add(y, b, g->n, g->k, g->oh * g->ow);
     return 0;
@@ -517,39 +530,15 @@ int sg_cuda_conv2d_backward_data(float *ws, const float *dy, float *dx, const fl
                                  const sg_conv2d_geom *g)
 {
     const conv_io io = {NULL, w, dy, NULL, dx};
-    conv_plan *p = get_plan(g, 1u << BWD_DATA, &io);
-    if (!p)
-        return sg_adderr("conv2d_backward_data");
-    void *wsp = workspace(p, BWD_DATA, ws);
-    if (!wsp && p->ws[BWD_DATA])
-        return -1;
-    const float one = 1.0f, zero = 0.0f;
-    sg_cuda_count_launch();
-    SG_CUDNN(cudnnConvolutionBackwardData(sg_cuda_cudnn(), &one, p->wd, w, p->yd, dy,
-                                          p->cd[BWD_DATA],
-                                          (cudnnConvolutionBwdDataAlgo_t)p->algo[BWD_DATA], wsp,
-                                          p->ws[BWD_DATA], &zero, p->xd, dx));
-    return 0;
+    return run_chosen(g, BWD_DATA, &io, NULL, ws, "conv2d_backward_data");
 }
 
 int sg_cuda_conv2d_backward_params(float *ws, const float *x, const float *dy, float *dw,
                                    float *db, const sg_conv2d_geom *g)
 {
-    if (dw) {
-        const conv_io io = {x, NULL, dy, NULL, NULL};
-        conv_plan *p = get_plan(g, 1u << BWD_FILTER, &io);
-        if (!p)
-            return sg_adderr("conv2d_backward_params");
-        void *wsp = workspace(p, BWD_FILTER, ws);
-        if (!wsp && p->ws[BWD_FILTER])
-            return -1;
-        const float one = 1.0f;
-        sg_cuda_count_launch();
-        SG_CUDNN(cudnnConvolutionBackwardFilter(
-            sg_cuda_cudnn(), &one, p->xd, x, p->yd, dy, p->cd[BWD_FILTER],
-            (cudnnConvolutionBwdFilterAlgo_t)p->algo[BWD_FILTER], wsp, p->ws[BWD_FILTER], &one,
-            p->wd, dw));
-    }
+    const conv_io io = {x, NULL, dy, NULL, NULL};
+    if (dw && run_chosen(g, BWD_FILTER, &io, dw, ws, "conv2d_backward_params") != 0)
+        return -1;
     if (db)
         return sg_cuda_k_bias_grad(dy, db, g->n, g->k, g->oh * g->ow);
     return 0;

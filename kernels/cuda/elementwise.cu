@@ -217,6 +217,16 @@ __global__ void k_bn_bwd_eval(const float *dy, float *dx, const float *gamma,
     }
 }
 
+/* Flat index t of planes x hh x ww as (plane, y, x). */
+template <typename I>
+__device__ __forceinline__ void split_plane(I t, I hh, I ww, I *plane, I *y, I *x)
+{
+    const I row = t / ww;
+    *x = t - row * ww;
+    *plane = row / hh;
+    *y = row - *plane * hh;
+}
+
 /* The loader's image transform (core/data_loader.c make_image) with its
  * lookup table: bit-identical to the host's batches. */
 template <typename I>
@@ -226,9 +236,8 @@ __global__ void k_input_transform(const uint8_t *x, float *y, const int32_t *dy,
 {
     const I Ho = h + 2 * pad, Wo = w + 2 * pad;
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / Wo, ox = t - row * Wo;
-        const I plane = row / Ho, oy = row - plane * Ho;
+        I plane, oy, ox;
+        split_plane((I)i, Ho, Wo, &plane, &oy, &ox);
         const I img = plane / c, ch = plane - img * c;
         int sy = (int)oy + (dy ? dy[img] : 0) - pad;
         int sx = (int)((flip && flip[img]) ? Wo - 1 - ox : ox) + (dx ? dx[img] : 0) - pad;
@@ -245,9 +254,8 @@ __global__ void k_pad2d(const float *x, float *y, int64_t total, I h, I w, I p)
 {
     const I Ho = h + 2 * p, Wo = w + 2 * p;
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / Wo, ox = t - row * Wo;
-        const I plane = row / Ho, oy = row - plane * Ho;
+        I plane, oy, ox;
+        split_plane((I)i, Ho, Wo, &plane, &oy, &ox);
         const I sy = oy - p, sx = ox - p;
         y[i] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(plane * h + sy) * w + sx] : 0.0f;
     }
@@ -259,9 +267,8 @@ __global__ void k_crop2d(const float *dy, float *dx, int64_t total, I h, I w, I 
 {
     const I Ho = h + 2 * p, Wo = w + 2 * p;
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / w, ix = t - row * w;
-        const I plane = row / h, iy = row - plane * h;
+        I plane, iy, ix;
+        split_plane((I)i, h, w, &plane, &iy, &ix);
         dx[i] = dy[(plane * Ho + iy + p) * Wo + ix + p];
     }
 }

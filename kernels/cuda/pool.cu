@@ -27,6 +27,7 @@ inline unsigned blocks_for(int64_t n) { return sg_cuda_blocks(n, kThreads, 65535
 
 template <typename I>
 struct geom {
+    using index = I;
     I h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 };
 
@@ -47,17 +48,52 @@ inline bool pool_fits32(const sg_pool2d_geom *g)
     return sg_cuda_index32_ok(in) && sg_cuda_index32_ok(out) && sg_cuda_index32_ok(pad);
 }
 
+/* One pooling launch over total = N*C*plane threads, with 32-bit index
+ * arithmetic where every index fits (pool_fits32) and 64-bit otherwise:
+ * launch(geom, total) issues kernel `name`. */
+template <typename F>
+int pool_launch(const sg_pool2d_geom *g, int64_t plane, const char *name, F launch)
+{
+    if (sg_cuda_init() != 0)
+        return -1;
+    const int64_t total = g->n * g->c * plane;
+    SG_PRELAUNCH();
+    if (pool_fits32(g))
+        launch(to_geom<int32_t>(g), total);
+    else
+        launch(to_geom<int64_t>(g), total);
+    return SG_LAUNCHED(name);
+}
+
+/* Output t's plane and its window clipped to the input: rows [hs, he),
+ * columns [ws, we). */
+template <typename I>
+struct window {
+    I pl, hs, he, ws, we;
+};
+
+template <typename I>
+__device__ __forceinline__ window<I> window_of(I t, const geom<I> &g)
+{
+    const I row = t / g.ow, ow = t - row * g.ow;
+    const I pl = row / g.oh, oh = row - pl * g.oh;
+    const I h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    window<I> r;
+    r.pl = pl;
+    r.hs = h0 < 0 ? 0 : h0;
+    r.he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
+    r.ws = w0 < 0 ? 0 : w0;
+    r.we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+    return r;
+}
+
 template <typename I>
 __global__ void k_maxpool_fwd(const float *x, float *y, int32_t *idx, int64_t total, geom<I> g)
 {
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / g.ow, ow = t - row * g.ow;
-        const I pl = row / g.oh, oh = row - pl * g.oh;
-        const float *in = x + pl * g.h * g.w;
-        I h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        I hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
-        I ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        const window<I> wn = window_of((I)i, g);
+        const float *in = x + wn.pl * g.h * g.w;
+        const I hs = wn.hs, he = wn.he, ws = wn.ws, we = wn.we;
         float best = -INFINITY;
         I bi = hs * g.w + ws;
         bool done = false;
@@ -87,17 +123,33 @@ __device__ __forceinline__ void out_range(I i, I k, I s, I p, I on, I *lo, I *hi
     *hi = b >= on ? on - 1 : b;
 }
 
+/* Input t's plane and coordinates and the outputs whose windows contain it:
+ * rows [ohl, ohh], columns [owl, owh]. */
+template <typename I>
+struct reach {
+    I pl, ih, iw, ohl, ohh, owl, owh;
+};
+
+template <typename I>
+__device__ __forceinline__ reach<I> reach_of(I t, const geom<I> &g)
+{
+    reach<I> r;
+    const I row = t / g.w;
+    r.iw = t - row * g.w;
+    r.pl = row / g.h;
+    r.ih = row - r.pl * g.h;
+    out_range<I>(r.ih, g.kh, g.sh, g.ph, g.oh, &r.ohl, &r.ohh);
+    out_range<I>(r.iw, g.kw, g.sw, g.pw, g.ow, &r.owl, &r.owh);
+    return r;
+}
+
 template <typename I>
 __global__ void k_maxpool_bwd(const float *dy, float *dx, const int32_t *idx, int64_t total,
                               geom<I> g, int *bad)
 {
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / g.w, iw = t - row * g.w;
-        const I pl = row / g.h, ih = row - pl * g.h;
-        I ohl, ohh, owl, owh;
-        out_range<I>(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
-        out_range<I>(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+        const reach<I> r = reach_of((I)i, g);
+        const I pl = r.pl, ih = r.ih, iw = r.iw, ohl = r.ohl, ohh = r.ohh, owl = r.owl, owh = r.owh;
         const int32_t me = (int32_t)(ih * g.w + iw);
         const float *d = dy + pl * g.oh * g.ow;
         const int32_t *ix = idx + pl * g.oh * g.ow;
@@ -120,13 +172,9 @@ template <typename I>
 __global__ void k_avgpool_fwd(const float *x, float *y, int64_t total, geom<I> g)
 {
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / g.ow, ow = t - row * g.ow;
-        const I pl = row / g.oh, oh = row - pl * g.oh;
-        const float *in = x + pl * g.h * g.w;
-        I h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        I hs = h0 < 0 ? 0 : h0, he = h0 + g.kh > g.h ? g.h : h0 + g.kh;
-        I ws = w0 < 0 ? 0 : w0, we = w0 + g.kw > g.w ? g.w : w0 + g.kw;
+        const window<I> wn = window_of((I)i, g);
+        const float *in = x + wn.pl * g.h * g.w;
+        const I hs = wn.hs, he = wn.he, ws = wn.ws, we = wn.we;
         float s = 0.0f;
         for (I ih = hs; ih < he; ih++)
             for (I iw = ws; iw < we; iw++)
@@ -139,12 +187,8 @@ template <typename I>
 __global__ void k_avgpool_bwd(const float *dy, float *dx, int64_t total, geom<I> g)
 {
     SG_GRID_LOOP(i, total) {
-        const I t = (I)i;
-        const I row = t / g.w, iw = t - row * g.w;
-        const I pl = row / g.h, ih = row - pl * g.h;
-        I ohl, ohh, owl, owh;
-        out_range<I>(ih, g.kh, g.sh, g.ph, g.oh, &ohl, &ohh);
-        out_range<I>(iw, g.kw, g.sw, g.pw, g.ow, &owl, &owh);
+        const reach<I> r = reach_of((I)i, g);
+        const I pl = r.pl, ohl = r.ohl, ohh = r.ohh, owl = r.owl, owh = r.owh;
         const float *d = dy + pl * g.oh * g.ow;
         const float div = (float)(g.kh * g.kw);
         float s = 0.0f;
@@ -184,17 +228,11 @@ extern "C" {
 
 int sg_cuda_maxpool2d_forward(const float *x, float *y, int32_t *idx, const sg_pool2d_geom *g)
 {
-    if (sg_cuda_init() != 0)
-        return -1;
-    int64_t total = g->n * g->c * g->oh * g->ow;
-    SG_PRELAUNCH();
-    if (pool_fits32(g))
-        k_maxpool_fwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            x, y, idx, total, to_geom<int32_t>(g));
-    else
-        k_maxpool_fwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            x, y, idx, total, to_geom<int64_t>(g));
-    return SG_LAUNCHED("k_maxpool_fwd");
+    return pool_launch(g, g->oh * g->ow, "k_maxpool_fwd", [&](auto gi, int64_t total) {
+        using I = typename decltype(gi)::index;
+        k_maxpool_fwd<I><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, idx, total,
+                                                                            gi);
+    });
 }
 
 int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *idx,
@@ -213,15 +251,10 @@ int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *i
             return -1;
         SG_CU(cudaMemsetAsync(bad, 0, sizeof(int), st));
     }
-    int64_t total = g->n * g->c * g->h * g->w;
-    SG_PRELAUNCH();
-    if (pool_fits32(g))
-        k_maxpool_bwd<int32_t><<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total,
-                                                                        to_geom<int32_t>(g), bad);
-    else
-        k_maxpool_bwd<int64_t><<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total,
-                                                                        to_geom<int64_t>(g), bad);
-    if (SG_LAUNCHED("k_maxpool_bwd") != 0)
+    if (pool_launch(g, g->h * g->w, "k_maxpool_bwd", [&](auto gi, int64_t total) {
+            using I = typename decltype(gi)::index;
+            k_maxpool_bwd<I><<<blocks_for(total), kThreads, 0, st>>>(dy, dx, idx, total, gi, bad);
+        }) != 0)
         return -1;
     if (check) {
         SG_CU(cudaMemcpyAsync(hbad, bad, sizeof(int), cudaMemcpyDeviceToHost, st));
@@ -236,32 +269,18 @@ int sg_cuda_maxpool2d_backward_data(const float *dy, float *dx, const int32_t *i
 
 int sg_cuda_avgpool2d_forward(const float *x, float *y, const sg_pool2d_geom *g)
 {
-    if (sg_cuda_init() != 0)
-        return -1;
-    int64_t total = g->n * g->c * g->oh * g->ow;
-    SG_PRELAUNCH();
-    if (pool_fits32(g))
-        k_avgpool_fwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            x, y, total, to_geom<int32_t>(g));
-    else
-        k_avgpool_fwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            x, y, total, to_geom<int64_t>(g));
-    return SG_LAUNCHED("k_avgpool_fwd");
+    return pool_launch(g, g->oh * g->ow, "k_avgpool_fwd", [&](auto gi, int64_t total) {
+        using I = typename decltype(gi)::index;
+        k_avgpool_fwd<I><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(x, y, total, gi);
+    });
 }
 
 int sg_cuda_avgpool2d_backward_data(const float *dy, float *dx, const sg_pool2d_geom *g)
 {
-    if (sg_cuda_init() != 0)
-        return -1;
-    int64_t total = g->n * g->c * g->h * g->w;
-    SG_PRELAUNCH();
-    if (pool_fits32(g))
-        k_avgpool_bwd<int32_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            dy, dx, total, to_geom<int32_t>(g));
-    else
-        k_avgpool_bwd<int64_t><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(
-            dy, dx, total, to_geom<int64_t>(g));
-    return SG_LAUNCHED("k_avgpool_bwd");
+    return pool_launch(g, g->h * g->w, "k_avgpool_bwd", [&](auto gi, int64_t total) {
+        using I = typename decltype(gi)::index;
+        k_avgpool_bwd<I><<<blocks_for(total), kThreads, 0, sg_cuda_stream()>>>(dy, dx, total, gi);
+    });
 }
 
 int sg_cuda_global_avgpool_forward(const float *x, float *y, int64_t n, int64_t c, int64_t hw)

@@ -46,13 +46,24 @@ __device__ __forceinline__ double term(const float *a, const float *b, int64_t i
     }
 }
 
-__device__ double block_sum(double v, double *sh)
+/* The combining steps of the sum and of max |x| ignoring NaNs (the CPU's
+ * fmax rule of the inf-norm). */
+struct op_sum {
+    __device__ static void add(double &a, double b) { a += b; }
+};
+struct op_max {
+    __device__ static void add(double &a, double b) { a = fmax(a, b); }
+};
+
+/* The block's values combined by Op (a tree over shared memory sh). */
+template <typename Op>
+__device__ double block_reduce(double v, double *sh)
 {
     sh[threadIdx.x] = v;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
         if ((int)threadIdx.x < s)
-            sh[threadIdx.x] += sh[threadIdx.x + s];
+            Op::add(sh[threadIdx.x], sh[threadIdx.x + s]);
         __syncthreads();
     }
     double r = sh[0];
@@ -60,66 +71,31 @@ __device__ double block_sum(double v, double *sh)
     return r;
 }
 
-template <typename I>
-__global__ void k_sum_stage1(const float *a, const float *b, I n, int kind, double p,
-                             double *part)
+__device__ double block_sum(double v, double *sh) { return block_reduce<op_sum>(v, sh); }
+
+/* Stage 1: partial[b] = the terms of block b's grid-stride share combined by
+ * Op; stage 2: one block combines the nb partials. */
+template <typename Op, typename I>
+__global__ void k_stage1(const float *a, const float *b, I n, int kind, double p, double *part)
 {
     __shared__ double sh[kThreads];
     double acc = 0.0;
     for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
          i += (I)blockDim.x * (I)gridDim.x)
-        acc += term(a, b, i, kind, p);
-    double s = block_sum(acc, sh);
+        Op::add(acc, term(a, b, i, kind, p));
+    double s = block_reduce<Op>(acc, sh);
     if (threadIdx.x == 0)
         part[blockIdx.x] = s;
 }
 
-__global__ void k_sum_stage2(const double *part, int nb, double *out)
+template <typename Op>
+__global__ void k_stage2(const double *part, int nb, double *out)
 {
     __shared__ double sh[kThreads];
     double acc = 0.0;
     for (int i = threadIdx.x; i < nb; i += blockDim.x)
-        acc += part[i];
-    double s = block_sum(acc, sh);
-    if (threadIdx.x == 0)
-        *out = s;
-}
-
-/* ---- max |x| ignoring NaNs (the CPU's fmax rule of the inf-norm) ------------------- */
-__device__ double block_max(double v, double *sh)
-{
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s)
-            sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-template <typename I>
-__global__ void k_absmax_stage1(const float *a, I n, double *part)
-{
-    __shared__ double sh[kThreads];
-    double acc = 0.0;
-    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n;
-         i += (I)blockDim.x * (I)gridDim.x)
-        acc = fmax(acc, fabs((double)a[i]));
-    double s = block_max(acc, sh);
-    if (threadIdx.x == 0)
-        part[blockIdx.x] = s;
-}
-
-__global__ void k_absmax_stage2(const double *part, int nb, double *out)
-{
-    __shared__ double sh[kThreads];
-    double acc = 0.0;
-    for (int i = threadIdx.x; i < nb; i += blockDim.x)
-        acc = fmax(acc, part[i]);
-    double s = block_max(acc, sh);
+        Op::add(acc, part[i]);
+    double s = block_reduce<Op>(acc, sh);
     if (threadIdx.x == 0)
         *out = s;
 }
@@ -319,38 +295,31 @@ inline int nblocks(int64_t n)
     return (int)(b < 1 ? 1 : b);
 }
 
-/* sum-like reduction to the host */
-int sum_like(const float *a, const float *b, int64_t n, int kind, double p, double *out)
+/* The frame of the two-stage reductions to the host: nb partials and the
+ * result (type T) in the reduce scratch, stages(fits32, nb, stream, part)
+ * launches both stages (stage 1 over 32-bit indices where fits32), then the
+ * result is copied to *out. */
+template <typename T, typename Stages>
+int two_stage(int64_t n, T *out, Stages stages)
 {
-    if (sg_cuda_init() != 0)
-        return -1;
-    if (n <= 0) {
-        *out = 0.0;
-        return 0;
-    }
     int nb = nblocks(n);
-    double *part = (double *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(double));
-    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(double));
+    T *part = (T *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(T));
+    T *host = (T *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(T));
     if (!part || !host)
         return -1;
     cudaStream_t st = sg_cuda_stream();
     SG_PRELAUNCH();
-    if (loop_fits32(n, nb))
-        k_sum_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, b, (int32_t)n, kind, p, part);
-    else
-        k_sum_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
-    if (SG_LAUNCHED("k_sum_stage1") != 0)
+    if (stages(loop_fits32(n, nb), nb, st, part) != 0)
         return -1;
-    k_sum_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
-    if (SG_LAUNCHED("k_sum_stage2") != 0)
-        return -1;
-    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
+    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(T), cudaMemcpyDeviceToHost, st));
     SG_CU(sg_cuda_wait_stream(st));
     *out = *host;
     return 0;
 }
 
-int absmax(const float *a, int64_t n, double *out)
+/* The n terms (kind, p) of a and b combined by Op, to the host (0 when n <= 0). */
+template <typename Op>
+int reduce_terms(const float *a, const float *b, int64_t n, int kind, double p, double *out)
 {
     if (sg_cuda_init() != 0)
         return -1;
@@ -358,52 +327,42 @@ int absmax(const float *a, int64_t n, double *out)
         *out = 0.0;
         return 0;
     }
-    int nb = nblocks(n);
-    double *part = (double *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(double));
-    double *host = (double *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(double));
-    if (!part || !host)
-        return -1;
-    cudaStream_t st = sg_cuda_stream();
-    SG_PRELAUNCH();
-    if (loop_fits32(n, nb))
-        k_absmax_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, (int32_t)n, part);
-    else
-        k_absmax_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, n, part);
-    if (SG_LAUNCHED("k_absmax_stage1") != 0)
-        return -1;
-    k_absmax_stage2<<<1, kThreads, 0, st>>>(part, nb, part + nb);
-    if (SG_LAUNCHED("k_absmax_stage2") != 0)
-        return -1;
-    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st));
-    SG_CU(sg_cuda_wait_stream(st));
-    *out = *host;
-    return 0;
+    return two_stage(n, out, [&](bool fits32, int nb, cudaStream_t st, double *part) {
+        if (fits32)
+            k_stage1<Op, int32_t><<<nb, kThreads, 0, st>>>(a, b, (int32_t)n, kind, p, part);
+        else
+            k_stage1<Op, int64_t><<<nb, kThreads, 0, st>>>(a, b, n, kind, p, part);
+        if (SG_LAUNCHED("k_stage1") != 0)
+            return -1;
+        k_stage2<Op><<<1, kThreads, 0, st>>>(part, nb, part + nb);
+        return SG_LAUNCHED("k_stage2");
+    });
+}
+
+int sum_like(const float *a, const float *b, int64_t n, int kind, double p, double *out)
+{
+    return reduce_terms<op_sum>(a, b, n, kind, p, out);
+}
+
+int absmax(const float *a, int64_t n, double *out)
+{
+    return reduce_terms<op_max>(a, NULL, n, R_ABS, 0.0, out);
 }
 
 int best_of(const float *a, int64_t n, int want_max, vi *out)
 {
     if (sg_cuda_init() != 0)
         return -1;
-    int nb = nblocks(n);
-    vi *part = (vi *)sg_cuda_scratch(SG_SCRATCH_REDUCE, (size_t)(nb + 1) * sizeof(vi));
-    vi *host = (vi *)sg_cuda_host_scratch(SG_SCRATCH_REDUCE, sizeof(vi));
-    if (!part || !host)
-        return -1;
-    cudaStream_t st = sg_cuda_stream();
-    SG_PRELAUNCH();
-    if (loop_fits32(n, nb))
-        k_best_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, (int32_t)n, want_max, part);
-    else
-        k_best_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, n, want_max, part);
-    if (SG_LAUNCHED("k_best_stage1") != 0)
-        return -1;
-    k_best_stage2<<<1, kThreads, 0, st>>>(part, nb, want_max, part + nb);
-    if (SG_LAUNCHED("k_best_stage2") != 0)
-        return -1;
-    SG_CU(cudaMemcpyAsync(host, part + nb, sizeof(vi), cudaMemcpyDeviceToHost, st));
-    SG_CU(sg_cuda_wait_stream(st));
-    *out = *host;
-    return 0;
+    return two_stage(n, out, [&](bool fits32, int nb, cudaStream_t st, vi *part) {
+        if (fits32)
+            k_best_stage1<int32_t><<<nb, kThreads, 0, st>>>(a, (int32_t)n, want_max, part);
+        else
+            k_best_stage1<int64_t><<<nb, kThreads, 0, st>>>(a, n, want_max, part);
+        if (SG_LAUNCHED("k_best_stage1") != 0)
+            return -1;
+        k_best_stage2<<<1, kThreads, 0, st>>>(part, nb, want_max, part + nb);
+        return SG_LAUNCHED("k_best_stage2");
+    });
 }
 
 int chan_sums(const float *x, const float *dy, const float *mean, const float *invstd,

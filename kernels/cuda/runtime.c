@@ -485,6 +485,17 @@ void *sg_cuda_malloc(size_t nbytes)
     return p;
 }
 
+/* Give block p back to the device, counted; a failure is reported as the
+ * call `what`. */
+static void device_free(void *p, const char *what)
+{
+    cudaError_t e = cudaFree(p);
+    if (e == cudaSuccess)
+        g_stats.device_frees++;
+    else
+        sg_cuda_fail_rt(what, e, __FILE__, __LINE__);
+}
+
 /* The device selected on the calling thread, for the paths that do not go
  * through sg_cuda_init (frees, which may come from any thread: without it a
  * thread works on device 0). Only after initialisation (nothing to free
@@ -518,11 +529,7 @@ void sg_cuda_free(void *p)
     if (g_nocache) {
         /* no cache: the queued work that may use the block first */
         if (sync_streams() == 0) {
-            cudaError_t e = cudaFree(p);
-            if (e == cudaSuccess)
-                g_stats.device_frees++;
-            else
-                sg_cuda_fail_rt("cudaFree(block, SGDSA_CUDA_NO_CACHE)", e, __FILE__, __LINE__);
+            device_free(p, "cudaFree(block, SGDSA_CUDA_NO_CACHE)");
         }
         pthread_mutex_unlock(&g_lock);
         return;
@@ -541,11 +548,7 @@ void sg_cuda_free(void *p)
         g_stats.cached += size;
     } else {
         /* no room to cache it: give it back (cudaFree waits for the device) */
-        cudaError_t e = cudaFree(p);
-        if (e == cudaSuccess)
-            g_stats.device_frees++;
-        else
-            sg_cuda_fail_rt("cudaFree(uncacheable block)", e, __FILE__, __LINE__);
+        device_free(p, "cudaFree(uncacheable block)");
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -597,6 +600,14 @@ static int bad_slot(const char *op, int slot)
     return sg_seterr("cuda: %s: input slot %d is not in [0, %d)", op, slot, SG_CUDA_INPUT_SLOTS);
 }
 
+/* The input slot checked and the device started, for operation op. */
+static int slot_ready(const char *op, int slot)
+{
+    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
+        return bad_slot(op, slot);
+    return sg_cuda_init() != 0 ? -1 : 0;
+}
+
 /* What every write of an input slot starts with: dst recorded as written
  * by the slot's copies, and the copy stream ordered after the compute queued
  * so far, which may still read dst. */
@@ -611,9 +622,7 @@ static int input_begin(int slot, void *dst)
 
 int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
 {
-    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
-        return bad_slot("input_copy", slot);
-    if (sg_cuda_init() != 0)
+    if (slot_ready("input_copy", slot) != 0)
         return -1;
     if (nbytes == 0)
         return 0;
@@ -630,9 +639,7 @@ int sg_cuda_input_copy(int slot, void *dst, const void *src, size_t nbytes)
 
 int sg_cuda_input_ready(int slot)
 {
-    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
-        return bad_slot("input_ready", slot);
-    if (sg_cuda_init() != 0)
+    if (slot_ready("input_ready", slot) != 0)
         return -1;
     SG_CU(cudaStreamWaitEvent(g_stream, g_copy_ev[slot], 0));
     return 0;
@@ -640,9 +647,7 @@ int sg_cuda_input_ready(int slot)
 
 int sg_cuda_input_wait(int slot)
 {
-    if (slot < 0 || slot >= SG_CUDA_INPUT_SLOTS)
-        return bad_slot("input_wait", slot);
-    if (sg_cuda_init() != 0)
+    if (slot_ready("input_wait", slot) != 0)
         return -1;
     SG_CU(sg_cuda_wait_event(g_copy_ev[slot]));
     pthread_mutex_lock(&g_lock);

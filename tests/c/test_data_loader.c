@@ -57,16 +57,31 @@ static int64_t read_epoch(sg_loader *l, float *x, int32_t *y, int64_t *nbatches,
     return tot;
 }
 
-static void test_plain(sg_dataset *d)
+/* The default options with batches of `batch`. */
+static sg_loader_opts opts_batch(int64_t batch)
 {
     sg_loader_opts o;
     sg_loader_opts_default(&o);
-    o.batch = 8;
+    o.batch = batch;
+    return o;
+}
+
+/* Normalization of two channels: (x - m0) / s0 and (x - m1) / s1. */
+static void normalize2(sg_loader_opts *o, double m0, double s0, double m1, double s1)
+{
+    o->normalize = 1;
+    o->mean[0] = m0;
+    o->std[0] = s0;
+    o->mean[1] = m1;
+    o->std[1] = s1;
+}
+
+static void test_plain(sg_dataset *d)
+{
+    sg_loader_opts o = opts_batch(8);
     o.shuffle = 0;
     o.pad = 2;
-    o.normalize = 1;
-    o.mean[0] = 0.25; o.std[0] = 0.5;
-    o.mean[1] = 0.5; o.std[1] = 2.0;
+    normalize2(&o, 0.25, 0.5, 0.5, 2.0);
     sg_loader *l = sg_loader_new(d, &o, NULL, NULL);
     CHECK(l != NULL, "loader: %s", sg_geterr());
     if (!l)
@@ -130,9 +145,7 @@ static int image_id(const float *x)
 
 static void test_shuffle(sg_dataset *d)
 {
-    sg_loader_opts o;
-    sg_loader_opts_default(&o);
-    o.batch = 5;
+    sg_loader_opts o = opts_batch(5);
     sg_rng sh = stream(7, "shuffle");
     enum { E = 3 };
     size_t img = C * H * W;
@@ -191,9 +204,7 @@ static void test_shuffle(sg_dataset *d)
 
 static void test_state(sg_dataset *d, int prefetch, int crop, int flip)
 {
-    sg_loader_opts o;
-    sg_loader_opts_default(&o);
-    o.batch = 4;
+    sg_loader_opts o = opts_batch(4);
     o.prefetch = prefetch;
     o.workers = prefetch ? 2 : 1;
     o.crop = crop;
@@ -252,9 +263,7 @@ static void test_state(sg_dataset *d, int prefetch, int crop, int flip)
 
 static void test_augment(sg_dataset *d)
 {
-    sg_loader_opts o;
-    sg_loader_opts_default(&o);
-    o.batch = N;
+    sg_loader_opts o = opts_batch(N);
     o.shuffle = 0;
     o.crop = 2;
     o.flip = 1;
@@ -312,16 +321,12 @@ static void test_augment(sg_dataset *d)
 static void test_raw(sg_dataset *d)
 {
     for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
-        sg_loader_opts o;
-        sg_loader_opts_default(&o);
-        o.batch = 10;
+        sg_loader_opts o = opts_batch(10);
         o.pad = 2;
         o.crop = 2;
         o.flip = 1;
         o.prefetch = prefetch;
-        o.normalize = 1;
-        o.mean[0] = 0.3; o.mean[1] = 0.6;
-        o.std[0] = 0.2; o.std[1] = 0.7;
+        normalize2(&o, 0.3, 0.2, 0.6, 0.7);
         sg_rng sh = stream(5, "shuffle"), au = stream(6, "augment");
         sg_loader *p = sg_loader_new(d, &o, &sh, &au);
         o.raw = 1;

@@ -17,6 +17,21 @@
 
 #include "../c/check.h"
 
+/* script run with two arguments through sgdsa_dofile, or (run) sgdsa_run:
+ * it succeeds and leaves the global from_script equal to want. */
+static void check_script(sgdsa_state *S, const char *script, int run, const char *const *args,
+                         const char *want)
+{
+    const char *how = run ? "run" : "dofile";
+    int rc = run ? sgdsa_run(S, script, 2, args) : sgdsa_dofile(S, script, 2, args);
+    CHECK(rc == 0, "%s %s: %s", how, script, sgdsa_errmsg(S));
+    lua_State *L = sgdsa_lua(S);
+    lua_getglobal(L, "from_script");
+    const char *got = lua_tostring(L, -1);
+    CHECK(got && strcmp(got, want) == 0, "from_script after %s = %s", how, got ? got : "(nil)");
+    lua_pop(L, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -42,23 +57,12 @@ int main(int argc, char **argv)
     CHECK(lua_tonumber(L, -1) == 24.0, "sum of ones(3,4)*2 = %g, want 24", lua_tonumber(L, -1));
     lua_pop(L, 1);
 
-    /* A script with arguments, as lua5.4 SCRIPT ARGS would run it. */
+    /* A script with arguments, as lua5.4 SCRIPT ARGS would run it; then the
+     * same script with `sgdsa run` semantics: typed overrides. */
     const char *args[] = {"7", "seven"};
-    rc = sgdsa_dofile(S, argv[1], 2, args);
-    CHECK(rc == 0, "dofile %s: %s", argv[1], sgdsa_errmsg(S));
-    lua_getglobal(L, "from_script");
-    CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "7:seven:6") == 0,
-          "from_script = %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(nil)");
-    lua_pop(L, 1);
-
-    /* The same script with `sgdsa run` semantics: typed overrides. */
+    check_script(S, argv[1], 0, args, "7:seven:6");
     const char *overrides[] = {"n=7", "tag=seven"};
-    rc = sgdsa_run(S, argv[1], 2, overrides);
-    CHECK(rc == 0, "run %s: %s", argv[1], sgdsa_errmsg(S));
-    lua_getglobal(L, "from_script");
-    CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "n=7 tag=seven") == 0,
-          "from_script after run = %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(nil)");
-    lua_pop(L, 1);
+    check_script(S, argv[1], 1, overrides, "n=7 tag=seven");
 
     /* Errors carry file:line and a traceback; the state stays usable. */
     rc = sgdsa_dostring(S, "local x = 1\nlocal y = nil + x", "@host.lua");

@@ -105,22 +105,30 @@ ssize_t write(int fd, const void *buf, size_t len)
     return a < 0 ? -1 : f(fd, buf, (size_t)a);
 }
 
+/* pwrite and pwrite64 (the same type where off_t is 64 bits, as this shim
+ * assumes): the real call `name` on what the allowance lets through. */
+_Static_assert(sizeof(off_t) == sizeof(off64_t), "the shim assumes a 64-bit off_t");
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off64_t);
+
+static ssize_t positioned(const char *name, pwrite_fn *f, int fd, const void *buf, size_t len,
+                          off64_t off)
+{
+    if (!*f)
+        *f = (pwrite_fn)real(name);
+    ssize_t a = allowance(fd, len);
+    return a < 0 ? -1 : (*f)(fd, buf, (size_t)a, off);
+}
+
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 {
-    static ssize_t (*f)(int, const void *, size_t, off_t);
-    if (!f)
-        f = (ssize_t (*)(int, const void *, size_t, off_t))real("pwrite");
-    ssize_t a = allowance(fd, len);
-    return a < 0 ? -1 : f(fd, buf, (size_t)a, off);
+    static pwrite_fn f;
+    return positioned("pwrite", &f, fd, buf, len, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t off)
 {
-    static ssize_t (*f)(int, const void *, size_t, off64_t);
-    if (!f)
-        f = (ssize_t (*)(int, const void *, size_t, off64_t))real("pwrite64");
-    ssize_t a = allowance(fd, len);
-    return a < 0 ? -1 : f(fd, buf, (size_t)a, off);
+    static pwrite_fn f;
+    return positioned("pwrite64", &f, fd, buf, len, off);
 }
 
 /* The vector calls store all or nothing of what they were given. */
