@@ -107,7 +107,7 @@ local function train_twins(name, a, b, labels, steps, keys, before, after)
   end
 end
 
--- BatchNorm outputs that are not kept (the CPU default, nn.lua plan_scratch)
+-- BatchNorm outputs that are not kept (the CPU default, nn/memory.lua plan_scratch)
 -- must change nothing: gradients, trial and eval outputs and running
 -- statistics bit for bit against the same model keeping every output.
 T.test("BatchNorm outputs not kept: identical results, shared scratch", function()
@@ -151,7 +151,7 @@ T.test("BatchNorm outputs not kept: identical results, shared scratch", function
   end
 end)
 
--- The gradient pool (the CPU default, nn.lua "gradient buffers") against the
+-- The gradient pool (the CPU default, nn/memory.lua) against the
 -- containers' buffers shared by nesting depth (model:grad_pool(false), the
 -- previous scheme and the GPU's): losses, gradients, input gradients,
 -- trial and eval outputs and weights after a few SGD steps bit for bit, on
