@@ -43,8 +43,9 @@ typedef struct sg_conv2d_geom {
     int64_t block;       /* images per GEMM block (computed) */
     int per_thread;      /* 1: each thread runs its own images, 0: shared (computed) */
     int threads;         /* OpenMP threads the workspace is sized for (computed) */
-    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits, -1: measured at the
-                            first call (computed, see kernels/cpu/nn.h) */
+    int dnnl;            /* passes oneDNN runs, SG_CONV_PASS_* bits (and SG_CONV_WINO_*
+                            for its Winograd), -1: measured at the first call
+                            (computed, see kernels/cpu/nn.h) */
 } sg_conv2d_geom;
 
 /* Fill g; -1 with a message for non-positive sizes or an empty output. */

@@ -24,7 +24,7 @@
  *                               and pass in this process, one line each (text:
  *                               pin those lines' choices first; kernels/cpu/nn.h)
  *   core.conv_impl([name])      the CPU convolutions' implementation in force,
- *                               "auto" | "im2col" | "dnnl" (sets it when given;
+ *                               "auto" | "im2col" | "dnnl" | "winograd" (sets it when given;
  *                               see kernels/cpu/nn.h)
  *   core.sleep(s)               returns early when an interrupt arrives
  *   core.terminal_width()       columns of the terminal (or $COLUMNS, or 80)
@@ -283,7 +283,7 @@ static int l_get_num_threads(lua_State *L)
 
 static int l_conv_impl(lua_State *L)
 {
-    static const char *const names[] = { "auto", "im2col", "dnnl", NULL };
+    static const char *const names[] = { "auto", "im2col", "dnnl", "winograd", NULL };
     if (!lua_isnoneornil(L, 1)) {
         int i = luaL_checkoption(L, 1, NULL, names);
         if (sg_device_set_conv_impl(SG_CPU, i))

@@ -117,7 +117,8 @@ int main(int argc, char **argv)
     printf("%s\n", kernels);
     sg_blas_warn_once(); /* no re-exec here: set OPENBLAS_CORETYPE as it says */
     printf("GFLOP/s per pass; 'all' = 3 x flop / (fwd + bwd-d + bwd-w time); mode: im2col's\n"
-           "images per block, T per thread / S shared; auto: the passes measured for oneDNN\n");
+           "images per block, T per thread / S shared; auto: each pass's measured choice\n"
+           "(i im2col, d oneDNN direct, w oneDNN Winograd)\n");
     printf("%-26s %-10s %6s %7s %8s %8s %8s %9s\n", "shape (C,HW->K,k,s,p)", "impl", "mode", "fwd",
            "bwd-d", "bwd-w", "all", "ms/step");
     double t_net[2][NIMPL][3] = { { { 0 } } }, t_best[2][3] = { { 0 } }, f_net[2] = { 0 };
@@ -195,9 +196,9 @@ int main(int argc, char **argv)
             char mode[16];
             const int d = sg_cpu_conv2d_passes(&gs[im]);
             if (im == AUTO)
-                snprintf(mode, sizeof mode, "%c%c%c", d & SG_CONV_PASS_FWD ? 'F' : '-',
-                         d & SG_CONV_PASS_BWD_DATA ? 'D' : '-',
-                         d & SG_CONV_PASS_BWD_WEIGHTS ? 'W' : '-');
+                for (int p = 0; p < 3; p++)  /* i: im2col, d: oneDNN, w: Winograd */
+                    mode[p] = d & (1 << (p + SG_CONV_WINO_SHIFT)) ? 'w' : d & (1 << p) ? 'd' : 'i';
+                mode[3] = 0;
             else
                 snprintf(mode, sizeof mode, "%lld%c", (long long)gs[im].block,
                          gs[im].per_thread ? 'T' : 'S');

@@ -1,7 +1,8 @@
 /*
  * conv_choice.c - which implementation runs each pass of a CPU convolution
- * (im2col + OpenBLAS sgemm, or oneDNN), chosen by measurement on this
- * machine, per geometry and pass, the first time the geometry is used.
+ * (im2col + OpenBLAS sgemm, oneDNN's direct algorithm, or oneDNN's Winograd
+ * where it has one), chosen by measurement on this machine, per geometry
+ * and pass, the first time the geometry is used.
  *
  * A geometry is every field of sg_conv2d_geom the kernels read (batch,
  * channels, sizes, kernel, stride, padding) and the thread count. Its
@@ -11,22 +12,25 @@
  *     implementations the run computed with: the two do not agree bit for
  *     bit;
  *  2. forced: sg_cpu_conv2d_set_impl (Lua sgdsa.core.conv_impl) or the
- *     environment variable SGDSA_CONV=im2col|dnnl; a build without oneDNN
- *     runs im2col everywhere;
+ *     environment variable SGDSA_CONV=im2col|dnnl|winograd (winograd: where
+ *     oneDNN has it, dnnl elsewhere); a build without oneDNN runs im2col
+ *     everywhere;
  *  3. made earlier in this process;
  *  4. in the machine's cache file;
- *  5. measured: both implementations run each pass on a slice of the batch
- *     (MEASURE_FLOP per forward at most, and 2 images per thread at least:
- *     a few ms) with deterministic data, one untimed call then the best of
- *     two, interleaved; oneDNN takes the passes where it is faster. The
+ *  5. measured: every implementation that runs g here (Winograd: 3x3,
+ *     stride 1, a CPU oneDNN has its kernels for) runs each pass on a slice
+ *     of the batch (the images of one oneDNN execution, MEASURE_FLOP per
+ *     forward at most, and 2 images per thread at least: up to ~10 ms a
+ *     call) with deterministic data, one untimed call then the best of
+ *     two, interleaved; each pass takes the fastest. The
  *     slice's buffers are the measurement's own: nothing the caller computes
  *     passes through it, and the chosen implementation then runs as it
  *     always does.
  *
  * The cache: $XDG_CACHE_HOME/sgdsa (else ~/.cache/sgdsa), one file per
- * machine, conv-<hash>.txt, the hash of the machine's key (CPU brand,
- * family and model, its features, OpenBLAS's core, oneDNN's version and
- * ISA), which its second line spells out. Each line a geometry and its
+ * machine, conv-<hash>.txt, the hash of the file format's first line and
+ * the machine's key (CPU brand, family and model, its features, OpenBLAS's
+ * core, oneDNN's version and ISA), which its second line spells out. Each line a geometry and its
  * choice (format_choice). A process reads the file at its first
  * convolution and appends what it measures, under an exclusive flock;
  * when the file already has the geometry (another process measured it in
@@ -51,21 +55,24 @@
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
 #include "conv_choice.h"
+#include "conv_dnnl.h"
 #include "cpu_info.h"
 #include "error.h"
 
 #define KEYLEN 12            /* n c h w k kh kw sh sw ph pw threads */
-#define MEASURE_FLOP 2.5e8   /* the most FLOPs of one measured forward */
-#define CACHE_MAGIC "sgdsa convolution choices 1"
+#define MEASURE_FLOP 2e9     /* the most FLOPs of one measured forward */
+#define CACHE_MAGIC "sgdsa convolution choices 2"
 
 enum { ORIGIN_RUN, ORIGIN_FORCED, ORIGIN_BUILD, ORIGIN_CACHE, ORIGIN_MEASURED };
+enum { CAND_IM2COL, CAND_DNNL, CAND_WINO, NCAND };
+static const char *const cand_name[NCAND] = { "im2col", "dnnl", "winograd" };
 static const char *const origin_name[] = { "run", "forced", "build", "cache", "measured" };
 
 typedef struct {
     int64_t key[KEYLEN];
-    int bits;      /* SG_CONV_PASS_* on oneDNN */
+    int bits;      /* SG_CONV_PASS_* on oneDNN, SG_CONV_WINO_SHIFT bits on its Winograd */
     int origin;
-    double ms[2][3];  /* measured: im2col / oneDNN, per pass (0: not measured) */
+    double ms[NCAND][3];  /* measured, per candidate and pass (0: not measured) */
 } choice;
 
 typedef struct {
@@ -91,6 +98,8 @@ static void read_impl_env(void)
         impl_env = SG_CONV_IM2COL;
     else if (s && !strcmp(s, "dnnl"))
         impl_env = SG_CONV_DNNL;
+    else if (s && !strcmp(s, "winograd"))
+        impl_env = SG_CONV_WINOGRAD;
 }
 
 int sg_cpu_conv2d_have_dnnl(void)
@@ -104,9 +113,10 @@ int sg_cpu_conv2d_have_dnnl(void)
 
 int sg_cpu_conv2d_set_impl(sg_conv_impl impl)
 {
-    if (impl != SG_CONV_AUTO && impl != SG_CONV_IM2COL && impl != SG_CONV_DNNL)
+    if (impl != SG_CONV_AUTO && impl != SG_CONV_IM2COL && impl != SG_CONV_DNNL &&
+        impl != SG_CONV_WINOGRAD)
         return sg_seterr("conv2d: unknown implementation %d (cpu)", (int)impl);
-    if (impl == SG_CONV_DNNL && !sg_cpu_conv2d_have_dnnl())
+    if ((impl == SG_CONV_DNNL || impl == SG_CONV_WINOGRAD) && !sg_cpu_conv2d_have_dnnl())
         return sg_seterr("conv2d: oneDNN implementation requested, but sgdsa was built "
                          "without oneDNN (SGDSA_DNNL=OFF or libdnnl-dev missing) (cpu)");
     impl_override = impl;
@@ -117,6 +127,16 @@ sg_conv_impl sg_cpu_conv2d_get_impl(void)
 {
     pthread_once(&impl_once, read_impl_env);
     return impl_override != SG_CONV_AUTO ? impl_override : impl_env;
+}
+
+int sg_cpu_conv2d_winograd_ok(const sg_conv2d_geom *g)
+{
+#ifdef SG_HAVE_DNNL
+    return sg_dnnl_conv2d_winograd_ok(g);
+#else
+    (void)g;
+    return 0;
+#endif
 }
 
 /* ---- the tables ---------------------------------------------------------------------- */
@@ -155,7 +175,21 @@ static choice *put(table *t, const choice *c)
     return e;
 }
 
-static const char *impl_word(int bits, int pass) { return bits & (1 << pass) ? "dnnl" : "im2col"; }
+static int cand_of(int bits, int pass)
+{
+    return bits & (1 << (pass + SG_CONV_WINO_SHIFT)) ? CAND_WINO
+           : bits & (1 << pass)                      ? CAND_DNNL
+                                                     : CAND_IM2COL;
+}
+
+static int cand_bits(int cand, int pass)
+{
+    return cand == CAND_WINO   ? (1 << pass) | (1 << (pass + SG_CONV_WINO_SHIFT))
+           : cand == CAND_DNNL ? 1 << pass
+                               : 0;
+}
+
+static const char *impl_word(int bits, int pass) { return cand_name[cand_of(bits, pass)]; }
 
 /* One line, no newline:
  * "128x64x32x32 k64 3x3 s1x1 p1x1 t2: forward dnnl, backward-data dnnl,
@@ -171,10 +205,16 @@ static int format_choice(char *buf, size_t n, const choice *c)
                        (long long)k[8], (long long)k[9], (long long)k[10], (long long)k[11],
                        impl_word(c->bits, 0), impl_word(c->bits, 1), impl_word(c->bits, 2),
                        origin_name[c->origin]);
-    if (c->origin == ORIGIN_MEASURED && c->ms[0][0] > 0)
+    if (c->origin == ORIGIN_MEASURED && c->ms[0][0] > 0) {
+        const int nc = c->ms[CAND_WINO][0] > 0 ? NCAND : CAND_WINO;
         len += snprintf(buf + ((size_t)len < n ? (size_t)len : n), (size_t)len < n ? n - (size_t)len : 0,
-                        ", ms im2col/dnnl %.3f/%.3f %.3f/%.3f %.3f/%.3f", c->ms[0][0], c->ms[1][0],
-                        c->ms[0][1], c->ms[1][1], c->ms[0][2], c->ms[1][2]);
+                        ", ms %s", nc == NCAND ? "im2col/dnnl/winograd" : "im2col/dnnl");
+        for (int p = 0; p < 3; p++)
+            for (int i = 0; i < nc; i++)
+                len += snprintf(buf + ((size_t)len < n ? (size_t)len : n),
+                                (size_t)len < n ? n - (size_t)len : 0, "%s%.3f",
+                                i ? "/" : " ", c->ms[i][p]);
+    }
     return len;
 }
 
@@ -205,12 +245,37 @@ static int parse_choice(const char *line, choice *c)
         c->key[i] = v[i];
     }
     for (int p = 0; p < 3; p++) {
-        if (!strcmp(w[p], "dnnl"))
-            c->bits |= 1 << p;
-        else if (strcmp(w[p], "im2col"))
+        int i = 0;
+        while (i < NCAND && strcmp(w[p], cand_name[i]))
+            i++;
+        if (i == NCAND)
             return -1;
+        c->bits |= cand_bits(i, p);
     }
     return 0;
+}
+
+static table wino_known;  /* key -> bits 1 when oneDNN has Winograd for it here */
+
+/* Whether oneDNN has Winograd for key's geometry here (remembered). Called
+ * with `lock` held. */
+static int key_winograd_ok(const int64_t *key)
+{
+    const choice *k = find(&wino_known, key);
+    if (k)
+        return k->bits;
+    choice c = { .bits = 0 };
+    memcpy(c.key, key, sizeof c.key);
+    /* the fields oneDNN reads (sg_conv2d_geom_init would take `lock`) */
+    sg_conv2d_geom g = { .n = key[0], .c = key[1], .h = key[2], .w = key[3], .k = key[4],
+                         .kh = key[5], .kw = key[6], .sh = key[7], .sw = key[8], .ph = key[9],
+                         .pw = key[10], .threads = (int)key[11], .dnnl = 0 };
+    g.oh = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
+    g.ow = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+    if (g.oh > 0 && g.ow > 0)
+        c.bits = sg_cpu_conv2d_winograd_ok(&g);
+    put(&wino_known, &c);  /* out of memory: asked again next time */
+    return c.bits;
 }
 
 /* ---- the machine's cache file ------------------------------------------------------ */
@@ -252,6 +317,8 @@ static int cache_paths(char *dir, size_t dn, char *file, size_t fn)
     else
         return -1;
     uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)CACHE_MAGIC; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
     for (const unsigned char *p = (const unsigned char *)the_machine(); *p; p++)
         h = (h ^ *p) * 1099511628211ull;
     snprintf(file, fn, "%.4050s/conv-%016llx.txt", dir, (unsigned long long)h);
@@ -407,54 +474,75 @@ static float *filled(int64_t n, uint32_t seed)
     return p;
 }
 
-/* Time both implementations of every pass of g on a slice of its batch and
- * fill c (bits: oneDNN's faster passes). A failure (memory, oneDNN) leaves
- * im2col for every pass. */
+/* Time every implementation of every pass of g that runs here on a slice
+ * of its batch and fill c (bits: each pass's fastest). A failure (memory,
+ * oneDNN) leaves the implementations measured without one; im2col for
+ * every pass when that one fails too. */
 static void measure(const sg_conv2d_geom *g, choice *c)
 {
     c->bits = 0;
+    /* the slice: as many images as oneDNN runs in one execution (its
+     * per-call costs, the Winograd weight transform among them, weigh as
+     * they do on the batch), at most MEASURE_FLOP, at least 2 per thread */
     const double per = 2.0 * (double)(g->k * g->c * g->kh * g->kw) * (double)(g->oh * g->ow);
-    int64_t nb = (int64_t)(MEASURE_FLOP / per) / g->threads * g->threads;
+    int64_t nb = (int64_t)(MEASURE_FLOP / per);
+#ifdef SG_HAVE_DNNL
+    if (nb > sg_dnnl_conv2d_chunk(g))
+        nb = sg_dnnl_conv2d_chunk(g);
+#endif
+    nb = nb / g->threads * g->threads;
     if (nb < 2 * (int64_t)g->threads)
         nb = 2 * (int64_t)g->threads;
     if (nb > g->n)
         nb = g->n;
-    sg_conv2d_geom m[2];
+    sg_conv2d_geom m[NCAND];
     if (sg_conv2d_geom_init(&m[0], nb, g->c, g->h, g->w, g->k, g->kh, g->kw, g->sh, g->sw,
                             g->ph, g->pw))
         return;
     m[0].threads = g->threads;
     m[0].dnnl = 0;
-    m[1] = m[0];
-    m[1].dnnl = SG_CONV_PASS_ALL;
+    int ok[NCAND] = { 1, sg_cpu_conv2d_have_dnnl(), 0 };
+    for (int i = 1; i < NCAND; i++) {
+        m[i] = m[0];
+        m[i].dnnl = i == CAND_DNNL ? SG_CONV_PASS_ALL : SG_CONV_PASS_ALL | SG_CONV_WINO_ALL;
+    }
+    ok[CAND_WINO] = sg_cpu_conv2d_winograd_ok(&m[0]);
     const int64_t nx = nb * g->c * g->h * g->w, nw = g->k * g->c * g->kh * g->kw;
     const int64_t ny = nb * g->k * g->oh * g->ow;
     float *x = filled(nx, 1), *w = filled(nw, 2), *b = filled(g->k, 3), *dy = filled(ny, 4);
     float *y = filled(ny, 5), *dx = filled(nx, 6), *dw = filled(nw, 7), *db = filled(g->k, 8);
-    float *ws[2] = { NULL, NULL };
-    int ok = x && w && b && dy && y && dx && dw && db;
-    for (int i = 0; i < 2 && ok; i++)
-        ok = (ws[i] = filled((int64_t)sg_cpu_conv2d_workspace_size(&m[i]), 9)) != NULL;
-    for (int rep = 0; rep < 3 && ok; rep++)
-        for (int i = 0; i < 2 && ok; i++)
-            for (int p = 0; p < 3 && ok; p++) {
+    float *ws[NCAND] = { NULL, NULL, NULL };
+    if (!(x && w && b && dy && y && dx && dw && db))
+        ok[0] = ok[1] = ok[2] = 0;
+    for (int i = 0; i < NCAND; i++)
+        if (ok[i])
+            ok[i] = (ws[i] = filled((int64_t)sg_cpu_conv2d_workspace_size(&m[i]), 9)) != NULL;
+    for (int rep = 0; rep < 3; rep++)
+        for (int i = 0; i < NCAND; i++)
+            for (int p = 0; p < 3 && ok[i]; p++) {
                 const double t0 = now_ms();
-                ok = !(p == 0   ? sg_cpu_conv2d_forward(ws[i], x, y, w, b, &m[i])
-                       : p == 1 ? sg_cpu_conv2d_backward_data(ws[i], dy, dx, w, &m[i])
-                                : sg_cpu_conv2d_backward_params(ws[i], x, dy, dw, db, &m[i]));
+                ok[i] = !(p == 0   ? sg_cpu_conv2d_forward(ws[i], x, y, w, b, &m[i])
+                          : p == 1 ? sg_cpu_conv2d_backward_data(ws[i], dy, dx, w, &m[i])
+                                   : sg_cpu_conv2d_backward_params(ws[i], x, dy, dw, db, &m[i]));
                 const double t = now_ms() - t0;
                 if (rep == 1 || (rep == 2 && t < c->ms[i][p]))
                     c->ms[i][p] = t;
             }
-    if (ok) {
-        for (int p = 0; p < 3; p++)
-            if (c->ms[1][p] < c->ms[0][p])
-                c->bits |= 1 << p;
-    } else {
-        memset(c->ms, 0, sizeof c->ms);
-    }
+    sg_clearerr();  /* a candidate that failed is left out */
+    for (int i = 0; i < NCAND; i++)
+        if (!ok[i])
+            memset(c->ms[i], 0, sizeof c->ms[i]);
+    if (ok[CAND_IM2COL] || ok[CAND_DNNL] || ok[CAND_WINO])
+        for (int p = 0; p < 3; p++) {
+            int best = -1;
+            for (int i = 0; i < NCAND; i++)
+                if (ok[i] && (best < 0 || c->ms[i][p] < c->ms[best][p]))
+                    best = i;
+            c->bits |= cand_bits(best, p);
+        }
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
-    free(ws[0]); free(ws[1]);
+    for (int i = 0; i < NCAND; i++)
+        free(ws[i]);
 }
 
 /* ---- the choice of a geometry --------------------------------------------------------- */
@@ -471,6 +559,8 @@ static int known_locked(const int64_t *key, int record)
     const sg_conv_impl impl = sg_cpu_conv2d_get_impl();
     if (!sg_cpu_conv2d_have_dnnl() || impl != SG_CONV_AUTO) {
         c.bits = impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0;
+        if (impl == SG_CONV_WINOGRAD)
+            c.bits = SG_CONV_PASS_ALL | (key_winograd_ok(key) ? SG_CONV_WINO_ALL : 0);
         c.origin = sg_cpu_conv2d_have_dnnl() ? ORIGIN_FORCED : ORIGIN_BUILD;
         if (record && (!e || e->bits != c.bits || e->origin != c.origin))
             put(&used, &c);  /* out of memory: not recorded, still in force */
@@ -564,7 +654,7 @@ size_t sg_cpu_conv2d_choices(char *buf, size_t n)
 
 int sg_cpu_conv2d_pin(const char *text)
 {
-    int ln = 0, dropped = 0, rc = 0;
+    int ln = 0, dropped = 0, wino_dropped = 0, rc = 0;
     pthread_mutex_lock(&lock);
     for (const char *p = text; p && *p && !rc;) {
         const char *nl = strchr(p, '\n');
@@ -590,6 +680,10 @@ int sg_cpu_conv2d_pin(const char *text)
             c.bits = 0;
             dropped++;
         }
+        if ((c.bits & SG_CONV_WINO_ALL) && !key_winograd_ok(c.key)) {
+            c.bits &= ~SG_CONV_WINO_ALL;
+            wino_dropped++;
+        }
         c.origin = ORIGIN_RUN;
         if (!put(&used, &c))
             rc = sg_seterr("conv2d choices: out of memory at line %d (cpu)", ln);
@@ -599,5 +693,10 @@ int sg_cpu_conv2d_pin(const char *text)
         fprintf(stderr, "sgdsa: warning: the run chose oneDNN for %d convolution(s), but this "
                         "sgdsa was built without oneDNN: they run im2col, and the results differ "
                         "from the run's in rounding\n", dropped);
+    if (wino_dropped)
+        fprintf(stderr, "sgdsa: warning: the run chose oneDNN's Winograd algorithm for %d "
+                        "convolution(s) that this CPU has no Winograd kernels for: they run "
+                        "oneDNN's direct algorithm, and the results differ from the run's in "
+                        "rounding\n", wino_dropped);
     return rc;
 }

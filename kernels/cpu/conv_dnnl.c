@@ -1,7 +1,9 @@
 /*
- * conv_dnnl.c - 2-d convolution through oneDNN's C API (CPU engine, direct
- * algorithm: exact fp32 as PyTorch's, no Winograd), for the passes measured
- * faster here (conv_choice.c; g->dnnl, SG_CONV_PASS_* bits).
+ * conv_dnnl.c - 2-d convolution through oneDNN's C API (CPU engine), for the
+ * passes measured faster here (conv_choice.c; g->dnnl, SG_CONV_PASS_* bits):
+ * the direct algorithm (fp32 as PyTorch's), or Winograd F(4x4, 3x3) for the
+ * passes whose SG_CONV_WINO_SHIFT bit is set (3x3 stride 1 on CPUs oneDNN
+ * has Winograd kernels for: AVX-512).
  *
  * Layouts: the primitives choose their memory formats (`any`: nChw8c
  * activations and OIhw8i8o-style weights with AVX2) and the caller's plain
@@ -27,8 +29,8 @@
  *
  * Memory: nothing is allocated per call. The primitives and reorders run
  * with user scratchpads; reordered copies and scratchpads live in the
- * caller's workspace (sg_cpu_conv2d_workspace_size() covers the largest
- * pass). The weight gradient is computed into the workspace and added to dw
+ * caller's workspace from its first 64-byte boundary on
+ * (sg_cpu_conv2d_workspace_size() covers the largest pass and that slack). The weight gradient is computed into the workspace and added to dw
  * by a reorder with a sum post-op (the accumulate contract); conv.c adds
  * the bias gradient (sums in double, as for im2col).
  *
@@ -109,7 +111,7 @@ static size_t align_up(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * 
 static void make_key(const sg_conv2d_geom *g, int64_t *key)
 {
     const int64_t k[KEYLEN] = { g->n, g->c, g->h, g->w, g->k, g->kh,
-                                g->kw, g->sh, g->sw, g->ph, g->pw, g->threads * 8 + g->dnnl };
+                                g->kw, g->sh, g->sw, g->ph, g->pw, g->threads * 64 + g->dnnl };
     memcpy(key, k, sizeof k);
 }
 
@@ -316,6 +318,12 @@ fail:
     return -1;
 }
 
+static int pass_alg(const sg_conv2d_geom *g, int p)
+{
+    return g->dnnl & (1 << (p + SG_CONV_WINO_SHIFT)) ? dnnl_convolution_winograd
+                                                      : dnnl_convolution_direct;
+}
+
 /* Make the three passes of e for g. -1 with e->err set. */
 static int build_entry(entry *e, const sg_conv2d_geom *g)
 {
@@ -328,44 +336,53 @@ static int build_entry(entry *e, const sg_conv2d_geom *g)
                                 (g->ow - 1) * g->sw + g->kw - g->w - g->pw };
     dnnl_memory_desc_t src, wts, bias, dst;
     dnnl_convolution_desc_t cd;
-    dnnl_primitive_desc_t fwd_pd = NULL;
+    /* the forward primitive descriptor of each algorithm in use: the hint of
+     * that algorithm's backward passes (its primitive only when the forward
+     * runs on oneDNN) */
+    dnnl_primitive_desc_t fwd_pd[2] = { NULL, NULL };
     int p = FWD;
     const int any = dnnl_format_tag_any;
     MK(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, any));
     MK(dnnl_memory_desc_init_by_tag(&wts, 4, wd, dnnl_f32, any));
     MK(dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a));
     MK(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, any));
-    MK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
-                                          &src, &wts, &bias, &dst, strides, pad_l, pad_r));
-    /* the forward primitive descriptor is the backward passes' hint, so it is
-     * always made; its primitive only when the forward runs on oneDNN */
-    if (build_pass(e, g, FWD, &cd, NULL, &fwd_pd, g->dnnl & SG_CONV_PASS_FWD))
-        goto fail;
-    if (g->dnnl & SG_CONV_PASS_BWD_DATA) {
-        p = BWD_DATA;
-        MK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src, &wts,
-                                                    &dst, strides, pad_l, pad_r));
-        if (build_pass(e, g, BWD_DATA, &cd, fwd_pd, NULL, 1))
-            goto fail;
+    for (p = 0; p < NPASS; p++) {
+        const int alg = pass_alg(g, p), wi = alg == dnnl_convolution_winograd;
+        const int run_fwd = p == FWD && (g->dnnl & SG_CONV_PASS_FWD);
+        if (p != FWD && !(g->dnnl & (1 << p)))
+            continue;
+        if (!fwd_pd[wi] || run_fwd) {
+            MK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &src, &wts,
+                                                  &bias, &dst, strides, pad_l, pad_r));
+            if (build_pass(e, g, FWD, &cd, NULL, fwd_pd[wi] ? NULL : &fwd_pd[wi], run_fwd))
+                goto fail;
+        }
+        if (p == BWD_DATA) {
+            MK(dnnl_convolution_backward_data_desc_init(&cd, alg, &src, &wts, &dst, strides,
+                                                        pad_l, pad_r));
+            if (build_pass(e, g, BWD_DATA, &cd, fwd_pd[wi], NULL, 1))
+                goto fail;
+        } else if (p == BWD_WEIGHTS) {
+            /* no bias: conv.c sums the bias gradient in double, as for im2col
+             * (oneDNN's float sums missed the PyTorch fixtures' 1e-4 on LeNet) */
+            MK(dnnl_convolution_backward_weights_desc_init(&cd, alg, &src, &wts, NULL, &dst,
+                                                           strides, pad_l, pad_r));
+            if (build_pass(e, g, BWD_WEIGHTS, &cd, fwd_pd[wi], NULL, 1))
+                goto fail;
+        }
     }
-    if (g->dnnl & SG_CONV_PASS_BWD_WEIGHTS) {
-        p = BWD_WEIGHTS;
-        /* no bias: conv.c sums the bias gradient in double, as for im2col
-         * (oneDNN's float sums missed the PyTorch fixtures' 1e-4 on LeNet) */
-        MK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src, &wts,
-                                                       NULL, &dst, strides, pad_l, pad_r));
-        if (build_pass(e, g, BWD_WEIGHTS, &cd, fwd_pd, NULL, 1))
-            goto fail;
-    }
-    dnnl_primitive_desc_destroy(fwd_pd);
+    for (int i = 0; i < 2; i++)
+        if (fwd_pd[i])
+            dnnl_primitive_desc_destroy(fwd_pd[i]);
     e->bytes = 0;
     for (int i = 0; i < NPASS; i++)
         if (e->p[i].bytes > e->bytes)
             e->bytes = e->p[i].bytes;
     return 0;
 fail:
-    if (fwd_pd)
-        dnnl_primitive_desc_destroy(fwd_pd);
+    for (int i = 0; i < 2; i++)
+        if (fwd_pd[i])
+            dnnl_primitive_desc_destroy(fwd_pd[i]);
     for (int i = 0; i < NPASS; i++)
         destroy_pass(&e->p[i]);
     return -1;
@@ -435,6 +452,8 @@ static int64_t chunk_images(const sg_conv2d_geom *g)
     return c < g->n ? c : g->n;
 }
 
+int64_t sg_dnnl_conv2d_chunk(const sg_conv2d_geom *g) { return chunk_images(g); }
+
 /* The geometry of images [n0, n0 + chunk) */
 static sg_conv2d_geom sub_geom(const sg_conv2d_geom *g, int64_t n0, int64_t chunk)
 {
@@ -460,7 +479,7 @@ size_t sg_dnnl_conv2d_workspace_size(const sg_conv2d_geom *g, size_t fallback)
             bytes = e->bytes;
     }
     pthread_mutex_unlock(&lock);
-    return failed ? fallback : (bytes + sizeof(float) - 1) / sizeof(float);
+    return failed ? fallback : (bytes + ALIGN_BYTES + sizeof(float) - 1) / sizeof(float);
 }
 
 /* Run pass p of e: user pointers in ptr[i] for argument i (in add order). */
@@ -468,7 +487,9 @@ static int run_pass(entry *e, int p, float *ws, void *const *ptr, const char *op
                     const sg_conv2d_geom *g, int weights_ready)
 {
     pass *ps = &e->p[p];
-    char *base = (char *)ws;
+    /* the workspace's copies and scratchpads at 64-byte boundaries (the
+     * Winograd kernels read them with aligned loads): the size has the slack */
+    char *base = (char *)(((uintptr_t)ws + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES);
     dnnl_exec_arg_t args[MAXARGS + 1];
     const char *call = "dnnl_memory_set_data_handle";
     dnnl_status_t st = dnnl_success;
@@ -561,7 +582,8 @@ static int call_pass(int p, float *ws, void *const *ptr, const char *op, const s
             void *p2[MAXARGS];
             chunk_ptrs(p, ptr, p2, g, n0);
             if (zero_bias) {  /* forward without bias: K zeros in the workspace */
-                float *z = (float *)((char *)ws + e->p[FWD].zero_off);
+                float *z = (float *)(((uintptr_t)ws + ALIGN_BYTES - 1) / ALIGN_BYTES *
+                                         ALIGN_BYTES + e->p[FWD].zero_off);
                 memset(z, 0, (size_t)g->k * sizeof(float));
                 p2[2] = z;
             }
@@ -595,6 +617,43 @@ int sg_dnnl_conv2d_backward_weights(float *ws, const float *x, const float *dy, 
 {
     void *ptr[MAXARGS] = { (void *)x, (void *)dy, dw, NULL };
     return call_pass(BWD_WEIGHTS, ws, ptr, "conv2d_backward_params", g, 0);
+}
+
+int sg_dnnl_conv2d_winograd_ok(const sg_conv2d_geom *g)
+{
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1)
+        return 0;
+    const dnnl_dims_t sd = { g->n, g->c, g->h, g->w }, wd = { g->k, g->c, 3, 3 };
+    const dnnl_dims_t bd = { g->k }, dd = { g->n, g->k, g->oh, g->ow };
+    const dnnl_dims_t strides = { 1, 1 }, pad_l = { g->ph, g->pw };
+    const dnnl_dims_t pad_r = { g->oh + 2 - g->h - g->ph, g->ow + 2 - g->w - g->pw };
+    const int any = dnnl_format_tag_any, alg = dnnl_convolution_winograd;
+    dnnl_memory_desc_t src, wts, bias, dst;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd[NPASS] = { NULL, NULL, NULL };
+    int ok = 0;
+    pthread_mutex_lock(&lock);
+    if (init_engine("conv2d", g) == 0 &&
+        dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, any) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wts, 4, wd, dnnl_f32, any) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, any) == dnnl_success &&
+        dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &src, &wts, &bias,
+                                           &dst, strides, pad_l, pad_r) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd[FWD], &cd, NULL, engine, NULL) == dnnl_success &&
+        dnnl_convolution_backward_data_desc_init(&cd, alg, &src, &wts, &dst, strides, pad_l,
+                                                 pad_r) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd[BWD_DATA], &cd, NULL, engine, pd[FWD]) == dnnl_success &&
+        dnnl_convolution_backward_weights_desc_init(&cd, alg, &src, &wts, NULL, &dst, strides,
+                                                    pad_l, pad_r) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd[BWD_WEIGHTS], &cd, NULL, engine, pd[FWD]) == dnnl_success)
+        ok = 1;
+    for (int i = 0; i < NPASS; i++)
+        if (pd[i])
+            dnnl_primitive_desc_destroy(pd[i]);
+    pthread_mutex_unlock(&lock);
+    sg_clearerr();
+    return ok;
 }
 
 void sg_dnnl_conv2d_cache_clear(void)

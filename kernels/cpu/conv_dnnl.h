@@ -22,6 +22,10 @@ int sg_dnnl_conv2d_backward_data(float *ws, const float *dy, float *dx, const fl
 int sg_dnnl_conv2d_backward_weights(float *ws, const float *x, const float *dy, float *dw,
                                     const sg_conv2d_geom *g);
 void sg_dnnl_conv2d_cache_clear(void);
+/* Images per oneDNN execution for g (a call runs its batch in such chunks). */
+int64_t sg_dnnl_conv2d_chunk(const sg_conv2d_geom *g);
+/* 1 when oneDNN makes Winograd primitives for the three passes of g here. */
+int sg_dnnl_conv2d_winograd_ok(const sg_conv2d_geom *g);
 #endif
 
 #endif

@@ -58,6 +58,12 @@
  *    (SG_HAVE_DNNL): primitives cached per geometry, made at the first use
  *    (milliseconds), reorders to and from its blocked layouts inside the
  *    workspace; deterministic for a thread count as well.
+ *  - oneDNN's Winograd convolution F(4x4, 3x3) (conv_dnnl.c), for the 3x3
+ *    stride-1 geometries where oneDNN has it on this CPU (AVX-512): about
+ *    half the multiplications of the direct one; its results differ from
+ *    the direct ones by the rounding of its transforms (about 2e-6 of the
+ *    output's scale on ResNet shapes, a few times the direct sum's; within
+ *    the 1e-5 tests/c/test_nn_ops.c asks of every implementation).
  * The geometry records the thread count it was made for (make it again
  * after sg_set_num_threads()); the caller owns a workspace of
  * sg_cpu_conv2d_workspace_size(g) floats, shared by the three functions.
@@ -68,25 +74,38 @@
 
 /* Which implementation runs each pass of a geometry (conv_choice.c):
  * recorded by the run being resumed (sg_cpu_conv2d_pin), else forced
- * (IM2COL or DNNL for every shape and pass: sg_cpu_conv2d_set_impl, Lua
- * sgdsa.core.conv_impl, else the environment variable
- * SGDSA_CONV=im2col|dnnl, read once; a build without oneDNN runs im2col),
- * else AUTO: chosen earlier in this process, else from the machine's cache
- * file ($XDG_CACHE_HOME/sgdsa or ~/.cache/sgdsa), else measured at the
- * geometry's first call (a few ms; both implementations timed on a slice
- * of the batch with data of their own) and appended to the cache. The two
- * implementations agree within rounding, not bit for bit: a run is
+ * (IM2COL, DNNL or WINOGRAD for every shape and pass: sg_cpu_conv2d_set_impl,
+ * Lua sgdsa.core.conv_impl, else the environment variable
+ * SGDSA_CONV=im2col|dnnl|winograd, read once; a build without oneDNN runs
+ * im2col), else AUTO: chosen earlier in this process, else from the
+ * machine's cache file ($XDG_CACHE_HOME/sgdsa or ~/.cache/sgdsa), else
+ * measured at the geometry's first call (a few ms; every implementation
+ * that runs there timed on a slice of the batch with data of its own) and
+ * appended to the cache. The implementations agree within rounding, not
+ * bit for bit: a run is
  * reproducible for a fixed choice and thread count, which is why a run
  * records its choices (log.h5's cpu_conv_choices) and a resume pins them.
- * set_impl: -1 when oneDNN is asked for and sgdsa was built without it. */
-typedef enum { SG_CONV_AUTO = 0, SG_CONV_IM2COL = 1, SG_CONV_DNNL = 2 } sg_conv_impl;
+ * set_impl: -1 when oneDNN is asked for and sgdsa was built without it.
+ * A recorded Winograd choice for a geometry this CPU has no Winograd kernels
+ * for runs oneDNN's direct algorithm (a warning on stderr). */
+typedef enum {
+    SG_CONV_AUTO = 0,
+    SG_CONV_IM2COL = 1,
+    SG_CONV_DNNL = 2,
+    SG_CONV_WINOGRAD = 3  /* oneDNN's Winograd where it runs, oneDNN direct elsewhere */
+} sg_conv_impl;
+/* g->dnnl: bit p (SG_CONV_PASS_*) when pass p runs on oneDNN, and also bit
+ * p + SG_CONV_WINO_SHIFT when it runs oneDNN's Winograd algorithm. */
 enum { SG_CONV_PASS_FWD = 1, SG_CONV_PASS_BWD_DATA = 2, SG_CONV_PASS_BWD_WEIGHTS = 4,
-       SG_CONV_PASS_ALL = 7 };
+       SG_CONV_PASS_ALL = 7, SG_CONV_WINO_SHIFT = 3, SG_CONV_WINO_ALL = 7 << 3 };
 int sg_cpu_conv2d_set_impl(sg_conv_impl impl);
 /* The forced choice in force (the override, else SGDSA_CONV, else AUTO). */
 sg_conv_impl sg_cpu_conv2d_get_impl(void);
 /* 1 when built with oneDNN (SG_HAVE_DNNL). */
 int sg_cpu_conv2d_have_dnnl(void);
+/* 1 when oneDNN has its Winograd algorithm for all three passes of g on
+ * this CPU (3x3, stride 1, an ISA it has kernels for); 0 otherwise. */
+int sg_cpu_conv2d_winograd_ok(const sg_conv2d_geom *g);
 /* The passes oneDNN runs for g: g->dnnl, or when that is -1 the table's
  * choice, measured now when the geometry is new. */
 int sg_cpu_conv2d_passes(const sg_conv2d_geom *g);

@@ -47,7 +47,10 @@ static void conv_ref(const float *x, const float *w, const float *b, double *y,
  * block-size-1 result computed the same way (already gradient-checked). */
 static const char *impl_name(sg_conv_impl impl)
 {
-    return impl == SG_CONV_DNNL ? "dnnl" : impl == SG_CONV_IM2COL ? "im2col" : "auto";
+    return impl == SG_CONV_DNNL       ? "dnnl"
+           : impl == SG_CONV_WINOGRAD ? "winograd"
+           : impl == SG_CONV_IM2COL   ? "im2col"
+                                      : "auto";
 }
 
 static void test_conv_ref_impl(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
@@ -57,8 +60,12 @@ static void test_conv_ref_impl(int64_t n, int64_t c, int64_t h, int64_t w, int64
     sg_conv2d_geom g;
     EXPECT(sg_cpu_conv2d_set_impl(impl) == 0, "%s", sg_geterr());
     EXPECT(sg_conv2d_geom_init(&g, n, c, h, w, k, kh, kh, s, s, p, p) == 0, "%s", sg_geterr());
-    EXPECT(g.dnnl == (impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0), "%s: geometry dnnl flag %d", impl_name(impl),
-           g.dnnl);
+    const int wino = impl == SG_CONV_WINOGRAD && sg_cpu_conv2d_winograd_ok(&g);
+    EXPECT(g.dnnl == (impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL
+                      : impl == SG_CONV_WINOGRAD ? SG_CONV_PASS_ALL | (wino ? SG_CONV_WINO_ALL : 0)
+                                                 : 0),
+           "%s: geometry dnnl flag %d", impl_name(impl), g.dnnl);
+    const double tol = 1e-5;  /* Winograd's transforms round more, still within it (nn.h) */
     const int64_t auto_block = g.block;
     if (block != 0) {         /* forced: +b shared mode, -b per-thread mode, block |b| */
         g.per_thread = block < 0;
@@ -79,7 +86,7 @@ static void test_conv_ref_impl(int64_t n, int64_t c, int64_t h, int64_t w, int64
         maxd = fmax(maxd, fabs(y[i] - yr[i]));
         maxr = fmax(maxr, fabs(yr[i]));
     }
-    EXPECT(maxd <= 1e-5 * (1.0 + maxr), "%s conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
+    EXPECT(maxd <= tol * (1.0 + maxr), "%s conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld "
            "block %lld per-image %d (auto block %lld): forward max error %g (max |y| %g)",
            impl_name(impl), (long long)n,
            (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh, (long long)kh,
@@ -114,7 +121,7 @@ static void test_conv_ref_impl(int64_t n, int64_t c, int64_t h, int64_t w, int64
     for (int64_t i = 0; i < nx; i++) { e1 = fmax(e1, fabs(dx[i] - dxr[i])); m1 = fmax(m1, fabs(dxr[i])); }
     for (int64_t i = 0; i < nw; i++) { e2 = fmax(e2, fabs(dw[i] - dwr[i])); m2 = fmax(m2, fabs(dwr[i])); }
     for (int64_t i = 0; i < k; i++) { e3 = fmax(e3, fabs(db[i] - dbr[i])); m3 = fmax(m3, fabs(dbr[i])); }
-    EXPECT(e1 <= 1e-5 * (1 + m1) && e2 <= 1e-5 * (1 + m2) && e3 <= 1e-5 * (1 + m3),
+    EXPECT(e1 <= tol * (1 + m1) && e2 <= tol * (1 + m2) && e3 <= tol * (1 + m3),
            "%s conv %lldx%lldx%lldx%lld k%lld %lldx%lld s%lld p%lld block %lld per-image %d "
            "backward errors: dx %g (max %g) dw %g (max %g) db %g (max %g)", impl_name(impl),
            (long long)n, (long long)c, (long long)h, (long long)w, (long long)k, (long long)kh,
@@ -130,8 +137,10 @@ static void test_conv_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
                           int64_t s, int64_t p, int64_t block)
 {
     test_conv_ref_impl(n, c, h, w, k, kh, s, p, block, SG_CONV_IM2COL);
-    if (sg_cpu_conv2d_have_dnnl() && block == 0)
+    if (sg_cpu_conv2d_have_dnnl() && block == 0) {
         test_conv_ref_impl(n, c, h, w, k, kh, s, p, 0, SG_CONV_DNNL);
+        test_conv_ref_impl(n, c, h, w, k, kh, s, p, 0, SG_CONV_WINOGRAD);
+    }
 }
 
 /* One forward + backward with the current thread count into fresh buffers;
@@ -158,16 +167,17 @@ static conv_out conv_run(const sg_conv2d_geom *g, const float *x, const float *w
 
 static void conv_out_free(conv_out *o) { free(o->y); free(o->dx); free(o->dw); free(o->db); }
 
-/* oneDNN only: special arguments, and repeats bit for bit (the determinism
+/* oneDNN only (direct, then Winograd where it runs): special arguments, and repeats bit for bit (the determinism
  * promise: same thread count, same bits, also across a cache rebuild). */
-static void test_conv_dnnl(void)
+static void test_conv_dnnl_impl(sg_conv_impl impl)
 {
+    const char *name = impl_name(impl);
     if (!sg_cpu_conv2d_have_dnnl()) {
-        EXPECT(sg_cpu_conv2d_set_impl(SG_CONV_DNNL) == -1 && strstr(sg_geterr(), "without oneDNN"),
-               "set_impl(DNNL) without oneDNN: '%s'", sg_geterr());
+        EXPECT(sg_cpu_conv2d_set_impl(impl) == -1 && strstr(sg_geterr(), "without oneDNN"),
+               "set_impl(%s) without oneDNN: '%s'", name, sg_geterr());
         return;
     }
-    EXPECT(sg_cpu_conv2d_set_impl(SG_CONV_DNNL) == 0, "%s", sg_geterr());
+    EXPECT(sg_cpu_conv2d_set_impl(impl) == 0, "%s", sg_geterr());
     const int threads0 = omp_get_max_threads();
     for (int nt = 1; nt <= 2; nt++) {
         omp_set_num_threads(nt);
@@ -189,10 +199,10 @@ static void test_conv_dnnl(void)
         conv_out a3 = conv_run(&g, x, wt, b, dy, dw0, db0);
         EXPECT(!memcmp(a.y, a2.y, (size_t)ny * 4) && !memcmp(a.dx, a2.dx, (size_t)nx * 4) &&
                !memcmp(a.dw, a2.dw, (size_t)nw * 4) && !memcmp(a.db, a2.db, (size_t)g.k * 4),
-               "dnnl conv, %d threads: a repeat differs", nt);
+               "%s conv, %d threads: a repeat differs", name, nt);
         EXPECT(!memcmp(a.y, a3.y, (size_t)ny * 4) && !memcmp(a.dx, a3.dx, (size_t)nx * 4) &&
                !memcmp(a.dw, a3.dw, (size_t)nw * 4) && !memcmp(a.db, a3.db, (size_t)g.k * 4),
-               "dnnl conv, %d threads: a repeat after clearing the cache differs", nt);
+               "%s conv, %d threads: a repeat after clearing the cache differs", name, nt);
         /* accumulation: dw0 + grad, against a run from zero */
         conv_out z = conv_run(&g, x, wt, b, dy, zw, zb);
         int bad = 0;
@@ -200,14 +210,14 @@ static void test_conv_dnnl(void)
             bad += fabsf(a.dw[i] - (dw0[i] + z.dw[i])) > 1e-5f * (1 + fabsf(z.dw[i]));
         for (int64_t i = 0; i < g.k; i++)
             bad += fabsf(a.db[i] - (db0[i] + z.db[i])) > 1e-5f * (1 + fabsf(z.db[i]));
-        EXPECT(bad == 0, "dnnl conv: dw/db do not accumulate (%d wrong)", bad);
+        EXPECT(bad == 0, "%s conv: dw/db do not accumulate (%d wrong)", name, bad);
         /* no bias: y = the biased output - b */
         float *y = tbuf(ny), *ws = tbuf((int64_t)sg_cpu_conv2d_workspace_size(&g));
         EXPECT(sg_cpu_conv2d_forward(ws, x, y, wt, NULL, &g) == 0, "%s", sg_geterr());
         bad = 0;
         for (int64_t i = 0; i < ny; i++)
             bad += fabsf(y[i] + b[(i / (g.oh * g.ow)) % g.k] - a.y[i]) > 1e-5f;
-        EXPECT(bad == 0, "dnnl conv without bias: %d wrong", bad);
+        EXPECT(bad == 0, "%s conv without bias: %d wrong", name, bad);
         /* only db (dw NULL), only dw (db NULL) */
         float *db = tbuf(g.k), *dw = tbuf(nw);
         EXPECT(sg_cpu_conv2d_backward_params(ws, x, dy, NULL, db, &g) == 0, "%s", sg_geterr());
@@ -217,13 +227,19 @@ static void test_conv_dnnl(void)
             bad += fabsf(db[i] - z.db[i]) > 1e-4f * (1 + fabsf(z.db[i]));
         for (int64_t i = 0; i < nw; i++)
             bad += dw[i] != z.dw[i];
-        EXPECT(bad == 0, "dnnl conv with dw or db NULL: %d wrong", bad);
+        EXPECT(bad == 0, "%s conv with dw or db NULL: %d wrong", name, bad);
         free(y); free(ws); free(db); free(dw);
         conv_out_free(&a); conv_out_free(&a2); conv_out_free(&a3); conv_out_free(&z);
         free(x); free(wt); free(b); free(dy); free(dw0); free(db0); free(zw); free(zb);
     }
     omp_set_num_threads(threads0);
     sg_cpu_conv2d_set_impl(SG_CONV_AUTO);
+}
+
+static void test_conv_dnnl(void)
+{
+    test_conv_dnnl_impl(SG_CONV_DNNL);
+    test_conv_dnnl_impl(SG_CONV_WINOGRAD);
 }
 
 static void test_bn_running(void)
@@ -422,6 +438,8 @@ int main(void)
     test_conv_ref(4, 16, 8, 8, 24, 3, 1, 1, 0);  /* channels in blocks of 8 */
     test_conv_ref(3, 10, 7, 7, 12, 3, 2, 1, 0);  /* channels not a multiple of 8, stride 2 */
     test_conv_ref(4, 16, 8, 8, 32, 1, 2, 0, 0);  /* strided 1x1 (projection shortcut) */
+    test_conv_ref(4, 64, 12, 12, 64, 3, 1, 1, 0); /* ResNet-like: Winograd where oneDNN has it */
+    test_conv_ref(3, 32, 9, 7, 48, 3, 1, 1, 0);   /* ... with a ragged tile edge */
     test_conv_dnnl();
     test_bn_running();
     test_dropout();

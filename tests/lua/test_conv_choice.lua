@@ -82,6 +82,34 @@ T.test("pinning: a line that is not a choice is an error naming it", function()
   T.check(got:find(line .. " # run", 1, true), "pinned choice not in effect: " .. got)
 end)
 
+T.test("Winograd: forced where oneDNN has it (AVX-512), its direct algorithm elsewhere", function()
+  if not dnnl then
+    T.raises(function() sg.core.conv_impl("winograd") end, "without oneDNN")
+    return
+  end
+  local code, out = probe(tmp .. "/xdg_wino")
+  T.eq(code, 0, out)
+  code, out = T.sgdsa({"run", "tests/lua/test_conv_choice.lua"},
+                      "SGDSA_CONV=winograd CONV_CHOICE_CHILD=probe XDG_CACHE_HOME=" ..
+                      T.shell_quote(tmp .. "/xdg_wino"))
+  T.eq(code, 0, out)
+  local avx512 = false
+  for _, f in ipairs(sg.core.cpu_info().features) do avx512 = avx512 or f == "avx512" end
+  local want = avx512 and "winograd" or "dnnl"
+  local t, n = choices(out)
+  T.eq(n, 2, out)
+  for c, origin in pairs(t) do
+    T.eq(origin, "forced", c)
+    T.check(c:find("forward " .. want .. ", backward%-data " .. want .. ", backward%-params " .. want),
+            "expected " .. want .. " for every pass: " .. c)
+  end
+  -- a run's Winograd choice for a geometry without it (stride 2) runs the direct algorithm
+  local got = sg.core.conv_choices("8x16x8x8 k32 3x3 s2x2 p1x1 t1: forward winograd, " ..
+                                   "backward-data im2col, backward-params winograd")
+  T.check(got:find("8x16x8x8 k32 3x3 s2x2 p1x1 t1: forward dnnl, backward-data im2col, " ..
+                   "backward-params dnnl # run", 1, true), got)
+end)
+
 if not dnnl then
   T.test("without oneDNN every convolution runs im2col", function()
     local code, out = probe(tmp .. "/xdg0")
@@ -106,7 +134,7 @@ T.test("measured once, written to the machine's cache, read by the next process"
   local file = cache_file(xdg)
   T.check(file, "no cache file in " .. xdg .. "/sgdsa")
   local text = T.read_file(file)
-  T.check(text:match("^sgdsa convolution choices 1\nmachine [^\n]+\n"), "cache header: " .. text)
+  T.check(text:match("^sgdsa convolution choices 2\nmachine [^\n]+\n"), "cache header: " .. text)
   for c in pairs(first) do T.check(text:find(c .. " # measured", 1, true), "not in the cache: " .. c) end
   code, out = probe(xdg)
   T.eq(code, 0, out)
@@ -127,8 +155,8 @@ T.test("measured once, written to the machine's cache, read by the next process"
 end)
 
 T.test("a damaged cache file: a warning, measured again, the file rewritten", function()
-  for i, bad in ipairs{"garbage\n", "sgdsa convolution choices 1\nmachine another CPU\n",
-                       "sgdsa convolution choices 1\n", "\0\1\2"} do
+  for i, bad in ipairs{"garbage\n", "sgdsa convolution choices 2\nmachine another CPU\n",
+                       "sgdsa convolution choices 2\n", "\0\1\2"} do
     local xdg = tmp .. "/xdg_bad" .. i
     probe(xdg)
     local file = cache_file(xdg)
@@ -145,7 +173,7 @@ T.test("a damaged cache file: a warning, measured again, the file rewritten", fu
     T.eq(n, 2, "case " .. i .. ": " .. out)
     for c, origin in pairs(t) do T.eq(origin, "measured", "case " .. i .. ": " .. c) end
     local text = T.read_file(file)
-    T.check(text:match("^sgdsa convolution choices 1\n" .. machine:gsub("%p", "%%%0") .. "\n"),
+    T.check(text:match("^sgdsa convolution choices 2\n" .. machine:gsub("%p", "%%%0") .. "\n"),
             "case " .. i .. ": not rewritten: " .. text)
     for c in pairs(t) do T.check(text:find(c, 1, true), "case " .. i .. ": not in the cache: " .. c) end
   end
