@@ -51,6 +51,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
@@ -189,47 +190,77 @@ static int cand_bits(int cand, int pass)
                                : 0;
 }
 
-static const char *impl_word(int bits, int pass) { return cand_name[cand_of(bits, pass)]; }
+/* A linear layer's key: {n, in, 1, 1, out, 0 (no kernel), 0..., threads}. */
+static int is_linear(const int64_t *key) { return key[5] == 0; }
+
+/* Implementation names; a linear layer's im2col candidate is OpenBLAS's
+ * sgemm, its dnnl one oneDNN's (dnnl_sgemm). */
+static const char *cand_word(int linear, int cand)
+{
+    return linear && cand == CAND_IM2COL ? "openblas" : cand_name[cand];
+}
+
+static const char *impl_word(const choice *c, int pass)
+{
+    return cand_word(is_linear(c->key), cand_of(c->bits, pass));
+}
 
 /* One line, no newline:
- * "128x64x32x32 k64 3x3 s1x1 p1x1 t2: forward dnnl, backward-data dnnl,
- *  backward-params im2col # measured ms im2col/dnnl 1.234/0.987 ..." */
+ * "128x64x32x32 k64 3x3 s1x1 p1x1 t2: forward dnnl, backward-data winograd,
+ *  backward-params im2col # measured, ms im2col/dnnl/winograd 1.234/0.987/0.5 ..."
+ * or for a linear layer (x N x IN, OUT outputs)
+ * "linear 128x784 k512 t2: forward dnnl, backward-data openblas,
+ *  backward-params dnnl # measured, ms openblas/dnnl 0.480/0.363 ..." */
 static int format_choice(char *buf, size_t n, const choice *c)
 {
     const int64_t *k = c->key;
-    int len = snprintf(buf, n,
-                       "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: "
-                       "forward %s, backward-data %s, backward-params %s # %s",
+    const int lin = is_linear(k);
+    int len;
+    if (lin)
+        len = snprintf(buf, n, "linear %lldx%lld k%lld t%lld: ", (long long)k[0],
+                       (long long)k[1], (long long)k[4], (long long)k[11]);
+    else
+        len = snprintf(buf, n, "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: ",
                        (long long)k[0], (long long)k[1], (long long)k[2], (long long)k[3],
                        (long long)k[4], (long long)k[5], (long long)k[6], (long long)k[7],
-                       (long long)k[8], (long long)k[9], (long long)k[10], (long long)k[11],
-                       impl_word(c->bits, 0), impl_word(c->bits, 1), impl_word(c->bits, 2),
-                       origin_name[c->origin]);
+                       (long long)k[8], (long long)k[9], (long long)k[10], (long long)k[11]);
+#define REST(b) ((b) + ((size_t)len < n ? (size_t)len : n)), ((size_t)len < n ? n - (size_t)len : 0)
+    len += snprintf(REST(buf), "forward %s, backward-data %s, backward-params %s # %s",
+                    impl_word(c, 0), impl_word(c, 1), impl_word(c, 2), origin_name[c->origin]);
     if (c->origin == ORIGIN_MEASURED && c->ms[0][0] > 0) {
         const int nc = c->ms[CAND_WINO][0] > 0 ? NCAND : CAND_WINO;
-        len += snprintf(buf + ((size_t)len < n ? (size_t)len : n), (size_t)len < n ? n - (size_t)len : 0,
-                        ", ms %s", nc == NCAND ? "im2col/dnnl/winograd" : "im2col/dnnl");
+        len += snprintf(REST(buf), ", ms %s/%s%s", cand_word(lin, 0), cand_word(lin, 1),
+                        nc == NCAND ? "/winograd" : "");
         for (int p = 0; p < 3; p++)
             for (int i = 0; i < nc; i++)
-                len += snprintf(buf + ((size_t)len < n ? (size_t)len : n),
-                                (size_t)len < n ? n - (size_t)len : 0, "%s%.3f",
-                                i ? "/" : " ", c->ms[i][p]);
+                len += snprintf(REST(buf), "%s%.3f", i ? "/" : " ", c->ms[i][p]);
     }
+#undef REST
     return len;
 }
 
 /* Parse a line of format_choice's (what follows '#' is ignored); -1 when it is not one. */
 static int parse_choice(const char *line, choice *c)
 {
-    long long v[KEYLEN];
+    long long v[KEYLEN] = { 0 };
     char w[3][16];
-    int end = -1;
-    const int got = sscanf(line,
-                           "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: "
-                           "forward %15[a-z0-9], backward-data %15[a-z0-9], "
-                           "backward-params %15[a-z0-9]%n",
-                           &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-                           &v[10], &v[11], w[0], w[1], w[2], &end);
+    int end = -1, got;
+    const int lin = !strncmp(line, "linear ", 7);
+    if (lin) {
+        got = sscanf(line,
+                     "linear %lldx%lld k%lld t%lld: forward %15[a-z0-9], backward-data %15[a-z0-9], "
+                     "backward-params %15[a-z0-9]%n",
+                     &v[0], &v[1], &v[4], &v[11], w[0], w[1], w[2], &end);
+        v[2] = v[3] = 1;
+        got = got == 7 ? KEYLEN + 3 : -1;
+    } else {
+        got = sscanf(line,
+                     "%lldx%lldx%lldx%lld k%lld %lldx%lld s%lldx%lld p%lldx%lld t%lld: "
+                     "forward %15[a-z0-9], backward-data %15[a-z0-9], "
+                     "backward-params %15[a-z0-9]%n",
+                     &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
+                     &v[10], &v[11], w[0], w[1], w[2], &end);
+    }
     if (got != KEYLEN + 3 || end < 0)
         return -1;
     const char *rest = line + end;
@@ -239,16 +270,16 @@ static int parse_choice(const char *line, choice *c)
         return -1;
     memset(c, 0, sizeof *c);
     for (int i = 0; i < KEYLEN; i++) {
-        const int pad = i == 9 || i == 10;
-        if (v[i] < (pad ? 0 : 1) || v[i] > ((long long)1 << 40))
+        const int zero_ok = i == 9 || i == 10 || (lin && i >= 5 && i <= 10);
+        if (v[i] < (zero_ok ? 0 : 1) || v[i] > ((long long)1 << 40))
             return -1;
         c->key[i] = v[i];
     }
     for (int p = 0; p < 3; p++) {
         int i = 0;
-        while (i < NCAND && strcmp(w[p], cand_name[i]))
+        while (i < (lin ? CAND_WINO : NCAND) && strcmp(w[p], cand_word(lin, i)))
             i++;
-        if (i == NCAND)
+        if (i == (lin ? CAND_WINO : NCAND))
             return -1;
         c->bits |= cand_bits(i, p);
     }
@@ -261,6 +292,8 @@ static table wino_known;  /* key -> bits 1 when oneDNN has Winograd for it here 
  * with `lock` held. */
 static int key_winograd_ok(const int64_t *key)
 {
+    if (is_linear(key))
+        return 0;
     const choice *k = find(&wino_known, key);
     if (k)
         return k->bits;
@@ -545,6 +578,41 @@ static void measure(const sg_conv2d_geom *g, choice *c)
         free(ws[i]);
 }
 
+/* Time OpenBLAS's and oneDNN's sgemm in the three passes of c's linear
+ * layer (its whole batch: microseconds to a few ms), one untimed call then
+ * the best of two, interleaved; each pass takes the faster. A failure
+ * leaves OpenBLAS. */
+static void measure_linear(choice *c)
+{
+    c->bits = 0;
+    const int64_t n = c->key[0], in = c->key[1], out = c->key[4];
+    float *x = filled(n * in, 1), *w = filled(out * in, 2), *b = filled(out, 3);
+    float *dy = filled(n * out, 4), *y = filled(n * out, 5), *dx = filled(n * in, 6);
+    float *dw = filled(out * in, 7), *db = filled(out, 8);
+    int ok = x && w && b && dy && y && dx && dw && db && sg_cpu_conv2d_have_dnnl();
+    for (int rep = 0; rep < 3 && ok; rep++)
+        for (int i = 0; i < 2 && ok; i++)
+            for (int p = 0; p < 3 && ok; p++) {
+                const int bits = i ? SG_CONV_PASS_ALL : 0;
+                const double t0 = now_ms();
+                ok = !(p == 0   ? sg_linear_forward_with(bits, x, y, w, b, n, in, out)
+                       : p == 1 ? sg_linear_backward_data_with(bits, dy, dx, w, n, in, out)
+                                : sg_linear_backward_params_with(bits, x, dy, dw, db, n, in, out));
+                const double t = now_ms() - t0;
+                if (rep == 1 || (rep == 2 && t < c->ms[i][p]))
+                    c->ms[i][p] = t;
+            }
+    sg_clearerr();
+    if (ok) {
+        for (int p = 0; p < 3; p++)
+            if (c->ms[CAND_DNNL][p] < c->ms[CAND_IM2COL][p])
+                c->bits |= 1 << p;
+    } else {
+        memset(c->ms, 0, sizeof c->ms);
+    }
+    free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
+}
+
 /* ---- the choice of a geometry --------------------------------------------------------- */
 
 /* The choice of key without measuring (-1: none); with `record`, it is
@@ -601,6 +669,33 @@ void sg_conv_choice_note(const sg_conv2d_geom *g)
     pthread_mutex_unlock(&lock);
 }
 
+/* c's choice (c->key set): known, else measured (g: the convolution; NULL
+ * for a linear layer) and entered in the tables. */
+static int choose(choice *c, const sg_conv2d_geom *g)
+{
+    pthread_mutex_lock(&lock);
+    int bits = known_locked(c->key, 1);
+    pthread_mutex_unlock(&lock);
+    if (bits >= 0)
+        return bits;
+    c->origin = ORIGIN_MEASURED;
+    if (g)  /* without the lock: it runs convolutions */
+        measure(g, c);
+    else
+        measure_linear(c);
+    pthread_mutex_lock(&lock);
+    const choice *e = find(&used, c->key);
+    if (e) {
+        bits = e->bits;  /* chosen by another thread meanwhile */
+    } else {
+        sync_cache(c);
+        put(&used, c);
+        bits = c->bits;
+    }
+    pthread_mutex_unlock(&lock);
+    return bits;
+}
+
 int sg_cpu_conv2d_passes(const sg_conv2d_geom *g)
 {
     if (g->dnnl >= 0)
@@ -608,24 +703,19 @@ int sg_cpu_conv2d_passes(const sg_conv2d_geom *g)
     choice c;
     memset(&c, 0, sizeof c);
     make_key(g, c.key);
-    pthread_mutex_lock(&lock);
-    int bits = known_locked(c.key, 1);
-    pthread_mutex_unlock(&lock);
-    if (bits >= 0)
-        return bits;
-    c.origin = ORIGIN_MEASURED;
-    measure(g, &c);  /* without the lock: it runs convolutions */
-    pthread_mutex_lock(&lock);
-    const choice *e = find(&used, c.key);
-    if (e) {
-        bits = e->bits;  /* chosen by another thread meanwhile */
-    } else {
-        sync_cache(&c);
-        put(&used, &c);
-        bits = c.bits;
-    }
-    pthread_mutex_unlock(&lock);
-    return bits;
+    return choose(&c, g);
+}
+
+int sg_cpu_linear_passes(int64_t n, int64_t in, int64_t out)
+{
+    if (n < 1 || in < 1 || out < 1)
+        return 0;  /* nothing to multiply */
+    choice c;
+    memset(&c, 0, sizeof c);
+    int threads = omp_get_max_threads();
+    const int64_t k[KEYLEN] = { n, in, 1, 1, out, 0, 0, 0, 0, 0, 0, threads < 1 ? 1 : threads };
+    memcpy(c.key, k, sizeof k);
+    return choose(&c, NULL);
 }
 
 /* ---- the table as text ------------------------------------------------------------- */

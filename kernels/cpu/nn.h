@@ -136,7 +136,15 @@ int sg_cpu_conv2d_backward_params(float *ws, const float *x, const float *dy, fl
                                   float *db, const sg_conv2d_geom *g);
 
 /* ---- linear ---------------------------------------------------------------
- * y (N x OUT) = x (N x IN) w^T + b. */
+ * y (N x OUT) = x (N x IN) w^T + b. Each pass's sgemm is OpenBLAS's or
+ * oneDNN's (when built with it), chosen per shape (N, IN, OUT, threads) as
+ * the convolutions' implementations are (same precedence, cache and run
+ * record: lines "linear 128x784 k512 t2: forward dnnl, backward-data
+ * openblas, backward-params dnnl"; SGDSA_CONV=im2col forces OpenBLAS,
+ * dnnl or winograd oneDNN). */
+/* The passes of a linear layer whose sgemm is oneDNN's (SG_CONV_PASS_*
+ * bits), measured now when the shape is new. */
+int sg_cpu_linear_passes(int64_t n, int64_t in, int64_t out);
 int sg_cpu_linear_forward(const float *x, float *y, const float *w, const float *b,
                           int64_t n, int64_t in, int64_t out);
 /* dx (N x IN) = dy w (overwrites). */

@@ -417,6 +417,85 @@ static void test_errors(void)
            "conv output size %lldx%lld want 4x4", (long long)g.oh, (long long)g.ow);
 }
 
+/* The linear layer with OpenBLAS's and with oneDNN's sgemm (forced by
+ * sg_cpu_conv2d_set_impl) against a double evaluation, accumulation into dw,
+ * and repeats bit for bit; shapes that leave both libraries' tile edges
+ * ragged. */
+static void test_linear_impls(void)
+{
+    const int64_t shapes[][3] = { { 7, 33, 5 }, { 128, 100, 130 }, { 1, 17, 3 } };
+    const sg_conv_impl impls[] = { SG_CONV_IM2COL, SG_CONV_DNNL };
+    for (int si = 0; si < 3; si++)
+        for (int ii = 0; ii < 2; ii++) {
+            const sg_conv_impl impl = impls[ii];
+            if (impl == SG_CONV_DNNL && !sg_cpu_conv2d_have_dnnl())
+                continue;
+            EXPECT(sg_cpu_conv2d_set_impl(impl) == 0, "%s", sg_geterr());
+            const int64_t n = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+            EXPECT(sg_cpu_linear_passes(n, in, out) == (impl == SG_CONV_DNNL ? SG_CONV_PASS_ALL : 0),
+                   "linear %s: passes %d", impl_name(impl), sg_cpu_linear_passes(n, in, out));
+            float *x = tbuf(n * in), *w = tbuf(out * in), *b = tbuf(out), *dy = tbuf(n * out);
+            float *y = tbuf(n * out), *dx = tbuf(n * in), *dw = tbuf(out * in), *db = tbuf(out);
+            float *y2 = tbuf(n * out), *dx2 = tbuf(n * in), *dw2 = tbuf(out * in), *db2 = tbuf(out);
+            fill_uniform(&R, x, n * in, -1, 1);
+            fill_uniform(&R, w, out * in, -1, 1);
+            fill_uniform(&R, b, out, -1, 1);
+            fill_uniform(&R, dy, n * out, -1, 1);
+            fill_uniform(&R, dw, out * in, -1, 1);
+            fill_uniform(&R, db, out, -1, 1);
+            float *dw0 = tbuf(out * in);
+            memcpy(dw0, dw, (size_t)(out * in) * sizeof(float));
+            memcpy(dw2, dw, (size_t)(out * in) * sizeof(float));
+            memcpy(db2, db, (size_t)out * sizeof(float));
+            double ey = 0, edx = 0, edw = 0, my = 0, mdx = 0, mdw = 0;
+            for (int rep = 0; rep < 2; rep++) {
+                float *yy = rep ? y2 : y, *dxx = rep ? dx2 : dx, *dww = rep ? dw2 : dw;
+                float *dbb = rep ? db2 : db;
+                EXPECT(sg_cpu_linear_forward(x, yy, w, b, n, in, out) == 0, "%s", sg_geterr());
+                EXPECT(sg_cpu_linear_backward_data(dy, dxx, w, n, in, out) == 0, "%s", sg_geterr());
+                EXPECT(sg_cpu_linear_backward_params(x, dy, dww, dbb, n, in, out) == 0, "%s",
+                       sg_geterr());
+            }
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t o = 0; o < out; o++) {
+                    double s = b[o];
+                    for (int64_t i = 0; i < in; i++)
+                        s += (double)x[r * in + i] * w[o * in + i];
+                    ey = fmax(ey, fabs(y[r * out + o] - s));
+                    my = fmax(my, fabs(s));
+                }
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t i = 0; i < in; i++) {
+                    double s = 0;
+                    for (int64_t o = 0; o < out; o++)
+                        s += (double)dy[r * out + o] * w[o * in + i];
+                    edx = fmax(edx, fabs(dx[r * in + i] - s));
+                    mdx = fmax(mdx, fabs(s));
+                }
+            /* dw = dw0 + the gradient */
+            for (int64_t o = 0; o < out; o++)
+                for (int64_t i = 0; i < in; i++) {
+                    double s = 0;
+                    for (int64_t r = 0; r < n; r++)
+                        s += (double)dy[r * out + o] * x[r * in + i];
+                    edw = fmax(edw, fabs((double)dw[o * in + i] - dw0[o * in + i] - s));
+                    mdw = fmax(mdw, fabs(s));
+                }
+            EXPECT(ey <= 1e-5 * (1 + my) && edx <= 1e-5 * (1 + mdx) && edw <= 1e-5 * (2 + mdw),
+                   "linear %s %lldx%lld k%lld: errors y %g (max %g) dx %g (max %g) dw %g (max %g)",
+                   impl_name(impl), (long long)n, (long long)in, (long long)out, ey, my, edx, mdx,
+                   edw, mdw);
+            EXPECT(!memcmp(y, y2, (size_t)(n * out) * sizeof(float)) &&
+                       !memcmp(dx, dx2, (size_t)(n * in) * sizeof(float)) &&
+                       !memcmp(dw, dw2, (size_t)(out * in) * sizeof(float)),
+                   "linear %s %lldx%lld k%lld: a repeat differs", impl_name(impl), (long long)n,
+                   (long long)in, (long long)out);
+            free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
+            free(y2); free(dx2); free(dw2); free(db2); free(dw0);
+        }
+    sg_cpu_conv2d_set_impl(SG_CONV_AUTO);
+}
+
 int main(void)
 {
     sg_rng_init(&R, 99, sg_rng_hash("test_nn_ops"));
@@ -441,6 +520,7 @@ int main(void)
     test_conv_ref(4, 64, 12, 12, 64, 3, 1, 1, 0); /* ResNet-like: Winograd where oneDNN has it */
     test_conv_ref(3, 32, 9, 7, 48, 3, 1, 1, 0);   /* ... with a ragged tile edge */
     test_conv_dnnl();
+    test_linear_impls();
     test_bn_running();
     test_dropout();
     test_ce();

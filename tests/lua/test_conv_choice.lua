@@ -59,9 +59,16 @@ local function choices(out)
   local t, n = {}, 0
   for line in out:gmatch("[^\n]+") do
     local c, origin = line:match("^(%d+x%d+x%d+x%d+ k.-) # (%a+)")
+    if not c then c, origin = line:match("^(linear %d+x%d+ k.-) # (%a+)") end
     if c then t[c] = origin; n = n + 1 end
   end
   return t, n
+end
+
+-- a line's implementations turned over: im2col <-> dnnl (a linear layer's openblas <-> dnnl)
+local function turn(head, impls)
+  local other = head:find("^linear") and "openblas" or "im2col"
+  return (impls:gsub(other, "X"):gsub("dnnl", other):gsub("X", "dnnl"))
 end
 
 local function cache_file(xdg)
@@ -77,9 +84,18 @@ T.test("pinning: a line that is not a choice is an error naming it", function()
   T.raises(function() sg.core.conv_choices("\n8x0x8x8 k16 3x3 s1x1 p1x1 t1: forward im2col, " ..
                                            "backward-data im2col, backward-params im2col") end,
            "line 2 is not a convolution choice")
+  T.raises(function() sg.core.conv_choices("linear 8x16 k4 t1: forward im2col, " ..
+                                           "backward-data dnnl, backward-params dnnl") end,
+           "line 1 is not a convolution choice")  -- a linear layer's sgemm is openblas or dnnl
+  T.raises(function() sg.core.conv_choices("linear 8x16 k4 t1: forward winograd, " ..
+                                           "backward-data dnnl, backward-params dnnl") end,
+           "line 1 is not a convolution choice")
   local line = "8x16x8x8 k32 3x3 s1x1 p1x1 t1: forward im2col, backward-data dnnl, backward-params im2col"
   local got = sg.core.conv_choices(line)
   T.check(got:find(line .. " # run", 1, true), "pinned choice not in effect: " .. got)
+  line = "linear 8x16 k4 t1: forward openblas, backward-data dnnl, backward-params openblas"
+  got = sg.core.conv_choices(line)
+  T.check(got:find(line .. " # run", 1, true), "pinned linear choice not in effect: " .. got)
 end)
 
 T.test("Winograd: forced where oneDNN has it (AVX-512), its direct algorithm elsewhere", function()
@@ -97,9 +113,10 @@ T.test("Winograd: forced where oneDNN has it (AVX-512), its direct algorithm els
   for _, f in ipairs(sg.core.cpu_info().features) do avx512 = avx512 or f == "avx512" end
   local want = avx512 and "winograd" or "dnnl"
   local t, n = choices(out)
-  T.eq(n, 2, out)
+  T.eq(n, 3, out)
   for c, origin in pairs(t) do
     T.eq(origin, "forced", c)
+    local want = c:find("^linear") and "dnnl" or want
     T.check(c:find("forward " .. want .. ", backward%-data " .. want .. ", backward%-params " .. want),
             "expected " .. want .. " for every pass: " .. c)
   end
@@ -115,7 +132,7 @@ if not dnnl then
     local code, out = probe(tmp .. "/xdg0")
     T.eq(code, 0, out)
     local t, n = choices(out)
-    T.check(n == 2, "two convolutions expected: " .. out)
+    T.check(n == 3, "two convolutions and a linear layer expected: " .. out)
     for c, origin in pairs(t) do
       T.eq(origin, "build", c)
       T.check(not c:find("dnnl"), c)
@@ -129,7 +146,7 @@ T.test("measured once, written to the machine's cache, read by the next process"
   local code, out = probe(xdg)
   T.eq(code, 0, out)
   local first, n = choices(out)
-  T.eq(n, 2, "two convolutions: " .. out)
+  T.eq(n, 3, "two convolutions and a linear layer: " .. out)
   for c, origin in pairs(first) do T.eq(origin, "measured", c) end
   local file = cache_file(xdg)
   T.check(file, "no cache file in " .. xdg .. "/sgdsa")
@@ -141,15 +158,15 @@ T.test("measured once, written to the machine's cache, read by the next process"
   local second = choices(out)
   for c in pairs(first) do T.eq(second[c], "cache", "second process: " .. c) end
   -- the file decides: every choice turned over is what the next process runs
-  T.write_file(file, text:gsub("([^\n]-: )([^#\n]*)( # measured[^\n]*)", function(head, impls)
-    return head .. impls:gsub("im2col", "X"):gsub("dnnl", "im2col"):gsub("X", "dnnl")
+  T.write_file(file, text:gsub("([^\n]-: )([^#\n]*)( # measured[^\n]*)", function(head, impls, tail)
+    return head .. turn(head, impls) .. tail
   end))
   code, out = probe(xdg)
   T.eq(code, 0, out)
   local third = choices(out)
   for c in pairs(first) do
     local head, impls = c:match("^(.-: )(.*)$")
-    local turned = head .. impls:gsub("im2col", "X"):gsub("dnnl", "im2col"):gsub("X", "dnnl")
+    local turned = head .. turn(head, impls)
     T.eq(third[turned], "cache", "the cache's (turned) choice: " .. turned .. "\n" .. out)
   end
 end)
@@ -170,7 +187,7 @@ T.test("a damaged cache file: a warning, measured again, the file rewritten", fu
     T.check(out:find("warning: the convolution choice cache " .. file .. " is damaged", 1, true),
             "case " .. i .. ": no warning:\n" .. out)
     local t, n = choices(out)
-    T.eq(n, 2, "case " .. i .. ": " .. out)
+    T.eq(n, 3, "case " .. i .. ": " .. out)
     for c, origin in pairs(t) do T.eq(origin, "measured", "case " .. i .. ": " .. c) end
     local text = T.read_file(file)
     T.check(text:match("^sgdsa convolution choices 2\n" .. machine:gsub("%p", "%%%0") .. "\n"),
