@@ -241,9 +241,13 @@ typedef struct sg_backend {
     X(avgpool2d_forward) X(avgpool2d_backward_data) X(global_avgpool_forward)           \
     X(global_avgpool_backward_data) X(pad2d) X(crop2d) X(cross_entropy)
 
-/* Register a backend for its device (kernels/<backend>/backend.c, at load). */
-void sg_backend_register(const sg_backend *b);
-/* The table of a device, or NULL when no backend for it is built. */
+/* Register a backend for its device (kernels/<backend>/backend.c, at load;
+ * exported: the CUDA backend is a module of its own, libsgdsa_cuda.so). */
+__attribute__((visibility("default"))) void sg_backend_register(const sg_backend *b);
+/* The table of a device, or NULL when no backend for it is built. The CUDA
+ * table is loaded on the first call for SG_CUDA: the module libsgdsa_cuda.so
+ * beside libsgdsa_core.so (dlopen; its constructor registers the table),
+ * unless the table is linked in already (the C tests). */
 const sg_backend *sg_backend_get(sg_devtype dev);
 /* -1 with "<op>: the <device> backend has no <entry>" (or, with no backend
  * for the device, "<op>: sgdsa was built without the <device> backend"). */

@@ -336,6 +336,17 @@ static int rb_free(lua_State *L)
     return 0;
 }
 
+/* cuda.built: whether sgdsa has its CUDA backend (loaded on this access) */
+static int l_cuda_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    if (k && !strcmp(k, "built")) {
+        lua_pushboolean(L, sg_device_built(SG_CUDA));
+        return 1;
+    }
+    return 0;
+}
+
 void sgl_open_cuda(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -354,8 +365,12 @@ void sgl_open_cuda(lua_State *L)
     sgl_newclass(L, READBACK_MT, rb_meta, rb_methods);
     lua_newtable(L);
     sgl_setfuncs(L, fns);
-    lua_pushboolean(L, sg_device_built(SG_CUDA));
-    lua_setfield(L, -2, "built");
+    /* cuda.built is read on access: asking loads the CUDA backend's module
+     * (core/backend.c), which a CPU-only session never needs */
+    lua_newtable(L);
+    lua_pushcfunction(L, l_cuda_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     lua_setfield(L, -2, "cuda");
     lua_pushcfunction(L, l_available);
     lua_setfield(L, -2, "cuda_available");
