@@ -16,7 +16,7 @@
 
 int sg_cpu_relu_forward(const float *x, float *y, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return 0;
@@ -24,9 +24,12 @@ int sg_cpu_relu_forward(const float *x, float *y, int64_t n)
 
 int sg_cpu_relu_backward_data(const float *y, const float *dy, float *dx, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    {
+        const float g = dy[i];  /* read whatever the sign: a compare and a blend */
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
     return 0;
 }
 
@@ -60,7 +63,7 @@ int sg_cpu_dropout_mask(sg_rng *r, float *mask, int64_t n, double p)
 
 int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] * mask[i];
     return 0;
@@ -68,7 +71,7 @@ int sg_cpu_dropout_forward(const float *x, float *y, const float *mask, int64_t 
 
 int sg_cpu_dropout_backward_data(const float *dy, float *dx, const float *mask, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         dx[i] = dy[i] * mask[i];
     return 0;
@@ -122,7 +125,7 @@ int sg_cpu_cross_entropy(const float *logits, const int32_t *labels, float *dlog
 
 void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, float alpha)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + alpha * x[i];
 }
@@ -130,7 +133,7 @@ void sg_cpu_vec_axpy(const float *a, const float *x, float *out, int64_t n, floa
 void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *out,
                         int64_t n, float alpha, float beta)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + alpha * x[i] + beta * y[i];
 }
@@ -138,7 +141,7 @@ void sg_cpu_vec_axpbypz(const float *a, const float *x, const float *y, float *o
 void sg_cpu_vec_scale_add(const float *a, const float *x, float *out, int64_t n, float s,
                           float alpha)
 {
-#pragma omp parallel for simd schedule(static) if (n > SG_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > SG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         out[i] = s * a[i] + alpha * x[i];
 }

@@ -39,7 +39,10 @@
 
 /* Loops over fewer elements than this run on the calling thread: waking the
  * OpenMP pool costs more than the work. Results do not depend on it: every
- * parallel loop's iterations are independent or reduce in a fixed order. */
+ * parallel loop's iterations are independent or reduce in a fixed order.
+ * On `parallel for simd` the condition is `if (parallel : n > SG_PAR_MIN)`:
+ * a bare `if` applies to the simd construct too and leaves the small loops
+ * scalar. */
 #define SG_PAR_MIN 32768
 
 /* ---- conv2d --------------------------------------------------------------
