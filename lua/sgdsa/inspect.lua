@@ -140,12 +140,21 @@ local function summarize_log(out, f, name)
       (a.rank_changes and a.rank_changes ~= "") and ("; rank changes on resume: " .. fmt(a.rank_changes)) or "")
   end
   if type(a.cpu_conv_choices) == "string" and a.cpu_conv_choices ~= "" then
-    local n, d = 0, 0
+    local n, d, w, nl, dl = 0, 0, 0, 0, 0
     for line in a.cpu_conv_choices:gmatch("[^\n]+") do
-      n = n + 1
-      if line:match("^[^#]*dnnl") then d = d + 1 end
+      local impls = line:match("^[^#]*")
+      if line:match("^linear ") then
+        nl = nl + 1
+        if impls:find("dnnl") then dl = dl + 1 end
+      else
+        n = n + 1
+        if impls:find("dnnl") or impls:find("winograd") then d = d + 1 end
+        if impls:find("winograd") then w = w + 1 end
+      end
     end
-    out[#out + 1] = string.format("  CPU convolutions: %d shapes, %d with a pass on oneDNN (attribute cpu_conv_choices)", n, d)
+    out[#out + 1] = string.format("  CPU convolutions: %d shapes, %d with a pass on oneDNN, %d of them " ..
+                                  "with Winograd; linear layers: %d shapes, %d with a pass on oneDNN's " ..
+                                  "sgemm (attribute cpu_conv_choices)", n, d, w, nl, dl)
   end
   if type(a.cuda_conv_algorithms) == "string" and a.cuda_conv_algorithms ~= "" then
     local n = select(2, a.cuda_conv_algorithms:gsub("\n", "")) + 1
