@@ -18,7 +18,10 @@
  *                               end; the file then says "pid <n> host <h>
  *                               since <time>". Held elsewhere: nil, message,
  *                               the holder's line ("" if it wrote none yet);
- *                               another failure: nil, message, errno
+ *                               another failure: nil, message, errno.
+ *                               lock:intact(): true while `path` still names
+ *                               the locked file; else false and "removed" or
+ *                               "replaced" (a new file there, another holder's)
  *   core.set_num_threads(n), core.get_num_threads()
  *   core.conv_choices([text])   the CPU convolutions' implementation per geometry
  *                               and pass in this process, one line each (text:
@@ -614,9 +617,11 @@ static int holder_dying(const char *line)
 static int l_lock(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    lockbox *u = (lockbox *)lua_newuserdatauv(L, sizeof *u, 0);
+    lockbox *u = (lockbox *)lua_newuserdatauv(L, sizeof *u, 1);
     u->fd = -1;
     luaL_setmetatable(L, LOCK_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);   /* the path, for lock:intact() */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
         return fail(L, "lock", path, errno);
@@ -694,6 +699,39 @@ static int l_lock_held(lua_State *L)
     return 1;
 }
 
+/* lock:intact(): does the lock's path still name the file this lock holds?
+ * A folder removed (and perhaps made again by another run) while its holder
+ * still writes there is told apart from its own by the lock file's inode. */
+static int l_lock_intact(lua_State *L)
+{
+    lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
+    if (u->fd < 0) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "released");
+        return 2;
+    }
+    lua_getiuservalue(L, 1, 1);
+    const char *path = lua_tostring(L, -1);
+    struct stat held, there;
+    if (fstat(u->fd, &held) != 0)
+        return luaL_error(L, "lock:intact: %s: %s", path, strerror(errno));
+    if (stat(path, &there) != 0) {
+        int e = errno;
+        if (e != ENOENT && e != ENOTDIR)
+            return luaL_error(L, "lock:intact: %s: %s", path, strerror(e));
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "removed");
+        return 2;
+    }
+    if (held.st_dev != there.st_dev || held.st_ino != there.st_ino) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "replaced");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_lock_tostring(lua_State *L)
 {
     lockbox *u = (lockbox *)luaL_checkudata(L, 1, LOCK_MT);
@@ -703,7 +741,7 @@ static int l_lock_tostring(lua_State *L)
 
 static void open_lock_mt(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"unlock", l_unlock}, {"held", l_lock_held}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"unlock", l_unlock}, {"held", l_lock_held}, {"intact", l_lock_intact}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_unlock}, {"__close", l_unlock}, {"__tostring", l_lock_tostring}, {NULL, NULL}};
     sgl_newclass(L, LOCK_MT, meta, methods);

@@ -782,7 +782,23 @@ local function record_conv_choices(run)
   run.conv_recorded = text
 end
 
+-- Before each write into the run folder: is it still this run's? A folder
+-- removed while its run still writes (a user's rm -rf while the run stops),
+-- and perhaps made again by a new run of the same name, holds another lock
+-- file, or none: this run then writes nothing more and stops.
+local function check_folder(run)
+  if not run.lock then return end
+  local ok, how = run.lock:intact()
+  if ok then return end
+  if run.prog then run.prog:finish() end
+  fail("the run folder %s was %s while this run was writing to it (its lock file %s/%s is %s); " ..
+       "this run writes nothing more there and stops", run.dir,
+       how == "removed" and "removed" or "taken by another run", run.dir, folder.LOCK,
+       how == "removed" and "gone" or "another process's")
+end
+
 local function flush_logs(run)
+  check_folder(run)
   if run.steplog then run.steplog:flush() end
   if run.epochlog then run.epochlog:flush() end
   if run.record_resume then
@@ -797,7 +813,7 @@ end
 -- they hold at least the checkpoint's steps): rank 0's, into the run folder.
 local function save_checkpoint(run, name, mid_epoch, attrs)
   if not run.dir or not run.writer then return end
-  flush_logs(run)
+  flush_logs(run)   -- (and check_folder)
   state.capture(run, run.dir .. "/" .. name, mid_epoch, attrs)
 end
 
@@ -936,7 +952,7 @@ function M.train(exp, overrides)
   local f = folder.open(cfg)
   local lock <close> = f.lock
   folder.prepare(f, cfg, run.cfgtext, run.S, M.config_text)
-  run.dir = f.dir
+  run.dir, run.lock = f.dir, f.lock
   open_logs(run)
   local rebuild_best = false
   if f.start == "resume" or f.start == "restart" then rebuild_best = resume(run, f) end

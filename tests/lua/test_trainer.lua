@@ -184,4 +184,32 @@ T.test("max_steps and the error-rate objective", function()
   for _, f in ipairs(r.logs.steps.objective) do T.check(f >= 0 and f <= 1, "error rate " .. f) end
 end)
 
+T.test("a run folder removed, or removed and taken by another run, while its run writes: that run writes nothing more there",
+       function()
+  -- at step 5 (epoch 1) the folder goes; the run's next write (epoch 1's
+  -- log flush, after step 20) must not land in what is there now
+  local function gone_at_step5(name, retake)
+    local dir, other = out .. "/" .. name, nil
+    local err = T.raises(function()
+      trainer.train(exp{name = name, hooks = {on_step = function(_, rec)
+        if rec.step ~= 5 then return end
+        assert(os.execute("rm -rf '" .. dir .. "'"))
+        if retake then
+          assert(sg.core.mkdir_p(dir))
+          other = assert(sg.core.lock(dir .. "/.lock"))
+        end
+      end}})
+    end, "trainer: the run folder " .. dir .. " was " .. (retake and "taken by another run" or "removed") ..
+         " while this run was writing to it")
+    return dir, other, err
+  end
+  local dir, other = gone_at_step5("retaken", true)
+  T.eq(table.concat(sg.core.listdir(dir), " "), ".lock", "the new holder's folder holds only its lock")
+  T.check(other:intact(), "the new holder's lock is intact")
+  other:unlock()
+  T.check(not other:intact(), "a released lock is not intact")
+  dir = gone_at_step5("removed", false)
+  T.check(not sg.core.exists(dir), "the removed folder was made again")
+end)
+
 T.done()
