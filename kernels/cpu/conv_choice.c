@@ -22,7 +22,12 @@
  *     of the batch (the images of one oneDNN execution, MEASURE_FLOP per
  *     forward at most, and 2 images per thread at least: up to ~10 ms a
  *     call) with deterministic data, one untimed call then the best of
- *     two, interleaved; each pass takes the fastest. The
+ *     two, interleaved; each pass takes the fastest, Winograd only when it
+ *     is more than WINO_MARGIN faster than the fastest of the others
+ *     (sg_conv_choice_pick: its workspace is 2-13x the direct algorithm's
+ *     on VGG and ResNet shapes, 150 MB for 512 channels at batch 128, and
+ *     its rounding a few times coarser, so a lead within the timings'
+ *     noise does not buy it). The
  *     slice's buffers are the measurement's own: nothing the caller computes
  *     passes through it, and the chosen implementation then runs as it
  *     always does.
@@ -62,7 +67,8 @@
 
 #define KEYLEN 12            /* n c h w k kh kw sh sw ph pw threads */
 #define MEASURE_FLOP 2e9     /* the most FLOPs of one measured forward */
-#define CACHE_MAGIC "sgdsa convolution choices 2"
+#define WINO_MARGIN 0.10     /* Winograd's lead needed over the others (sg_conv_choice_pick) */
+#define CACHE_MAGIC "sgdsa convolution choices 3"
 
 enum { ORIGIN_RUN, ORIGIN_FORCED, ORIGIN_BUILD, ORIGIN_CACHE, ORIGIN_MEASURED };
 enum { CAND_IM2COL, CAND_DNNL, CAND_WINO, NCAND };
@@ -507,6 +513,17 @@ static float *filled(int64_t n, uint32_t seed)
     return p;
 }
 
+int sg_conv_choice_pick(const double *ms, const int *ok)
+{
+    int best = -1;
+    for (int i = 0; i < CAND_WINO; i++)
+        if (ok[i] && (best < 0 || ms[i] < ms[best]))
+            best = i;
+    if (ok[CAND_WINO] && (best < 0 || ms[CAND_WINO] < (1.0 - WINO_MARGIN) * ms[best]))
+        best = CAND_WINO;
+    return best;
+}
+
 /* Time every implementation of every pass of g that runs here on a slice
  * of its batch and fill c (bits: each pass's fastest). A failure (memory,
  * oneDNN) leaves the implementations measured without one; im2col for
@@ -567,11 +584,8 @@ static void measure(const sg_conv2d_geom *g, choice *c)
             memset(c->ms[i], 0, sizeof c->ms[i]);
     if (ok[CAND_IM2COL] || ok[CAND_DNNL] || ok[CAND_WINO])
         for (int p = 0; p < 3; p++) {
-            int best = -1;
-            for (int i = 0; i < NCAND; i++)
-                if (ok[i] && (best < 0 || c->ms[i][p] < c->ms[best][p]))
-                    best = i;
-            c->bits |= cand_bits(best, p);
+            const double ms[NCAND] = { c->ms[CAND_IM2COL][p], c->ms[CAND_DNNL][p], c->ms[CAND_WINO][p] };
+            c->bits |= cand_bits(sg_conv_choice_pick(ms, ok), p);
         }
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
     for (int i = 0; i < NCAND; i++)

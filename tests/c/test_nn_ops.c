@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include "conv_choice.h"
 #include "error.h"
 
 static sg_rng R;
@@ -496,6 +497,27 @@ static void test_linear_impls(void)
     sg_cpu_conv2d_set_impl(SG_CONV_AUTO);
 }
 
+/* The choice among measured times (conv_choice.c): the fastest, and
+ * Winograd only with a lead of more than 10% over the fastest of the others. */
+static void test_choice_rule(void)
+{
+    static const struct { double ms[3]; int ok[3], want; } cases[] = {
+        { { 3.0, 2.0, 1.0 }, { 1, 1, 1 }, 2 },    /* Winograd 50% ahead */
+        { { 3.0, 2.0, 1.85 }, { 1, 1, 1 }, 1 },   /* 7.5% ahead: the direct algorithm */
+        { { 3.0, 2.0, 1.79 }, { 1, 1, 1 }, 2 },   /* 10.5% ahead */
+        { { 1.5, 2.0, 1.4 }, { 1, 1, 1 }, 0 },    /* im2col the fastest of the others */
+        { { 1.5, 2.0, 1.0 }, { 1, 0, 1 }, 2 },
+        { { 9.0, 2.0, 1.0 }, { 1, 1, 0 }, 1 },    /* Winograd not measured */
+        { { 0.0, 0.0, 1.0 }, { 0, 0, 1 }, 2 },    /* the only one */
+        { { 2.0, 1.0, 0.0 }, { 1, 1, 0 }, 1 },
+        { { 0.0, 0.0, 0.0 }, { 0, 0, 0 }, -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECK(sg_conv_choice_pick(cases[i].ms, cases[i].ok) == cases[i].want,
+              "choice rule case %zu: got %d, want %d", i, sg_conv_choice_pick(cases[i].ms, cases[i].ok),
+              cases[i].want);
+}
+
 int main(void)
 {
     sg_rng_init(&R, 99, sg_rng_hash("test_nn_ops"));
@@ -520,6 +542,7 @@ int main(void)
     test_conv_ref(4, 64, 12, 12, 64, 3, 1, 1, 0); /* ResNet-like: Winograd where oneDNN has it */
     test_conv_ref(3, 32, 9, 7, 48, 3, 1, 1, 0);   /* ... with a ragged tile edge */
     test_conv_dnnl();
+    test_choice_rule();
     test_linear_impls();
     test_bn_running();
     test_dropout();

@@ -151,7 +151,7 @@ T.test("measured once, written to the machine's cache, read by the next process"
   local file = cache_file(xdg)
   T.check(file, "no cache file in " .. xdg .. "/sgdsa")
   local text = T.read_file(file)
-  T.check(text:match("^sgdsa convolution choices 2\nmachine [^\n]+\n"), "cache header: " .. text)
+  T.check(text:match("^sgdsa convolution choices 3\nmachine [^\n]+\n"), "cache header: " .. text)
   for c in pairs(first) do T.check(text:find(c .. " # measured", 1, true), "not in the cache: " .. c) end
   code, out = probe(xdg)
   T.eq(code, 0, out)
@@ -172,8 +172,8 @@ T.test("measured once, written to the machine's cache, read by the next process"
 end)
 
 T.test("a damaged cache file: a warning, measured again, the file rewritten", function()
-  for i, bad in ipairs{"garbage\n", "sgdsa convolution choices 2\nmachine another CPU\n",
-                       "sgdsa convolution choices 2\n", "\0\1\2"} do
+  for i, bad in ipairs{"garbage\n", "sgdsa convolution choices 3\nmachine another CPU\n",
+                       "sgdsa convolution choices 3\n", "\0\1\2"} do
     local xdg = tmp .. "/xdg_bad" .. i
     probe(xdg)
     local file = cache_file(xdg)
@@ -190,7 +190,7 @@ T.test("a damaged cache file: a warning, measured again, the file rewritten", fu
     T.eq(n, 3, "case " .. i .. ": " .. out)
     for c, origin in pairs(t) do T.eq(origin, "measured", "case " .. i .. ": " .. c) end
     local text = T.read_file(file)
-    T.check(text:match("^sgdsa convolution choices 2\n" .. machine:gsub("%p", "%%%0") .. "\n"),
+    T.check(text:match("^sgdsa convolution choices 3\n" .. machine:gsub("%p", "%%%0") .. "\n"),
             "case " .. i .. ": not rewritten: " .. text)
     for c in pairs(t) do T.check(text:find(c, 1, true), "case " .. i .. ": not in the cache: " .. c) end
   end
