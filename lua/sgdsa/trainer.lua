@@ -791,10 +791,10 @@ local function check_folder(run)
   local ok, how = run.lock:intact()
   if ok then return end
   if run.prog then run.prog:finish() end
+  local was, lockfile = "taken by another run", "another process's"
+  if how == "removed" then was, lockfile = "removed", "gone" end
   fail("the run folder %s was %s while this run was writing to it (its lock file %s/%s is %s); " ..
-       "this run writes nothing more there and stops", run.dir,
-       how == "removed" and "removed" or "taken by another run", run.dir, folder.LOCK,
-       how == "removed" and "gone" or "another process's")
+       "this run writes nothing more there and stops", run.dir, was, run.dir, folder.LOCK, lockfile)
 end
 
 local function flush_logs(run)
@@ -813,7 +813,7 @@ end
 -- they hold at least the checkpoint's steps): rank 0's, into the run folder.
 local function save_checkpoint(run, name, mid_epoch, attrs)
   if not run.dir or not run.writer then return end
-  flush_logs(run)   -- (and check_folder)
+  flush_logs(run)
   state.capture(run, run.dir .. "/" .. name, mid_epoch, attrs)
 end
 
