@@ -38,6 +38,8 @@
  * (tests/c/test_nn_ops.c: repeats and a rebuilt cache, every pass, 1 and 2
  * threads; tests/lua/test_conv_repro.lua: fresh processes).
  *
+ * Signals: a call runs with the asynchronous signals blocked (dnnl_guard.h).
+ *
  * Threads: sgdsa's callers are single-threaded (one Lua state drives the
  * OpenMP pool); still, a mutex guards the cache and is held while a call
  * runs (the entry's memory objects carry the call's pointers), so
@@ -54,6 +56,7 @@
 #include <string.h>
 
 #include "conv_dnnl.h"
+#include "dnnl_guard.h"
 #include "error.h"
 
 #define CACHE_MAX 64
@@ -570,7 +573,9 @@ static int call_pass(int p, float *ws, void *const *ptr, const char *op, const s
     const int64_t chunk = chunk_images(g);
     int rc = 0;
     entry *prev = NULL;
+    sigset_t saved;
     pthread_mutex_lock(&lock);
+    sg_dnnl_guard_enter(&saved);
     for (int64_t n0 = 0; n0 < g->n && !rc; n0 += chunk) {
         sg_conv2d_geom sg = sub_geom(g, n0, chunk);
         entry *e = get_entry(&sg, op);
@@ -593,6 +598,7 @@ static int call_pass(int p, float *ws, void *const *ptr, const char *op, const s
             prev = e;
         }
     }
+    sg_dnnl_guard_leave(&saved);
     pthread_mutex_unlock(&lock);
     return rc;
 }

@@ -7,7 +7,7 @@
  * y (N x OUT) = x (N x IN) w^T + b, with w stored OUT x IN as in PyTorch.
  * The bias sums of the backward pass accumulate in double. Both sgemms
  * repeat bit for bit for a given thread count; they differ from each other
- * in rounding.
+ * in rounding. oneDNN's runs with the signals blocked (dnnl_guard.h).
  */
 #include <cblas.h>
 #ifdef SG_HAVE_DNNL
@@ -16,6 +16,7 @@
 
 #include "nn.h"  /* first: brings <stddef.h>, which error.h needs */
 #include "conv_choice.h"
+#include "dnnl_guard.h"
 #include "error.h"
 
 /* C (M x N, row-major) = alpha op(A) op(B) + beta C, on oneDNN when `dnnl`. */
@@ -25,8 +26,11 @@ static int gemm(int dnnl, const char *op, int ta, int tb, int64_t m, int64_t n, 
 {
 #ifdef SG_HAVE_DNNL
     if (dnnl) {
+        sigset_t saved;
+        sg_dnnl_guard_enter(&saved);
         const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda,
                                             b, ldb, beta, c, ldc);
+        sg_dnnl_guard_leave(&saved);
         if (st != dnnl_success)
             return sg_seterr("%s: oneDNN dnnl_sgemm failed (%d) for %lldx%lld times %lldx%lld (cpu)",
                              op, (int)st, (long long)m, (long long)k, (long long)k, (long long)n);
