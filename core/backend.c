@@ -52,6 +52,13 @@ const sg_backend *sg_backend_get(sg_devtype dev)
     return g_backends[dev];
 }
 
+const sg_backend *sg_backend_loaded(sg_devtype dev)
+{
+    if ((unsigned)dev >= sizeof g_backends / sizeof g_backends[0])
+        return NULL;
+    return g_backends[dev];
+}
+
 int sg_backend_lacks(sg_devtype dev, const char *op, const char *entry)
 {
     if (!sg_backend_get(dev)) {

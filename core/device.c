@@ -162,7 +162,9 @@ int sg_device_nccl_ready(sg_devtype dev)
 
 void sg_device_nccl_finalize(sg_devtype dev)
 {
-    const sg_backend *be = sg_backend_get(dev);
+    /* (a process that never asked for the backend has nothing to finalize:
+     * its module is not loaded for this) */
+    const sg_backend *be = sg_backend_loaded(dev);
     if (be && be->nccl_finalize)
         be->nccl_finalize();
 }

@@ -249,6 +249,9 @@ __attribute__((visibility("default"))) void sg_backend_register(const sg_backend
  * beside libsgdsa_core.so (dlopen; its constructor registers the table),
  * unless the table is linked in already (the C tests). */
 const sg_backend *sg_backend_get(sg_devtype dev);
+/* dev's table when it is already there (linked in or loaded), else NULL;
+ * loads nothing. */
+const sg_backend *sg_backend_loaded(sg_devtype dev);
 /* -1 with "<op>: the <device> backend has no <entry>" (or, with no backend
  * for the device, "<op>: sgdsa was built without the <device> backend"). */
 int sg_backend_lacks(sg_devtype dev, const char *op, const char *entry);

@@ -148,4 +148,16 @@ sed "s/ready1/ready3/" "$TMP/poll.lua" >"$TMP/poll3.lua"
 signalled "$TMP/poll3.lua" "$TMP/ready3" "$TMP/out3" TERM
 [ $st -eq 0 ] && grep -q 'STOPPED CLEANLY' "$TMP/out3" || { fail "SIGTERM: exit $st"; cat "$TMP/out3"; }
 
+# A CPU run never loads the CUDA backend's module, not even at exit (its
+# libraries map ~200 MB).
+if [ -f "$(dirname "$BIN")/libsgdsa_cuda.so" ]; then
+    echo 'print("cpu only")' >"$TMP/cpu.lua"
+    LD_DEBUG=files "$BIN" run "$TMP/cpu.lua" >"$TMP/out" 2>&1
+    grep -q 'cpu only' "$TMP/out" || { fail "LD_DEBUG=files sgdsa run cpu.lua: no output"; shown; }
+    ! grep -q 'libsgdsa_cuda' "$TMP/out" ||
+        { fail "a CPU run loaded libsgdsa_cuda.so"; grep 'libsgdsa_cuda' "$TMP/out" | shown -; }
+else
+    echo "(no libsgdsa_cuda.so beside $BIN: the module check is skipped)"
+fi
+
 finish test_cli
