@@ -11,7 +11,6 @@
 
 static sigset_t async_set;
 static pthread_once_t set_once = PTHREAD_ONCE_INIT;
-static int guarded_team = 1;  /* the largest team whose threads block async_set */
 
 static void make_set(void)
 {
@@ -25,13 +24,15 @@ void sg_dnnl_guard_enter(sigset_t *saved)
 {
     pthread_once(&set_once, make_set);
     pthread_sigmask(SIG_BLOCK, &async_set, saved);
+    /* Every call, not once: libgomp lets a shrinking team's surplus threads
+     * go and makes new ones when the team grows again, in whatever parallel
+     * region comes first (one of ours, with this thread's signals
+     * unblocked). The threads of this region are those oneDNN's regions
+     * use next; threads made during the call inherit this thread's mask. */
     const int team = omp_get_max_threads();
-    if (team > __atomic_load_n(&guarded_team, __ATOMIC_ACQUIRE) && !omp_in_parallel()) {
-        /* (this thread blocks them already: threads the region creates
-         * inherit its mask) */
+    if (team > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads(team)
         pthread_sigmask(SIG_BLOCK, &async_set, NULL);
-        __atomic_store_n(&guarded_team, team, __ATOMIC_RELEASE);
     }
 }
 

@@ -12,9 +12,8 @@
  *    rt_sigprocmask calls; a signal that arrives meanwhile is delivered at
  *    the leave);
  *  - the OpenMP pool's other threads, on which oneDNN also computes, block
- *    them for good: the first guarded call with a larger team than before
- *    runs one parallel region in which each of them does so (new pool
- *    threads start with the caller's blocked mask). A signal sent to the
+ *    them too: with more than one thread, each call first runs one
+ *    parallel region in which each of them does so. A signal sent to the
  *    process then goes to a thread that is not in oneDNN.
  * Synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS)
  * and SIGABRT stay unblocked.
@@ -26,7 +25,7 @@
 
 #ifdef SG_HAVE_DNNL
 /* Block the asynchronous signals in this thread (the mask before in
- * *saved) and, when the team grew, in the OpenMP pool's other threads. */
+ * *saved) and in the OpenMP pool's other threads. */
 void sg_dnnl_guard_enter(sigset_t *saved);
 /* Restore this thread's mask (pending signals are delivered now). */
 void sg_dnnl_guard_leave(const sigset_t *saved);

@@ -14,7 +14,7 @@
  * dnnl_sgemm, and of a convolution on oneDNN's direct and (where this CPU
  * has it) Winograd algorithm, with 1 and 2 threads; with 2 also while the
  * main thread blocks SIGALRM, so that the signals go to the pool's other
- * threads. Every result must equal the one computed without signals, bit
+ * threads; and so with 3 threads after the team shrank and grew again. Every result must equal the one computed without signals, bit
  * for bit.
  */
 #define _GNU_SOURCE
@@ -264,5 +264,18 @@ int main(void)
             test_conv(threads, main_blocks, 0);
             test_conv(threads, main_blocks, 1);
         }
+    /* A team that shrinks lets its surplus threads go (libgomp); grown
+     * again by a parallel loop, it has new threads with signals unblocked,
+     * which the next oneDNN call must block. */
+    sg_set_num_threads(2);
+    record_stacks();
+    sg_set_num_threads(3);
+    record_stacks();
+    test_linear(3, 1);
+    sg_set_num_threads(2);
+    record_stacks();
+    sg_set_num_threads(3);
+    record_stacks();
+    test_linear(3, 1);
     return check_done("test_dnnl_signals", "no signal handler ran inside oneDNN");
 }
