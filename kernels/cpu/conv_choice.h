@@ -19,8 +19,9 @@ void sg_conv_choice_note(const sg_conv2d_geom *g);
 
 /* The implementation a convolution pass takes from its measured times:
  * ms[i] and ok[i] (measured) for im2col (0), oneDNN's direct algorithm (1)
- * and Winograd (2). The fastest of 0 and 1, unless Winograd is more than
- * 10% faster than that one; -1 when none was measured. */
+ * and Winograd (2). The fastest of 0 and 1, unless Winograd is faster than
+ * that one by more than WINO_MARGIN (conv_choice.c: 10%); -1 when none was
+ * measured. */
 int sg_conv_choice_pick(const double *ms, const int *ok);
 
 /* The linear layer's passes with the sgemm of `bits` (SG_CONV_PASS_* bits:

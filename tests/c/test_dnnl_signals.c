@@ -5,8 +5,8 @@
  * Some of oneDNN's JIT sgemm kernels point the stack pointer into a heap
  * buffer while they run (oneDNN 2.6, Debian 12's; upstream issue 4845): a
  * signal handler entered there writes its frame over the heap, and a later
- * free() aborts ("corrupted size vs. prev_size"). A Ctrl-C during a step
- * did that. The guard keeps every signal away from oneDNN's calls.
+ * free() aborts ("corrupted size vs. prev_size"), as a Ctrl-C in a step
+ * would. The guard keeps every signal away from oneDNN's calls.
  *
  * The test: a SIGALRM handler, every 100 us, that counts the times it
  * finds its own frame outside the stack of the thread it runs on, while
@@ -14,8 +14,8 @@
  * dnnl_sgemm, and of a convolution on oneDNN's direct and (where this CPU
  * has it) Winograd algorithm, with 1 and 2 threads; with 2 also while the
  * main thread blocks SIGALRM, so that the signals go to the pool's other
- * threads; and so with 3 threads after the team shrank and grew again. Every result must equal the one computed without signals, bit
- * for bit.
+ * threads; and so with 3 threads after the team shrank and grew again.
+ * Every result must equal the one computed without signals, bit for bit.
  */
 #define _GNU_SOURCE
 #include "nn_check.h"
